@@ -1,0 +1,339 @@
+/* The stack: set-up, the event dispatch, shutdown. */
+#include "config.h"
+#include <stdlib.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sip/b2bua.h"
+
+const char *sip_call_state_name(enum sip_call_state st)
+{
+	switch (st) {
+	case SIP_CALL_EARLY:
+		return "early";
+	case SIP_CALL_ANSWERED:
+		return "answered";
+	case SIP_CALL_ENDING:
+		return "ending";
+	}
+	return "unknown";
+}
+
+static void on_state(struct bound *b, tagi_t tags[])
+{
+	int cs = -1;
+
+	if (!b || b->kind != BOUND_LEG)
+		return;
+	tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
+	if (cs == nua_callstate_terminated && !((struct leg *)b)->terminated)
+		call_leg_terminated((struct leg *)b);
+}
+
+/* A request we do not take: answer it so the sender is never left waiting. */
+static void refuse_request(struct sip *s, nua_handle_t *nh, struct bound *b, int status,
+			   const char *phrase)
+{
+	s->stats.requests_rejected++;
+	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(s->nua), TAG_END());
+	if (!b)
+		nua_handle_destroy(nh);
+}
+
+static void on_shutdown(struct sip *s, int status)
+{
+	struct call *c;
+
+	if (status < 200)
+		return;
+	/* The stack is gone with its handles: forget ours. */
+	while ((c = s->calls)) {
+		s->calls = c->next;
+		if (c->max_timer)
+			su_timer_destroy(c->max_timer);
+		su_home_unref(c->home);
+	}
+	s->calls_tail = NULL;
+	s->stats.calls_active = 0;
+	LOG_INFO("sip", "stack stopped");
+	if (s->done)
+		s->done(s->done_arg);
+}
+
+static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua, struct sip *s,
+		     nua_handle_t *nh, struct bound *b, sip_t const *sip, tagi_t tags[])
+{
+	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
+
+	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error &&
+	    ev != nua_i_active && ev != nua_i_terminated && ev != nua_i_media_error)
+		s->stats.requests_total++;
+
+	switch (ev) {
+	case nua_i_invite:
+		if (leg)
+			invite_again(leg, sip);
+		else if (!b)
+			invite_new(s, nh, sip);
+		else
+			refuse_request(s, nh, b, SIP_481_NO_TRANSACTION);
+		break;
+	case nua_r_invite:
+		if (leg)
+			invite_response(leg, status, phrase, sip);
+		break;
+	case nua_i_ack:
+		if (leg)
+			invite_ack(leg, sip);
+		break;
+	case nua_i_cancel:
+		if (leg)
+			invite_cancel(leg);
+		break;
+	case nua_i_bye:
+		if (leg)
+			invite_bye(leg);
+		break;
+	case nua_i_state:
+		on_state(b, tags);
+		break;
+	case nua_i_message:
+	case nua_i_info:
+	case nua_i_update:
+		message_request(s, ev, nh, b, sip);
+		break;
+	case nua_r_message:
+	case nua_r_info:
+	case nua_r_update:
+		message_response(s, ev, b, status, phrase, sip);
+		break;
+	case nua_i_register:
+		register_request(s, nh, sip);
+		break;
+	case nua_i_refer:
+		refuse_request(s, nh, b, 501, "REFER Not Supported Here");
+		break;
+	case nua_i_subscribe:
+	case nua_i_publish:
+	case nua_i_notify:
+	case nua_i_method:
+		refuse_request(s, nh, b, SIP_501_NOT_IMPLEMENTED);
+		break;
+	case nua_i_options:
+		if (!b)
+			nua_handle_destroy(nh);
+		break;
+	case nua_i_error:
+		LOG_WARN("sip", "stack error %d %s", status, phrase ? phrase : "");
+		break;
+	case nua_r_shutdown:
+		on_shutdown(s, status);
+		break;
+	case nua_r_bye:
+	case nua_r_cancel:
+	case nua_r_set_params:
+	case nua_i_active:
+	case nua_i_terminated:
+		break;
+	default:
+		LOG_DEBUG("sip", "event %s %d %s ignored", nua_event_name(ev), status,
+			  phrase ? phrase : "");
+		/* An unbound handle nobody took must not linger. */
+		if (!b && nh && ev < nua_r_set_params)
+			nua_handle_destroy(nh);
+		break;
+	}
+}
+
+static int resolve_upstream(struct sip *s)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	const char *host = s->upstream->url_host;
+	char hostbuf[256];
+	int rc;
+
+	/* [v6] literals come with their brackets. */
+	if (host[0] == '[') {
+		snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)strlen(host) - 2, host + 1);
+		host = hostbuf;
+	}
+	rc = getaddrinfo(host, url_port(s->upstream), &hints, &res);
+	if (rc) {
+		LOG_ERR("sip", "upstream %s: %s", s->conf.upstream, gai_strerror(rc));
+		return EINVAL;
+	}
+	memcpy(&s->upstream_addr, res->ai_addr, res->ai_addrlen);
+	s->upstream_addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static char *route_param_uri(su_home_t *home, const char *uri)
+{
+	url_t *u = url_hdup(home, URL_STRING_MAKE(uri)->us_url);
+
+	if (!u)
+		return NULL;
+	u->url_user = NULL;
+	u->url_password = NULL;
+	u->url_headers = NULL;
+	return su_sprintf(home, "<%s:%s%s%s%s%s;lr>", u->url_type == url_sips ? "sips" : "sip",
+			  u->url_host, u->url_port ? ":" : "", u->url_port ? u->url_port : "",
+			  u->url_params ? ";" : "", u->url_params ? u->url_params : "");
+}
+
+#define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
+
+int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
+{
+	struct sip *s;
+	int err = EINVAL;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ENOMEM;
+	su_home_init(s->home);
+	s->root = root;
+	s->conf = *conf;
+	DUP(listen);
+	DUP(tls_listen);
+	DUP(tls_cert_dir);
+	DUP(domain);
+	DUP(upstream);
+	s->upstream = url_hdup(s->home, URL_STRING_MAKE(s->conf.upstream)->us_url);
+	if (!s->upstream || !s->upstream->url_host) {
+		LOG_ERR("sip", "upstream %s: not a SIP URI", s->conf.upstream);
+		goto out;
+	}
+	err = resolve_upstream(s);
+	if (err)
+		goto out;
+	s->upstream_route = route_param_uri(s->home, s->conf.upstream);
+	s->path = route_param_uri(s->home, s->conf.listen);
+	if (!s->upstream_route || !s->path) {
+		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
+		goto out;
+	}
+	/* One thread: the stack runs on the caller's loop, not in a clone task. */
+	su_root_threading(root, 0);
+	err = register_init(s);
+	if (err)
+		goto out;
+	s->nua = nua_create(
+		root, on_event, s, NUTAG_URL(s->conf.listen),
+		TAG_IF(s->conf.tls_listen, NUTAG_SIPS_URL(s->conf.tls_listen)),
+		TAG_IF(s->conf.tls_cert_dir, NUTAG_CERTIFICATE_DIR(s->conf.tls_cert_dir)),
+		NUTAG_MEDIA_ENABLE(0), TAG_END());
+	if (!s->nua) {
+		err = errno ? errno : EADDRINUSE;
+		LOG_ERR("sip", "cannot listen on %s%s%s: %s", s->conf.listen,
+			s->conf.tls_listen ? " and " : "",
+			s->conf.tls_listen ? s->conf.tls_listen : "", strerror(err));
+		goto out;
+	}
+	nua_set_params(s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
+		       NUTAG_ENABLEMESSAGE(1), NUTAG_SESSION_TIMER(0),
+		       NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("REGISTER"),
+		       NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
+		       NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"),
+		       NUTAG_APPL_METHOD("SUBSCRIBE"), NUTAG_APPL_METHOD("PUBLISH"),
+		       NUTAG_APPL_METHOD("NOTIFY"),
+		       NUTAG_ALLOW("INFO"), NUTAG_ALLOW("UPDATE"), NUTAG_ALLOW("MESSAGE"),
+		       NUTAG_ALLOW("REGISTER"), NUTAG_SUPPORTED("path"),
+		       NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
+	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
+		 s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",
+		 s->conf.upstream);
+	*sp = s;
+	return 0;
+out:
+	if (s->nta)
+		nta_agent_destroy(s->nta);
+	su_home_deinit(s->home);
+	free(s);
+	return err;
+}
+
+void b2bua_stop(struct sip *s)
+{
+	if (s->shutdown_sent)
+		return;
+	s->shutdown_sent = 1;
+	nua_shutdown(s->nua);
+}
+
+static void shutdown_now(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	b2bua_stop(arg);
+}
+
+void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
+{
+	struct call *c, *next;
+	su_timer_t *t;
+
+	if (s->shutting_down)
+		return;
+	s->shutting_down = 1;
+	s->done = done;
+	s->done_arg = arg;
+	LOG_INFO("sip", "shutting down: ending %lu calls", s->stats.calls_active);
+	for (c = s->calls; c; c = next) {
+		next = c->next;
+		call_end(c, 0, "SIP;cause=503;text=\"Server shutting down\"");
+	}
+	while (s->txns) {
+		nua_respond(s->txns->in_nh, SIP_503_SERVICE_UNAVAILABLE,
+			    NUTAG_WITH_SAVED(s->txns->saved), TAG_END());
+		txn_free(s->txns);
+	}
+	if (!s->calls) {
+		b2bua_stop(s);
+		return;
+	}
+	/* Peers that never answer our BYE must not hold the daemon up. */
+	t = su_timer_create(su_root_task(s->root), 0);
+	if (t) {
+		su_timer_set_interval(t, shutdown_now, s, 4000);
+		s->shutdown_timer = t;
+	}
+}
+
+void sip_free(struct sip *s)
+{
+	if (!s)
+		return;
+	if (s->shutdown_timer)
+		su_timer_destroy(s->shutdown_timer);
+	if (s->nta)
+		nta_agent_destroy(s->nta);
+	nua_destroy(s->nua);
+	su_home_deinit(s->home);
+	free(s);
+}
+
+void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
+{
+	struct sip_call_info info;
+	struct call *c;
+
+	for (c = s->calls; c; c = c->next) {
+		info.id = c->id;
+		info.state = c->state;
+		info.near_call_id = c->near.call_id;
+		info.near_uri = c->near.uri;
+		info.far_call_id = c->far.call_id;
+		info.far_uri = c->far.uri;
+		info.near_is_caller = c->in == &c->near;
+		info.created = c->created;
+		info.answered = c->answered;
+		fn(&info, arg);
+	}
+}
+
+const struct sip_stats *sip_stats(const struct sip *s)
+{
+	return &s->stats;
+}

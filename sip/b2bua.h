@@ -1,0 +1,146 @@
+/* Internal to sip/: the stack, calls, legs, and the per-method handlers. */
+#ifndef QRXFER_SIP_B2BUA_H
+#define QRXFER_SIP_B2BUA_H
+
+#define NUA_MAGIC_T  struct sip
+#define NUA_HMAGIC_T struct bound
+#define SU_TIMER_ARG_T void
+#define NTA_OUTGOING_MAGIC_T struct txn
+
+#include <sys/socket.h>
+
+#include <sofia-sip/nua.h>
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tag_io.h>
+#include <sofia-sip/nta.h>
+
+#include "sip/sip.h"
+#include "sip/log.h"
+
+/* What a handle's magic points to; the kind tells which struct it heads. */
+struct bound {
+	enum { BOUND_LEG, BOUND_TXN } kind;
+};
+
+/* One in-dialog request relayed to the other leg, waiting for its answer. */
+struct relay {
+	struct relay *next;
+	nua_event_t method;      /* nua_i_message, nua_i_info or nua_i_update */
+	nua_handle_t *from_nh;   /* answered here; saved events lose their handle */
+	nua_saved_event_t saved[1];
+};
+
+/* One dialog of a call. Owned by its call. */
+struct leg {
+	struct bound b;
+	struct call *call;
+	nua_handle_t *nh;
+	unsigned near : 1;       /* faces the device the user holds */
+	unsigned answered : 1;   /* its initial INVITE got a 2xx */
+	unsigned terminated : 1; /* the stack has let go of the dialog */
+	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
+	struct relay *relays, **relays_tail;
+	char *call_id;           /* in the call's home */
+	char *uri;
+};
+
+/* A near leg bridged to a far leg. Owned by the sip's call list; memory in home. */
+struct call {
+	su_home_t home[1];
+	struct call *next, *prev;
+	struct sip *sip;
+	char id[33];
+	struct leg near, far;
+	struct leg *in, *out;    /* the leg the INVITE came in on, the one we made */
+	enum sip_call_state state;
+	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
+	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
+	unsigned reinvite_ack : 1; /* the relayed re-INVITE's 2xx waits for an ACK */
+	struct leg *reinvite_from;
+	su_timer_t *max_timer;
+	time_t created, answered;
+};
+
+/* An out-of-dialog request relayed on a fresh handle (MESSAGE, REGISTER). */
+struct txn {
+	struct bound b;
+	struct sip *sip;
+	nua_handle_t *in_nh, *out_nh;
+	nta_outgoing_t *orq;
+	nua_saved_event_t saved[1];
+	struct txn *next, *prev;
+};
+
+struct sip {
+	su_root_t *root;
+	su_home_t home[1];
+	nua_t *nua;
+	nta_agent_t *nta;            /* client side for REGISTER forwarding */
+	struct sip_conf conf;        /* strings in home */
+	url_t *upstream;
+	char *upstream_route;        /* <sip:upstream;lr> */
+	char *path;                  /* <sip:us;lr> for REGISTER */
+	struct sockaddr_storage upstream_addr;
+	socklen_t upstream_addrlen;
+	struct call *calls, *calls_tail;
+	struct txn *txns;
+	struct sip_stats stats;
+	sip_done_h *done;
+	void *done_arg;
+	su_timer_t *shutdown_timer;
+	unsigned shutting_down : 1;
+	unsigned shutdown_sent : 1;
+};
+
+/* b2bua.c */
+void b2bua_stop(struct sip *s);
+
+/* call.c */
+int call_alloc(struct call **cp, struct sip *s);
+void call_end(struct call *c, int status, const char *reason);
+void call_leg_terminated(struct leg *leg);
+struct leg *call_other(struct leg *leg);
+const char *call_side(const struct leg *leg);
+char *call_copy_phrase(struct call *c, int status, const char *phrase);
+
+/* route.c */
+int route_from_upstream(struct sip *s, msg_t *req);
+int route_is_self(struct sip *s, const url_t *url);
+
+/* invite.c */
+void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip);
+void invite_again(struct leg *leg, const sip_t *sip);
+void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip);
+void invite_ack(struct leg *leg, const sip_t *sip);
+void invite_cancel(struct leg *leg);
+void invite_bye(struct leg *leg);
+
+/* message.c: MESSAGE, INFO and UPDATE, in dialog and out of it */
+void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bound *b,
+		     const sip_t *sip);
+void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status,
+		      const char *phrase, const sip_t *sip);
+void txn_free(struct txn *t);
+
+/* register.c */
+int register_init(struct sip *s);
+void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip);
+
+static inline sip_content_type_t *body_ct(const sip_t *sip)
+{
+	return sip && sip->sip_payload ? sip->sip_content_type : NULL;
+}
+
+static inline sip_payload_t *body_pl(const sip_t *sip)
+{
+	return sip ? sip->sip_payload : NULL;
+}
+
+/* Tags that copy a message's body, if it has one. */
+#define BODY_TAGS(sip)                                                                    \
+	TAG_IF(body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                          \
+		TAG_IF(body_pl(sip), SIPTAG_PAYLOAD(body_pl(sip)))
+
+#endif

@@ -1,0 +1,247 @@
+/* INVITE: new calls, re-INVITE relay, ACK, CANCEL and BYE between the legs. */
+#include <string.h>
+
+#include "sip/b2bua.h"
+
+static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct call *c = arg;
+
+	LOG_INFO("call", "%s: maximum duration reached", c->id);
+	call_end(c, 0, "SIP;cause=200;text=\"Maximum call duration\"");
+}
+
+/* A copy of a From or To header without its tag, for the other leg's fresh dialog. */
+static sip_addr_t *addr_untagged(su_home_t *home, const sip_addr_t *a)
+{
+	sip_addr_t *copy = (sip_addr_t *)msg_header_dup(home, (const msg_header_t *)a);
+
+	if (copy && copy->a_tag)
+		msg_header_remove_param(copy->a_common, "tag");
+	return copy;
+}
+
+static void refuse(nua_handle_t *nh, int status, const char *phrase, const char *why)
+{
+	LOG_INFO("invite", "refused %d %s: %s", status, phrase, why);
+	nua_respond(nh, status, phrase, TAG_END());
+	nua_handle_destroy(nh);
+}
+
+void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
+{
+	msg_t *req = nua_current_request(s->nua);
+	int from_up = route_from_upstream(s, req);
+	const url_t *target = sip->sip_request->rq_url;
+	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
+	char mfbuf[16];
+	struct call *c;
+	struct leg *in, *out;
+	sip_addr_t *from, *to;
+
+	if (s->shutting_down) {
+		refuse(nh, SIP_503_SERVICE_UNAVAILABLE, "shutting down");
+		return;
+	}
+	if (mf == 0) {
+		refuse(nh, SIP_483_TOO_MANY_HOPS, "Max-Forwards is 0");
+		return;
+	}
+	if (from_up && route_is_self(s, target)) {
+		refuse(nh, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
+		return;
+	}
+	if (call_alloc(&c, s)) {
+		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
+		return;
+	}
+	in = from_up ? &c->far : &c->near;
+	out = from_up ? &c->near : &c->far;
+	c->in = in;
+	c->out = out;
+	in->nh = nh;
+	nua_handle_bind(nh, &in->b);
+	in->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
+	in->uri = url_as_string(c->home, sip->sip_from->a_url);
+	out->uri = url_as_string(c->home, target);
+
+	from = addr_untagged(c->home, sip->sip_from);
+	to = addr_untagged(c->home, sip->sip_to);
+	out->nh = nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
+			     TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
+	if (!out->nh) {
+		LOG_ERR("invite", "%s: cannot create the %s leg", c->id, call_side(out));
+		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		call_end(c, 500, NULL);
+		return;
+	}
+	snprintf(mfbuf, sizeof(mfbuf), "%u", mf - 1);
+	if (s->conf.max_call_secs) {
+		c->max_timer = su_timer_create(su_root_task(s->root), 0);
+		su_timer_set_interval(c->max_timer, max_call_expired, c,
+				      (su_duration_t)s->conf.max_call_secs * 1000);
+	}
+	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id,
+		 in->uri, out->uri);
+	nua_invite(out->nh, SIPTAG_MAX_FORWARDS_STR(mfbuf),
+		   TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
+		   TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
+		   TAG_IF(sip->sip_proxy_authorization,
+			  SIPTAG_PROXY_AUTHORIZATION(sip->sip_proxy_authorization)),
+		   BODY_TAGS(sip), TAG_END());
+}
+
+/* The answer to the other leg for a failed initial INVITE, with why. */
+static void relay_failure(struct call *c, int status, const char *phrase, const sip_t *sip)
+{
+	char reason[96];
+	int code = status;
+
+	if (status >= 300 && status < 400)
+		code = 480; /* we do not follow redirects for the caller */
+	else if (!sip && status >= 500)
+		code = 502; /* no response from the far side: our transport failed */
+	else if (status >= 700)
+		code = 500;
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status,
+		 phrase ? phrase : "");
+	for (char *p = reason; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	nua_respond(c->in->nh, code, call_copy_phrase(c, code, code == status ? phrase : NULL),
+		    SIPTAG_REASON_STR(reason),
+		    TAG_IF(sip && sip->sip_www_authenticate,
+			   SIPTAG_WWW_AUTHENTICATE(sip ? sip->sip_www_authenticate : NULL)),
+		    TAG_IF(sip && sip->sip_proxy_authenticate,
+			   SIPTAG_PROXY_AUTHENTICATE(sip ? sip->sip_proxy_authenticate : NULL)),
+		    TAG_END());
+}
+
+static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip)
+{
+	struct call *c = out->call;
+
+	if (status < 101)
+		return;
+	if (c->state == SIP_CALL_ENDING) {
+		/* The caller left while the far side answered: take the answer and hang up. */
+		if (status >= 200 && status < 300) {
+			nua_ack(out->nh, TAG_END());
+			out->answered = 1;
+			out->ending = 0;
+			nua_bye(out->nh, TAG_END());
+			out->ending = 1;
+		}
+		return;
+	}
+	if (status < 200) {
+		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
+			    TAG_END());
+		return;
+	}
+	if (status < 300) {
+		out->answered = 1;
+		c->in->answered = 1;
+		c->ack_pending = 1;
+		c->state = SIP_CALL_ANSWERED;
+		c->answered = time(NULL);
+		c->sip->stats.calls_answered++;
+		out->call_id = sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id)
+						       : NULL;
+		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
+		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
+			    TAG_END());
+		return;
+	}
+	LOG_INFO("call", "%s: %s leg failed: %d %s", c->id, call_side(out), status,
+		 phrase ? phrase : "");
+	c->sip->stats.calls_failed++;
+	c->state = SIP_CALL_ENDING;
+	relay_failure(c, status, phrase, sip);
+}
+
+void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip)
+{
+	struct call *c = leg->call;
+	struct leg *from = c->reinvite_from;
+
+	if (leg == c->out && !leg->answered) {
+		initial_response(leg, status, phrase, sip);
+		return;
+	}
+	if (status < 200 || !from || from == leg)
+		return;
+	/* The answer to a relayed re-INVITE. */
+	if (status < 300) {
+		c->reinvite_ack = 1;
+	} else {
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		if (status == 408 || status == 481) {
+			nua_respond(from->nh, status, call_copy_phrase(c, status, phrase),
+				    TAG_END());
+			call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
+			return;
+		}
+	}
+	nua_respond(from->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
+		    TAG_END());
+}
+
+/* A re-INVITE on an established leg: pass it on, unless another offer is in flight. */
+void invite_again(struct leg *leg, const sip_t *sip)
+{
+	struct call *c = leg->call;
+	struct leg *other = call_other(leg);
+
+	if (c->state != SIP_CALL_ANSWERED || !other->nh || other->terminated || c->ack_pending) {
+		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
+		return;
+	}
+	if (c->offer_busy) {
+		LOG_DEBUG("call", "%s: re-INVITE from %s meets one in flight: 491", c->id,
+			  call_side(leg));
+		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
+		return;
+	}
+	c->offer_busy = 1;
+	c->reinvite_from = leg;
+	LOG_DEBUG("call", "%s: re-INVITE from %s", c->id, call_side(leg));
+	nua_invite(other->nh, BODY_TAGS(sip), TAG_END());
+}
+
+void invite_ack(struct leg *leg, const sip_t *sip)
+{
+	struct call *c = leg->call;
+	struct leg *other = call_other(leg);
+
+	if (c->ack_pending && leg == c->in) {
+		c->ack_pending = 0;
+		nua_ack(other->nh, BODY_TAGS(sip), TAG_END());
+		return;
+	}
+	if (c->reinvite_ack && leg == c->reinvite_from) {
+		c->reinvite_ack = 0;
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		nua_ack(other->nh, BODY_TAGS(sip), TAG_END());
+	}
+}
+
+void invite_cancel(struct leg *leg)
+{
+	struct call *c = leg->call;
+
+	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
+	leg->ending = 1; /* the stack answered 487 itself */
+	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
+}
+
+void invite_bye(struct leg *leg)
+{
+	struct call *c = leg->call;
+
+	LOG_INFO("call", "%s: hung up by %s", c->id, call_side(leg));
+	leg->ending = 1; /* the stack answered 200 itself */
+	call_end(c, 200, NULL);
+}

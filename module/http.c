@@ -1,0 +1,1022 @@
+/*
+ * module/http: libmicrohttpd in external-epoll mode on the su_root loop. MHD's epoll fd is
+ * one wait on the root; MHD_get_timeout() drives one su_timer. Requests are matched to
+ * routes on their headers, so refusals (404, 405, 401, 403, 429, 413) are sent before any
+ * body is read.
+ */
+#define SU_WAKEUP_ARG_T struct mod_http
+#define SU_TIMER_ARG_T  struct mod_http
+
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sofia-sip/su_wait.h>
+
+#include "module/http.h"
+#include "module/metrics.h"
+
+#define SEGS_MAX          16
+#define BUCKETS           4096 /* power of two */
+#define BUCKET_PROBE      8
+#define TIMER_MAX_MS      (3600 * 1000)
+#define DEFAULT_LISTEN    "127.0.0.1:8080"
+#define DEFAULT_BODY_MAX  (8u << 20)
+#define DEFAULT_RATE      10.0
+#define DEFAULT_BURST     20
+#define DEFAULT_TIMEOUT_S 30
+#define DEFAULT_CONN_MAX  512
+
+/* One route; owned by its server's list. */
+struct route {
+	struct route *next;
+	char *method;
+	char *pattern;
+	char *segs[SEGS_MAX]; /* literal text, or the name without braces for a param */
+	bool param[SEGS_MAX];
+	unsigned nseg;
+	unsigned literals;
+	unsigned flags;
+	mod_http_h *fn;
+	void *arg;
+};
+
+/* A token bucket for one source address; addresses are kept as IPv6 (v4-mapped). */
+struct bucket {
+	uint8_t addr[16];
+	bool used;
+	double tokens;
+	double stamp; /* seconds, CLOCK_MONOTONIC */
+};
+
+struct hdr {
+	struct hdr *next;
+	char *name;
+	char *value;
+};
+
+enum req_state {
+	REQ_NEW,      /* headers seen, body (if any) coming */
+	REQ_REFUSED,  /* answered before the handler (413 while reading the body) */
+	REQ_HANDLED,  /* handler ran and replied */
+	REQ_DEFERRED, /* handler deferred; connection suspended */
+	REQ_RESUMED,  /* deferred reply is waiting for MHD to call us again */
+};
+
+/* One request; owned by MHD's connection (freed in on_completed). */
+struct mod_http_req {
+	struct mod_http *h;
+	struct MHD_Connection *conn;
+	struct route *route;
+	enum req_state state;
+	bool in_access; /* inside our access handler: queue replies at once */
+	bool replied;
+	char *method;
+	char *path;
+	char *pv[SEGS_MAX]; /* path parameter values by segment */
+	char *body;
+	size_t len, cap;
+	size_t seen; /* body bytes received, kept or not */
+	bool too_big;
+	struct hdr *hdrs;
+	struct MHD_Response *resp; /* deferred reply, queued when MHD calls back */
+	unsigned status;
+	mod_http_cancel_h *cancel;
+	void *cancel_arg;
+	struct mod_http_req *dnext, *dprev; /* in h->deferred */
+	struct sockaddr_storage peer;
+	char peer_str[INET6_ADDRSTRLEN];
+};
+
+/* The server; owned by whoever called mod_http_alloc. */
+struct mod_http {
+	su_root_t *root;
+	struct MHD_Daemon *d;
+	int widx;
+	su_timer_t *timer;
+	bool running; /* inside MHD_run: no re-arming from replies */
+	unsigned port;
+	struct route *routes;
+	bool have_token;
+	uint8_t token_hash[32];
+	bool loopback_only;
+	size_t body_max;
+	double rate;
+	double burst;
+	struct bucket *buckets;
+	struct mod_http_req *deferred;
+};
+
+static void log_err(const char *what, const char *why)
+{
+	fprintf(stderr, "qrxfer: http: %s: %s\n", what, why);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_err("mhd", buf);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sha256(const void *data, size_t len, uint8_t out[32])
+{
+	unsigned n = 32;
+
+	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* ---- the loop ---- */
+
+static void arm(struct mod_http *h);
+
+static void run(struct mod_http *h)
+{
+	h->running = true;
+	MHD_run(h->d);
+	h->running = false;
+	arm(h);
+}
+
+static int on_wait(su_root_magic_t *magic, su_wait_t *w, struct mod_http *h)
+{
+	run(h);
+	return 0;
+}
+
+static void on_timer(su_root_magic_t *magic, su_timer_t *t, struct mod_http *h)
+{
+	run(h);
+}
+
+/* Sets the timer from MHD_get_timeout(): MHD must run again no later than that. */
+static void arm(struct mod_http *h)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (h->running)
+		return;
+	if (MHD_get_timeout(h->d, &ms) != MHD_YES) {
+		su_timer_reset(h->timer);
+		return;
+	}
+	if (ms > TIMER_MAX_MS)
+		ms = TIMER_MAX_MS;
+	su_timer_set_interval(h->timer, on_timer, h, (su_duration_t)ms);
+}
+
+/* Runs MHD on the next loop turn (never re-entered from inside a callback). */
+static void kick(struct mod_http *h)
+{
+	if (h->running)
+		return;
+	su_timer_set_interval(h->timer, on_timer, h, 0);
+}
+
+/* ---- routes ---- */
+
+static void route_free(struct route *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->nseg; i++)
+		free(r->segs[i]);
+	free(r->method);
+	free(r->pattern);
+	free(r);
+}
+
+static int route_parse(struct route *r, const char *pattern)
+{
+	const char *p = pattern, *e;
+	size_t n;
+
+	if (*p != '/')
+		return EINVAL;
+	while (*p == '/') {
+		p++;
+		e = strchr(p, '/');
+		n = e ? (size_t)(e - p) : strlen(p);
+		if (r->nseg == SEGS_MAX)
+			return E2BIG;
+		if (n >= 2 && p[0] == '{' && p[n - 1] == '}') {
+			r->param[r->nseg] = true;
+			r->segs[r->nseg] = strndup(p + 1, n - 2);
+		} else {
+			if (memchr(p, '{', n) || memchr(p, '}', n))
+				return EINVAL;
+			r->segs[r->nseg] = strndup(p, n);
+			r->literals++;
+		}
+		if (!r->segs[r->nseg])
+			return ENOMEM;
+		r->nseg++;
+		p += n;
+	}
+	return 0;
+}
+
+int mod_http_route(struct mod_http *h, const char *method, const char *pattern, unsigned flags,
+                   mod_http_h *fn, void *arg)
+{
+	struct route *r, **rp;
+	int err = 0;
+
+	if (!h || !method || !pattern || !fn ||
+	    (flags != MOD_HTTP_ADMIN && flags != MOD_HTTP_PUBLIC))
+		return EINVAL;
+	for (r = h->routes; r; r = r->next)
+		if (!strcmp(r->method, method) && !strcmp(r->pattern, pattern))
+			return EEXIST;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return ENOMEM;
+	r->flags = flags;
+	r->fn = fn;
+	r->arg = arg;
+	r->method = strdup(method);
+	r->pattern = strdup(pattern);
+	if (!r->method || !r->pattern) {
+		err = ENOMEM;
+		goto out;
+	}
+	err = route_parse(r, pattern);
+	if (err)
+		goto out;
+	for (rp = &h->routes; *rp; rp = &(*rp)->next)
+		;
+	*rp = r;
+	r = NULL;
+out:
+	if (r)
+		route_free(r);
+	return err;
+}
+
+/* Splits path into segments in place (path is modified). */
+static int split(char *path, char **segs, unsigned *nseg)
+{
+	char *p = path;
+
+	*nseg = 0;
+	if (*p != '/')
+		return EINVAL;
+	while (*p == '/') {
+		*p++ = '\0';
+		if (*nseg == SEGS_MAX)
+			return E2BIG;
+		segs[(*nseg)++] = p;
+		p += strcspn(p, "/");
+	}
+	return 0;
+}
+
+static bool route_match(const struct route *r, char **segs, unsigned nseg)
+{
+	unsigned i;
+
+	if (r->nseg != nseg)
+		return false;
+	for (i = 0; i < nseg; i++) {
+		if (r->param[i] ? !segs[i][0] : strcmp(r->segs[i], segs[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Finds the route for method and path: the matching route with the most literal segments.
+ * Without one for this method, allow gets the methods that would match (for 405).
+ */
+static struct route *route_find(struct mod_http *h, const char *method, const char *path,
+                                char **segs, unsigned *nseg, char *allow, size_t allowlen)
+{
+	struct route *r, *best = NULL;
+	char *copy;
+
+	allow[0] = '\0';
+	copy = strdup(path);
+	if (!copy || split(copy, segs, nseg)) {
+		free(copy);
+		return NULL;
+	}
+	for (r = h->routes; r; r = r->next) {
+		if (!route_match(r, segs, *nseg))
+			continue;
+		if (strcmp(r->method, method)) {
+			if (!strstr(allow, r->method)) {
+				if (allow[0])
+					strncat(allow, ", ", allowlen - strlen(allow) - 1);
+				strncat(allow, r->method, allowlen - strlen(allow) - 1);
+			}
+			continue;
+		}
+		if (!best || r->literals > best->literals)
+			best = r;
+	}
+	/* segs point into copy, which goes: keep copies of the parameter values */
+	if (best) {
+		unsigned i;
+
+		for (i = 0; i < *nseg; i++)
+			segs[i] = best->param[i] ? strdup(segs[i]) : NULL;
+		for (i = 0; i < *nseg; i++)
+			if (best->param[i] && !segs[i])
+				break;
+		if (i < *nseg) {
+			for (i = 0; i < *nseg; i++)
+				free(segs[i]);
+			best = NULL;
+		}
+	}
+	free(copy);
+	return best;
+}
+
+/* ---- the two faces ---- */
+
+bool mod_http_is_loopback(const struct sockaddr *sa)
+{
+	static const uint8_t v6lo[16] = {[15] = 1};
+	static const uint8_t v4mapped[12] = {[10] = 0xff, [11] = 0xff};
+	const struct sockaddr_in6 *s6;
+
+	if (!sa)
+		return false;
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	s6 = (const struct sockaddr_in6 *)sa;
+	if (!memcmp(s6->sin6_addr.s6_addr, v6lo, 16))
+		return true;
+	return !memcmp(s6->sin6_addr.s6_addr, v4mapped, 12) && s6->sin6_addr.s6_addr[12] == 127;
+}
+
+static bool admin_ok(struct mod_http *h, const char *auth)
+{
+	static const char prefix[] = "Bearer ";
+	uint8_t got[32];
+
+	if (!h->have_token || !auth || strncasecmp(auth, prefix, sizeof(prefix) - 1))
+		return false;
+	auth += sizeof(prefix) - 1;
+	while (*auth == ' ')
+		auth++;
+	/* hashing first makes the comparison independent of the token's length too */
+	sha256(auth, strlen(auth), got);
+	return CRYPTO_memcmp(got, h->token_hash, sizeof(got)) == 0;
+}
+
+static void addr_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+static uint32_t addr_hash(const uint8_t key[16])
+{
+	uint32_t x = 2166136261u;
+	unsigned i;
+
+	for (i = 0; i < 16; i++)
+		x = (x ^ key[i]) * 16777619u;
+	return x;
+}
+
+/*
+ * Takes one token from the address's bucket; false when it is empty. The table is fixed:
+ * an address without a slot takes the stalest one near its hash, which can only make the
+ * limit laxer for that address, never stricter for another.
+ */
+static bool rate_take(struct mod_http *h, const struct sockaddr *sa)
+{
+	uint8_t key[16];
+	struct bucket *b = NULL, *victim = NULL;
+	uint32_t i0;
+	double now = now_s();
+	unsigned i;
+
+	addr_key(sa, key);
+	i0 = addr_hash(key);
+	for (i = 0; i < BUCKET_PROBE; i++) {
+		struct bucket *c = &h->buckets[(i0 + i) & (BUCKETS - 1)];
+
+		if (c->used && !memcmp(c->addr, key, 16)) {
+			b = c;
+			break;
+		}
+		if (!victim || !c->used || (victim->used && c->stamp < victim->stamp))
+			victim = c;
+	}
+	if (!b) {
+		b = victim;
+		memcpy(b->addr, key, 16);
+		b->used = true;
+		b->tokens = h->burst;
+		b->stamp = now;
+	}
+	b->tokens = fmin(h->burst, b->tokens + (now - b->stamp) * h->rate);
+	b->stamp = now;
+	if (b->tokens < 1.0)
+		return false;
+	b->tokens -= 1.0;
+	return true;
+}
+
+/* ---- requests ---- */
+
+static void req_unlink(struct mod_http_req *req)
+{
+	struct mod_http *h = req->h;
+
+	if (req->dprev)
+		req->dprev->dnext = req->dnext;
+	else if (h->deferred == req)
+		h->deferred = req->dnext;
+	if (req->dnext)
+		req->dnext->dprev = req->dprev;
+	req->dnext = req->dprev = NULL;
+}
+
+static void req_free(struct mod_http_req *req)
+{
+	struct hdr *x;
+	unsigned i;
+
+	req_unlink(req);
+	while ((x = req->hdrs)) {
+		req->hdrs = x->next;
+		free(x->name);
+		free(x->value);
+		free(x);
+	}
+	for (i = 0; i < SEGS_MAX; i++)
+		free(req->pv[i]);
+	if (req->resp)
+		MHD_destroy_response(req->resp);
+	free(req->method);
+	free(req->path);
+	free(req->body);
+	free(req);
+}
+
+const char *mod_http_method(const struct mod_http_req *req)
+{
+	return req->method;
+}
+
+const char *mod_http_path(const struct mod_http_req *req)
+{
+	return req->path;
+}
+
+const char *mod_http_param(const struct mod_http_req *req, const char *name)
+{
+	unsigned i;
+
+	if (!req->route || !name)
+		return NULL;
+	for (i = 0; i < req->route->nseg; i++)
+		if (req->route->param[i] && !strcmp(req->route->segs[i], name))
+			return req->pv[i];
+	return NULL;
+}
+
+const char *mod_http_query(const struct mod_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *mod_http_header(const struct mod_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *mod_http_body(const struct mod_http_req *req, size_t *lenp)
+{
+	if (lenp)
+		*lenp = req->len;
+	return req->body ? req->body : "";
+}
+
+const struct sockaddr *mod_http_peer(const struct mod_http_req *req)
+{
+	return (const struct sockaddr *)&req->peer;
+}
+
+const char *mod_http_peer_str(const struct mod_http_req *req)
+{
+	return req->peer_str;
+}
+
+int mod_http_body_json(struct mod_http_req *req, json_t **jp)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	j = json_loadb(mod_http_body(req, NULL), req->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j) {
+		mod_http_reply_errorf(req, 400, "invalid JSON body: line %d column %d: %s",
+		                      jerr.line, jerr.column, jerr.text);
+		return EBADMSG;
+	}
+	*jp = j;
+	return 0;
+}
+
+int mod_http_reply_header(struct mod_http_req *req, const char *name, const char *value)
+{
+	struct hdr *x;
+
+	if (req->replied || !name || !value)
+		return EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return ENOMEM;
+	x->name = strdup(name);
+	x->value = strdup(value);
+	if (!x->name || !x->value) {
+		free(x->name);
+		free(x->value);
+		free(x);
+		return ENOMEM;
+	}
+	x->next = req->hdrs;
+	req->hdrs = x;
+	return 0;
+}
+
+static void count_status(unsigned status)
+{
+	if (status < 300)
+		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_2XX);
+	else if (status < 400)
+		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_3XX);
+	else if (status < 500)
+		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_4XX);
+	else
+		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_5XX);
+}
+
+int mod_http_reply(struct mod_http_req *req, unsigned status, const char *content_type,
+                   const void *data, size_t len)
+{
+	struct MHD_Response *resp;
+	struct hdr *x;
+
+	if (req->replied)
+		return EALREADY;
+	req_unlink(req);
+	resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return ENOMEM;
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	for (x = req->hdrs; x; x = x->next)
+		MHD_add_response_header(resp, x->name, x->value);
+	req->replied = true;
+	count_status(status);
+	if (req->in_access) {
+		/* fails only for 413 during the body, where MHD takes no response: close */
+		MHD_queue_response(req->conn, status, resp);
+		MHD_destroy_response(resp);
+		return 0;
+	}
+	/* deferred: MHD calls the access handler again after the resume, which queues it */
+	req->resp = resp;
+	req->status = status;
+	if (req->state == REQ_DEFERRED) {
+		req->state = REQ_RESUMED;
+		MHD_resume_connection(req->conn);
+		kick(req->h);
+	}
+	return 0;
+}
+
+int mod_http_reply_json(struct mod_http_req *req, unsigned status, json_t *body)
+{
+	char *text;
+	int err;
+
+	if (!body)
+		return mod_http_reply_error(req, 500, "out of memory");
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!text)
+		return mod_http_reply_error(req, 500, "out of memory");
+	err = mod_http_reply(req, status, "application/json", text, strlen(text));
+	free(text);
+	return err;
+}
+
+int mod_http_reply_error(struct mod_http_req *req, unsigned status, const char *why)
+{
+	json_t *j = json_pack("{s:s}", "error", why ? why : "");
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	static const char oom[] = "{\"error\":\"out of memory\"}";
+	int err;
+
+	json_decref(j);
+	if (text)
+		err = mod_http_reply(req, status, "application/json", text, strlen(text));
+	else
+		err = mod_http_reply(req, 500, "application/json", oom, sizeof(oom) - 1);
+	free(text);
+	return err;
+}
+
+int mod_http_reply_errorf(struct mod_http_req *req, unsigned status, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return mod_http_reply_error(req, status, buf);
+}
+
+int mod_http_defer(struct mod_http_req *req, mod_http_cancel_h *cancel, void *arg)
+{
+	struct mod_http *h = req->h;
+
+	if (req->replied || req->state != REQ_NEW || !req->in_access)
+		return EINVAL;
+	req->cancel = cancel;
+	req->cancel_arg = arg;
+	req->dnext = h->deferred;
+	if (h->deferred)
+		h->deferred->dprev = req;
+	h->deferred = req;
+	req->state = REQ_DEFERRED;
+	return 0;
+}
+
+static void call_handler(struct mod_http_req *req)
+{
+	req->in_access = true;
+	req->route->fn(req, req->route->arg);
+	req->in_access = false;
+	if (req->replied) {
+		req->state = REQ_HANDLED;
+		return;
+	}
+	if (req->state == REQ_DEFERRED) {
+		MHD_suspend_connection(req->conn);
+		return;
+	}
+	log_err(req->path, "handler gave no reply");
+	req->in_access = true;
+	mod_http_reply_error(req, 500, "internal error: no reply");
+	req->in_access = false;
+	req->state = REQ_HANDLED;
+}
+
+/* Refuses a request on its headers; true if it did. */
+static bool refuse_early(struct mod_http_req *req, const char *allow)
+{
+	struct mod_http *h = req->h;
+	struct route *r = req->route;
+	const char *cl;
+
+	if (!r && allow[0]) {
+		mod_http_reply_header(req, "Allow", allow);
+		mod_http_reply_errorf(req, 405, "method %s not allowed for %s", req->method,
+		                      req->path);
+		return true;
+	}
+	if (!r) {
+		mod_http_reply_errorf(req, 404, "no such resource: %s", req->path);
+		return true;
+	}
+	if (r->flags & MOD_HTTP_ADMIN) {
+		if (h->loopback_only && !mod_http_is_loopback(mod_http_peer(req))) {
+			mod_http_reply_error(req, 403, "administrative API is loopback-only");
+			return true;
+		}
+		if (!admin_ok(h, mod_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION))) {
+			mod_http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"qrxfer\"");
+			mod_http_reply_error(req, 401, "missing or wrong bearer token");
+			return true;
+		}
+	} else if (!rate_take(h, mod_http_peer(req))) {
+		mod_metric_inc(MOD_METRIC_HTTP_RATE_LIMITED_TOTAL);
+		mod_http_reply_header(req, "Retry-After", "1");
+		mod_http_reply_error(req, 429, "too many requests");
+		return true;
+	}
+	cl = mod_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl && strtoull(cl, NULL, 10) > h->body_max) {
+		mod_http_reply_errorf(req, 413, "body over %zu bytes", h->body_max);
+		return true;
+	}
+	return false;
+}
+
+static struct mod_http_req *req_new(struct mod_http *h, struct MHD_Connection *conn,
+                                    const char *url, const char *method)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct mod_http_req *req;
+	char *segs[SEGS_MAX];
+	char allow[128];
+	unsigned nseg = 0, i;
+
+	req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL;
+	req->h = h;
+	req->conn = conn;
+	req->method = strdup(method);
+	req->path = strdup(url);
+	if (!req->method || !req->path) {
+		req_free(req);
+		return NULL;
+	}
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		size_t n = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+		                                     : sizeof(struct sockaddr_in);
+
+		memcpy(&req->peer, sa, n);
+		getnameinfo(sa, n, req->peer_str, sizeof(req->peer_str), NULL, 0, NI_NUMERICHOST);
+	}
+	req->route = route_find(h, method, url, segs, &nseg, allow, sizeof(allow));
+	if (req->route)
+		for (i = 0; i < nseg; i++)
+			req->pv[i] = segs[i];
+	req->in_access = true;
+	if (refuse_early(req, allow))
+		req->state = REQ_HANDLED;
+	req->in_access = false;
+	return req;
+}
+
+static int body_add(struct mod_http_req *req, const char *data, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	req->seen += n;
+	if (req->too_big || req->len + n > req->h->body_max) {
+		req->too_big = true;
+		return 0;
+	}
+	if (req->len + n + 1 > req->cap) {
+		cap = req->cap ? req->cap : 4096;
+		while (cap < req->len + n + 1)
+			cap *= 2;
+		p = realloc(req->body, cap);
+		if (!p)
+			return ENOMEM;
+		req->body = p;
+		req->cap = cap;
+	}
+	memcpy(req->body + req->len, data, n);
+	req->len += n;
+	req->body[req->len] = '\0';
+	return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *data,
+                                 size_t *data_size, void **con_cls)
+{
+	struct mod_http *h = cls;
+	struct mod_http_req *req = *con_cls;
+	enum MHD_Result ret;
+
+	if (!req) {
+		mod_metric_inc(MOD_METRIC_HTTP_REQUESTS_TOTAL);
+		req = req_new(h, conn, url, method);
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		return MHD_YES;
+	}
+	if (req->state == REQ_RESUMED) {
+		ret = MHD_queue_response(conn, req->status, req->resp);
+		MHD_destroy_response(req->resp);
+		req->resp = NULL;
+		req->state = REQ_HANDLED;
+		return ret;
+	}
+	if (*data_size) {
+		if (req->state == REQ_NEW && body_add(req, data, *data_size))
+			return MHD_NO;
+		/* an over-long chunked body is read and dropped up to twice the cap, then cut */
+		if (req->too_big && req->seen > 2 * h->body_max)
+			return MHD_NO;
+		*data_size = 0;
+		return MHD_YES;
+	}
+	if (req->state != REQ_NEW)
+		return MHD_YES;
+	if (req->too_big) {
+		req->in_access = true;
+		mod_http_reply_errorf(req, 413, "body over %zu bytes", h->body_max);
+		req->in_access = false;
+		req->state = REQ_REFUSED;
+		return MHD_YES;
+	}
+	call_handler(req);
+	return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct mod_http_req *req = *con_cls;
+
+	if (!req)
+		return;
+	*con_cls = NULL;
+	req_free(req);
+}
+
+/* ---- server ---- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port, *end;
+	size_t n;
+	int err;
+
+	if (listen[0] == '[') {
+		end = strchr(listen, ']');
+		if (!end || end[1] != ':')
+			return EINVAL;
+		n = end - listen - 1;
+		port = end + 2;
+		listen++;
+	} else {
+		end = strrchr(listen, ':');
+		if (!end)
+			return EINVAL;
+		n = end - listen;
+		port = end + 1;
+	}
+	if (n >= sizeof(host) || !*port)
+		return EINVAL;
+	memcpy(host, listen, n);
+	host[n] = '\0';
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	err = getaddrinfo(host, port, &hints, &ai);
+	if (err)
+		return EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_conf *conf)
+{
+	static const struct mod_http_conf none;
+	const union MHD_DaemonInfo *di;
+	struct sockaddr_storage ss = {0};
+	struct mod_http *h;
+	const char *listen;
+	su_wait_t w[1];
+	unsigned flags;
+	int err = 0;
+
+	if (!hp || !root)
+		return EINVAL;
+	if (!conf)
+		conf = &none;
+	listen = conf->listen && conf->listen[0] ? conf->listen : DEFAULT_LISTEN;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return ENOMEM;
+	h->root = root;
+	h->widx = -1;
+	h->loopback_only = conf->admin_loopback_only;
+	h->body_max = conf->body_max ? conf->body_max : DEFAULT_BODY_MAX;
+	h->rate = conf->rate > 0 ? conf->rate : DEFAULT_RATE;
+	h->burst = conf->burst ? conf->burst : DEFAULT_BURST;
+	if (conf->admin_token && conf->admin_token[0]) {
+		h->have_token = true;
+		sha256(conf->admin_token, strlen(conf->admin_token), h->token_hash);
+	}
+	h->buckets = calloc(BUCKETS, sizeof(*h->buckets));
+	if (!h->buckets) {
+		err = ENOMEM;
+		goto out;
+	}
+	err = parse_listen(listen, &ss);
+	if (err) {
+		log_err("listen", "want IP:PORT or [IPv6]:PORT");
+		goto out;
+	}
+	flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	h->d = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	    (unsigned)1, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)(conf->conn_timeout_s ? conf->conn_timeout_s : DEFAULT_TIMEOUT_S),
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(conf->conn_max ? conf->conn_max : DEFAULT_CONN_MAX),
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+	if (!h->d) {
+		err = errno ? errno : EADDRINUSE;
+		fprintf(stderr, "qrxfer: http: listen on %s: %s\n", listen, strerror(err));
+		goto out;
+	}
+	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = di ? di->port : 0;
+	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di) {
+		err = ENOTSUP;
+		log_err("start", "no epoll fd");
+		goto out;
+	}
+	h->timer = su_timer_create(su_root_task(root), 0);
+	if (!h->timer || su_wait_create(w, di->epoll_fd, SU_WAIT_IN)) {
+		err = ENOMEM;
+		log_err("start", "cannot make a timer or a wait");
+		goto out;
+	}
+	h->widx = su_root_register(root, w, on_wait, h, 0);
+	if (h->widx < 0) {
+		su_wait_destroy(w);
+		err = EIO;
+		log_err("start", "cannot register with the loop");
+		goto out;
+	}
+	arm(h);
+	*hp = h;
+	h = NULL;
+out:
+	mod_http_free(h);
+	return err;
+}
+
+unsigned mod_http_port(const struct mod_http *h)
+{
+	return h->port;
+}
+
+void mod_http_free(struct mod_http *h)
+{
+	struct mod_http_req *req;
+	struct route *r;
+
+	if (!h)
+		return;
+	/* MHD refuses to stop with suspended connections: answer them first */
+	while ((req = h->deferred)) {
+		req_unlink(req);
+		if (req->cancel)
+			req->cancel(req->cancel_arg);
+		mod_http_reply_error(req, 503, "server shutting down");
+	}
+	if (h->widx >= 0)
+		su_root_deregister(h->root, h->widx);
+	if (h->timer)
+		su_timer_destroy(h->timer);
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	while ((r = h->routes)) {
+		h->routes = r->next;
+		route_free(r);
+	}
+	free(h->buckets);
+	free(h);
+}

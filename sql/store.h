@@ -1,0 +1,245 @@
+/* The store: calls and moves in SQLite or PostgreSQL, synchronously or through a worker. */
+#ifndef QRXFER_SQL_STORE_H
+#define QRXFER_SQL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct su_root_s;
+struct store;
+
+#define STORE_ID_MAX     64  /* our ids: a text uuid or 32 hex digits, with the NUL */
+#define STORE_CALLID_MAX 256 /* a SIP Call-ID */
+#define STORE_TAG_MAX    128 /* a From or To tag */
+#define STORE_URI_MAX    512 /* a SIP URI */
+#define STORE_SOURCE_MAX 128 /* who asked: an address such as "udp:127.0.0.1:5062" */
+#define STORE_TEXT_MAX   256 /* a reason or an event's detail */
+#define STORE_HASH_LEN   32  /* SHA-256 */
+
+/* Times are milliseconds since the epoch; 0 means "not yet". */
+
+/* One SIP dialog as seen from qrxfer. */
+struct store_dialog {
+	char call_id[STORE_CALLID_MAX];
+	char from_tag[STORE_TAG_MAX];
+	char to_tag[STORE_TAG_MAX];
+	char uri[STORE_URI_MAX];
+};
+
+enum store_call_state {
+	STORE_CALL_SETUP,  /* INVITE relayed, no answer yet */
+	STORE_CALL_EARLY,  /* a provisional response with a tag */
+	STORE_CALL_ACTIVE, /* answered */
+	STORE_CALL_ENDED,
+};
+
+struct store_call {
+	char id[STORE_ID_MAX];
+	struct store_dialog near;
+	struct store_dialog far;
+	enum store_call_state state;
+	int64_t created_at;
+	int64_t answered_at;
+	int64_t ended_at;
+};
+
+enum store_move_state {
+	STORE_MOVE_OFFERED,    /* code shown, waiting for a device */
+	STORE_MOVE_REDEEMED,   /* a device presented the code: it is used up */
+	STORE_MOVE_CONFIRMING, /* waiting for A and/or C to say yes */
+	STORE_MOVE_MOVING,     /* re-INVITE towards the far leg in flight */
+	STORE_MOVE_DONE,
+	STORE_MOVE_FAILED,
+};
+
+struct store_move {
+	char id[STORE_ID_MAX];
+	char call_id[STORE_ID_MAX];
+	uint8_t token_hash[STORE_HASH_LEN];
+	uint8_t code_hash[STORE_HASH_LEN];
+	enum store_move_state state;
+	int64_t created_at;
+	int64_t expires_at;
+	int64_t redeemed_at;
+	int64_t updated_at;
+	int64_t finished_at;
+	char redeemed_by[STORE_SOURCE_MAX];
+	char reason[STORE_TEXT_MAX]; /* why it failed */
+	int failures;                /* wrong guesses against this move */
+	int locked;                  /* 1 once failures reached the limit: it never redeems */
+};
+
+struct store_move_event {
+	char move_id[STORE_ID_MAX];
+	int seq; /* 1, 2, ... in the order they were recorded */
+	int64_t at;
+	char step[32];
+	char detail[STORE_TEXT_MAX];
+};
+
+enum store_key {
+	STORE_KEY_TOKEN, /* the hash of the QR token */
+	STORE_KEY_CODE,  /* the hash of the numeric code */
+};
+
+/* A redemption: what to look for and, on success, what was won. */
+struct store_redeem {
+	enum store_key key;
+	uint8_t hash[STORE_HASH_LEN];
+	int64_t now;
+	char by[STORE_SOURCE_MAX]; /* the source presenting the code */
+	char move_id[STORE_ID_MAX];
+	char call_id[STORE_ID_MAX];
+	int64_t wait_ms; /* when refused as EAGAIN: how long the source must wait */
+};
+
+/* After a wrong guess, or when asking about a source: the counts and the penalty. */
+struct store_failure {
+	int move_failures;   /* -1 when no move was named */
+	int move_locked;     /* the named move is now locked */
+	int source_failures; /* failures from the source within the window */
+	int64_t wait_ms;     /* how long the source must still wait before trying again */
+};
+
+/* Guess limiting; see store_limits_set(). */
+struct store_limits {
+	int max_failures;     /* a move locks and a source slows down after this many (5) */
+	int64_t window_ms;    /* failures older than this are forgotten (600000) */
+	int64_t slow_base_ms; /* the first wait once a source reached the limit, doubling after
+	                         (1000) */
+	int64_t slow_max_ms;  /* the longest wait (300000) */
+};
+
+/* Visits one row of a listing; returning non-zero stops it. Must not call the store. */
+typedef int(store_call_h)(const struct store_call *call, void *arg);
+typedef int(store_move_h)(const struct store_move *move, void *arg);
+typedef int(store_event_h)(const struct store_move_event *ev, void *arg);
+
+/* Opens the store at url (sqlite:///abs.db, sqlite://rel.db, sqlite::memory:, postgresql://...) and
+ * migrates it. */
+int store_open(struct store **sp, const char *url, char *err, size_t errlen);
+
+/* Stops the worker after it ran every queued job, delivers pending completions, and frees the
+ * store. */
+void store_close(struct store *s);
+
+/* Returns "sqlite" or "postgresql". */
+const char *store_backend(const struct store *s);
+
+/* Returns the schema version the database is at. */
+int store_schema_version(struct store *s, int *versionp);
+
+/* Replaces the guess-limiting settings; fields <= 0 keep their defaults. */
+void store_limits_set(struct store *s, const struct store_limits *lim);
+
+/* Returns the current time in milliseconds since the epoch. */
+int64_t store_now(void);
+
+/* Returns the name stored for a call state ("setup", ...). */
+const char *store_call_state_name(enum store_call_state st);
+
+/* Returns the name stored for a move state ("offered", ...). */
+const char *store_move_state_name(enum store_move_state st);
+
+/* Inserts a new call; EEXIST when the id is taken. */
+int store_call_insert(struct store *s, const struct store_call *call);
+
+/* Sets a call's state; answered_at is set on ACTIVE and ended_at on ENDED, once, to at. */
+int store_call_state_set(struct store *s, const char *id, enum store_call_state st, int64_t at);
+
+/* Replaces a call's near dialog (after a move the new device is the near leg). */
+int store_call_near_set(struct store *s, const char *id, const struct store_dialog *near);
+
+/* Reads one call; ENOENT when there is none. */
+int store_call_get(struct store *s, const char *id, struct store_call *call);
+
+/* Visits every call not ENDED, oldest first. */
+int store_call_list_live(struct store *s, store_call_h *each, void *arg);
+
+/* Deletes calls ended before now - retention_ms with their moves, and forgotten failures. */
+int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp);
+
+/* Inserts a move in state offered (its state, counters and later times are ignored). */
+int store_move_insert(struct store *s, const struct store_move *move);
+
+/* Uses a code once: 0 and r->move_id/call_id for exactly one caller, ENOENT when expired, wrong,
+ * used or locked (a failure is then counted against r->by), EAGAIN when r->by must wait. */
+int store_move_redeem(struct store *s, struct store_redeem *r);
+
+/* Moves a move to st if its state allows it (EALREADY if not, ENOENT if no such move), with an
+ * event. */
+int store_move_state_set(struct store *s, const char *id, enum store_move_state st, int64_t at,
+                         const char *reason);
+
+/* Adds an event line to a move. */
+int store_move_event_add(struct store *s, const char *id, int64_t at, const char *step,
+                         const char *detail);
+
+/* Reads one move; ENOENT when there is none. */
+int store_move_get(struct store *s, const char *id, struct store_move *move);
+
+/* Visits the moves of one call (or all moves when call_id is NULL), oldest first. */
+int store_move_list(struct store *s, const char *call_id, store_move_h *each, void *arg);
+
+/* Visits a move's events in order. */
+int store_move_events(struct store *s, const char *id, store_event_h *each, void *arg);
+
+/* Counts a wrong guess from source, against move_id too unless it is NULL; fills f if not NULL. */
+int store_failure_add(struct store *s, const char *move_id, const char *source, int64_t now,
+                      struct store_failure *f);
+
+/* Tells how many recent failures came from source and how long it must still wait. */
+int store_source_check(struct store *s, const char *source, int64_t now, struct store_failure *f);
+
+/* The asynchronous side: jobs run in order on the store's worker thread. */
+
+enum store_op {
+	STORE_OP_CALL_INSERT,    /* in: call */
+	STORE_OP_CALL_STATE,     /* in: id, call_state, at */
+	STORE_OP_CALL_NEAR,      /* in: id, call.near */
+	STORE_OP_CALL_GET,       /* in: id; out: call */
+	STORE_OP_CALL_LIST_LIVE, /* out: calls, n */
+	STORE_OP_PURGE,          /* in: at (now), retention_ms; out: n */
+	STORE_OP_MOVE_INSERT,    /* in: move */
+	STORE_OP_MOVE_REDEEM,    /* in/out: redeem */
+	STORE_OP_MOVE_STATE,     /* in: id, move_state, at, text (reason) */
+	STORE_OP_MOVE_EVENT,     /* in: id, at, step, text (detail) */
+	STORE_OP_MOVE_GET,       /* in: id; out: move */
+	STORE_OP_MOVE_LIST,      /* in: id (call id, or "" for all); out: moves, n */
+	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
+	STORE_OP_FAILURE_ADD,    /* in: id (move id or ""), source, at; out: failure */
+	STORE_OP_SOURCE_CHECK,   /* in: source, at; out: failure */
+};
+
+/* One queued operation: the caller fills op and its inputs, the worker the result. */
+struct store_job {
+	enum store_op op;
+	char id[STORE_ID_MAX];
+	char source[STORE_SOURCE_MAX];
+	char step[32];
+	char text[STORE_TEXT_MAX];
+	int64_t at;
+	int64_t retention_ms;
+	enum store_call_state call_state;
+	enum store_move_state move_state;
+	struct store_call call;
+	struct store_move move;
+	struct store_redeem redeem;
+	int err;                         /* out: what the synchronous function returned */
+	struct store_failure failure;    /* out */
+	size_t n;                        /* out: rows listed, or calls purged */
+	struct store_call *calls;        /* out: owned by the store, valid during the callback */
+	struct store_move *moves;        /* out: likewise */
+	struct store_move_event *events; /* out: likewise */
+};
+
+/* Receives a finished job on the loop thread; the job is freed when it returns. */
+typedef void(store_done_h)(struct store_job *job, void *arg);
+
+/* Starts the worker and reports completions to root's thread; call on that thread. */
+int store_attach(struct store *s, struct su_root_s *root);
+
+/* Queues a copy of job; done (may be NULL: fire and forget) runs on the loop thread afterwards. */
+int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
+
+#endif

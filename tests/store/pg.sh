@@ -1,0 +1,78 @@
+#!/bin/sh
+# Runs the store suite (tests/unit/test_store) against a throwaway PostgreSQL server on loopback.
+set -u
+
+builddir=${top_builddir:-.}
+suite=$builddir/tests/unit/test_store
+pgbin=${PGBIN:-}
+if [ -z "$pgbin" ]; then
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] && pgbin=$d
+	done
+fi
+if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ] || [ ! -x "$pgbin/pg_ctl" ]; then
+	echo "FAIL: PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: install the Debian package postgresql" >&2
+	exit 1
+fi
+if [ ! -x "$suite" ]; then
+	echo "FAIL: $suite not built" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d /tmp/qrxfer-pg-XXXXXX) || exit 1
+data=$tmp/data
+started=
+
+# The server refuses to run as root: run it as postgres, which must own the directory.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+cleanup() {
+	if [ -n "$started" ]; then
+		as_pg "$pgbin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+if [ "$(id -u)" = 0 ]; then
+	chown postgres "$tmp" || exit 1
+fi
+chmod 700 "$tmp"
+if ! as_pg "$pgbin/initdb" -D "$data" -U postgres -A trust --no-sync >"$tmp/initdb.log" 2>&1; then
+	echo "FAIL: initdb failed:" >&2
+	cat "$tmp/initdb.log" >&2
+	exit 1
+fi
+
+# A few random loopback ports, in case one is taken.
+for try in 1 2 3 4 5; do
+	port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000))
+	if as_pg "$pgbin/pg_ctl" -D "$data" -l "$tmp/server.log" -w -t 30 \
+		-o "-k $tmp -c listen_addresses=127.0.0.1 -p $port -c fsync=off -c max_connections=200" \
+		start >/dev/null 2>&1; then
+		started=1
+		break
+	fi
+done
+if [ -z "$started" ]; then
+	echo "FAIL: could not start PostgreSQL:" >&2
+	cat "$tmp/server.log" >&2
+	exit 1
+fi
+
+QRXFER_TEST_PG_URL=postgresql://postgres@127.0.0.1:$port/postgres
+export QRXFER_TEST_PG_URL
+"$suite" "$@"
+rc=$?
+if [ $rc != 0 ]; then
+	echo "pg.sh: suite failed ($rc) against $QRXFER_TEST_PG_URL; server log:" >&2
+	tail -n 30 "$tmp/server.log" >&2
+fi
+exit $rc

@@ -1,0 +1,769 @@
+/* The store against SQLite, or against PostgreSQL when QRXFER_TEST_PG_URL names a server. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <sanitizer/lsan_interface.h>
+#include <sofia-sip/su_wait.h>
+
+#include "sql/store.h"
+#include "sql/store_int.h"
+
+static char dir[256];    /* SQLite: a fresh directory per test */
+static char dbname[64];  /* PostgreSQL: a fresh database per test */
+static char url[512];    /* what store_open gets */
+static char admin[512];  /* PostgreSQL: the server's maintenance database */
+static struct store *st; /* the fixture's store */
+
+static const char *pg_url(void)
+{
+	const char *u = getenv("QRXFER_TEST_PG_URL");
+
+	return u && *u ? u : NULL;
+}
+
+static void pg_admin(const char *sql)
+{
+	PGconn *pg = PQconnectdb(admin);
+	PGresult *res;
+
+	cr_assert(PQstatus(pg) == CONNECTION_OK, "connect %s: %s", admin, PQerrorMessage(pg));
+	res = PQexec(pg, sql);
+	cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(pg));
+	PQclear(res);
+	PQfinish(pg);
+}
+
+/* Makes url name an empty database of the backend under test. */
+static void fresh_db(void)
+{
+	const char *pg = pg_url();
+	char sql[128];
+
+	if (pg) {
+		const char *slash = strrchr(pg, '/');
+
+		cr_assert(slash && slash > pg + 13, "QRXFER_TEST_PG_URL needs a /database: %s", pg);
+		snprintf(admin, sizeof(admin), "%s", pg);
+		snprintf(dbname, sizeof(dbname), "qrxfer_t%ld", (long)getpid());
+		snprintf(url, sizeof(url), "%.*s/%s", (int)(slash - pg), pg, dbname);
+		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+		pg_admin(sql);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/qrxfer-store-XXXXXX");
+	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(url, sizeof(url), "sqlite://%s/store.db", dir);
+}
+
+static void drop_db(void)
+{
+	char sql[128], path[300];
+
+	if (pg_url()) {
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
+		pg_admin(sql);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/store.db-wal", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/store.db-shm", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void setup(void)
+{
+	char err[256];
+	int e;
+
+	fresh_db();
+	e = store_open(&st, url, err, sizeof(err));
+	cr_assert_eq(e, 0, "store_open %s: %s (%s)", url, strerror(e), err);
+}
+
+static int dropped;
+
+/* Ends a test: Criterion ignores leaks found at exit and failures in .fini, so check here. */
+static void finish(void)
+{
+	store_close(st);
+	st = NULL;
+	drop_db();
+	dropped = 1;
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
+}
+
+/* Cleans up after a test that stopped early. */
+static void teardown(void)
+{
+	store_close(st);
+	st = NULL;
+	if (!dropped)
+		drop_db();
+}
+
+/* A distinct stand-in for a SHA-256 per seed (splitmix64). */
+static void hash_of(uint8_t h[STORE_HASH_LEN], unsigned seed)
+{
+	uint64_t x = seed;
+	int i;
+
+	for (i = 0; i < STORE_HASH_LEN; i++) {
+		if (i % 8 == 0) {
+			x += 0x9e3779b97f4a7c15ULL;
+			x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+			x ^= x >> 31;
+		}
+		h[i] = (uint8_t)(x >> (8 * (i % 8)));
+	}
+}
+
+static void make_call(struct store_call *c, const char *id, int64_t now)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	snprintf(c->near.call_id, sizeof(c->near.call_id), "near-%s@127.0.0.1", id);
+	snprintf(c->near.from_tag, sizeof(c->near.from_tag), "nf-%s", id);
+	snprintf(c->near.to_tag, sizeof(c->near.to_tag), "nt-%s", id);
+	snprintf(c->near.uri, sizeof(c->near.uri), "sip:alice@127.0.0.1:5062");
+	snprintf(c->far.call_id, sizeof(c->far.call_id), "far-%s@127.0.0.1", id);
+	snprintf(c->far.from_tag, sizeof(c->far.from_tag), "ff-%s", id);
+	snprintf(c->far.to_tag, sizeof(c->far.to_tag), "ft-%s", id);
+	snprintf(c->far.uri, sizeof(c->far.uri), "sip:carol@127.0.0.1:5070");
+	c->state = STORE_CALL_SETUP;
+	c->created_at = now;
+}
+
+static void make_move(struct store_move *m, const char *id, const char *call_id, unsigned seed,
+                      int64_t now, int64_t ttl)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	snprintf(m->call_id, sizeof(m->call_id), "%s", call_id);
+	hash_of(m->token_hash, seed);
+	hash_of(m->code_hash, seed + 100000);
+	m->created_at = now;
+	m->expires_at = now + ttl;
+}
+
+static void add_call(const char *id, int64_t now)
+{
+	struct store_call c;
+
+	make_call(&c, id, now);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+}
+
+static void add_move(const char *id, const char *call_id, unsigned seed, int64_t now, int64_t ttl)
+{
+	struct store_move m;
+
+	make_move(&m, id, call_id, seed, now, ttl);
+	cr_assert_eq(store_move_insert(st, &m), 0);
+}
+
+static int redeem(enum store_key key, unsigned seed, int64_t now, const char *by,
+                  struct store_redeem *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->key = key;
+	hash_of(r->hash, key == STORE_KEY_CODE ? seed + 100000 : seed);
+	r->now = now;
+	snprintf(r->by, sizeof(r->by), "%s", by);
+	return store_move_redeem(st, r);
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(store, migrations_apply_once_and_record_the_version)
+{
+	const struct store_migration *last = &store_migrations[store_nmigrations - 1];
+	struct store *again = NULL;
+	struct store_call c;
+	char err[256];
+	int version = -1;
+
+	cr_assert_gt(store_nmigrations, 0);
+	cr_assert_str_eq(store_backend(st), pg_url() ? "postgresql" : "sqlite");
+	cr_assert_eq(store_schema_version(st, &version), 0);
+	cr_assert_eq(version, last->version);
+	add_call("c-keep", 1000);
+	store_close(st);
+	st = NULL;
+
+	/* Reopening must not re-run a migration: CREATE TABLE would fail, and data would go. */
+	cr_assert_eq(store_open(&again, url, err, sizeof(err)), 0, "reopen: %s", err);
+	st = again;
+	version = -1;
+	cr_assert_eq(store_schema_version(st, &version), 0);
+	cr_assert_eq(version, last->version);
+	cr_assert_eq(store_call_get(st, "c-keep", &c), 0);
+	cr_assert_eq(c.created_at, 1000);
+	finish();
+}
+
+Test(store, sqlite_file_is_in_wal_mode)
+{
+	struct store *other = NULL;
+	char err[256], wal[300];
+
+	if (pg_url())
+		cr_skip_test("SQLite only");
+	add_call("c-wal", 1);
+	snprintf(wal, sizeof(wal), "%s/store.db-wal", dir);
+	/* A WAL database keeps a -wal file beside it while a connection is open. */
+	cr_assert_eq(access(wal, F_OK), 0, "no %s: not in WAL mode", wal);
+	cr_assert_eq(store_open(&other, url, err, sizeof(err)), 0, "second connection: %s", err);
+	store_close(other);
+	finish();
+}
+
+Test(store, bad_urls_are_refused_with_a_reason)
+{
+	struct store *s = NULL;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, "mysql://x", err, sizeof(err)), EINVAL);
+	cr_assert_null(s);
+	cr_assert(strstr(err, "mysql://x"), "err: %s", err);
+	cr_assert_neq(store_open(&s, "sqlite:///nonexistent-dir/x/y.db", err, sizeof(err)), 0);
+	cr_assert_null(s);
+	cr_assert(err[0]);
+	finish();
+}
+
+Test(store, memory_database_opens)
+{
+	struct store *s = NULL;
+	struct store_call c;
+	char err[256];
+
+	cr_assert_eq(store_open(&s, "sqlite::memory:", err, sizeof(err)), 0, "%s", err);
+	make_call(&c, "m1", 5);
+	cr_assert_eq(store_call_insert(s, &c), 0);
+	cr_assert_eq(store_call_get(s, "m1", &c), 0);
+	store_close(s);
+	finish();
+}
+
+struct ids {
+	int n;
+	char id[8][STORE_ID_MAX];
+};
+
+static int collect_ids(const struct store_call *c, void *arg)
+{
+	struct ids *ids = arg;
+
+	if (ids->n < 8)
+		snprintf(ids->id[ids->n++], STORE_ID_MAX, "%s", c->id);
+	return 0;
+}
+
+Test(store, calls_insert_update_list_get_purge)
+{
+	struct store_call c, got;
+	struct store_dialog b;
+	struct ids live = {0};
+	int n = -1;
+
+	make_call(&c, "c1", 1000);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	cr_assert_eq(store_call_insert(st, &c), EEXIST);
+	add_call("c2", 2000);
+	add_call("c3", 3000);
+
+	cr_assert_eq(store_call_get(st, "c1", &got), 0);
+	cr_assert_str_eq(got.near.call_id, "near-c1@127.0.0.1");
+	cr_assert_str_eq(got.far.to_tag, "ft-c1");
+	cr_assert_str_eq(got.far.uri, "sip:carol@127.0.0.1:5070");
+	cr_assert_eq(got.state, STORE_CALL_SETUP);
+	cr_assert_eq(got.answered_at, 0);
+	cr_assert_eq(store_call_get(st, "nope", &got), ENOENT);
+
+	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ACTIVE, 1500), 0);
+	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ACTIVE, 1600), 0);
+	cr_assert_eq(store_call_get(st, "c1", &got), 0);
+	cr_assert_eq(got.state, STORE_CALL_ACTIVE);
+	cr_assert_eq(got.answered_at, 1500, "answered_at is set once");
+	cr_assert_eq(store_call_state_set(st, "nope", STORE_CALL_ACTIVE, 1), ENOENT);
+
+	memset(&b, 0, sizeof(b));
+	snprintf(b.call_id, sizeof(b.call_id), "bob-leg@127.0.0.1");
+	snprintf(b.from_tag, sizeof(b.from_tag), "bf");
+	snprintf(b.to_tag, sizeof(b.to_tag), "bt");
+	snprintf(b.uri, sizeof(b.uri), "sip:bob@127.0.0.1:5064");
+	cr_assert_eq(store_call_near_set(st, "c1", &b), 0);
+	cr_assert_eq(store_call_get(st, "c1", &got), 0);
+	cr_assert_str_eq(got.near.call_id, "bob-leg@127.0.0.1");
+	cr_assert_str_eq(got.far.call_id, "far-c1@127.0.0.1", "the far leg never changes");
+
+	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ENDED, 10000), 0);
+	cr_assert_eq(store_call_state_set(st, "c2", STORE_CALL_ENDED, 50000), 0);
+	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ACTIVE, 10001), EALREADY,
+	             "an ended call stays ended");
+	cr_assert_eq(store_call_get(st, "c1", &got), 0);
+	cr_assert_eq(got.ended_at, 10000);
+
+	cr_assert_eq(store_call_list_live(st, collect_ids, &live), 0);
+	cr_assert_eq(live.n, 1);
+	cr_assert_str_eq(live.id[0], "c3");
+
+	/* Retention 20 s at t=40 s: c1 (ended at 10 s) goes, c2 (50 s) and live c3 stay. */
+	add_move("m-c1", "c1", 1, 2000, 120000);
+	cr_assert_eq(store_purge(st, 40000, 20000, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_call_get(st, "c1", &got), ENOENT);
+	cr_assert_eq(store_move_get(st, "m-c1", &(struct store_move){0}), ENOENT);
+	cr_assert_eq(store_call_get(st, "c2", &got), 0);
+	cr_assert_eq(store_call_get(st, "c3", &got), 0);
+	finish();
+}
+
+struct steps {
+	int n;
+	char step[16][32];
+	int seq[16];
+};
+
+static int collect_steps(const struct store_move_event *ev, void *arg)
+{
+	struct steps *s = arg;
+
+	if (s->n < 16) {
+		s->seq[s->n] = ev->seq;
+		snprintf(s->step[s->n++], 32, "%s", ev->step);
+	}
+	return 0;
+}
+
+static int count_moves(const struct store_move *m, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+Test(store, moves_insert_get_transitions_and_events)
+{
+	struct store_move m, got;
+	struct store_redeem r;
+	struct steps ev = {0};
+	int n = 0, i;
+
+	add_call("c1", 1000);
+	make_move(&m, "m1", "c1", 7, 1000, 120000);
+	cr_assert_eq(store_move_insert(st, &m), 0);
+	cr_assert_eq(store_move_insert(st, &m), EEXIST);
+	make_move(&m, "m-orphan", "no-such-call", 8, 1000, 120000);
+	cr_assert_eq(store_move_insert(st, &m), ENOENT, "a move belongs to an existing call");
+
+	cr_assert_eq(store_move_get(st, "m1", &got), 0);
+	cr_assert_str_eq(got.call_id, "c1");
+	cr_assert_eq(got.state, STORE_MOVE_OFFERED);
+	cr_assert_eq(got.expires_at, 121000);
+	make_move(&m, "m1", "c1", 7, 1000, 120000);
+	cr_assert_eq(memcmp(got.token_hash, m.token_hash, STORE_HASH_LEN), 0);
+	cr_assert_eq(memcmp(got.code_hash, m.code_hash, STORE_HASH_LEN), 0);
+	cr_assert_eq(store_move_get(st, "nope", &got), ENOENT);
+
+	cr_assert_eq(store_move_state_set(st, "m1", STORE_MOVE_MOVING, 1100, NULL), EALREADY,
+	             "an offered move cannot start moving before it is redeemed");
+	cr_assert_eq(store_move_state_set(st, "nope", STORE_MOVE_MOVING, 1100, NULL), ENOENT);
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 7, 2000, "udp:127.0.0.1:5064", &r), 0);
+	cr_assert_eq(store_move_state_set(st, "m1", STORE_MOVE_CONFIRMING, 2100, NULL), 0);
+	cr_assert_eq(store_move_event_add(st, "m1", 2200, "confirm", "near yes"), 0);
+	cr_assert_eq(store_move_state_set(st, "m1", STORE_MOVE_MOVING, 2300, NULL), 0);
+	cr_assert_eq(store_move_state_set(st, "m1", STORE_MOVE_DONE, 2400, NULL), 0);
+	cr_assert_eq(store_move_state_set(st, "m1", STORE_MOVE_FAILED, 2500, "late"), EALREADY);
+	cr_assert_eq(store_move_event_add(st, "nope", 1, "x", ""), ENOENT);
+
+	cr_assert_eq(store_move_get(st, "m1", &got), 0);
+	cr_assert_eq(got.state, STORE_MOVE_DONE);
+	cr_assert_eq(got.redeemed_at, 2000);
+	cr_assert_str_eq(got.redeemed_by, "udp:127.0.0.1:5064");
+	cr_assert_eq(got.finished_at, 2400);
+
+	cr_assert_eq(store_move_events(st, "m1", collect_steps, &ev), 0);
+	{
+		static const char *const want[] = {"offered", "redeemed", "confirming",
+		                                   "confirm", "moving",   "done"};
+
+		cr_assert_eq(ev.n, 6);
+		for (i = 0; i < 6; i++) {
+			cr_assert_str_eq(ev.step[i], want[i]);
+			cr_assert_eq(ev.seq[i], i + 1);
+		}
+	}
+
+	add_move("m2", "c1", 9, 3000, 120000);
+	cr_assert_eq(store_move_state_set(st, "m2", STORE_MOVE_FAILED, 3100, "far refused: 488"),
+	             0);
+	cr_assert_eq(store_move_get(st, "m2", &got), 0);
+	cr_assert_eq(got.state, STORE_MOVE_FAILED);
+	cr_assert_str_eq(got.reason, "far refused: 488");
+	cr_assert_eq(store_move_list(st, "c1", count_moves, &n), 0);
+	cr_assert_eq(n, 2);
+	n = 0;
+	cr_assert_eq(store_move_list(st, "c-other", count_moves, &n), 0);
+	cr_assert_eq(n, 0);
+	finish();
+}
+
+Test(store, redeem_refuses_expired_wrong_and_reused_codes)
+{
+	struct store_redeem r;
+	struct store_move got;
+
+	add_call("c1", 1000);
+	add_move("m-exp", "c1", 1, 1000, 120000);
+	add_move("m-ok", "c1", 2, 1000, 120000);
+
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 1, 121000, "src-a", &r), ENOENT, "expired");
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 1, 200000, "src-a", &r), ENOENT, "expired");
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 99, 5000, "src-b", &r), ENOENT, "wrong hash");
+	cr_assert_eq(r.move_id[0], '\0');
+
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 2, 5000, "src-c", &r), 0);
+	cr_assert_str_eq(r.move_id, "m-ok");
+	cr_assert_str_eq(r.call_id, "c1");
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 2, 5001, "src-d", &r), ENOENT, "works once");
+	cr_assert_eq(store_move_get(st, "m-ok", &got), 0);
+	cr_assert_str_eq(got.redeemed_by, "src-c");
+	cr_assert_eq(store_move_get(st, "m-exp", &got), 0);
+	cr_assert_eq(got.state, STORE_MOVE_OFFERED);
+
+	/* The numeric code of a third move, by its own hash. */
+	add_move("m-code", "c1", 3, 6000, 120000);
+	cr_assert_eq(redeem(STORE_KEY_CODE, 4, 7000, "src-e", &r), ENOENT, "wrong code");
+	cr_assert_eq(redeem(STORE_KEY_CODE, 3, 7000, "src-e", &r), 0);
+	cr_assert_str_eq(r.move_id, "m-code");
+	cr_assert_eq(redeem(STORE_KEY_CODE, 3, 7001, "src-f", &r), ENOENT, "code used");
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 3, 7002, "src-f", &r), ENOENT, "token of used code");
+	finish();
+}
+
+Test(store, move_locks_after_five_failures)
+{
+	struct store_failure f;
+	struct store_redeem r;
+	struct store_move got;
+	struct steps ev = {0};
+	int i;
+
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, 1000, 120000);
+	for (i = 1; i <= 4; i++) {
+		cr_assert_eq(store_failure_add(st, "m1", "src-x", 2000 + i, &f), 0);
+		cr_assert_eq(f.move_failures, i);
+		cr_assert_eq(f.move_locked, 0);
+	}
+	cr_assert_eq(store_move_get(st, "m1", &got), 0);
+	cr_assert_eq(got.locked, 0);
+	cr_assert_eq(store_failure_add(st, "m1", "src-y", 2010, &f), 0);
+	cr_assert_eq(f.move_failures, 5);
+	cr_assert_eq(f.move_locked, 1);
+	cr_assert_eq(f.source_failures, 1, "src-y failed once");
+	cr_assert_eq(store_move_get(st, "m1", &got), 0);
+	cr_assert_eq(got.locked, 1);
+	cr_assert_eq(got.failures, 5);
+
+	/* Even the right code no longer works. */
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 1, 3000, "src-z", &r), ENOENT);
+	cr_assert_eq(store_move_events(st, "m1", collect_steps, &ev), 0);
+	cr_assert_str_eq(ev.step[ev.n - 1], "locked");
+
+	/* A failure against an unknown move still counts for the source. */
+	cr_assert_eq(store_failure_add(st, "nope", "src-y", 2020, &f), 0);
+	cr_assert_eq(f.move_failures, -1);
+	cr_assert_eq(f.source_failures, 2);
+	finish();
+}
+
+Test(store, source_is_slowed_down_after_five_failures)
+{
+	struct store_limits lim = {
+	    .max_failures = 5, .window_ms = 60000, .slow_base_ms = 1000, .slow_max_ms = 8000};
+	struct store_failure f;
+	struct store_redeem r;
+	int64_t now = 100000;
+	int i;
+
+	store_limits_set(st, &lim);
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, now, 120000);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(redeem(STORE_KEY_CODE, 900 + i, now + i, "udp:127.0.0.1:9", &r),
+		             ENOENT);
+		cr_assert_eq(store_source_check(st, "udp:127.0.0.1:9", now + i, &f), 0);
+		cr_assert_eq(f.source_failures, i + 1);
+		cr_assert_eq(f.wait_ms, 0);
+	}
+	cr_assert_eq(redeem(STORE_KEY_CODE, 950, now + 4, "udp:127.0.0.1:9", &r), ENOENT);
+	cr_assert_eq(store_source_check(st, "udp:127.0.0.1:9", now + 4, &f), 0);
+	cr_assert_eq(f.source_failures, 5);
+	cr_assert_eq(f.wait_ms, 1000);
+
+	/* Blocked: even the right code is refused with EAGAIN and how long to wait. */
+	cr_assert_eq(redeem(STORE_KEY_CODE, 1, now + 500, "udp:127.0.0.1:9", &r), EAGAIN);
+	cr_assert_eq(r.wait_ms, 504);
+	/* Another source is not affected. */
+	cr_assert_eq(store_source_check(st, "udp:127.0.0.1:10", now + 500, &f), 0);
+	cr_assert_eq(f.wait_ms, 0);
+
+	/* After the wait one more wrong try doubles it, then the cap holds. */
+	cr_assert_eq(redeem(STORE_KEY_CODE, 960, now + 1004, "udp:127.0.0.1:9", &r), ENOENT);
+	cr_assert_eq(store_source_check(st, "udp:127.0.0.1:9", now + 1004, &f), 0);
+	cr_assert_eq(f.wait_ms, 2000);
+	for (i = 0; i < 6; i++)
+		cr_assert_eq(store_failure_add(st, NULL, "udp:127.0.0.1:9", now + 1005, &f), 0);
+	cr_assert_eq(f.wait_ms, 8000);
+
+	/* The window forgets: a minute later the source may try again, and wins. */
+	cr_assert_eq(redeem(STORE_KEY_CODE, 1, now + 61006, "udp:127.0.0.1:9", &r), 0);
+	cr_assert_str_eq(r.move_id, "m1");
+	finish();
+}
+
+#define RACERS 8
+#define ROUNDS 50
+
+struct race {
+	pthread_barrier_t start;
+	pthread_barrier_t end;
+	int round;
+	int results[RACERS];
+	char winner[RACERS][STORE_ID_MAX];
+};
+
+struct racer {
+	struct race *race;
+	int index;
+};
+
+static void *racer(void *arg)
+{
+	struct racer *me = arg;
+	struct race *race = me->race;
+	struct store *s = NULL;
+	char err[256];
+	int round, e;
+
+	e = store_open(&s, url, err, sizeof(err));
+	for (round = 0; round < ROUNDS; round++) {
+		struct store_redeem r = {.key = STORE_KEY_TOKEN};
+
+		pthread_barrier_wait(&race->start);
+		hash_of(r.hash, 1000 + round);
+		r.now = 5000;
+		/* A source per round, so losing does not slow a racer down. */
+		snprintf(r.by, sizeof(r.by), "udp:127.0.0.%d:%d", me->index + 1, round);
+		race->results[me->index] = e ? e : store_move_redeem(s, &r);
+		snprintf(race->winner[me->index], STORE_ID_MAX, "%s", r.move_id);
+		pthread_barrier_wait(&race->end);
+	}
+	store_close(s);
+	return NULL;
+}
+
+Test(store, raced_by_eight_connections_exactly_one_wins)
+{
+	struct race race;
+	struct racer racers[RACERS];
+	pthread_t th[RACERS];
+	int round, i;
+
+	add_call("c1", 1000);
+	pthread_barrier_init(&race.start, NULL, RACERS + 1);
+	pthread_barrier_init(&race.end, NULL, RACERS + 1);
+	for (i = 0; i < RACERS; i++) {
+		racers[i].race = &race;
+		racers[i].index = i;
+		cr_assert_eq(pthread_create(&th[i], NULL, racer, &racers[i]), 0);
+	}
+	for (round = 0; round < ROUNDS; round++) {
+		char id[32];
+		int wins = 0, losses = 0;
+
+		snprintf(id, sizeof(id), "m%d", round);
+		add_move(id, "c1", 1000 + round, 1000, 120000);
+		pthread_barrier_wait(&race.start);
+		pthread_barrier_wait(&race.end);
+		for (i = 0; i < RACERS; i++) {
+			if (race.results[i] == 0) {
+				wins++;
+				cr_assert_str_eq(race.winner[i], id);
+			} else if (race.results[i] == ENOENT) {
+				losses++;
+			}
+		}
+		cr_assert_eq(wins, 1, "round %d: %d winners", round, wins);
+		cr_assert_eq(losses, RACERS - 1, "round %d: %d lost, others failed", round, losses);
+	}
+	for (i = 0; i < RACERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&race.start);
+	pthread_barrier_destroy(&race.end);
+	finish();
+}
+
+/* The asynchronous path, through a real su_root. */
+
+struct loop {
+	su_root_t *root;
+	pthread_t thread;
+	int done;
+	int off_thread; /* callbacks that ran elsewhere than the loop thread */
+	int errs[16];
+	int64_t n[16];
+	char text[16][STORE_ID_MAX];
+};
+
+struct tag {
+	struct loop *loop;
+	int slot;
+};
+
+static void on_done(struct store_job *job, void *arg)
+{
+	struct tag *tag = arg;
+	struct loop *l = tag->loop;
+
+	if (!pthread_equal(pthread_self(), l->thread))
+		l->off_thread++;
+	l->errs[tag->slot] = job->err;
+	l->n[tag->slot] = (int64_t)job->n;
+	switch (job->op) {
+	case STORE_OP_CALL_GET:
+		snprintf(l->text[tag->slot], STORE_ID_MAX, "%.60s", job->call.far.to_tag);
+		break;
+	case STORE_OP_MOVE_REDEEM:
+		snprintf(l->text[tag->slot], STORE_ID_MAX, "%s", job->redeem.move_id);
+		break;
+	case STORE_OP_CALL_LIST_LIVE:
+		if (job->n)
+			snprintf(l->text[tag->slot], STORE_ID_MAX, "%s", job->calls[0].id);
+		break;
+	case STORE_OP_MOVE_EVENTS:
+		if (job->n)
+			snprintf(l->text[tag->slot], STORE_ID_MAX, "%s",
+			         job->events[job->n - 1].step);
+		break;
+	default:
+		break;
+	}
+	l->done++;
+}
+
+Test(store, async_jobs_complete_on_the_loop_thread_in_order)
+{
+	struct loop l;
+	struct tag tags[8];
+	struct store_job job;
+	struct store_call got;
+	int i, spins;
+
+	memset(&l, 0, sizeof(l));
+	cr_assert_eq(su_init(), 0);
+	l.root = su_root_create(NULL);
+	cr_assert_not_null(l.root);
+	l.thread = pthread_self();
+	for (i = 0; i < 8; i++) {
+		tags[i].loop = &l;
+		tags[i].slot = i;
+	}
+	memset(&job, 0, sizeof(job));
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), ENOTCONN, "not attached yet");
+	cr_assert_eq(store_attach(st, l.root), 0);
+
+	/* Fire and forget, then read back: the queue keeps order. */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c-async", 1000);
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_STATE;
+	snprintf(job.id, sizeof(job.id), "c-async");
+	job.call_state = STORE_CALL_ACTIVE;
+	job.at = 1100;
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_GET;
+	snprintf(job.id, sizeof(job.id), "c-async");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_INSERT;
+	make_move(&job.move, "m-async", "c-async", 42, 1000, 120000);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_REDEEM;
+	job.redeem.key = STORE_KEY_TOKEN;
+	hash_of(job.redeem.hash, 42);
+	job.redeem.now = 2000;
+	snprintf(job.redeem.by, sizeof(job.redeem.by), "udp:127.0.0.1:5064");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[2]), 0);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[3]), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_LIST_LIVE;
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[4]), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_EVENTS;
+	snprintf(job.id, sizeof(job.id), "m-async");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[5]), 0);
+
+	for (spins = 0; l.done < 6 && spins < 1000; spins++)
+		su_root_step(l.root, 10);
+	cr_assert_eq(l.done, 6, "only %d of 6 completions arrived", l.done);
+	cr_assert_eq(l.off_thread, 0, "a callback ran off the loop thread");
+	cr_assert_eq(l.errs[0], 0);
+	cr_assert_str_eq(l.text[0], "ft-c-async");
+	cr_assert_eq(l.errs[1], 0);
+	cr_assert_eq(l.errs[2], 0);
+	cr_assert_str_eq(l.text[2], "m-async");
+	cr_assert_eq(l.errs[3], ENOENT, "the second redemption loses");
+	cr_assert_eq(l.errs[4], 0);
+	cr_assert_eq(l.n[4], 1);
+	cr_assert_str_eq(l.text[4], "c-async");
+	cr_assert_eq(l.n[5], 2);
+	cr_assert_str_eq(l.text[5], "redeemed");
+
+	/* A job still queued at close completes, and the fire-and-forget write lands. */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_STATE;
+	snprintf(job.id, sizeof(job.id), "c-async");
+	job.call_state = STORE_CALL_ENDED;
+	job.at = 3000;
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_SOURCE_CHECK;
+	snprintf(job.source, sizeof(job.source), "udp:127.0.0.1:5064");
+	job.at = 3000;
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[6]), 0);
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(l.done, 7);
+	cr_assert_eq(l.errs[6], 0);
+	{
+		char err[256];
+
+		cr_assert_eq(store_open(&st, url, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(store_call_get(st, "c-async", &got), 0);
+		cr_assert_eq(got.state, STORE_CALL_ENDED);
+		cr_assert_eq(got.answered_at, 1100);
+	}
+	su_root_destroy(l.root);
+	su_deinit();
+	finish();
+}

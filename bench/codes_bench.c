@@ -1,0 +1,188 @@
+/*
+ * codes_bench [DIR]: read rate and decode time on the phone-photo-like set (made in DIR if
+ * missing), what each preprocessing pass contributes, and the time to make a token + QR PNG.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codes/code.h"
+#include "tests/codes/photo.h"
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, unsigned n, double p)
+{
+	unsigned i = (unsigned)(p * (n - 1) + 0.5);
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[i];
+}
+
+struct img {
+	uint8_t *buf;
+	size_t len;
+};
+
+static int load(const char *dir, const struct photo_entry *e, struct img *im)
+{
+	char path[1400];
+	FILE *f;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, e->file);
+	f = fopen(path, "rb");
+	if (!f)
+		return errno;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	im->buf = malloc((size_t)n);
+	im->len = im->buf ? fread(im->buf, 1, (size_t)n, f) : 0;
+	fclose(f);
+	return im->buf && im->len == (size_t)n ? 0 : EIO;
+}
+
+static int matches(const struct photo_entry *e, const struct code_scan_result *res)
+{
+	char tok[CODE_TOKEN_LEN + 1];
+
+	if (e->barcode)
+		return code_scan_match(res, NULL, e->expect) == 0;
+	if (code_uri_token(e->expect, tok, sizeof(tok)))
+		return 0;
+	return code_scan_match(res, tok, NULL) == 0;
+}
+
+/* Runs the set with opts; prints and returns the read count. */
+static unsigned run(const char *label, const struct img *im, const struct photo_entry *e,
+                    unsigned n, const struct code_scan_opts *o, int detail)
+{
+	double *t = malloc(sizeof(*t) * n);
+	unsigned ok = 0, bypass[16] = {0}, qr = 0, qr_ok = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct code_scan_result res;
+		double t0 = now_us();
+		int err = code_scan_buffer(im[i].buf, im[i].len, o, &res);
+
+		t[i] = now_us() - t0;
+		if (!e[i].barcode)
+			qr++;
+		if (!err && matches(&e[i], &res)) {
+			ok++;
+			if (!e[i].barcode)
+				qr_ok++;
+			if (res.pass >= 0 && res.pass < 16)
+				bypass[res.pass]++;
+		} else if (detail) {
+			printf("  miss %s (%s)\n", e[i].file,
+			       err ? code_strerror(err) : "wrong text");
+		}
+	}
+	printf("%-22s read %3u/%u = %5.1f%% (QR %u/%u, barcode %u/%u)  decode median %6.1f ms  "
+	       "p99 %6.1f ms\n",
+	       label, ok, n, 100.0 * ok / n, qr_ok, qr, ok - qr_ok, n - qr, pct(t, n, 0.5) / 1e3,
+	       pct(t, n, 0.99) / 1e3);
+	if (detail) {
+		printf("  read by pass:");
+		for (unsigned p = 0; code_scan_pass_name(p); p++)
+			printf(" %s=%u", code_scan_pass_name(p), bypass[p]);
+		printf("\n");
+	}
+	free(t);
+	return ok;
+}
+
+static void bench_encode(void)
+{
+	struct code_keyring *kr;
+	enum { N = 3000 };
+	double *t = malloc(sizeof(*t) * N), *tq = malloc(sizeof(*tq) * N);
+	size_t bytes = 0;
+	int version = 0;
+
+	photo_keyring(&kr);
+	for (int i = 0; i < N; i++) {
+		char tok[CODE_TOKEN_LEN + 1], uri[200];
+		struct code_qr *q = NULL;
+		uint8_t *png = NULL;
+		size_t len = 0;
+		double t0 = now_us(), t1;
+
+		code_token_make(kr, (uint64_t)i, 2000000000, tok, sizeof(tok));
+		code_uri(CODE_URI_SIP, tok, "pbx.example.net", uri, sizeof(uri));
+		code_qr_make(&q, uri, CODE_ECC_M);
+		t1 = now_us();
+		code_qr_png(q, 8, 4, &png, &len);
+		t[i] = now_us() - t0;
+		tq[i] = t1 - t0;
+		bytes = len;
+		version = q->version;
+		free(png);
+		code_qr_free(q);
+	}
+	printf("encode token+URI+QR (v%d, M)      median %6.1f us  p99 %6.1f us\n", version,
+	       pct(tq, N, 0.5), pct(tq, N, 0.99));
+	printf("encode token+QR PNG (8 px/module) median %6.1f us  p99 %6.1f us  (%zu bytes)\n",
+	       pct(t, N, 0.5), pct(t, N, 0.99), bytes);
+	free(t);
+	free(tq);
+	code_keyring_free(kr);
+}
+
+int main(int argc, char **argv)
+{
+	const char *dir = argc > 1 ? argv[1] : "tests/codes/set";
+	struct photo_entry *e = NULL;
+	struct code_scan_opts o;
+	struct img *im;
+	unsigned n = 0;
+	int err;
+
+	err = photo_set_ensure(dir, PHOTO_COUNT, PHOTO_SEED);
+	if (!err)
+		err = photo_set_load(dir, &e, &n);
+	if (err || n == 0) {
+		fprintf(stderr, "codes_bench: set %s: %s\n", dir,
+		        code_strerror(err ? err : ENOENT));
+		return 1;
+	}
+	im = calloc(n, sizeof(*im));
+	for (unsigned i = 0; i < n; i++)
+		if (load(dir, &e[i], &im[i])) {
+			fprintf(stderr, "codes_bench: cannot read %s\n", e[i].file);
+			return 1;
+		}
+	printf("set: %u images %dx%d (JPEG, q30-80), seed %u\n", n, PHOTO_W, PHOTO_H, PHOTO_SEED);
+	code_scan_opts_default(&o);
+	run("all passes (default)", im, e, n, &o, 1);
+	for (unsigned p = 0; code_scan_pass_name(p); p++) {
+		char label[64];
+
+		snprintf(label, sizeof(label), "only %s", code_scan_pass_name(p));
+		o.pass_mask = 1u << p;
+		run(label, im, e, n, &o, 0);
+	}
+	bench_encode();
+	for (unsigned i = 0; i < n; i++)
+		free(im[i].buf);
+	free(im);
+	free(e);
+	return 0;
+}

@@ -84,7 +84,9 @@ struct mod_http_req {
 	struct MHD_Connection *conn;
 	struct route *route;
 	enum req_state state;
+	bool started;   /* the access handler has seen it */
 	bool in_access; /* inside our access handler: queue replies at once */
+	char *raw;      /* path as sent, still percent-encoded: routing splits this */
 	bool replied;
 	char *method;
 	char *path;
@@ -296,6 +298,35 @@ static int split(char *path, char **segs, unsigned *nseg)
 	return 0;
 }
 
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decodes s in place; EINVAL if it would hold a NUL. Bad escapes stay as they are. */
+static int decode(char *s)
+{
+	char *o = s;
+	int hi, lo;
+
+	for (; *s; s++) {
+		if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+			*o = (char)(hi << 4 | lo);
+			if (!*o)
+				return EINVAL;
+			o++;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return 0;
+}
+
 static bool route_match(const struct route *r, char **segs, unsigned nseg)
 {
 	unsigned i;
@@ -310,20 +341,28 @@ static bool route_match(const struct route *r, char **segs, unsigned nseg)
 }
 
 /*
- * Finds the route for method and path: the matching route with the most literal segments.
+ * Finds the route for method and raw (still encoded) path: the matching route with the most
+ * literal segments. Segments are split before decoding, so "%2F" stays inside a parameter.
  * Without one for this method, allow gets the methods that would match (for 405).
  */
-static struct route *route_find(struct mod_http *h, const char *method, const char *path,
+static struct route *route_find(struct mod_http *h, const char *method, const char *raw,
                                 char **segs, unsigned *nseg, char *allow, size_t allowlen)
 {
 	struct route *r, *best = NULL;
 	char *copy;
+	unsigned i;
 
 	allow[0] = '\0';
-	copy = strdup(path);
+	copy = strdup(raw);
 	if (!copy || split(copy, segs, nseg)) {
 		free(copy);
 		return NULL;
+	}
+	for (i = 0; i < *nseg; i++) {
+		if (decode(segs[i])) {
+			free(copy);
+			return NULL;
+		}
 	}
 	for (r = h->routes; r; r = r->next) {
 		if (!route_match(r, segs, *nseg))
@@ -338,11 +377,8 @@ static struct route *route_find(struct mod_http *h, const char *method, const ch
 		}
 		if (!best || r->literals > best->literals)
 			best = r;
-	}
-	/* segs point into copy, which goes: keep copies of the parameter values */
+	} /* segs point into copy, which goes: keep copies of the parameter values */
 	if (best) {
-		unsigned i;
-
 		for (i = 0; i < *nseg; i++)
 			segs[i] = best->param[i] ? strdup(segs[i]) : NULL;
 		for (i = 0; i < *nseg; i++)
@@ -487,6 +523,7 @@ static void req_free(struct mod_http_req *req)
 		MHD_destroy_response(req->resp);
 	free(req->method);
 	free(req->path);
+	free(req->raw);
 	free(req->body);
 	free(req);
 }
@@ -744,26 +781,34 @@ static bool refuse_early(struct mod_http_req *req, const char *allow)
 	return false;
 }
 
-static struct mod_http_req *req_new(struct mod_http *h, struct MHD_Connection *conn,
-                                    const char *url, const char *method)
+/* Called by MHD with the request line's URI, before anything else: req starts here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct mod_http_req *req = calloc(1, sizeof(*req));
+
+	if (!req)
+		return NULL;
+	req->h = cls;
+	req->conn = conn;
+	req->raw = strndup(uri, strcspn(uri, "?#"));
+	return req;
+}
+
+/* Completes req on the first access handler call: route, refusals. */
+static int req_start(struct mod_http_req *req, const char *url, const char *method)
 {
 	const union MHD_ConnectionInfo *ci;
-	struct mod_http_req *req;
+	struct MHD_Connection *conn = req->conn;
+	struct mod_http *h = req->h;
 	char *segs[SEGS_MAX];
 	char allow[128];
 	unsigned nseg = 0, i;
 
-	req = calloc(1, sizeof(*req));
-	if (!req)
-		return NULL;
-	req->h = h;
-	req->conn = conn;
+	req->started = true;
 	req->method = strdup(method);
 	req->path = strdup(url);
-	if (!req->method || !req->path) {
-		req_free(req);
-		return NULL;
-	}
+	if (!req->method || !req->path || !req->raw)
+		return ENOMEM;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr) {
 		const struct sockaddr *sa = ci->client_addr;
@@ -773,7 +818,7 @@ static struct mod_http_req *req_new(struct mod_http *h, struct MHD_Connection *c
 		memcpy(&req->peer, sa, n);
 		getnameinfo(sa, n, req->peer_str, sizeof(req->peer_str), NULL, 0, NI_NUMERICHOST);
 	}
-	req->route = route_find(h, method, url, segs, &nseg, allow, sizeof(allow));
+	req->route = route_find(h, method, req->raw, segs, &nseg, allow, sizeof(allow));
 	if (req->route)
 		for (i = 0; i < nseg; i++)
 			req->pv[i] = segs[i];
@@ -781,7 +826,7 @@ static struct mod_http_req *req_new(struct mod_http *h, struct MHD_Connection *c
 	if (refuse_early(req, allow))
 		req->state = REQ_HANDLED;
 	req->in_access = false;
-	return req;
+	return 0;
 }
 
 static int body_add(struct mod_http_req *req, const char *data, size_t n)
@@ -817,14 +862,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	struct mod_http *h = cls;
 	struct mod_http_req *req = *con_cls;
 	enum MHD_Result ret;
-
-	if (!req) {
+	if (!req)
+		return MHD_NO; /* on_uri ran out of memory */
+	if (!req->started) {
 		mod_metric_inc(MOD_METRIC_HTTP_REQUESTS_TOTAL);
-		req = req_new(h, conn, url, method);
-		if (!req)
-			return MHD_NO;
-		*con_cls = req;
-		return MHD_YES;
+		return req_start(req, url, method) ? MHD_NO : MHD_YES;
 	}
 	if (req->state == REQ_RESUMED) {
 		ret = MHD_queue_response(conn, req->status, req->resp);
@@ -953,7 +995,8 @@ int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_
 	    (unsigned)(conf->conn_timeout_s ? conf->conn_timeout_s : DEFAULT_TIMEOUT_S),
 	    MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)(conf->conn_max ? conf->conn_max : DEFAULT_CONN_MAX),
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_END);
 	if (!h->d) {
 		err = errno ? errno : EADDRINUSE;
 		fprintf(stderr, "qrxfer: http: listen on %s: %s\n", listen, strerror(err));

@@ -333,7 +333,17 @@ static int print_table(json_t *j, const char *what)
 		}
 	}
 	ncol = json_array_size(cols);
-	width = calloc(ncol + 1, sizeof(*width));
+	if (!ncol) {
+		/* not objects: one value a line */
+		json_array_foreach(rows, i, row)
+		{
+			cell(row, s, sizeof(s));
+			printf("%s\n", s);
+		}
+		ret = 0;
+		goto out;
+	}
+	width = calloc(ncol, sizeof(*width));
 	if (!width)
 		goto out;
 	for (k = 0; k < ncol; k++)
@@ -347,6 +357,8 @@ static int print_table(json_t *j, const char *what)
 				width[k] = strlen(s);
 		}
 	}
+	/* the last column is not padded: no trailing blanks */
+	width[ncol - 1] = 0;
 	for (k = 0; k < ncol; k++)
 		printf("%-*s%s", (int)width[k], json_string_value(json_array_get(cols, k)),
 		       k + 1 < ncol ? "  " : "\n");

@@ -567,3 +567,17 @@ Test(http, bad_listen_is_refused)
 	cr_assert_eq(mod_http_alloc(&h, root, &conf), EINVAL);
 	cr_assert_null(h);
 }
+
+Test(http, encoded_slash_stays_inside_a_param)
+{
+	struct call *c = get("/v1/things/a%2Fb", AUTH);
+	struct call *d = get("/v1/things/a%00b", AUTH);
+
+	cr_assert_eq(c->status, 200);
+	cr_assert(strstr(c->body_in, "\"id\":\"a/b\""), "%s", c->body_in);
+	cr_assert(strstr(c->body_in, "\"route\":\"thing-param\""), "%s", c->body_in);
+	/* a NUL cannot be a parameter */
+	cr_assert_eq(d->status, 404);
+	free(c);
+	free(d);
+}

@@ -497,6 +497,23 @@ int store_call_get(struct store *s, const char *id, struct store_call *c)
 	return e ? e : c->id[0] ? 0 : ENOENT;
 }
 
+int store_call_find(struct store *s, const char *sip_call_id, struct store_call *c)
+{
+	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE near_call_id = $1 OR "
+	                          "far_call_id = $1 ORDER BY created_at DESC LIMIT 1";
+	struct store_val p[] = {t(sip_call_id)};
+	struct call_rows r = {call_copy, c};
+	int e;
+
+	if (!sip_call_id)
+		return EINVAL;
+	c->id[0] = '\0';
+	pthread_mutex_lock(&s->lock);
+	e = query(s, sql, p, 1, call_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : c->id[0] ? 0 : ENOENT;
+}
+
 int store_call_list_live(struct store *s, store_call_h *each, void *arg)
 {
 	static const char sql[] =
@@ -1052,6 +1069,9 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_CALL_GET:
 		e = store_call_get(s, job->id, &job->call);
 		break;
+	case STORE_OP_CALL_FIND:
+		e = store_call_find(s, job->text, &job->call);
+		break;
 	case STORE_OP_CALL_LIST_LIVE:
 		e = store_call_list_live(s, collect_call, job);
 		break;
@@ -1096,6 +1116,30 @@ static void job_run(struct store *s, struct store_job *job)
 		job->err = e;
 }
 
+static const char *op_name(enum store_op op)
+{
+	static const char *const names[] = {
+	    [STORE_OP_CALL_INSERT] = "insert call",
+	    [STORE_OP_CALL_STATE] = "set call state",
+	    [STORE_OP_CALL_NEAR] = "set near leg",
+	    [STORE_OP_CALL_GET] = "get call",
+	    [STORE_OP_CALL_FIND] = "find call",
+	    [STORE_OP_CALL_LIST_LIVE] = "list calls",
+	    [STORE_OP_PURGE] = "purge",
+	    [STORE_OP_MOVE_INSERT] = "insert move",
+	    [STORE_OP_MOVE_REDEEM] = "redeem",
+	    [STORE_OP_MOVE_STATE] = "set move state",
+	    [STORE_OP_MOVE_EVENT] = "add move event",
+	    [STORE_OP_MOVE_GET] = "get move",
+	    [STORE_OP_MOVE_LIST] = "list moves",
+	    [STORE_OP_MOVE_EVENTS] = "list move events",
+	    [STORE_OP_FAILURE_ADD] = "count failure",
+	    [STORE_OP_SOURCE_CHECK] = "check source",
+	};
+
+	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
+}
+
 static void node_free(struct node *n)
 {
 	free(n->job.calls);
@@ -1127,8 +1171,8 @@ static void *worker(void *arg)
 		job_run(s, &n->job);
 		if (!n->done) {
 			if (n->job.err)
-				fprintf(stderr, "qrxfer: store: job %d: %s\n", (int)n->job.op,
-				        strerror(n->job.err));
+				fprintf(stderr, "qrxfer: store: %s %s: %s\n", op_name(n->job.op),
+				        n->job.id, strerror(n->job.err));
 			node_free(n);
 			continue;
 		}

@@ -153,6 +153,10 @@ int store_call_near_set(struct store *s, const char *id, const struct store_dial
 /* Reads one call; ENOENT when there is none. */
 int store_call_get(struct store *s, const char *id, struct store_call *call);
 
+/* Reads the newest call with a leg (near or far) whose SIP Call-ID is sip_call_id; ENOENT if none.
+ */
+int store_call_find(struct store *s, const char *sip_call_id, struct store_call *call);
+
 /* Visits every call not ENDED, oldest first. */
 int store_call_list_live(struct store *s, store_call_h *each, void *arg);
 
@@ -198,6 +202,7 @@ enum store_op {
 	STORE_OP_CALL_STATE,     /* in: id, call_state, at */
 	STORE_OP_CALL_NEAR,      /* in: id, call.near */
 	STORE_OP_CALL_GET,       /* in: id; out: call */
+	STORE_OP_CALL_FIND,      /* in: text (a SIP Call-ID); out: call */
 	STORE_OP_CALL_LIST_LIVE, /* out: calls, n */
 	STORE_OP_PURGE,          /* in: at (now), retention_ms; out: n */
 	STORE_OP_MOVE_INSERT,    /* in: move */

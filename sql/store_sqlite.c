@@ -57,7 +57,8 @@ static int sqlite_open(struct store_conn **cp, const char *url, char *err, size_
 	static const char setup[] = "PRAGMA busy_timeout = 5000;"
 	                            "PRAGMA journal_mode = WAL;"
 	                            "PRAGMA synchronous = NORMAL;"
-	                            "PRAGMA foreign_keys = ON;";
+	                            "PRAGMA foreign_keys = ON;"
+	                            "PRAGMA cache_size = -16384;";
 	struct store_conn *c = NULL;
 	const char *path = url_path(url);
 	char *msg = NULL;

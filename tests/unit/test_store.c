@@ -289,6 +289,11 @@ Test(store, calls_insert_update_list_get_purge)
 	cr_assert_eq(got.state, STORE_CALL_SETUP);
 	cr_assert_eq(got.answered_at, 0);
 	cr_assert_eq(store_call_get(st, "nope", &got), ENOENT);
+	cr_assert_eq(store_call_find(st, "far-c2@127.0.0.1", &got), 0);
+	cr_assert_str_eq(got.id, "c2");
+	cr_assert_eq(store_call_find(st, "near-c3@127.0.0.1", &got), 0);
+	cr_assert_str_eq(got.id, "c3");
+	cr_assert_eq(store_call_find(st, "nobody@127.0.0.1", &got), ENOENT);
 
 	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ACTIVE, 1500), 0);
 	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ACTIVE, 1600), 0);

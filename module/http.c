@@ -431,12 +431,17 @@ static bool admin_ok(struct mod_http *h, const char *auth)
 
 static void addr_key(const struct sockaddr *sa, uint8_t key[16])
 {
+	static const uint8_t v4mapped[12] = {[10] = 0xff, [11] = 0xff};
+
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
+		memcpy(key, v4mapped, 12);
 		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		/* one host usually owns a whole /64: count it as one source */
+		if (memcmp(key, v4mapped, 12))
+			memset(key + 8, 0, 8);
 	}
 }
 
@@ -645,8 +650,8 @@ int mod_http_reply(struct mod_http_req *req, unsigned status, const char *conten
 	req->replied = true;
 	count_status(status);
 	if (req->in_access) {
-		/* fails only for 413 during the body, where MHD takes no response: close */
-		MHD_queue_response(req->conn, status, resp);
+		if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
+			log_err(req->path, "MHD refused the response; connection closes");
 		MHD_destroy_response(resp);
 		return 0;
 	}

@@ -3,9 +3,13 @@
  * blocking. Two faces (DESIGN.md, "Promises"): admin routes want a bearer token and, by
  * default, a loopback peer; public routes are rate limited per source address.
  *
- * A handler runs on the loop and answers with one of the mod_http_reply*() calls, or calls
- * mod_http_defer() and answers later from the loop (a store completion, a timer). A request
- * object lives until its reply is sent; do not touch it after replying.
+ * A handler runs on the loop and answers with one of the mod_http_reply*() calls, or calls *
+ * mod_http_defer() and answers later from the loop (a store completion, a timer). A request object
+ * lives until its reply is sent; do not touch it after replying. A deferred request must be
+ * answered eventually: MHD does not time out suspended connections.
+ *
+ * Public rate limiting keys on the TCP peer (an IPv6 /64 counts as one source); behind a
+ * reverse proxy every client shares the proxy's bucket.
  */
 #ifndef QRXFER_MODULE_HTTP_H
 #define QRXFER_MODULE_HTTP_H
@@ -47,7 +51,8 @@ typedef void(mod_http_cancel_h)(void *arg);
 
 /* Starts listening on conf->listen, driven by root. */
 int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_conf *conf);
-/* Cancels deferred requests, closes every connection and stops; NULL is fine. */
+/* Cancels deferred requests, closes every connection and stops; NULL is fine. Not from a
+ * handler. */
 void mod_http_free(struct mod_http *h);
 /* The bound port (useful with port 0). */
 unsigned mod_http_port(const struct mod_http *h);

@@ -1,5 +1,7 @@
 #!/bin/sh
 # Runs the store suite (tests/unit/test_store) against a throwaway PostgreSQL server on loopback.
+# "pg.sh ARGS" passes ARGS to the suite; "pg.sh --run CMD ARGS" runs CMD instead, with
+# QRXFER_TEST_PG_URL exported (benchmarks and end-to-end tests use it).
 set -u
 
 builddir=${top_builddir:-.}
@@ -14,7 +16,11 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ] || [ ! -x "$pgbin/pg_ctl" ]; then
 	echo "FAIL: PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: install the Debian package postgresql" >&2
 	exit 1
 fi
-if [ ! -x "$suite" ]; then
+if [ "${1:-}" = --run ]; then
+	shift
+	suite=$1
+	shift
+elif [ ! -x "$suite" ]; then
 	echo "FAIL: $suite not built" >&2
 	exit 1
 fi

@@ -211,6 +211,43 @@ Test(store, migrations_apply_once_and_record_the_version)
 	finish();
 }
 
+static void *open_and_close(void *arg)
+{
+	struct store *s = NULL;
+	char err[256];
+	int *e = arg;
+
+	*e = store_open(&s, url, err, sizeof(err));
+	if (*e)
+		fprintf(stderr, "concurrent open: %s\n", err);
+	store_close(s);
+	return NULL;
+}
+
+Test(store, daemons_starting_together_migrate_once)
+{
+	const struct store_migration *last = &store_migrations[store_nmigrations - 1];
+	pthread_t th[8];
+	int errs[8], i, version = -1;
+	char err[256];
+
+	/* Start from a database nobody has migrated yet. */
+	store_close(st);
+	st = NULL;
+	drop_db();
+	fresh_db();
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, open_and_close, &errs[i]), 0);
+	for (i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(errs[i], 0, "opener %d: %s", i, strerror(errs[i]));
+	cr_assert_eq(store_open(&st, url, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_schema_version(st, &version), 0);
+	cr_assert_eq(version, last->version);
+	finish();
+}
+
 Test(store, sqlite_file_is_in_wal_mode)
 {
 	struct store *other = NULL;

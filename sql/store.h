@@ -120,7 +120,7 @@ typedef int(store_event_h)(const struct store_move_event *ev, void *arg);
 int store_open(struct store **sp, const char *url, char *err, size_t errlen);
 
 /* Stops the worker after it ran every queued job, delivers pending completions, and frees the
- * store. */
+ * store; on the loop thread, never from inside a completion callback. */
 void store_close(struct store *s);
 
 /* Returns "sqlite" or "postgresql". */

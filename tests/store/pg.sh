@@ -45,7 +45,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+trap 'exit 1' INT TERM HUP PIPE
 
 if [ "$(id -u)" = 0 ]; then
 	chown postgres "$tmp" || exit 1

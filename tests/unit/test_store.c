@@ -76,7 +76,7 @@ static void drop_db(void)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/store.db-shm", dir);
 	unlink(path);
-	rmdir(dir);
+	cr_assert_eq(rmdir(dir), 0, "rmdir %s: %s", dir, strerror(errno));
 }
 
 static void setup(void)
@@ -261,6 +261,15 @@ Test(store, sqlite_file_is_in_wal_mode)
 	cr_assert_eq(access(wal, F_OK), 0, "no %s: not in WAL mode", wal);
 	cr_assert_eq(store_open(&other, url, err, sizeof(err)), 0, "second connection: %s", err);
 	store_close(other);
+
+	/* sqlite://name is relative to the working directory. */
+	cr_assert_eq(chdir(dir), 0);
+	other = NULL;
+	cr_assert_eq(store_open(&other, "sqlite://rel.db", err, sizeof(err)), 0, "%s", err);
+	store_close(other);
+	snprintf(wal, sizeof(wal), "%s/rel.db", dir);
+	cr_assert_eq(access(wal, F_OK), 0, "sqlite://rel.db did not make %s", wal);
+	unlink(wal);
 	finish();
 }
 

@@ -16,7 +16,9 @@ struct store;
 #define STORE_TEXT_MAX   256 /* a reason or an event's detail */
 #define STORE_HASH_LEN   32  /* SHA-256 */
 
-/* Times are milliseconds since the epoch; 0 means "not yet". */
+/* Times are milliseconds since the epoch; 0 means "not yet". The synchronous functions may be
+ * called from any thread and block (on the network with PostgreSQL): the SIP loop uses
+ * store_submit(). */
 
 /* One SIP dialog as seen from qrxfer. */
 struct store_dialog {

@@ -12,19 +12,22 @@
 
 #include "codes/code.h"
 
+/* Passes in the order tried: cheapest and most often successful first (see bench-codes). */
 enum pass {
-	PASS_HALF,
-	PASS_FULL,
-	PASS_STRETCH,
 	PASS_ADAPT_HALF,
-	PASS_ADAPT_FULL,
+	PASS_HALF,
 	PASS_BLUR_ADAPT,
+	PASS_VSMOOTH,
+	PASS_STRETCH,
+	PASS_FULL,
+	PASS_ADAPT_FULL,
 	PASS_INVERT,
 	PASS_N
 };
 
 static const char *const pass_names[PASS_N] = {
-    "half", "full", "stretch", "adaptive-half", "adaptive-full", "blur-adaptive", "inverted",
+    "adaptive-half", "half", "blur-adaptive", "vsmooth-half",
+    "stretch",       "full", "adaptive-full", "inverted",
 };
 
 const char *code_scan_pass_name(unsigned i)
@@ -106,6 +109,27 @@ static int blur(struct code_grey *g)
 			unsigned sum = p[-s - 1] + p[-s] + p[-s + 1] + p[-1] + p[0] + p[1] +
 			               p[s - 1] + p[s] + p[s + 1];
 
+			g->px[(size_t)y * w + x] = (uint8_t)((sum + 4) / 9);
+		}
+	free(src);
+	return 0;
+}
+
+/* Vertical 9-tap mean: smooths along a barcode's bars (near upright) without blurring them. */
+static int vsmooth(struct code_grey *g)
+{
+	unsigned w = g->w, h = g->h;
+	uint8_t *src = malloc((size_t)w * h);
+
+	if (!src)
+		return ENOMEM;
+	memcpy(src, g->px, (size_t)w * h);
+	for (unsigned y = 4; y + 4 < h; y++)
+		for (unsigned x = 0; x < w; x++) {
+			unsigned sum = 0;
+
+			for (unsigned k = y - 4; k <= y + 4; k++)
+				sum += src[(size_t)k * w + x];
 			g->px[(size_t)y * w + x] = (uint8_t)((sum + 4) / 9);
 		}
 	free(src);
@@ -257,6 +281,8 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 				stretch(&work);
 			if (!e && (p == PASS_ADAPT_HALF || p == PASS_ADAPT_FULL))
 				e = adaptive(&work);
+			if (!e && p == PASS_VSMOOTH)
+				e = vsmooth(&work);
 			if (!e && p == PASS_BLUR_ADAPT)
 				e = blur(&work);
 			if (!e && p == PASS_BLUR_ADAPT)

@@ -175,9 +175,11 @@ static int render_code(struct rng *r, unsigned index, const struct code_keyring 
 
 	p->barcode = index % 8 == 7;
 	if (p->barcode) {
-		err = code_numeric_make(8, p->expect, sizeof(p->expect));
-		if (!err)
-			err = code_barcode_png(p->expect, 4, 160, 10, &png, &len);
+		/* Digits from the seeded generator, so barcode frames are reproducible. */
+		for (int i = 0; i < 8; i++)
+			p->expect[i] = (char)('0' + rng_next(r) % 10);
+		p->expect[8] = '\0';
+		err = code_barcode_png(p->expect, 4, 160, 10, &png, &len);
 		*quiet_px = 40;
 	} else {
 		struct code_qr *q = NULL;
@@ -196,7 +198,6 @@ static int render_code(struct rng *r, unsigned index, const struct code_keyring 
 		code_qr_free(q);
 		*quiet_px = 24;
 	}
-	(void)r;
 	if (!err)
 		err = code_image_decode(png, len, NULL, tex);
 	free(png);

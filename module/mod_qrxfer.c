@@ -1,70 +1,358 @@
 /* mod_qrxfer: the module descriptor, its configuration, and the wiring of the parts. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "config.h"
+#include "codes/code.h"
+#include "module/api.h"
+#include "module/http.h"
+#include "module/metrics.h"
 #include "module/mod.h"
+#include "module/sms.h"
 #include "sip/log.h"
 #include "sip/sip.h"
+#include "sql/store.h"
 
 static struct {
 	char *sip_listen, *sip_tls_listen, *sip_tls_cert_dir, *sip_domain, *sip_upstream;
 	int max_call_duration, register_timeout;
+	char *http_listen, *http_public_url, *http_admin_token_file;
+	int http_admin_loopback_only, http_body_max, http_rate, http_burst;
+	char *store_url;
+	int store_keep_ended;
+	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
+	char *codes_hmac_key_file;
+	char *move_feature_code;
+	int move_scans;
+	int confirm_policy, confirm_channel, confirm_near_channel, confirm_far_channel;
+	int confirm_timeout;
+	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
+	char *sms_twilio_auth_token_file, *sms_webhook_secret_file;
+	int sms_timeout, sms_retries;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const qr_uris[] = {"sip", "https", NULL};
+static const char *const policies[] = {"none", "near", "far", "both", NULL};
+static const char *const channels[] = {"sip", "sms", NULL};
+static const char *const side_channels[] = {"default", "sip", "sms", NULL};
+static const char *const scan_policies[] = {"none", "both", NULL};
+
+#define R MOD_CONF_RELOAD
+#define REQ MOD_CONF_REQUIRED
 
 static const struct mod_conf_param params[] = {
-	{"log", "level", MOD_CONF_ENUM, &sip_log_level, "info", .choices = log_levels,
-	 .flags = MOD_CONF_RELOAD},
-	{"sip", "listen", MOD_CONF_STR, &conf.sip_listen, "sip:127.0.0.1:5060",
-	 .flags = MOD_CONF_REQUIRED},
+	{"log", "level", MOD_CONF_ENUM, &sip_log_level, "info", .choices = log_levels, .flags = R},
+	{"sip", "listen", MOD_CONF_STR, &conf.sip_listen, "sip:127.0.0.1:5060", .flags = REQ},
 	{"sip", "tls_listen", MOD_CONF_STR, &conf.sip_tls_listen, ""},
 	{"sip", "tls_cert_dir", MOD_CONF_STR, &conf.sip_tls_cert_dir, ""},
-	{"sip", "domain", MOD_CONF_STR, &conf.sip_domain, "qrxfer.invalid",
-	 .flags = MOD_CONF_REQUIRED},
-	{"sip", "upstream", MOD_CONF_STR, &conf.sip_upstream, "sip:127.0.0.1:5070",
-	 .flags = MOD_CONF_REQUIRED},
+	{"sip", "domain", MOD_CONF_STR, &conf.sip_domain, "qrxfer.invalid", .flags = REQ},
+	{"sip", "upstream", MOD_CONF_STR, &conf.sip_upstream, "sip:127.0.0.1:5070", .flags = REQ},
 	{"sip", "max_call_duration", MOD_CONF_INT, &conf.max_call_duration, "14400", 0, 604800},
 	{"sip", "register_timeout", MOD_CONF_INT, &conf.register_timeout, "32", 1, 300},
+	{"http", "listen", MOD_CONF_STR, &conf.http_listen, "127.0.0.1:8080"},
+	{"http", "public_url", MOD_CONF_STR, &conf.http_public_url, "http://127.0.0.1:8080"},
+	{"http", "admin_token_file", MOD_CONF_STR, &conf.http_admin_token_file,
+	 QRXFER_SYSCONFDIR "/admin.token"},
+	{"http", "admin_loopback_only", MOD_CONF_BOOL, &conf.http_admin_loopback_only, "yes"},
+	{"http", "body_max", MOD_CONF_INT, &conf.http_body_max, "8388608", 1024, 268435456},
+	{"http", "rate", MOD_CONF_INT, &conf.http_rate, "10", 1, 100000},
+	{"http", "burst", MOD_CONF_INT, &conf.http_burst, "20", 1, 100000},
+	{"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
+	 .flags = REQ},
+	{"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
+	 .flags = R},
+	{"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
+	{"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
+	{"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris,
+	 .flags = R},
+	{"codes", "hmac_key_file", MOD_CONF_STR, &conf.codes_hmac_key_file,
+	 QRXFER_SYSCONFDIR "/hmac.key"},
+	{"codes", "max_failures", MOD_CONF_INT, &conf.codes_max_failures, "5", 1, 100},
+	{"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
+	{"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
+	{"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
+	 .flags = R},
+	{"confirm", "policy", MOD_CONF_ENUM, &conf.confirm_policy, "none", .choices = policies,
+	 .flags = R},
+	{"confirm", "channel", MOD_CONF_ENUM, &conf.confirm_channel, "sip", .choices = channels,
+	 .flags = R},
+	{"confirm", "near_channel", MOD_CONF_ENUM, &conf.confirm_near_channel, "default",
+	 .choices = side_channels, .flags = R},
+	{"confirm", "far_channel", MOD_CONF_ENUM, &conf.confirm_far_channel, "default",
+	 .choices = side_channels, .flags = R},
+	{"confirm", "timeout", MOD_CONF_INT, &conf.confirm_timeout, "30", 1, 600, .flags = R},
+	{"sms", "url", MOD_CONF_STR, &conf.sms_url, ""},
+	{"sms", "auth_header_file", MOD_CONF_STR, &conf.sms_auth_header_file, ""},
+	{"sms", "from", MOD_CONF_STR, &conf.sms_from, ""},
+	{"sms", "body_template", MOD_CONF_STR, &conf.sms_body_template,
+	 "To={to}&From={from}&Body={text}"},
+	{"sms", "timeout", MOD_CONF_INT, &conf.sms_timeout, "10", 1, 120},
+	{"sms", "retries", MOD_CONF_INT, &conf.sms_retries, "3", 0, 10},
+	{"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
+	{"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
 	{NULL},
 };
 
 static const struct mod_host *host;
 static struct sip *sip;
+static struct store *store;
+static struct code_keyring *keys;
+static struct mod_http *http;
+static struct mod_api *api;
+static struct mod_sms *sms;
+static su_timer_t *tick;
+static struct sip_hooks hooks;
+static char *admin_token, *twilio_token, *webhook_secret;
+static struct sip_conf sc;
 
 static const char *nonempty(const char *s)
 {
 	return s && *s ? s : NULL;
 }
 
-static int mod_init(const struct mod_host *h)
+/* A secret from a file: its first line, without the line end; NULL and a log line if none. */
+static char *read_secret(const char *what, const char *path)
 {
-	struct sip_conf sc = {
-		.listen = conf.sip_listen,
-		.tls_listen = nonempty(conf.sip_tls_listen),
-		.tls_cert_dir = nonempty(conf.sip_tls_cert_dir),
-		.domain = conf.sip_domain,
-		.upstream = conf.sip_upstream,
-		.max_call_secs = (unsigned)conf.max_call_duration,
-		.register_timeout = (unsigned)conf.register_timeout,
+	char buf[512];
+	FILE *f;
+	size_t n;
+
+	if (!nonempty(path))
+		return NULL;
+	f = fopen(path, "r");
+	if (!f) {
+		LOG_WARN("conf", "%s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	buf[strcspn(buf, "\r\n")] = 0;
+	if (!buf[0]) {
+		LOG_WARN("conf", "%s %s: empty", what, path);
+		return NULL;
+	}
+	return strdup(buf);
+}
+
+/* The keyring; a first start makes the file with one fresh 256-bit key. */
+static int load_keys(void)
+{
+	const char *path = conf.codes_hmac_key_file;
+	unsigned char key[32];
+	char line[80];
+	int fd, err, n = 0;
+
+	err = code_keyring_load(&keys, path);
+	if (err != ENOENT) {
+		if (err)
+			LOG_ERR("codes", "hmac_key_file %s: %s", path, code_strerror(err));
+		return err;
+	}
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return EIO;
+	n = snprintf(line, sizeof(line), "1:");
+	for (size_t i = 0; i < sizeof(key); i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", key[i]);
+	line[n++] = '\n';
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n) {
+		err = errno;
+		LOG_ERR("codes", "hmac_key_file %s: cannot create it: %s", path, strerror(err));
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	close(fd);
+	LOG_INFO("codes", "made a new key in %s (share it between nodes of one cluster)", path);
+	return code_keyring_load(&keys, path);
+}
+
+static void sms_done(void *arg, unsigned long ref, int err, long status, const char *body)
+{
+	mod_metric_inc(err ? MOD_METRIC_SMS_FAILED_TOTAL : MOD_METRIC_SMS_SENT_TOTAL);
+	if (err)
+		LOG_WARN("sms", "message %lu: %s (gateway status %ld)", ref, strerror(err), status);
+	if (sip)
+		sip_sms_result(sip, ref, !err);
+}
+
+/* Keep the Prometheus series in step with the stack's counters, and purge old calls. */
+static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
+{
+	static unsigned seconds;
+	const struct sip_stats *st;
+
+	if (sip) {
+		st = sip_stats(sip);
+		mod_metric_set(MOD_METRIC_CALLS_TOTAL, (int64_t)st->calls_total);
+		mod_metric_set(MOD_METRIC_CALLS_FAILED_TOTAL, (int64_t)st->calls_failed);
+		mod_metric_set(MOD_METRIC_CALLS_ACTIVE, (int64_t)st->calls_active);
+		mod_metric_set(MOD_METRIC_MOVES_TOTAL, (int64_t)st->moves_total);
+		mod_metric_set(MOD_METRIC_MOVES_COMPLETED_TOTAL, (int64_t)st->moves_completed);
+		mod_metric_set(MOD_METRIC_MOVES_FAILED_TOTAL, (int64_t)st->moves_failed);
+		mod_metric_set(MOD_METRIC_CODES_REJECTED_TOTAL, (int64_t)st->codes_rejected);
+		mod_metric_set(MOD_METRIC_SIP_REQUESTS_TOTAL, (int64_t)st->requests_total);
+	}
+	if (store && conf.store_keep_ended && ++seconds % 60 == 0) {
+		struct store_job job = {.op = STORE_OP_PURGE};
+		job.at = store_now();
+		job.retention_ms = (int64_t)conf.store_keep_ended * 1000;
+		store_submit(store, &job, NULL, NULL);
+	}
+}
+
+static void fill_sip_conf(void)
+{
+	static const enum sip_confirm map[] = {SIP_CONFIRM_NONE, SIP_CONFIRM_NEAR, SIP_CONFIRM_FAR,
+					       SIP_CONFIRM_BOTH};
+	int near_sms = conf.confirm_near_channel ? conf.confirm_near_channel == 2
+						 : conf.confirm_channel == 1;
+	int far_sms = conf.confirm_far_channel ? conf.confirm_far_channel == 2
+					       : conf.confirm_channel == 1;
+
+	sc.listen = conf.sip_listen;
+	sc.tls_listen = nonempty(conf.sip_tls_listen);
+	sc.tls_cert_dir = nonempty(conf.sip_tls_cert_dir);
+	sc.domain = conf.sip_domain;
+	sc.upstream = conf.sip_upstream;
+	sc.max_call_secs = (unsigned)conf.max_call_duration;
+	sc.register_timeout = (unsigned)conf.register_timeout;
+	sc.store = store;
+	sc.keys = keys;
+	sc.public_url = nonempty(conf.http_public_url);
+	sc.qr_uri_https = conf.codes_qr_uri == 1;
+	sc.code_ttl = (unsigned)conf.codes_ttl;
+	sc.code_digits = (unsigned)conf.codes_digits;
+	sc.move_feature = nonempty(conf.move_feature_code);
+	sc.send_qr_image = conf.codes_send_qr_image;
+	sc.confirm = map[conf.confirm_policy];
+	sc.confirm_sms_near = near_sms;
+	sc.confirm_sms_far = far_sms;
+	sc.confirm_timeout = (unsigned)conf.confirm_timeout;
+	sc.scans_both = conf.move_scans == 1;
+	sc.hooks = &hooks;
+}
+
+static int start_sms(void)
+{
+	struct mod_sms_conf smc = {
+		.url = conf.sms_url,
+		.auth_header_file = nonempty(conf.sms_auth_header_file),
+		.from = conf.sms_from,
+		.body_template = conf.sms_body_template,
+		.timeout_ms = (unsigned)conf.sms_timeout * 1000,
+		.retries = conf.sms_retries ? conf.sms_retries : -1,
 	};
 	int err;
 
+	if (!nonempty(conf.sms_url))
+		return 0;
+	if (!nonempty(conf.sms_from)) {
+		LOG_ERR("conf", "[sms] url needs [sms] from");
+		return EINVAL;
+	}
+	err = mod_sms_alloc(&sms, host->root, &smc, sms_done, NULL);
+	if (err) {
+		LOG_ERR("sms", "cannot start the gateway client: %s", strerror(err));
+		return err;
+	}
+	hooks.sms_send = mod_sms_send;
+	hooks.arg = sms;
+	return 0;
+}
+
+static int mod_init(const struct mod_host *h)
+{
+	struct store_limits lim = {0};
+	struct mod_http_conf hc = {0};
+	struct mod_api_conf ac = {0};
+	char err_text[512];
+	int err;
+
 	host = h;
-	if (sc.tls_listen && !sc.tls_cert_dir) {
+	mod_metrics_reset();
+	mod_metric_set(MOD_METRIC_START_TIME_SECONDS, (int64_t)time(NULL));
+	if (nonempty(conf.sip_tls_listen) && !nonempty(conf.sip_tls_cert_dir)) {
 		LOG_ERR("conf", "[sip] tls_listen needs [sip] tls_cert_dir");
 		return EINVAL;
 	}
+	if ((conf.confirm_channel == 1 || conf.confirm_near_channel == 2 ||
+	     conf.confirm_far_channel == 2) &&
+	    conf.confirm_policy && !nonempty(conf.sms_url)) {
+		LOG_ERR("conf", "[confirm] asks by SMS but [sms] url is empty");
+		return EINVAL;
+	}
+	err = load_keys();
+	if (err)
+		return err;
+	err = store_open(&store, conf.store_url, err_text, sizeof(err_text));
+	if (err) {
+		LOG_ERR("store", "%s: %s", conf.store_url, err_text);
+		return err;
+	}
+	lim.max_failures = conf.codes_max_failures;
+	store_limits_set(store, &lim);
+	err = store_attach(store, h->root);
+	if (err) {
+		LOG_ERR("store", "cannot start its worker: %s", strerror(err));
+		return err;
+	}
+	err = start_sms();
+	if (err)
+		return err;
+	fill_sip_conf();
 	err = sip_alloc(&sip, h->root, &sc);
 	if (err)
 		return err;
+
+	admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
+	if (!admin_token)
+		LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
+	hc.listen = conf.http_listen;
+	hc.admin_token = admin_token;
+	hc.admin_loopback_only = conf.http_admin_loopback_only;
+	hc.body_max = (size_t)conf.http_body_max;
+	hc.rate = conf.http_rate;
+	hc.burst = (unsigned)conf.http_burst;
+	if (nonempty(conf.http_listen)) {
+		err = mod_http_alloc(&http, h->root, &hc);
+		if (err) {
+			LOG_ERR("http", "cannot listen on %s: %s", conf.http_listen, strerror(err));
+			return err;
+		}
+		twilio_token = read_secret("twilio_auth_token_file", conf.sms_twilio_auth_token_file);
+		webhook_secret = read_secret("webhook_secret_file", conf.sms_webhook_secret_file);
+		ac.public_url = nonempty(conf.http_public_url);
+		ac.sip_domain = conf.sip_domain;
+		ac.keys = keys;
+		ac.twilio_auth_token = twilio_token;
+		ac.webhook_secret = webhook_secret;
+		err = mod_api_alloc(&api, http, sip, store, &ac);
+		if (err) {
+			LOG_ERR("http", "cannot set up the API: %s", strerror(err));
+			return err;
+		}
+		LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
+			 conf.http_public_url);
+	}
+	tick = su_timer_create(su_root_task(h->root), 1000);
+	if (tick)
+		su_timer_set_for_ever(tick, on_tick, NULL);
 	return 0;
 }
 
 static void mod_reload(void)
 {
+	fill_sip_conf();
 	LOG_INFO("conf", "reloaded %s", host->conf_path);
 }
 
@@ -83,8 +371,25 @@ static void mod_shutdown(void)
 
 static void mod_close(void)
 {
+	if (tick)
+		su_timer_destroy(tick);
+	tick = NULL;
 	sip_free(sip);
 	sip = NULL;
+	mod_http_free(http);
+	http = NULL;
+	mod_sms_free(sms);
+	sms = NULL;
+	store_close(store);
+	store = NULL;
+	mod_api_free(api);
+	api = NULL;
+	code_keyring_free(keys);
+	keys = NULL;
+	free(admin_token);
+	free(twilio_token);
+	free(webhook_secret);
+	admin_token = twilio_token = webhook_secret = NULL;
 }
 
 __attribute__((visibility("default"))) const struct mod_export mod_export = {

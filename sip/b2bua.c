@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sip/b2bua.h"
+#include "sip/move.h"
 
 const char *sip_call_state_name(enum sip_call_state st)
 {
@@ -70,6 +71,11 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 	    ev != nua_i_active && ev != nua_i_terminated && ev != nua_i_media_error)
 		s->stats.requests_total++;
 
+	if (b && (b->kind == BOUND_REDEEM || b->kind == BOUND_REFER)) {
+		move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
+		return;
+	}
+
 	switch (ev) {
 	case nua_i_invite:
 		if (leg)
@@ -112,11 +118,11 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 		register_request(s, nh, sip);
 		break;
 	case nua_i_refer:
-		refuse_request(s, nh, b, 501, "REFER Not Supported Here");
+		if (!move_refer(s, leg, nh, sip, tags))
+			refuse_request(s, nh, b, 501, "Only REFER To sip:move@ Is Served");
 		break;
 	case nua_i_subscribe:
 	case nua_i_publish:
-	case nua_i_notify:
 	case nua_i_method:
 		refuse_request(s, nh, b, SIP_501_NOT_IMPLEMENTED);
 		break;
@@ -130,6 +136,9 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 	case nua_r_shutdown:
 		on_shutdown(s, status);
 		break;
+	case nua_i_notify:
+	case nua_r_notify:
+	case nua_r_refer:
 	case nua_r_bye:
 	case nua_r_cancel:
 	case nua_r_set_params:
@@ -221,6 +230,11 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	err = register_init(s);
 	if (err)
 		goto out;
+	err = sip_work_alloc(&s->work, root);
+	if (err) {
+		LOG_ERR("sip", "cannot start the image worker: %s", strerror(err));
+		goto out;
+	}
 	s->nua = nua_create(
 		root, on_event, s, NUTAG_URL(s->conf.listen),
 		TAG_IF(s->conf.tls_listen, NUTAG_SIPS_URL(s->conf.tls_listen)),
@@ -239,7 +253,6 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		       NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
 		       NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"),
 		       NUTAG_APPL_METHOD("SUBSCRIBE"), NUTAG_APPL_METHOD("PUBLISH"),
-		       NUTAG_APPL_METHOD("NOTIFY"),
 		       NUTAG_ALLOW("INFO"), NUTAG_ALLOW("UPDATE"), NUTAG_ALLOW("MESSAGE"),
 		       NUTAG_ALLOW("REGISTER"), NUTAG_SUPPORTED("path"),
 		       NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
@@ -249,6 +262,7 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	*sp = s;
 	return 0;
 out:
+	sip_work_free(s->work);
 	if (s->nta)
 		nta_agent_destroy(s->nta);
 	su_home_deinit(s->home);
@@ -307,6 +321,8 @@ void sip_free(struct sip *s)
 		return;
 	if (s->shutdown_timer)
 		su_timer_destroy(s->shutdown_timer);
+	sip_work_free(s->work);
+	move_free_all(s);
 	if (s->nta)
 		nta_agent_destroy(s->nta);
 	nua_destroy(s->nua);
@@ -322,11 +338,11 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 	for (c = s->calls; c; c = c->next) {
 		info.id = c->id;
 		info.state = c->state;
-		info.near_call_id = c->near.call_id;
-		info.near_uri = c->near.uri;
-		info.far_call_id = c->far.call_id;
-		info.far_uri = c->far.uri;
-		info.near_is_caller = c->in == &c->near;
+		info.near_call_id = c->near ? c->near->call_id : NULL;
+		info.near_uri = c->near ? c->near->uri : NULL;
+		info.far_call_id = c->far ? c->far->call_id : NULL;
+		info.far_uri = c->far ? c->far->uri : NULL;
+		info.near_is_caller = c->in == c->near;
 		info.created = c->created;
 		info.answered = c->answered;
 		fn(&info, arg);

@@ -19,9 +19,11 @@
 #include "sip/sip.h"
 #include "sip/log.h"
 
+struct move;
+
 /* What a handle's magic points to; the kind tells which struct it heads. */
 struct bound {
-	enum { BOUND_LEG, BOUND_TXN } kind;
+	enum { BOUND_LEG, BOUND_TXN, BOUND_REDEEM, BOUND_REFER } kind;
 };
 
 /* One in-dialog request relayed to the other leg, waiting for its answer. */
@@ -41,6 +43,11 @@ struct leg {
 	unsigned answered : 1;   /* its initial INVITE got a 2xx */
 	unsigned terminated : 1; /* the stack has let go of the dialog */
 	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
+	unsigned incoming : 1;   /* the peer sent the initial INVITE */
+	struct leg *next;        /* in the call's list of every leg it has */
+	char dtmf[12];           /* the last DTMF digits from this leg, for the feature code */
+	size_t dtmf_len;
+	long long dtmf_at;
 	struct relay *relays, **relays_tail;
 	char *call_id;           /* in the call's home */
 	char *uri;
@@ -52,8 +59,10 @@ struct call {
 	struct call *next, *prev;
 	struct sip *sip;
 	char id[33];
-	struct leg near, far;
+	struct leg *near, *far;  /* NULL until made */
+	struct leg *legs;        /* near, far, and legs joining or leaving in a move */
 	struct leg *in, *out;    /* the leg the INVITE came in on, the one we made */
+	struct move *move;       /* the move under way, if any */
 	enum sip_call_state state;
 	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
 	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
@@ -61,6 +70,11 @@ struct call {
 	struct leg *reinvite_from;
 	su_timer_t *max_timer;
 	time_t created, answered;
+	char *far_origin;           /* the o= line the far party sees, %llu for the version */
+	unsigned long long far_version;
+	char *far_body;             /* the last SDP sent to far, as it came */
+	char *near_sdp;             /* the last SDP the near device sent, for a rollback */
+	unsigned recorded : 1;      /* its row is in the store */
 };
 
 /* An out-of-dialog request relayed on a fresh handle (MESSAGE, REGISTER). */
@@ -86,6 +100,10 @@ struct sip {
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
 	struct txn *txns;
+	struct move *moves;          /* moves of this node, live and recently ended */
+	struct redeem *redeems;      /* INVITEs waiting for the store to redeem their code */
+	struct sip_work *work;       /* image decoding */
+	unsigned long sms_seq;       /* reference of the last SMS asked of the module */
 	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;
@@ -99,17 +117,43 @@ void b2bua_stop(struct sip *s);
 
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);
+struct leg *call_leg_new(struct call *c, int near, int incoming);
 void call_end(struct call *c, int status, const char *reason);
 void call_leg_terminated(struct leg *leg);
+void call_leg_end(struct leg *leg, const char *reason);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);
+
+/* work.c: jobs run on a worker thread; done runs on the loop afterwards */
+struct sip_work;
+typedef void sip_work_h(void *arg);
+int sip_work_alloc(struct sip_work **wp, su_root_t *root);
+int sip_work_submit(struct sip_work *w, sip_work_h *run, sip_work_h *done, void *arg);
+void sip_work_free(struct sip_work *w);
+
+/* record.c: the call's row in the store; state is an enum store_call_state */
+struct store_dialog;
+void call_record_state(struct call *c, int state);
+void call_record_near(struct call *c);
+void call_leg_dialog(const struct leg *leg, struct store_dialog *d);
+
+/* sdp.c */
+sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
+sip_payload_t *body_for(struct leg *dst, const sip_t *sip);
+
+/* Tags for a body already chosen with body_for(). */
+#define BODY_TAGS_PL(sip, pl)                                                             \
+	TAG_IF(pl && body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                    \
+		TAG_IF(pl, SIPTAG_PAYLOAD(pl))
 
 /* route.c */
 int route_from_upstream(struct sip *s, msg_t *req);
 int route_is_self(struct sip *s, const url_t *url);
 
 /* invite.c */
+sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a);
+void invite_note_near_sdp(struct leg *from, const sip_t *sip);
 void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip);
 void invite_again(struct leg *leg, const sip_t *sip);
 void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip);

@@ -4,14 +4,8 @@
 #include <openssl/rand.h>
 
 #include "sip/b2bua.h"
-
-static void leg_init(struct leg *leg, struct call *c, int near)
-{
-	leg->b.kind = BOUND_LEG;
-	leg->call = c;
-	leg->near = near;
-	leg->relays_tail = &leg->relays;
-}
+#include "sip/move.h"
+#include "sql/store.h"
 
 int call_alloc(struct call **cp, struct sip *s)
 {
@@ -29,8 +23,6 @@ int call_alloc(struct call **cp, struct sip *s)
 	for (i = 0; i < 16; i++)
 		snprintf(c->id + 2 * i, 3, "%02x", raw[i]);
 	c->sip = s;
-	leg_init(&c->near, c, 1);
-	leg_init(&c->far, c, 0);
 	c->created = time(NULL);
 	c->prev = s->calls_tail;
 	if (s->calls_tail)
@@ -44,16 +36,43 @@ int call_alloc(struct call **cp, struct sip *s)
 	return 0;
 }
 
+struct leg *call_leg_new(struct call *c, int near, int incoming)
+{
+	struct leg *leg = su_zalloc(c->home, sizeof(*leg));
+
+	if (!leg)
+		return NULL;
+	leg->b.kind = BOUND_LEG;
+	leg->call = c;
+	leg->near = near;
+	leg->incoming = incoming;
+	leg->relays_tail = &leg->relays;
+	leg->next = c->legs;
+	c->legs = leg;
+	return leg;
+}
+
+/* The leg bridged to this one: NULL for a leg joining or leaving in a move. */
 struct leg *call_other(struct leg *leg)
 {
 	struct call *c = leg->call;
 
-	return leg == &c->near ? &c->far : &c->near;
+	if (leg == c->near)
+		return c->far;
+	if (leg == c->far)
+		return c->near;
+	return NULL;
 }
 
 const char *call_side(const struct leg *leg)
 {
-	return leg->near ? "near" : "far";
+	const struct call *c = leg->call;
+
+	if (leg == c->near)
+		return "near";
+	if (leg == c->far)
+		return "far";
+	return leg->near ? "new near" : "old near";
 }
 
 /* nua_respond() keeps the phrase pointer, so the phrase must live as long as the call. */
@@ -72,21 +91,22 @@ static void leg_drop_relays(struct leg *leg)
 
 	while ((r = leg->relays)) {
 		leg->relays = r->next;
-		nua_destroy_event(r->saved);
+		if (r->from_nh)
+			nua_destroy_event(r->saved);
 		su_free(leg->call->home, r);
 	}
 	leg->relays_tail = &leg->relays;
 }
 
 /* End one leg by the means its state allows. */
-static void leg_end(struct leg *leg, const char *reason)
+void call_leg_end(struct leg *leg, const char *reason)
 {
-	if (!leg->nh || leg->terminated || leg->ending)
+	if (!leg || !leg->nh || leg->terminated || leg->ending)
 		return;
 	leg->ending = 1;
-	if (leg->answered || (leg == leg->call->in && leg->call->state == SIP_CALL_ANSWERED))
+	if (leg->answered)
 		nua_bye(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
-	else if (leg == leg->call->out)
+	else if (!leg->incoming)
 		nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	else
 		nua_respond(leg->nh, SIP_480_TEMPORARILY_UNAVAILABLE,
@@ -95,6 +115,8 @@ static void leg_end(struct leg *leg, const char *reason)
 
 void call_end(struct call *c, int status, const char *reason)
 {
+	struct leg *leg;
+
 	if (c->state != SIP_CALL_ENDING) {
 		LOG_INFO("call", "%s: ending (%d%s%s)", c->id, status, reason ? ": " : "",
 			 reason ? reason : "");
@@ -104,14 +126,29 @@ void call_end(struct call *c, int status, const char *reason)
 		su_timer_destroy(c->max_timer);
 		c->max_timer = NULL;
 	}
-	leg_end(&c->near, reason);
-	leg_end(&c->far, reason);
+	if (c->move)
+		move_call_ending(c->move);
+	for (leg = c->legs; leg; leg = leg->next)
+		call_leg_end(leg, reason);
+}
+
+static void leg_release(struct leg *leg)
+{
+	leg_drop_relays(leg);
+	if (leg->nh) {
+		nua_handle_bind(leg->nh, NULL);
+		nua_handle_destroy(leg->nh);
+		leg->nh = NULL;
+	}
 }
 
 static void call_free(struct call *c)
 {
 	struct sip *s = c->sip;
+	struct leg *leg;
 
+	if (c->move)
+		move_call_gone(c->move);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -123,33 +160,38 @@ static void call_free(struct call *c)
 	s->stats.calls_active--;
 	if (c->max_timer)
 		su_timer_destroy(c->max_timer);
-	leg_drop_relays(&c->near);
-	leg_drop_relays(&c->far);
-	if (c->near.nh) {
-		nua_handle_bind(c->near.nh, NULL);
-		nua_handle_destroy(c->near.nh);
-	}
-	if (c->far.nh) {
-		nua_handle_bind(c->far.nh, NULL);
-		nua_handle_destroy(c->far.nh);
-	}
+	for (leg = c->legs; leg; leg = leg->next)
+		leg_release(leg);
+	call_record_state(c, STORE_CALL_ENDED);
 	LOG_INFO("call", "%s: ended", c->id);
 	su_home_unref(c->home);
 	if (s->shutting_down && !s->calls && !s->txns)
 		b2bua_stop(s);
 }
 
-/* The stack has let go of one dialog; the call goes when both have. */
+static int leg_alive(const struct leg *leg)
+{
+	return leg && leg->nh && !leg->terminated;
+}
+
+/* The stack has let go of one dialog; the call goes when nothing is left of it. */
 void call_leg_terminated(struct leg *leg)
 {
 	struct call *c = leg->call;
-	struct leg *other = call_other(leg);
+	struct leg *l;
 
 	leg->terminated = 1;
 	leg_drop_relays(leg);
-	if (!other->nh || other->terminated) {
-		call_free(c);
+	if (c->move && move_leg_terminated(c->move, leg))
 		return;
+	if (leg == c->near || leg == c->far) {
+		if (c->state != SIP_CALL_ENDING)
+			call_end(c, 0, NULL);
+	} else {
+		leg_release(leg); /* a leg that left in a move, or never joined */
 	}
-	call_end(c, 0, NULL);
+	for (l = c->legs; l; l = l->next)
+		if (leg_alive(l))
+			return;
+	call_free(c);
 }

@@ -1,7 +1,10 @@
 /* INVITE: new calls, re-INVITE relay, ACK, CANCEL and BYE between the legs. */
+#include <stdio.h>
 #include <string.h>
 
+#include "sql/store.h"
 #include "sip/b2bua.h"
+#include "sip/move.h"
 
 static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
@@ -12,7 +15,7 @@ static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
 }
 
 /* A copy of a From or To header without its tag, for the other leg's fresh dialog. */
-static sip_addr_t *addr_untagged(su_home_t *home, const sip_addr_t *a)
+sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a)
 {
 	sip_addr_t *copy = (sip_addr_t *)msg_header_dup(home, (const msg_header_t *)a);
 
@@ -28,6 +31,19 @@ static void refuse(nua_handle_t *nh, int status, const char *phrase, const char 
 	nua_handle_destroy(nh);
 }
 
+/* Remember what the near device offered or answered, to restore it after a failed move. */
+void invite_note_near_sdp(struct leg *from, const sip_t *sip)
+{
+	struct call *c = from->call;
+	const sip_payload_t *pl = body_pl(sip);
+
+	if (from != c->near || !pl || !sip->sip_content_type ||
+	    strcasecmp(sip->sip_content_type->c_type, "application/sdp"))
+		return;
+	su_free(c->home, c->near_sdp);
+	c->near_sdp = su_strndup(c->home, pl->pl_data, pl->pl_len);
+}
+
 void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 {
 	msg_t *req = nua_current_request(s->nua);
@@ -38,6 +54,7 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	struct call *c;
 	struct leg *in, *out;
 	sip_addr_t *from, *to;
+	sip_payload_t *pl;
 
 	if (s->shutting_down) {
 		refuse(nh, SIP_503_SERVICE_UNAVAILABLE, "shutting down");
@@ -47,6 +64,9 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		refuse(nh, SIP_483_TOO_MANY_HOPS, "Max-Forwards is 0");
 		return;
 	}
+	/* A device presenting a code asks for a call: that is not a new call. */
+	if (move_invite(s, nh, sip, req))
+		return;
 	if (from_up && route_is_self(s, target)) {
 		refuse(nh, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
 		return;
@@ -55,8 +75,15 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
 		return;
 	}
-	in = from_up ? &c->far : &c->near;
-	out = from_up ? &c->near : &c->far;
+	in = call_leg_new(c, !from_up, 1);
+	out = call_leg_new(c, from_up, 0);
+	if (!in || !out) {
+		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
+		call_leg_terminated(in ? in : out);
+		return;
+	}
+	c->near = from_up ? out : in;
+	c->far = from_up ? in : out;
 	c->in = in;
 	c->out = out;
 	in->nh = nh;
@@ -64,15 +91,17 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	in->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
 	in->uri = url_as_string(c->home, sip->sip_from->a_url);
 	out->uri = url_as_string(c->home, target);
+	invite_note_near_sdp(in, sip);
 
-	from = addr_untagged(c->home, sip->sip_from);
-	to = addr_untagged(c->home, sip->sip_to);
+	from = invite_addr_untagged(c->home, sip->sip_from);
+	to = invite_addr_untagged(c->home, sip->sip_to);
 	out->nh = nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
 			     TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	if (!out->nh) {
 		LOG_ERR("invite", "%s: cannot create the %s leg", c->id, call_side(out));
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		call_end(c, 500, NULL);
+		in->ending = 1;
+		call_leg_terminated(out);
 		return;
 	}
 	snprintf(mfbuf, sizeof(mfbuf), "%u", mf - 1);
@@ -83,12 +112,13 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	}
 	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id,
 		 in->uri, out->uri);
+	pl = body_for(out, sip);
 	nua_invite(out->nh, SIPTAG_MAX_FORWARDS_STR(mfbuf),
 		   TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
 		   TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
 		   TAG_IF(sip->sip_proxy_authorization,
 			  SIPTAG_PROXY_AUTHORIZATION(sip->sip_proxy_authorization)),
-		   BODY_TAGS(sip), TAG_END());
+		   BODY_TAGS_PL(sip, pl), TAG_END());
 }
 
 /* The answer to the other leg for a failed initial INVITE, with why. */
@@ -120,6 +150,7 @@ static void relay_failure(struct call *c, int status, const char *phrase, const 
 static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip)
 {
 	struct call *c = out->call;
+	sip_payload_t *pl;
 
 	if (status < 101)
 		return;
@@ -128,15 +159,15 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		if (status >= 200 && status < 300) {
 			nua_ack(out->nh, TAG_END());
 			out->answered = 1;
-			out->ending = 0;
 			nua_bye(out->nh, TAG_END());
-			out->ending = 1;
 		}
 		return;
 	}
+	invite_note_near_sdp(out, sip);
+	pl = body_for(c->in, sip);
 	if (status < 200) {
-		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
-			    TAG_END());
+		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
+			    BODY_TAGS_PL(sip, pl), TAG_END());
 		return;
 	}
 	if (status < 300) {
@@ -149,8 +180,8 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		out->call_id = sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id)
 						       : NULL;
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
-		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
-			    TAG_END());
+		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
+			    BODY_TAGS_PL(sip, pl), TAG_END());
 		return;
 	}
 	LOG_INFO("call", "%s: %s leg failed: %d %s", c->id, call_side(out), status,
@@ -164,7 +195,10 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 {
 	struct call *c = leg->call;
 	struct leg *from = c->reinvite_from;
+	sip_payload_t *pl;
 
+	if (c->move && move_invite_response(c->move, leg, status, phrase, sip))
+		return;
 	if (leg == c->out && !leg->answered) {
 		initial_response(leg, status, phrase, sip);
 		return;
@@ -184,7 +218,9 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 			return;
 		}
 	}
-	nua_respond(from->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS(sip),
+	invite_note_near_sdp(leg, sip);
+	pl = body_for(from, sip);
+	nua_respond(from->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS_PL(sip, pl),
 		    TAG_END());
 }
 
@@ -193,8 +229,10 @@ void invite_again(struct leg *leg, const sip_t *sip)
 {
 	struct call *c = leg->call;
 	struct leg *other = call_other(leg);
+	sip_payload_t *pl;
 
-	if (c->state != SIP_CALL_ANSWERED || !other->nh || other->terminated || c->ack_pending) {
+	if (!other || c->state != SIP_CALL_ANSWERED || !other->nh || other->terminated ||
+	    c->ack_pending) {
 		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
 		return;
 	}
@@ -207,24 +245,36 @@ void invite_again(struct leg *leg, const sip_t *sip)
 	c->offer_busy = 1;
 	c->reinvite_from = leg;
 	LOG_DEBUG("call", "%s: re-INVITE from %s", c->id, call_side(leg));
-	nua_invite(other->nh, BODY_TAGS(sip), TAG_END());
+	invite_note_near_sdp(leg, sip);
+	pl = body_for(other, sip);
+	nua_invite(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
 }
 
 void invite_ack(struct leg *leg, const sip_t *sip)
 {
 	struct call *c = leg->call;
 	struct leg *other = call_other(leg);
+	sip_payload_t *pl;
 
+	if (c->move && move_ack(c->move, leg, sip))
+		return;
+	if (!other)
+		return;
 	if (c->ack_pending && leg == c->in) {
 		c->ack_pending = 0;
-		nua_ack(other->nh, BODY_TAGS(sip), TAG_END());
+		call_record_state(c, STORE_CALL_ACTIVE);
+		invite_note_near_sdp(leg, sip);
+		pl = body_for(other, sip);
+		nua_ack(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
 		return;
 	}
 	if (c->reinvite_ack && leg == c->reinvite_from) {
 		c->reinvite_ack = 0;
 		c->offer_busy = 0;
 		c->reinvite_from = NULL;
-		nua_ack(other->nh, BODY_TAGS(sip), TAG_END());
+		invite_note_near_sdp(leg, sip);
+		pl = body_for(other, sip);
+		nua_ack(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
 	}
 }
 
@@ -232,8 +282,10 @@ void invite_cancel(struct leg *leg)
 {
 	struct call *c = leg->call;
 
-	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
 	leg->ending = 1; /* the stack answered 487 itself */
+	if (c->move && move_leg_left(c->move, leg))
+		return;
+	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
 	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
 }
 
@@ -241,7 +293,11 @@ void invite_bye(struct leg *leg)
 {
 	struct call *c = leg->call;
 
-	LOG_INFO("call", "%s: hung up by %s", c->id, call_side(leg));
 	leg->ending = 1; /* the stack answered 200 itself */
+	if (c->move && move_leg_left(c->move, leg))
+		return;
+	if (leg != c->near && leg != c->far)
+		return; /* a leg that already left in a move */
+	LOG_INFO("call", "%s: hung up by %s", c->id, call_side(leg));
 	call_end(c, 200, NULL);
 }

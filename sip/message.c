@@ -2,18 +2,19 @@
 #include <string.h>
 
 #include "sip/b2bua.h"
+#include "sip/move.h"
 
-static int send_on(nua_event_t ev, nua_handle_t *nh, const sip_t *sip)
+static int send_on(nua_event_t ev, nua_handle_t *nh, const sip_t *sip, sip_payload_t *pl)
 {
 	switch (ev) {
 	case nua_i_message:
-		nua_message(nh, BODY_TAGS(sip), TAG_END());
+		nua_message(nh, BODY_TAGS_PL(sip, pl), TAG_END());
 		return 0;
 	case nua_i_info:
-		nua_info(nh, BODY_TAGS(sip), TAG_END());
+		nua_info(nh, BODY_TAGS_PL(sip, pl), TAG_END());
 		return 0;
 	case nua_i_update:
-		nua_update(nh, BODY_TAGS(sip), TAG_END());
+		nua_update(nh, BODY_TAGS_PL(sip, pl), TAG_END());
 		return 0;
 	default:
 		return EINVAL;
@@ -63,7 +64,9 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	nua_save_event(nua, r->saved);
 	*other->relays_tail = r;
 	other->relays_tail = &r->next;
-	send_on(ev, other->nh, sip);
+	if (ev == nua_i_update)
+		invite_note_near_sdp(leg, sip);
+	send_on(ev, other->nh, sip, body_for(other, sip));
 }
 
 static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int status,
@@ -86,9 +89,12 @@ static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int stat
 		leg->relays_tail = rp;
 	if (method == nua_i_update)
 		c->offer_busy = 0;
-	nua_respond(r->from_nh, status, call_copy_phrase(c, status, phrase),
-		    NUTAG_WITH_SAVED(r->saved), BODY_TAGS(sip), TAG_END());
-	nua_destroy_event(r->saved);
+	if (r->from_nh) {
+		sip_payload_t *pl = body_for(call_other(leg) ? call_other(leg) : NULL, sip);
+		nua_respond(r->from_nh, status, call_copy_phrase(c, status, phrase),
+			    NUTAG_WITH_SAVED(r->saved), BODY_TAGS_PL(sip, pl), TAG_END());
+		nua_destroy_event(r->saved);
+	}
 	su_free(c->home, r);
 	if (status == 408 || status == 481)
 		call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
@@ -161,8 +167,14 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bound *b,
 		     const sip_t *sip)
 {
-	if (b && b->kind == BOUND_LEG) {
-		relay_in_dialog((struct leg *)b, ev, s->nua, sip);
+	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
+
+	if (ev == nua_i_message && (leg || !b) && move_message(s, leg, nh, sip))
+		return;
+	if (ev == nua_i_info && leg)
+		move_info(s, leg, sip);
+	if (leg) {
+		relay_in_dialog(leg, ev, s->nua, sip);
 		return;
 	}
 	if (ev == nua_i_message && !b) {

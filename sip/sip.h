@@ -8,6 +8,8 @@
 #include <sofia-sip/su_wait.h>
 
 struct sip;
+struct store;
+struct code_keyring;
 
 struct sip_conf {
 	const char *listen;        /* sip:host:port, UDP and TCP */
@@ -17,6 +19,31 @@ struct sip_conf {
 	const char *upstream;      /* the PBX or trunk: the far side */
 	unsigned max_call_secs;    /* end calls older than this; 0 = never */
 	unsigned register_timeout; /* seconds to wait for the registrar */
+
+	/* Moves (all optional but the keyring and the store). */
+	struct store *store;       /* calls and moves are recorded here */
+	struct code_keyring *keys; /* signs and verifies tokens */
+	const char *public_url;    /* https://host: links in messages and QR codes */
+	int qr_uri_https;          /* the QR holds the https link rather than sip:m.<token>@ */
+	unsigned code_ttl;         /* seconds a code is valid */
+	unsigned code_digits;      /* length of the numeric code, 6..10 */
+	const char *move_feature;  /* DTMF feature code that asks for a move, e.g. "*8" */
+	int send_qr_image;         /* add the QR as image/png to the code MESSAGE */
+	enum sip_confirm { SIP_CONFIRM_NONE, SIP_CONFIRM_NEAR, SIP_CONFIRM_FAR,
+			   SIP_CONFIRM_BOTH } confirm;
+	int confirm_sms_near, confirm_sms_far; /* ask that side by SMS rather than MESSAGE */
+	unsigned confirm_timeout;              /* seconds; no answer means no */
+	int scans_both;            /* images from A and from B must both decode to the code */
+	struct sip_hooks *hooks;   /* what the module does for us; may be NULL */
+};
+
+/* What sip/ asks of the module around it. */
+struct sip_hooks {
+	/* Send an SMS; done later calls sip_sms_result(). 0 if queued. */
+	int (*sms_send)(void *arg, const char *to, const char *text, unsigned long ref);
+	/* A move changed state (for pages that wait on it). */
+	void (*move_changed)(void *arg, const char *move_id);
+	void *arg;
 };
 
 enum sip_call_state { SIP_CALL_EARLY, SIP_CALL_ANSWERED, SIP_CALL_ENDING };
@@ -38,6 +65,7 @@ typedef void sip_done_h(void *arg);
 struct sip_stats {
 	unsigned long calls_total, calls_answered, calls_failed, calls_active;
 	unsigned long registers_total, requests_total, requests_rejected;
+	unsigned long moves_total, moves_completed, moves_failed, codes_rejected;
 };
 
 /* Start the stack on root; conf strings are copied. */
@@ -55,5 +83,64 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg);
 const struct sip_stats *sip_stats(const struct sip *s);
 
 const char *sip_call_state_name(enum sip_call_state st);
+
+/* ---- moves ---- */
+
+enum sip_move_state {
+	SIP_MOVE_STORING,    /* being written to the store */
+	SIP_MOVE_OFFERED,    /* the code is out, waiting for a device */
+	SIP_MOVE_REDEEMED,   /* a device presented the code */
+	SIP_MOVE_CONFIRMING, /* waiting for yes from A and/or C (or for scans) */
+	SIP_MOVE_MOVING,     /* re-INVITE towards C in flight */
+	SIP_MOVE_DONE,
+	SIP_MOVE_FAILED,
+};
+
+/* What the outside may read of one move on this node. */
+struct sip_move_info {
+	const char *id;
+	const char *call_id;
+	enum sip_move_state state;
+	const char *token;      /* only while offered */
+	const char *code;       /* numeric, only while offered */
+	const char *qr_uri;     /* what the QR holds */
+	const char *reason;     /* why it failed */
+	const char *taken_by;   /* the new device's URI */
+	time_t created, expires;
+	long long ms_redeem_to_reinvite, ms_redeem_to_answer; /* -1 until known */
+};
+
+typedef void sip_move_h(int err, const struct sip_move_info *info, void *arg);
+
+/* Start a move on a live call (or return the one offered); cb runs on the loop. */
+int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
+		   void *arg);
+
+/* Read a move of this node by id; ENOENT if not here. */
+int sip_move_get(struct sip *s, const char *move_id, sip_move_h *cb, void *arg);
+
+/* Redeem token and dial target without an offer (RFC 3725 flow); cb when B is ringing. */
+int sip_move_dial(struct sip *s, const char *token, const char *target, const char *source,
+		  sip_move_h *cb, void *arg);
+
+/* Send target an out-of-dialog REFER so that it dials the move's code itself. */
+int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
+		   void *arg);
+
+/*
+ * A camera image (PNG, JPEG) from who: "near" (A) or "new" (B). It is decoded on a worker,
+ * never on the loop, and compared with the codes on offer; for "new", target (a SIP URI) is
+ * dialled when the image redeems a code. cb gets ENOENT/CODE_E* values on failure.
+ */
+int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
+		  const char *target, const char *source, sip_move_h *cb, void *arg);
+
+/* An SMS reply arrived from number; EINVAL if it is not yes or no, ENOENT if nobody asked. */
+int sip_sms_reply(struct sip *s, const char *number, const char *body);
+
+/* What became of an SMS sip_hooks.sms_send queued. */
+void sip_sms_result(struct sip *s, unsigned long ref, int ok);
+
+const char *sip_move_state_name(enum sip_move_state st);
 
 #endif

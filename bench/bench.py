@@ -262,6 +262,7 @@ class Target:
                     f"upstream = sip:127.0.0.1:{self.uas_port}\n"
                     f"[http]\nlisten = 127.0.0.1:{http}\nadmin_token_file = {tok}\n"
                     f"[store]\nurl = sqlite://{d}/qrxfer.db\n"
+                    f"[codes]\nhmac_key_file = {d}/hmac.key\n"
                 )
             argv = [QRXFERD, "-c", conf, "-M", MODDIR]
         else:

@@ -151,7 +151,7 @@ static int load_keys(void)
 	char line[80];
 	int fd, err, n = 0;
 
-	err = code_keyring_load(&keys, path);
+	err = access(path, F_OK) ? ENOENT : code_keyring_load(&keys, path);
 	if (err != ENOENT) {
 		if (err)
 			LOG_ERR("codes", "hmac_key_file %s: %s", path, code_strerror(err));

@@ -25,6 +25,7 @@
 #include "codes/code.h"
 #include "module/api.h"
 #include "module/http.h"
+#include "tests/unit/leakcheck.h"
 #include "sip/sip.h"
 #include "sql/store.h"
 
@@ -275,6 +276,7 @@ static void teardown(void)
 	su_timer_destroy(qtimer);
 	su_root_destroy(root);
 	su_deinit();
+	leakcheck();
 }
 
 TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);

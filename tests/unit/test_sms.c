@@ -20,6 +20,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "module/http.h"
+#include "tests/unit/leakcheck.h"
 #include "module/sms.h"
 
 #define AUTH "Authorization: Basic QUMxMjM6c2VjcmV0"
@@ -96,6 +97,7 @@ static void teardown(void)
 	su_root_destroy(root);
 	su_deinit();
 	unlink(auth_file);
+	leakcheck();
 }
 
 TestSuite(sms, .init = setup, .fini = teardown, .timeout = 30);

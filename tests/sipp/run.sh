@@ -1,0 +1,236 @@
+#!/bin/bash
+# tests/sipp/run.sh [--asan] [--base PORT] [SCENARIO...]: run the SIPp behaviour scenarios,
+# in series, against one qrxferd started with a generated config. Prints "PASS name" or
+# "FAIL name: why" per scenario, then "N passed, N failed"; exits non-zero on any failure.
+#
+# Roles (daemon contract): "far" is the upstream/PBX side, a sipp bound to UPPORT (requests
+# from it are routed to their Request-URI); "near" is a phone on another port (its requests
+# go to the upstream).
+set -u
+srcdir=$(cd "$(dirname "$0")" && pwd)
+. "$srcdir/../lib.sh"
+
+flavour=normal
+base=25100
+while [ $# -gt 0 ]; do
+	case $1 in
+	--asan) flavour=asan ;;
+	--base) base=$2; shift ;;
+	*) break ;;
+	esac
+	shift
+done
+only="$*"
+
+[ -n "$SIPP" ] && [ -x "$SIPP" ] || lib_skip "sipp not found"
+[ -n "$PYTHON" ] || lib_skip "python3 not found"
+lib_init "sipp-$flavour"
+
+# Port block: 0 SIP, 1 HTTP, 2 far (UPPORT), 3 near, 4 near2; media 10..21; control 22..24.
+lib_pick_ports "$base" 25
+P=$LIB_PORT
+HTTP=$((P + 1))
+UP=$((P + 2))
+NEAR=$((P + 3))
+declare -A SIDE_PORT=([far]=$UP [near]=$NEAR [near2]=$((P + 4)))
+declare -A SIDE_MP=([far]=$((P + 10)) [near]=$((P + 14)) [near2]=$((P + 18)))
+declare -A SIDE_CP=([far]=$((P + 22)) [near]=$((P + 23)) [near2]=$((P + 24)))
+
+module=mod_qrxfer.so
+[ "$flavour" = asan ] && module=mod_qrxfer_asan.so
+lib_write_conf "$LIB_TMP/qrxfer.conf" "$P" "$UP" "$HTTP" "$module" info
+lib_start_qrxferd "$LIB_TMP/qrxfer.conf" "$([ "$flavour" = asan ] && echo asan)"
+
+SIPP_TIMEOUT=12 # seconds a scenario may take; each normally takes well under 2 s
+passed=0
+failed=0
+failures=""
+CUR=""
+PIDS=()
+ROLES=()
+
+# sipp_start SIDE server|client XML [sipp args...]: start one sipp for the current scenario.
+# A server is started first and waited for until its port is bound.
+sipp_start() {
+	local side=$1 kind=$2 xml=$3 port=${SIDE_PORT[$1]}
+	shift 3
+	local tag="$CUR-$side"
+	local args=(-sf "$srcdir/$xml" -i 127.0.0.1 -p "$port" -mp "${SIDE_MP[$side]}"
+		-cp "${SIDE_CP[$side]}" -m 1 -nostdin -timeout "${SIPP_TIMEOUT}s" -timeout_error
+		-trace_err -error_file "$LIB_TMP/$tag.err"
+		-trace_msg -message_file "$LIB_TMP/$tag.msg")
+	[ "$kind" = client ] && args+=("127.0.0.1:$P")
+	(cd "$LIB_TMP" && exec timeout -k 2 $((SIPP_TIMEOUT + 5)) "$SIPP" "${args[@]}" "$@" \
+		</dev/null >"$LIB_TMP/$tag.out" 2>&1) &
+	local pid=$!
+	lib_track "$pid"
+	PIDS+=("$pid")
+	ROLES+=("$side($xml)")
+	if [ "$kind" = server ] && ! lib_wait_udp "$port" 5; then
+		return 1
+	fi
+	return 0
+}
+
+# scenario_end: wait for every sipp of the scenario; all must exit 0 and qrxferd must live.
+scenario_end() {
+	local i why=$BIND_FAIL
+	for i in "${!PIDS[@]}"; do
+		lib_wait_pid "${PIDS[$i]}" $((SIPP_TIMEOUT + 10)) || true
+		lib_untrack "${PIDS[$i]}"
+		if [ "$LIB_RC" -ne 0 ]; then
+			why="$why ${ROLES[$i]} exit $LIB_RC"
+			why="$why$(first_error "${ROLES[$i]%%(*}")"
+		fi
+	done
+	if ! lib_qrxferd_alive; then
+		why="$why qrxferd died"
+	fi
+	if [ -z "$why" ]; then
+		echo "PASS $CUR"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $CUR:$why"
+		failed=$((failed + 1))
+		failures="$failures $CUR"
+	fi
+	PIDS=()
+	ROLES=()
+}
+
+# The first line of sipp's error log that says what went wrong, if any.
+first_error() {
+	local f=$LIB_TMP/$CUR-$1.err line
+	[ -s "$f" ] || return 0
+	line=$(grep -v -e '^The following events occurred' -e '^$' "$f" | head -n 1 | cut -c1-160)
+	[ -n "$line" ] && printf ' [%s]' "$(echo "$line" | sed 's/^[0-9-]*\t[0-9:.]*\t[0-9.]*: //')"
+}
+
+# run NAME FUNCTION: one scenario, skipped unless selected on the command line.
+run() {
+	CUR=$1
+	if [ -n "$only" ] && ! [[ " $only " == *" $1 "* ]]; then
+		return 0
+	fi
+	if ! lib_qrxferd_alive; then
+		echo "FAIL $CUR: qrxferd is not running"
+		failed=$((failed + 1))
+		return 0
+	fi
+	BIND_FAIL=""
+	"$2" || BIND_FAIL=" a sipp server did not bind its port in 5 s;"
+	scenario_end
+}
+
+ruri_far="sip:far@127.0.0.1:$UP"
+ruri_near="sip:near@127.0.0.1:$NEAR"
+
+sc_call_near_far() {
+	sipp_start far server callee-recvbye.xml &&
+		sipp_start near client caller-bye.xml -key ruri "$ruri_far"
+}
+sc_call_far_near() {
+	sipp_start near server callee-recvbye.xml &&
+		sipp_start far client caller-bye.xml -key ruri "$ruri_near"
+}
+sc_call_near_far_tcp() {
+	sipp_start far server callee-recvbye.xml &&
+		sipp_start near client caller-bye.xml -t t1 -key ruri "$ruri_far"
+}
+sc_hangup_far_near_far() {
+	sipp_start far server callee-bye.xml &&
+		sipp_start near client caller-recvbye.xml -key ruri "$ruri_far"
+}
+sc_hangup_near_far_near() {
+	sipp_start near server callee-bye.xml &&
+		sipp_start far client caller-recvbye.xml -key ruri "$ruri_near"
+}
+sc_late_offer() {
+	sipp_start far server callee-late.xml &&
+		sipp_start near client caller-late.xml -key ruri "$ruri_far"
+}
+sc_cancel() {
+	sipp_start far server callee-cancel.xml &&
+		sipp_start near client caller-cancel.xml -key ruri "$ruri_far"
+}
+sc_busy() {
+	sipp_start far server callee-busy.xml &&
+		sipp_start near client caller-busy.xml -key ruri "$ruri_far"
+}
+sc_early_media() {
+	sipp_start far server callee-early.xml &&
+		sipp_start near client caller-early.xml -key ruri "$ruri_far"
+}
+sc_hold_near() {
+	sipp_start far server callee-hold-recv.xml &&
+		sipp_start near client caller-hold.xml -key ruri "$ruri_far"
+}
+sc_hold_far() {
+	sipp_start far server callee-hold.xml &&
+		sipp_start near client caller-hold-recv.xml -key ruri "$ruri_far"
+}
+sc_glare() {
+	sipp_start far server callee-glare.xml &&
+		sipp_start near client caller-glare.xml -key ruri "$ruri_far"
+}
+sc_message_info() {
+	sipp_start far server callee-msg.xml &&
+		sipp_start near client caller-msg.xml -key ruri "$ruri_far"
+}
+sc_unknown_method() {
+	sipp_start near client req-foo.xml -key ruri "$ruri_far"
+}
+sc_options() {
+	sipp_start near client req-options.xml -key ruri "sip:127.0.0.1:$P"
+}
+sc_register() {
+	sipp_start far server registrar.xml &&
+		sipp_start near client phone-register.xml
+}
+sc_max_forwards() {
+	sipp_start near client req-maxfwd.xml -key ruri "$ruri_far"
+}
+
+run call-near-far sc_call_near_far
+run call-far-near sc_call_far_near
+run call-near-far-tcp sc_call_near_far_tcp
+run hangup-by-far sc_hangup_far_near_far
+run hangup-by-near-far-call sc_hangup_near_far_near
+run late-offer sc_late_offer
+run cancel sc_cancel
+run busy-486 sc_busy
+run early-media-183 sc_early_media
+run hold-resume-near sc_hold_near
+run hold-resume-far sc_hold_far
+run glare-491 sc_glare
+run message-info sc_message_info
+run unknown-method-501 sc_unknown_method
+run options-200 sc_options
+run register-path sc_register
+run max-forwards-483 sc_max_forwards
+
+stop_ok=1
+lib_stop_qrxferd || stop_ok=0
+if [ "$stop_ok" = 1 ]; then
+	echo "PASS qrxferd-exit-0"
+	passed=$((passed + 1))
+else
+	echo "FAIL qrxferd-exit-0: qrxferd did not exit 0 after SIGTERM"
+	failed=$((failed + 1))
+fi
+if [ "$flavour" = asan ]; then
+	if lib_check_sanitizers "$QRXFERD_ERR"; then
+		echo "PASS sanitizers-clean"
+		passed=$((passed + 1))
+	else
+		echo "FAIL sanitizers-clean: ASan/UBSan/LSan report in qrxferd's stderr"
+		failed=$((failed + 1))
+	fi
+fi
+echo "$passed passed, $failed failed"
+if [ "$failed" -ne 0 ]; then
+	echo "qrxferd stderr (last 40 lines):" >&2
+	tail -n 40 "$QRXFERD_ERR" >&2
+	exit 1
+fi
+exit 0

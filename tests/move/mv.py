@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""tests/move/mv.py: the admin API and SIP pokes for tests/move/move.test.
+
+  mv.py HTTPPORT TOKENFILE call [SECS]            id of the one answered call (waits)
+  mv.py HTTPPORT TOKENFILE start CALLID           POST a move: prints "id token code"
+  mv.py HTTPPORT TOKENFILE move-of CALLID [SECS]  id of the call's stored move (waits)
+  mv.py HTTPPORT TOKENFILE wait MOVEID STATES SECS   waits for a state in STATES (a,b,..)
+                                                  and prints it; exit 1 at the deadline
+  mv.py HTTPPORT TOKENFILE get MOVEID             the move's JSON
+  mv.py HTTPPORT TOKENFILE steps MOVEID           its event steps, one "step: detail" a line
+  mv.py HTTPPORT TOKENFILE qr MOVEID FILE         its QR as PNG into FILE
+  mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
+                                                  go signal for a scenario waiting for it
+Every wait has a deadline; only 127.0.0.1 is ever contacted.
+"""
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def api(port, token, method, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), method=method,
+                                 data=body, headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def js(port, token, path):
+    st, body = api(port, token, "GET", path)
+    if st != 200:
+        raise SystemExit("GET %s: %d %s" % (path, st, body[:200]))
+    return json.loads(body)
+
+
+def poll(secs, fn):
+    deadline = time.monotonic() + secs
+    while True:
+        v = fn()
+        if v is not None:
+            return v
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def poke(port, callid):
+    msg = ("OPTIONS sip:go@127.0.0.1:%s SIP/2.0\r\n"
+           "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-poke-%d\r\n"
+           "From: <sip:test@127.0.0.1>;tag=poke\r\n"
+           "To: <sip:go@127.0.0.1>\r\n"
+           "Call-ID: %s\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+           "Content-Length: 0\r\n\r\n") % (port, int(time.time() * 1000), callid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(msg.encode(), ("127.0.0.1", int(port)))
+    s.close()
+
+
+def main(a):
+    if a[0] == "poke":
+        poke(a[1], a[2])
+        return 0
+    port, token = a[0], open(a[1]).read().strip()
+    cmd, args = a[2], a[3:]
+    if cmd == "call":
+        def answered():
+            calls = js(port, token, "/v1/calls")["calls"]
+            ok = [c["id"] for c in calls if c["state"] == "answered"]
+            return ok[0] if ok else None
+        cid = poll(float(args[0]) if args else 10, answered)
+        if not cid:
+            print("no answered call", file=sys.stderr)
+            return 1
+        print(cid)
+    elif cmd == "start":
+        # 429: the call is not ready to move yet (its ACK is on the way): ask again
+        deadline = time.monotonic() + 5
+        while True:
+            st, body = api(port, token, "POST", "/v1/calls/%s/moves" % args[0], b"")
+            if st != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if st != 201:
+            print("POST moves: %d %s" % (st, body[:300]), file=sys.stderr)
+            return 1
+        m = json.loads(body)
+        print(m["id"], m["qr_uri"].split(":", 1)[1].split("@")[0][2:], m["code"])
+    elif cmd == "move-of":
+        def stored():
+            ms = js(port, token, "/v1/moves?call=%s" % args[0])["moves"]
+            return ms[-1]["id"] if ms else None
+        mid = poll(float(args[1]) if len(args) > 1 else 10, stored)
+        if not mid:
+            print("no move on call %s" % args[0], file=sys.stderr)
+            return 1
+        print(mid)
+    elif cmd == "wait":
+        want = args[1].split(",")
+        last = [None]
+
+        def reached():
+            st, body = api(port, token, "GET", "/v1/moves/%s" % args[0])
+            if st == 200:
+                last[0] = json.loads(body)["state"]
+                return last[0] if last[0] in want else None
+            return None
+        got = poll(float(args[2]), reached)
+        print(got or last[0] or "none")
+        return 0 if got else 1
+    elif cmd == "get":
+        print(json.dumps(js(port, token, "/v1/moves/%s" % args[0]), indent=1))
+    elif cmd == "steps":
+        for e in js(port, token, "/v1/moves/%s" % args[0]).get("events", []):
+            print("%s: %s" % (e["step"], e["detail"]))
+    elif cmd == "qr":
+        st, body = api(port, token, "GET", "/v1/moves/%s/qr.png" % args[0])
+        if st != 200:
+            print("GET qr.png: %d %s" % (st, body[:200]), file=sys.stderr)
+            return 1
+        open(args[1], "wb").write(body)
+    else:
+        print("unknown command " + cmd, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -221,6 +221,14 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		goto out;
 	s->upstream_route = route_param_uri(s->home, s->conf.upstream);
 	s->path = route_param_uri(s->home, s->conf.listen);
+	{
+		url_t *self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
+		s->node = self && self->url_host
+				  ? su_sprintf(s->home, "sip:%s%s%s", self->url_host,
+					       self->url_port ? ":" : "",
+					       self->url_port ? self->url_port : "")
+				  : NULL;
+	}
 	if (!s->upstream_route || !s->path) {
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
 		goto out;

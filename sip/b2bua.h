@@ -96,6 +96,7 @@ struct sip {
 	url_t *upstream;
 	char *upstream_route;        /* <sip:upstream;lr> */
 	char *path;                  /* <sip:us;lr> for REGISTER */
+	char *node;                  /* sip:host:port: how other nodes reach this one */
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
@@ -155,6 +156,8 @@ int route_is_self(struct sip *s, const url_t *url);
 sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a);
 void invite_note_near_sdp(struct leg *from, const sip_t *sip);
 void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip);
+void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
+		   const url_t *target, int via_upstream);
 void invite_again(struct leg *leg, const sip_t *sip);
 void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip);
 void invite_ack(struct leg *leg, const sip_t *sip);

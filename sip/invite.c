@@ -50,11 +50,6 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	int from_up = route_from_upstream(s, req);
 	const url_t *target = sip->sip_request->rq_url;
 	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
-	char mfbuf[16];
-	struct call *c;
-	struct leg *in, *out;
-	sip_addr_t *from, *to;
-	sip_payload_t *pl;
 
 	if (s->shutting_down) {
 		refuse(nh, SIP_503_SERVICE_UNAVAILABLE, "shutting down");
@@ -71,6 +66,23 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		refuse(nh, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
 		return;
 	}
+	invite_bridge(s, nh, sip, from_up, target, !from_up);
+}
+
+/*
+ * Bridge an INVITE to target as a new call: near is the side that is not the upstream.
+ * via_upstream routes the new leg through the upstream (a loose Route), else straight there.
+ */
+void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
+		   const url_t *target, int via_upstream)
+{
+	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
+	char mfbuf[16];
+	struct call *c;
+	struct leg *in, *out;
+	sip_addr_t *from, *to;
+	sip_payload_t *pl;
+
 	if (call_alloc(&c, s)) {
 		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
 		return;
@@ -96,7 +108,8 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	from = invite_addr_untagged(c->home, sip->sip_from);
 	to = invite_addr_untagged(c->home, sip->sip_to);
 	out->nh = nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
-			     TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
+			     TAG_IF(via_upstream, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)),
+			     TAG_END());
 	if (!out->nh) {
 		LOG_ERR("invite", "%s: cannot create the %s leg", c->id, call_side(out));
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -104,7 +117,7 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		call_leg_terminated(out);
 		return;
 	}
-	snprintf(mfbuf, sizeof(mfbuf), "%u", mf - 1);
+	snprintf(mfbuf, sizeof(mfbuf), "%u", mf ? mf - 1 : 0);
 	if (s->conf.max_call_secs) {
 		c->max_timer = su_timer_create(su_root_task(s->root), 0);
 		su_timer_set_interval(c->max_timer, max_call_expired, c,

@@ -34,6 +34,7 @@ struct move {
 	struct sip *sip;
 	struct call *call; /* NULL once the move has let go of it */
 	char id[17];
+	char call_id[33]; /* the call's id, kept after the move lets go of it */
 	uint64_t id64;
 	char token[CODE_TOKEN_LEN + 1];
 	char code[12];
@@ -70,7 +71,10 @@ struct redeem {
 	char source[STORE_SOURCE_MAX];
 	char *sdp, *from_uri, *call_id, *target;
 	long long arrived;
-	unsigned cancelled : 1;
+	unsigned cancelled : 1, saved_it : 1;
+	nua_saved_event_t saved[1]; /* the INVITE, while we ask which node has the call */
+	enum store_key key;
+	uint8_t hash[CODE_HASH_LEN];
 	sip_move_h *cb;
 	void *cb_arg;
 };
@@ -126,7 +130,7 @@ static void info_fill(const struct move *m, struct sip_move_info *i)
 
 	memset(i, 0, sizeof(*i));
 	i->id = m->id;
-	i->call_id = m->call ? m->call->id : NULL;
+	i->call_id = m->call_id;
 	i->state = m->state;
 	i->token = offered ? m->token : NULL;
 	i->code = offered ? m->code : NULL;
@@ -429,6 +433,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 		}
 	} while (!m->id64 || move_by_id64(s, m->id64));
 	snprintf(m->id, sizeof(m->id), "%016llx", (unsigned long long)m->id64);
+	snprintf(m->call_id, sizeof(m->call_id), "%s", c->id);
 	m->created = time(NULL);
 	m->expires = m->created + s->conf.code_ttl;
 	err = code_token_make(s->conf.keys, m->id64, m->expires, m->token, sizeof(m->token));
@@ -1022,6 +1027,8 @@ static void redeem_free(struct redeem *r)
 		nua_handle_bind(r->nh, NULL);
 		nua_handle_destroy(r->nh);
 	}
+	if (r->saved_it)
+		nua_destroy_event(r->saved);
 	free(r->sdp);
 	free(r->from_uri);
 	free(r->call_id);
@@ -1154,6 +1161,60 @@ static int redeem_submit(struct redeem *r, enum store_key key, const uint8_t *ha
 	return err;
 }
 
+/* Whether this node offers the code: then there is no need to ask the store where it is. */
+static int offered_here(struct sip *s, enum store_key key, uint64_t id64, const char *digits)
+{
+	for (struct move *m = s->moves; m; m = m->next) {
+		if (m->state != SIP_MOVE_OFFERED && m->state != SIP_MOVE_STORING)
+			continue;
+		if (key == STORE_KEY_TOKEN && m->id64 == id64)
+			return 1;
+		if (key == STORE_KEY_CODE && strlen(m->code) == strlen(digits) &&
+		    !CRYPTO_memcmp(m->code, digits, strlen(digits)))
+			return 1;
+	}
+	return 0;
+}
+
+/* The store knows which node holds the code's call: another one gets the INVITE bridged. */
+static void on_node(struct store_job *job, void *arg)
+{
+	struct redeem *r = arg;
+	struct sip *s = r->sip;
+	const nua_event_data_t *ed = nua_event_data(r->saved);
+	const sip_t *sip = ed && ed->e_msg ? sip_object(ed->e_msg) : NULL;
+	url_t *target;
+	nua_handle_t *nh;
+	int err;
+
+	if (r->cancelled || !sip) {
+		redeem_free(r);
+		return;
+	}
+	if (job->err || !job->text[0] || !strcmp(job->text, s->node)) {
+		err = redeem_submit(r, r->key, r->hash);
+		if (err)
+			redeem_refuse(r, 500, "Server Internal Error", "the store is not reachable",
+				      err);
+		return;
+	}
+	target = url_hdup(s->home, URL_STRING_MAKE(job->text)->us_url);
+	if (!target || !target->url_host) {
+		su_free(s->home, target);
+		redeem_refuse(r, 404, "Not Found", "the code's node has no SIP address", ENOENT);
+		return;
+	}
+	target->url_user = sip->sip_request->rq_url->url_user;
+	LOG_INFO("move", "code from %s is for a call on %s: bridging the INVITE there", r->source,
+		 job->text);
+	nh = r->nh;
+	r->nh = NULL;
+	nua_handle_bind(nh, NULL);
+	invite_bridge(s, nh, sip, 0, target, 0);
+	su_free(s->home, target);
+	redeem_free(r);
+}
+
 /* Whether a Replaces header names the near dialog of c (tags in either order). */
 static int replaces_near(struct call *c, const sip_replaces_t *rp)
 {
@@ -1257,6 +1318,21 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	r->from_uri = url_as_string(NULL, sip->sip_from->a_url); /* NULL home: malloc */
 	r->call_id = strdup(sip->sip_call_id->i_id);
 	LOG_INFO("move", "code presented by %s from %s", r->from_uri ? r->from_uri : "?", source);
+	if (!offered_here(s, key, id64, key == STORE_KEY_CODE ? digits : NULL)) {
+		struct store_job job = {.op = STORE_OP_MOVE_NODE};
+		r->key = key;
+		memcpy(r->hash, hash, sizeof(hash));
+		nua_save_event(s->nua, r->saved);
+		r->saved_it = 1;
+		job.redeem.key = key;
+		memcpy(job.redeem.hash, hash, sizeof(hash));
+		job.redeem.now = store_now();
+		err = store_submit(s->conf.store, &job, on_node, r);
+		if (err)
+			redeem_refuse(r, 500, "Server Internal Error", "the store is not reachable",
+				      err);
+		return 1;
+	}
 	err = redeem_submit(r, key, hash);
 	if (err)
 		redeem_refuse(r, 500, "Server Internal Error", "the store is not reachable", err);

@@ -53,6 +53,7 @@ static void call_insert(struct call *c, enum store_call_state st)
 	job->call.created_at = (int64_t)c->created * 1000;
 	job->call.answered_at = c->answered ? (int64_t)c->answered * 1000 : 0;
 	job->call.ended_at = st == STORE_CALL_ENDED ? store_now() : 0;
+	copy(job->call.node, sizeof(job->call.node), c->sip->node);
 	submit(c->sip, job);
 	free(job);
 	c->recorded = 1;

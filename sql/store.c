@@ -394,9 +394,9 @@ static int dialog_ok(const struct store_dialog *d)
 
 int store_call_insert(struct store *s, const struct store_call *c)
 {
-	static const char sql[] = "INSERT INTO calls (" CALL_COLS ") VALUES "
-	                          "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-	struct store_val p[13];
+	static const char sql[] = "INSERT INTO calls (" CALL_COLS ", node) VALUES "
+	                          "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+	struct store_val p[14];
 	int e;
 
 	if (!bounded(c->id, sizeof(c->id)) || !c->id[0] || !dialog_ok(&c->near) ||
@@ -415,8 +415,9 @@ int store_call_insert(struct store *s, const struct store_call *c)
 	p[10] = i64(c->created_at);
 	p[11] = c->answered_at ? i64(c->answered_at) : null();
 	p[12] = c->ended_at ? i64(c->ended_at) : null();
+	p[13] = t(bounded(c->node, sizeof(c->node)) ? c->node : "");
 	pthread_mutex_lock(&s->lock);
-	e = query(s, sql, p, 13, NULL, NULL, NULL);
+	e = query(s, sql, p, 14, NULL, NULL, NULL);
 	pthread_mutex_unlock(&s->lock);
 	return e;
 }
@@ -821,6 +822,49 @@ out:
 	return e;
 }
 
+struct node_row {
+	int found;
+	char *move_id, *node;
+	size_t len;
+};
+
+static int node_row(const char *const *cols, int ncols, void *arg)
+{
+	struct node_row *w = arg;
+
+	if (ncols >= 2) {
+		w->found = 1;
+		copy(w->move_id, STORE_ID_MAX, cols[0]);
+		snprintf(w->node, w->len, "%s", cols[1] ? cols[1] : "");
+	}
+	return 1;
+}
+
+int store_move_node(struct store *s, struct store_redeem *r, char *node, size_t len)
+{
+	static const char by_token[] =
+	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
+	    "WHERE m.token_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = 0";
+	static const char by_code[] =
+	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
+	    "WHERE m.code_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = 0 "
+	    "ORDER BY m.created_at DESC LIMIT 1";
+	char hash[2 * STORE_HASH_LEN + 1];
+	struct node_row w = {0, r->move_id, node, len};
+	struct store_val p[2];
+	int e;
+
+	r->move_id[0] = '\0';
+	hex_encode(hash, r->hash);
+	p[0] = t(hash);
+	p[1] = i64(r->now);
+	pthread_mutex_lock(&s->lock);
+	node[0] = '\0';
+	e = query(s, r->key == STORE_KEY_CODE ? by_code : by_token, p, 2, node_row, &w, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return !e && !w.found ? ENOENT : e;
+}
+
 int store_move_state_set(struct store *s, const char *id, enum store_move_state st, int64_t at,
                          const char *reason)
 {
@@ -1108,6 +1152,9 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_SOURCE_CHECK:
 		e = store_source_check(s, job->source, job->at, &job->failure);
 		break;
+	case STORE_OP_MOVE_NODE:
+		e = store_move_node(s, &job->redeem, job->text, sizeof(job->text));
+		break;
 	default:
 		e = EINVAL;
 		break;
@@ -1135,6 +1182,7 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_MOVE_EVENTS] = "list move events",
 	    [STORE_OP_FAILURE_ADD] = "count failure",
 	    [STORE_OP_SOURCE_CHECK] = "check source",
+	    [STORE_OP_MOVE_NODE] = "find a code's node",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";

@@ -43,6 +43,7 @@ struct store_call {
 	int64_t created_at;
 	int64_t answered_at;
 	int64_t ended_at;
+	char node[STORE_URI_MAX]; /* the SIP URI of the node holding the dialogs (written only) */
 };
 
 enum store_move_state {
@@ -172,6 +173,10 @@ int store_move_insert(struct store *s, const struct store_move *move);
  * used or locked (a failure is then counted against r->by), EAGAIN when r->by must wait. */
 int store_move_redeem(struct store *s, struct store_redeem *r);
 
+/* Finds the offered move r->key/hash names, without using it: r->move_id and the SIP URI of the
+ * node holding its call in node; ENOENT when no such code is on offer. */
+int store_move_node(struct store *s, struct store_redeem *r, char *node, size_t len);
+
 /* Moves a move to st if its state allows it (EALREADY if not, ENOENT if no such move), with an
  * event. */
 int store_move_state_set(struct store *s, const char *id, enum store_move_state st, int64_t at,
@@ -216,6 +221,7 @@ enum store_op {
 	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
 	STORE_OP_FAILURE_ADD,    /* in: id (move id or ""), source, at; out: failure */
 	STORE_OP_SOURCE_CHECK,   /* in: source, at; out: failure */
+	STORE_OP_MOVE_NODE,      /* in: redeem.key, hash, now; out: redeem.move_id, text (node) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -370,7 +370,7 @@ static void on_inserted(struct store_job *job, void *arg)
 	reply(m, 0);
 }
 
-/* The digits of a URI's user part: how an SMS reply is matched to a party. */
+/* The number in a URI's user part ("+" and digits): where a confirmation SMS goes. */
 static const char *uri_number(const char *uri, char *out, size_t len)
 {
 	const char *p = uri ? strchr(uri, ':') : NULL;
@@ -379,8 +379,9 @@ static const char *uri_number(const char *uri, char *out, size_t len)
 	out[0] = 0;
 	if (!p)
 		return out;
+	/* E.164 keeps its '+': SMS gateways want it. */
 	for (p++; *p && *p != '@' && *p != ';' && n + 1 < len; p++)
-		if (isdigit((unsigned char)*p))
+		if (isdigit((unsigned char)*p) || (*p == '+' && n == 0))
 			out[n++] = *p;
 	out[n] = 0;
 	return out;
@@ -706,9 +707,14 @@ static void dial_b(struct move *m)
 		return;
 	}
 	b->uri = su_strdup(c->home, m->target);
-	/* B sees the far party calling; RFC 3725 flow I: an INVITE without an offer. */
+	/* B sees the far party calling; RFC 3725 flow I: an INVITE without an offer. Numbers
+	 * in our domain are the PBX's to reach. */
+	url_t *u = url_hdup(c->home, URL_STRING_MAKE(m->target)->us_url);
+	int via_up = u && u->url_host && s->conf.domain && !strcasecmp(u->url_host, s->conf.domain);
 	b->nh = nua_handle(s->nua, &b->b, NUTAG_URL(m->target), SIPTAG_TO_STR(m->target),
-			   TAG_IF(c->far->uri, SIPTAG_FROM_STR(c->far->uri)), TAG_END());
+			   TAG_IF(c->far->uri, SIPTAG_FROM_STR(c->far->uri)),
+			   TAG_IF(via_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
+	su_free(c->home, u);
 	if (!b->nh) {
 		fail(m, 500, "cannot make a handle for %s", m->target);
 		return;
@@ -1343,13 +1349,22 @@ int sip_move_dial(struct sip *s, const char *token, const char *target, const ch
 		  sip_move_h *cb, void *arg)
 {
 	uint8_t hash[CODE_HASH_LEN];
-	char tok[CODE_TOKEN_LEN + 1];
+	char tok[CODE_TOKEN_LEN + 1], telbuf[320];
 	struct redeem *r;
 	url_t *u;
 	int err;
 
 	if (!s->conf.keys || !s->conf.store)
 		return ENOTSUP;
+	/* A tel: number is dialled in our domain, through the PBX. */
+	if (!strncasecmp(target, "tel:", 4)) {
+		size_t n = strcspn(target + 4, ";");
+		if (!n || n > 32 || strspn(target + 4, "+0123456789-.()") < n)
+			return EINVAL;
+		snprintf(telbuf, sizeof(telbuf), "sip:%.*s@%s;user=phone", (int)n, target + 4,
+			 s->conf.domain);
+		target = telbuf;
+	}
 	u = url_hdup(s->home, URL_STRING_MAKE(target)->us_url);
 	err = !u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ? EINVAL
 											: 0;
@@ -1780,13 +1795,28 @@ void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phr
 
 /* ---- SMS ---- */
 
+/* Numbers compare as their digits: "+1 555-0100" is "15550100". */
+static int same_number(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a && !isdigit((unsigned char)*a))
+			a++;
+		while (*b && !isdigit((unsigned char)*b))
+			b++;
+		if (*a != *b)
+			return 0;
+		if (!*a)
+			return 1;
+		a++, b++;
+	}
+}
+
 int sip_sms_reply(struct sip *s, const char *number, const char *body)
 {
 	char want[32];
 
 	if (!number || !body)
 		return EINVAL;
-	/* Numbers compare as their digits: "+1 555-0100" is "15550100". */
 	size_t n = 0;
 	for (const char *p = number; *p && n + 1 < sizeof(want); p++)
 		if (isdigit((unsigned char)*p))
@@ -1797,9 +1827,9 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body)
 	for (struct move *m = s->moves; m; m = m->next) {
 		if (m->state != SIP_MOVE_CONFIRMING)
 			continue;
-		if (m->need_near && s->conf.confirm_sms_near && !strcmp(m->near_number, want))
+		if (m->need_near && s->conf.confirm_sms_near && same_number(m->near_number, want))
 			return answer(m, 1, body, strlen(body)) ? 0 : EINVAL;
-		if (m->need_far && s->conf.confirm_sms_far && !strcmp(m->far_number, want))
+		if (m->need_far && s->conf.confirm_sms_far && same_number(m->far_number, want))
 			return answer(m, 0, body, strlen(body)) ? 0 : EINVAL;
 	}
 	return ENOENT;

@@ -11,6 +11,9 @@
   mv.py HTTPPORT TOKENFILE qr MOVEID FILE         its QR as PNG into FILE
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
+  mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE
+                                                  a MESSAGE with FILE as body over UDP: prints
+                                                  the final status (a camera image in a MESSAGE)
 Every wait has a deadline; only 127.0.0.1 is ever contacted.
 """
 import json
@@ -61,7 +64,37 @@ def poke(port, callid):
     s.close()
 
 
+def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path):
+    body = open(path, "rb").read()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    me = s.getsockname()[1]
+    head = ("MESSAGE %s SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-msg-%d\r\n"
+            "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s MESSAGE\r\n"
+            "Max-Forwards: 70\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n") % (
+                ruri, me, int(time.time() * 1000), frm, to, callid, cseq, ctype, len(body))
+    msg = head.encode() + body
+    deadline = time.monotonic() + 8
+    s.settimeout(0.5)
+    while time.monotonic() < deadline:
+        s.sendto(msg, ("127.0.0.1", int(port)))
+        try:
+            while True:
+                data = s.recv(65536).decode("latin-1")
+                status = int(data.split(" ", 2)[1])
+                if status >= 200:
+                    print(status)
+                    return 0
+        except (socket.timeout, ValueError, IndexError):
+            continue
+    print("timeout")
+    return 1
+
+
 def main(a):
+    if a[0] == "sipmsg":
+        return sipmsg(*a[1:9])
     if a[0] == "poke":
         poke(a[1], a[2])
         return 0

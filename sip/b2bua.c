@@ -261,8 +261,10 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		       NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
 		       NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"),
 		       NUTAG_APPL_METHOD("SUBSCRIBE"), NUTAG_APPL_METHOD("PUBLISH"),
-		       NUTAG_ALLOW("INFO"), NUTAG_ALLOW("UPDATE"), NUTAG_ALLOW("MESSAGE"),
-		       NUTAG_ALLOW("REGISTER"), NUTAG_SUPPORTED("path"),
+		       /* What we really take: NOTIFY only for our own REFERs. */
+		       SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
+					"REFER, NOTIFY, REGISTER"),
+		       NUTAG_SUPPORTED("path"),
 		       NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
 		 s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",

@@ -362,7 +362,7 @@ static void on_inserted(struct store_job *job, void *arg)
 	}
 	m->state = SIP_MOVE_OFFERED;
 	changed(m);
-	event(m, "offered", "code sent to %s, expires in %u s",
+	event(m, "code-sent", "code sent to %s, expires in %u s",
 	      m->call && m->call->near ? m->call->near->uri : "?", m->sip->conf.code_ttl);
 	su_timer_set_interval(m->timer, offer_expired, m, (su_duration_t)m->sip->conf.code_ttl * 1000);
 	notify_refer(m, 100, "Trying", 0);
@@ -475,8 +475,8 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	snprintf(job->move.call_id, sizeof(job->move.call_id), "%s", c->id);
 	memcpy(job->move.token_hash, token_hash, sizeof(token_hash));
 	memcpy(job->move.code_hash, code_hash, sizeof(code_hash));
-	job->move.created_at = (int64_t)m->created * 1000;
-	job->move.expires_at = (int64_t)m->expires * 1000;
+	job->move.created_at = store_now();
+	job->move.expires_at = job->move.created_at + (int64_t)s->conf.code_ttl * 1000;
 	m->jobs++;
 	err = store_submit(s->conf.store, job, on_inserted, m);
 	free(job);
@@ -544,8 +544,8 @@ static void fail(struct move *m, int status, const char *fmt, ...)
 	if (!status)
 		status = 480;
 	m->sip->stats.moves_failed++;
-	event(m, "failed", "%s", m->reason);
-	set_state(m, SIP_MOVE_FAILED);
+	LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
+	set_state(m, SIP_MOVE_FAILED); /* the store's event line carries the reason */
 	su_timer_reset(m->timer);
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"Move failed\"", status);
 	if (b && b->nh && !b->terminated && !b->ending) {
@@ -618,7 +618,7 @@ static void complete(struct move *m)
 	m->sip->stats.moves_completed++;
 	free(m->taken_by);
 	m->taken_by = b->uri ? strdup(b->uri) : NULL;
-	event(m, "done", "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
+	event(m, "moved", "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
 	      b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem, m->t_answer - m->t_redeem);
 	set_state(m, SIP_MOVE_DONE);
 	su_timer_reset(m->timer);
@@ -639,7 +639,7 @@ void move_call_ending(struct move *m)
 	if (m->state != SIP_MOVE_DONE && m->state != SIP_MOVE_FAILED) {
 		snprintf(m->reason, sizeof(m->reason), "the call ended");
 		m->sip->stats.moves_failed++;
-		event(m, "failed", "the call ended during the move");
+		LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
 		set_state(m, SIP_MOVE_FAILED);
 		su_timer_reset(m->timer);
 		notify_refer(m, 487, "Request Terminated", 1);
@@ -1116,7 +1116,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 		m->b_sdp = r->sdp;
 		r->sdp = NULL;
 		m->taken_by = r->from_uri ? strdup(r->from_uri) : NULL;
-		event(m, "redeemed", "by %s from %s", r->from_uri ? r->from_uri : "?", r->source);
+		event(m, "presented", "by %s from %s", r->from_uri ? r->from_uri : "?", r->source);
 	} else {
 		m->third_party = 1;
 		m->target = r->target;
@@ -1125,7 +1125,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 		m->cb = r->cb;
 		m->cb_arg = r->cb_arg;
 		r->cb = NULL;
-		event(m, "redeemed", "to dial %s, from %s", m->target, r->source);
+		event(m, "presented", "to dial %s, from %s", m->target, r->source);
 	}
 	redeem_free(r);
 	after_redeem(m);

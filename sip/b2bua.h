@@ -50,6 +50,7 @@ struct leg {
 	long long dtmf_at;
 	struct relay *relays, **relays_tail;
 	char *call_id;           /* in the call's home */
+	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
 	char *uri;
 };
 
@@ -122,6 +123,7 @@ struct leg *call_leg_new(struct call *c, int near, int incoming);
 void call_end(struct call *c, int status, const char *reason);
 void call_leg_terminated(struct leg *leg);
 void call_leg_end(struct leg *leg, const char *reason);
+void call_leg_tags(struct leg *leg, const sip_t *sip);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);

@@ -75,6 +75,21 @@ const char *call_side(const struct leg *leg)
 	return leg->near ? "new near" : "old near";
 }
 
+/*
+ * Note a dialog's tags from a message that confirms it: the 2xx we got (we sent the INVITE)
+ * or the ACK we got (we answered it). Our tag is From's or To's accordingly.
+ */
+void call_leg_tags(struct leg *leg, const sip_t *sip)
+{
+	const char *from = sip && sip->sip_from ? sip->sip_from->a_tag : NULL;
+	const char *to = sip && sip->sip_to ? sip->sip_to->a_tag : NULL;
+
+	if (leg->ltag || !from || !to)
+		return;
+	leg->ltag = su_strdup(leg->call->home, leg->incoming ? to : from);
+	leg->rtag = su_strdup(leg->call->home, leg->incoming ? from : to);
+}
+
 /* nua_respond() keeps the phrase pointer, so the phrase must live as long as the call. */
 char *call_copy_phrase(struct call *c, int status, const char *phrase)
 {

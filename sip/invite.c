@@ -184,6 +184,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		return;
 	}
 	if (status < 300) {
+		call_leg_tags(out, sip);
 		out->answered = 1;
 		c->in->answered = 1;
 		c->ack_pending = 1;
@@ -269,6 +270,8 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 	struct leg *other = call_other(leg);
 	sip_payload_t *pl;
 
+	if (leg->incoming)
+		call_leg_tags(leg, sip);
 	if (c->move && move_ack(c->move, leg, sip))
 		return;
 	if (!other)

@@ -868,6 +868,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 			return 1;
 		}
 		leg->answered = 1;
+		call_leg_tags(leg, sip);
 		leg->call_id = sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id)
 						       : NULL;
 		copy_payload(&m->b_sdp, sip);
@@ -1224,9 +1225,7 @@ static void on_node(struct store_job *job, void *arg)
 /* Whether a Replaces header names the near dialog of c (tags in either order). */
 static int replaces_near(struct call *c, const sip_replaces_t *rp)
 {
-	const sip_to_t *l = c->near && c->near->nh ? nua_handle_local(c->near->nh) : NULL;
-	const sip_to_t *rm = c->near && c->near->nh ? nua_handle_remote(c->near->nh) : NULL;
-	const char *lt = l ? l->a_tag : NULL, *rt = rm ? rm->a_tag : NULL;
+	const char *lt = c->near ? c->near->ltag : NULL, *rt = c->near ? c->near->rtag : NULL;
 
 	if (!rp || !c->near || !c->near->call_id || strcmp(rp->rp_call_id, c->near->call_id) ||
 	    !lt || !rt || !rp->rp_to_tag || !rp->rp_from_tag)
@@ -1404,7 +1403,8 @@ struct scan {
 	void *image;
 	size_t len;
 	char who[8];
-	char *target;
+	char *target;                  /* for "new": where to dial; by MESSAGE, its sender */
+	char call_id[33];              /* for "near" by MESSAGE: the call it came on */
 	char source[STORE_SOURCE_MAX];
 	sip_move_h *cb;
 	void *cb_arg;
@@ -1422,6 +1422,12 @@ static void scan_run(void *arg)
 }
 
 /* The offered move an image's symbols name: a token of ours, or a numeric code on offer. */
+/* A move whose code an image may still show: on offer, or waiting for scans. */
+static int scannable(const struct move *m)
+{
+	return m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_CONFIRMING;
+}
+
 static struct move *scan_find(struct sip *s, const struct code_scan_result *res, int *errp)
 {
 	char tok[CODE_TOKEN_LEN + 1];
@@ -1433,13 +1439,13 @@ static struct move *scan_find(struct sip *s, const struct code_scan_result *res,
 		if (sym->kind == CODE_SYM_QR && !code_uri_token(sym->text, tok, sizeof(tok))) {
 			err = code_token_verify(s->conf.keys, tok, time(NULL), &id64, NULL);
 			struct move *m = err ? NULL : move_by_id64(s, id64);
-			if (m && !CRYPTO_memcmp(m->token, tok, CODE_TOKEN_LEN))
+			if (m && scannable(m) && !CRYPTO_memcmp(m->token, tok, CODE_TOKEN_LEN))
 				return m;
 			if (!err)
 				err = ENOENT;
 		} else if (sym->kind == CODE_SYM_CODE128) {
 			for (struct move *m = s->moves; m; m = m->next)
-				if (m->state == SIP_MOVE_OFFERED && strlen(sym->text) == strlen(m->code) &&
+				if (scannable(m) && strlen(sym->text) == strlen(m->code) &&
 				    !CRYPTO_memcmp(sym->text, m->code, strlen(m->code)))
 					return m;
 		}
@@ -1468,6 +1474,23 @@ static void scan_done(void *arg)
 			sc->cb(err ? err : ENOENT, NULL, sc->cb_arg);
 		goto out;
 	}
+	/* The near half must come from this move's near device, the new half from the device
+	 * that presented the code (when one has). */
+	if (near && sc->call_id[0] && (!m->call || strcmp(m->call->id, sc->call_id))) {
+		LOG_INFO("move", "%s: image from another call's near device (%s) ignored", m->id,
+			 sc->source);
+		if (sc->cb)
+			sc->cb(CODE_ENOTOURS, NULL, sc->cb_arg);
+		goto out;
+	}
+	if (!near && m->state != SIP_MOVE_OFFERED && m->taken_by &&
+	    (!sc->target || strcmp(sc->target, m->taken_by))) {
+		LOG_INFO("move", "%s: image from %s, not from the device that took the code (%s)",
+			 m->id, sc->target ? sc->target : sc->source, m->taken_by);
+		if (sc->cb)
+			sc->cb(CODE_ENOTOURS, NULL, sc->cb_arg);
+		goto out;
+	}
 	event(m, "scan", "image from the %s device (%s) holds the code", near ? "near" : "new",
 	      sc->source);
 	if (near)
@@ -1490,8 +1513,19 @@ out:
 	free(sc);
 }
 
+static int scan_submit(struct sip *s, const void *image, size_t len, const char *who,
+		       const char *target, const char *call_id, const char *source, sip_move_h *cb,
+		       void *arg);
+
 int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
 		  const char *target, const char *source, sip_move_h *cb, void *arg)
+{
+	return scan_submit(s, image, len, who, target, NULL, source, cb, arg);
+}
+
+static int scan_submit(struct sip *s, const void *image, size_t len, const char *who,
+		       const char *target, const char *call_id, const char *source, sip_move_h *cb,
+		       void *arg)
 {
 	struct scan *sc;
 	int err;
@@ -1514,6 +1548,7 @@ int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
 	sc->len = len;
 	sc->sip = s;
 	snprintf(sc->who, sizeof(sc->who), "%s", who);
+	snprintf(sc->call_id, sizeof(sc->call_id), "%s", call_id ? call_id : "");
 	snprintf(sc->source, sizeof(sc->source), "%s", source ? source : "?");
 	sc->cb = cb;
 	sc->cb_arg = arg;
@@ -1609,8 +1644,8 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 	}
 	if (is_image(sip) && (leg ? leg == c->near : for_us(s, sip->sip_request->rq_url))) {
 		char *from = leg ? NULL : url_as_string(NULL, sip->sip_from->a_url);
-		int err = sip_move_scan(s, pl->pl_data, pl->pl_len, leg ? "near" : "new", from,
-					source, scan_answered, NULL);
+		int err = scan_submit(s, pl->pl_data, pl->pl_len, leg ? "near" : "new", from,
+				      leg ? c->id : NULL, source, scan_answered, NULL);
 		free(from);
 		nua_respond(nh, err ? 415 : 202, err ? "Cannot Read Images Here" : "Accepted",
 			    NUTAG_WITH_THIS(s->nua), TAG_END());

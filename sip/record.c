@@ -14,9 +14,7 @@ static void copy(char *dst, size_t len, const char *src)
 /* A leg's dialog as the store keeps it: From and To tags as on the wire of that dialog. */
 void call_leg_dialog(const struct leg *leg, struct store_dialog *d)
 {
-	const sip_to_t *local = leg->nh ? nua_handle_local(leg->nh) : NULL;
-	const sip_to_t *remote = leg->nh ? nua_handle_remote(leg->nh) : NULL;
-	const char *lt = local ? local->a_tag : NULL, *rt = remote ? remote->a_tag : NULL;
+	const char *lt = leg->ltag, *rt = leg->rtag;
 
 	memset(d, 0, sizeof(*d));
 	copy(d->call_id, sizeof(d->call_id), leg->call_id);

@@ -22,7 +22,7 @@ struct parse {
 };
 
 static const struct mod_conf_param *find(const struct mod_conf_param *const *tables,
-					 const char *section, const char *name)
+                                         const char *section, const char *name)
 {
 	for (; *tables; tables++)
 		for (const struct mod_conf_param *p = *tables; p->name; p++)
@@ -42,7 +42,7 @@ static int section_known(const struct mod_conf_param *const *tables, const char 
 
 /* Parse text for p into an int; 0 or EINVAL with why in err. */
 static int parse_int(const struct mod_conf_param *p, const char *text, int *out, char *why,
-		     size_t whylen)
+                     size_t whylen)
 {
 	char *end;
 	long v;
@@ -106,7 +106,7 @@ static int same_value(const struct mod_conf_param *p, const char *text)
 
 /* Store text into p's variable (or only validate it in CHECK mode). */
 static int apply(struct parse *ps, const struct mod_conf_param *p, const char *text, char *why,
-		 size_t whylen)
+                 size_t whylen)
 {
 	int v;
 
@@ -120,8 +120,9 @@ static int apply(struct parse *ps, const struct mod_conf_param *p, const char *t
 		return 0;
 	if (ps->mode == RELOAD && !(p->flags & MOD_CONF_RELOAD)) {
 		if (!same_value(p, text))
-			fprintf(stderr, "qrxfer: conf: %s: [%s] %s changed: takes effect on restart\n",
-				ps->path, p->section, p->name);
+			fprintf(stderr,
+			        "qrxfer: conf: %s: [%s] %s changed: takes effect on restart\n",
+			        ps->path, p->section, p->name);
 		return 0;
 	}
 	if (p->type == MOD_CONF_STR) {
@@ -147,7 +148,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	p = find(ps->tables, section, name);
 	if (!p) {
 		snprintf(ps->err, ps->errlen, "[%s] %s: unknown %s", section, name,
-			 section_known(ps->tables, section) ? "key" : "section");
+		         section_known(ps->tables, section) ? "key" : "section");
 		return 0;
 	}
 	if (apply(ps, p, value, why, sizeof(why))) {
@@ -174,7 +175,7 @@ static int set_defaults(struct parse *ps)
 			}
 			if (apply(ps, p, p->def, why, sizeof(why))) {
 				snprintf(ps->err, ps->errlen, "built-in default [%s] %s: %s",
-					 p->section, p->name, why);
+				         p->section, p->name, why);
 				return EINVAL;
 			}
 		}
@@ -200,7 +201,7 @@ static int parse_file(struct parse *ps)
 		/* inih reports the first bad line; prefix it so the message reads file:line. */
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s:%d: %s", ps->path, rc,
-			 ps->err[0] ? ps->err : "not a key = value line or [section]");
+		         ps->err[0] ? ps->err : "not a key = value line or [section]");
 		snprintf(ps->err, ps->errlen, "%s", msg);
 		return EINVAL;
 	}
@@ -209,7 +210,7 @@ static int parse_file(struct parse *ps)
 }
 
 int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	struct parse ps = {.path = path, .tables = tables, .err = err, .errlen = errlen};
 	int rc;
@@ -224,7 +225,7 @@ int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, 
 }
 
 int mod_conf_reload(const char *path, const struct mod_conf_param *const *tables, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	struct parse ps = {.path = path, .tables = tables, .err = err, .errlen = errlen};
 	int rc;
@@ -256,8 +257,8 @@ static int on_peek(void *user, const char *section, const char *name, const char
 	return 1;
 }
 
-int mod_conf_peek(const char *path, const char *section, const char *name, char *out,
-		  size_t outlen, char *err, size_t errlen)
+int mod_conf_peek(const char *path, const char *section, const char *name, char *out, size_t outlen,
+                  char *err, size_t errlen)
 {
 	struct peek pk = {section, name, out, outlen, 0};
 	int rc = ini_parse(path, on_peek, &pk);

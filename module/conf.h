@@ -24,16 +24,16 @@ struct mod_conf_param {
 
 /* Read path into the tables' variables; on error fill err with "file:line: what". */
 int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, char *err,
-		  size_t errlen);
+                  size_t errlen);
 
 /* Re-read path: validate all, change only MOD_CONF_RELOAD keys, warn about the others. */
 int mod_conf_reload(const char *path, const struct mod_conf_param *const *tables, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 /* Read one key without the tables (how the host finds its module): 0, ENOENT if absent,
  * or EIO/EINVAL with err filled. */
-int mod_conf_peek(const char *path, const char *section, const char *name, char *out,
-		  size_t outlen, char *err, size_t errlen);
+int mod_conf_peek(const char *path, const char *section, const char *name, char *out, size_t outlen,
+                  char *err, size_t errlen);
 
 /* Free the strings the tables' variables hold. */
 void mod_conf_free(const struct mod_conf_param *const *tables);

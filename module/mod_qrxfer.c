@@ -45,60 +45,59 @@ static const char *const channels[] = {"sip", "sms", NULL};
 static const char *const side_channels[] = {"default", "sip", "sms", NULL};
 static const char *const scan_policies[] = {"none", "both", NULL};
 
-#define R MOD_CONF_RELOAD
+#define R   MOD_CONF_RELOAD
 #define REQ MOD_CONF_REQUIRED
 
 static const struct mod_conf_param params[] = {
-	{"log", "level", MOD_CONF_ENUM, &sip_log_level, "info", .choices = log_levels, .flags = R},
-	{"sip", "listen", MOD_CONF_STR, &conf.sip_listen, "sip:127.0.0.1:5060", .flags = REQ},
-	{"sip", "tls_listen", MOD_CONF_STR, &conf.sip_tls_listen, ""},
-	{"sip", "tls_cert_dir", MOD_CONF_STR, &conf.sip_tls_cert_dir, ""},
-	{"sip", "domain", MOD_CONF_STR, &conf.sip_domain, "qrxfer.invalid", .flags = REQ},
-	{"sip", "upstream", MOD_CONF_STR, &conf.sip_upstream, "sip:127.0.0.1:5070", .flags = REQ},
-	{"sip", "max_call_duration", MOD_CONF_INT, &conf.max_call_duration, "14400", 0, 604800},
-	{"sip", "register_timeout", MOD_CONF_INT, &conf.register_timeout, "32", 1, 300},
-	{"http", "listen", MOD_CONF_STR, &conf.http_listen, "127.0.0.1:8080"},
-	{"http", "public_url", MOD_CONF_STR, &conf.http_public_url, "http://127.0.0.1:8080"},
-	{"http", "admin_token_file", MOD_CONF_STR, &conf.http_admin_token_file,
-	 QRXFER_SYSCONFDIR "/admin.token"},
-	{"http", "admin_loopback_only", MOD_CONF_BOOL, &conf.http_admin_loopback_only, "yes"},
-	{"http", "body_max", MOD_CONF_INT, &conf.http_body_max, "8388608", 1024, 268435456},
-	{"http", "rate", MOD_CONF_INT, &conf.http_rate, "10", 1, 100000},
-	{"http", "burst", MOD_CONF_INT, &conf.http_burst, "20", 1, 100000},
-	{"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
-	 .flags = REQ},
-	{"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
-	 .flags = R},
-	{"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
-	{"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
-	{"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris,
-	 .flags = R},
-	{"codes", "hmac_key_file", MOD_CONF_STR, &conf.codes_hmac_key_file,
-	 QRXFER_SYSCONFDIR "/hmac.key"},
-	{"codes", "max_failures", MOD_CONF_INT, &conf.codes_max_failures, "5", 1, 100},
-	{"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
-	{"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
-	{"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
-	 .flags = R},
-	{"confirm", "policy", MOD_CONF_ENUM, &conf.confirm_policy, "none", .choices = policies,
-	 .flags = R},
-	{"confirm", "channel", MOD_CONF_ENUM, &conf.confirm_channel, "sip", .choices = channels,
-	 .flags = R},
-	{"confirm", "near_channel", MOD_CONF_ENUM, &conf.confirm_near_channel, "default",
-	 .choices = side_channels, .flags = R},
-	{"confirm", "far_channel", MOD_CONF_ENUM, &conf.confirm_far_channel, "default",
-	 .choices = side_channels, .flags = R},
-	{"confirm", "timeout", MOD_CONF_INT, &conf.confirm_timeout, "30", 1, 600, .flags = R},
-	{"sms", "url", MOD_CONF_STR, &conf.sms_url, ""},
-	{"sms", "auth_header_file", MOD_CONF_STR, &conf.sms_auth_header_file, ""},
-	{"sms", "from", MOD_CONF_STR, &conf.sms_from, ""},
-	{"sms", "body_template", MOD_CONF_STR, &conf.sms_body_template,
-	 "To={to}&From={from}&Body={text}"},
-	{"sms", "timeout", MOD_CONF_INT, &conf.sms_timeout, "10", 1, 120},
-	{"sms", "retries", MOD_CONF_INT, &conf.sms_retries, "3", 0, 10},
-	{"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
-	{"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
-	{NULL},
+    {"log", "level", MOD_CONF_ENUM, &sip_log_level, "info", .choices = log_levels, .flags = R},
+    {"sip", "listen", MOD_CONF_STR, &conf.sip_listen, "sip:127.0.0.1:5060", .flags = REQ},
+    {"sip", "tls_listen", MOD_CONF_STR, &conf.sip_tls_listen, ""},
+    {"sip", "tls_cert_dir", MOD_CONF_STR, &conf.sip_tls_cert_dir, ""},
+    {"sip", "domain", MOD_CONF_STR, &conf.sip_domain, "qrxfer.invalid", .flags = REQ},
+    {"sip", "upstream", MOD_CONF_STR, &conf.sip_upstream, "sip:127.0.0.1:5070", .flags = REQ},
+    {"sip", "max_call_duration", MOD_CONF_INT, &conf.max_call_duration, "14400", 0, 604800},
+    {"sip", "register_timeout", MOD_CONF_INT, &conf.register_timeout, "32", 1, 300},
+    {"http", "listen", MOD_CONF_STR, &conf.http_listen, "127.0.0.1:8080"},
+    {"http", "public_url", MOD_CONF_STR, &conf.http_public_url, "http://127.0.0.1:8080"},
+    {"http", "admin_token_file", MOD_CONF_STR, &conf.http_admin_token_file,
+     QRXFER_SYSCONFDIR "/admin.token"},
+    {"http", "admin_loopback_only", MOD_CONF_BOOL, &conf.http_admin_loopback_only, "yes"},
+    {"http", "body_max", MOD_CONF_INT, &conf.http_body_max, "8388608", 1024, 268435456},
+    {"http", "rate", MOD_CONF_INT, &conf.http_rate, "10", 1, 100000},
+    {"http", "burst", MOD_CONF_INT, &conf.http_burst, "20", 1, 100000},
+    {"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
+     .flags = REQ},
+    {"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
+     .flags = R},
+    {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
+    {"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
+    {"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris, .flags = R},
+    {"codes", "hmac_key_file", MOD_CONF_STR, &conf.codes_hmac_key_file,
+     QRXFER_SYSCONFDIR "/hmac.key"},
+    {"codes", "max_failures", MOD_CONF_INT, &conf.codes_max_failures, "5", 1, 100},
+    {"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
+    {"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
+    {"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
+     .flags = R},
+    {"confirm", "policy", MOD_CONF_ENUM, &conf.confirm_policy, "none", .choices = policies,
+     .flags = R},
+    {"confirm", "channel", MOD_CONF_ENUM, &conf.confirm_channel, "sip", .choices = channels,
+     .flags = R},
+    {"confirm", "near_channel", MOD_CONF_ENUM, &conf.confirm_near_channel, "default",
+     .choices = side_channels, .flags = R},
+    {"confirm", "far_channel", MOD_CONF_ENUM, &conf.confirm_far_channel, "default",
+     .choices = side_channels, .flags = R},
+    {"confirm", "timeout", MOD_CONF_INT, &conf.confirm_timeout, "30", 1, 600, .flags = R},
+    {"sms", "url", MOD_CONF_STR, &conf.sms_url, ""},
+    {"sms", "auth_header_file", MOD_CONF_STR, &conf.sms_auth_header_file, ""},
+    {"sms", "from", MOD_CONF_STR, &conf.sms_from, ""},
+    {"sms", "body_template", MOD_CONF_STR, &conf.sms_body_template,
+     "To={to}&From={from}&Body={text}"},
+    {"sms", "timeout", MOD_CONF_INT, &conf.sms_timeout, "10", 1, 120},
+    {"sms", "retries", MOD_CONF_INT, &conf.sms_retries, "3", 0, 10},
+    {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
+    {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
+    {NULL},
 };
 
 static const struct mod_host *host;
@@ -213,11 +212,11 @@ static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 static void fill_sip_conf(void)
 {
 	static const enum sip_confirm map[] = {SIP_CONFIRM_NONE, SIP_CONFIRM_NEAR, SIP_CONFIRM_FAR,
-					       SIP_CONFIRM_BOTH};
-	int near_sms = conf.confirm_near_channel ? conf.confirm_near_channel == 2
-						 : conf.confirm_channel == 1;
-	int far_sms = conf.confirm_far_channel ? conf.confirm_far_channel == 2
-					       : conf.confirm_channel == 1;
+	                                       SIP_CONFIRM_BOTH};
+	int near_sms =
+	    conf.confirm_near_channel ? conf.confirm_near_channel == 2 : conf.confirm_channel == 1;
+	int far_sms =
+	    conf.confirm_far_channel ? conf.confirm_far_channel == 2 : conf.confirm_channel == 1;
 
 	sc.listen = conf.sip_listen;
 	sc.tls_listen = nonempty(conf.sip_tls_listen);
@@ -245,12 +244,12 @@ static void fill_sip_conf(void)
 static int start_sms(void)
 {
 	struct mod_sms_conf smc = {
-		.url = conf.sms_url,
-		.auth_header_file = nonempty(conf.sms_auth_header_file),
-		.from = conf.sms_from,
-		.body_template = conf.sms_body_template,
-		.timeout_ms = (unsigned)conf.sms_timeout * 1000,
-		.retries = conf.sms_retries ? conf.sms_retries : -1,
+	    .url = conf.sms_url,
+	    .auth_header_file = nonempty(conf.sms_auth_header_file),
+	    .from = conf.sms_from,
+	    .body_template = conf.sms_body_template,
+	    .timeout_ms = (unsigned)conf.sms_timeout * 1000,
+	    .retries = conf.sms_retries ? conf.sms_retries : -1,
 	};
 	int err;
 
@@ -329,7 +328,8 @@ static int mod_init(const struct mod_host *h)
 			LOG_ERR("http", "cannot listen on %s: %s", conf.http_listen, strerror(err));
 			return err;
 		}
-		twilio_token = read_secret("twilio_auth_token_file", conf.sms_twilio_auth_token_file);
+		twilio_token =
+		    read_secret("twilio_auth_token_file", conf.sms_twilio_auth_token_file);
 		webhook_secret = read_secret("webhook_secret_file", conf.sms_webhook_secret_file);
 		ac.public_url = nonempty(conf.http_public_url);
 		ac.sip_domain = conf.sip_domain;
@@ -342,7 +342,7 @@ static int mod_init(const struct mod_host *h)
 			return err;
 		}
 		LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
-			 conf.http_public_url);
+		         conf.http_public_url);
 	}
 	tick = su_timer_create(su_root_task(h->root), 1000);
 	if (tick)
@@ -393,12 +393,12 @@ static void mod_close(void)
 }
 
 __attribute__((visibility("default"))) const struct mod_export mod_export = {
-	.abi = MOD_ABI_VERSION,
-	.name = "mod_qrxfer",
-	.version = PACKAGE_VERSION,
-	.params = params,
-	.init = mod_init,
-	.reload = mod_reload,
-	.shutdown = mod_shutdown,
-	.close = mod_close,
+    .abi = MOD_ABI_VERSION,
+    .name = "mod_qrxfer",
+    .version = PACKAGE_VERSION,
+    .params = params,
+    .init = mod_init,
+    .reload = mod_reload,
+    .shutdown = mod_shutdown,
+    .close = mod_close,
 };

@@ -24,8 +24,8 @@ static int sigpipe[2] = {-1, -1};
 static int stopping;
 
 static const struct mod_conf_param host_params[] = {
-	{"module", "load", MOD_CONF_STR, &module_load, "mod_qrxfer.so", .flags = MOD_CONF_REQUIRED},
-	{NULL},
+    {"module", "load", MOD_CONF_STR, &module_load, "mod_qrxfer.so", .flags = MOD_CONF_REQUIRED},
+    {NULL},
 };
 
 static void on_signal(int sig)
@@ -54,7 +54,7 @@ static int on_signal_pipe(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t 
 		if (b == SIGHUP) {
 			if (mod_conf_reload(conf_path, tables, err, sizeof(err)))
 				fprintf(stderr, "qrxferd: reload refused, old config kept: %s\n",
-					err);
+				        err);
 			else if (mod->reload)
 				mod->reload();
 			continue;
@@ -92,7 +92,7 @@ static const struct mod_export *load_module(const char *dir, const char *name)
 	}
 	if (m->abi != MOD_ABI_VERSION) {
 		fprintf(stderr, "qrxferd: module %s: ABI %u, host speaks %u\n", path, m->abi,
-			MOD_ABI_VERSION);
+		        MOD_ABI_VERSION);
 		return NULL;
 	}
 	/* The module stays loaded until exit: its code may still be on the stack. */
@@ -101,18 +101,19 @@ static const struct mod_export *load_module(const char *dir, const char *name)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: qrxferd [-c FILE] [-M MODULE_DIR] [-t] [-V]\n"
-		   "  -c FILE        configuration (default %s/qrxfer.conf)\n"
-		   "  -M DIR         where modules are (default %s, or $QRXFER_MODULE_PATH)\n"
-		   "  -t             check the configuration and exit\n"
-		   "  -V             print the version and exit\n",
-		QRXFER_SYSCONFDIR, QRXFER_MODDIR);
+	fprintf(f,
+	        "usage: qrxferd [-c FILE] [-M MODULE_DIR] [-t] [-V]\n"
+	        "  -c FILE        configuration (default %s/qrxfer.conf)\n"
+	        "  -M DIR         where modules are (default %s, or $QRXFER_MODULE_PATH)\n"
+	        "  -t             check the configuration and exit\n"
+	        "  -V             print the version and exit\n",
+	        QRXFER_SYSCONFDIR, QRXFER_MODDIR);
 }
 
 int main(int argc, char **argv)
 {
-	const char *moddir = getenv("QRXFER_MODULE_PATH") ? getenv("QRXFER_MODULE_PATH")
-							   : QRXFER_MODDIR;
+	const char *moddir =
+	    getenv("QRXFER_MODULE_PATH") ? getenv("QRXFER_MODULE_PATH") : QRXFER_MODDIR;
 	const struct mod_conf_param *tables[3] = {host_params, NULL, NULL};
 	struct mod_host host = {0};
 	struct sigaction sa = {0};

@@ -34,7 +34,7 @@ static void on_state(struct bound *b, tagi_t tags[])
 
 /* A request we do not take: answer it so the sender is never left waiting. */
 static void refuse_request(struct sip *s, nua_handle_t *nh, struct bound *b, int status,
-			   const char *phrase)
+                           const char *phrase)
 {
 	s->stats.requests_rejected++;
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(s->nua), TAG_END());
@@ -63,12 +63,12 @@ static void on_shutdown(struct sip *s, int status)
 }
 
 static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua, struct sip *s,
-		     nua_handle_t *nh, struct bound *b, sip_t const *sip, tagi_t tags[])
+                     nua_handle_t *nh, struct bound *b, sip_t const *sip, tagi_t tags[])
 {
 	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
 
-	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error &&
-	    ev != nua_i_active && ev != nua_i_terminated && ev != nua_i_media_error)
+	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error && ev != nua_i_active &&
+	    ev != nua_i_terminated && ev != nua_i_media_error)
 		s->stats.requests_total++;
 
 	if (b && (b->kind == BOUND_REDEEM || b->kind == BOUND_REFER)) {
@@ -147,7 +147,7 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 		break;
 	default:
 		LOG_DEBUG("sip", "event %s %d %s ignored", nua_event_name(ev), status,
-			  phrase ? phrase : "");
+		          phrase ? phrase : "");
 		/* An unbound handle nobody took must not linger. */
 		if (!b && nh && ev < nua_r_set_params)
 			nua_handle_destroy(nh);
@@ -189,8 +189,8 @@ static char *route_param_uri(su_home_t *home, const char *uri)
 	u->url_password = NULL;
 	u->url_headers = NULL;
 	return su_sprintf(home, "<%s:%s%s%s%s%s;lr>", u->url_type == url_sips ? "sips" : "sip",
-			  u->url_host, u->url_port ? ":" : "", u->url_port ? u->url_port : "",
-			  u->url_params ? ";" : "", u->url_params ? u->url_params : "");
+	                  u->url_host, u->url_port ? ":" : "", u->url_port ? u->url_port : "",
+	                  u->url_params ? ";" : "", u->url_params ? u->url_params : "");
 }
 
 #define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
@@ -223,11 +223,10 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	s->path = route_param_uri(s->home, s->conf.listen);
 	{
 		url_t *self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
-		s->node = self && self->url_host
-				  ? su_sprintf(s->home, "sip:%s%s%s", self->url_host,
-					       self->url_port ? ":" : "",
-					       self->url_port ? self->url_port : "")
-				  : NULL;
+		s->node = self && self->url_host ? su_sprintf(s->home, "sip:%s%s%s", self->url_host,
+		                                              self->url_port ? ":" : "",
+		                                              self->url_port ? self->url_port : "")
+		                                 : NULL;
 	}
 	if (!s->upstream_route || !s->path) {
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
@@ -243,32 +242,31 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		LOG_ERR("sip", "cannot start the image worker: %s", strerror(err));
 		goto out;
 	}
-	s->nua = nua_create(
-		root, on_event, s, NUTAG_URL(s->conf.listen),
-		TAG_IF(s->conf.tls_listen, NUTAG_SIPS_URL(s->conf.tls_listen)),
-		TAG_IF(s->conf.tls_cert_dir, NUTAG_CERTIFICATE_DIR(s->conf.tls_cert_dir)),
-		NUTAG_MEDIA_ENABLE(0), TAG_END());
+	s->nua =
+	    nua_create(root, on_event, s, NUTAG_URL(s->conf.listen),
+	               TAG_IF(s->conf.tls_listen, NUTAG_SIPS_URL(s->conf.tls_listen)),
+	               TAG_IF(s->conf.tls_cert_dir, NUTAG_CERTIFICATE_DIR(s->conf.tls_cert_dir)),
+	               NUTAG_MEDIA_ENABLE(0), TAG_END());
 	if (!s->nua) {
 		err = errno ? errno : EADDRINUSE;
 		LOG_ERR("sip", "cannot listen on %s%s%s: %s", s->conf.listen,
-			s->conf.tls_listen ? " and " : "",
-			s->conf.tls_listen ? s->conf.tls_listen : "", strerror(err));
+		        s->conf.tls_listen ? " and " : "",
+		        s->conf.tls_listen ? s->conf.tls_listen : "", strerror(err));
 		goto out;
 	}
-	nua_set_params(s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
-		       NUTAG_ENABLEMESSAGE(1), NUTAG_SESSION_TIMER(0),
-		       NUTAG_APPL_METHOD("INVITE"), NUTAG_APPL_METHOD("REGISTER"),
-		       NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
-		       NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"),
-		       NUTAG_APPL_METHOD("SUBSCRIBE"), NUTAG_APPL_METHOD("PUBLISH"),
-		       /* What we really take: NOTIFY only for our own REFERs. */
-		       SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
-					"REFER, NOTIFY, REGISTER"),
-		       NUTAG_SUPPORTED("path"),
-		       NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
+	nua_set_params(
+	    s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
+	    NUTAG_ENABLEMESSAGE(1), NUTAG_SESSION_TIMER(0), NUTAG_APPL_METHOD("INVITE"),
+	    NUTAG_APPL_METHOD("REGISTER"), NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
+	    NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"), NUTAG_APPL_METHOD("SUBSCRIBE"),
+	    NUTAG_APPL_METHOD("PUBLISH"),
+	    /* What we really take: NOTIFY only for our own REFERs. */
+	    SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
+	                     "REFER, NOTIFY, REGISTER"),
+	    NUTAG_SUPPORTED("path"), NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
-		 s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",
-		 s->conf.upstream);
+	         s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",
+	         s->conf.upstream);
 	*sp = s;
 	return 0;
 out:
@@ -310,7 +308,7 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	}
 	while (s->txns) {
 		nua_respond(s->txns->in_nh, SIP_503_SERVICE_UNAVAILABLE,
-			    NUTAG_WITH_SAVED(s->txns->saved), TAG_END());
+		            NUTAG_WITH_SAVED(s->txns->saved), TAG_END());
 		txn_free(s->txns);
 	}
 	if (!s->calls) {

@@ -2,9 +2,9 @@
 #ifndef QRXFER_SIP_B2BUA_H
 #define QRXFER_SIP_B2BUA_H
 
-#define NUA_MAGIC_T  struct sip
-#define NUA_HMAGIC_T struct bound
-#define SU_TIMER_ARG_T void
+#define NUA_MAGIC_T          struct sip
+#define NUA_HMAGIC_T         struct bound
+#define SU_TIMER_ARG_T       void
 #define NTA_OUTGOING_MAGIC_T struct txn
 
 #include <sys/socket.h>
@@ -29,8 +29,8 @@ struct bound {
 /* One in-dialog request relayed to the other leg, waiting for its answer. */
 struct relay {
 	struct relay *next;
-	nua_event_t method;      /* nua_i_message, nua_i_info or nua_i_update */
-	nua_handle_t *from_nh;   /* answered here; saved events lose their handle */
+	nua_event_t method;    /* nua_i_message, nua_i_info or nua_i_update */
+	nua_handle_t *from_nh; /* answered here; saved events lose their handle */
 	nua_saved_event_t saved[1];
 };
 
@@ -49,8 +49,8 @@ struct leg {
 	size_t dtmf_len;
 	long long dtmf_at;
 	struct relay *relays, **relays_tail;
-	char *call_id;           /* in the call's home */
-	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
+	char *call_id;     /* in the call's home */
+	char *ltag, *rtag; /* our tag and the peer's in this dialog, once confirmed */
 	char *uri;
 };
 
@@ -60,10 +60,10 @@ struct call {
 	struct call *next, *prev;
 	struct sip *sip;
 	char id[33];
-	struct leg *near, *far;  /* NULL until made */
-	struct leg *legs;        /* near, far, and legs joining or leaving in a move */
-	struct leg *in, *out;    /* the leg the INVITE came in on, the one we made */
-	struct move *move;       /* the move under way, if any */
+	struct leg *near, *far; /* NULL until made */
+	struct leg *legs;       /* near, far, and legs joining or leaving in a move */
+	struct leg *in, *out;   /* the leg the INVITE came in on, the one we made */
+	struct move *move;      /* the move under way, if any */
 	enum sip_call_state state;
 	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
 	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
@@ -71,11 +71,11 @@ struct call {
 	struct leg *reinvite_from;
 	su_timer_t *max_timer;
 	time_t created, answered;
-	char *far_origin;           /* the o= line the far party sees, %llu for the version */
+	char *far_origin; /* the o= line the far party sees, %llu for the version */
 	unsigned long long far_version;
-	char *far_body;             /* the last SDP sent to far, as it came */
-	char *near_sdp;             /* the last SDP the near device sent, for a rollback */
-	unsigned recorded : 1;      /* its row is in the store */
+	char *far_body;        /* the last SDP sent to far, as it came */
+	char *near_sdp;        /* the last SDP the near device sent, for a rollback */
+	unsigned recorded : 1; /* its row is in the store */
 };
 
 /* An out-of-dialog request relayed on a fresh handle (MESSAGE, REGISTER). */
@@ -92,20 +92,20 @@ struct sip {
 	su_root_t *root;
 	su_home_t home[1];
 	nua_t *nua;
-	nta_agent_t *nta;            /* client side for REGISTER forwarding */
-	struct sip_conf conf;        /* strings in home */
+	nta_agent_t *nta;     /* client side for REGISTER forwarding */
+	struct sip_conf conf; /* strings in home */
 	url_t *upstream;
-	char *upstream_route;        /* <sip:upstream;lr> */
-	char *path;                  /* <sip:us;lr> for REGISTER */
-	char *node;                  /* sip:host:port: how other nodes reach this one */
+	char *upstream_route; /* <sip:upstream;lr> */
+	char *path;           /* <sip:us;lr> for REGISTER */
+	char *node;           /* sip:host:port: how other nodes reach this one */
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
 	struct txn *txns;
-	struct move *moves;          /* moves of this node, live and recently ended */
-	struct redeem *redeems;      /* INVITEs waiting for the store to redeem their code */
-	struct sip_work *work;       /* image decoding */
-	unsigned long sms_seq;       /* reference of the last SMS asked of the module */
+	struct move *moves;     /* moves of this node, live and recently ended */
+	struct redeem *redeems; /* INVITEs waiting for the store to redeem their code */
+	struct sip_work *work;  /* image decoding */
+	unsigned long sms_seq;  /* reference of the last SMS asked of the module */
 	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;
@@ -146,9 +146,8 @@ sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
 sip_payload_t *body_for(struct leg *dst, const sip_t *sip);
 
 /* Tags for a body already chosen with body_for(). */
-#define BODY_TAGS_PL(sip, pl)                                                             \
-	TAG_IF(pl && body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                    \
-		TAG_IF(pl, SIPTAG_PAYLOAD(pl))
+#define BODY_TAGS_PL(sip, pl)                                                                      \
+	TAG_IF(pl &&body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))), TAG_IF(pl, SIPTAG_PAYLOAD(pl))
 
 /* route.c */
 int route_from_upstream(struct sip *s, msg_t *req);
@@ -159,7 +158,7 @@ sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a);
 void invite_note_near_sdp(struct leg *from, const sip_t *sip);
 void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip);
 void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
-		   const url_t *target, int via_upstream);
+                   const url_t *target, int via_upstream);
 void invite_again(struct leg *leg, const sip_t *sip);
 void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip);
 void invite_ack(struct leg *leg, const sip_t *sip);
@@ -168,9 +167,9 @@ void invite_bye(struct leg *leg);
 
 /* message.c: MESSAGE, INFO and UPDATE, in dialog and out of it */
 void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bound *b,
-		     const sip_t *sip);
+                     const sip_t *sip);
 void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status,
-		      const char *phrase, const sip_t *sip);
+                      const char *phrase, const sip_t *sip);
 void txn_free(struct txn *t);
 
 /* register.c */
@@ -188,8 +187,8 @@ static inline sip_payload_t *body_pl(const sip_t *sip)
 }
 
 /* Tags that copy a message's body, if it has one. */
-#define BODY_TAGS(sip)                                                                    \
-	TAG_IF(body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                          \
-		TAG_IF(body_pl(sip), SIPTAG_PAYLOAD(body_pl(sip)))
+#define BODY_TAGS(sip)                                                                             \
+	TAG_IF(body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                                   \
+	    TAG_IF(body_pl(sip), SIPTAG_PAYLOAD(body_pl(sip)))
 
 #endif

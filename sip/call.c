@@ -125,7 +125,7 @@ void call_leg_end(struct leg *leg, const char *reason)
 		nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	else
 		nua_respond(leg->nh, SIP_480_TEMPORARILY_UNAVAILABLE,
-			    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		            TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 }
 
 void call_end(struct call *c, int status, const char *reason)
@@ -134,7 +134,7 @@ void call_end(struct call *c, int status, const char *reason)
 
 	if (c->state != SIP_CALL_ENDING) {
 		LOG_INFO("call", "%s: ending (%d%s%s)", c->id, status, reason ? ": " : "",
-			 reason ? reason : "");
+		         reason ? reason : "");
 		c->state = SIP_CALL_ENDING;
 	}
 	if (c->max_timer) {

@@ -74,7 +74,7 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
  * via_upstream routes the new leg through the upstream (a loose Route), else straight there.
  */
 void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
-		   const url_t *target, int via_upstream)
+                   const url_t *target, int via_upstream)
 {
 	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
 	char mfbuf[16];
@@ -107,9 +107,9 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 
 	from = invite_addr_untagged(c->home, sip->sip_from);
 	to = invite_addr_untagged(c->home, sip->sip_to);
-	out->nh = nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
-			     TAG_IF(via_upstream, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)),
-			     TAG_END());
+	out->nh =
+	    nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
+	               TAG_IF(via_upstream, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	if (!out->nh) {
 		LOG_ERR("invite", "%s: cannot create the %s leg", c->id, call_side(out));
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -121,17 +121,17 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 	if (s->conf.max_call_secs) {
 		c->max_timer = su_timer_create(su_root_task(s->root), 0);
 		su_timer_set_interval(c->max_timer, max_call_expired, c,
-				      (su_duration_t)s->conf.max_call_secs * 1000);
+		                      (su_duration_t)s->conf.max_call_secs * 1000);
 	}
-	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id,
-		 in->uri, out->uri);
+	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id, in->uri,
+	         out->uri);
 	pl = body_for(out, sip);
 	nua_invite(out->nh, SIPTAG_MAX_FORWARDS_STR(mfbuf),
-		   TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
-		   TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
-		   TAG_IF(sip->sip_proxy_authorization,
-			  SIPTAG_PROXY_AUTHORIZATION(sip->sip_proxy_authorization)),
-		   BODY_TAGS_PL(sip, pl), TAG_END());
+	           TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
+	           TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
+	           TAG_IF(sip->sip_proxy_authorization,
+	                  SIPTAG_PROXY_AUTHORIZATION(sip->sip_proxy_authorization)),
+	           BODY_TAGS_PL(sip, pl), TAG_END());
 }
 
 /* The answer to the other leg for a failed initial INVITE, with why. */
@@ -146,18 +146,17 @@ static void relay_failure(struct call *c, int status, const char *phrase, const 
 		code = 502; /* no response from the far side: our transport failed */
 	else if (status >= 700)
 		code = 500;
-	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status,
-		 phrase ? phrase : "");
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, phrase ? phrase : "");
 	for (char *p = reason; *p; p++)
 		if (*p == '\r' || *p == '\n')
 			*p = ' ';
 	nua_respond(c->in->nh, code, call_copy_phrase(c, code, code == status ? phrase : NULL),
-		    SIPTAG_REASON_STR(reason),
-		    TAG_IF(sip && sip->sip_www_authenticate,
-			   SIPTAG_WWW_AUTHENTICATE(sip ? sip->sip_www_authenticate : NULL)),
-		    TAG_IF(sip && sip->sip_proxy_authenticate,
-			   SIPTAG_PROXY_AUTHENTICATE(sip ? sip->sip_proxy_authenticate : NULL)),
-		    TAG_END());
+	            SIPTAG_REASON_STR(reason),
+	            TAG_IF(sip && sip->sip_www_authenticate,
+	                   SIPTAG_WWW_AUTHENTICATE(sip ? sip->sip_www_authenticate : NULL)),
+	            TAG_IF(sip && sip->sip_proxy_authenticate,
+	                   SIPTAG_PROXY_AUTHENTICATE(sip ? sip->sip_proxy_authenticate : NULL)),
+	            TAG_END());
 }
 
 static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip)
@@ -180,7 +179,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 	pl = body_for(c->in, sip);
 	if (status < 200) {
 		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
-			    BODY_TAGS_PL(sip, pl), TAG_END());
+		            BODY_TAGS_PL(sip, pl), TAG_END());
 		return;
 	}
 	if (status < 300) {
@@ -191,15 +190,15 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->state = SIP_CALL_ANSWERED;
 		c->answered = time(NULL);
 		c->sip->stats.calls_answered++;
-		out->call_id = sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id)
-						       : NULL;
+		out->call_id =
+		    sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id) : NULL;
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
 		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
-			    BODY_TAGS_PL(sip, pl), TAG_END());
+		            BODY_TAGS_PL(sip, pl), TAG_END());
 		return;
 	}
 	LOG_INFO("call", "%s: %s leg failed: %d %s", c->id, call_side(out), status,
-		 phrase ? phrase : "");
+	         phrase ? phrase : "");
 	c->sip->stats.calls_failed++;
 	c->state = SIP_CALL_ENDING;
 	relay_failure(c, status, phrase, sip);
@@ -227,7 +226,7 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 		c->reinvite_from = NULL;
 		if (status == 408 || status == 481) {
 			nua_respond(from->nh, status, call_copy_phrase(c, status, phrase),
-				    TAG_END());
+			            TAG_END());
 			call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
 			return;
 		}
@@ -235,7 +234,7 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
 	nua_respond(from->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS_PL(sip, pl),
-		    TAG_END());
+	            TAG_END());
 }
 
 /* A re-INVITE on an established leg: pass it on, unless another offer is in flight. */
@@ -252,7 +251,7 @@ void invite_again(struct leg *leg, const sip_t *sip)
 	}
 	if (c->offer_busy) {
 		LOG_DEBUG("call", "%s: re-INVITE from %s meets one in flight: 491", c->id,
-			  call_side(leg));
+		          call_side(leg));
 		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
 		return;
 	}

@@ -23,5 +23,5 @@ void sip_log(enum sip_log_level level, const char *part, const char *fmt, ...)
 	va_end(ap);
 	/* One fprintf per line keeps lines whole when stderr is shared. */
 	fprintf(stderr, "%02d:%02d:%02d.%03ld %s qrxfer: %s: %s\n", tm.tm_hour, tm.tm_min,
-		tm.tm_sec, ts.tv_nsec / 1000000, names[level], part, line);
+	        tm.tm_sec, ts.tv_nsec / 1000000, names[level], part, line);
 }

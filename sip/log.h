@@ -8,7 +8,7 @@ extern int sip_log_level;
 
 /* Print "qrxfer: <part>: <message>" when level is enabled. */
 void sip_log(enum sip_log_level level, const char *part, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define LOG_ERR(part, ...)   sip_log(SIP_LOG_ERROR, part, __VA_ARGS__)
 #define LOG_WARN(part, ...)  sip_log(SIP_LOG_WARN, part, __VA_ARGS__)

@@ -48,7 +48,7 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	if (ev == nua_i_update && sip->sip_payload) {
 		if (c->offer_busy) {
 			nua_respond(leg->nh, SIP_491_REQUEST_PENDING, NUTAG_WITH_THIS(nua),
-				    TAG_END());
+			            TAG_END());
 			return;
 		}
 		c->offer_busy = 1;
@@ -56,7 +56,7 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	r = su_zalloc(c->home, sizeof(*r));
 	if (!r) {
 		nua_respond(leg->nh, SIP_500_INTERNAL_SERVER_ERROR, NUTAG_WITH_THIS(nua),
-			    TAG_END());
+		            TAG_END());
 		return;
 	}
 	r->method = ev;
@@ -70,7 +70,7 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 }
 
 static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int status,
-				     const char *phrase, const sip_t *sip)
+                                     const char *phrase, const sip_t *sip)
 {
 	struct call *c = leg->call;
 	nua_event_t method = request_of(r_ev);
@@ -92,7 +92,7 @@ static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int stat
 	if (r->from_nh) {
 		sip_payload_t *pl = body_for(call_other(leg) ? call_other(leg) : NULL, sip);
 		nua_respond(r->from_nh, status, call_copy_phrase(c, status, phrase),
-			    NUTAG_WITH_SAVED(r->saved), BODY_TAGS_PL(sip, pl), TAG_END());
+		            NUTAG_WITH_SAVED(r->saved), BODY_TAGS_PL(sip, pl), TAG_END());
 		nua_destroy_event(r->saved);
 	}
 	su_free(c->home, r);
@@ -156,16 +156,16 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 	to = (sip_addr_t *)msg_header_dup(s->home, (const msg_header_t *)sip->sip_to);
 	if (from && from->a_tag)
 		msg_header_remove_param(from->a_common, "tag");
-	t->out_nh = nua_handle(s->nua, &t->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
-			       TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)),
-			       TAG_END());
+	t->out_nh =
+	    nua_handle(s->nua, &t->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
+	               TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	su_free(s->home, from);
 	su_free(s->home, to);
 	nua_message(t->out_nh, BODY_TAGS(sip), TAG_END());
 }
 
 void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bound *b,
-		     const sip_t *sip)
+                     const sip_t *sip)
 {
 	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
 
@@ -187,7 +187,7 @@ void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bou
 }
 
 void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status,
-		      const char *phrase, const sip_t *sip)
+                      const char *phrase, const sip_t *sip)
 {
 	struct txn *t;
 
@@ -200,7 +200,8 @@ void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status
 	t = (struct txn *)b;
 	if (status < 200)
 		return;
-	nua_respond(t->in_nh, status, sip_status_phrase(status) ? sip_status_phrase(status) : "Relayed",
-		    NUTAG_WITH_SAVED(t->saved), TAG_END());
+	nua_respond(t->in_nh, status,
+	            sip_status_phrase(status) ? sip_status_phrase(status) : "Relayed",
+	            NUTAG_WITH_SAVED(t->saved), TAG_END());
 	txn_free(t);
 }

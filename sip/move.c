@@ -23,11 +23,11 @@
 #include "sip/b2bua.h"
 #include "sip/move.h"
 
-#define MOVE_LINGER_MS	 60000 /* an ended move stays readable this long */
-#define MOVE_RETRY_MS	 20    /* waiting for the far leg to be free */
-#define MOVE_RETRY_MAX	 250
-#define MOVE_491_TRIES	 3
-#define MOVE_REFER_HOLD	 64000 /* how long we wait for a referred phone's final NOTIFY */
+#define MOVE_LINGER_MS  60000 /* an ended move stays readable this long */
+#define MOVE_RETRY_MS   20    /* waiting for the far leg to be free */
+#define MOVE_RETRY_MAX  250
+#define MOVE_491_TRIES  3
+#define MOVE_REFER_HOLD 64000 /* how long we wait for a referred phone's final NOTIFY */
 
 struct move {
 	struct move *next, *prev;
@@ -67,7 +67,7 @@ struct redeem {
 	struct bound b;
 	struct redeem *next, *prev;
 	struct sip *sip;
-	nua_handle_t *nh;  /* the new device's INVITE, or NULL when we are to dial */
+	nua_handle_t *nh; /* the new device's INVITE, or NULL when we are to dial */
 	char source[STORE_SOURCE_MAX];
 	char *sdp, *from_uri, *call_id, *target;
 	long long arrived;
@@ -101,7 +101,7 @@ static long long now_us(void)
 const char *sip_move_state_name(enum sip_move_state st)
 {
 	static const char *const names[] = {"storing", "offered", "redeemed", "confirming",
-					    "moving",  "done",    "failed"};
+	                                    "moving",  "done",    "failed"};
 
 	return st <= SIP_MOVE_FAILED ? names[st] : "unknown";
 }
@@ -140,9 +140,9 @@ static void info_fill(const struct move *m, struct sip_move_info *i)
 	i->created = m->created;
 	i->expires = m->expires;
 	i->ms_redeem_to_reinvite =
-		m->t_redeem && m->t_reinvite ? (m->t_reinvite - m->t_redeem) / 1000 : -1;
-	i->ms_redeem_to_answer = m->t_redeem && m->t_answer ? (m->t_answer - m->t_redeem) / 1000
-							     : -1;
+	    m->t_redeem && m->t_reinvite ? (m->t_reinvite - m->t_redeem) / 1000 : -1;
+	i->ms_redeem_to_answer =
+	    m->t_redeem && m->t_answer ? (m->t_answer - m->t_redeem) / 1000 : -1;
 }
 
 static void reply(struct move *m, int err)
@@ -173,7 +173,7 @@ static void store_job(struct move *m, struct store_job *job)
 
 /* One event line: in the log and in the move's stored history. */
 static void event(struct move *m, const char *step, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void event(struct move *m, const char *step, const char *fmt, ...)
 {
 	struct store_job job = {.op = STORE_OP_MOVE_EVENT};
@@ -271,10 +271,11 @@ static void notify_refer(struct move *m, int status, const char *phrase, int fin
 	if (!m->refer_nh || !m->refer_event)
 		return;
 	snprintf(frag, sizeof(frag), "SIP/2.0 %d %s\r\n", status, phrase);
-	nua_notify(m->refer_nh, NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
-		   SIPTAG_EVENT_STR(m->refer_event),
-		   SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(frag),
-		   TAG_END());
+	nua_notify(m->refer_nh,
+	           NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
+	           SIPTAG_EVENT_STR(m->refer_event),
+	           SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(frag),
+	           TAG_END());
 	if (final)
 		m->refer_nh = NULL;
 }
@@ -307,21 +308,22 @@ static void send_code(struct move *m)
 		return;
 	if (s->conf.public_url && *s->conf.public_url)
 		snprintf(link, sizeof(link), "\r\nShow the code: %s/m/%s/show", s->conf.public_url,
-			 m->id);
+		         m->id);
 	snprintf(text, sizeof(text),
-		 "Move this call: on the other phone dial *88%s or scan the code (%s). It works "
-		 "once, for %u seconds.%s\r\n",
-		 m->code, m->qr_uri, s->conf.code_ttl, link);
+	         "Move this call: on the other phone dial *88%s or scan the code (%s). It works "
+	         "once, for %u seconds.%s\r\n",
+	         m->code, m->qr_uri, s->conf.code_ttl, link);
 	if (s->conf.send_qr_image && !code_qr_make(&qr, m->qr_uri, CODE_ECC_M) &&
 	    !code_qr_png(qr, 6, 4, &png, &pnglen)) {
 		/* multipart/mixed (RFC 2046): the text, then the QR as image/png. */
 		char head[1200];
 		static const char tail[] = "\r\n--qrxfer-code--\r\n";
-		int hn = snprintf(head, sizeof(head),
-				  "--qrxfer-code\r\nContent-Type: text/plain;charset=utf-8\r\n\r\n%s"
-				  "\r\n--qrxfer-code\r\nContent-Type: image/png\r\n"
-				  "Content-Disposition: inline; filename=move.png\r\n\r\n",
-				  text);
+		int hn =
+		    snprintf(head, sizeof(head),
+		             "--qrxfer-code\r\nContent-Type: text/plain;charset=utf-8\r\n\r\n%s"
+		             "\r\n--qrxfer-code\r\nContent-Type: image/png\r\n"
+		             "Content-Disposition: inline; filename=move.png\r\n\r\n",
+		             text);
 		size_t total = (size_t)hn + pnglen + sizeof(tail) - 1;
 		char *body = malloc(total);
 
@@ -330,7 +332,7 @@ static void send_code(struct move *m)
 			memcpy(body + hn, png, pnglen);
 			memcpy(body + hn + pnglen, tail, sizeof(tail) - 1);
 			leg_message(m->call->near, "multipart/mixed;boundary=qrxfer-code", body,
-				    total);
+			            total);
 			free(body);
 		}
 	} else {
@@ -342,7 +344,7 @@ static void send_code(struct move *m)
 
 static void offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);
 static void fail(struct move *m, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void on_inserted(struct store_job *job, void *arg)
 {
@@ -364,7 +366,8 @@ static void on_inserted(struct store_job *job, void *arg)
 	changed(m);
 	event(m, "code-sent", "code sent to %s, expires in %u s",
 	      m->call && m->call->near ? m->call->near->uri : "?", m->sip->conf.code_ttl);
-	su_timer_set_interval(m->timer, offer_expired, m, (su_duration_t)m->sip->conf.code_ttl * 1000);
+	su_timer_set_interval(m->timer, offer_expired, m,
+	                      (su_duration_t)m->sip->conf.code_ttl * 1000);
 	notify_refer(m, 100, "Trying", 0);
 	send_code(m);
 	reply(m, 0);
@@ -388,7 +391,7 @@ static const char *uri_number(const char *uri, char *out, size_t len)
 }
 
 static int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
-			 const char *refer_event, sip_move_h *cb, void *arg)
+                         const char *refer_event, sip_move_h *cb, void *arg)
 {
 	struct sip *s = c->sip;
 	struct store_job *job;
@@ -442,8 +445,8 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 		err = code_numeric_make(s->conf.code_digits, m->code, sizeof(m->code));
 	if (!err)
 		err = code_uri(s->conf.qr_uri_https ? CODE_URI_HTTPS : CODE_URI_SIP, m->token,
-			       s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain, m->qr_uri,
-			       sizeof(m->qr_uri));
+		               s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain,
+		               m->qr_uri, sizeof(m->qr_uri));
 	if (!err)
 		err = code_token_hash(m->token, token_hash);
 	if (!err)
@@ -504,7 +507,7 @@ static struct call *call_by_id(struct sip *s, const char *id)
 }
 
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
-		   void *arg)
+                   void *arg)
 {
 	struct call *c = call_by_id(s, call_id);
 
@@ -552,14 +555,14 @@ static void fail(struct move *m, int status, const char *fmt, ...)
 		if (b->incoming && !b->answered) {
 			b->ending = 1;
 			nua_respond(b->nh, status, call_copy_phrase(b->call, status, NULL),
-				    SIPTAG_REASON_STR(reason), TAG_END());
+			            SIPTAG_REASON_STR(reason), TAG_END());
 		} else {
 			call_leg_end(b, reason);
 		}
 	}
 	m->b = NULL;
 	notify_refer(m, status, sip_status_phrase(status) ? sip_status_phrase(status) : "Failed",
-		     1);
+	             1);
 	reply(m, EPROTO);
 	if (c && m->c_answered && !m->rolling_back) {
 		rollback(m);
@@ -587,7 +590,7 @@ static void rollback(struct move *m)
 	pl = sip_payload_create(c->home, c->near_sdp, (isize_t)strlen(c->near_sdp));
 	pl = sdp_to_far(c, pl);
 	nua_invite(c->far->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD(pl),
-		   TAG_END());
+	           TAG_END());
 }
 
 static void offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
@@ -691,7 +694,7 @@ static void reinvite_far(struct move *m)
 		pl = sdp_to_far(c, pl);
 	}
 	nua_invite(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-		   TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+	           TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
 	event(m, "reinvite", "re-INVITE to far %s %s", c->far->uri ? c->far->uri : "",
 	      pl ? "with the new device's offer" : "without an offer");
 }
@@ -712,8 +715,8 @@ static void dial_b(struct move *m)
 	url_t *u = url_hdup(c->home, URL_STRING_MAKE(m->target)->us_url);
 	int via_up = u && u->url_host && s->conf.domain && !strcasecmp(u->url_host, s->conf.domain);
 	b->nh = nua_handle(s->nua, &b->b, NUTAG_URL(m->target), SIPTAG_TO_STR(m->target),
-			   TAG_IF(c->far->uri, SIPTAG_FROM_STR(c->far->uri)),
-			   TAG_IF(via_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
+	                   TAG_IF(c->far->uri, SIPTAG_FROM_STR(c->far->uri)),
+	                   TAG_IF(via_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	su_free(c->home, u);
 	if (!b->nh) {
 		fail(m, 500, "cannot make a handle for %s", m->target);
@@ -745,7 +748,7 @@ static void ask(struct move *m, struct leg *leg, int sms, const char *number)
 	char text[512];
 
 	snprintf(text, sizeof(text), "Move this call to %s? Reply yes or no.",
-		 m->taken_by ? m->taken_by : "another device");
+	         m->taken_by ? m->taken_by : "another device");
 	if (sms) {
 		if (!h || !h->sms_send || !number[0] ||
 		    h->sms_send(h->arg, number, text, ++m->sip->sms_seq)) {
@@ -775,7 +778,7 @@ static void after_redeem(struct move *m)
 	}
 	set_state(m, SIP_MOVE_CONFIRMING);
 	su_timer_set_interval(m->timer, offer_expired, m,
-			      (su_duration_t)s->conf.confirm_timeout * 1000);
+	                      (su_duration_t)s->conf.confirm_timeout * 1000);
 	if (m->need_near && !m->yes_near)
 		ask(m, c->near, s->conf.confirm_sms_near, m->near_number);
 	if (m->state == SIP_MOVE_CONFIRMING && m->need_far && !m->yes_far)
@@ -855,7 +858,7 @@ static void backoff_491(struct move *m)
 }
 
 int move_invite_response(struct move *m, struct leg *leg, int status, const char *phrase,
-			 const sip_t *sip)
+                         const sip_t *sip)
 {
 	struct call *c = m->call;
 	sip_payload_t *pl;
@@ -869,8 +872,8 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		}
 		leg->answered = 1;
 		call_leg_tags(leg, sip);
-		leg->call_id = sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id)
-						       : NULL;
+		leg->call_id =
+		    sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id) : NULL;
 		copy_payload(&m->b_sdp, sip);
 		m->t_redeem = now_us();
 		if (!m->b_sdp) {
@@ -947,10 +950,10 @@ int move_ack(struct move *m, struct leg *leg, const sip_t *sip)
 		m->b_acking = 0;
 		copy_payload(&m->b_sdp, sip);
 		pl = m->b_sdp ? sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp))
-			      : NULL;
+		              : NULL;
 		pl = pl ? sdp_to_far(c, pl) : NULL;
 		nua_ack(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-			TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+		        TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
 	}
 	complete(m);
 	return 1;
@@ -1044,7 +1047,7 @@ static void redeem_free(struct redeem *r)
 }
 
 static void redeem_refuse(struct redeem *r, int status, const char *phrase, const char *why,
-			  int err)
+                          int err)
 {
 	char reason[160];
 
@@ -1071,12 +1074,13 @@ static void on_redeemed(struct store_job *job, void *arg)
 	char after[24];
 
 	if (job->err == EAGAIN) {
-		snprintf(after, sizeof(after), "%lld", (long long)(job->redeem.wait_ms + 999) / 1000);
+		snprintf(after, sizeof(after), "%lld",
+		         (long long)(job->redeem.wait_ms + 999) / 1000);
 		if (r->nh && !r->cancelled)
-			nua_respond(r->nh, SIP_480_TEMPORARILY_UNAVAILABLE,
-				    SIPTAG_RETRY_AFTER_STR(after),
-				    SIPTAG_REASON_STR("SIP;cause=480;text=\"Too many wrong codes\""),
-				    TAG_END());
+			nua_respond(
+			    r->nh, SIP_480_TEMPORARILY_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR(after),
+			    SIPTAG_REASON_STR("SIP;cause=480;text=\"Too many wrong codes\""),
+			    TAG_END());
 		if (r->nh)
 			r->cancelled = 1;
 		redeem_refuse(r, 480, "Temporarily Unavailable", "too many wrong codes", EAGAIN);
@@ -1202,7 +1206,7 @@ static void on_node(struct store_job *job, void *arg)
 		err = redeem_submit(r, r->key, r->hash);
 		if (err)
 			redeem_refuse(r, 500, "Server Internal Error", "the store is not reachable",
-				      err);
+			              err);
 		return;
 	}
 	target = url_hdup(s->home, URL_STRING_MAKE(job->text)->us_url);
@@ -1213,7 +1217,7 @@ static void on_node(struct store_job *job, void *arg)
 	}
 	target->url_user = sip->sip_request->rq_url->url_user;
 	LOG_INFO("move", "code from %s is for a call on %s: bridging the INVITE there", r->source,
-		 job->text);
+	         job->text);
 	nh = r->nh;
 	r->nh = NULL;
 	nua_handle_bind(nh, NULL);
@@ -1237,7 +1241,7 @@ static int replaces_near(struct call *c, const sip_replaces_t *rp)
 static int for_us(struct sip *s, const url_t *u)
 {
 	return u->url_host && ((s->conf.domain && !strcasecmp(u->url_host, s->conf.domain)) ||
-			       route_is_self(s, u));
+	                       route_is_self(s, u));
 }
 
 int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
@@ -1271,9 +1275,9 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 			struct move *m = move_by_id64(s, id64);
 			if (!m || !m->call || !replaces_near(m->call, sip->sip_replaces)) {
 				nua_respond(nh, SIP_481_NO_TRANSACTION,
-					    SIPTAG_REASON_STR("SIP;cause=481;text=\"Replaces names "
-							      "no dialog of this code's call\""),
-					    TAG_END());
+				            SIPTAG_REASON_STR("SIP;cause=481;text=\"Replaces names "
+				                              "no dialog of this code's call\""),
+				            TAG_END());
 				nua_handle_destroy(nh);
 				return 1;
 			}
@@ -1335,7 +1339,7 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 		err = store_submit(s->conf.store, &job, on_node, r);
 		if (err)
 			redeem_refuse(r, 500, "Server Internal Error", "the store is not reachable",
-				      err);
+			              err);
 		return 1;
 	}
 	err = redeem_submit(r, key, hash);
@@ -1345,7 +1349,7 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 }
 
 int sip_move_dial(struct sip *s, const char *token, const char *target, const char *source,
-		  sip_move_h *cb, void *arg)
+                  sip_move_h *cb, void *arg)
 {
 	uint8_t hash[CODE_HASH_LEN];
 	char tok[CODE_TOKEN_LEN + 1], telbuf[320];
@@ -1361,12 +1365,12 @@ int sip_move_dial(struct sip *s, const char *token, const char *target, const ch
 		if (!n || n > 32 || strspn(target + 4, "+0123456789-.()") < n)
 			return EINVAL;
 		snprintf(telbuf, sizeof(telbuf), "sip:%.*s@%s;user=phone", (int)n, target + 4,
-			 s->conf.domain);
+		         s->conf.domain);
 		target = telbuf;
 	}
 	u = url_hdup(s->home, URL_STRING_MAKE(target)->us_url);
-	err = !u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ? EINVAL
-											: 0;
+	err =
+	    !u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ? EINVAL : 0;
 	su_free(s->home, u);
 	if (err)
 		return EINVAL;
@@ -1403,8 +1407,8 @@ struct scan {
 	void *image;
 	size_t len;
 	char who[8];
-	char *target;                  /* for "new": where to dial; by MESSAGE, its sender */
-	char call_id[33];              /* for "near" by MESSAGE: the call it came on */
+	char *target;     /* for "new": where to dial; by MESSAGE, its sender */
+	char call_id[33]; /* for "near" by MESSAGE: the call it came on */
 	char source[STORE_SOURCE_MAX];
 	sip_move_h *cb;
 	void *cb_arg;
@@ -1478,7 +1482,7 @@ static void scan_done(void *arg)
 	 * that presented the code (when one has). */
 	if (near && sc->call_id[0] && (!m->call || strcmp(m->call->id, sc->call_id))) {
 		LOG_INFO("move", "%s: image from another call's near device (%s) ignored", m->id,
-			 sc->source);
+		         sc->source);
 		if (sc->cb)
 			sc->cb(CODE_ENOTOURS, NULL, sc->cb_arg);
 		goto out;
@@ -1486,7 +1490,7 @@ static void scan_done(void *arg)
 	if (!near && m->state != SIP_MOVE_OFFERED && m->taken_by &&
 	    (!sc->target || strcmp(sc->target, m->taken_by))) {
 		LOG_INFO("move", "%s: image from %s, not from the device that took the code (%s)",
-			 m->id, sc->target ? sc->target : sc->source, m->taken_by);
+		         m->id, sc->target ? sc->target : sc->source, m->taken_by);
 		if (sc->cb)
 			sc->cb(CODE_ENOTOURS, NULL, sc->cb_arg);
 		goto out;
@@ -1514,18 +1518,18 @@ out:
 }
 
 static int scan_submit(struct sip *s, const void *image, size_t len, const char *who,
-		       const char *target, const char *call_id, const char *source, sip_move_h *cb,
-		       void *arg);
+                       const char *target, const char *call_id, const char *source, sip_move_h *cb,
+                       void *arg);
 
-int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
-		  const char *target, const char *source, sip_move_h *cb, void *arg)
+int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who, const char *target,
+                  const char *source, sip_move_h *cb, void *arg)
 {
 	return scan_submit(s, image, len, who, target, NULL, source, cb, arg);
 }
 
 static int scan_submit(struct sip *s, const void *image, size_t len, const char *who,
-		       const char *target, const char *call_id, const char *source, sip_move_h *cb,
-		       void *arg)
+                       const char *target, const char *call_id, const char *source, sip_move_h *cb,
+                       void *arg)
 {
 	struct scan *sc;
 	int err;
@@ -1587,8 +1591,7 @@ static int body_is(const sip_t *sip, const char *word)
 	return len == n && !strncasecmp(p, word, n);
 }
 
-int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip,
-	       tagi_t tags[])
+int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[])
 {
 	const sip_refer_to_t *rt = sip->sip_refer_to;
 	sip_event_t const *ev = NULL;
@@ -1605,14 +1608,15 @@ int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *si
 	err = move_start_on(leg->call, source, NULL, NULL, NULL, NULL);
 	if (err) {
 		nua_respond(nh, err == EBUSY ? 491 : 488,
-			    err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now",
-			    NUTAG_WITH_THIS(s->nua), TAG_END());
+		            err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now",
+		            NUTAG_WITH_THIS(s->nua), TAG_END());
 	} else {
 		nua_respond(nh, SIP_202_ACCEPTED, NUTAG_WITH_THIS(s->nua), TAG_END());
 		if (leg->call->move) {
 			leg->call->move->refer_nh = nh;
 			free(leg->call->move->refer_event);
-			leg->call->move->refer_event = event_str ? strdup(event_str) : strdup("refer");
+			leg->call->move->refer_event =
+			    event_str ? strdup(event_str) : strdup("refer");
 		}
 	}
 	su_free(s->home, event_str);
@@ -1639,16 +1643,16 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 	if (leg && leg == c->near && body_is(sip, "move")) {
 		int err = move_start_on(c, source, NULL, NULL, NULL, NULL);
 		nua_respond(nh, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK",
-			    NUTAG_WITH_THIS(s->nua), TAG_END());
+		            NUTAG_WITH_THIS(s->nua), TAG_END());
 		return 1;
 	}
 	if (is_image(sip) && (leg ? leg == c->near : for_us(s, sip->sip_request->rq_url))) {
 		char *from = leg ? NULL : url_as_string(NULL, sip->sip_from->a_url);
 		int err = scan_submit(s, pl->pl_data, pl->pl_len, leg ? "near" : "new", from,
-				      leg ? c->id : NULL, source, scan_answered, NULL);
+		                      leg ? c->id : NULL, source, scan_answered, NULL);
 		free(from);
 		nua_respond(nh, err ? 415 : 202, err ? "Cannot Read Images Here" : "Accepted",
-			    NUTAG_WITH_THIS(s->nua), TAG_END());
+		            NUTAG_WITH_THIS(s->nua), TAG_END());
 		if (!leg)
 			nua_handle_destroy(nh);
 		return 1;
@@ -1728,7 +1732,7 @@ int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
 		source_of(nua_current_request(s->nua), source, sizeof(source));
 		if (move_start_on(leg->call, source, NULL, NULL, NULL, NULL))
 			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
-				 leg->call->id, feature);
+			         leg->call->id, feature);
 	}
 	return 0;
 }
@@ -1754,7 +1758,7 @@ static void refer_out_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 }
 
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
-		   void *arg)
+                   void *arg)
 {
 	struct move *m = move_by_id(s, move_id);
 	struct refer_out *ro;
@@ -1789,7 +1793,7 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 }
 
 void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-		      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
 {
 	if (b->kind == BOUND_REDEEM) {
 		struct redeem *r = (struct redeem *)b;

@@ -9,7 +9,7 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
 
 /* A response on a leg of a call with a move: 1 if it was the move's. */
 int move_invite_response(struct move *m, struct leg *leg, int status, const char *phrase,
-			 const sip_t *sip);
+                         const sip_t *sip);
 
 /* An ACK on a leg of a call with a move: 1 if it was the move's. */
 int move_ack(struct move *m, struct leg *leg, const sip_t *sip);
@@ -27,14 +27,13 @@ void move_call_ending(struct move *m);
 void move_call_gone(struct move *m);
 
 /* In-dialog REFER, MESSAGE and INFO that ask for a move or answer a question: 1 if taken. */
-int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip,
-	       tagi_t tags[]);
+int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
 int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
 int move_info(struct sip *s, struct leg *leg, const sip_t *sip);
 
 /* Events on handles a move made or holds outside a call (redeeming INVITEs, REFER to B). */
 void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-		      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
 
 /* Free every move (at shutdown). */
 void move_free_all(struct sip *s);

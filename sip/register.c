@@ -14,12 +14,12 @@ int register_init(struct sip *s)
 		return EINVAL;
 	/* A client-only agent: the NUA agent of 1.12.11 cannot forward a request. */
 	snprintf(url, sizeof(url), "sip:%s%s%s:*", strchr(self->url_host, ':') ? "[" : "",
-		 self->url_host, strchr(self->url_host, ':') ? "]" : "");
+	         self->url_host, strchr(self->url_host, ':') ? "]" : "");
 	s->nta = nta_agent_create(s->root, URL_STRING_MAKE(url), NULL, NULL, TAG_END());
 	su_free(s->home, self);
 	if (!s->nta) {
 		LOG_ERR("register", "cannot create the forwarding agent on %s: %s", url,
-			strerror(errno));
+		        strerror(errno));
 		return errno ? errno : EIO;
 	}
 	return 0;
@@ -27,8 +27,7 @@ int register_init(struct sip *s)
 
 static int register_answer(struct txn *t, nta_outgoing_t *orq, const sip_t *sip)
 {
-	int status = sip && sip->sip_status ? sip->sip_status->st_status
-					    : nta_outgoing_status(orq);
+	int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
 	const sip_contact_t *m = sip ? sip->sip_contact : NULL;
 	const sip_path_t *path = sip ? sip->sip_path : NULL;
 	const sip_service_route_t *sr = sip ? sip->sip_service_route : NULL;
@@ -45,10 +44,10 @@ static int register_answer(struct txn *t, nta_outgoing_t *orq, const sip_t *sip)
 	phrase = sip_status_phrase(status) ? sip_status_phrase(status) : "Registrar Answer";
 	LOG_INFO("register", "registrar answered %d", status);
 	nua_respond(t->in_nh, status, phrase, TAG_IF(m, SIPTAG_CONTACT(m)),
-		    TAG_IF(path, SIPTAG_PATH(path)), TAG_IF(sr, SIPTAG_SERVICE_ROUTE(sr)),
-		    TAG_IF(wa, SIPTAG_WWW_AUTHENTICATE(wa)), TAG_IF(pa, SIPTAG_PROXY_AUTHENTICATE(pa)),
-		    TAG_IF(ex, SIPTAG_EXPIRES(ex)), TAG_IF(mex, SIPTAG_MIN_EXPIRES(mex)),
-		    NUTAG_WITH_SAVED(t->saved), TAG_END());
+	            TAG_IF(path, SIPTAG_PATH(path)), TAG_IF(sr, SIPTAG_SERVICE_ROUTE(sr)),
+	            TAG_IF(wa, SIPTAG_WWW_AUTHENTICATE(wa)),
+	            TAG_IF(pa, SIPTAG_PROXY_AUTHENTICATE(pa)), TAG_IF(ex, SIPTAG_EXPIRES(ex)),
+	            TAG_IF(mex, SIPTAG_MIN_EXPIRES(mex)), NUTAG_WITH_SAVED(t->saved), TAG_END());
 	t->orq = NULL;
 	nta_outgoing_destroy(orq);
 	txn_free(t);
@@ -104,8 +103,8 @@ void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	if (s->txns)
 		s->txns->prev = t;
 	s->txns = t;
-	t->orq = nta_outgoing_mcreate(s->nta, register_answer, t,
-				      (url_string_t *)s->upstream, m, TAG_END());
+	t->orq = nta_outgoing_mcreate(s->nta, register_answer, t, (url_string_t *)s->upstream, m,
+	                              TAG_END());
 	if (!t->orq) {
 		LOG_ERR("register", "cannot send to the registrar %s", s->conf.upstream);
 		msg_destroy(m);

@@ -14,7 +14,7 @@ static int same_host(const struct sockaddr *a, const struct sockaddr *b)
 		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
 	if (a->sa_family == AF_INET6)
 		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+		               &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
 	return 0;
 }
 

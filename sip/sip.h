@@ -29,12 +29,16 @@ struct sip_conf {
 	unsigned code_digits;      /* length of the numeric code, 6..10 */
 	const char *move_feature;  /* DTMF feature code that asks for a move, e.g. "*8" */
 	int send_qr_image;         /* add the QR as image/png to the code MESSAGE */
-	enum sip_confirm { SIP_CONFIRM_NONE, SIP_CONFIRM_NEAR, SIP_CONFIRM_FAR,
-			   SIP_CONFIRM_BOTH } confirm;
+	enum sip_confirm {
+		SIP_CONFIRM_NONE,
+		SIP_CONFIRM_NEAR,
+		SIP_CONFIRM_FAR,
+		SIP_CONFIRM_BOTH
+	} confirm;
 	int confirm_sms_near, confirm_sms_far; /* ask that side by SMS rather than MESSAGE */
 	unsigned confirm_timeout;              /* seconds; no answer means no */
-	int scans_both;            /* images from A and from B must both decode to the code */
-	struct sip_hooks *hooks;   /* what the module does for us; may be NULL */
+	int scans_both;          /* images from A and from B must both decode to the code */
+	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };
 
 /* What sip/ asks of the module around it. */
@@ -101,11 +105,11 @@ struct sip_move_info {
 	const char *id;
 	const char *call_id;
 	enum sip_move_state state;
-	const char *token;      /* only while offered */
-	const char *code;       /* numeric, only while offered */
-	const char *qr_uri;     /* what the QR holds */
-	const char *reason;     /* why it failed */
-	const char *taken_by;   /* the new device's URI */
+	const char *token;    /* only while offered */
+	const char *code;     /* numeric, only while offered */
+	const char *qr_uri;   /* what the QR holds */
+	const char *reason;   /* why it failed */
+	const char *taken_by; /* the new device's URI */
 	time_t created, expires;
 	long long ms_redeem_to_reinvite, ms_redeem_to_answer; /* -1 until known */
 };
@@ -114,26 +118,26 @@ typedef void sip_move_h(int err, const struct sip_move_info *info, void *arg);
 
 /* Start a move on a live call (or return the one offered); cb runs on the loop. */
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
-		   void *arg);
+                   void *arg);
 
 /* Read a move of this node by id; ENOENT if not here. */
 int sip_move_get(struct sip *s, const char *move_id, sip_move_h *cb, void *arg);
 
 /* Redeem token and dial target without an offer (RFC 3725 flow); cb when B is ringing. */
 int sip_move_dial(struct sip *s, const char *token, const char *target, const char *source,
-		  sip_move_h *cb, void *arg);
+                  sip_move_h *cb, void *arg);
 
 /* Send target an out-of-dialog REFER so that it dials the move's code itself. */
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
-		   void *arg);
+                   void *arg);
 
 /*
  * A camera image (PNG, JPEG) from who: "near" (A) or "new" (B). It is decoded on a worker,
  * never on the loop, and compared with the codes on offer; for "new", target (a SIP URI) is
  * dialled when the image redeems a code. cb gets ENOENT/CODE_E* values on failure.
  */
-int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
-		  const char *target, const char *source, sip_move_h *cb, void *arg);
+int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who, const char *target,
+                  const char *source, sip_move_h *cb, void *arg);
 
 /* An SMS reply arrived from number; EINVAL if it is not yes or no, ENOENT if nobody asked. */
 int sip_sms_reply(struct sip *s, const char *number, const char *body);

@@ -15,13 +15,13 @@ static int i_ttl, b_flag, e_policy;
 static const char *const policies[] = {"none", "near", "far", "both", NULL};
 
 static const struct mod_conf_param table[] = {
-	{"sip", "listen", MOD_CONF_STR, &s_listen, "sip:127.0.0.1:5060", .flags = MOD_CONF_REQUIRED},
-	{"sip", "name", MOD_CONF_STR, &s_name, NULL, .flags = MOD_CONF_RELOAD},
-	{"codes", "ttl", MOD_CONF_INT, &i_ttl, "120", 10, 3600, .flags = MOD_CONF_RELOAD},
-	{"codes", "flag", MOD_CONF_BOOL, &b_flag, "no"},
-	{"confirm", "policy", MOD_CONF_ENUM, &e_policy, "none", .choices = policies,
-	 .flags = MOD_CONF_RELOAD},
-	{NULL},
+    {"sip", "listen", MOD_CONF_STR, &s_listen, "sip:127.0.0.1:5060", .flags = MOD_CONF_REQUIRED},
+    {"sip", "name", MOD_CONF_STR, &s_name, NULL, .flags = MOD_CONF_RELOAD},
+    {"codes", "ttl", MOD_CONF_INT, &i_ttl, "120", 10, 3600, .flags = MOD_CONF_RELOAD},
+    {"codes", "flag", MOD_CONF_BOOL, &b_flag, "no"},
+    {"confirm", "policy", MOD_CONF_ENUM, &e_policy, "none", .choices = policies,
+     .flags = MOD_CONF_RELOAD},
+    {NULL},
 };
 static const struct mod_conf_param *const tables[] = {table, NULL};
 static char path[64];
@@ -68,7 +68,7 @@ Test(conf, defaults_apply_when_the_file_is_silent)
 Test(conf, values_of_every_type_are_read)
 {
 	write_conf("[sip]\nlisten = sip:[::1]:5070 ; inline comment\nname = edge-1\n"
-		   "[codes]\nttl = 300\nflag = yes\n[confirm]\npolicy = both\n");
+	           "[codes]\nttl = 300\nflag = yes\n[confirm]\npolicy = both\n");
 	cr_assert_eq(mod_conf_load(path, tables, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(s_listen, "sip:[::1]:5070");
 	cr_assert_str_eq(s_name, "edge-1");
@@ -159,6 +159,5 @@ Test(conf, peek_reads_one_key)
 	cr_assert_eq(mod_conf_peek(path, "module", "load", out, sizeof(out), err, sizeof(err)), 0);
 	cr_assert_str_eq(out, "mod_x.so");
 	cr_assert_eq(mod_conf_peek(path, "module", "nope", out, sizeof(out), err, sizeof(err)),
-		     ENOENT);
+	             ENOENT);
 }
-

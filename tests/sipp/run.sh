@@ -177,6 +177,22 @@ sc_message_info() {
 	sipp_start far server callee-msg.xml &&
 		sipp_start near client caller-msg.xml -key ruri "$ruri_far"
 }
+sc_late_offer_far() {
+	sipp_start near server callee-late.xml &&
+		sipp_start far client caller-late.xml -key ruri "$ruri_near"
+}
+sc_cancel_far() {
+	sipp_start near server callee-cancel.xml &&
+		sipp_start far client caller-cancel.xml -key ruri "$ruri_near"
+}
+sc_busy_far() {
+	sipp_start near server callee-busy.xml &&
+		sipp_start far client caller-busy.xml -key ruri "$ruri_near"
+}
+sc_redirect() {
+	sipp_start far server callee-redirect.xml &&
+		sipp_start near client caller-redirected.xml -key ruri "$ruri_far"
+}
 sc_unknown_method() {
 	sipp_start near client req-foo.xml -key ruri "$ruri_far"
 }
@@ -200,6 +216,10 @@ run late-offer sc_late_offer
 run cancel sc_cancel
 run busy-486 sc_busy
 run early-media-183 sc_early_media
+run late-offer-far-near sc_late_offer_far
+run cancel-far-near sc_cancel_far
+run busy-486-far-near sc_busy_far
+run redirect-302-as-480 sc_redirect
 run hold-resume-near sc_hold_near
 run hold-resume-far sc_hold_far
 run glare-491 sc_glare

@@ -169,6 +169,10 @@ sc_hold_far() {
 	sipp_start far server callee-hold.xml &&
 		sipp_start near client caller-hold-recv.xml -key ruri "$ruri_far"
 }
+sc_update_near() {
+	sipp_start far server callee-update-recv.xml &&
+		sipp_start near client caller-update.xml -key ruri "$ruri_far"
+}
 sc_glare() {
 	sipp_start far server callee-glare.xml &&
 		sipp_start near client caller-glare.xml -key ruri "$ruri_far"
@@ -222,6 +226,7 @@ run busy-486-far-near sc_busy_far
 run redirect-302-as-480 sc_redirect
 run hold-resume-near sc_hold_near
 run hold-resume-far sc_hold_far
+run update-near sc_update_near
 run glare-491 sc_glare
 run message-info sc_message_info
 run unknown-method-501 sc_unknown_method

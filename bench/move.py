@@ -348,7 +348,8 @@ def wait_for(fn, secs, step=0.2):
 
 
 LINE_TS = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
-DONE = re.compile(r"qrxfer: move: (\S+): done: .*redeem to re-INVITE (-?\d+) us, "
+# the move's completion line ("moved:", once "done:"): near leg moved to ...; redeem to ...
+DONE = re.compile(r"qrxfer: move: (\S+): \S+: near leg moved to .*redeem to re-INVITE (-?\d+) us, "
                   r"to answer (-?\d+) us")
 FAILED = re.compile(r"qrxfer: move: (\S+): failed: (.*)")
 REFUSED = re.compile(r"qrxfer: move: code from \S+ refused: (.*)")
@@ -701,6 +702,9 @@ def main():
             log("[move]   " + lat_line("INVITE sent -> 200 received (SIPp B)", r["rtt"], False))
             if r["failed"]:
                 log(f"[move]   first daemon failure: {r['failed'][0]}")
+            if r["b_ok"] and not r["done"]:
+                log("[move]   no completion line in the daemon's log: has its format changed? "
+                    "(bench/move.py, DONE)")
             if not r["on_time"]:
                 log(f"[move]   the done lines span {r['span'] or 0:.1f} s for ~{r['n'] / rate:.1f} s"
                     f" of calls: the rate was not kept")

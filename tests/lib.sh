@@ -1,4 +1,5 @@
-# tests/lib.sh: shell helpers for the daemon tests; source it, then call lib_init.
+# shellcheck shell=bash
+# tests/lib.sh: bash helpers for the daemon tests; source it, then call lib_init.
 #
 #   lib_init NAME                 temp dir in $LIB_TMP, cleanup trap (kills tracked pids)
 #   lib_track PID                 kill PID (TERM, then KILL) when the test exits

@@ -254,8 +254,9 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		        s->conf.tls_listen ? s->conf.tls_listen : "", strerror(err));
 		goto out;
 	}
+	/* RETRY_COUNT 0: no following of 3xx behind the caller's back (we answer 480). */
 	nua_set_params(
-	    s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
+	    s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0), NUTAG_RETRY_COUNT(0),
 	    NUTAG_ENABLEMESSAGE(1), NUTAG_SESSION_TIMER(0), NUTAG_APPL_METHOD("INVITE"),
 	    NUTAG_APPL_METHOD("REGISTER"), NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
 	    NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"), NUTAG_APPL_METHOD("SUBSCRIBE"),

@@ -102,6 +102,12 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 	nua_handle_bind(nh, &in->b);
 	in->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
 	in->uri = url_as_string(c->home, sip->sip_from->a_url);
+	/* Escaped headers in a Request-URI never become headers (RFC 4475 section 3.1.2.11). */
+	if (target->url_headers) {
+		url_t *clean = url_hdup(c->home, target);
+		clean->url_headers = NULL;
+		target = clean;
+	}
 	out->uri = url_as_string(c->home, target);
 	invite_note_near_sdp(in, sip);
 

@@ -1,5 +1,7 @@
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <sofia-sip/msg_addr.h>
 
@@ -26,22 +28,26 @@ static unsigned short port_of(const struct sockaddr *a)
 }
 
 /*
- * Whether the upstream sent this request. Over UDP its source port is its listening port, so
- * address and port must match; over TCP and TLS the source port is ephemeral: address only.
+ * Whether the upstream sent this request: its address, and its listening port either as the
+ * source port (UDP) or in the top Via's sent-by (TCP and TLS come from ephemeral ports).
  */
 int route_from_upstream(struct sip *s, msg_t *req)
 {
 	su_addrinfo_t *ai = req ? msg_addrinfo(req) : NULL;
 	const struct sockaddr *src, *up = (const struct sockaddr *)&s->upstream_addr;
+	const sip_t *sip = req ? sip_object(req) : NULL;
+	const sip_via_t *via = sip ? sip->sip_via : NULL;
+	char want[8];
 
 	if (!ai || !ai->ai_addr || !s->upstream_addrlen)
 		return 0;
 	src = (const struct sockaddr *)ai->ai_addr;
 	if (!same_host(src, up))
 		return 0;
-	if (ai->ai_protocol == IPPROTO_TCP || ai->ai_protocol == IPPROTO_SCTP)
+	if (port_of(src) == port_of(up))
 		return 1;
-	return port_of(src) == port_of(up);
+	snprintf(want, sizeof(want), "%u", ntohs(port_of(up)));
+	return via && !strcmp(via->v_port ? via->v_port : "5060", want);
 }
 
 /* Whether a URI names this server's own SIP address (a request to it would loop). */

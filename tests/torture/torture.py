@@ -22,11 +22,10 @@ on (UDP or TCP) when it names another one (most messages name UDP, some TCP or T
 nta silently discards a request whose top Via names another transport than the one it came
 on ("nta: Via check: invalid transport"), so as-is those would test nothing but that check.
 
-Over TCP qrxferd takes any connection from the upstream's address as the upstream (the source
-port of a TCP connection is ephemeral: sip/route.c), and on loopback that is every client; so
-over TCP a request is routed to its Request-URI (example.com: 503 DNS error) instead of the
-upstream. Where the RFC allows passing a request on ("fwd"), any final but 400 is therefore
-accepted over TCP.
+Known deviations (KNOWN below): verdicts that Debian's sofia-sip 1.12.11 message parser makes
+before qrxferd sees the message (it drops or closes where RFC 4475 asks for 400, and it cannot
+parse the valid intmeth.dat). They print as XFAIL with the reason and do not fail the test;
+if one starts to behave as the RFC asks it prints XPASS and fails, so the table is kept true.
 """
 import os
 import random
@@ -108,6 +107,18 @@ EXPECT = {
 
 # What the RFC text asks, for the FAIL message.
 WHY = {}
+
+# (transport, file): (the outcome sofia-sip 1.12.11 produces, why). See the docstring.
+KNOWN = {
+    ("udp", "badinv01.dat"): ("drop", "sofia-sip's parser discards the extraneous separators' message"),
+    ("tcp", "badinv01.dat"): ("closed", "sofia-sip's parser closes the connection on it"),
+    ("udp", "lwsruri.dat"): ("drop", "sofia-sip's parser discards a Request-URI with LWS"),
+    ("tcp", "lwsruri.dat"): ("drop", "sofia-sip's parser discards a Request-URI with LWS"),
+    ("udp", "intmeth.dat"): ("drop", "sofia-sip's URI parser rejects the valid unusual user part"),
+    ("tcp", "intmeth.dat"): ("drop", "sofia-sip's URI parser rejects the valid unusual user part"),
+    ("tcp", "baddn.dat"): ("drop", "sofia-sip drops it over TCP (over UDP it answers 400)"),
+    ("udp", "badvers.dat"): ("drop", "sofia-sip sends the 505 to the Via host by name, not to the source"),
+}
 
 
 def load_manifest(d):
@@ -554,9 +565,16 @@ def main(argv):
             errs.append("qrxferd no longer answers OPTIONS")
         if exp is not None and not note:
             allow = exp[0] if transport == "udp" else exp[1]
-            if transport == "tcp" and "fwd" in allow:
-                allow = allow | {"accept"}
-            if not allowed(outcome, allow):
+            known = KNOWN.get((transport, name))
+            if allowed(outcome, allow):
+                if known:
+                    errs.append("XPASS: now as the RFC asks; drop it from KNOWN")
+            elif known and outcome == known[0] and alive(pid):
+                print("XFAIL %s %s: %s, RFC 4475 asks otherwise: %s [%s]" % (
+                    transport, name, known[1], WHY.get(name, ""), seen))
+                sys.stdout.flush()
+                continue
+            else:
                 errs.append("got %s; %s" % (outcome, WHY.get(name, "")))
             errs += extra_checks(name, fwd, finals)
         if errs:

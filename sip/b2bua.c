@@ -57,6 +57,7 @@ static void on_shutdown(struct sip *s, int status)
 	}
 	s->calls_tail = NULL;
 	s->stats.calls_active = 0;
+	call_zombies_forget(s);
 	LOG_INFO("sip", "stack stopped");
 	if (s->done)
 		s->done(s->done_arg);
@@ -75,6 +76,15 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 		move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
 		return;
 	}
+	if (b && b->kind == BOUND_ZOMBIE) {
+		call_zombie_event(s, ev, status, nh, b);
+		return;
+	}
+	/* A final answer to one of our requests on a leg. */
+	if (leg && status >= 200 && leg->pending &&
+	    (ev == nua_r_invite || ev == nua_r_update || ev == nua_r_info || ev == nua_r_message ||
+	     ev == nua_r_notify || ev == nua_r_refer))
+		leg->pending--;
 
 	switch (ev) {
 	case nua_i_invite:
@@ -100,6 +110,8 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 	case nua_i_bye:
 		if (leg)
 			invite_bye(leg);
+		else
+			refuse_request(s, nh, b, SIP_481_NO_TRANSACTION);
 		break;
 	case nua_i_state:
 		on_state(b, tags);
@@ -312,7 +324,7 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 		            NUTAG_WITH_SAVED(s->txns->saved), TAG_END());
 		txn_free(s->txns);
 	}
-	if (!s->calls) {
+	if (!s->calls && !s->zombies) {
 		b2bua_stop(s);
 		return;
 	}

@@ -23,7 +23,7 @@ struct move;
 
 /* What a handle's magic points to; the kind tells which struct it heads. */
 struct bound {
-	enum { BOUND_LEG, BOUND_TXN, BOUND_REDEEM, BOUND_REFER } kind;
+	enum { BOUND_LEG, BOUND_TXN, BOUND_REDEEM, BOUND_REFER, BOUND_ZOMBIE } kind;
 };
 
 /* One in-dialog request relayed to the other leg, waiting for its answer. */
@@ -51,6 +51,7 @@ struct leg {
 	struct relay *relays, **relays_tail;
 	char *call_id;     /* in the call's home */
 	char *ltag, *rtag; /* our tag and the peer's in this dialog, once confirmed */
+	unsigned pending;  /* our requests on it still without a final answer */
 	char *uri;
 };
 
@@ -102,6 +103,7 @@ struct sip {
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
 	struct txn *txns;
+	struct zombie *zombies; /* handles of ended calls still waiting for answers */
 	struct move *moves;     /* moves of this node, live and recently ended */
 	struct redeem *redeems; /* INVITEs waiting for the store to redeem their code */
 	struct sip_work *work;  /* image decoding */
@@ -124,6 +126,9 @@ void call_end(struct call *c, int status, const char *reason);
 void call_leg_terminated(struct leg *leg);
 void call_leg_end(struct leg *leg, const char *reason);
 void call_leg_tags(struct leg *leg, const sip_t *sip);
+void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
+		       struct bound *b);
+void call_zombies_forget(struct sip *s);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);

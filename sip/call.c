@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -147,14 +148,118 @@ void call_end(struct call *c, int status, const char *reason)
 		call_leg_end(leg, reason);
 }
 
+/*
+ * A handle whose call has ended but that still has a request of ours without a final answer.
+ * 1.12.11 leaks such a request if the handle is destroyed: wait for the answers.
+ */
+struct zombie {
+	struct bound b;
+	struct zombie *next, *prev;
+	struct sip *sip;
+	nua_handle_t *nh;
+	unsigned pending;
+	su_timer_t *timer;
+};
+
+static void zombie_free(struct zombie *z)
+{
+	struct sip *s = z->sip;
+
+	if (z->prev)
+		z->prev->next = z->next;
+	else
+		s->zombies = z->next;
+	if (z->next)
+		z->next->prev = z->prev;
+	if (z->timer)
+		su_timer_destroy(z->timer);
+	if (z->nh) {
+		nua_handle_bind(z->nh, NULL);
+		nua_handle_destroy(z->nh);
+	}
+	free(z);
+	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
+		b2bua_stop(s);
+}
+
+static void zombie_expired(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	zombie_free(arg);
+}
+
+void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
+		       struct bound *b)
+{
+	struct zombie *z = (struct zombie *)b;
+
+	switch (ev) {
+	case nua_r_invite:
+		if (status >= 200 && status < 300)
+			nua_ack(nh, TAG_END());
+		/* fall through */
+	case nua_r_update:
+	case nua_r_info:
+	case nua_r_message:
+	case nua_r_notify:
+	case nua_r_refer:
+		if (status >= 200 && z->pending && !--z->pending)
+			zombie_free(z);
+		break;
+	case nua_i_invite:
+	case nua_i_message:
+	case nua_i_info:
+	case nua_i_update:
+	case nua_i_refer:
+		nua_respond(nh, SIP_481_NO_TRANSACTION, NUTAG_WITH_THIS(s->nua), TAG_END());
+		break;
+	default:
+		break;
+	}
+}
+
+/* After the stack stopped: its handles are gone, forget ours. */
+void call_zombies_forget(struct sip *s)
+{
+	struct zombie *z;
+
+	while ((z = s->zombies)) {
+		s->zombies = z->next;
+		if (z->timer)
+			su_timer_destroy(z->timer);
+		free(z);
+	}
+}
+
 static void leg_release(struct leg *leg)
 {
+	struct sip *s = leg->call->sip;
+	struct zombie *z;
+
 	leg_drop_relays(leg);
-	if (leg->nh) {
+	if (!leg->nh)
+		return;
+	z = leg->pending ? calloc(1, sizeof(*z)) : NULL;
+	if (z) {
+		z->b.kind = BOUND_ZOMBIE;
+		z->sip = s;
+		z->nh = leg->nh;
+		z->pending = leg->pending;
+		/* Every transaction is over by 64*T1; then let go regardless. */
+		z->timer = su_timer_create(su_root_task(s->root), 0);
+		if (z->timer)
+			su_timer_set_interval(z->timer, zombie_expired, z, 40000);
+		z->next = s->zombies;
+		if (s->zombies)
+			s->zombies->prev = z;
+		s->zombies = z;
+		nua_handle_bind(leg->nh, &z->b);
+		LOG_DEBUG("call", "%s: %s leg waits for %u answer(s) before it goes",
+			  leg->call->id, call_side(leg), leg->pending);
+	} else {
 		nua_handle_bind(leg->nh, NULL);
 		nua_handle_destroy(leg->nh);
-		leg->nh = NULL;
 	}
+	leg->nh = NULL;
 }
 
 static void call_free(struct call *c)
@@ -180,7 +285,7 @@ static void call_free(struct call *c)
 	call_record_state(c, STORE_CALL_ENDED);
 	LOG_INFO("call", "%s: ended", c->id);
 	su_home_unref(c->home);
-	if (s->shutting_down && !s->calls && !s->txns)
+	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
 		b2bua_stop(s);
 }
 

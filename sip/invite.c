@@ -132,6 +132,7 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id, in->uri,
 	         out->uri);
 	pl = body_for(out, sip);
+	out->pending++;
 	nua_invite(out->nh, SIPTAG_MAX_FORWARDS_STR(mfbuf),
 	           TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
 	           TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
@@ -266,6 +267,7 @@ void invite_again(struct leg *leg, const sip_t *sip)
 	LOG_DEBUG("call", "%s: re-INVITE from %s", c->id, call_side(leg));
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(other, sip);
+	other->pending++;
 	nua_invite(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
 }
 

@@ -66,6 +66,7 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	other->relays_tail = &r->next;
 	if (ev == nua_i_update)
 		invite_note_near_sdp(leg, sip);
+	other->pending++;
 	send_on(ev, other->nh, sip, body_for(other, sip));
 }
 
@@ -120,7 +121,7 @@ void txn_free(struct txn *t)
 	if (t->in_nh)
 		nua_handle_destroy(t->in_nh);
 	su_free(s->home, t);
-	if (s->shutting_down && !s->calls && !s->txns)
+	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
 		b2bua_stop(s);
 }
 

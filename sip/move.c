@@ -271,6 +271,9 @@ static void notify_refer(struct move *m, int status, const char *phrase, int fin
 	if (!m->refer_nh || !m->refer_event)
 		return;
 	snprintf(frag, sizeof(frag), "SIP/2.0 %d %s\r\n", status, phrase);
+	for (struct leg *l = m->call ? m->call->legs : NULL; l; l = l->next)
+		if (l->nh == m->refer_nh)
+			l->pending++;
 	nua_notify(m->refer_nh,
 	           NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
 	           SIPTAG_EVENT_STR(m->refer_event),
@@ -292,6 +295,7 @@ static void leg_message(struct leg *leg, const char *ctype, const char *body, si
 	*leg->relays_tail = r;
 	leg->relays_tail = &r->next;
 	pl = sip_payload_create(leg->call->home, body, (isize_t)len);
+	leg->pending++;
 	nua_message(leg->nh, SIPTAG_CONTENT_TYPE_STR(ctype), SIPTAG_PAYLOAD(pl), TAG_END());
 	su_free(leg->call->home, pl);
 }
@@ -589,6 +593,7 @@ static void rollback(struct move *m)
 	event(m, "rollback", "re-INVITE to far with the near device's media");
 	pl = sip_payload_create(c->home, c->near_sdp, (isize_t)strlen(c->near_sdp));
 	pl = sdp_to_far(c, pl);
+	c->far->pending++;
 	nua_invite(c->far->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD(pl),
 	           TAG_END());
 }
@@ -693,6 +698,7 @@ static void reinvite_far(struct move *m)
 		pl = sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp));
 		pl = sdp_to_far(c, pl);
 	}
+	c->far->pending++;
 	nua_invite(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
 	           TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
 	event(m, "reinvite", "re-INVITE to far %s %s", c->far->uri ? c->far->uri : "",
@@ -725,6 +731,7 @@ static void dial_b(struct move *m)
 	m->b = b;
 	set_state(m, SIP_MOVE_MOVING);
 	event(m, "dial", "INVITE without an offer to %s", m->target);
+	b->pending++;
 	nua_invite(b->nh, TAG_END());
 }
 

@@ -18,7 +18,7 @@
 : "${top_srcdir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 : "${SIPP:=$(command -v sipp || true)}"
 : "${PYTHON:=$(command -v python3 || true)}"
-: "${ASAN_OPTIONS:=detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+: "${ASAN_OPTIONS:=detect_leaks=1:abort_on_error=0:halt_on_error=1:fast_unwind_on_malloc=0}"
 : "${UBSAN_OPTIONS:=print_stacktrace=1:halt_on_error=1}"
 : "${LSAN_OPTIONS:=suppressions=$top_srcdir/tests/lsan.supp:print_suppressions=0}"
 export top_builddir top_srcdir SIPP ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS

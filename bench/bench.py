@@ -205,6 +205,21 @@ def rss_kib(pid):
     return 0
 
 
+def udp_drops(port):
+    """Datagrams the kernel dropped on sockets bound to 127.0.0.1:port (receive queue full)."""
+    want = f"0100007F:{port:04X}"
+    n = 0
+    try:
+        with open("/proc/net/udp") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[1] == want:
+                    n += int(parts[-1])
+    except OSError:
+        pass
+    return n
+
+
 def last_row(path):
     try:
         with open(path, newline="") as f:
@@ -304,7 +319,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     bound = int(fill_s + hold_ms / 1000 + 90)
     limit = limit or max(100, int(rate * (hold_ms / 1000 + 10)))
     common = ["-i", "127.0.0.1", "-nostdin", "-max_socket", "60000", "-t", "u1",
-              "-trace_stat", "-trace_counts", "-fd", "1", "-timeout", f"{bound}s"]
+              "-trace_stat", "-trace_counts", "-trace_err", "-fd", "1", "-timeout", f"{bound}s"]
     uas = spawn([SIPP, "-sf", os.path.join(HERE, "uas.xml"), "-p", str(uas_port),
                  "-mp", str(free_port(4)), "-stf", os.path.join(d, "uas.csv"),
                  "-m", str(calls)] + common, os.path.join(d, "uas.out"), d)
@@ -315,6 +330,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     idle1 = cpu_ticks(t_pids)
     idle_per_s = (idle1 - idle0) / 2.0 / TICK
     cpu0 = idle1
+    drops0 = udp_drops(target.port)
     t0 = time.monotonic()
     uac = spawn([SIPP, "-sf", os.path.join(HERE, "uac.xml"), f"127.0.0.1:{target.port}",
                  "-s", "bench", "-key", "uas_port", str(uas_port), "-p", str(uac_port),
@@ -347,6 +363,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     if uas in live:
         live.remove(uas)
     end_traffic = cpu_ticks(t_pids)
+    drops = udp_drops(target.port) - drops0
     if settle > 0:
         time.sleep(settle)
     cpu1 = cpu_ticks(t_pids)
@@ -362,7 +379,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
         "retrans": stat_int(uac_st, "Retransmissions(C)") + stat_int(uas_st, "Retransmissions(C)"),
         "invites_100": col(uac_ct, "_100_Recv"),
         "cpu_s": (cpu1 - cpu0) / TICK, "cpu_traffic_s": (end_traffic - cpu0) / TICK,
-        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d,
+        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d, "drops": drops,
     }
     r.update(extra)
     r["clean"] = (uac_rc == 0 and r["ok"] == calls and r["failed"] == 0
@@ -374,7 +391,8 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
 
 def describe(r):
     return (f"{r['ok']}/{r['calls']} ok, {r['failed']} failed (uas {r['uas_ok']} ok, "
-            f"{r['uas_failed']} failed), {r['retrans']} retransmissions, "
+            f"{r['uas_failed']} failed), {r['retrans']} SIPp retransmissions, "
+            f"{r['drops']} datagrams dropped at the target's full UDP socket, "
             f"{r['wall']:.1f} s, sipp rc {r['uac_rc']}")
 
 

@@ -498,7 +498,7 @@ static void get_call(struct mod_http_req *req, void *arg)
 	struct job *j;
 
 	if (a->sip)
-		sip_calls_foreach(a->sip, each_call, &f);
+		sip_call_get(a->sip, id, each_call, &f);
 	if (f.found) {
 		mod_http_reply_json(req, 200, f.found);
 		return;
@@ -548,7 +548,7 @@ static void post_move(struct mod_http_req *req, void *arg)
 		mod_http_reply_error(req, 503, "no SIP stack");
 		return;
 	}
-	sip_calls_foreach(a->sip, each_call, &f);
+	sip_call_get(a->sip, id, each_call, &f);
 	if (!f.found) {
 		mod_http_reply_errorf(req, 404, "no live call %s", id);
 		return;

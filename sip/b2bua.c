@@ -56,6 +56,7 @@ static void on_shutdown(struct sip *s, int status)
 		su_home_unref(c->home);
 	}
 	s->calls_tail = NULL;
+	memset(s->call_table, 0, CALL_BUCKETS * sizeof(*s->call_table));
 	s->stats.calls_active = 0;
 	call_zombies_forget(s);
 	LOG_INFO("sip", "stack stopped");
@@ -217,6 +218,13 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		return ENOMEM;
 	su_home_init(s->home);
 	s->root = root;
+	s->call_table = calloc(CALL_BUCKETS, sizeof(*s->call_table));
+	s->move_table = calloc(MOVE_BUCKETS, sizeof(*s->move_table));
+	s->code_table = calloc(MOVE_BUCKETS, sizeof(*s->code_table));
+	if (!s->call_table || !s->move_table || !s->code_table) {
+		err = ENOMEM;
+		goto out;
+	}
 	s->conf = *conf;
 	DUP(listen);
 	DUP(tls_listen);
@@ -287,6 +295,9 @@ out:
 	if (s->nta)
 		nta_agent_destroy(s->nta);
 	su_home_deinit(s->home);
+	free(s->call_table);
+	free(s->move_table);
+	free(s->code_table);
 	free(s);
 	return err;
 }
@@ -348,7 +359,35 @@ void sip_free(struct sip *s)
 		nta_agent_destroy(s->nta);
 	nua_destroy(s->nua);
 	su_home_deinit(s->home);
+	free(s->call_table);
+	free(s->move_table);
+	free(s->code_table);
 	free(s);
+}
+
+static void call_info(const struct call *c, struct sip_call_info *info)
+{
+	info->id = c->id;
+	info->state = c->state;
+	info->near_call_id = c->near ? c->near->call_id : NULL;
+	info->near_uri = c->near ? c->near->uri : NULL;
+	info->far_call_id = c->far ? c->far->call_id : NULL;
+	info->far_uri = c->far ? c->far->uri : NULL;
+	info->near_is_caller = c->in == c->near;
+	info->created = c->created;
+	info->answered = c->answered;
+}
+
+int sip_call_get(struct sip *s, const char *id, sip_call_h *fn, void *arg)
+{
+	struct sip_call_info info;
+	struct call *c = call_find(s, id);
+
+	if (!c)
+		return ENOENT;
+	call_info(c, &info);
+	fn(&info, arg);
+	return 0;
 }
 
 void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
@@ -357,15 +396,7 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 	struct call *c;
 
 	for (c = s->calls; c; c = c->next) {
-		info.id = c->id;
-		info.state = c->state;
-		info.near_call_id = c->near ? c->near->call_id : NULL;
-		info.near_uri = c->near ? c->near->uri : NULL;
-		info.far_call_id = c->far ? c->far->call_id : NULL;
-		info.far_uri = c->far ? c->far->uri : NULL;
-		info.near_is_caller = c->in == c->near;
-		info.created = c->created;
-		info.answered = c->answered;
+		call_info(c, &info);
 		fn(&info, arg);
 	}
 }

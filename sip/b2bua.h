@@ -59,6 +59,7 @@ struct leg {
 struct call {
 	su_home_t home[1];
 	struct call *next, *prev;
+	struct call *hnext; /* in the sip's table by id */
 	struct sip *sip;
 	char id[33];
 	struct leg *near, *far; /* NULL until made */
@@ -102,6 +103,9 @@ struct sip {
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
+	struct call **call_table; /* CALL_BUCKETS chains by id */
+	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
+	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
 	struct txn *txns;
 	struct zombie *zombies; /* handles of ended calls still waiting for answers */
 	struct move *moves;     /* moves of this node, live and recently ended */
@@ -116,18 +120,22 @@ struct sip {
 	unsigned shutdown_sent : 1;
 };
 
+#define CALL_BUCKETS 16384
+#define MOVE_BUCKETS 16384
+
 /* b2bua.c */
 void b2bua_stop(struct sip *s);
 
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);
+struct call *call_find(struct sip *s, const char *id);
 struct leg *call_leg_new(struct call *c, int near, int incoming);
 void call_end(struct call *c, int status, const char *reason);
 void call_leg_terminated(struct leg *leg);
 void call_leg_end(struct leg *leg, const char *reason);
 void call_leg_tags(struct leg *leg, const sip_t *sip);
 void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
-		       struct bound *b);
+                       struct bound *b);
 void call_zombies_forget(struct sip *s);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);

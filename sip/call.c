@@ -8,6 +8,25 @@
 #include "sip/move.h"
 #include "sql/store.h"
 
+static unsigned call_bucket(const char *id)
+{
+	unsigned h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % CALL_BUCKETS;
+}
+
+struct call *call_find(struct sip *s, const char *id)
+{
+	struct call *c;
+
+	for (c = s->call_table[call_bucket(id)]; c; c = c->hnext)
+		if (!strcmp(c->id, id))
+			return c;
+	return NULL;
+}
+
 int call_alloc(struct call **cp, struct sip *s)
 {
 	unsigned char raw[16];
@@ -31,6 +50,8 @@ int call_alloc(struct call **cp, struct sip *s)
 	else
 		s->calls = c;
 	s->calls_tail = c;
+	c->hnext = s->call_table[call_bucket(c->id)];
+	s->call_table[call_bucket(c->id)] = c;
 	s->stats.calls_total++;
 	s->stats.calls_active++;
 	*cp = c;
@@ -187,8 +208,7 @@ static void zombie_expired(su_root_magic_t *m, su_timer_t *t, void *arg)
 	zombie_free(arg);
 }
 
-void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
-		       struct bound *b)
+void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh, struct bound *b)
 {
 	struct zombie *z = (struct zombie *)b;
 
@@ -253,8 +273,8 @@ static void leg_release(struct leg *leg)
 			s->zombies->prev = z;
 		s->zombies = z;
 		nua_handle_bind(leg->nh, &z->b);
-		LOG_DEBUG("call", "%s: %s leg waits for %u answer(s) before it goes",
-			  leg->call->id, call_side(leg), leg->pending);
+		LOG_DEBUG("call", "%s: %s leg waits for %u answer(s) before it goes", leg->call->id,
+		          call_side(leg), leg->pending);
 	} else {
 		nua_handle_bind(leg->nh, NULL);
 		nua_handle_destroy(leg->nh);
@@ -277,6 +297,11 @@ static void call_free(struct call *c)
 		c->next->prev = c->prev;
 	else
 		s->calls_tail = c->prev;
+	for (struct call **cp = &s->call_table[call_bucket(c->id)]; *cp; cp = &(*cp)->hnext)
+		if (*cp == c) {
+			*cp = c->hnext;
+			break;
+		}
 	s->stats.calls_active--;
 	if (c->max_timer)
 		su_timer_destroy(c->max_timer);

@@ -31,6 +31,7 @@
 
 struct move {
 	struct move *next, *prev;
+	struct move *hnext, *cnext; /* in the sip's tables by id64 and by numeric code */
 	struct sip *sip;
 	struct call *call; /* NULL once the move has let go of it */
 	char id[17];
@@ -205,20 +206,73 @@ static void set_state(struct move *m, enum sip_move_state st)
 	store_job(m, &job);
 }
 
-static struct move *move_by_id(struct sip *s, const char *id)
+static unsigned code_bucket(const char *code)
 {
-	for (struct move *m = s->moves; m; m = m->next)
-		if (!strcmp(m->id, id))
-			return m;
-	return NULL;
+	unsigned h = 2166136261u;
+
+	for (; *code; code++)
+		h = (h ^ (unsigned char)*code) * 16777619u;
+	return h % MOVE_BUCKETS;
 }
 
 static struct move *move_by_id64(struct sip *s, uint64_t id64)
 {
-	for (struct move *m = s->moves; m; m = m->next)
+	for (struct move *m = s->move_table[id64 % MOVE_BUCKETS]; m; m = m->hnext)
 		if (m->id64 == id64)
 			return m;
 	return NULL;
+}
+
+static struct move *move_by_id(struct sip *s, const char *id)
+{
+	char *end;
+	unsigned long long v;
+	struct move *m;
+
+	if (strlen(id) != 16)
+		return NULL;
+	v = strtoull(id, &end, 16);
+	m = *end ? NULL : move_by_id64(s, v);
+	return m && !strcmp(m->id, id) ? m : NULL;
+}
+
+/* A move whose numeric code is digits and that is still on offer, or NULL. */
+static struct move *move_by_code(struct sip *s, const char *digits)
+{
+	size_t n = strlen(digits);
+
+	for (struct move *m = s->code_table[code_bucket(digits)]; m; m = m->cnext)
+		if ((m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING) &&
+		    strlen(m->code) == n && !CRYPTO_memcmp(m->code, digits, n))
+			return m;
+	return NULL;
+}
+
+static void move_index(struct move *m)
+{
+	struct sip *s = m->sip;
+
+	m->hnext = s->move_table[m->id64 % MOVE_BUCKETS];
+	s->move_table[m->id64 % MOVE_BUCKETS] = m;
+	m->cnext = s->code_table[code_bucket(m->code)];
+	s->code_table[code_bucket(m->code)] = m;
+}
+
+static void move_unindex(struct move *m)
+{
+	struct sip *s = m->sip;
+	struct move **mp;
+
+	for (mp = &s->move_table[m->id64 % MOVE_BUCKETS]; *mp; mp = &(*mp)->hnext)
+		if (*mp == m) {
+			*mp = m->hnext;
+			break;
+		}
+	for (mp = &s->code_table[code_bucket(m->code)]; *mp; mp = &(*mp)->cnext)
+		if (*mp == m) {
+			*mp = m->cnext;
+			break;
+		}
 }
 
 static void move_free(struct move *m)
@@ -231,6 +285,7 @@ static void move_free(struct move *m)
 		s->moves = m->next;
 	if (m->next)
 		m->next->prev = m->prev;
+	move_unindex(m);
 	if (m->call && m->call->move == m)
 		m->call->move = NULL;
 	if (m->timer)
@@ -471,6 +526,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
 	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
 	m->state = SIP_MOVE_STORING;
+	move_index(m);
 	m->next = s->moves;
 	if (s->moves)
 		s->moves->prev = m;
@@ -502,18 +558,10 @@ fail:
 	return err;
 }
 
-static struct call *call_by_id(struct sip *s, const char *id)
-{
-	for (struct call *c = s->calls; c; c = c->next)
-		if (!strcmp(c->id, id))
-			return c;
-	return NULL;
-}
-
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
                    void *arg)
 {
-	struct call *c = call_by_id(s, call_id);
+	struct call *c = call_find(s, call_id);
 
 	if (!c)
 		return ENOENT;
@@ -1182,16 +1230,9 @@ static int redeem_submit(struct redeem *r, enum store_key key, const uint8_t *ha
 /* Whether this node offers the code: then there is no need to ask the store where it is. */
 static int offered_here(struct sip *s, enum store_key key, uint64_t id64, const char *digits)
 {
-	for (struct move *m = s->moves; m; m = m->next) {
-		if (m->state != SIP_MOVE_OFFERED && m->state != SIP_MOVE_STORING)
-			continue;
-		if (key == STORE_KEY_TOKEN && m->id64 == id64)
-			return 1;
-		if (key == STORE_KEY_CODE && strlen(m->code) == strlen(digits) &&
-		    !CRYPTO_memcmp(m->code, digits, strlen(digits)))
-			return 1;
-	}
-	return 0;
+	struct move *m = key == STORE_KEY_TOKEN ? move_by_id64(s, id64) : move_by_code(s, digits);
+
+	return m && (m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING);
 }
 
 /* The store knows which node holds the code's call: another one gets the INVITE bridged. */
@@ -1455,7 +1496,8 @@ static struct move *scan_find(struct sip *s, const struct code_scan_result *res,
 			if (!err)
 				err = ENOENT;
 		} else if (sym->kind == CODE_SYM_CODE128) {
-			for (struct move *m = s->moves; m; m = m->next)
+			for (struct move *m = s->code_table[code_bucket(sym->text)]; m;
+			     m = m->cnext)
 				if (scannable(m) && strlen(sym->text) == strlen(m->code) &&
 				    !CRYPTO_memcmp(sym->text, m->code, strlen(m->code)))
 					return m;

@@ -81,6 +81,9 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg);
 /* Free a stack whose shutdown has completed. */
 void sip_free(struct sip *s);
 
+/* Call fn for the live call id; ENOENT if there is none here. */
+int sip_call_get(struct sip *s, const char *id, sip_call_h *fn, void *arg);
+
 /* Call fn for each live call, in creation order. */
 void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg);
 

@@ -122,6 +122,32 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 	fn(&b, arg);
 }
 
+/* The fake's one-call lookup: the same two calls as the listing. */
+struct one {
+	const char *id;
+	sip_call_h *fn;
+	void *arg;
+	int found;
+};
+
+static void pick(const struct sip_call_info *c, void *arg)
+{
+	struct one *o = arg;
+
+	if (!strcmp(c->id, o->id)) {
+		o->found = 1;
+		o->fn(c, o->arg);
+	}
+}
+
+int sip_call_get(struct sip *s, const char *id, sip_call_h *fn, void *arg)
+{
+	struct one o = {id, fn, arg, 0};
+
+	sip_calls_foreach(s, pick, &o);
+	return o.found ? 0 : ENOENT;
+}
+
 const char *sip_call_state_name(enum sip_call_state st)
 {
 	return st == SIP_CALL_EARLY ? "early" : st == SIP_CALL_ANSWERED ? "answered" : "ending";

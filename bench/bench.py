@@ -319,7 +319,10 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     bound = int(fill_s + hold_ms / 1000 + 90)
     limit = limit or max(100, int(rate * (hold_ms / 1000 + 10)))
     common = ["-i", "127.0.0.1", "-nostdin", "-max_socket", "60000", "-t", "u1",
-              "-trace_stat", "-trace_counts", "-trace_err", "-fd", "1", "-timeout", f"{bound}s"]
+              "-trace_stat", "-trace_counts", "-trace_err", "-fd", "1", "-timeout", f"{bound}s",
+              # a late 180 or a retransmitted INVITE is no reason to abort a call; a call
+              # that goes wrong still never reaches success (and the UAC times out)
+              "-default_behaviors", "all,-abortunexp"]
     uas = spawn([SIPP, "-sf", os.path.join(HERE, "uas.xml"), "-p", str(uas_port),
                  "-mp", str(free_port(4)), "-stf", os.path.join(d, "uas.csv"),
                  "-m", str(calls)] + common, os.path.join(d, "uas.out"), d)
@@ -335,7 +338,8 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     uac = spawn([SIPP, "-sf", os.path.join(HERE, "uac.xml"), f"127.0.0.1:{target.port}",
                  "-s", "bench", "-key", "uas_port", str(uas_port), "-p", str(uac_port),
                  "-mp", str(free_port(4)), "-stf", os.path.join(d, "uac.csv"),
-                 "-r", str(rate), "-m", str(calls), "-l", str(limit), "-d", str(hold_ms)]
+                 "-r", str(rate), "-m", str(calls), "-l", str(limit), "-d", str(hold_ms),
+                 "-recv_timeout", "32000"]
                 + common, os.path.join(d, "uac.out"), d)
     sipp_last = {}
     extra = {}
@@ -370,6 +374,10 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     uac_st, uas_st = last_row(os.path.join(d, "uac.csv")), last_row(os.path.join(d, "uas.csv"))
     uac_ct = last_row(next((os.path.join(d, f) for f in os.listdir(d)
                             if f.startswith("uac_") and f.endswith("_counts.csv")), "/nonexistent"))
+    uas_ct = last_row(next((os.path.join(d, f) for f in os.listdir(d)
+                            if f.startswith("uas_") and f.endswith("_counts.csv")), "/nonexistent"))
+    unexp = sum(int(v or 0) for row in (uac_ct, uas_ct) for k, v in row.items()
+                if k.endswith("_Unexp") and v.strip().isdigit())
     r = {
         "rate": rate, "calls": calls, "uac_rc": uac_rc, "wall": t_end - t0,
         "ok": stat_int(uac_st, "SuccessfulCall(C)"), "failed": stat_int(uac_st, "FailedCall(C)"),
@@ -379,7 +387,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
         "retrans": stat_int(uac_st, "Retransmissions(C)") + stat_int(uas_st, "Retransmissions(C)"),
         "invites_100": col(uac_ct, "_100_Recv"),
         "cpu_s": (cpu1 - cpu0) / TICK, "cpu_traffic_s": (end_traffic - cpu0) / TICK,
-        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d, "drops": drops,
+        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d, "drops": drops, "unexp": unexp,
     }
     r.update(extra)
     r["clean"] = (uac_rc == 0 and r["ok"] == calls and r["failed"] == 0
@@ -392,6 +400,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
 def describe(r):
     return (f"{r['ok']}/{r['calls']} ok, {r['failed']} failed (uas {r['uas_ok']} ok, "
             f"{r['uas_failed']} failed), {r['retrans']} SIPp retransmissions, "
+            f"{r['unexp']} unexpected messages ignored, "
             f"{r['drops']} datagrams dropped at the target's full UDP socket, "
             f"{r['wall']:.1f} s, sipp rc {r['uac_rc']}")
 

@@ -209,8 +209,9 @@ static int parse_file(struct parse *ps)
 	return EIO;
 }
 
-int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, char *err,
-                  size_t errlen)
+/* Check the whole file first, so a bad one changes nothing; then apply it in mode. */
+static int read_conf(const char *path, const struct mod_conf_param *const *tables, enum mode mode,
+                     char *err, size_t errlen)
 {
 	struct parse ps = {.path = path, .tables = tables, .err = err, .errlen = errlen};
 	int rc;
@@ -219,24 +220,21 @@ int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, 
 	rc = parse_file(&ps);
 	if (rc)
 		return rc;
-	ps.mode = LOAD;
+	ps.mode = mode;
 	rc = set_defaults(&ps);
 	return rc ? rc : parse_file(&ps);
+}
+
+int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, char *err,
+                  size_t errlen)
+{
+	return read_conf(path, tables, LOAD, err, errlen);
 }
 
 int mod_conf_reload(const char *path, const struct mod_conf_param *const *tables, char *err,
                     size_t errlen)
 {
-	struct parse ps = {.path = path, .tables = tables, .err = err, .errlen = errlen};
-	int rc;
-
-	ps.mode = CHECK;
-	rc = parse_file(&ps);
-	if (rc)
-		return rc;
-	ps.mode = RELOAD;
-	rc = set_defaults(&ps);
-	return rc ? rc : parse_file(&ps);
+	return read_conf(path, tables, RELOAD, err, errlen);
 }
 
 struct peek {

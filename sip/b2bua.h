@@ -183,6 +183,7 @@ void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bou
                      const sip_t *sip);
 void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status,
                       const char *phrase, const sip_t *sip);
+struct txn *txn_new(struct sip *s, nua_handle_t *nh);
 void txn_free(struct txn *t);
 
 /* register.c */

@@ -101,6 +101,24 @@ static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int stat
 		call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
 }
 
+/* A relay of the request being handled on nh (it is saved to be answered later). */
+struct txn *txn_new(struct sip *s, nua_handle_t *nh)
+{
+	struct txn *t = su_zalloc(s->home, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->b.kind = BOUND_TXN;
+	t->sip = s;
+	t->in_nh = nh;
+	nua_save_event(s->nua, t->saved);
+	t->next = s->txns;
+	if (s->txns)
+		s->txns->prev = t;
+	s->txns = t;
+	return t;
+}
+
 void txn_free(struct txn *t)
 {
 	struct sip *s = t->sip;
@@ -139,20 +157,12 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 		nua_handle_destroy(nh);
 		return;
 	}
-	t = su_zalloc(s->home, sizeof(*t));
+	t = txn_new(s, nh);
 	if (!t) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, NUTAG_WITH_THIS(s->nua), TAG_END());
 		nua_handle_destroy(nh);
 		return;
 	}
-	t->b.kind = BOUND_TXN;
-	t->sip = s;
-	t->in_nh = nh;
-	nua_save_event(s->nua, t->saved);
-	t->next = s->txns;
-	if (s->txns)
-		s->txns->prev = t;
-	s->txns = t;
 	from = (sip_addr_t *)msg_header_dup(s->home, (const msg_header_t *)sip->sip_from);
 	to = (sip_addr_t *)msg_header_dup(s->home, (const msg_header_t *)sip->sip_to);
 	if (from && from->a_tag)

@@ -78,7 +78,7 @@ void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	}
 	m = req ? msg_copy(req) : NULL;
 	out = m ? sip_object(m) : NULL;
-	t = out ? su_zalloc(s->home, sizeof(*t)) : NULL;
+	t = out ? txn_new(s, nh) : NULL;
 	if (!t) {
 		msg_destroy(m);
 		refuse(s, nh, SIP_500_INTERNAL_SERVER_ERROR);
@@ -95,14 +95,6 @@ void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	if (!out->sip_supported)
 		sip_add_tl(m, out, SIPTAG_SUPPORTED_STR("path"), TAG_END());
 
-	t->b.kind = BOUND_TXN;
-	t->sip = s;
-	t->in_nh = nh;
-	nua_save_event(s->nua, t->saved);
-	t->next = s->txns;
-	if (s->txns)
-		s->txns->prev = t;
-	s->txns = t;
 	t->orq = nta_outgoing_mcreate(s->nta, register_answer, t, (url_string_t *)s->upstream, m,
 	                              TAG_END());
 	if (!t->orq) {

@@ -313,16 +313,16 @@ static int mod_init(const struct mod_host *h)
 	if (err)
 		return err;
 
-	admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
-	if (!admin_token)
-		LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
 	hc.listen = conf.http_listen;
-	hc.admin_token = admin_token;
 	hc.admin_loopback_only = conf.http_admin_loopback_only;
 	hc.body_max = (size_t)conf.http_body_max;
 	hc.rate = conf.http_rate;
 	hc.burst = (unsigned)conf.http_burst;
 	if (nonempty(conf.http_listen)) {
+		admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
+		if (!admin_token)
+			LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
+		hc.admin_token = admin_token;
 		err = mod_http_alloc(&http, h->root, &hc);
 		if (err) {
 			LOG_ERR("http", "cannot listen on %s: %s", conf.http_listen, strerror(err));

@@ -13,8 +13,7 @@ int register_init(struct sip *s)
 	if (!self || !self->url_host)
 		return EINVAL;
 	/* A client-only agent: the NUA agent of 1.12.11 cannot forward a request. */
-	snprintf(url, sizeof(url), "sip:%s%s%s:*", strchr(self->url_host, ':') ? "[" : "",
-	         self->url_host, strchr(self->url_host, ':') ? "]" : "");
+	snprintf(url, sizeof(url), "sip:%s:*", self->url_host); /* [v6] keeps its brackets */
 	s->nta = nta_agent_create(s->root, URL_STRING_MAKE(url), NULL, NULL, TAG_END());
 	su_free(s->home, self);
 	if (!s->nta) {

@@ -7,10 +7,12 @@ and baresip's rtp_stats summary (printed at hang-up into each log) shows RTP
 packets sent and received on both sides. Exit 0 when all hold, 1 otherwise.
 """
 import argparse
+import json
 import os
 import re
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bctl import Ctrl, CtrlError  # noqa: E402
@@ -31,6 +33,16 @@ def wait_for(a, b, want, since, timeout):
             return True
         pump_both(a, b, 0.1)
     return all(c.seen(t, since[c]) for c, t in want.items())
+
+
+def live_calls(url, token):
+    """Number of live calls qrxferd lists at GET /v1/calls, or an error string."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=3) as r:
+            return len(json.load(r)["calls"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"GET {url}: {e}"
 
 
 def log_size(path):
@@ -71,6 +83,8 @@ def main():
     ap.add_argument("--hold", type=float, default=4.0)
     ap.add_argument("--hangup-by", choices=["alice", "bob"], default="alice")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--calls-url", help="qrxferd GET /v1/calls: one live call while up, none after")
+    ap.add_argument("--token-file", help="file holding the admin bearer token")
     args = ap.parse_args()
 
     failures = []
@@ -100,7 +114,14 @@ def main():
             raise CtrlError("call not established")
         print("call established on both sides", flush=True)
 
-        pump_both(alice, bob, args.hold)
+        token = open(args.token_file).read().strip() if args.token_file else ""
+        pump_both(alice, bob, args.hold / 2)
+        if args.calls_url:
+            n = live_calls(args.calls_url, token)
+            print(f"qrxferd lists {n} live call(s) while the call is up", flush=True)
+            if n != 1:
+                failures.append(f"qrxferd GET /v1/calls while the call is up: {n}, expected 1")
+        pump_both(alice, bob, args.hold / 2)
         for c in (alice, bob):
             early = c.seen("CALL_CLOSED", since[c])
             if early:
@@ -121,6 +142,17 @@ def main():
             for c in (alice, bob):
                 print(f"{c.name}: CALL_CLOSED {c.seen('CALL_CLOSED', since[c])[0].get('param')}",
                       flush=True)
+
+        if args.calls_url:
+            deadline = time.monotonic() + 5
+            while True:
+                n = live_calls(args.calls_url, token)
+                if n == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            print(f"qrxferd lists {n} live call(s) after the hang-up", flush=True)
+            if n != 0:
+                failures.append(f"qrxferd GET /v1/calls 5 s after the hang-up: {n}, expected 0")
 
         for name, path in (("alice", args.alice_log), ("bob", args.bob_log)):
             s = rtp_summary(path, offs[name], 5.0)

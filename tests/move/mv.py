@@ -9,6 +9,11 @@
   mv.py HTTPPORT TOKENFILE get MOVEID             the move's JSON
   mv.py HTTPPORT TOKENFILE steps MOVEID           its event steps, one "step: detail" a line
   mv.py HTTPPORT TOKENFILE qr MOVEID FILE         its QR as PNG into FILE
+  mv.py HTTPPORT TOKENFILE call-in STATE [SECS]   id of a call in STATE (waits)
+  mv.py HTTPPORT TOKENFILE http METHOD PATH [CTYPE FILE]
+                                                  one request (FILE as body): prints
+                                                  "status error-text" (the JSON "error")
+  mv.py blankpng FILE                             a white 64x64 PNG (no code in it)
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
   mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE
@@ -18,15 +23,20 @@ Every wait has a deadline; only 127.0.0.1 is ever contacted.
 """
 import json
 import socket
+import struct
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 
-def api(port, token, method, path, body=None):
+def api(port, token, method, path, body=None, ctype=None):
+    headers = {"Authorization": "Bearer " + token}
+    if ctype:
+        headers["Content-Type"] = ctype
     req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), method=method,
-                                 data=body, headers={"Authorization": "Bearer " + token})
+                                 data=body, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, r.read()
@@ -92,7 +102,20 @@ def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path):
     return 1
 
 
+def blankpng(path):
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xffffffff)
+    raw = b"".join(b"\0" + b"\xff" * 64 for _ in range(64))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    open(path, "wb").write(png)
+
+
 def main(a):
+    if a[0] == "blankpng":
+        blankpng(a[1])
+        return 0
     if a[0] == "sipmsg":
         return sipmsg(*a[1:9])
     if a[0] == "poke":
@@ -123,6 +146,24 @@ def main(a):
             return 1
         m = json.loads(body)
         print(m["id"], m["qr_uri"].split(":", 1)[1].split("@")[0][2:], m["code"])
+    elif cmd == "call-in":
+        def found():
+            calls = js(port, token, "/v1/calls")["calls"]
+            ok = [c["id"] for c in calls if c["state"] == args[0]]
+            return ok[0] if ok else None
+        cid = poll(float(args[1]) if len(args) > 1 else 10, found)
+        if not cid:
+            print("no call %s" % args[0], file=sys.stderr)
+            return 1
+        print(cid)
+    elif cmd == "http":
+        body = open(args[3], "rb").read() if len(args) > 3 else b""
+        st, out = api(port, token, args[0], args[1], body, args[2] if len(args) > 2 else None)
+        try:
+            err = json.loads(out).get("error", "")
+        except (ValueError, AttributeError):
+            err = ""
+        print(st, err)
     elif cmd == "move-of":
         def stored():
             ms = js(port, token, "/v1/moves?call=%s" % args[0])["moves"]

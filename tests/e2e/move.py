@@ -108,6 +108,7 @@ def main():
         ap.add_argument(f"--{who}-log", required=True)
         ap.add_argument(f"--{who}-rec", required=True, help="sndfile snd_path")
         ap.add_argument(f"--{who}-tone", type=int, required=True)
+        ap.add_argument(f"--{who}-rtp", required=True, help="RTP port range LO-HI")
     ap.add_argument("--dial", required=True, help="URI A dials (qrxferd, then C)")
     ap.add_argument("--http", type=int, required=True)
     ap.add_argument("--token-file", required=True)
@@ -230,10 +231,33 @@ def main():
                 failures.append(f"B received {rx} RTP packets, expected > {args.min_packets}")
             if name == "B" and tx <= args.min_packets:
                 failures.append(f"B sent {tx} RTP packets, expected > {args.min_packets}")
-        with open(args.b_log, errors="replace") as f:
-            f.seek(offs["B"])
-            src = re.findall(r"receiving from ([0-9.]+:\d+)", f.read())
-        print(f"B: incoming RTP from {', '.join(src) or 'nobody'}", flush=True)
+        # Where the RTP came from, as each baresip logged it: B from C's ports, and C, after
+        # its re-INVITE, from B's ports (media goes end to end, not through qrxferd).
+        def in_range(addr, rng):
+            lo, hi = (int(v) for v in rng.split("-"))
+            host, port = addr.rsplit(":", 1)
+            return host == "127.0.0.1" and lo <= int(port) <= hi
+
+        def tail_of(path, off):
+            with open(path, "rb") as f:
+                f.seek(off)
+                return f.read().decode("utf-8", "replace")
+
+        b_text, c_text = tail_of(args.b_log, offs["B"]), tail_of(args.c_log, offs["C"])
+        b_src = re.findall(r"receiving from ([0-9.]+:\d+)", b_text)
+        c_src = re.findall(r"(?:receiving|bytes) from ([0-9.]+:\d+)", c_text)
+        print(f"B: incoming RTP from {', '.join(b_src) or 'nobody'} (C's RTP ports {args.c_rtp})",
+              flush=True)
+        print(f"C: re-INVITE {'seen' if 'got re-INVITE' in c_text else 'NOT seen'}; incoming "
+              f"RTP after it from {', '.join(c_src) or 'nobody'} (B's RTP ports {args.b_rtp})",
+              flush=True)
+        if not b_src or not all(in_range(x, args.c_rtp) for x in b_src):
+            failures.append(f"B's RTP came from {b_src}, not from C's ports {args.c_rtp}")
+        if "got re-INVITE" not in c_text:
+            failures.append("C's log shows no re-INVITE after B dialed")
+        if not c_src or not all(in_range(x, args.b_rtp) for x in c_src):
+            failures.append(f"C's RTP after the move came from {c_src}, not from B's ports "
+                            f"{args.b_rtp}")
 
         # Tones: B's received audio is C's tone; C's received audio at the end is B's tone.
         wants = (("B", args.b_rec, t_move, args.c_tone, "C"),

@@ -415,14 +415,24 @@ def cpu_step(kind, scratch, uas_port):
     calls = CPU_RATE * DURATION
     log(f"[cpu] {kind}: {calls} calls at {CPU_RATE} calls/s, hold {HOLD_MS} ms, "
         f"CPU counted until {SETTLE} s after the last call")
+    windows = []  # CPU per call in each 10 s of traffic: shows a cost that grows with time
+
+    def during(d, t0, extra):
+        now = time.monotonic() - t0
+        if not windows or now - windows[-1][0] >= 10:
+            windows.append((now, t.cpu()))
+
     try:
-        r = sipp_traffic(t, "cpu", CPU_RATE, calls, HOLD_MS, SETTLE)
+        r = sipp_traffic(t, "cpu", CPU_RATE, calls, HOLD_MS, SETTLE, during=during)
     finally:
         t.stop("cpu")
+    trace = [f"{(c1 - c0) / TICK / (w1 - w0) / CPU_RATE * 1e6:.0f}"
+             for (w0, c0), (w1, c1) in zip(windows, windows[1:])]
     log(f"[cpu] {kind}: {describe(r)}")
     log(f"[cpu] {kind}: CPU {r['cpu_s']:.2f} s ({r['cpu_traffic_s']:.2f} s while calls ran), "
         f"idle before {r['idle_per_s'] * 1000:.1f} ms/s, "
         f"{per_call_us(r):.0f} us per complete call; sipp used {r['sipp_cpu_s']:.1f} s")
+    log(f"[cpu] {kind}: us per call in successive 10 s windows: {' '.join(trace)}")
     return r
 
 

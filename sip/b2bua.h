@@ -107,11 +107,12 @@ struct sip {
 	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
 	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
 	struct txn *txns;
-	struct zombie *zombies; /* handles of ended calls still waiting for answers */
-	struct move *moves;     /* moves of this node, live and recently ended */
-	struct redeem *redeems; /* INVITEs waiting for the store to redeem their code */
-	struct sip_work *work;  /* image decoding */
-	unsigned long sms_seq;  /* reference of the last SMS asked of the module */
+	struct zombie *zombies;   /* handles of ended calls still waiting for answers */
+	struct move *moves;       /* moves of this node, live and recently ended */
+	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
+	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
+	struct sip_work *work;    /* image decoding */
+	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
 	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;

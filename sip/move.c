@@ -83,6 +83,7 @@ struct redeem {
 /* An out-of-dialog REFER asking a known phone to dial a code. */
 struct refer_out {
 	struct bound b;
+	struct refer_out *next, *prev; /* in the sip's list, so shutdown frees it */
 	struct sip *sip;
 	nua_handle_t *nh;
 	su_timer_t *timer;
@@ -1790,6 +1791,14 @@ int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
 
 static void refer_out_free(struct refer_out *ro)
 {
+	struct sip *s = ro->sip;
+
+	if (ro->prev)
+		ro->prev->next = ro->next;
+	else if (s->refers == ro)
+		s->refers = ro->next;
+	if (ro->next)
+		ro->next->prev = ro->prev;
 	if (ro->timer)
 		su_timer_destroy(ro->timer);
 	if (ro->nh) {
@@ -1824,6 +1833,10 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 		return ENOMEM;
 	ro->b.kind = BOUND_REFER;
 	ro->sip = s;
+	ro->next = s->refers;
+	if (s->refers)
+		s->refers->prev = ro;
+	s->refers = ro;
 	ro->cb = cb;
 	ro->cb_arg = arg;
 	snprintf(ro->move_id, sizeof(ro->move_id), "%s", m->id);
@@ -1937,6 +1950,10 @@ void sip_sms_result(struct sip *s, unsigned long ref, int ok)
 
 void move_free_all(struct sip *s)
 {
+	while (s->refers) {
+		s->refers->cb = NULL;
+		refer_out_free(s->refers);
+	}
 	while (s->redeems) {
 		if (s->redeems->nh && !s->redeems->cancelled)
 			nua_respond(s->redeems->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());

@@ -334,6 +334,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     idle_per_s = (idle1 - idle0) / 2.0 / TICK
     cpu0 = idle1
     drops0 = udp_drops(target.port)
+    sdrops0 = sdrops_max = udp_drops(uas_port)  # the UAC's socket is new: it starts at 0
     t0 = time.monotonic()
     uac = spawn([SIPP, "-sf", os.path.join(HERE, "uac.xml"), f"127.0.0.1:{target.port}",
                  "-s", "bench", "-key", "uas_port", str(uas_port), "-p", str(uac_port),
@@ -346,6 +347,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
     while uac.poll() is None and time.monotonic() - t0 < bound + 10:
         if during:
             during(d, t0, extra)
+        sdrops_max = max(sdrops_max, udp_drops(uas_port) + udp_drops(uac_port))
         for sp in (uac, uas):  # /proc/PID goes when sipp exits: keep the last sample
             v = cpu_ticks([sp.pid])
             if v:
@@ -368,6 +370,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
         live.remove(uas)
     end_traffic = cpu_ticks(t_pids)
     drops = udp_drops(target.port) - drops0
+    sipp_drops = sdrops_max - sdrops0  # sampled while SIPp ran: its sockets go when it exits
     if settle > 0:
         time.sleep(settle)
     cpu1 = cpu_ticks(t_pids)
@@ -387,7 +390,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
         "retrans": stat_int(uac_st, "Retransmissions(C)") + stat_int(uas_st, "Retransmissions(C)"),
         "invites_100": col(uac_ct, "_100_Recv"),
         "cpu_s": (cpu1 - cpu0) / TICK, "cpu_traffic_s": (end_traffic - cpu0) / TICK,
-        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d, "drops": drops, "unexp": unexp,
+        "idle_per_s": idle_per_s, "sipp_cpu_s": sipp_cpu / TICK, "dir": d, "drops": drops, "unexp": unexp, "sipp_drops": sipp_drops,
     }
     r.update(extra)
     r["clean"] = (uac_rc == 0 and r["ok"] == calls and r["failed"] == 0
@@ -401,7 +404,8 @@ def describe(r):
     return (f"{r['ok']}/{r['calls']} ok, {r['failed']} failed (uas {r['uas_ok']} ok, "
             f"{r['uas_failed']} failed), {r['retrans']} SIPp retransmissions, "
             f"{r['unexp']} unexpected messages ignored, "
-            f"{r['drops']} datagrams dropped at the target's full UDP socket, "
+            f"{r['drops']} datagrams dropped at the target's full UDP socket "
+            f"({r['sipp_drops']} at SIPp's), "
             f"{r['wall']:.1f} s, sipp rc {r['uac_rc']}")
 
 

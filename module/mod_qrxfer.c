@@ -200,6 +200,9 @@ static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 		mod_metric_set(MOD_METRIC_MOVES_FAILED_TOTAL, (int64_t)st->moves_failed);
 		mod_metric_set(MOD_METRIC_CODES_REJECTED_TOTAL, (int64_t)st->codes_rejected);
 		mod_metric_set(MOD_METRIC_SIP_REQUESTS_TOTAL, (int64_t)st->requests_total);
+		mod_metric_set(MOD_METRIC_SIP_RESPONSES_TOTAL, (int64_t)st->responses_total);
+		mod_metric_set(MOD_METRIC_MOVES_ACTIVE, (int64_t)st->moves_active);
+		mod_metric_set(MOD_METRIC_CONFIRMS_TOTAL, (int64_t)st->confirms_total);
 	}
 	if (store && conf.store_keep_ended && ++seconds % 60 == 0) {
 		struct store_job job = {.op = STORE_OP_PURGE};

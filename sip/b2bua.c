@@ -69,6 +69,8 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 {
 	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
 
+	if (ev >= nua_r_set_params && status >= 100)
+		s->stats.responses_total++;
 	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error && ev != nua_i_active &&
 	    ev != nua_i_terminated && ev != nua_i_media_error)
 		s->stats.requests_total++;

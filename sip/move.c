@@ -195,6 +195,9 @@ static void set_state(struct move *m, enum sip_move_state st)
 {
 	struct store_job job = {.op = STORE_OP_MOVE_STATE};
 
+	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && m->state != SIP_MOVE_DONE &&
+	    m->state != SIP_MOVE_FAILED && m->sip->stats.moves_active)
+		m->sip->stats.moves_active--;
 	m->state = st;
 	changed(m);
 	/* The store makes offered by insert and redeemed by redeem itself. */
@@ -527,6 +530,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
 	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
 	m->state = SIP_MOVE_STORING;
+	s->stats.moves_active++;
 	move_index(m);
 	m->next = s->moves;
 	if (s->moves)
@@ -876,6 +880,7 @@ static int answer(struct move *m, int near, const char *body, size_t len)
 		return 0;
 	if (m->state != SIP_MOVE_CONFIRMING || !(near ? m->need_near : m->need_far))
 		return 0;
+	m->sip->stats.confirms_total++;
 	event(m, "answer", "%s said %s", near ? "near" : "far", yes ? "yes" : "no");
 	if (!yes) {
 		fail(m, 603, "%s declined", near ? "the near party" : "the far party");

@@ -70,6 +70,7 @@ struct sip_stats {
 	unsigned long calls_total, calls_answered, calls_failed, calls_active;
 	unsigned long registers_total, requests_total, requests_rejected;
 	unsigned long moves_total, moves_completed, moves_failed, codes_rejected;
+	unsigned long moves_active, confirms_total, responses_total;
 };
 
 /* Start the stack on root; conf strings are copied. */

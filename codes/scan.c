@@ -16,6 +16,7 @@
 enum pass {
 	PASS_ADAPT_HALF,
 	PASS_HALF,
+	PASS_DESPECKLE,
 	PASS_BLUR_ADAPT,
 	PASS_VSMOOTH,
 	PASS_STRETCH,
@@ -26,7 +27,7 @@ enum pass {
 };
 
 static const char *const pass_names[PASS_N] = {
-    "adaptive-half", "half", "blur-adaptive", "vsmooth-half",
+    "adaptive-half", "half", "despeckle",     "blur-adaptive", "vsmooth-half",
     "stretch",       "full", "adaptive-full", "inverted",
 };
 
@@ -177,6 +178,36 @@ static int adaptive(struct code_grey *g)
 	return 0;
 }
 
+/*
+ * 3x3 majority on a binarised image (borders kept): a screen's pixel grid leaves dots in the
+ * quiet zone that zbar takes for bars; bars and QR modules are wider and stay.
+ */
+static int despeckle(struct code_grey *g)
+{
+	unsigned w = g->w, h = g->h;
+	uint8_t *src = malloc((size_t)w * h);
+
+	if (!src)
+		return ENOMEM;
+	memcpy(src, g->px, (size_t)w * h);
+	for (unsigned y = 1; y + 1 < h; y++) {
+		const uint8_t *a = src + (size_t)(y - 1) * w, *b = a + w, *c = b + w;
+		uint8_t *o = g->px + (size_t)y * w;
+		/* Dark pixels in the 3-pixel columns at x-1 and x. */
+		unsigned left = !a[0] + !b[0] + !c[0], mid = !a[1] + !b[1] + !c[1];
+
+		for (unsigned x = 1; x + 1 < w; x++) {
+			unsigned right = !a[x + 1] + !b[x + 1] + !c[x + 1];
+
+			o[x] = left + mid + right > 4 ? 0 : 255;
+			left = mid;
+			mid = right;
+		}
+	}
+	free(src);
+	return 0;
+}
+
 static void add_symbol(struct code_scan_result *res, enum code_sym_kind kind, const char *data,
                        unsigned len)
 {
@@ -261,8 +292,8 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 		err = CODE_ENOCODE;
 	}
 	for (unsigned p = 0; p < PASS_N; p++) {
-		int half_pass =
-		    p == PASS_HALF || p == PASS_STRETCH || p == PASS_ADAPT_HALF || p == PASS_INVERT;
+		int half_pass = p == PASS_HALF || p == PASS_STRETCH || p == PASS_ADAPT_HALF ||
+		                p == PASS_INVERT || p == PASS_DESPECKLE;
 		int e = 0;
 
 		if (o->pass_mask && !(o->pass_mask & (1u << p)))
@@ -283,10 +314,12 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 				e = adaptive(&work);
 			if (!e && p == PASS_VSMOOTH)
 				e = vsmooth(&work);
-			if (!e && p == PASS_BLUR_ADAPT)
+			if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
 				e = blur(&work);
-			if (!e && p == PASS_BLUR_ADAPT)
+			if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
 				e = adaptive(&work);
+			if (!e && p == PASS_DESPECKLE)
+				e = despeckle(&work);
 			if (!e && p == PASS_INVERT)
 				for (size_t i = 0; i < (size_t)work.w * work.h; i++)
 					work.px[i] = (uint8_t)~work.px[i];

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "codes/code.h"
+#include "tests/unit/leakcheck.h"
 
 static struct code_keyring *kr;
 static char tok[CODE_TOKEN_LEN + 1];
@@ -25,6 +26,7 @@ static void setup(void)
 static void teardown(void)
 {
 	code_keyring_free(kr);
+	leakcheck();
 }
 
 TestSuite(code_qr, .init = setup, .fini = teardown);

@@ -11,6 +11,9 @@
 
 #include "codes/code.h"
 #include "tests/codes/photo.h"
+#include "tests/unit/leakcheck.h"
+
+TestSuite(code_scan, .fini = leakcheck);
 
 static uint8_t *qr_png(size_t *len)
 {

@@ -10,6 +10,7 @@
 #include <criterion/redirect.h>
 
 #include "codes/code.h"
+#include "tests/unit/leakcheck.h"
 
 static struct code_keyring *kr;
 static const uint8_t key1[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
@@ -28,6 +29,7 @@ static void teardown(void)
 {
 	code_keyring_free(kr);
 	kr = NULL;
+	leakcheck();
 }
 
 TestSuite(code_token, .init = setup, .fini = teardown);

@@ -20,6 +20,7 @@
 
 #include "module/curlm.h"
 #include "module/http.h"
+#include "tests/unit/leakcheck.h"
 
 static su_root_t *root;
 static struct mod_http *srv;
@@ -97,6 +98,7 @@ static void teardown(void)
 	mod_http_free(srv);
 	su_root_destroy(root);
 	su_deinit();
+	leakcheck();
 }
 
 TestSuite(curlm, .init = setup, .fini = teardown);

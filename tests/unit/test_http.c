@@ -23,6 +23,7 @@
 
 #include "module/http.h"
 #include "module/metrics.h"
+#include "tests/unit/leakcheck.h"
 
 #define TOKEN    "s3cret-token"
 #define BODY_MAX 1024
@@ -293,6 +294,7 @@ static void teardown(void)
 	srv = NULL;
 	su_root_destroy(root);
 	su_deinit();
+	leakcheck();
 }
 
 TestSuite(http, .init = setup, .fini = teardown);

@@ -25,6 +25,7 @@
 
 #include "codes/code.h"
 #include "module/http.h"
+#include "tests/unit/leakcheck.h"
 
 #define TOKEN "ctl-token-1"
 
@@ -180,6 +181,7 @@ static void teardown(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		fprintf(stderr, "cannot remove %s\n", dir);
+	leakcheck();
 }
 
 TestSuite(ctl, .init = setup, .fini = teardown);

@@ -8,6 +8,9 @@
 #include <criterion/criterion.h>
 
 #include "module/metrics.h"
+#include "tests/unit/leakcheck.h"
+
+TestSuite(metrics, .fini = leakcheck);
 
 static char *render(void)
 {

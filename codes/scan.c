@@ -318,6 +318,9 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 				e = blur(&work);
 			if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
 				e = adaptive(&work);
+			/* A second round clears the grid dots that the first one only thins. */
+			if (!e && p == PASS_DESPECKLE)
+				e = despeckle(&work);
 			if (!e && p == PASS_DESPECKLE)
 				e = despeckle(&work);
 			if (!e && p == PASS_INVERT)

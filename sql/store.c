@@ -36,6 +36,7 @@ struct store {
 	pthread_mutex_t qlock; /* guards the two lists and stopping */
 	pthread_cond_t qcond;
 	struct node *todo, **todo_tail;
+	struct node *hot, **hot_tail; /* redeems: they overtake queued writes */
 	struct node *done, **done_tail;
 	int stopping;
 };
@@ -307,6 +308,7 @@ int store_open(struct store **sp, const char *url, char *err, size_t errlen)
 	s->efd = -1;
 	s->lim = default_limits;
 	s->todo_tail = &s->todo;
+	s->hot_tail = &s->hot;
 	s->done_tail = &s->done;
 	if (strncmp(url, "sqlite:", 7) == 0) {
 		s->ops = &store_sqlite_ops;
@@ -1204,10 +1206,13 @@ static void *worker(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&s->qlock);
-		while (!s->todo && !s->stopping)
+		while (!s->todo && !s->hot && !s->stopping)
 			pthread_cond_wait(&s->qcond, &s->qlock);
-		n = s->todo;
-		if (n) {
+		if ((n = s->hot)) {
+			s->hot = n->next;
+			if (!s->hot)
+				s->hot_tail = &s->hot;
+		} else if ((n = s->todo)) {
 			s->todo = n->next;
 			if (!s->todo)
 				s->todo_tail = &s->todo;
@@ -1321,8 +1326,14 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 		free(n);
 		return ESHUTDOWN;
 	}
-	*s->todo_tail = n;
-	s->todo_tail = &n->next;
+	/* A device waits on a redeem; it needs only the move's row, whose insert has finished. */
+	if (job->op == STORE_OP_MOVE_REDEEM || job->op == STORE_OP_MOVE_NODE) {
+		*s->hot_tail = n;
+		s->hot_tail = &n->next;
+	} else {
+		*s->todo_tail = n;
+		s->todo_tail = &n->next;
+	}
 	pthread_cond_signal(&s->qcond);
 	pthread_mutex_unlock(&s->qlock);
 	return 0;

@@ -252,7 +252,9 @@ typedef void(store_done_h)(struct store_job *job, void *arg);
 /* Starts the worker and reports completions to root's thread; call on that thread. */
 int store_attach(struct store *s, struct su_root_s *root);
 
-/* Queues a copy of job; done (may be NULL: fire and forget) runs on the loop thread afterwards. */
+/* Queues a copy of job; done (may be NULL: fire and forget) runs on the loop thread afterwards.
+ * Jobs run in order, except that redeems (MOVE_REDEEM, MOVE_NODE) overtake queued jobs: submit
+ * them only once the move's insert has completed. */
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
 
 #endif

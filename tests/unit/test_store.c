@@ -674,6 +674,7 @@ struct loop {
 	int done;
 	int off_thread; /* callbacks that ran elsewhere than the loop thread */
 	int errs[16];
+	int order[16]; /* when each slot completed: 0, 1, ... */
 	int64_t n[16];
 	char text[16][STORE_ID_MAX];
 };
@@ -711,6 +712,7 @@ static void on_done(struct store_job *job, void *arg)
 	default:
 		break;
 	}
+	l->order[tag->slot] = l->done;
 	l->done++;
 }
 
@@ -755,6 +757,10 @@ Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 	job.op = STORE_OP_MOVE_INSERT;
 	make_move(&job.move, "m-async", "c-async", 42, 1000, 120000);
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+	/* Redeems overtake queued jobs, so they go in once the move's insert is done. */
+	for (spins = 0; l.done < 2 && spins < 1000; spins++)
+		su_root_step(l.root, 10);
+	cr_assert_eq(l.done, 2, "the insert did not complete");
 
 	memset(&job, 0, sizeof(job));
 	job.op = STORE_OP_MOVE_REDEEM;
@@ -814,6 +820,69 @@ Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 		cr_assert_eq(got.state, STORE_CALL_ENDED);
 		cr_assert_eq(got.answered_at, 1100);
 	}
+	su_root_destroy(l.root);
+	su_deinit();
+	finish();
+}
+
+/* A device waiting on its code is not kept behind a backlog of event lines and state writes. */
+Test(store, a_redeem_overtakes_queued_writes)
+{
+	struct loop l;
+	struct tag tags[3];
+	struct store_job job;
+	int i, spins;
+
+	memset(&l, 0, sizeof(l));
+	cr_assert_eq(su_init(), 0);
+	l.root = su_root_create(NULL);
+	cr_assert_not_null(l.root);
+	l.thread = pthread_self();
+	for (i = 0; i < 3; i++) {
+		tags[i].loop = &l;
+		tags[i].slot = i;
+	}
+	cr_assert_eq(store_attach(st, l.root), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c-hot", 1000);
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_INSERT;
+	make_move(&job.move, "m-hot", "c-hot", 77, 1000, 120000);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	for (spins = 0; l.done < 1 && spins < 1000; spins++)
+		su_root_step(l.root, 10);
+	cr_assert_eq(l.errs[0], 0);
+
+	/* A backlog of writes, a read queued behind it, then the redeem. */
+	for (i = 0; i < 400; i++) {
+		memset(&job, 0, sizeof(job));
+		job.op = STORE_OP_MOVE_EVENT;
+		snprintf(job.id, sizeof(job.id), "m-hot");
+		snprintf(job.step, sizeof(job.step), "filler");
+		job.at = 1500 + i;
+		cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	}
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_GET;
+	snprintf(job.id, sizeof(job.id), "c-hot");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_REDEEM;
+	job.redeem.key = STORE_KEY_TOKEN;
+	hash_of(job.redeem.hash, 77);
+	job.redeem.now = 2000;
+	snprintf(job.redeem.by, sizeof(job.redeem.by), "udp:127.0.0.1:5066");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[2]), 0);
+	for (spins = 0; l.done < 3 && spins < 2000; spins++)
+		su_root_step(l.root, 10);
+	cr_assert_eq(l.done, 3, "only %d of 3 completions arrived", l.done);
+	cr_assert_eq(l.errs[2], 0, "the redeem failed: %d", l.errs[2]);
+	cr_assert_str_eq(l.text[2], "m-hot");
+	cr_assert_lt(l.order[2], l.order[1], "the redeem waited behind the queued writes");
+	store_close(st);
+	st = NULL;
 	su_root_destroy(l.root);
 	su_deinit();
 	finish();

@@ -846,7 +846,8 @@ int store_move_node(struct store *s, struct store_redeem *r, char *node, size_t 
 {
 	static const char by_token[] =
 	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
-	    "WHERE m.token_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = 0";
+	    "WHERE m.token_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = "
+	    "0";
 	static const char by_code[] =
 	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
 	    "WHERE m.code_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = 0 "

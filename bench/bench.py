@@ -32,15 +32,13 @@ import sys
 import tempfile
 import time
 
+from benchlib import (cleanup, env_int, free_port, last_row, live, sip_ping, spawn,
+                      stat_int, stop)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_SRC = os.environ.get("top_srcdir") or os.path.dirname(HERE)
 TOP_BUILD = os.environ.get("top_builddir") or os.getcwd()
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-
-
-def env_int(name, default):
-    v = os.environ.get(name, "")
-    return int(v) if v.strip() else default
 
 
 DURATION = env_int("BENCH_DURATION", 10 if QUICK else 60)
@@ -64,102 +62,11 @@ GOAL_CPU_RATIO = 1.0
 GOAL_RATE = 1000
 GOAL_RSS_KIB = 16
 
-live = []  # Popen objects started here, stopped on exit
 findings = []  # daemon misbehaviour seen during the run
 
 
 def log(msg):
     print(msg, flush=True)
-
-
-def free_port(span=1):
-    for _ in range(5000):
-        base = random.randrange(20000, 60000 - span, 2)
-        ok = True
-        for p in range(base, base + span):
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                s = socket.socket(socket.AF_INET, kind)
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                finally:
-                    s.close()
-        if ok:
-            return base
-    sys.exit("bench: no free port")
-
-
-def sip_ping(port, seconds):
-    """OPTIONS over UDP until any answer; True when answered."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    me = s.getsockname()[1]
-    deadline = time.monotonic() + seconds
-    n = 0
-    try:
-        while time.monotonic() < deadline:
-            n += 1
-            msg = (
-                f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-b{n}-{me};rport\r\n"
-                f"Max-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1:{me}>;tag=b{me}\r\n"
-                f"To: <sip:127.0.0.1:{port}>\r\nCall-ID: bench-ping-{me}-{n}\r\n"
-                f"CSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
-            )
-            s.sendto(msg.encode(), ("127.0.0.1", port))
-            s.settimeout(0.3)
-            try:
-                s.recvfrom(65536)
-                return True
-            except (socket.timeout, ConnectionRefusedError):
-                time.sleep(0.1)
-    finally:
-        s.close()
-    return False
-
-
-def spawn(argv, logpath, cwd):
-    f = open(logpath, "ab")
-    p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         cwd=cwd, start_new_session=True)
-    f.close()
-    live.append(p)
-    return p
-
-
-def stop(p, sig=signal.SIGTERM, wait=10.0):
-    """Signal p, wait for it; return its exit status (None if it had to be killed)."""
-    if p.poll() is None:
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(wait)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-            if p in live:
-                live.remove(p)
-            return None
-    if p in live:
-        live.remove(p)
-    return p.returncode
-
-
-def cleanup():
-    for p in list(live):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-    live.clear()
 
 
 def descendants(pid):
@@ -220,17 +127,6 @@ def udp_drops(port):
     return n
 
 
-def last_row(path):
-    try:
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f, delimiter=";") if r]
-    except OSError:
-        return {}
-    if len(rows) < 2:
-        return {}
-    return dict(zip(rows[0], rows[-1]))
-
-
 def col(row, suffix):
     """Value of the (one) column whose name ends in suffix, e.g. _ACK_Recv."""
     for k, v in row.items():
@@ -240,13 +136,6 @@ def col(row, suffix):
             except ValueError:
                 return 0
     return 0
-
-
-def stat_int(row, key):
-    try:
-        return int(row.get(key, "0") or 0)
-    except ValueError:
-        return 0
 
 
 class Target:

@@ -356,6 +356,8 @@ static int mod_init(const struct mod_host *h)
 static void mod_reload(void)
 {
 	fill_sip_conf();
+	if (sip)
+		sip_reconf(sip, &sc);
 	LOG_INFO("conf", "reloaded %s", host->conf_path);
 }
 
@@ -377,14 +379,17 @@ static void mod_close(void)
 	if (tick)
 		su_timer_destroy(tick);
 	tick = NULL;
-	sip_free(sip);
-	sip = NULL;
+	/* The store's last callbacks must find the stack still there, but touch nothing. */
+	if (sip)
+		sip_detach_store(sip);
 	mod_http_free(http);
 	http = NULL;
-	mod_sms_free(sms);
-	sms = NULL;
 	store_close(store);
 	store = NULL;
+	sip_free(sip);
+	sip = NULL;
+	mod_sms_free(sms);
+	sms = NULL;
 	mod_api_free(api);
 	api = NULL;
 	code_keyring_free(keys);

@@ -349,6 +349,25 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	}
 }
 
+void sip_detach_store(struct sip *s)
+{
+	s->detached = 1;
+	s->conf.store = NULL;
+}
+
+void sip_reconf(struct sip *s, const struct sip_conf *conf)
+{
+	s->conf.qr_uri_https = conf->qr_uri_https;
+	s->conf.code_ttl = conf->code_ttl;
+	s->conf.code_digits = conf->code_digits;
+	s->conf.send_qr_image = conf->send_qr_image;
+	s->conf.confirm = conf->confirm;
+	s->conf.confirm_sms_near = conf->confirm_sms_near;
+	s->conf.confirm_sms_far = conf->confirm_sms_far;
+	s->conf.confirm_timeout = conf->confirm_timeout;
+	s->conf.scans_both = conf->scans_both;
+}
+
 void sip_free(struct sip *s)
 {
 	if (!s)

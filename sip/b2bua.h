@@ -73,7 +73,8 @@ struct call {
 	struct leg *reinvite_from;
 	su_timer_t *max_timer;
 	time_t created, answered;
-	char *far_origin; /* the o= line the far party sees, %llu for the version */
+	char *far_origin;      /* the far party's o= line: user and session id */
+	char *far_origin_tail; /* and nettype, addrtype, address; the version is far_version */
 	unsigned long long far_version;
 	char *far_body;        /* the last SDP sent to far, as it came */
 	char *near_sdp;        /* the last SDP the near device sent, for a rollback */
@@ -118,6 +119,7 @@ struct sip {
 	void *done_arg;
 	su_timer_t *shutdown_timer;
 	unsigned shutting_down : 1;
+	unsigned detached : 1; /* the store is closing: its callbacks touch nothing */
 	unsigned shutdown_sent : 1;
 };
 

@@ -223,6 +223,14 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 		initial_response(leg, status, phrase, sip);
 		return;
 	}
+	if (leg != c->near && leg != c->far && !leg->incoming && status >= 200 && status < 300) {
+		/* A leg dialled for a move that let go of it (its CANCEL crossed the answer). */
+		nua_ack(leg->nh, TAG_END());
+		leg->answered = 1;
+		leg->ending = 0;
+		call_leg_end(leg, "SIP;cause=487;text=\"Move abandoned\"");
+		return;
+	}
 	if (status < 200 || !from || from == leg)
 		return;
 	/* The answer to a relayed re-INVITE. */

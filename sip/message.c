@@ -41,7 +41,9 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	struct leg *other = call_other(leg);
 	struct relay *r;
 
-	if (!other->nh || other->terminated || other->ending || c->state == SIP_CALL_ENDING) {
+	/* A leg that left or is joining in a move has nobody to relay to. */
+	if (!other || !other->nh || other->terminated || other->ending ||
+	    c->state == SIP_CALL_ENDING) {
 		nua_respond(leg->nh, SIP_481_NO_TRANSACTION, NUTAG_WITH_THIS(nua), TAG_END());
 		return;
 	}

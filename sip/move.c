@@ -54,12 +54,13 @@ struct move {
 	nua_handle_t *refer_nh;
 	char *refer_event;
 	su_timer_t *timer;
-	unsigned tries;
-	unsigned jobs; /* store jobs that will call back with this move */
+	unsigned tries;       /* waits for the far leg to be free */
+	unsigned glare_tries; /* re-INVITEs C answered 491 */
+	unsigned jobs;        /* store jobs that will call back with this move */
 	long long t_redeem, t_reinvite, t_answer; /* monotonic microseconds */
 	sip_move_h *cb;
 	void *cb_arg;
-	unsigned long sms_ref;
+	unsigned long sms_ref[2]; /* near, far */
 	char near_number[32], far_number[32];
 };
 
@@ -414,6 +415,8 @@ static void on_inserted(struct store_job *job, void *arg)
 	struct move *m = arg;
 
 	m->jobs--;
+	if (m->sip->detached)
+		return; /* exiting: move_free_all() frees it */
 	if (m->linger && !m->jobs) {
 		move_free(m);
 		return;
@@ -550,6 +553,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	free(job);
 	if (err) {
 		m->jobs--;
+		m->cb = NULL; /* the caller hears err; the callback must not run too */
 		fail(m, 500, "the store is not reachable");
 		return err;
 	}
@@ -621,7 +625,7 @@ static void fail(struct move *m, int status, const char *fmt, ...)
 	notify_refer(m, status, sip_status_phrase(status) ? sip_status_phrase(status) : "Failed",
 	             1);
 	reply(m, EPROTO);
-	if (c && m->c_answered && !m->rolling_back) {
+	if (c && m->c_answered && !m->rolling_back && !m->a_gone) {
 		rollback(m);
 		return;
 	}
@@ -816,7 +820,7 @@ static void ask(struct move *m, struct leg *leg, int sms, const char *number)
 			     number[0] ? number : "(no number)");
 			return;
 		}
-		m->sms_ref = m->sip->sms_seq;
+		m->sms_ref[leg == m->call->far] = m->sip->sms_seq;
 		event(m, "ask", "SMS to %s", number);
 		return;
 	}
@@ -957,7 +961,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 			move_detach(m);
 			return 1;
 		}
-		if (status == 491 && m->b && ++m->tries <= MOVE_491_TRIES && !m->b_gone) {
+		if (status == 491 && m->b && ++m->glare_tries <= MOVE_491_TRIES && !m->b_gone) {
 			backoff_491(m);
 			return 1;
 		}
@@ -1134,6 +1138,8 @@ static void on_redeemed(struct store_job *job, void *arg)
 	struct leg *b;
 	char after[24];
 
+	if (s->detached)
+		return; /* exiting: move_free_all() frees it */
 	if (job->err == EAGAIN) {
 		snprintf(after, sizeof(after), "%lld",
 		         (long long)(job->redeem.wait_ms + 999) / 1000);
@@ -1251,6 +1257,9 @@ static void on_node(struct store_job *job, void *arg)
 	url_t *target;
 	nua_handle_t *nh;
 	int err;
+
+	if (r->sip->detached)
+		return; /* exiting: move_free_all() frees it */
 
 	if (r->cancelled || !sip) {
 		redeem_free(r);
@@ -1521,6 +1530,8 @@ static void scan_done(void *arg)
 	struct move *m = NULL;
 	int err = sc->err, near = !strcmp(sc->who, "near");
 
+	if (s->detached)
+		goto out; /* exiting */
 	if (!err)
 		m = scan_find(s, &sc->res, &err);
 	if (!m) {
@@ -1944,7 +1955,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body)
 void sip_sms_result(struct sip *s, unsigned long ref, int ok)
 {
 	for (struct move *m = s->moves; m; m = m->next)
-		if (m->sms_ref == ref) {
+		if (m->sms_ref[0] == ref || m->sms_ref[1] == ref) {
 			if (ok)
 				event(m, "sms", "the gateway took the SMS");
 			else if (m->state == SIP_MOVE_CONFIRMING)

@@ -55,8 +55,9 @@ sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl)
 		if (sscanf(line, "o=%63s %31s %llu %15s %15s %127s", user, sess, &ver, net, atype,
 		           addr) != 6)
 			return (sip_payload_t *)pl;
-		c->far_origin =
-		    su_sprintf(c->home, "%s %s %%llu %s %s %s", user, sess, net, atype, addr);
+		/* Kept as two plain strings around the version: they came off the wire. */
+		c->far_origin = su_sprintf(c->home, "%s %s", user, sess);
+		c->far_origin_tail = su_sprintf(c->home, "%s %s %s", net, atype, addr);
 		c->far_version = ver;
 		c->far_body = su_strndup(c->home, pl->pl_data, pl->pl_len);
 		return (sip_payload_t *)pl;
@@ -64,8 +65,10 @@ sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl)
 	if (!c->far_body ||
 	    !same_but_origin(c->far_body, strlen(c->far_body), pl->pl_data, pl->pl_len))
 		c->far_version++;
-	n = (size_t)snprintf(line, sizeof(line), "o=");
-	n += (size_t)snprintf(line + n, sizeof(line) - n, c->far_origin, c->far_version);
+	n = (size_t)snprintf(line, sizeof(line), "o=%s %llu %s", c->far_origin, c->far_version,
+	                     c->far_origin_tail ? c->far_origin_tail : "");
+	if (n >= sizeof(line))
+		return (sip_payload_t *)pl;
 	buf = su_alloc(c->home, pl->pl_len - olen + n + 1);
 	if (!buf)
 		return (sip_payload_t *)pl;

@@ -79,6 +79,12 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf);
 /* End live calls with BYE and stop the stack; done runs on the loop when finished. */
 void sip_shutdown(struct sip *s, sip_done_h *done, void *arg);
 
+/* Stop using the store: its later callbacks only let go (call before store_close at exit). */
+void sip_detach_store(struct sip *s);
+
+/* Apply the reloadable fields of conf (codes, confirm, scans) to a running stack. */
+void sip_reconf(struct sip *s, const struct sip_conf *conf);
+
 /* Free a stack whose shutdown has completed. */
 void sip_free(struct sip *s);
 

@@ -165,6 +165,11 @@ sc_hold_near() {
 	sipp_start far server callee-hold-recv.xml &&
 		sipp_start near client caller-hold.xml -key ruri "$ruri_far"
 }
+# An o= line full of printf directives must come out as text (sip/sdp.c).
+sc_hold_hostile_origin() {
+	sipp_start far server callee-hold-recv.xml &&
+		sipp_start near client caller-hold-hostile.xml -key ruri "$ruri_far"
+}
 sc_hold_far() {
 	sipp_start far server callee-hold.xml &&
 		sipp_start near client caller-hold-recv.xml -key ruri "$ruri_far"
@@ -226,6 +231,7 @@ run busy-486-far-near sc_busy_far
 run redirect-302-as-480 sc_redirect
 run hold-resume-near sc_hold_near
 run hold-resume-far sc_hold_far
+run hold-hostile-origin sc_hold_hostile_origin
 run update-near sc_update_near
 run glare-491 sc_glare
 run message-info sc_message_info

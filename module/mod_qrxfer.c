@@ -24,7 +24,7 @@ static struct {
 	char *sip_listen, *sip_tls_listen, *sip_tls_cert_dir, *sip_domain, *sip_upstream;
 	int max_call_duration, register_timeout;
 	char *http_listen, *http_public_url, *http_admin_token_file;
-	int http_admin_loopback_only, http_body_max, http_rate, http_burst;
+	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
 	char *store_url;
 	int store_keep_ended;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
@@ -34,7 +34,7 @@ static struct {
 	int confirm_policy, confirm_channel, confirm_near_channel, confirm_far_channel;
 	int confirm_timeout;
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
-	char *sms_twilio_auth_token_file, *sms_webhook_secret_file;
+	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
 } conf;
 
@@ -65,6 +65,7 @@ static const struct mod_conf_param params[] = {
     {"http", "body_max", MOD_CONF_INT, &conf.http_body_max, "8388608", 1024, 268435456},
     {"http", "rate", MOD_CONF_INT, &conf.http_rate, "10", 1, 100000},
     {"http", "burst", MOD_CONF_INT, &conf.http_burst, "20", 1, 100000},
+    {"http", "qr_px", MOD_CONF_INT, &conf.http_qr_px, "8", 1, 40},
     {"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
      .flags = REQ},
     {"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
@@ -97,6 +98,7 @@ static const struct mod_conf_param params[] = {
     {"sms", "retries", MOD_CONF_INT, &conf.sms_retries, "3", 0, 10},
     {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
     {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
+    {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
     {NULL},
 };
 
@@ -339,6 +341,8 @@ static int mod_init(const struct mod_host *h)
 		ac.keys = keys;
 		ac.twilio_auth_token = twilio_token;
 		ac.webhook_secret = webhook_secret;
+		ac.webhook_url = nonempty(conf.sms_webhook_url);
+		ac.qr_px = (unsigned)conf.http_qr_px;
 		err = mod_api_alloc(&api, http, sip, store, &ac);
 		if (err) {
 			LOG_ERR("http", "cannot set up the API: %s", strerror(err));

@@ -22,7 +22,7 @@
 
 static struct {
 	char *sip_listen, *sip_tls_listen, *sip_tls_cert_dir, *sip_domain, *sip_upstream;
-	int max_call_duration, register_timeout;
+	int max_call_duration, register_timeout, udp_rcvbuf;
 	char *http_listen, *http_public_url, *http_admin_token_file;
 	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
 	char *store_url;
@@ -57,6 +57,7 @@ static const struct mod_conf_param params[] = {
     {"sip", "upstream", MOD_CONF_STR, &conf.sip_upstream, "sip:127.0.0.1:5070", .flags = REQ},
     {"sip", "max_call_duration", MOD_CONF_INT, &conf.max_call_duration, "14400", 0, 604800},
     {"sip", "register_timeout", MOD_CONF_INT, &conf.register_timeout, "32", 1, 300},
+    {"sip", "udp_rcvbuf", MOD_CONF_INT, &conf.udp_rcvbuf, "4194304", 0, 268435456},
     {"http", "listen", MOD_CONF_STR, &conf.http_listen, "127.0.0.1:8080"},
     {"http", "public_url", MOD_CONF_STR, &conf.http_public_url, "http://127.0.0.1:8080"},
     {"http", "admin_token_file", MOD_CONF_STR, &conf.http_admin_token_file,
@@ -230,6 +231,7 @@ static void fill_sip_conf(void)
 	sc.upstream = conf.sip_upstream;
 	sc.max_call_secs = (unsigned)conf.max_call_duration;
 	sc.register_timeout = (unsigned)conf.register_timeout;
+	sc.udp_rcvbuf = (unsigned)conf.udp_rcvbuf;
 	sc.store = store;
 	sc.keys = keys;
 	sc.public_url = nonempty(conf.http_public_url);

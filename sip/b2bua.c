@@ -1,7 +1,10 @@
 /* The stack: set-up, the event dispatch, shutdown. */
 #include "config.h"
 #include <stdlib.h>
+#include <dirent.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -208,6 +211,43 @@ static char *route_param_uri(su_home_t *home, const char *uri)
 	                  u->url_params ? ";" : "", u->url_params ? u->url_params : "");
 }
 
+/*
+ * Bursts overflow the kernel's default UDP receive buffer (about 208 KB): give our listening
+ * UDP sockets a larger one. sofia-sip has no tag for it, so find them among our descriptors.
+ */
+static void udp_buffers(struct sip *s)
+{
+	url_t *u = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
+	unsigned short port = u ? (unsigned short)atoi(url_port(u)) : 0;
+	int size = (int)s->conf.udp_rcvbuf, n = 0, fd, type;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	DIR *d;
+	struct dirent *e;
+
+	su_free(s->home, u);
+	if (!size || !port || !(d = opendir("/proc/self/fd")))
+		return;
+	while ((e = readdir(d))) {
+		fd = atoi(e->d_name);
+		len = sizeof(type);
+		if (e->d_name[0] == '.' || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
+		    type != SOCK_DGRAM)
+			continue;
+		len = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+		    ntohs(ss.ss_family == AF_INET
+		              ? ((struct sockaddr_in *)&ss)->sin_port
+		              : ((struct sockaddr_in6 *)&ss)->sin6_port) != port)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) == 0)
+			n++;
+	}
+	closedir(d);
+	LOG_INFO("sip", "UDP receive buffer asked %d bytes on %d socket(s)", size, n);
+}
+
 #define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
 
 int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
@@ -287,6 +327,7 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	    SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
 	                     "REFER, NOTIFY, REGISTER"),
 	    NUTAG_SUPPORTED("path"), NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
+	udp_buffers(s);
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
 	         s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",
 	         s->conf.upstream);

@@ -19,6 +19,7 @@ struct sip_conf {
 	const char *upstream;      /* the PBX or trunk: the far side */
 	unsigned max_call_secs;    /* end calls older than this; 0 = never */
 	unsigned register_timeout; /* seconds to wait for the registrar */
+	unsigned udp_rcvbuf;       /* SO_RCVBUF of the UDP listener in bytes; 0: the kernel's */
 
 	/* Moves (all optional but the keyring and the store). */
 	struct store *store;       /* calls and moves are recorded here */

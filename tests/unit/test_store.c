@@ -716,23 +716,41 @@ static void on_done(struct store_job *job, void *arg)
 	l->done++;
 }
 
+/* A root on this thread with n tags pointing at it. */
+static void loop_init(struct loop *l, struct tag *tags, int n)
+{
+	memset(l, 0, sizeof(*l));
+	cr_assert_eq(su_init(), 0);
+	l->root = su_root_create(NULL);
+	cr_assert_not_null(l->root);
+	l->thread = pthread_self();
+	for (int i = 0; i < n; i++) {
+		tags[i].loop = l;
+		tags[i].slot = i;
+	}
+}
+
+/* Runs the root until n completions have arrived, or about 10 s. */
+static void loop_wait(struct loop *l, int n)
+{
+	for (int spins = 0; l->done < n && spins < 1000; spins++)
+		su_root_step(l->root, 10);
+}
+
+static void loop_fini(struct loop *l)
+{
+	su_root_destroy(l->root);
+	su_deinit();
+}
+
 Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 {
 	struct loop l;
 	struct tag tags[8];
 	struct store_job job;
 	struct store_call got;
-	int i, spins;
 
-	memset(&l, 0, sizeof(l));
-	cr_assert_eq(su_init(), 0);
-	l.root = su_root_create(NULL);
-	cr_assert_not_null(l.root);
-	l.thread = pthread_self();
-	for (i = 0; i < 8; i++) {
-		tags[i].loop = &l;
-		tags[i].slot = i;
-	}
+	loop_init(&l, tags, 8);
 	memset(&job, 0, sizeof(job));
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), ENOTCONN, "not attached yet");
 	cr_assert_eq(store_attach(st, l.root), 0);
@@ -758,8 +776,7 @@ Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 	make_move(&job.move, "m-async", "c-async", 42, 1000, 120000);
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
 	/* Redeems overtake queued jobs, so they go in once the move's insert is done. */
-	for (spins = 0; l.done < 2 && spins < 1000; spins++)
-		su_root_step(l.root, 10);
+	loop_wait(&l, 2);
 	cr_assert_eq(l.done, 2, "the insert did not complete");
 
 	memset(&job, 0, sizeof(job));
@@ -780,8 +797,7 @@ Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 	snprintf(job.id, sizeof(job.id), "m-async");
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[5]), 0);
 
-	for (spins = 0; l.done < 6 && spins < 1000; spins++)
-		su_root_step(l.root, 10);
+	loop_wait(&l, 6);
 	cr_assert_eq(l.done, 6, "only %d of 6 completions arrived", l.done);
 	cr_assert_eq(l.off_thread, 0, "a callback ran off the loop thread");
 	cr_assert_eq(l.errs[0], 0);
@@ -820,8 +836,7 @@ Test(store, async_jobs_complete_on_the_loop_thread_in_order)
 		cr_assert_eq(got.state, STORE_CALL_ENDED);
 		cr_assert_eq(got.answered_at, 1100);
 	}
-	su_root_destroy(l.root);
-	su_deinit();
+	loop_fini(&l);
 	finish();
 }
 
@@ -831,17 +846,9 @@ Test(store, a_redeem_overtakes_queued_writes)
 	struct loop l;
 	struct tag tags[3];
 	struct store_job job;
-	int i, spins;
+	int i;
 
-	memset(&l, 0, sizeof(l));
-	cr_assert_eq(su_init(), 0);
-	l.root = su_root_create(NULL);
-	cr_assert_not_null(l.root);
-	l.thread = pthread_self();
-	for (i = 0; i < 3; i++) {
-		tags[i].loop = &l;
-		tags[i].slot = i;
-	}
+	loop_init(&l, tags, 3);
 	cr_assert_eq(store_attach(st, l.root), 0);
 	memset(&job, 0, sizeof(job));
 	job.op = STORE_OP_CALL_INSERT;
@@ -851,8 +858,7 @@ Test(store, a_redeem_overtakes_queued_writes)
 	job.op = STORE_OP_MOVE_INSERT;
 	make_move(&job.move, "m-hot", "c-hot", 77, 1000, 120000);
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
-	for (spins = 0; l.done < 1 && spins < 1000; spins++)
-		su_root_step(l.root, 10);
+	loop_wait(&l, 1);
 	cr_assert_eq(l.errs[0], 0);
 
 	/* A backlog of writes, a read queued behind it, then the redeem. */
@@ -875,15 +881,13 @@ Test(store, a_redeem_overtakes_queued_writes)
 	job.redeem.now = 2000;
 	snprintf(job.redeem.by, sizeof(job.redeem.by), "udp:127.0.0.1:5066");
 	cr_assert_eq(store_submit(st, &job, on_done, &tags[2]), 0);
-	for (spins = 0; l.done < 3 && spins < 2000; spins++)
-		su_root_step(l.root, 10);
+	loop_wait(&l, 3);
 	cr_assert_eq(l.done, 3, "only %d of 3 completions arrived", l.done);
 	cr_assert_eq(l.errs[2], 0, "the redeem failed: %d", l.errs[2]);
 	cr_assert_str_eq(l.text[2], "m-hot");
 	cr_assert_lt(l.order[2], l.order[1], "the redeem waited behind the queued writes");
 	store_close(st);
 	st = NULL;
-	su_root_destroy(l.root);
-	su_deinit();
+	loop_fini(&l);
 	finish();
 }

@@ -217,15 +217,13 @@ static char *route_param_uri(su_home_t *home, const char *uri)
  */
 static void udp_buffers(struct sip *s)
 {
-	url_t *u = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
-	unsigned short port = u ? (unsigned short)atoi(url_port(u)) : 0;
+	unsigned short port = (unsigned short)atoi(url_port(s->self));
 	int size = (int)s->conf.udp_rcvbuf, n = 0, fd, type;
 	struct sockaddr_storage ss;
 	socklen_t len;
 	DIR *d;
 	struct dirent *e;
 
-	su_free(s->home, u);
 	if (!size || !port || !(d = opendir("/proc/self/fd")))
 		return;
 	while ((e = readdir(d))) {
@@ -283,15 +281,14 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		goto out;
 	s->upstream_route = route_param_uri(s->home, s->conf.upstream);
 	s->path = route_param_uri(s->home, s->conf.listen);
-	{
-		url_t *self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
-		s->node = self && self->url_host ? su_sprintf(s->home, "sip:%s%s%s", self->url_host,
-		                                              self->url_port ? ":" : "",
-		                                              self->url_port ? self->url_port : "")
-		                                 : NULL;
-	}
-	if (!s->upstream_route || !s->path) {
+	s->self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
+	if (s->self && s->self->url_host)
+		s->node = su_sprintf(s->home, "sip:%s%s%s", s->self->url_host,
+		                     s->self->url_port ? ":" : "",
+		                     s->self->url_port ? s->self->url_port : "");
+	if (!s->upstream_route || !s->path || !s->node) {
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
+		err = EINVAL;
 		goto out;
 	}
 	/* One thread: the stack runs on the caller's loop, not in a clone task. */

@@ -100,6 +100,7 @@ struct sip {
 	url_t *upstream;
 	char *upstream_route; /* <sip:upstream;lr> */
 	char *path;           /* <sip:us;lr> for REGISTER */
+	url_t *self;          /* conf.listen, parsed once */
 	char *node;           /* sip:host:port: how other nodes reach this one */
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;

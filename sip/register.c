@@ -7,15 +7,12 @@
 
 int register_init(struct sip *s)
 {
-	url_t *self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
+	const url_t *self = s->self;
 	char url[256];
 
-	if (!self || !self->url_host)
-		return EINVAL;
 	/* A client-only agent: the NUA agent of 1.12.11 cannot forward a request. */
 	snprintf(url, sizeof(url), "sip:%s:*", self->url_host); /* [v6] keeps its brackets */
 	s->nta = nta_agent_create(s->root, URL_STRING_MAKE(url), NULL, NULL, TAG_END());
-	su_free(s->home, self);
 	if (!s->nta) {
 		LOG_ERR("register", "cannot create the forwarding agent on %s: %s", url,
 		        strerror(errno));

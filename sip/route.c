@@ -53,13 +53,8 @@ int route_from_upstream(struct sip *s, msg_t *req)
 /* Whether a URI names this server's own SIP address (a request to it would loop). */
 int route_is_self(struct sip *s, const url_t *url)
 {
-	url_t *self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
-	int same;
+	const url_t *self = s->self;
 
-	if (!self)
-		return 0;
-	same = url->url_host && self->url_host && !strcasecmp(url->url_host, self->url_host) &&
+	return url->url_host && self->url_host && !strcasecmp(url->url_host, self->url_host) &&
 	       !strcmp(url_port(url), url_port(self));
-	su_free(s->home, self);
-	return same;
 }

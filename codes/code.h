@@ -66,6 +66,8 @@ int code_keyring_load(struct code_keyring **krp, const char *path);
 int code_keyring_add(struct code_keyring *kr, unsigned id, const uint8_t *key, size_t len);
 /* Makes key id the current one (it must be in the keyring). */
 int code_keyring_set_current(struct code_keyring *kr, unsigned id);
+/* Exchanges the keys of two keyrings: a reload puts new keys where every holder of a finds them. */
+void code_keyring_swap(struct code_keyring *a, struct code_keyring *b);
 /* Number of keys. */
 unsigned code_keyring_count(const struct code_keyring *kr);
 /* Wipes and frees; NULL is fine. */

@@ -80,6 +80,15 @@ void code_keyring_free(struct code_keyring *kr)
 	free(kr);
 }
 
+void code_keyring_swap(struct code_keyring *a, struct code_keyring *b)
+{
+	struct code_keyring t = *a;
+
+	*a = *b;
+	*b = t;
+	OPENSSL_cleanse(&t, sizeof(t));
+}
+
 unsigned code_keyring_count(const struct code_keyring *kr)
 {
 	return kr ? kr->n : 0;

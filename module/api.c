@@ -168,9 +168,11 @@ static unsigned err_status(int err)
 	}
 }
 
+/* The peer as guesses are counted: the same key as over SIP (an address, an IPv6 /64). */
 static void source_of(struct mod_http_req *req, char *out, size_t len)
 {
-	snprintf(out, len, "http:%s", mod_http_peer_str(req));
+	if (store_source_key(mod_http_peer(req), out, len))
+		snprintf(out, len, "ip:%s", mod_http_peer_str(req));
 }
 
 /* ---- jobs ---- */
@@ -1079,12 +1081,16 @@ static void post_sms_inbound(struct mod_http_req *req, void *arg)
 		mod_http_reply_error(req, 503, "no SIP stack");
 		goto out;
 	}
-	err = sip_sms_reply(a->sip, from, text);
+	/* Twilio names each message MessageSid; other gateways an id: a replay answers nothing. */
+	err = sip_sms_reply(a->sip, from, text,
+	                    form_get(p, n, "MessageSid") ? form_get(p, n, "MessageSid")
+	                                                 : form_get(p, n, "id"));
 	if (err)
 		api_log("sms inbound from %s: %s", from,
-		        err == ENOENT   ? "nobody asked this number"
-		        : err == EINVAL ? "reply is neither yes nor no"
-		                        : strerror(err));
+		        err == ENOENT     ? "nobody asked this number"
+		        : err == EALREADY ? "the same message again (ignored)"
+		        : err == EINVAL   ? "reply is neither yes nor no"
+		                          : strerror(err));
 	/* the gateway only needs to know we took it */
 	mod_http_reply(req, 200, "text/xml", twiml, strlen(twiml));
 out:

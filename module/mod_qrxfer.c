@@ -28,6 +28,8 @@ static struct {
 	char *store_url;
 	int store_keep_ended;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
+	int codes_lockout, codes_numeric_budget, store_timeout;
+	char *move_dial_domains;
 	char *codes_hmac_key_file;
 	char *move_feature_code;
 	int move_scans;
@@ -69,6 +71,7 @@ static const struct mod_conf_param params[] = {
     {"http", "qr_px", MOD_CONF_INT, &conf.http_qr_px, "8", 1, 40},
     {"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
      .flags = REQ},
+    {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 300},
     {"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
      .flags = R},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
@@ -77,8 +80,11 @@ static const struct mod_conf_param params[] = {
     {"codes", "hmac_key_file", MOD_CONF_STR, &conf.codes_hmac_key_file,
      QRXFER_SYSCONFDIR "/hmac.key"},
     {"codes", "max_failures", MOD_CONF_INT, &conf.codes_max_failures, "5", 1, 100},
+    {"codes", "lockout", MOD_CONF_INT, &conf.codes_lockout, "60", 1, 86400},
+    {"codes", "numeric_budget", MOD_CONF_INT, &conf.codes_numeric_budget, "30", 1, 100000},
     {"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
     {"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
+    {"move", "dial_domains", MOD_CONF_STR, &conf.move_dial_domains, ""},
     {"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
      .flags = R},
     {"confirm", "policy", MOD_CONF_ENUM, &conf.confirm_policy, "none", .choices = policies,
@@ -207,7 +213,8 @@ static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 		mod_metric_set(MOD_METRIC_MOVES_ACTIVE, (int64_t)st->moves_active);
 		mod_metric_set(MOD_METRIC_CONFIRMS_TOTAL, (int64_t)st->confirms_total);
 	}
-	if (store && conf.store_keep_ended && ++seconds % 60 == 0) {
+	/* keep_ended = 0 keeps ended calls; forgotten failures are pruned all the same. */
+	if (store && ++seconds % 60 == 0) {
 		struct store_job job = {.op = STORE_OP_PURGE};
 		job.at = store_now();
 		job.retention_ms = (int64_t)conf.store_keep_ended * 1000;
@@ -245,6 +252,8 @@ static void fill_sip_conf(void)
 	sc.confirm_sms_far = far_sms;
 	sc.confirm_timeout = (unsigned)conf.confirm_timeout;
 	sc.scans_both = conf.move_scans == 1;
+	sc.dial_domains = nonempty(conf.move_dial_domains);
+	sc.store_timeout = (unsigned)conf.store_timeout;
 	sc.hooks = &hooks;
 }
 
@@ -306,6 +315,8 @@ static int mod_init(const struct mod_host *h)
 		return err;
 	}
 	lim.max_failures = conf.codes_max_failures;
+	lim.slow_base_ms = (int64_t)conf.codes_lockout * 1000;
+	lim.numeric_budget = conf.codes_numeric_budget;
 	store_limits_set(store, &lim);
 	err = store_attach(store, h->root);
 	if (err) {
@@ -359,8 +370,27 @@ static int mod_init(const struct mod_host *h)
 	return 0;
 }
 
+/* SIGHUP: the keyring file again; a bad file keeps the keys we have. */
+static void reload_keys(void)
+{
+	struct code_keyring *fresh = NULL;
+	int err = code_keyring_load(&fresh, conf.codes_hmac_key_file);
+
+	if (err) {
+		LOG_ERR("codes", "hmac_key_file %s: %s (keeping the keys loaded before)",
+		        conf.codes_hmac_key_file, code_strerror(err));
+		return;
+	}
+	code_keyring_swap(keys, fresh);
+	code_keyring_free(fresh);
+	LOG_INFO("codes", "hmac_key_file %s: %u keys", conf.codes_hmac_key_file,
+	         code_keyring_count(keys));
+}
+
 static void mod_reload(void)
 {
+	if (keys)
+		reload_keys();
 	fill_sip_conf();
 	if (sip)
 		sip_reconf(sip, &sc);

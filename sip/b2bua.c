@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sql/store.h"
 #include "sip/b2bua.h"
 #include "sip/move.h"
 
@@ -246,6 +247,19 @@ static void udp_buffers(struct sip *s)
 	LOG_INFO("sip", "UDP receive buffer asked %d bytes on %d socket(s)", size, n);
 }
 
+static void on_node_reset(struct store_job *job, void *arg)
+{
+	struct sip *s = arg;
+
+	if (s->detached)
+		return;
+	if (job->err)
+		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
+		         strerror(job->err));
+	else if (job->n)
+		LOG_INFO("sip", "store: %zu calls of a previous run marked ended", job->n);
+}
+
 #define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
 
 int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
@@ -271,6 +285,7 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	DUP(tls_cert_dir);
 	DUP(domain);
 	DUP(upstream);
+	DUP(dial_domains);
 	s->upstream = url_hdup(s->home, URL_STRING_MAKE(s->conf.upstream)->us_url);
 	if (!s->upstream || !s->upstream->url_host) {
 		LOG_ERR("sip", "upstream %s: not a SIP URI", s->conf.upstream);
@@ -290,6 +305,12 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
 		err = EINVAL;
 		goto out;
+	}
+	if (s->conf.store) {
+		/* What the store still lists as live here died with the last process. */
+		struct store_job job = {.op = STORE_OP_NODE_RESET, .at = store_now()};
+		snprintf(job.text, sizeof(job.text), "%s", s->node);
+		store_submit(s->conf.store, &job, on_node_reset, s);
 	}
 	/* One thread: the stack runs on the caller's loop, not in a clone task. */
 	su_root_threading(root, 0);

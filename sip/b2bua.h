@@ -115,6 +115,8 @@ struct sip {
 	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
 	struct sip_work *work;    /* image decoding */
 	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
+	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
+	unsigned sms_seen_next;
 	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;

@@ -151,6 +151,7 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 	msg_t *req = nua_current_request(s->nua);
 	int from_up = route_from_upstream(s, req);
 	const url_t *target = sip->sip_request->rq_url;
+	url_t *clean = NULL;
 	struct txn *t;
 	sip_addr_t *from, *to;
 
@@ -159,8 +160,17 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 		nua_handle_destroy(nh);
 		return;
 	}
-	t = txn_new(s, nh);
+	/* Headers in the Request-URI would become headers of our request (RFC 3261 19.1.5): a
+	 * client could add P-Asserted-Identity toward the PBX. They are not relayed. */
+	if (target->url_headers) {
+		clean = url_hdup(s->home, target);
+		if (clean)
+			clean->url_headers = NULL;
+		target = clean;
+	}
+	t = target ? txn_new(s, nh) : NULL;
 	if (!t) {
+		su_free(s->home, clean);
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, NUTAG_WITH_THIS(s->nua), TAG_END());
 		nua_handle_destroy(nh);
 		return;
@@ -174,6 +184,7 @@ static void relay_out_of_dialog(struct sip *s, nua_handle_t *nh, const sip_t *si
 	               TAG_IF(!from_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	su_free(s->home, from);
 	su_free(s->home, to);
+	su_free(s->home, clean);
 	nua_message(t->out_nh, BODY_TAGS(sip), TAG_END());
 }
 

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <sofia-sip/hostdomain.h>
 #include <sofia-sip/msg_addr.h>
 
 #include "codes/code.h"
@@ -28,6 +29,8 @@
 #define MOVE_RETRY_MAX  250
 #define MOVE_491_TRIES  3
 #define MOVE_REFER_HOLD 64000 /* how long we wait for a referred phone's final NOTIFY */
+#define MOVE_CODE_TRIES 8     /* numeric codes made before giving up on a unique one */
+#define MOVE_NONCE_LEN  8     /* digits an answer out of dialog must carry */
 
 struct move {
 	struct move *next, *prev;
@@ -42,7 +45,11 @@ struct move {
 	char qr_uri[512];
 	char reason[128];
 	char *taken_by;
-	char *target; /* the device we dial (RFC 3725), or NULL */
+	char taken_from[STORE_SOURCE_MAX]; /* the source that presented the code */
+	char *target;                      /* the device we dial (RFC 3725), or NULL */
+	char nonce[MOVE_NONCE_LEN + 1];    /* what an answer sent out of dialog must repeat */
+	unsigned code_tries;               /* numeric codes made: each must be unique on offer */
+	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
 	time_t created, expires;
 	enum sip_move_state state;
 	struct leg *b; /* the new near leg while it joins */
@@ -77,6 +84,9 @@ struct redeem {
 	nua_saved_event_t saved[1]; /* the INVITE, while we ask which node has the call */
 	enum store_key key;
 	uint8_t hash[CODE_HASH_LEN];
+	uint8_t alt[STORE_HASHES_MAX - 1][CODE_HASH_LEN]; /* numeric: under older keys */
+	unsigned nalt;
+	char named[17]; /* the move a signed token names */
 	sip_move_h *cb;
 	void *cb_arg;
 };
@@ -407,6 +417,7 @@ static void send_code(struct move *m)
 }
 
 static void offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);
+static int numeric_new(struct move *m, struct store_move *sm);
 static void fail(struct move *m, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -423,6 +434,23 @@ static void on_inserted(struct store_job *job, void *arg)
 	}
 	if (m->state != SIP_MOVE_STORING)
 		return;
+	if (job->err == EEXIST && m->code_tries < MOVE_CODE_TRIES) {
+		/* Another node offers these digits: make others. */
+		int err;
+		move_unindex(m);
+		err = numeric_new(m, &job->move);
+		move_index(m);
+		job->err = 0;
+		m->jobs++;
+		if (!err)
+			err = store_submit(m->sip->conf.store, job, on_inserted, m);
+		if (!err) {
+			LOG_INFO("move", "%s: numeric code taken elsewhere, made another", m->id);
+			return;
+		}
+		m->jobs--;
+		job->err = err;
+	}
 	if (job->err) {
 		LOG_ERR("move", "%s: store: insert: %s", m->id, strerror(job->err));
 		fail(m, 500, "the store refused the move");
@@ -456,12 +484,32 @@ static const char *uri_number(const char *uri, char *out, size_t len)
 	return out;
 }
 
+/* A numeric code no other move on offer here has, and its hashes under every key (the store
+ * checks the other nodes' codes on insert). The move must not be in the code table. */
+static int numeric_new(struct move *m, struct store_move *sm)
+{
+	struct sip *s = m->sip;
+	unsigned nkeys = code_keyring_count(s->conf.keys);
+	int err;
+
+	do
+		err = code_numeric_make(s->conf.code_digits, m->code, sizeof(m->code));
+	while (!err && move_by_code(s, m->code));
+	m->code_tries++;
+	if (!err)
+		err = code_numeric_hash(s->conf.keys, 0, m->code, sm->code_hash);
+	sm->ncode_alt = 0;
+	for (unsigned i = 1; !err && i < nkeys && i < STORE_HASHES_MAX; i++)
+		err = code_numeric_hash(s->conf.keys, i, m->code, sm->code_alt[sm->ncode_alt++]);
+	return err;
+}
+
 static int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
                          const char *refer_event, sip_move_h *cb, void *arg)
 {
 	struct sip *s = c->sip;
 	struct store_job *job;
-	uint8_t token_hash[CODE_HASH_LEN], code_hash[CODE_HASH_LEN];
+	uint8_t token_hash[CODE_HASH_LEN];
 	struct move *m;
 	int err;
 
@@ -508,15 +556,15 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	m->expires = m->created + s->conf.code_ttl;
 	err = code_token_make(s->conf.keys, m->id64, m->expires, m->token, sizeof(m->token));
 	if (!err)
-		err = code_numeric_make(s->conf.code_digits, m->code, sizeof(m->code));
+		err = numeric_new(m, &job->move);
+	if (!err)
+		err = code_numeric_make(MOVE_NONCE_LEN, m->nonce, sizeof(m->nonce));
 	if (!err)
 		err = code_uri(s->conf.qr_uri_https ? CODE_URI_HTTPS : CODE_URI_SIP, m->token,
 		               s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain,
 		               m->qr_uri, sizeof(m->qr_uri));
 	if (!err)
 		err = code_token_hash(m->token, token_hash);
-	if (!err)
-		err = code_numeric_hash(s->conf.keys, 0, m->code, code_hash);
 	if (err) {
 		LOG_ERR("move", "cannot make a code: %s", code_strerror(err));
 		goto fail;
@@ -545,12 +593,16 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	snprintf(job->move.id, sizeof(job->move.id), "%s", m->id);
 	snprintf(job->move.call_id, sizeof(job->move.call_id), "%s", c->id);
 	memcpy(job->move.token_hash, token_hash, sizeof(token_hash));
-	memcpy(job->move.code_hash, code_hash, sizeof(code_hash));
 	job->move.created_at = store_now();
 	job->move.expires_at = job->move.created_at + (int64_t)s->conf.code_ttl * 1000;
 	m->jobs++;
 	err = store_submit(s->conf.store, job, on_inserted, m);
 	free(job);
+	/* A store that does not answer must not hold the call: the move fails, the call is free. */
+	if (!err)
+		su_timer_set_interval(
+		    m->timer, offer_expired, m,
+		    (su_duration_t)(s->conf.store_timeout ? s->conf.store_timeout : 5) * 1000);
 	if (err) {
 		m->jobs--;
 		m->cb = NULL; /* the caller hears err; the callback must not run too */
@@ -659,7 +711,9 @@ static void offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
 	struct move *m = arg;
 
-	if (m->state == SIP_MOVE_OFFERED)
+	if (m->state == SIP_MOVE_STORING)
+		fail(m, 503, "the store did not take the move in time");
+	else if (m->state == SIP_MOVE_OFFERED)
 		fail(m, 408, "the code expired unused");
 	else if (m->state == SIP_MOVE_CONFIRMING)
 		fail(m, 408, "no answer to the confirmation in time");
@@ -773,14 +827,24 @@ static void dial_b(struct move *m)
 		return;
 	}
 	b->uri = su_strdup(c->home, m->target);
-	/* B sees the far party calling; RFC 3725 flow I: an INVITE without an offer. Numbers
-	 * in our domain are the PBX's to reach. */
-	url_t *u = url_hdup(c->home, URL_STRING_MAKE(m->target)->us_url);
-	int via_up = u && u->url_host && s->conf.domain && !strcasecmp(u->url_host, s->conf.domain);
-	b->nh = nua_handle(s->nua, &b->b, NUTAG_URL(m->target), SIPTAG_TO_STR(m->target),
-	                   TAG_IF(c->far->uri, SIPTAG_FROM_STR(c->far->uri)),
-	                   TAG_IF(via_up, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
-	su_free(c->home, u);
+	/* B sees the moving user calling (RFC 3725 flow I: an INVITE without an offer). Only a
+	 * domain of [move] dial_domains is called directly; our users are the PBX's to reach. */
+	char target[320], from[300];
+	int direct = 0;
+	if (move_dial_target(s, m->target, target, sizeof(target), &direct)) {
+		fail(m, 403, "the target %s is not one we may call", m->target);
+		return;
+	}
+	url_t *nu = c->near && c->near->uri
+	                ? url_hdup(c->home, URL_STRING_MAKE(c->near->uri)->us_url)
+	                : NULL;
+	snprintf(from, sizeof(from), "<sip:%s@%s>",
+	         nu && nu->url_user && !strpbrk(nu->url_user, "<>\"@ ") ? nu->url_user : "move",
+	         s->conf.domain);
+	b->nh = nua_handle(s->nua, &b->b, NUTAG_URL(target), SIPTAG_TO_STR(target),
+	                   SIPTAG_FROM_STR(from),
+	                   TAG_IF(!direct, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
+	su_free(c->home, nu);
 	if (!b->nh) {
 		fail(m, 500, "cannot make a handle for %s", m->target);
 		return;
@@ -809,10 +873,30 @@ static int confirmed(const struct move *m)
 static void ask(struct move *m, struct leg *leg, int sms, const char *number)
 {
 	struct sip_hooks *h = m->sip->conf.hooks;
-	char text[512];
+	char text[512], who[200] = "", claim[80], *p;
+	const char *from = m->taken_from;
 
-	snprintf(text, sizeof(text), "Move this call to %s? Reply yes or no.",
-	         m->taken_by ? m->taken_by : "another device");
+	/* What the new device says of itself is its own choice: show it as a claim, with the
+	 * address it came from, and nothing that could pass for another instruction. */
+	if (m->taken_by) {
+		snprintf(claim, sizeof(claim), "%s", m->taken_by);
+		for (p = claim; *p; p++)
+			if (!isprint((unsigned char)*p))
+				*p = '?';
+		if (!strncmp(from, "ip:", 3))
+			from += 3;
+		snprintf(who, sizeof(who), " (it says it is %s%s%.60s)", claim,
+		         *from ? ", from " : "", from);
+	}
+	if (sms)
+		snprintf(text, sizeof(text), "Move this call to a new device%s? Reply yes or no.",
+		         who);
+	else
+		snprintf(
+		    text, sizeof(text),
+		    "Move this call to a new device%s? Reply yes or no (in a new chat: yes %s or "
+		    "no %s).",
+		    who, m->nonce, m->nonce);
 	if (sms) {
 		if (!h || !h->sms_send || !number[0] ||
 		    h->sms_send(h->arg, number, text, ++m->sip->sms_seq)) {
@@ -860,30 +944,62 @@ static void check_confirmed(struct move *m)
 	}
 }
 
-/* yes or no from one side; 1 if it was an answer this move waited for. */
-static int answer(struct move *m, int near, const char *body, size_t len)
+/* Splits "yes", "no 12345678", ... into the word (lower case) and what follows it (trimmed). */
+static int answer_words(const char *body, size_t len, char word[8], char rest[16])
 {
-	char word[8];
-	size_t n = 0;
-	int yes;
+	size_t n = 0, r = 0;
 
 	while (len && isspace((unsigned char)*body))
 		body++, len--;
 	while (len && isspace((unsigned char)body[len - 1]))
 		len--;
-	if (len >= sizeof(word))
-		return 0;
-	for (; n < len; n++)
+	for (; n < len && !isspace((unsigned char)body[n]); n++) {
+		if (n + 1 >= 8)
+			return -1;
 		word[n] = (char)tolower((unsigned char)body[n]);
+	}
 	word[n] = 0;
+	while (n < len && isspace((unsigned char)body[n]))
+		n++;
+	for (; n < len; n++) {
+		if (r + 1 >= 16)
+			return -1;
+		rest[r++] = body[n];
+	}
+	rest[r] = 0;
+	return 0;
+}
+
+/*
+ * yes or no from one side; 1 if it was an answer this move waited for. Each side answers
+ * once. An answer that did not come on the asked party's own dialog (a MESSAGE out of dialog,
+ * whose From anyone can write) counts only with the question's nonce.
+ */
+static int answer(struct move *m, int near, const char *body, size_t len, int in_dialog)
+{
+	char word[8], rest[16];
+	int yes;
+
+	if (answer_words(body, len, word, rest))
+		return 0;
 	if (!strcmp(word, "yes") || !strcmp(word, "y"))
 		yes = 1;
 	else if (!strcmp(word, "no") || !strcmp(word, "n"))
 		yes = 0;
 	else
 		return 0;
-	if (m->state != SIP_MOVE_CONFIRMING || !(near ? m->need_near : m->need_far))
+	if (m->state != SIP_MOVE_CONFIRMING || !(near ? m->need_near : m->need_far) ||
+	    (near ? m->answered_near : m->answered_far))
 		return 0;
+	if (rest[0] &&
+	    (strlen(rest) != MOVE_NONCE_LEN || CRYPTO_memcmp(rest, m->nonce, MOVE_NONCE_LEN)))
+		return 0;
+	if (!in_dialog && !rest[0])
+		return 0;
+	if (near)
+		m->answered_near = 1;
+	else
+		m->answered_far = 1;
 	m->sip->stats.confirms_total++;
 	event(m, "answer", "%s said %s", near ? "near" : "far", yes ? "yes" : "no");
 	if (!yes) {
@@ -1067,25 +1183,26 @@ int move_leg_terminated(struct move *m, struct leg *leg)
 
 /* ---- redeeming a code ---- */
 
+/* Who sent req, as guesses are counted: its address, never its port (store_source_key). */
 static void source_of(msg_t *req, char *out, size_t len)
 {
 	su_addrinfo_t *ai = req ? msg_addrinfo(req) : NULL;
-	char host[64] = "?";
-	unsigned port = 0;
 
-	out[0] = 0;
-	if (!ai || !ai->ai_addr)
+	if (!ai || !ai->ai_addr || store_source_key(ai->ai_addr, out, len))
+		snprintf(out, len, "ip:?");
+}
+
+/* Counts a wrong guess of kind from source (against the move named, if any), on the worker. */
+static void guess_failed(struct sip *s, const char *source, enum store_key kind, const char *named)
+{
+	struct store_job job = {.op = STORE_OP_FAILURE_ADD, .at = store_now()};
+
+	if (!s->conf.store)
 		return;
-	if (ai->ai_addr->sa_family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)ai->ai_addr;
-		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-		port = ntohs(a->sin_port);
-	} else if (ai->ai_addr->sa_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ai->ai_addr;
-		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-		port = ntohs(a->sin6_port);
-	}
-	snprintf(out, len, "%s:%s:%u", ai->ai_protocol == IPPROTO_TCP ? "tcp" : "udp", host, port);
+	snprintf(job.source, sizeof(job.source), "%s", source);
+	snprintf(job.id, sizeof(job.id), "%s", named ? named : "");
+	job.redeem.key = kind;
+	store_submit(s->conf.store, &job, NULL, NULL);
 }
 
 static void redeem_free(struct redeem *r)
@@ -1128,6 +1245,34 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 	redeem_free(r);
 }
 
+/*
+ * The store refused to look: the source must wait (EAGAIN: 480, it guessed wrong too often) or
+ * numeric codes are refused node-wide for a while (EBUSY: 503, the budget of wrong codes is
+ * spent; tokens still work). Both say when to come back.
+ */
+static void redeem_wait(struct redeem *r, int err, int64_t wait_ms)
+{
+	char after[24];
+	int busy = err == EBUSY;
+
+	snprintf(after, sizeof(after), "%lld", (long long)(wait_ms + 999) / 1000);
+	if (r->nh && !r->cancelled) {
+		nua_respond(r->nh, busy ? 503 : 480,
+		            busy ? "Service Unavailable" : "Temporarily Unavailable",
+		            SIPTAG_RETRY_AFTER_STR(after),
+		            SIPTAG_REASON_STR(busy ? "SIP;cause=503;text=\"Numeric codes paused\""
+		                                   : "SIP;cause=480;text=\"Too many wrong codes\""),
+		            TAG_END());
+		r->cancelled = 1;
+	}
+	if (busy)
+		r->sip->stats.numeric_paused++;
+	redeem_refuse(r, busy ? 503 : 480, busy ? "Service Unavailable" : "Temporarily Unavailable",
+	              busy ? "numeric codes paused node-wide: too many wrong codes"
+	                   : "too many wrong codes from this source",
+	              err);
+}
+
 /* The store said who won: attach the winner to the call as its new near leg. */
 static void on_redeemed(struct store_job *job, void *arg)
 {
@@ -1136,21 +1281,11 @@ static void on_redeemed(struct store_job *job, void *arg)
 	struct move *m;
 	struct call *c;
 	struct leg *b;
-	char after[24];
 
 	if (s->detached)
 		return; /* exiting: move_free_all() frees it */
-	if (job->err == EAGAIN) {
-		snprintf(after, sizeof(after), "%lld",
-		         (long long)(job->redeem.wait_ms + 999) / 1000);
-		if (r->nh && !r->cancelled)
-			nua_respond(
-			    r->nh, SIP_480_TEMPORARILY_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR(after),
-			    SIPTAG_REASON_STR("SIP;cause=480;text=\"Too many wrong codes\""),
-			    TAG_END());
-		if (r->nh)
-			r->cancelled = 1;
-		redeem_refuse(r, 480, "Temporarily Unavailable", "too many wrong codes", EAGAIN);
+	if (job->err == EAGAIN || job->err == EBUSY) {
+		redeem_wait(r, job->err, job->redeem.wait_ms);
 		return;
 	}
 	if (job->err) {
@@ -1170,6 +1305,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 	}
 	su_timer_reset(m->timer);
 	m->t_redeem = r->arrived;
+	snprintf(m->taken_from, sizeof(m->taken_from), "%s", r->source);
 	set_state(m, SIP_MOVE_REDEEMED);
 	if (r->nh) {
 		b = call_leg_new(c, 1, 1);
@@ -1232,6 +1368,9 @@ static int redeem_submit(struct redeem *r, enum store_key key, const uint8_t *ha
 	job->op = STORE_OP_MOVE_REDEEM;
 	job->redeem.key = key;
 	memcpy(job->redeem.hash, hash, CODE_HASH_LEN);
+	memcpy(job->redeem.alt, r->alt, sizeof(job->redeem.alt));
+	job->redeem.nalt = r->nalt;
+	snprintf(job->redeem.named, sizeof(job->redeem.named), "%s", r->named);
 	job->redeem.now = store_now();
 	snprintf(job->redeem.by, sizeof(job->redeem.by), "%s", r->source);
 	err = store_submit(r->sip->conf.store, job, on_redeemed, r);
@@ -1263,6 +1402,10 @@ static void on_node(struct store_job *job, void *arg)
 
 	if (r->cancelled || !sip) {
 		redeem_free(r);
+		return;
+	}
+	if (job->err == EAGAIN || job->err == EBUSY) {
+		redeem_wait(r, job->err, job->redeem.wait_ms);
 		return;
 	}
 	if (job->err || !job->text[0] || !strcmp(job->text, s->node)) {
@@ -1311,8 +1454,9 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 {
 	const url_t *u = sip->sip_request->rq_url;
 	const char *user = u->url_user;
-	char source[STORE_SOURCE_MAX], token[CODE_TOKEN_LEN + 1], digits[16];
-	uint8_t hash[CODE_HASH_LEN];
+	char source[STORE_SOURCE_MAX], token[CODE_TOKEN_LEN + 1], digits[16], named[17] = "";
+	uint8_t hash[CODE_HASH_LEN], alt[STORE_HASHES_MAX - 1][CODE_HASH_LEN];
+	unsigned nalt = 0;
 	enum store_key key;
 	struct redeem *r;
 	uint64_t id64 = 0;
@@ -1334,9 +1478,12 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 			snprintf(token, sizeof(token), "%s", user + 2);
 		if (!err)
 			err = code_token_verify(s->conf.keys, token, time(NULL), &id64, NULL);
+		if (!err)
+			snprintf(named, sizeof(named), "%016llx", (unsigned long long)id64);
 		if (!err && sip->sip_replaces) {
 			struct move *m = move_by_id64(s, id64);
 			if (!m || !m->call || !replaces_near(m->call, sip->sip_replaces)) {
+				guess_failed(s, source, STORE_KEY_TOKEN, named);
 				nua_respond(nh, SIP_481_NO_TRANSACTION,
 				            SIPTAG_REASON_STR("SIP;cause=481;text=\"Replaces names "
 				                              "no dialog of this code's call\""),
@@ -1355,6 +1502,11 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 			snprintf(digits, sizeof(digits), "%s", user + 3);
 			err = code_numeric_hash(s->conf.keys, 0, digits, hash);
 		}
+		/* A code made before a key rotation was hashed with an older key. */
+		for (unsigned i = 1; !err && s->conf.keys && i < code_keyring_count(s->conf.keys) &&
+		                     i < STORE_HASHES_MAX;
+		     i++)
+			err = code_numeric_hash(s->conf.keys, i, digits, alt[nalt++]);
 		key = STORE_KEY_CODE;
 	} else {
 		if (sip->sip_replaces) {
@@ -1379,12 +1531,15 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	nua_handle_bind(nh, &r->b);
 	if (err) {
 		/* A malformed or forged code still counts as a wrong guess from its source. */
-		struct store_job job = {.op = STORE_OP_FAILURE_ADD, .at = store_now()};
-		snprintf(job.source, sizeof(job.source), "%s", source);
-		store_submit(s->conf.store, &job, NULL, NULL);
+		guess_failed(s, source, key, NULL);
 		redeem_refuse(r, 404, "Not Found", code_strerror(err), ENOENT);
 		return 1;
 	}
+	r->key = key;
+	memcpy(r->hash, hash, sizeof(hash));
+	memcpy(r->alt, alt, sizeof(alt));
+	r->nalt = nalt;
+	snprintf(r->named, sizeof(r->named), "%s", named);
 	if (body_pl(sip) && sip->sip_payload->pl_len)
 		r->sdp = strndup(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 	r->from_uri = url_as_string(NULL, sip->sip_from->a_url); /* NULL home: malloc */
@@ -1392,12 +1547,13 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	LOG_INFO("move", "code presented by %s from %s", r->from_uri ? r->from_uri : "?", source);
 	if (!offered_here(s, key, id64, key == STORE_KEY_CODE ? digits : NULL)) {
 		struct store_job job = {.op = STORE_OP_MOVE_NODE};
-		r->key = key;
-		memcpy(r->hash, hash, sizeof(hash));
 		nua_save_event(s->nua, r->saved);
 		r->saved_it = 1;
 		job.redeem.key = key;
 		memcpy(job.redeem.hash, hash, sizeof(hash));
+		memcpy(job.redeem.alt, alt, sizeof(alt));
+		job.redeem.nalt = nalt;
+		snprintf(job.redeem.by, sizeof(job.redeem.by), "%s", source);
 		job.redeem.now = store_now();
 		err = store_submit(s->conf.store, &job, on_node, r);
 		if (err)
@@ -1411,48 +1567,93 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	return 1;
 }
 
-int sip_move_dial(struct sip *s, const char *token, const char *target, const char *source,
-                  sip_move_h *cb, void *arg)
+/* Whether name is in the comma or space separated list (case does not matter). */
+static int in_list(const char *list, const char *name)
 {
-	uint8_t hash[CODE_HASH_LEN];
-	char tok[CODE_TOKEN_LEN + 1], telbuf[320];
-	struct redeem *r;
-	url_t *u;
-	int err;
+	size_t n = strlen(name), k;
 
-	if (!s->conf.keys || !s->conf.store)
-		return ENOTSUP;
+	while (list && *list) {
+		list += strspn(list, ", \t");
+		k = strcspn(list, ", \t");
+		if (k == n && !strncasecmp(list, name, n))
+			return 1;
+		list += k;
+	}
+	return 0;
+}
+
+/*
+ * Where a code holder may have us call (landing page, images, REFER out): a user at our domain,
+ * reached through the upstream (*direct = 0), or at a domain of [move] dial_domains, reached
+ * directly (*direct = 1). Never an address literal, a port, URI parameters but user=phone, or
+ * headers: the target names a user, not a route. out gets the URI to dial. EPERM or EINVAL.
+ */
+int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct)
+{
+	su_home_t home[1] = {SU_HOME_INIT(home)};
+	url_t *u;
+	int err = 0;
+
 	/* A tel: number is dialled in our domain, through the PBX. */
 	if (!strncasecmp(target, "tel:", 4)) {
 		size_t n = strcspn(target + 4, ";");
 		if (!n || n > 32 || strspn(target + 4, "+0123456789-.()") < n)
 			return EINVAL;
-		snprintf(telbuf, sizeof(telbuf), "sip:%.*s@%s;user=phone", (int)n, target + 4,
-		         s->conf.domain);
-		target = telbuf;
+		snprintf(out, len, "sip:%.*s@%s;user=phone", (int)n, target + 4, s->conf.domain);
+		*direct = 0;
+		return 0;
 	}
-	u = url_hdup(s->home, URL_STRING_MAKE(target)->us_url);
-	err =
-	    !u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ? EINVAL : 0;
-	su_free(s->home, u);
-	if (err)
-		return EINVAL;
+	u = url_hdup(home, URL_STRING_MAKE(target)->us_url);
+	if (!u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ||
+	    !u->url_user || !*u->url_user || u->url_password)
+		err = EINVAL;
+	else if (u->url_port || u->url_headers || host_is_ip_address(u->url_host) ||
+	         (u->url_params && strcasecmp(u->url_params, "user=phone")))
+		err = EPERM;
+	else if (s->conf.domain && !strcasecmp(u->url_host, s->conf.domain))
+		*direct = 0;
+	else if (in_list(s->conf.dial_domains, u->url_host))
+		*direct = 1;
+	else
+		err = EPERM;
+	if (!err && (size_t)snprintf(out, len, "%s", target) >= len)
+		err = EINVAL;
+	su_home_deinit(home);
+	return err;
+}
+
+int sip_move_dial(struct sip *s, const char *token, const char *target, const char *source,
+                  sip_move_h *cb, void *arg)
+{
+	uint8_t hash[CODE_HASH_LEN];
+	char tok[CODE_TOKEN_LEN + 1], uri[320];
+	struct redeem *r;
+	uint64_t id64 = 0;
+	int err, direct = 0;
+
+	if (!s->conf.keys || !s->conf.store)
+		return ENOTSUP;
+	err = move_dial_target(s, target, uri, sizeof(uri), &direct);
+	if (err) {
+		LOG_INFO("move", "dial %s from %s refused: %s", target, source ? source : "?",
+		         err == EPERM ? "not a user of an allowed domain" : "not a SIP user URI");
+		return err;
+	}
 	err = code_uri_token(token, tok, sizeof(tok));
 	if (!err)
-		err = code_token_verify(s->conf.keys, tok, time(NULL), NULL, NULL);
+		err = code_token_verify(s->conf.keys, tok, time(NULL), &id64, NULL);
 	if (!err)
 		err = code_token_hash(tok, hash);
 	if (err) {
-		struct store_job job = {.op = STORE_OP_FAILURE_ADD, .at = store_now()};
-		snprintf(job.source, sizeof(job.source), "%s", source ? source : "http");
-		store_submit(s->conf.store, &job, NULL, NULL);
+		guess_failed(s, source ? source : "ip:?", STORE_KEY_TOKEN, NULL);
 		s->stats.codes_rejected++;
 		return err;
 	}
-	r = redeem_new(s, source ? source : "http");
+	r = redeem_new(s, source ? source : "ip:?");
 	if (!r)
 		return ENOMEM;
-	r->target = strdup(target);
+	snprintf(r->named, sizeof(r->named), "%016llx", (unsigned long long)id64);
+	r->target = strdup(uri);
 	r->cb = cb;
 	r->cb_arg = arg;
 	err = redeem_submit(r, STORE_KEY_TOKEN, hash);
@@ -1702,7 +1903,7 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 
 	source_of(nua_current_request(s->nua), source, sizeof(source));
 	if (leg && (leg == c->near || leg == c->far) && c->move && pl &&
-	    answer(c->move, leg == c->near, pl->pl_data, pl->pl_len)) {
+	    answer(c->move, leg == c->near, pl->pl_data, pl->pl_len, 1)) {
 		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
 		return 1;
 	}
@@ -1724,7 +1925,8 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		return 1;
 	}
 	if (!leg && pl) {
-		/* An answer from a phone that replies out of dialog: match it by its address. */
+		/* An answer from a phone that replies out of dialog: its From names the party, and
+		 * only the question's nonce shows it is that party. */
 		char *from = url_as_string(NULL, sip->sip_from->a_url);
 		int taken = 0;
 		for (struct move *m = s->moves; m && from && !taken; m = m->next) {
@@ -1732,9 +1934,16 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 			if (!mc || m->state != SIP_MOVE_CONFIRMING)
 				continue;
 			if (mc->near && mc->near->uri && !strcmp(mc->near->uri, from))
-				taken = answer(m, 1, pl->pl_data, pl->pl_len);
+				taken = answer(m, 1, pl->pl_data, pl->pl_len, 0);
 			else if (mc->far && mc->far->uri && !strcmp(mc->far->uri, from))
-				taken = answer(m, 0, pl->pl_data, pl->pl_len);
+				taken = answer(m, 0, pl->pl_data, pl->pl_len, 0);
+			else
+				continue;
+			if (!taken)
+				LOG_INFO("move",
+				         "%s: MESSAGE out of dialog from %s (%s) not taken as an "
+				         "answer: no nonce, a wrong one, or not asked",
+				         m->id, from, source);
 		}
 		free(from);
 		if (taken) {
@@ -1836,7 +2045,8 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 {
 	struct move *m = move_by_id(s, move_id);
 	struct refer_out *ro;
-	char refer_to[256];
+	char refer_to[256], uri[320];
+	int direct = 0, err;
 
 	if (!m)
 		return ENOENT;
@@ -1844,6 +2054,10 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 		return EALREADY;
 	if (strncasecmp(target, "sip:", 4) && strncasecmp(target, "sips:", 5))
 		return EINVAL;
+	err = move_dial_target(s, target, uri, sizeof(uri), &direct);
+	if (err)
+		return err;
+	target = uri;
 	ro = calloc(1, sizeof(*ro));
 	if (!ro)
 		return ENOMEM;
@@ -1858,7 +2072,8 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	snprintf(ro->move_id, sizeof(ro->move_id), "%s", m->id);
 	snprintf(refer_to, sizeof(refer_to), "<sip:m.%s@%s>", m->token, s->conf.domain);
 	ro->timer = su_timer_create(su_root_task(s->root), 0);
-	ro->nh = nua_handle(s->nua, &ro->b, NUTAG_URL(target), SIPTAG_TO_STR(target), TAG_END());
+	ro->nh = nua_handle(s->nua, &ro->b, NUTAG_URL(target), SIPTAG_TO_STR(target),
+	                    TAG_IF(!direct, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	if (!ro->nh || !ro->timer) {
 		ro->cb = NULL;
 		refer_out_free(ro);
@@ -1928,12 +2143,21 @@ static int same_number(const char *a, const char *b)
 	}
 }
 
-int sip_sms_reply(struct sip *s, const char *number, const char *body)
+int sip_sms_reply(struct sip *s, const char *number, const char *body, const char *message_id)
 {
 	char want[32];
 
 	if (!number || !body)
 		return EINVAL;
+	if (message_id && *message_id) {
+		/* A gateway may deliver a message twice; a replay must not answer again. */
+		for (unsigned i = 0; i < sizeof(s->sms_seen) / sizeof(s->sms_seen[0]); i++)
+			if (!strncmp(s->sms_seen[i], message_id, sizeof(s->sms_seen[i]) - 1))
+				return EALREADY;
+		snprintf(s->sms_seen[s->sms_seen_next], sizeof(s->sms_seen[0]), "%s", message_id);
+		s->sms_seen_next =
+		    (s->sms_seen_next + 1) % (sizeof(s->sms_seen) / sizeof(s->sms_seen[0]));
+	}
 	size_t n = 0;
 	for (const char *p = number; *p && n + 1 < sizeof(want); p++)
 		if (isdigit((unsigned char)*p))
@@ -1945,9 +2169,9 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body)
 		if (m->state != SIP_MOVE_CONFIRMING)
 			continue;
 		if (m->need_near && s->conf.confirm_sms_near && same_number(m->near_number, want))
-			return answer(m, 1, body, strlen(body)) ? 0 : EINVAL;
+			return answer(m, 1, body, strlen(body), 1) ? 0 : EINVAL;
 		if (m->need_far && s->conf.confirm_sms_far && same_number(m->far_number, want))
-			return answer(m, 0, body, strlen(body)) ? 0 : EINVAL;
+			return answer(m, 0, body, strlen(body), 1) ? 0 : EINVAL;
 	}
 	return ENOENT;
 }

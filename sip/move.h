@@ -28,6 +28,9 @@ void move_call_gone(struct move *m);
 
 /* In-dialog REFER, MESSAGE and INFO that ask for a move or answer a question: 1 if taken. */
 int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
+/* Where a code holder may have us call: out is the URI, *direct says not through the upstream;
+ * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */
+int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct);
 int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
 int move_info(struct sip *s, struct leg *leg, const sip_t *sip);
 

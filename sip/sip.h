@@ -39,6 +39,10 @@ struct sip_conf {
 	int confirm_sms_near, confirm_sms_far; /* ask that side by SMS rather than MESSAGE */
 	unsigned confirm_timeout;              /* seconds; no answer means no */
 	int scans_both;          /* images from A and from B must both decode to the code */
+	/* Domains a code holder may have us dial directly (comma or space separated); any other
+	 * target must be in our domain and goes through the upstream. */
+	const char *dial_domains;
+	unsigned store_timeout; /* seconds a move may wait for the store before it fails */
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };
 
@@ -72,6 +76,7 @@ struct sip_stats {
 	unsigned long registers_total, requests_total, requests_rejected;
 	unsigned long moves_total, moves_completed, moves_failed, codes_rejected;
 	unsigned long moves_active, confirms_total, responses_total;
+	unsigned long numeric_paused; /* numeric codes refused while the node-wide budget is spent */
 };
 
 /* Start the stack on root; conf strings are copied. */
@@ -150,8 +155,9 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who, const char *target,
                   const char *source, sip_move_h *cb, void *arg);
 
-/* An SMS reply arrived from number; EINVAL if it is not yes or no, ENOENT if nobody asked. */
-int sip_sms_reply(struct sip *s, const char *number, const char *body);
+/* An SMS reply arrived from number (message_id: the gateway's, may be NULL); EINVAL if it is not
+ * yes or no, ENOENT if nobody asked, EALREADY if that message was taken before. */
+int sip_sms_reply(struct sip *s, const char *number, const char *body, const char *message_id);
 
 /* What became of an SMS sip_hooks.sms_send queued. */
 void sip_sms_result(struct sip *s, unsigned long ref, int ok);

@@ -1,6 +1,8 @@
 /* The store's operations, written once over a backend's small table, and its worker thread. */
 #include <errno.h>
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +53,10 @@ static const char *const move_states[] = {"offered", "redeemed", "confirming",
 static const struct store_limits default_limits = {
     .max_failures = 5,
     .window_ms = 600000,
-    .slow_base_ms = 1000,
-    .slow_max_ms = 300000,
+    .slow_base_ms = 60000,
+    .slow_max_ms = 900000,
+    .numeric_budget = 30,
+    .budget_window_ms = 60000,
 };
 
 #define CALL_COLS                                                                                  \
@@ -348,6 +352,10 @@ void store_limits_set(struct store *s, const struct store_limits *lim)
 	s->lim.slow_base_ms =
 	    lim->slow_base_ms > 0 ? lim->slow_base_ms : default_limits.slow_base_ms;
 	s->lim.slow_max_ms = lim->slow_max_ms > 0 ? lim->slow_max_ms : default_limits.slow_max_ms;
+	s->lim.numeric_budget =
+	    lim->numeric_budget > 0 ? lim->numeric_budget : default_limits.numeric_budget;
+	s->lim.budget_window_ms =
+	    lim->budget_window_ms > 0 ? lim->budget_window_ms : default_limits.budget_window_ms;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -545,15 +553,21 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 	int n = 0, e;
 
 	pthread_mutex_lock(&s->lock);
-	forgotten[0] = i64(now - s->lim.window_ms);
+	/* The source window is the longer one: the budget's rows are forgotten by then too. */
+	forgotten[0] =
+	    i64(now - (s->lim.window_ms > s->lim.budget_window_ms ? s->lim.window_ms
+	                                                          : s->lim.budget_window_ms));
 	e = s->ops->begin(s->conn);
 	if (e)
 		goto out;
-	e = query(s, events, before, 1, NULL, NULL, NULL);
-	if (!e)
-		e = query(s, moves, before, 1, NULL, NULL, NULL);
-	if (!e)
-		e = query(s, calls, before, 1, NULL, NULL, &n);
+	/* retention_ms <= 0 keeps ended calls for ever; forgotten failures go all the same. */
+	if (retention_ms > 0) {
+		e = query(s, events, before, 1, NULL, NULL, NULL);
+		if (!e)
+			e = query(s, moves, before, 1, NULL, NULL, NULL);
+		if (!e)
+			e = query(s, calls, before, 1, NULL, NULL, &n);
+	}
 	if (!e)
 		e = query(s, failures, forgotten, 1, NULL, NULL, NULL);
 	e = tx_end(s, e);
@@ -562,6 +576,118 @@ out:
 	if (!e && ncallsp)
 		*ncallsp = n;
 	return e;
+}
+
+/* The hashes a numeric code may be stored under, as text parameters from p[at] on. */
+static void hash_params(const uint8_t *first, const uint8_t (*alt)[STORE_HASH_LEN], unsigned nalt,
+                        char (*text)[2 * STORE_HASH_LEN + 1], struct store_val *p, int at)
+{
+	for (unsigned i = 0; i <= nalt && i < STORE_HASHES_MAX; i++) {
+		hex_encode(text[i], i ? alt[i - 1] : first);
+		p[at + (int)i] = t(text[i]);
+	}
+}
+
+/*
+ * Statements that look a numeric code up under 1..STORE_HASHES_MAX hashes ("code_hash IN ($k,
+ * ...)"). Made once: the backends cache prepared statements by the SQL's address.
+ */
+enum hash_sql { SQL_TAKEN, SQL_REDEEM, SQL_NODE, SQL_NHASH };
+
+static const char *const hash_sql_fmt[SQL_NHASH] = {
+    [SQL_TAKEN] = "SELECT COUNT(*) FROM moves WHERE code_hash IN (%s) AND state = 'offered' AND "
+                  "expires_at > $1",
+    [SQL_REDEEM] =
+        "UPDATE moves SET state = 'redeemed', redeemed_at = $1, redeemed_by = $2, "
+        "updated_at = $1 WHERE move_id = (SELECT move_id FROM moves WHERE code_hash IN (%s) "
+        "AND state = 'offered' AND expires_at > $1 AND locked = 0 ORDER BY created_at DESC "
+        "LIMIT 1) AND state = 'offered' AND expires_at > $1 AND locked = 0 "
+        "RETURNING move_id, call_id",
+    [SQL_NODE] = "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
+                 "WHERE m.code_hash IN (%s) AND m.state = 'offered' AND m.expires_at > $1 AND "
+                 "m.locked = 0 ORDER BY m.created_at DESC LIMIT 1",
+};
+static const int hash_sql_first[SQL_NHASH] = {[SQL_TAKEN] = 2, [SQL_REDEEM] = 3, [SQL_NODE] = 2};
+static char hash_sql_text[SQL_NHASH][STORE_HASHES_MAX][640];
+static pthread_once_t hash_sql_once = PTHREAD_ONCE_INIT;
+
+static void hash_sql_make(void)
+{
+	for (int k = 0; k < SQL_NHASH; k++)
+		for (int n = 0; n < STORE_HASHES_MAX; n++) {
+			char list[STORE_HASHES_MAX * 6];
+			size_t len = 0;
+			for (int i = 0; i <= n; i++)
+				len += (size_t)snprintf(list + len, sizeof(list) - len, "%s$%d",
+				                        i ? ", " : "", hash_sql_first[k] + i);
+			snprintf(hash_sql_text[k][n], sizeof(hash_sql_text[k][n]), hash_sql_fmt[k],
+			         list);
+		}
+}
+
+/* The statement of kind k for the first hash and nalt more. */
+static const char *hash_sql(enum hash_sql k, unsigned nalt)
+{
+	pthread_once(&hash_sql_once, hash_sql_make);
+	return hash_sql_text[k][nalt < STORE_HASHES_MAX ? nalt : STORE_HASHES_MAX - 1];
+}
+
+int store_node_reset(struct store *s, const char *node, int64_t now, int *np)
+{
+	static const char moves[] =
+	    "UPDATE moves SET state = 'failed', updated_at = $2, finished_at = $2, reason = "
+	    "'the node restarted' WHERE state IN ('offered', 'redeemed', 'confirming', 'moving') "
+	    "AND call_id IN (SELECT call_id FROM calls WHERE node = $1 AND state <> 'ended')";
+	static const char calls[] =
+	    "UPDATE calls SET state = 'ended', ended_at = $2 WHERE node = $1 "
+	    "AND state <> 'ended'";
+	struct store_val p[] = {t(node), i64(now)};
+	int n = 0, e;
+
+	if (!node)
+		return EINVAL;
+	pthread_mutex_lock(&s->lock);
+	e = s->ops->begin(s->conn);
+	if (!e) {
+		e = query(s, moves, p, 2, NULL, NULL, NULL);
+		if (!e)
+			e = query(s, calls, p, 2, NULL, NULL, &n);
+		e = tx_end(s, e);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!e && np)
+		*np = n;
+	return e;
+}
+
+int store_source_key(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (!sa || !len)
+		return EINVAL;
+	out[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(out, len, "ip:%s", host);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		struct in6_addr net = a->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&net)) {
+			inet_ntop(AF_INET, &net.s6_addr[12], host, sizeof(host));
+			snprintf(out, len, "ip:%s", host);
+			return 0;
+		}
+		/* One /64 is one subscriber: a host picks any address in it at will. */
+		memset(&net.s6_addr[8], 0, 8);
+		inet_ntop(AF_INET6, &net, host, sizeof(host));
+		snprintf(out, len, "ip:%s/64", host);
+		return 0;
+	}
+	return EAFNOSUPPORT;
 }
 
 /* Moves */
@@ -581,17 +707,23 @@ static int event_add_locked(struct store *s, const char *id, int64_t at, const c
 
 int store_move_insert(struct store *s, const struct store_move *m)
 {
-	static const char sql[] = "INSERT INTO moves (move_id, call_id, token_hash, code_hash, "
+	static const char ins[] = "INSERT INTO moves (move_id, call_id, token_hash, code_hash, "
 	                          "state, created_at, expires_at, updated_at) "
 	                          "VALUES ($1, $2, $3, $4, 'offered', $5, $6, $5)";
 	char token[2 * STORE_HASH_LEN + 1], code[2 * STORE_HASH_LEN + 1];
-	struct store_val p[6];
+	char hash[STORE_HASHES_MAX][2 * STORE_HASH_LEN + 1];
+	struct store_val p[6], q[1 + STORE_HASHES_MAX];
+	unsigned nalt = m->ncode_alt < STORE_HASHES_MAX ? m->ncode_alt : STORE_HASHES_MAX - 1;
+	int64_t same = 0;
 	int e;
 
 	if (!bounded(m->id, sizeof(m->id)) || !m->id[0] || !bounded(m->call_id, sizeof(m->call_id)))
 		return EINVAL;
 	hex_encode(token, m->token_hash);
 	hex_encode(code, m->code_hash);
+	/* Under every key the digits may have been hashed with. */
+	q[0] = i64(m->created_at);
+	hash_params(m->code_hash, m->code_alt, nalt, hash, q, 1);
 	p[0] = t(m->id);
 	p[1] = t(m->call_id);
 	p[2] = t(token);
@@ -602,7 +734,11 @@ int store_move_insert(struct store *s, const struct store_move *m)
 	e = s->ops->begin(s->conn);
 	if (e)
 		goto out;
-	e = query(s, sql, p, 6, NULL, NULL, NULL);
+	e = query(s, hash_sql(SQL_TAKEN, nalt), q, 2 + (int)nalt, row_int, &same, NULL);
+	if (!e && same > 0)
+		e = EEXIST; /* the caller makes another code */
+	if (!e)
+		e = query(s, ins, p, 6, NULL, NULL, NULL);
 	if (!e)
 		e = event_add_locked(s, m->id, m->created_at, "offered", "");
 	e = tx_end(s, e);
@@ -659,7 +795,35 @@ static int source_check_locked(struct store *s, const char *source, int64_t now,
 	return 0;
 }
 
+/* Whether the node-wide budget of wrong numeric codes is spent, and until when. */
+static int budget_check_locked(struct store *s, int64_t now, struct store_failure *f)
+{
+	static const char sql[] =
+	    "SELECT COUNT(*), MIN(at) FROM failures WHERE kind = 1 AND at > $1";
+	struct store_val p[] = {i64(now - s->lim.budget_window_ms)};
+	struct source_row r = {0, 0};
+	int e = query(s, sql, p, 1, source_row, &r, NULL);
+
+	if (e)
+		return e;
+	f->numeric_failures = (int)r.n;
+	f->budget_wait_ms = 0;
+	if (r.n >= s->lim.numeric_budget) {
+		/* Refused until the oldest wrong code in the window is forgotten. */
+		f->budget_wait_ms = r.last + s->lim.budget_window_ms - now;
+		if (f->budget_wait_ms < 1000)
+			f->budget_wait_ms = 1000;
+	}
+	return 0;
+}
+
 int store_source_check(struct store *s, const char *source, int64_t now, struct store_failure *f)
+{
+	return store_guess_check(s, source, STORE_KEY_TOKEN, now, f);
+}
+
+int store_guess_check(struct store *s, const char *source, enum store_key kind, int64_t now,
+                      struct store_failure *f)
 {
 	int e;
 
@@ -669,6 +833,8 @@ int store_source_check(struct store *s, const char *source, int64_t now, struct 
 	f->move_failures = -1;
 	pthread_mutex_lock(&s->lock);
 	e = source_check_locked(s, source, now, f);
+	if (!e && kind == STORE_KEY_CODE)
+		e = budget_check_locked(s, now, f);
 	pthread_mutex_unlock(&s->lock);
 	return e;
 }
@@ -692,13 +858,14 @@ static int count_row(const char *const *cols, int ncols, void *arg)
 }
 
 /* Counts a failure inside the caller's transaction. */
-static int failure_add_locked(struct store *s, const char *move_id, const char *source, int64_t now,
-                              struct store_failure *f)
+static int failure_add_locked(struct store *s, const char *move_id, const char *source,
+                              enum store_key kind, int64_t now, struct store_failure *f)
 {
 	static const char bump[] = "UPDATE moves SET failures = failures + 1, locked = CASE WHEN "
 	                           "failures + 1 >= $2 THEN 1 ELSE locked END, updated_at = $3 "
 	                           "WHERE move_id = $1 RETURNING failures, locked";
-	static const char add[] = "INSERT INTO failures (source, move_id, at) VALUES ($1, $2, $3)";
+	static const char add[] =
+	    "INSERT INTO failures (source, move_id, at, kind) VALUES ($1, $2, $3, $4)";
 	struct store_val pb[] = {t(move_id), i64(s->lim.max_failures), i64(now)};
 	struct move_count r = {0, 0, 0};
 	int e = 0;
@@ -720,14 +887,21 @@ static int failure_add_locked(struct store *s, const char *move_id, const char *
 			return e;
 	}
 	{
-		struct store_val pa[] = {t(source), r.found ? t(move_id) : null(), i64(now)};
+		struct store_val pa[] = {t(source), r.found ? t(move_id) : null(), i64(now),
+		                         i64(kind == STORE_KEY_CODE)};
 
-		return query(s, add, pa, 3, NULL, NULL, NULL);
+		return query(s, add, pa, 4, NULL, NULL, NULL);
 	}
 }
 
 int store_failure_add(struct store *s, const char *move_id, const char *source, int64_t now,
                       struct store_failure *fp)
+{
+	return store_guess_failed(s, move_id, source, STORE_KEY_TOKEN, now, fp);
+}
+
+int store_guess_failed(struct store *s, const char *move_id, const char *source,
+                       enum store_key kind, int64_t now, struct store_failure *fp)
 {
 	struct store_failure f;
 	int e;
@@ -739,10 +913,12 @@ int store_failure_add(struct store *s, const char *move_id, const char *source, 
 	e = s->ops->begin(s->conn);
 	if (e)
 		goto out;
-	e = failure_add_locked(s, move_id, source, now, &f);
+	e = failure_add_locked(s, move_id, source, kind, now, &f);
 	e = tx_end(s, e);
 	if (!e)
 		e = source_check_locked(s, source, now, &f);
+	if (!e && kind == STORE_KEY_CODE)
+		e = budget_check_locked(s, now, &f);
 out:
 	pthread_mutex_unlock(&s->lock);
 	if (!e && fp)
@@ -768,6 +944,27 @@ static int won_row(const char *const *cols, int ncols, void *arg)
 	return 1;
 }
 
+/* Source lock and, for numeric codes, the node-wide budget: EAGAIN or EBUSY with r->wait_ms. */
+static int redeem_allowed_locked(struct store *s, struct store_redeem *r)
+{
+	struct store_failure f;
+	int e;
+
+	memset(&f, 0, sizeof(f));
+	e = source_check_locked(s, r->by, r->now, &f);
+	if (!e && f.wait_ms > 0) {
+		r->wait_ms = f.wait_ms;
+		return EAGAIN;
+	}
+	if (!e && r->key == STORE_KEY_CODE)
+		e = budget_check_locked(s, r->now, &f);
+	if (!e && f.budget_wait_ms > 0) {
+		r->wait_ms = f.budget_wait_ms;
+		return EBUSY;
+	}
+	return e;
+}
+
 int store_move_redeem(struct store *s, struct store_redeem *r)
 {
 	/* One statement decides the winner: a row leaves 'offered' only once. */
@@ -775,45 +972,38 @@ int store_move_redeem(struct store *s, struct store_redeem *r)
 	    "UPDATE moves SET state = 'redeemed', redeemed_at = $1, redeemed_by = $2, "
 	    "updated_at = $1 WHERE token_hash = $3 AND state = 'offered' AND expires_at > $1 "
 	    "AND locked = 0 RETURNING move_id, call_id";
-	/* Numeric codes may collide between moves: pick one row, then re-check it. */
-	static const char by_code[] =
-	    "UPDATE moves SET state = 'redeemed', redeemed_at = $1, redeemed_by = $2, "
-	    "updated_at = $1 WHERE move_id = (SELECT move_id FROM moves WHERE code_hash = $3 "
-	    "AND state = 'offered' AND expires_at > $1 AND locked = 0 ORDER BY created_at DESC "
-	    "LIMIT 1) AND state = 'offered' AND expires_at > $1 AND locked = 0 "
-	    "RETURNING move_id, call_id";
-	char hash[2 * STORE_HASH_LEN + 1];
-	struct store_val p[3];
+	/* Numeric codes are unique on offer (store_move_insert), under any key: SQL_REDEEM picks
+	 * the row, then re-checks it. */
+	char hash[STORE_HASHES_MAX][2 * STORE_HASH_LEN + 1];
+	struct store_val p[2 + STORE_HASHES_MAX];
 	struct store_failure f;
 	struct won w = {0, r->move_id, r->call_id};
+	unsigned nalt = r->key == STORE_KEY_CODE ? r->nalt : 0;
 	int e;
 
-	if (!bounded(r->by, sizeof(r->by)))
+	if (!bounded(r->by, sizeof(r->by)) || !bounded(r->named, sizeof(r->named)))
 		return EINVAL;
+	if (nalt > STORE_HASHES_MAX - 1)
+		nalt = STORE_HASHES_MAX - 1;
 	r->move_id[0] = r->call_id[0] = '\0';
 	r->wait_ms = 0;
-	hex_encode(hash, r->hash);
 	p[0] = i64(r->now);
 	p[1] = t(r->by);
-	p[2] = t(hash);
+	hash_params(r->hash, r->alt, nalt, hash, p, 2);
 	memset(&f, 0, sizeof(f));
 	pthread_mutex_lock(&s->lock);
-	e = source_check_locked(s, r->by, r->now, &f);
+	e = redeem_allowed_locked(s, r);
 	if (e)
 		goto out;
-	if (f.wait_ms > 0) {
-		r->wait_ms = f.wait_ms;
-		e = EAGAIN;
-		goto out;
-	}
 	e = s->ops->begin(s->conn);
 	if (e)
 		goto out;
-	e = query(s, r->key == STORE_KEY_CODE ? by_code : by_token, p, 3, won_row, &w, NULL);
+	e = query(s, r->key == STORE_KEY_CODE ? hash_sql(SQL_REDEEM, nalt) : by_token, p,
+	          3 + (int)nalt, won_row, &w, NULL);
 	if (!e && w.found)
 		e = event_add_locked(s, r->move_id, r->now, "redeemed", r->by);
 	else if (!e)
-		e = failure_add_locked(s, NULL, r->by, r->now, &f);
+		e = failure_add_locked(s, r->named[0] ? r->named : NULL, r->by, r->key, r->now, &f);
 	e = tx_end(s, e);
 	if (!e && !w.found)
 		e = ENOENT;
@@ -846,24 +1036,29 @@ int store_move_node(struct store *s, struct store_redeem *r, char *node, size_t 
 {
 	static const char by_token[] =
 	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
-	    "WHERE m.token_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = "
+	    "WHERE m.token_hash = $2 AND m.state = 'offered' AND m.expires_at > $1 AND m.locked = "
 	    "0";
-	static const char by_code[] =
-	    "SELECT m.move_id, c.node FROM moves m JOIN calls c ON c.call_id = m.call_id "
-	    "WHERE m.code_hash = $1 AND m.state = 'offered' AND m.expires_at > $2 AND m.locked = 0 "
-	    "ORDER BY m.created_at DESC LIMIT 1";
-	char hash[2 * STORE_HASH_LEN + 1];
+	char hash[STORE_HASHES_MAX][2 * STORE_HASH_LEN + 1];
 	struct node_row w = {0, r->move_id, node, len};
-	struct store_val p[2];
+	struct store_val p[1 + STORE_HASHES_MAX];
+	unsigned nalt = r->key == STORE_KEY_CODE ? r->nalt : 0;
 	int e;
 
+	if (!bounded(r->by, sizeof(r->by)))
+		return EINVAL;
+	if (nalt > STORE_HASHES_MAX - 1)
+		nalt = STORE_HASHES_MAX - 1;
 	r->move_id[0] = '\0';
-	hex_encode(hash, r->hash);
-	p[0] = t(hash);
-	p[1] = i64(r->now);
+	r->wait_ms = 0;
+	p[0] = i64(r->now);
+	hash_params(r->hash, r->alt, nalt, hash, p, 1);
 	pthread_mutex_lock(&s->lock);
 	node[0] = '\0';
-	e = query(s, r->key == STORE_KEY_CODE ? by_code : by_token, p, 2, node_row, &w, NULL);
+	/* A source that must wait learns nothing, not even where a code lives. */
+	e = r->by[0] ? redeem_allowed_locked(s, r) : 0;
+	if (!e)
+		e = query(s, r->key == STORE_KEY_CODE ? hash_sql(SQL_NODE, nalt) : by_token, p,
+		          2 + (int)nalt, node_row, &w, NULL);
 	pthread_mutex_unlock(&s->lock);
 	return !e && !w.found ? ENOENT : e;
 }
@@ -1149,15 +1344,21 @@ static void job_run(struct store *s, struct store_job *job)
 		e = store_move_events(s, job->id, collect_event, job);
 		break;
 	case STORE_OP_FAILURE_ADD:
-		e = store_failure_add(s, job->id[0] ? job->id : NULL, job->source, job->at,
-		                      &job->failure);
+		e = store_guess_failed(s, job->id[0] ? job->id : NULL, job->source, job->redeem.key,
+		                       job->at, &job->failure);
 		break;
 	case STORE_OP_SOURCE_CHECK:
-		e = store_source_check(s, job->source, job->at, &job->failure);
+		e = store_guess_check(s, job->source, job->redeem.key, job->at, &job->failure);
 		break;
 	case STORE_OP_MOVE_NODE:
 		e = store_move_node(s, &job->redeem, job->text, sizeof(job->text));
 		break;
+	case STORE_OP_NODE_RESET: {
+		int n = 0;
+		e = store_node_reset(s, job->text, job->at, &n);
+		job->n = (size_t)n;
+		break;
+	}
 	default:
 		e = EINVAL;
 		break;
@@ -1186,6 +1387,7 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_FAILURE_ADD] = "count failure",
 	    [STORE_OP_SOURCE_CHECK] = "check source",
 	    [STORE_OP_MOVE_NODE] = "find a code's node",
+	    [STORE_OP_NODE_RESET] = "reset the node's calls",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";

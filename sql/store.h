@@ -6,15 +6,17 @@
 #include <stdint.h>
 
 struct su_root_s;
+struct sockaddr;
 struct store;
 
 #define STORE_ID_MAX     64  /* our ids: a text uuid or 32 hex digits, with the NUL */
 #define STORE_CALLID_MAX 256 /* a SIP Call-ID */
 #define STORE_TAG_MAX    128 /* a From or To tag */
 #define STORE_URI_MAX    512 /* a SIP URI */
-#define STORE_SOURCE_MAX 128 /* who asked: an address such as "udp:127.0.0.1:5062" */
+#define STORE_SOURCE_MAX 128 /* who asked: an address key such as "ip:127.0.0.1" */
 #define STORE_TEXT_MAX   256 /* a reason or an event's detail */
 #define STORE_HASH_LEN   32  /* SHA-256 */
+#define STORE_HASHES_MAX 8   /* a numeric code is looked up under this many keys at most */
 
 /* Times are milliseconds since the epoch; 0 means "not yet". The synchronous functions may be
  * called from any thread and block (on the network with PostgreSQL): the SIP loop uses
@@ -70,6 +72,10 @@ struct store_move {
 	char reason[STORE_TEXT_MAX]; /* why it failed */
 	int failures;                /* wrong guesses against this move */
 	int locked;                  /* 1 once failures reached the limit: it never redeems */
+	/* in (insert): the numeric code's hash under the keyring's older keys, so that no code on
+	 * offer, whatever key hashed it, has the same digits (EEXIST) */
+	uint8_t code_alt[STORE_HASHES_MAX - 1][STORE_HASH_LEN];
+	unsigned ncode_alt;
 };
 
 struct store_move_event {
@@ -89,19 +95,26 @@ enum store_key {
 struct store_redeem {
 	enum store_key key;
 	uint8_t hash[STORE_HASH_LEN];
+	/* a numeric code's hash under the keyring's older keys: any of them may match */
+	uint8_t alt[STORE_HASHES_MAX - 1][STORE_HASH_LEN];
+	unsigned nalt;
 	int64_t now;
-	char by[STORE_SOURCE_MAX]; /* the source presenting the code */
+	char by[STORE_SOURCE_MAX]; /* the source presenting the code (store_source_key) */
+	char named[STORE_ID_MAX];  /* the move a signed token names, if any: a miss counts there */
 	char move_id[STORE_ID_MAX];
 	char call_id[STORE_ID_MAX];
-	int64_t wait_ms; /* when refused as EAGAIN: how long the source must wait */
+	int64_t wait_ms; /* when refused (EAGAIN, EBUSY): how long to wait */
 };
 
 /* After a wrong guess, or when asking about a source: the counts and the penalty. */
 struct store_failure {
-	int move_failures;   /* -1 when no move was named */
-	int move_locked;     /* the named move is now locked */
-	int source_failures; /* failures from the source within the window */
-	int64_t wait_ms;     /* how long the source must still wait before trying again */
+	int move_failures;    /* -1 when no move was named */
+	int move_locked;      /* the named move is now locked */
+	int source_failures;  /* failures from the source within the window */
+	int64_t wait_ms;      /* how long the source must still wait before trying again */
+	int numeric_failures; /* wrong numeric codes node-wide within the budget's window */
+	int64_t
+	    budget_wait_ms; /* how long numeric codes stay refused node-wide (0: they are not) */
 };
 
 /* Guess limiting; see store_limits_set(). */
@@ -111,6 +124,9 @@ struct store_limits {
 	int64_t slow_base_ms; /* the first wait once a source reached the limit, doubling after
 	                         (1000) */
 	int64_t slow_max_ms;  /* the longest wait (300000) */
+	int numeric_budget; /* wrong numeric codes node-wide per budget window before numeric codes
+	                       are refused (30) */
+	int64_t budget_window_ms; /* (60000) */
 };
 
 /* Visits one row of a listing; returning non-zero stops it. Must not call the store. */
@@ -170,7 +186,9 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 int store_move_insert(struct store *s, const struct store_move *move);
 
 /* Uses a code once: 0 and r->move_id/call_id for exactly one caller, ENOENT when expired, wrong,
- * used or locked (a failure is then counted against r->by), EAGAIN when r->by must wait. */
+ * used or locked (a failure is then counted against r->by, and against r->named if set),
+ * EAGAIN when r->by must wait, EBUSY when numeric codes are refused node-wide (the budget of
+ * wrong numeric codes is spent); r->wait_ms says for how long. */
 int store_move_redeem(struct store *s, struct store_redeem *r);
 
 /* Finds the offered move r->key/hash names, without using it: r->move_id and the SIP URI of the
@@ -199,8 +217,28 @@ int store_move_events(struct store *s, const char *id, store_event_h *each, void
 int store_failure_add(struct store *s, const char *move_id, const char *source, int64_t now,
                       struct store_failure *f);
 
+/* The same for a guess of a kind: a wrong numeric code (STORE_KEY_CODE) also spends the
+ * node-wide budget. */
+int store_guess_failed(struct store *s, const char *move_id, const char *source,
+                       enum store_key kind, int64_t now, struct store_failure *f);
+
 /* Tells how many recent failures came from source and how long it must still wait. */
 int store_source_check(struct store *s, const char *source, int64_t now, struct store_failure *f);
+
+/* The same, and for a numeric code (STORE_KEY_CODE) whether the node-wide budget is spent. */
+int store_guess_check(struct store *s, const char *source, enum store_key kind, int64_t now,
+                      struct store_failure *f);
+
+/* Marks this node's calls still live in the store as ended and their unfinished moves as failed
+ * (a start after a stop or a crash: the dialogs are gone); n gets the calls. */
+int store_node_reset(struct store *s, const char *node, int64_t now, int *np);
+
+/*
+ * The key guesses are counted under: "ip:" and the address, an IPv6 address as its /64
+ * ("ip:2001:db8:1:2::/64"), an IPv4-mapped IPv6 address as IPv4. Ports never count: a new
+ * socket is the same source. EAFNOSUPPORT for other families.
+ */
+int store_source_key(const struct sockaddr *sa, char *out, size_t len);
 
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
@@ -219,9 +257,12 @@ enum store_op {
 	STORE_OP_MOVE_GET,       /* in: id; out: move */
 	STORE_OP_MOVE_LIST,      /* in: id (call id, or "" for all); out: moves, n */
 	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
-	STORE_OP_FAILURE_ADD,    /* in: id (move id or ""), source, at; out: failure */
-	STORE_OP_SOURCE_CHECK,   /* in: source, at; out: failure */
-	STORE_OP_MOVE_NODE,      /* in: redeem.key, hash, now; out: redeem.move_id, text (node) */
+	STORE_OP_FAILURE_ADD, /* in: id (move id or ""), source, redeem.key (kind), at; out: failure
+	                       */
+	STORE_OP_SOURCE_CHECK, /* in: source, redeem.key (kind), at; out: failure */
+	STORE_OP_MOVE_NODE,    /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
+	                          (node); EAGAIN/EBUSY as for a redeem */
+	STORE_OP_NODE_RESET,   /* in: text (node), at; out: n */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

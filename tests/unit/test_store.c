@@ -8,6 +8,9 @@
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sanitizer/lsan_interface.h>
 #include <sofia-sip/su_wait.h>
 
@@ -889,5 +892,185 @@ Test(store, a_redeem_overtakes_queued_writes)
 	store_close(st);
 	st = NULL;
 	loop_fini(&l);
+	finish();
+}
+
+/* ---- the guessing budget (issue: harden what faces the network) ---- */
+
+Test(store, source_key_is_the_address_and_an_ipv6_64)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(5062)};
+	struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons(40000)};
+	struct sockaddr_in6 c = {.sin6_family = AF_INET6, .sin6_port = htons(1)};
+	struct sockaddr_in6 d = {.sin6_family = AF_INET6, .sin6_port = htons(2)};
+	struct sockaddr_in6 e = {.sin6_family = AF_INET6};
+	struct sockaddr_in6 mapped = {.sin6_family = AF_INET6};
+	struct sockaddr un = {.sa_family = AF_UNIX};
+	char ka[STORE_SOURCE_MAX], kb[STORE_SOURCE_MAX], kc[STORE_SOURCE_MAX], kd[STORE_SOURCE_MAX];
+	char ke[STORE_SOURCE_MAX], km[STORE_SOURCE_MAX];
+
+	inet_pton(AF_INET, "192.0.2.7", &a.sin_addr);
+	inet_pton(AF_INET, "192.0.2.7", &b.sin_addr);
+	inet_pton(AF_INET6, "2001:db8:1:2:aaaa::1", &c.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:2:bbbb:cccc:dddd:eeee", &d.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &e.sin6_addr);
+	inet_pton(AF_INET6, "::ffff:192.0.2.7", &mapped.sin6_addr);
+	cr_assert_eq(store_source_key((struct sockaddr *)&a, ka, sizeof(ka)), 0);
+	cr_assert_eq(store_source_key((struct sockaddr *)&b, kb, sizeof(kb)), 0);
+	cr_assert_str_eq(ka, "ip:192.0.2.7");
+	cr_assert_str_eq(ka, kb, "a new port is the same source");
+	cr_assert_eq(store_source_key((struct sockaddr *)&c, kc, sizeof(kc)), 0);
+	cr_assert_eq(store_source_key((struct sockaddr *)&d, kd, sizeof(kd)), 0);
+	cr_assert_eq(store_source_key((struct sockaddr *)&e, ke, sizeof(ke)), 0);
+	cr_assert_str_eq(kc, "ip:2001:db8:1:2::/64");
+	cr_assert_str_eq(kc, kd, "one /64 is one source");
+	cr_assert_str_neq(kc, ke, "another /64 is another source");
+	cr_assert_eq(store_source_key((struct sockaddr *)&mapped, km, sizeof(km)), 0);
+	cr_assert_str_eq(km, ka, "an IPv4-mapped address is the IPv4 source");
+	cr_assert_eq(store_source_key(&un, ka, sizeof(ka)), EAFNOSUPPORT);
+	finish();
+}
+
+Test(store, numeric_code_is_unique_among_codes_on_offer)
+{
+	struct store_move m;
+
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, 1000, 120000);
+	/* Same digits (same code hash), another move: refused while m1 is on offer. */
+	make_move(&m, "m2", "c1", 2, 2000, 120000);
+	hash_of(m.code_hash, 1 + 100000);
+	cr_assert_eq(store_move_insert(st, &m), EEXIST);
+	/* The same digits hashed with an older key (after a rotation) count as the same code. */
+	make_move(&m, "m3", "c1", 3, 2000, 120000);
+	hash_of(m.code_alt[0], 1 + 100000);
+	m.ncode_alt = 1;
+	cr_assert_eq(store_move_insert(st, &m), EEXIST);
+	/* Other digits are fine; once m1 has expired its digits are free again. */
+	make_move(&m, "m4", "c1", 4, 2000, 120000);
+	cr_assert_eq(store_move_insert(st, &m), 0);
+	make_move(&m, "m5", "c1", 5, 200000, 120000);
+	hash_of(m.code_hash, 1 + 100000);
+	cr_assert_eq(store_move_insert(st, &m), 0);
+	finish();
+}
+
+Test(store, numeric_code_redeems_under_an_older_key)
+{
+	struct store_redeem r;
+
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, 1000, 120000);
+	memset(&r, 0, sizeof(r));
+	r.key = STORE_KEY_CODE;
+	hash_of(r.hash, 777);          /* the digits under the new key: not stored */
+	hash_of(r.alt[0], 1 + 100000); /* under the key the move was made with */
+	r.nalt = 1;
+	r.now = 2000;
+	snprintf(r.by, sizeof(r.by), "ip:127.0.0.1");
+	cr_assert_eq(store_move_redeem(st, &r), 0);
+	cr_assert_str_eq(r.move_id, "m1");
+	finish();
+}
+
+Test(store, node_wide_budget_pauses_numeric_codes_not_tokens)
+{
+	struct store_limits lim = {
+	    .max_failures = 5, .numeric_budget = 10, .budget_window_ms = 60000};
+	struct store_failure f;
+	struct store_redeem r;
+	char src[32];
+	int64_t now = 100000;
+	int i;
+
+	store_limits_set(st, &lim);
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, now, 600000);
+	add_move("m2", "c1", 2, now, 600000);
+	/* Ten wrong numeric codes from ten addresses: none of them is locked out itself. */
+	for (i = 0; i < 10; i++) {
+		snprintf(src, sizeof(src), "ip:127.0.1.%d", i);
+		cr_assert_eq(redeem(STORE_KEY_CODE, 500 + i, now + i, src, &r), ENOENT);
+	}
+	/* Wrong tokens do not spend the numeric budget. */
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 600, now + 10, "ip:127.0.2.1", &r), ENOENT);
+	cr_assert_eq(store_guess_check(st, "ip:127.0.3.1", STORE_KEY_CODE, now + 20, &f), 0);
+	cr_assert_eq(f.numeric_failures, 10);
+	cr_assert_eq(f.budget_wait_ms, 60000 - 20, "until the oldest wrong code is forgotten");
+	cr_assert_eq(f.wait_ms, 0, "the new source itself is not locked");
+	/* Spent: even the right numeric code from a fresh address waits (EBUSY) ... */
+	cr_assert_eq(redeem(STORE_KEY_CODE, 1, now + 30, "ip:127.0.3.1", &r), EBUSY);
+	cr_assert_eq(r.wait_ms, 60000 - 30);
+	/* ... and counts nothing more; a token still works. */
+	cr_assert_eq(store_guess_check(st, "ip:127.0.3.1", STORE_KEY_CODE, now + 31, &f), 0);
+	cr_assert_eq(f.numeric_failures, 10);
+	cr_assert_eq(f.source_failures, 0);
+	cr_assert_eq(redeem(STORE_KEY_TOKEN, 2, now + 40, "ip:127.0.3.1", &r), 0);
+	cr_assert_str_eq(r.move_id, "m2");
+	/* The window passes: numeric codes work again. */
+	cr_assert_eq(redeem(STORE_KEY_CODE, 1, now + 60001, "ip:127.0.3.1", &r), 0);
+	cr_assert_str_eq(r.move_id, "m1");
+	finish();
+}
+
+Test(store, token_miss_counts_against_the_move_it_names)
+{
+	struct store_redeem r;
+	struct store_move got;
+
+	add_call("c1", 1000);
+	add_move("m1", "c1", 1, 1000, 120000);
+	memset(&r, 0, sizeof(r));
+	r.key = STORE_KEY_TOKEN;
+	hash_of(r.hash, 999);
+	r.now = 2000;
+	snprintf(r.by, sizeof(r.by), "ip:127.0.0.1");
+	snprintf(r.named, sizeof(r.named), "m1");
+	cr_assert_eq(store_move_redeem(st, &r), ENOENT);
+	cr_assert_eq(store_move_get(st, "m1", &got), 0);
+	cr_assert_eq(got.failures, 1);
+	finish();
+}
+
+Test(store, purge_prunes_failures_even_when_calls_are_kept)
+{
+	struct store_failure f;
+	struct store_call c;
+	int n = -1;
+
+	add_call("c1", 1000);
+	cr_assert_eq(store_call_state_set(st, "c1", STORE_CALL_ENDED, 2000), 0);
+	cr_assert_eq(store_failure_add(st, NULL, "ip:127.0.0.9", 2000, &f), 0);
+	cr_assert_eq(f.source_failures, 1);
+	/* retention 0: ended calls stay for ever, but a day later the failure is forgotten. */
+	cr_assert_eq(store_purge(st, 2000 + 86400000, 0, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_call_get(st, "c1", &c), 0, "the ended call is kept");
+	cr_assert_eq(store_source_check(st, "ip:127.0.0.9", 2000, &f), 0);
+	cr_assert_eq(f.source_failures, 0, "the failure row is gone");
+	finish();
+}
+
+Test(store, node_reset_ends_the_calls_a_dead_process_left)
+{
+	struct store_call c;
+	struct store_move m;
+	int n = 0;
+
+	make_call(&c, "c1", 1000);
+	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5060");
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	make_call(&c, "c2", 1000);
+	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5062");
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	add_move("m1", "c1", 1, 1000, 120000);
+	cr_assert_eq(store_node_reset(st, "sip:127.0.0.1:5060", 5000, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_call_get(st, "c1", &c), 0);
+	cr_assert_eq(c.state, STORE_CALL_ENDED);
+	cr_assert_eq(store_call_get(st, "c2", &c), 0);
+	cr_assert_neq(c.state, STORE_CALL_ENDED, "another node's call is left alone");
+	cr_assert_eq(store_move_get(st, "m1", &m), 0);
+	cr_assert_eq(m.state, STORE_MOVE_FAILED);
 	finish();
 }

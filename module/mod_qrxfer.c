@@ -28,7 +28,7 @@ static struct {
 	char *store_url;
 	int store_keep_ended;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
-	int codes_lockout, codes_numeric_budget, store_timeout;
+	int codes_lockout, codes_numeric_budget, codes_budget_window, store_timeout;
 	char *move_dial_domains;
 	char *codes_hmac_key_file;
 	char *move_feature_code;
@@ -82,6 +82,7 @@ static const struct mod_conf_param params[] = {
     {"codes", "max_failures", MOD_CONF_INT, &conf.codes_max_failures, "5", 1, 100},
     {"codes", "lockout", MOD_CONF_INT, &conf.codes_lockout, "60", 1, 86400},
     {"codes", "numeric_budget", MOD_CONF_INT, &conf.codes_numeric_budget, "30", 1, 100000},
+    {"codes", "budget_window", MOD_CONF_INT, &conf.codes_budget_window, "60", 1, 3600},
     {"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
     {"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
     {"move", "dial_domains", MOD_CONF_STR, &conf.move_dial_domains, ""},
@@ -317,6 +318,7 @@ static int mod_init(const struct mod_host *h)
 	lim.max_failures = conf.codes_max_failures;
 	lim.slow_base_ms = (int64_t)conf.codes_lockout * 1000;
 	lim.numeric_budget = conf.codes_numeric_budget;
+	lim.budget_window_ms = (int64_t)conf.codes_budget_window * 1000;
 	store_limits_set(store, &lim);
 	err = store_attach(store, h->root);
 	if (err) {

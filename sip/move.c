@@ -1584,9 +1584,10 @@ static int in_list(const char *list, const char *name)
 
 /*
  * Where a code holder may have us call (landing page, images, REFER out): a user at our domain,
- * reached through the upstream (*direct = 0), or at a domain of [move] dial_domains, reached
- * directly (*direct = 1). Never an address literal, a port, URI parameters but user=phone, or
- * headers: the target names a user, not a route. out gets the URI to dial. EPERM or EINVAL.
+ * reached through the upstream (*direct = 0), or at a host of [move] dial_domains, reached
+ * directly (*direct = 1). An address literal or a port only where the administrator listed
+ * exactly that host[:port]; never URI parameters but user=phone, or headers: the target names
+ * a user, not a route. out gets the URI to dial. EPERM or EINVAL.
  */
 int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct)
 {
@@ -1603,17 +1604,25 @@ int move_dial_target(struct sip *s, const char *target, char *out, size_t len, i
 		*direct = 0;
 		return 0;
 	}
+	char hostport[300];
+
 	u = url_hdup(home, URL_STRING_MAKE(target)->us_url);
 	if (!u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ||
 	    !u->url_user || !*u->url_user || u->url_password)
 		err = EINVAL;
-	else if (u->url_port || u->url_headers || host_is_ip_address(u->url_host) ||
-	         (u->url_params && strcasecmp(u->url_params, "user=phone")))
+	else if (u->url_headers || (u->url_params && strcasecmp(u->url_params, "user=phone")))
+		err = EPERM;
+	if (!err)
+		snprintf(hostport, sizeof(hostport), "%s%s%s", u->url_host, u->url_port ? ":" : "",
+		         u->url_port ? u->url_port : "");
+	if (err)
+		;
+	else if (in_list(s->conf.dial_domains, hostport))
+		*direct = 1;
+	else if (u->url_port || host_is_ip_address(u->url_host))
 		err = EPERM;
 	else if (s->conf.domain && !strcasecmp(u->url_host, s->conf.domain))
 		*direct = 0;
-	else if (in_list(s->conf.dial_domains, u->url_host))
-		*direct = 1;
 	else
 		err = EPERM;
 	if (!err && (size_t)snprintf(out, len, "%s", target) >= len)

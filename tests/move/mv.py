@@ -13,10 +13,12 @@
   mv.py HTTPPORT TOKENFILE http METHOD PATH [CTYPE FILE]
                                                   one request (FILE as body): prints
                                                   "status error-text" (the JSON "error")
+  mv.py invite SIPPORT RURI [SRCIP]               an INVITE from a new port of SRCIP (default
+                                                  127.0.0.1): prints "status retry-after"
   mv.py blankpng FILE                             a white 64x64 PNG (no code in it)
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
-  mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE
+  mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE [SECS]
                                                   a MESSAGE with FILE as body over UDP: prints
                                                   the final status (a camera image in a MESSAGE)
 Every wait has a deadline; only 127.0.0.1 is ever contacted.
@@ -74,7 +76,7 @@ def poke(port, callid):
     s.close()
 
 
-def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path):
+def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path, secs="8"):
     body = open(path, "rb").read()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -85,7 +87,7 @@ def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path):
             "Max-Forwards: 70\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n") % (
                 ruri, me, int(time.time() * 1000), frm, to, callid, cseq, ctype, len(body))
     msg = head.encode() + body
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + float(secs)
     s.settimeout(0.5)
     while time.monotonic() < deadline:
         s.sendto(msg, ("127.0.0.1", int(port)))
@@ -99,6 +101,59 @@ def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path):
         except (socket.timeout, ValueError, IndexError):
             continue
     print("timeout")
+    return 1
+
+
+def invite(port, ruri, src="127.0.0.1"):
+    """An INVITE to RURI from a fresh port of src; prints "status retry-after" of its final
+    response (ACKed when it is not a 2xx; a 2xx is not expected here and is ACKed and ended)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    me = s.getsockname()[1]
+    branch = "z9hG4bK-inv-%d-%d" % (me, int(time.time() * 1000))
+    callid = "guess-%d-%d@%s" % (me, int(time.time() * 1000), src)
+    sdp = ("v=0\r\no=g 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+           "m=audio 40010 RTP/AVP 0\r\n") % (src, src)
+    head = ("INVITE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=%s\r\n"
+            "From: <sip:guess@%s>;tag=g%d\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
+            "Contact: <sip:guess@%s:%d>\r\nMax-Forwards: 70\r\n"
+            "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n") % (
+                ruri, src, me, branch, src, me, ruri, callid, src, me, len(sdp))
+    msg = (head + sdp).encode()
+    deadline = time.monotonic() + 10
+    s.settimeout(0.5)
+    sent = False
+    while time.monotonic() < deadline:
+        if not sent:
+            s.sendto(msg, ("127.0.0.1", int(port)))
+        try:
+            data = s.recv(65536).decode("latin-1")
+        except socket.timeout:
+            sent = False
+            continue
+        sent = True
+        try:
+            status = int(data.split(" ", 2)[1])
+        except (ValueError, IndexError):
+            continue
+        if status < 200:
+            continue
+        hdrs = {}
+        for line in data.split("\r\n")[1:]:
+            if not line:
+                break
+            k, _, v = line.partition(":")
+            hdrs.setdefault(k.strip().lower(), v.strip())
+        to = hdrs.get("to", "<%s>" % ruri)
+        ack_branch = branch if status >= 300 else branch + "-ack"
+        ack = ("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=%s\r\n"
+               "From: <sip:guess@%s>;tag=g%d\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\n"
+               "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n") % (
+                   ruri, src, me, ack_branch, src, me, to, callid)
+        s.sendto(ack.encode(), ("127.0.0.1", int(port)))
+        print(status, hdrs.get("retry-after", "-").split(";")[0].strip() or "-")
+        return 0
+    print("timeout -")
     return 1
 
 
@@ -117,7 +172,9 @@ def main(a):
         blankpng(a[1])
         return 0
     if a[0] == "sipmsg":
-        return sipmsg(*a[1:9])
+        return sipmsg(*a[1:10])
+    if a[0] == "invite":
+        return invite(*a[1:4])
     if a[0] == "poke":
         poke(a[1], a[2])
         return 0

@@ -145,9 +145,10 @@ static unsigned err_status(int err)
 		return 404;
 	case EAGAIN:
 		return 429;
+	case EPERM:
+		return 403;
 	case EALREADY:
 	case EBUSY:
-	case EPERM:
 	case ENOTCONN:
 	case EINPROGRESS:
 	case EEXIST:
@@ -1530,6 +1531,9 @@ static void finish_dial(struct job *j)
 		break;
 	case EINVAL:
 		why = "qrxfer cannot call that address.";
+		break;
+	case EPERM:
+		why = "qrxfer may not call that address: give a number, or a user of this service.";
 		break;
 	default:
 		why = code_strerror(j->live_err);

@@ -281,10 +281,39 @@ static int start_sms(void)
 	return 0;
 }
 
+/* The HTTP listeners, before the SIP stack: a bad or busy address must fail the start while
+ * there is no stack to shut down yet. Routes come with the API, once the stack is up. */
+static int start_http(void)
+{
+	struct mod_http_conf hc = {0};
+	int err;
+
+	if (!nonempty(conf.http_listen))
+		return 0;
+	hc.listen = conf.http_listen;
+	hc.admin_loopback_only = conf.http_admin_loopback_only;
+	hc.body_max = (size_t)conf.http_body_max;
+	hc.rate = conf.http_rate;
+	hc.burst = (unsigned)conf.http_burst;
+	hc.admin_listen = nonempty(conf.http_admin_listen);
+	hc.per_ip_limit = (unsigned)conf.http_per_ip_limit;
+	hc.header_timeout_s = (unsigned)conf.http_header_timeout;
+	hc.body_timeout_s = (unsigned)conf.http_body_timeout;
+	admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
+	if (!admin_token)
+		LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
+	hc.admin_token = admin_token;
+	err = mod_http_alloc(&http, host->root, &hc);
+	if (err)
+		LOG_ERR("http", "cannot listen on [http] listen %s%s%s: %s", conf.http_listen,
+		        hc.admin_listen ? " and [http] admin_listen " : "",
+		        hc.admin_listen ? hc.admin_listen : "", strerror(err));
+	return err;
+}
+
 static int mod_init(const struct mod_host *h)
 {
 	struct store_limits lim = {0};
-	struct mod_http_conf hc = {0};
 	struct mod_api_conf ac = {0};
 	char err_text[512];
 	int err;
@@ -324,33 +353,15 @@ static int mod_init(const struct mod_host *h)
 	err = start_sms();
 	if (err)
 		return err;
+	err = start_http();
+	if (err)
+		return err;
 	fill_sip_conf();
 	err = sip_alloc(&sip, h->root, &sc);
 	if (err)
 		return err;
 
-	hc.listen = conf.http_listen;
-	hc.admin_loopback_only = conf.http_admin_loopback_only;
-	hc.body_max = (size_t)conf.http_body_max;
-	hc.rate = conf.http_rate;
-	hc.burst = (unsigned)conf.http_burst;
-	hc.admin_listen = nonempty(conf.http_admin_listen);
-	hc.per_ip_limit = (unsigned)conf.http_per_ip_limit;
-	hc.header_timeout_s = (unsigned)conf.http_header_timeout;
-	hc.body_timeout_s = (unsigned)conf.http_body_timeout;
-	if (nonempty(conf.http_listen)) {
-		admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
-		if (!admin_token)
-			LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
-		hc.admin_token = admin_token;
-		err = mod_http_alloc(&http, h->root, &hc);
-		if (err) {
-			LOG_ERR("http", "cannot listen on [http] listen %s%s%s: %s",
-			        conf.http_listen,
-			        hc.admin_listen ? " and [http] admin_listen " : "",
-			        hc.admin_listen ? hc.admin_listen : "", strerror(err));
-			return err;
-		}
+	if (http) {
 		twilio_token =
 		    read_secret("twilio_auth_token_file", conf.sms_twilio_auth_token_file);
 		webhook_secret = read_secret("webhook_secret_file", conf.sms_webhook_secret_file);
@@ -366,9 +377,9 @@ static int mod_init(const struct mod_host *h)
 			LOG_ERR("http", "cannot set up the API: %s", strerror(err));
 			return err;
 		}
-		if (hc.admin_listen)
+		if (nonempty(conf.http_admin_listen))
 			LOG_INFO("http", "listening on %s (public), %s (admin), public URL %s",
-			         conf.http_listen, hc.admin_listen, conf.http_public_url);
+			         conf.http_listen, conf.http_admin_listen, conf.http_public_url);
 		else
 			LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
 			         conf.http_public_url);

@@ -185,11 +185,22 @@ static void log_err(const char *what, const char *why)
 	fprintf(stderr, "qrxfer: http: %s: %s\n", what, why);
 }
 
+/* MHD's lines about one connection's end: any peer makes them at will, they name no peer, and
+ * conn_cut() has already said why when it was us. */
+static const char *const mhd_quiet[] = {
+    "Connection was closed by remote side",
+    "Connection socket is closed when reading request",
+};
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
+	unsigned i;
 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	for (i = 0; i < sizeof(mhd_quiet) / sizeof(mhd_quiet[0]); i++)
+		if (!strncmp(buf, mhd_quiet[i], strlen(mhd_quiet[i])))
+			return;
 	buf[strcspn(buf, "\n")] = '\0';
 	log_err("mhd", buf);
 }
@@ -584,18 +595,19 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 	p = peer_find(f, key);
 	if (!p || p->n < f->h->per_ip_limit)
 		return MHD_YES;
-	f->refused++;
 	mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL);
 	now = now_s();
-	if (now - f->refused_logged >= REFUSED_LOG_S) {
-		getnameinfo(sa, len, text, sizeof(text), NULL, 0, NI_NUMERICHOST);
-		fprintf(stderr,
-		        "qrxfer: http: %s: %s face: over per_ip_limit %u: connection refused (%u "
-		        "refused in the last %d s)\n",
-		        text, f->name, f->h->per_ip_limit, f->refused, REFUSED_LOG_S);
-		f->refused = 0;
-		f->refused_logged = now;
+	if (f->refused_logged && now - f->refused_logged < REFUSED_LOG_S) {
+		f->refused++;
+		return MHD_NO;
 	}
+	getnameinfo(sa, len, text, sizeof(text), NULL, 0, NI_NUMERICHOST);
+	fprintf(stderr,
+	        "qrxfer: http: %s: %s face: over per_ip_limit %u: connection refused (and %u "
+	        "unlogged since the last such line; one line per %d s)\n",
+	        text, f->name, f->h->per_ip_limit, f->refused, REFUSED_LOG_S);
+	f->refused = 0;
+	f->refused_logged = now;
 	return MHD_NO;
 }
 

@@ -48,7 +48,8 @@
 #define DEFAULT_CONN_MAX  512
 #define DEFAULT_HEADER_S  10
 #define DEFAULT_BODY_S    30
-#define REFUSED_LOG_S     10 /* at most one line per face this often about refused connections */
+#define REFUSED_LOG_S     10   /* at most one line per face this often about refused connections */
+#define SWEEP_SLACK_S     0.25 /* a deadline may be met this late: sweeps come in batches */
 
 /* One route; owned by its server's list. */
 struct route {
@@ -102,6 +103,7 @@ struct conn {
 	uint8_t key[16]; /* addr_key() of the peer */
 	bool counted;    /* holds one of f->peers' counts */
 	bool cut;        /* shut down by the sweep; MHD has yet to notice */
+	bool line;       /* a request line came since the last reply */
 	enum conn_phase phase;
 	double deadline; /* CLOCK_MONOTONIC seconds, for CONN_HEADERS and CONN_BODY */
 	unsigned requests;
@@ -613,11 +615,12 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 
 static void on_sweep(su_root_magic_t *magic, su_timer_t *t, void *arg);
 
-/* Makes the sweep run no later than at. */
+/* Makes the sweep run no later than at (plus the slack). */
 static void sweep_by(struct mod_http *h, double at)
 {
 	double ms;
 
+	at += SWEEP_SLACK_S;
 	if (!h->sweep || (h->sweep_at && h->sweep_at <= at))
 		return;
 	ms = ceil((at - now_s()) * 1000.0) + 1;
@@ -638,25 +641,30 @@ static void conn_phase(struct conn *c, enum conn_phase phase)
 	sweep_by(h, c->deadline);
 }
 
-/* Shuts a late connection's socket down; MHD reads the end of it and closes it. */
+/*
+ * Shuts a late connection's socket down; MHD reads the end of it and closes it. A keep-alive
+ * connection that sent nothing of a next request is idle, not slow: it goes without a word.
+ */
 static void conn_cut(struct conn *c)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct mod_http *h = c->f->h;
 
 	c->cut = true;
-	if (c->phase == CONN_HEADERS)
+	if (c->phase == CONN_BODY) {
+		fprintf(stderr,
+		        "qrxfer: http: %s: %s face: request body not complete %g s after its "
+		        "headers: connection closed\n",
+		        c->peer, c->f->name, h->body_s);
+		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+	} else if (!c->requests || c->line) {
 		fprintf(stderr,
 		        "qrxfer: http: %s: %s face: no complete request headers %g s after %s: "
 		        "connection closed\n",
 		        c->peer, c->f->name, h->header_s,
 		        c->requests ? "the last reply" : "connecting");
-	else
-		fprintf(stderr,
-		        "qrxfer: http: %s: %s face: request body not complete %g s after its "
-		        "headers: connection closed\n",
-		        c->peer, c->f->name, h->body_s);
-	mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+	}
 	ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci)
 		shutdown(ci->connect_fd, SHUT_RDWR);
@@ -1062,6 +1070,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	req->conn = conn;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	req->c = ci ? ci->socket_context : NULL;
+	if (req->c)
+		req->c->line = true;
 	req->raw = strndup(uri, strcspn(uri, "?#"));
 	return req;
 }
@@ -1185,6 +1195,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	/* the connection waits for its next request's headers (or closes) */
 	if (req->c && !req->c->cut) {
 		req->c->requests++;
+		req->c->line = false;
 		conn_phase(req->c, CONN_HEADERS);
 	}
 	req_free(req);

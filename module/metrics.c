@@ -64,7 +64,7 @@ static const struct series table[MOD_METRIC__COUNT] = {
                                                    "HTTP connections refused over per_ip_limit."},
     [MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL] =
         {"qrxfer_http_connections_cut_total", NULL, "counter",
-         "HTTP connections closed for a late header or body."},
+         "HTTP connections closed for late request headers or body."},
     [MOD_METRIC_START_TIME_SECONDS] = {"qrxfer_start_time_seconds", NULL, "gauge",
                                        "When the module started, seconds since the epoch."},
 };

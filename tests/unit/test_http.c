@@ -808,6 +808,48 @@ Test(faces, trickled_body_is_cut_at_the_deadline)
 	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
 }
 
+Test(faces, an_idle_keep_alive_connection_closes_quietly)
+{
+	struct raw r = {
+	    .src = "127.0.0.5", .first = "GET /m/a HTTP/1.1\r\nHost: x\r\n\r\n", .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "an idle keep-alive connection stayed open 10 s");
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_REQUESTS_TOTAL), 1);
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
+	fflush(stderr);
+	cr_assert_stderr_eq_str("");
+}
+
+Test(faces, a_slow_second_request_is_cut)
+{
+	struct raw r = {.src = "127.0.0.6",
+	                .first =
+	                    "GET /m/a HTTP/1.1\r\nHost: x\r\n\r\nGET /m/b HTTP/1.1\r\nX-Slow: ",
+	                .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.trickle = true;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "a slow second request was not cut in 10 s");
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+}
+
 static void on_much_later(su_root_magic_t *m, su_timer_t *t, void *arg)
 {
 	mod_http_reply(arg, 202, "text/plain", "later", 5);

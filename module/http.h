@@ -11,8 +11,8 @@
  * Public rate limiting and the per-address connection limit key on the TCP peer (an IPv6 /64
  * counts as one source); behind a reverse proxy every client shares the proxy's bucket.
  * A connection whose request headers or body are late (header_timeout_s, body_timeout_s) is
- * closed with one log line naming the peer; a handler's time and a deferred reply have no
- * deadline.
+ * closed with one log line naming the peer (an idle keep-alive one without a word); a
+ * handler's time and a deferred reply have no deadline.
  */
 #ifndef QRXFER_MODULE_HTTP_H
 #define QRXFER_MODULE_HTTP_H

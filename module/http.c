@@ -1,11 +1,16 @@
 /*
- * module/http: libmicrohttpd in external-epoll mode on the su_root loop. MHD's epoll fd is
- * one wait on the root; MHD_get_timeout() drives one su_timer. Requests are matched to
- * routes on their headers, so refusals (404, 405, 401, 403, 429, 413) are sent before any
- * body is read.
+ * module/http: libmicrohttpd in external-epoll mode on the su_root loop. Each face (one
+ * listener, or a public and an admin one) is one MHD daemon: its epoll fd is one wait on the
+ * root and MHD_get_timeout() drives one su_timer. Requests are matched to routes on their
+ * headers, so refusals (404, 405, 401, 403, 429, 413) are sent before any body is read.
+ *
+ * MHD 0.9.75 only has an idle timeout, which a client sending a byte now and then never
+ * meets. So every connection carries a deadline for its request headers and one for its body;
+ * one su_timer sweeps the late ones and shuts their sockets down, which MHD then sees as the
+ * peer closing (it still owns and closes the descriptor).
  */
-#define SU_WAKEUP_ARG_T struct mod_http
-#define SU_TIMER_ARG_T  struct mod_http
+#define SU_WAKEUP_ARG_T void
+#define SU_TIMER_ARG_T  void
 
 #include "config.h"
 
@@ -41,6 +46,10 @@
 #define DEFAULT_BURST     20
 #define DEFAULT_TIMEOUT_S 30
 #define DEFAULT_CONN_MAX  512
+#define DEFAULT_HEADER_S  10
+#define DEFAULT_BODY_S    30
+#define REFUSED_LOG_S     10   /* at most one line per face this often about refused connections */
+#define SWEEP_SLACK_S     0.25 /* a deadline may be met this late: sweeps come in batches */
 
 /* One route; owned by its server's list. */
 struct route {
@@ -78,9 +87,56 @@ enum req_state {
 	REQ_RESUMED,  /* deferred reply is waiting for MHD to call us again */
 };
 
+struct face;
+
+enum conn_phase {
+	CONN_HEADERS, /* waiting for a request's line and headers: header deadline */
+	CONN_BODY,    /* headers in, body coming: body deadline */
+	CONN_BUSY,    /* handler, deferred reply or response on the wire: no deadline */
+};
+
+/* One TCP connection; owned by MHD's socket context (freed when MHD says it closed). */
+struct conn {
+	struct conn *next, *prev; /* in h->conns */
+	struct face *f;
+	struct MHD_Connection *mc;
+	uint8_t key[16]; /* addr_key() of the peer */
+	bool counted;    /* holds one of f->peers' counts */
+	bool cut;        /* shut down by the sweep; MHD has yet to notice */
+	bool line;       /* a request line came since the last reply */
+	enum conn_phase phase;
+	double deadline; /* CLOCK_MONOTONIC seconds, for CONN_HEADERS and CONN_BODY */
+	unsigned requests;
+	char peer[INET6_ADDRSTRLEN];
+};
+
+/* Open connections of one address (key) on one face; n == 0 is a free slot. */
+struct peer {
+	uint8_t key[16];
+	unsigned n;
+};
+
+/* One listener; part of its server. */
+struct face {
+	struct mod_http *h;
+	const char *name; /* "public" or "admin", for logs */
+	unsigned routes;  /* the route flags served here */
+	struct MHD_Daemon *d;
+	int widx;
+	su_timer_t *timer;
+	bool running; /* inside MHD_run: no re-arming from replies */
+	unsigned port;
+	struct peer *peers; /* conn_max slots: no more addresses than connections */
+	unsigned npeers;
+	unsigned refused; /* over per_ip_limit since the last log line */
+	double refused_logged;
+};
+
 /* One request; owned by MHD's connection (freed in on_completed). */
 struct mod_http_req {
 	struct mod_http *h;
+	struct face *f;
+	struct conn *c; /* NULL if its connection could not be tracked */
 	struct MHD_Connection *conn;
 	struct route *route;
 	enum req_state state;
@@ -108,11 +164,13 @@ struct mod_http_req {
 /* The server; owned by whoever called mod_http_alloc. */
 struct mod_http {
 	su_root_t *root;
-	struct MHD_Daemon *d;
-	int widx;
-	su_timer_t *timer;
-	bool running; /* inside MHD_run: no re-arming from replies */
-	unsigned port;
+	struct face faces[2]; /* [0] public (and admin without admin_listen), [1] admin */
+	unsigned nfaces;
+	struct conn *conns;
+	su_timer_t *sweep;
+	double sweep_at; /* when the sweep timer fires; 0: not set */
+	unsigned per_ip_limit;
+	double header_s, body_s;
 	struct route *routes;
 	bool have_token;
 	uint8_t token_hash[32];
@@ -129,11 +187,22 @@ static void log_err(const char *what, const char *why)
 	fprintf(stderr, "qrxfer: http: %s: %s\n", what, why);
 }
 
+/* MHD's lines about one connection's end: any peer makes them at will, they name no peer, and
+ * conn_cut() has already said why when it was us. */
+static const char *const mhd_quiet[] = {
+    "Connection was closed by remote side",
+    "Connection socket is closed when reading request",
+};
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
+	unsigned i;
 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	for (i = 0; i < sizeof(mhd_quiet) / sizeof(mhd_quiet[0]); i++)
+		if (!strncmp(buf, mhd_quiet[i], strlen(mhd_quiet[i])))
+			return;
 	buf[strcspn(buf, "\n")] = '\0';
 	log_err("mhd", buf);
 }
@@ -155,49 +224,49 @@ static void sha256(const void *data, size_t len, uint8_t out[32])
 
 /* ---- the loop ---- */
 
-static void arm(struct mod_http *h);
+static void arm(struct face *f);
 
-static void run(struct mod_http *h)
+static void run(struct face *f)
 {
-	h->running = true;
-	MHD_run(h->d);
-	h->running = false;
-	arm(h);
+	f->running = true;
+	MHD_run(f->d);
+	f->running = false;
+	arm(f);
 }
 
-static int on_wait(su_root_magic_t *magic, su_wait_t *w, struct mod_http *h)
+static int on_wait(su_root_magic_t *magic, su_wait_t *w, void *arg)
 {
-	run(h);
+	run(arg);
 	return 0;
 }
 
-static void on_timer(su_root_magic_t *magic, su_timer_t *t, struct mod_http *h)
+static void on_timer(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
-	run(h);
+	run(arg);
 }
 
 /* Sets the timer from MHD_get_timeout(): MHD must run again no later than that. */
-static void arm(struct mod_http *h)
+static void arm(struct face *f)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
 
-	if (h->running)
+	if (f->running)
 		return;
-	if (MHD_get_timeout(h->d, &ms) != MHD_YES) {
-		su_timer_reset(h->timer);
+	if (MHD_get_timeout(f->d, &ms) != MHD_YES) {
+		su_timer_reset(f->timer);
 		return;
 	}
 	if (ms > TIMER_MAX_MS)
 		ms = TIMER_MAX_MS;
-	su_timer_set_interval(h->timer, on_timer, h, (su_duration_t)ms);
+	su_timer_set_interval(f->timer, on_timer, f, (su_duration_t)ms);
 }
 
 /* Runs MHD on the next loop turn (never re-entered from inside a callback). */
-static void kick(struct mod_http *h)
+static void kick(struct face *f)
 {
-	if (h->running)
+	if (f->running)
 		return;
-	su_timer_set_interval(h->timer, on_timer, h, 0);
+	su_timer_set_interval(f->timer, on_timer, f, 0);
 }
 
 /* ---- routes ---- */
@@ -342,12 +411,14 @@ static bool route_match(const struct route *r, char **segs, unsigned nseg)
 
 /*
  * Finds the route for method and raw (still encoded) path: the matching route with the most
- * literal segments. Segments are split before decoding, so "%2F" stays inside a parameter.
- * Without one for this method, allow gets the methods that would match (for 405).
+ * literal segments among those face f serves. Segments are split before decoding, so "%2F"
+ * stays inside a parameter. Without one for this method, allow gets the methods that would
+ * match (for 405).
  */
-static struct route *route_find(struct mod_http *h, const char *method, const char *raw,
-                                char **segs, unsigned *nseg, char *allow, size_t allowlen)
+static struct route *route_find(struct face *f, const char *method, const char *raw, char **segs,
+                                unsigned *nseg, char *allow, size_t allowlen)
 {
+	struct mod_http *h = f->h;
 	struct route *r, *best = NULL;
 	char *copy;
 	unsigned i;
@@ -365,7 +436,7 @@ static struct route *route_find(struct mod_http *h, const char *method, const ch
 		}
 	}
 	for (r = h->routes; r; r = r->next) {
-		if (!route_match(r, segs, *nseg))
+		if (!(r->flags & f->routes) || !route_match(r, segs, *nseg))
 			continue;
 		if (strcmp(r->method, method)) {
 			if (!strstr(allow, r->method)) {
@@ -493,6 +564,197 @@ static bool rate_take(struct mod_http *h, const struct sockaddr *sa)
 		return false;
 	b->tokens -= 1.0;
 	return true;
+}
+
+/* ---- connections: per-address limit, header and body deadlines ---- */
+
+static struct peer *peer_find(struct face *f, const uint8_t key[16])
+{
+	unsigned i;
+
+	for (i = 0; i < f->npeers; i++)
+		if (f->peers[i].n && !memcmp(f->peers[i].key, key, 16))
+			return &f->peers[i];
+	return NULL;
+}
+
+/*
+ * MHD's own MHD_OPTION_PER_IP_CONNECTION_LIMIT keys on the whole 128-bit IPv6 address, and
+ * one host usually owns a /64: so we count connections by addr_key(), as the rate limit does.
+ * Runs before MHD makes the connection; on_connection() counts it once made.
+ */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct face *f = cls;
+	struct peer *p;
+	uint8_t key[16];
+	char text[INET6_ADDRSTRLEN] = "?";
+	double now;
+
+	if (!f->h->per_ip_limit)
+		return MHD_YES;
+	addr_key(sa, key);
+	p = peer_find(f, key);
+	if (!p || p->n < f->h->per_ip_limit)
+		return MHD_YES;
+	mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL);
+	now = now_s();
+	if (f->refused_logged && now - f->refused_logged < REFUSED_LOG_S) {
+		f->refused++;
+		return MHD_NO;
+	}
+	getnameinfo(sa, len, text, sizeof(text), NULL, 0, NI_NUMERICHOST);
+	fprintf(stderr,
+	        "qrxfer: http: %s: %s face: over per_ip_limit %u: connection refused (and %u "
+	        "unlogged since the last such line; one line per %d s)\n",
+	        text, f->name, f->h->per_ip_limit, f->refused, REFUSED_LOG_S);
+	f->refused = 0;
+	f->refused_logged = now;
+	return MHD_NO;
+}
+
+static void on_sweep(su_root_magic_t *magic, su_timer_t *t, void *arg);
+
+/* Makes the sweep run no later than at (plus the slack). */
+static void sweep_by(struct mod_http *h, double at)
+{
+	double ms;
+
+	at += SWEEP_SLACK_S;
+	if (!h->sweep || (h->sweep_at && h->sweep_at <= at))
+		return;
+	ms = ceil((at - now_s()) * 1000.0) + 1;
+	if (ms < 0)
+		ms = 0;
+	h->sweep_at = at;
+	su_timer_set_interval(h->sweep, on_sweep, h, (su_duration_t)ms);
+}
+
+static void conn_phase(struct conn *c, enum conn_phase phase)
+{
+	struct mod_http *h = c->f->h;
+
+	c->phase = phase;
+	if (phase == CONN_BUSY)
+		return;
+	c->deadline = now_s() + (phase == CONN_HEADERS ? h->header_s : h->body_s);
+	sweep_by(h, c->deadline);
+}
+
+/*
+ * Shuts a late connection's socket down; MHD reads the end of it and closes it. A keep-alive
+ * connection that sent nothing of a next request is idle, not slow: it goes without a word.
+ */
+static void conn_cut(struct conn *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct mod_http *h = c->f->h;
+
+	c->cut = true;
+	if (c->phase == CONN_BODY) {
+		fprintf(stderr,
+		        "qrxfer: http: %s: %s face: request body not complete %g s after its "
+		        "headers: connection closed\n",
+		        c->peer, c->f->name, h->body_s);
+		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+	} else if (!c->requests || c->line) {
+		fprintf(stderr,
+		        "qrxfer: http: %s: %s face: no complete request headers %g s after %s: "
+		        "connection closed\n",
+		        c->peer, c->f->name, h->header_s,
+		        c->requests ? "the last reply" : "connecting");
+		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+	}
+	ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci)
+		shutdown(ci->connect_fd, SHUT_RDWR);
+	kick(c->f);
+}
+
+static void on_sweep(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	struct mod_http *h = arg;
+	struct conn *c, *next;
+	double now = now_s(), at = 0;
+
+	h->sweep_at = 0;
+	for (c = h->conns; c; c = next) {
+		next = c->next;
+		if (c->cut || c->phase == CONN_BUSY)
+			continue;
+		if (c->deadline <= now)
+			conn_cut(c);
+		else if (!at || c->deadline < at)
+			at = c->deadline;
+	}
+	if (at)
+		sweep_by(h, at);
+}
+
+static void conn_free(struct conn *c)
+{
+	struct mod_http *h = c->f->h;
+	struct peer *p;
+
+	if (c->counted && (p = peer_find(c->f, c->key)))
+		p->n--;
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (h->conns == c)
+		h->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **ctx,
+                          enum MHD_ConnectionNotificationCode what)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct face *f = cls;
+	struct mod_http *h = f->h;
+	struct conn *c;
+	struct peer *p;
+	unsigned i;
+
+	if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (*ctx)
+			conn_free(*ctx);
+		*ctx = NULL;
+		return;
+	}
+	if (what != MHD_CONNECTION_NOTIFY_STARTED)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return; /* untracked: no deadlines, uncounted; MHD's idle timeout still holds */
+	c->f = f;
+	c->mc = mc;
+	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+
+		addr_key(sa, c->key);
+		getnameinfo(sa,
+		            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+		                                      : sizeof(struct sockaddr_in),
+		            c->peer, sizeof(c->peer), NULL, 0, NI_NUMERICHOST);
+		p = peer_find(f, c->key);
+		for (i = 0; !p && i < f->npeers; i++)
+			if (!f->peers[i].n)
+				p = &f->peers[i];
+		if (p) {
+			memcpy(p->key, c->key, 16);
+			p->n++;
+			c->counted = true;
+		}
+	}
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	*ctx = c;
+	conn_phase(c, CONN_HEADERS);
 }
 
 /* ---- requests ---- */
@@ -661,7 +923,7 @@ int mod_http_reply(struct mod_http_req *req, unsigned status, const char *conten
 	if (req->state == REQ_DEFERRED) {
 		req->state = REQ_RESUMED;
 		MHD_resume_connection(req->conn);
-		kick(req->h);
+		kick(req->f);
 	}
 	return 0;
 }
@@ -725,8 +987,16 @@ int mod_http_defer(struct mod_http_req *req, mod_http_cancel_h *cancel, void *ar
 	return 0;
 }
 
+/* No deadline once the request is read: a handler or a deferred reply takes its time. */
+static void req_busy(struct mod_http_req *req)
+{
+	if (req->c)
+		conn_phase(req->c, CONN_BUSY);
+}
+
 static void call_handler(struct mod_http_req *req)
 {
+	req_busy(req);
 	req->in_access = true;
 	req->route->fn(req, req->route->arg);
 	req->in_access = false;
@@ -790,11 +1060,18 @@ static bool refuse_early(struct mod_http_req *req, const char *allow)
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	struct mod_http_req *req = calloc(1, sizeof(*req));
+	const union MHD_ConnectionInfo *ci;
+	struct face *f = cls;
 
 	if (!req)
 		return NULL;
-	req->h = cls;
+	req->f = f;
+	req->h = f->h;
 	req->conn = conn;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	req->c = ci ? ci->socket_context : NULL;
+	if (req->c)
+		req->c->line = true;
 	req->raw = strndup(uri, strcspn(uri, "?#"));
 	return req;
 }
@@ -804,12 +1081,13 @@ static int req_start(struct mod_http_req *req, const char *url, const char *meth
 {
 	const union MHD_ConnectionInfo *ci;
 	struct MHD_Connection *conn = req->conn;
-	struct mod_http *h = req->h;
 	char *segs[SEGS_MAX];
 	char allow[128];
 	unsigned nseg = 0, i;
 
 	req->started = true;
+	if (req->c)
+		conn_phase(req->c, CONN_BODY);
 	req->method = strdup(method);
 	req->path = strdup(url);
 	if (!req->method || !req->path || !req->raw)
@@ -823,13 +1101,15 @@ static int req_start(struct mod_http_req *req, const char *url, const char *meth
 		memcpy(&req->peer, sa, n);
 		getnameinfo(sa, n, req->peer_str, sizeof(req->peer_str), NULL, 0, NI_NUMERICHOST);
 	}
-	req->route = route_find(h, method, req->raw, segs, &nseg, allow, sizeof(allow));
+	req->route = route_find(req->f, method, req->raw, segs, &nseg, allow, sizeof(allow));
 	if (req->route)
 		for (i = 0; i < nseg; i++)
 			req->pv[i] = segs[i];
 	req->in_access = true;
-	if (refuse_early(req, allow))
+	if (refuse_early(req, allow)) {
 		req->state = REQ_HANDLED;
+		req_busy(req);
+	}
 	req->in_access = false;
 	return 0;
 }
@@ -864,9 +1144,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *data,
                                  size_t *data_size, void **con_cls)
 {
-	struct mod_http *h = cls;
+	struct mod_http *h = ((struct face *)cls)->h;
 	struct mod_http_req *req = *con_cls;
 	enum MHD_Result ret;
+
 	if (!req)
 		return MHD_NO; /* on_uri ran out of memory */
 	if (!req->started) {
@@ -892,6 +1173,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (req->state != REQ_NEW)
 		return MHD_YES;
 	if (req->too_big) {
+		req_busy(req);
 		req->in_access = true;
 		mod_http_reply_errorf(req, 413, "body over %zu bytes", h->body_max);
 		req->in_access = false;
@@ -910,6 +1192,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!req)
 		return;
 	*con_cls = NULL;
+	/* the connection waits for its next request's headers (or closes) */
+	if (req->c && !req->c->cut) {
+		req->c->requests++;
+		req->c->line = false;
+		conn_phase(req->c, CONN_HEADERS);
+	}
 	req_free(req);
 }
 
@@ -951,15 +1239,85 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* Whether two listen addresses would take the same port (one wildcard takes it on all). */
+static bool same_port(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return a4->sin_port && a4->sin_port == b4->sin_port &&
+		       (a4->sin_addr.s_addr == b4->sin_addr.s_addr || !a4->sin_addr.s_addr ||
+		        !b4->sin_addr.s_addr);
+	return a6->sin6_port && a6->sin6_port == b6->sin6_port &&
+	       (!memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) || !memcmp(&a6->sin6_addr, &any6, 16) ||
+	        !memcmp(&b6->sin6_addr, &any6, 16));
+}
+
+/* Starts face f's daemon on ss and hooks it to the loop. */
+static int face_start(struct face *f, const struct sockaddr_storage *ss, const char *listen,
+                      const struct mod_http_conf *conf)
+{
+	const union MHD_DaemonInfo *di;
+	su_root_t *root = f->h->root;
+	unsigned flags, conn_max = conf->conn_max ? conf->conn_max : DEFAULT_CONN_MAX;
+	su_wait_t w[1];
+	int err;
+
+	f->peers = calloc(conn_max, sizeof(*f->peers));
+	if (!f->peers)
+		return ENOMEM;
+	f->npeers = conn_max;
+	flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ss->ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	errno = 0;
+	f->d = MHD_start_daemon(
+	    flags, 0, on_accept, f, on_access, f, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, f->h,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	    (unsigned)1, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)(conf->conn_timeout_s ? conf->conn_timeout_s : DEFAULT_TIMEOUT_S),
+	    MHD_OPTION_CONNECTION_LIMIT, conn_max, MHD_OPTION_URI_LOG_CALLBACK, on_uri, f,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, f, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, f, MHD_OPTION_END);
+	if (!f->d) {
+		err = errno ? errno : EADDRINUSE;
+		fprintf(stderr, "qrxfer: http: %s face: listen on %s: %s\n", f->name, listen,
+		        strerror(err));
+		return err;
+	}
+	di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
+	f->port = di ? di->port : 0;
+	di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di) {
+		log_err("start", "no epoll fd");
+		return ENOTSUP;
+	}
+	f->timer = su_timer_create(su_root_task(root), 0);
+	if (!f->timer || su_wait_create(w, di->epoll_fd, SU_WAIT_IN)) {
+		log_err("start", "cannot make a timer or a wait");
+		return ENOMEM;
+	}
+	f->widx = su_root_register(root, w, on_wait, f, 0);
+	if (f->widx < 0) {
+		su_wait_destroy(w);
+		log_err("start", "cannot register with the loop");
+		return EIO;
+	}
+	arm(f);
+	return 0;
+}
+
 int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_conf *conf)
 {
 	static const struct mod_http_conf none;
-	const union MHD_DaemonInfo *di;
-	struct sockaddr_storage ss = {0};
+	struct sockaddr_storage ss = {0}, ass = {0};
 	struct mod_http *h;
-	const char *listen;
-	su_wait_t w[1];
-	unsigned flags;
+	const char *listen, *admin_listen;
+	unsigned i;
 	int err = 0;
 
 	if (!hp || !root)
@@ -967,21 +1325,29 @@ int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_
 	if (!conf)
 		conf = &none;
 	listen = conf->listen && conf->listen[0] ? conf->listen : DEFAULT_LISTEN;
+	admin_listen = conf->admin_listen && conf->admin_listen[0] ? conf->admin_listen : NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return ENOMEM;
 	h->root = root;
-	h->widx = -1;
+	for (i = 0; i < 2; i++) {
+		h->faces[i].h = h;
+		h->faces[i].widx = -1;
+	}
 	h->loopback_only = conf->admin_loopback_only;
 	h->body_max = conf->body_max ? conf->body_max : DEFAULT_BODY_MAX;
 	h->rate = conf->rate > 0 ? conf->rate : DEFAULT_RATE;
 	h->burst = conf->burst ? conf->burst : DEFAULT_BURST;
+	h->per_ip_limit = conf->per_ip_limit;
+	h->header_s = conf->header_timeout_s ? conf->header_timeout_s : DEFAULT_HEADER_S;
+	h->body_s = conf->body_timeout_s ? conf->body_timeout_s : DEFAULT_BODY_S;
 	if (conf->admin_token && conf->admin_token[0]) {
 		h->have_token = true;
 		sha256(conf->admin_token, strlen(conf->admin_token), h->token_hash);
 	}
 	h->buckets = calloc(BUCKETS, sizeof(*h->buckets));
-	if (!h->buckets) {
+	h->sweep = su_timer_create(su_root_task(root), 0);
+	if (!h->buckets || !h->sweep) {
 		err = ENOMEM;
 		goto out;
 	}
@@ -990,45 +1356,32 @@ int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_
 		log_err("listen", "want IP:PORT or [IPv6]:PORT");
 		goto out;
 	}
-	flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	h->d = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-	    (unsigned)1, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)(conf->conn_timeout_s ? conf->conn_timeout_s : DEFAULT_TIMEOUT_S),
-	    MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)(conf->conn_max ? conf->conn_max : DEFAULT_CONN_MAX),
-	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	    MHD_OPTION_END);
-	if (!h->d) {
-		err = errno ? errno : EADDRINUSE;
-		fprintf(stderr, "qrxfer: http: listen on %s: %s\n", listen, strerror(err));
-		goto out;
+	if (admin_listen) {
+		err = parse_listen(admin_listen, &ass);
+		if (err) {
+			log_err("admin_listen", "want IP:PORT or [IPv6]:PORT");
+			goto out;
+		}
+		if (same_port(&ss, &ass)) {
+			log_err("admin_listen", "must not take the port of listen");
+			err = EINVAL;
+			goto out;
+		}
 	}
-	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-	h->port = di ? di->port : 0;
-	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!di) {
-		err = ENOTSUP;
-		log_err("start", "no epoll fd");
+	h->faces[0].name = admin_listen ? "public" : "http";
+	h->faces[0].routes = admin_listen ? MOD_HTTP_PUBLIC : MOD_HTTP_PUBLIC | MOD_HTTP_ADMIN;
+	h->nfaces = 1;
+	err = face_start(&h->faces[0], &ss, listen, conf);
+	if (err)
 		goto out;
+	if (admin_listen) {
+		h->faces[1].name = "admin";
+		h->faces[1].routes = MOD_HTTP_ADMIN;
+		h->nfaces = 2;
+		err = face_start(&h->faces[1], &ass, admin_listen, conf);
+		if (err)
+			goto out;
 	}
-	h->timer = su_timer_create(su_root_task(root), 0);
-	if (!h->timer || su_wait_create(w, di->epoll_fd, SU_WAIT_IN)) {
-		err = ENOMEM;
-		log_err("start", "cannot make a timer or a wait");
-		goto out;
-	}
-	h->widx = su_root_register(root, w, on_wait, h, 0);
-	if (h->widx < 0) {
-		su_wait_destroy(w);
-		err = EIO;
-		log_err("start", "cannot register with the loop");
-		goto out;
-	}
-	arm(h);
 	*hp = h;
 	h = NULL;
 out:
@@ -1038,13 +1391,19 @@ out:
 
 unsigned mod_http_port(const struct mod_http *h)
 {
-	return h->port;
+	return h->faces[0].port;
+}
+
+unsigned mod_http_admin_port(const struct mod_http *h)
+{
+	return h->nfaces > 1 ? h->faces[1].port : 0;
 }
 
 void mod_http_free(struct mod_http *h)
 {
 	struct mod_http_req *req;
 	struct route *r;
+	unsigned i;
 
 	if (!h)
 		return;
@@ -1055,12 +1414,22 @@ void mod_http_free(struct mod_http *h)
 			req->cancel(req->cancel_arg);
 		mod_http_reply_error(req, 503, "server shutting down");
 	}
-	if (h->widx >= 0)
-		su_root_deregister(h->root, h->widx);
-	if (h->timer)
-		su_timer_destroy(h->timer);
-	if (h->d)
-		MHD_stop_daemon(h->d);
+	/* stopping a daemon ends its requests, which would set deadlines: no sweep from here on */
+	if (h->sweep)
+		su_timer_destroy(h->sweep);
+	h->sweep = NULL;
+	for (i = 0; i < 2; i++) {
+		struct face *f = &h->faces[i];
+
+		if (f->widx >= 0)
+			su_root_deregister(h->root, f->widx);
+		if (f->timer)
+			su_timer_destroy(f->timer);
+		f->timer = NULL;
+		if (f->d)
+			MHD_stop_daemon(f->d);
+		free(f->peers);
+	}
 	while ((r = h->routes)) {
 		h->routes = r->next;
 		route_free(r);

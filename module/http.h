@@ -8,8 +8,11 @@
  * lives until its reply is sent; do not touch it after replying. A deferred request must be
  * answered eventually: MHD does not time out suspended connections.
  *
- * Public rate limiting keys on the TCP peer (an IPv6 /64 counts as one source); behind a
- * reverse proxy every client shares the proxy's bucket.
+ * Public rate limiting and the per-address connection limit key on the TCP peer (an IPv6 /64
+ * counts as one source); behind a reverse proxy every client shares the proxy's bucket.
+ * A connection whose request headers or body are late (header_timeout_s, body_timeout_s) is
+ * closed with one log line naming the peer (an idle keep-alive one without a word); a
+ * handler's time and a deferred reply have no deadline.
  */
 #ifndef QRXFER_MODULE_HTTP_H
 #define QRXFER_MODULE_HTTP_H
@@ -41,7 +44,13 @@ struct mod_http_conf {
 	double rate;              /* public requests per second per address [10] */
 	unsigned burst;           /* bucket size [20] */
 	unsigned conn_timeout_s;  /* idle connection timeout [30] */
-	unsigned conn_max;        /* concurrent connections [512] */
+	unsigned conn_max;        /* concurrent connections per face [512] */
+	/* NULL or "": admin routes are served on listen; else only here, and listen serves the
+	 * public routes only (404 for the others) [none] */
+	const char *admin_listen;
+	unsigned per_ip_limit;     /* connections per address (IPv6: per /64) per face [0: none] */
+	unsigned header_timeout_s; /* request line and headers, from connect or last reply [10] */
+	unsigned body_timeout_s;   /* request body, from the end of its headers [30] */
 };
 
 /* Handles one request; must reply or defer before returning. */
@@ -54,8 +63,10 @@ int mod_http_alloc(struct mod_http **hp, su_root_t *root, const struct mod_http_
 /* Cancels deferred requests, closes every connection and stops; NULL is fine. Not from a
  * handler. */
 void mod_http_free(struct mod_http *h);
-/* The bound port (useful with port 0). */
+/* The bound port of listen (useful with port 0). */
 unsigned mod_http_port(const struct mod_http *h);
+/* The bound port of admin_listen; 0 without one. */
+unsigned mod_http_admin_port(const struct mod_http *h);
 
 /*
  * Adds a route; pattern segments "{name}" match one path segment, given to the handler by

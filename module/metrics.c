@@ -59,6 +59,12 @@ static const struct series table[MOD_METRIC__COUNT] = {
                                        NULL},
     [MOD_METRIC_HTTP_RATE_LIMITED_TOTAL] = {"qrxfer_http_rate_limited_total", NULL, "counter",
                                             "Public HTTP requests refused with 429."},
+    [MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL] = {"qrxfer_http_connections_refused_total", NULL,
+                                                   "counter",
+                                                   "HTTP connections refused over per_ip_limit."},
+    [MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL] =
+        {"qrxfer_http_connections_cut_total", NULL, "counter",
+         "HTTP connections closed for late request headers or body."},
     [MOD_METRIC_START_TIME_SECONDS] = {"qrxfer_start_time_seconds", NULL, "gauge",
                                        "When the module started, seconds since the epoch."},
 };

@@ -23,8 +23,9 @@
 static struct {
 	char *sip_listen, *sip_tls_listen, *sip_tls_cert_dir, *sip_domain, *sip_upstream;
 	int max_call_duration, register_timeout, udp_rcvbuf;
-	char *http_listen, *http_public_url, *http_admin_token_file;
+	char *http_listen, *http_public_url, *http_admin_token_file, *http_admin_listen;
 	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
+	int http_per_ip_limit, http_header_timeout, http_body_timeout;
 	char *store_url;
 	int store_keep_ended;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
@@ -69,6 +70,10 @@ static const struct mod_conf_param params[] = {
     {"http", "rate", MOD_CONF_INT, &conf.http_rate, "10", 1, 100000},
     {"http", "burst", MOD_CONF_INT, &conf.http_burst, "20", 1, 100000},
     {"http", "qr_px", MOD_CONF_INT, &conf.http_qr_px, "8", 1, 40},
+    {"http", "admin_listen", MOD_CONF_STR, &conf.http_admin_listen, ""},
+    {"http", "per_ip_limit", MOD_CONF_INT, &conf.http_per_ip_limit, "16", 0, 100000},
+    {"http", "header_timeout", MOD_CONF_INT, &conf.http_header_timeout, "10", 1, 3600},
+    {"http", "body_timeout", MOD_CONF_INT, &conf.http_body_timeout, "30", 1, 3600},
     {"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
      .flags = REQ},
     {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 300},
@@ -286,10 +291,39 @@ static int start_sms(void)
 	return 0;
 }
 
+/* The HTTP listeners, before the SIP stack: a bad or busy address must fail the start while
+ * there is no stack to shut down yet. Routes come with the API, once the stack is up. */
+static int start_http(void)
+{
+	struct mod_http_conf hc = {0};
+	int err;
+
+	if (!nonempty(conf.http_listen))
+		return 0;
+	hc.listen = conf.http_listen;
+	hc.admin_loopback_only = conf.http_admin_loopback_only;
+	hc.body_max = (size_t)conf.http_body_max;
+	hc.rate = conf.http_rate;
+	hc.burst = (unsigned)conf.http_burst;
+	hc.admin_listen = nonempty(conf.http_admin_listen);
+	hc.per_ip_limit = (unsigned)conf.http_per_ip_limit;
+	hc.header_timeout_s = (unsigned)conf.http_header_timeout;
+	hc.body_timeout_s = (unsigned)conf.http_body_timeout;
+	admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
+	if (!admin_token)
+		LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
+	hc.admin_token = admin_token;
+	err = mod_http_alloc(&http, host->root, &hc);
+	if (err)
+		LOG_ERR("http", "cannot listen on [http] listen %s%s%s: %s", conf.http_listen,
+		        hc.admin_listen ? " and [http] admin_listen " : "",
+		        hc.admin_listen ? hc.admin_listen : "", strerror(err));
+	return err;
+}
+
 static int mod_init(const struct mod_host *h)
 {
 	struct store_limits lim = {0};
-	struct mod_http_conf hc = {0};
 	struct mod_api_conf ac = {0};
 	char err_text[512];
 	int err;
@@ -305,6 +339,10 @@ static int mod_init(const struct mod_host *h)
 	     conf.confirm_far_channel == 2) &&
 	    conf.confirm_policy && !nonempty(conf.sms_url)) {
 		LOG_ERR("conf", "[confirm] asks by SMS but [sms] url is empty");
+		return EINVAL;
+	}
+	if (nonempty(conf.http_admin_listen) && !nonempty(conf.http_listen)) {
+		LOG_ERR("conf", "[http] admin_listen needs [http] listen");
 		return EINVAL;
 	}
 	err = load_keys();
@@ -328,26 +366,15 @@ static int mod_init(const struct mod_host *h)
 	err = start_sms();
 	if (err)
 		return err;
+	err = start_http();
+	if (err)
+		return err;
 	fill_sip_conf();
 	err = sip_alloc(&sip, h->root, &sc);
 	if (err)
 		return err;
 
-	hc.listen = conf.http_listen;
-	hc.admin_loopback_only = conf.http_admin_loopback_only;
-	hc.body_max = (size_t)conf.http_body_max;
-	hc.rate = conf.http_rate;
-	hc.burst = (unsigned)conf.http_burst;
-	if (nonempty(conf.http_listen)) {
-		admin_token = read_secret("admin_token_file", conf.http_admin_token_file);
-		if (!admin_token)
-			LOG_WARN("http", "no admin token: the admin API answers 401 to everyone");
-		hc.admin_token = admin_token;
-		err = mod_http_alloc(&http, h->root, &hc);
-		if (err) {
-			LOG_ERR("http", "cannot listen on %s: %s", conf.http_listen, strerror(err));
-			return err;
-		}
+	if (http) {
 		twilio_token =
 		    read_secret("twilio_auth_token_file", conf.sms_twilio_auth_token_file);
 		webhook_secret = read_secret("webhook_secret_file", conf.sms_webhook_secret_file);
@@ -363,8 +390,12 @@ static int mod_init(const struct mod_host *h)
 			LOG_ERR("http", "cannot set up the API: %s", strerror(err));
 			return err;
 		}
-		LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
-		         conf.http_public_url);
+		if (nonempty(conf.http_admin_listen))
+			LOG_INFO("http", "listening on %s (public), %s (admin), public URL %s",
+			         conf.http_listen, conf.http_admin_listen, conf.http_public_url);
+		else
+			LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
+			         conf.http_public_url);
 	}
 	tick = su_timer_create(su_root_task(h->root), 1000);
 	if (tick)

@@ -37,6 +37,7 @@ struct ctl {
 	char hmac_key_file[1024];
 	char token[512];
 	bool url_set, token_file_set;
+	bool url_admin; /* url came from [http] admin_listen, which wins over listen */
 };
 
 /* A response body. */
@@ -57,7 +58,8 @@ static void usage(FILE *f)
 	      "  metrics              print the Prometheus metrics\n"
 	      "  scan FILE...         read codes in images (no server needed)\n"
 	      "options:\n"
-	      "  -u URL        the daemon's HTTP API (default " DEFAULT_URL ", or [http] listen)\n"
+	      "  -u URL        the daemon's HTTP API (default " DEFAULT_URL
+	      ", or [http] admin_listen, or [http] listen)\n"
 	      "  -t TOKENFILE  admin bearer token file (default $QRXFER_ADMIN_TOKEN, then\n"
 	      "                [http] admin_token_file, then " DEFAULT_TOKEN ")\n"
 	      "  -c CONF       qrxferd's config (default " DEFAULT_CONF " if it exists)\n",
@@ -81,10 +83,15 @@ static int on_conf(void *user, const char *section, const char *name, const char
 {
 	struct ctl *c = user;
 
-	if (!strcasecmp(section, "http") && !strcasecmp(name, "listen") && !c->url_set && *value)
+	if (!strcasecmp(section, "http") && !strcasecmp(name, "listen") && !c->url_set &&
+	    !c->url_admin && *value) {
 		listen_to_url(value, c->url, sizeof(c->url));
-	else if (!strcasecmp(section, "http") && !strcasecmp(name, "admin_token_file") &&
-	         !c->token_file_set && *value)
+	} else if (!strcasecmp(section, "http") && !strcasecmp(name, "admin_listen") &&
+	           !c->url_set && *value) {
+		listen_to_url(value, c->url, sizeof(c->url));
+		c->url_admin = true;
+	} else if (!strcasecmp(section, "http") && !strcasecmp(name, "admin_token_file") &&
+	           !c->token_file_set && *value)
 		snprintf(c->token_file, sizeof(c->token_file), "%s", value);
 	else if (!strcasecmp(section, "codes") && !strcasecmp(name, "hmac_key_file"))
 		snprintf(c->hmac_key_file, sizeof(c->hmac_key_file), "%s", value);

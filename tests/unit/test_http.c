@@ -7,12 +7,17 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -40,6 +45,8 @@ struct call {
 	const char *body;
 	size_t len;
 	bool chunked;
+	unsigned port;     /* 0: the server's (public) port */
+	const char *iface; /* source address, or NULL */
 	/* results */
 	CURLcode rc;
 	long status;
@@ -99,7 +106,9 @@ static void *client(void *p)
 	char url[512], auth[256];
 	CURL *e = curl_easy_init();
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, c->path);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", c->port ? c->port : port, c->path);
+	if (c->iface)
+		curl_easy_setopt(e, CURLOPT_INTERFACE, c->iface);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
@@ -582,4 +591,301 @@ Test(http, encoded_slash_stays_inside_a_param)
 	cr_assert_eq(d->status, 404);
 	free(c);
 	free(d);
+}
+
+/* ---- faces and connection limits: admin_listen, per_ip_limit, header and body deadlines ---- */
+
+static unsigned admin_port;
+
+static void setup_faces(void)
+{
+	struct mod_http_conf conf = {
+	    .listen = "127.0.0.1:0",
+	    .admin_listen = "127.0.0.1:0",
+	    .admin_token = TOKEN,
+	    .admin_loopback_only = true,
+	    .per_ip_limit = 2,
+	    .header_timeout_s = 1,
+	    .body_timeout_s = 1,
+	};
+
+	su_init();
+	mod_metrics_reset();
+	root = su_root_create(NULL);
+	cr_assert_not_null(root);
+	cr_assert_eq(mod_http_alloc(&srv, root, &conf), 0);
+	port = mod_http_port(srv);
+	admin_port = mod_http_admin_port(srv);
+	cr_assert_neq(port, 0);
+	cr_assert_neq(admin_port, 0);
+	cr_assert_neq(admin_port, port);
+	cr_assert_eq(mod_http_route(srv, "GET", "/m/{id}", MOD_HTTP_PUBLIC, h_echo_params, "page"),
+	             0);
+	cr_assert_eq(mod_http_route(srv, "POST", "/v1/scans", MOD_HTTP_PUBLIC, h_body_len, NULL),
+	             0);
+	cr_assert_eq(mod_http_route(srv, "GET", "/v1/later", MOD_HTTP_ADMIN, h_later, NULL), 0);
+	cr_assert_eq(mod_metrics_route(srv), 0);
+}
+
+TestSuite(faces, .init = setup_faces, .fini = teardown);
+
+/* Raw connections from one source: each sends first, then (if trickle) one byte a tick. */
+struct raw {
+	unsigned port;
+	const char *src;
+	const char *first;
+	int n;
+	bool trickle;
+	int want_closed; /* stop waiting once this many were closed by the server */
+	int release;     /* set by the test: close the rest and end */
+	/* results */
+	int closed;
+	double secs; /* until want_closed was reached */
+	int ready;
+	int done;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int raw_connect(unsigned p, const char *src)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET}, b = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, src, &b.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	a.sin_port = htons(p);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&b, sizeof(b)) ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void *raw_client(void *p)
+{
+	struct raw *r = p;
+	struct pollfd pf[8];
+	double start = mono(), tick = start;
+	char buf[512];
+	int i;
+
+	for (i = 0; i < r->n; i++) {
+		pf[i].fd = raw_connect(r->port, r->src);
+		pf[i].events = POLLIN;
+		if (pf[i].fd >= 0)
+			send(pf[i].fd, r->first, strlen(r->first), MSG_NOSIGNAL);
+	}
+	while (mono() - start < 10 && !__atomic_load_n(&r->release, __ATOMIC_ACQUIRE)) {
+		if (poll(pf, r->n, 50) > 0)
+			for (i = 0; i < r->n; i++)
+				if (pf[i].fd >= 0 &&
+				    (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+				    recv(pf[i].fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0) {
+					close(pf[i].fd);
+					pf[i].fd = -1;
+					r->closed++;
+				}
+		if (r->closed >= r->want_closed && !r->ready) {
+			r->secs = mono() - start;
+			__atomic_store_n(&r->ready, 1, __ATOMIC_RELEASE);
+		}
+		if (r->trickle && mono() - tick >= 0.2) {
+			tick = mono();
+			for (i = 0; i < r->n; i++)
+				if (pf[i].fd >= 0)
+					send(pf[i].fd, "a", 1, MSG_NOSIGNAL);
+		}
+	}
+	for (i = 0; i < r->n; i++)
+		if (pf[i].fd >= 0)
+			close(pf[i].fd);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Runs the loop until *flag is set or 15 s pass. */
+static void loop_until(int *flag)
+{
+	time_t end = time(NULL) + 15;
+
+	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) && time(NULL) < end)
+		su_root_step(root, 5);
+}
+
+Test(faces, each_face_serves_its_own_routes)
+{
+	struct call pub_admin = {.method = "GET", .path = "/metrics", .auth = AUTH};
+	struct call adm_admin = {.method = "GET", .path = "/metrics", .auth = AUTH};
+	struct call adm_public = {.method = "GET", .path = "/m/abc", .auth = AUTH};
+	struct call adm_noauth = {.method = "GET", .path = "/metrics"};
+	struct call pub_public = {.method = "GET", .path = "/m/abc"};
+	char buf[256];
+
+	adm_admin.port = adm_public.port = adm_noauth.port = admin_port;
+	exchange(&pub_admin);
+	exchange(&adm_admin);
+	exchange(&adm_public);
+	exchange(&adm_noauth);
+	exchange(&pub_public);
+	cr_assert_eq(pub_admin.status, 404);
+	cr_assert_str_eq(error_of(&pub_admin, buf, sizeof(buf)), "no such resource: /metrics");
+	cr_assert_eq(adm_admin.status, 200);
+	cr_assert_eq(adm_public.status, 404);
+	cr_assert_eq(adm_noauth.status, 401);
+	cr_assert_eq(pub_public.status, 200);
+}
+
+Test(faces, connections_over_per_ip_limit_are_closed)
+{
+	struct raw r = {.src = "127.0.0.1", .first = "GET /m/a HTTP/1.1\r\n", .n = 3};
+	struct call other = {.method = "GET", .path = "/m/abc", .iface = "127.0.0.2"};
+	struct call same = {.method = "GET", .path = "/m/abc", .iface = "127.0.0.1"};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	cr_assert(r.ready, "none of 3 connections was closed with per_ip_limit 2");
+	exchange(&same);  /* a fourth from the same address: closed too */
+	exchange(&other); /* another address is served meanwhile */
+	cr_assert_neq(same.rc, CURLE_OK, "status %ld", same.status);
+	cr_assert_eq(other.rc, CURLE_OK);
+	cr_assert_eq(other.status, 200);
+	cr_assert_eq(r.closed, 1, "closed %d of 3", r.closed);
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL), 2);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+}
+
+Test(faces, trickled_headers_are_cut_at_the_deadline)
+{
+	struct raw r = {.src = "127.0.0.3", .first = "GET /m/a HTTP/1.1\r\nX-Slow: ", .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.trickle = true;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "a header trickle was not cut in 10 s");
+	cr_assert_geq(r.secs, 0.5, "cut after %.2f s, header_timeout is 1 s", r.secs);
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+}
+
+Test(faces, trickled_body_is_cut_at_the_deadline)
+{
+	struct raw r = {.src = "127.0.0.4",
+	                .first = "POST /v1/scans HTTP/1.1\r\nContent-Length: 500\r\n\r\n",
+	                .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.trickle = true;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "a body trickle was not cut in 10 s");
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+}
+
+Test(faces, an_idle_keep_alive_connection_closes_quietly)
+{
+	struct raw r = {
+	    .src = "127.0.0.5", .first = "GET /m/a HTTP/1.1\r\nHost: x\r\n\r\n", .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "an idle keep-alive connection stayed open 10 s");
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_REQUESTS_TOTAL), 1);
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
+	fflush(stderr);
+	cr_assert_stderr_eq_str("");
+}
+
+Test(faces, a_slow_second_request_is_cut)
+{
+	struct raw r = {.src = "127.0.0.6",
+	                .first =
+	                    "GET /m/a HTTP/1.1\r\nHost: x\r\n\r\nGET /m/b HTTP/1.1\r\nX-Slow: ",
+	                .n = 1};
+	pthread_t t;
+
+	cr_redirect_stderr();
+	r.port = port;
+	r.trickle = true;
+	r.want_closed = 1;
+	cr_assert_eq(pthread_create(&t, NULL, raw_client, &r), 0);
+	loop_until(&r.ready);
+	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
+	loop_until(&r.done);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.closed, 1, "a slow second request was not cut in 10 s");
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+}
+
+static void on_much_later(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	mod_http_reply(arg, 202, "text/plain", "later", 5);
+	su_timer_destroy(t);
+}
+
+static void h_much_later(struct mod_http_req *req, void *arg)
+{
+	su_timer_t *t = su_timer_create(su_root_task(root), 2500);
+
+	mod_http_defer(req, NULL, NULL);
+	su_timer_set(t, on_much_later, req);
+}
+
+Test(faces, a_deferred_reply_has_no_deadline)
+{
+	struct call c = {.method = "GET", .path = "/v1/much-later", .auth = AUTH};
+
+	cr_assert_eq(
+	    mod_http_route(srv, "GET", "/v1/much-later", MOD_HTTP_ADMIN, h_much_later, NULL), 0);
+	c.port = admin_port;
+	exchange(&c); /* 2.5 s, past both 1 s deadlines */
+	cr_assert_eq(c.rc, CURLE_OK);
+	cr_assert_eq(c.status, 202);
+	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
+}
+
+Test(faces, admin_listen_is_checked)
+{
+	struct mod_http_conf same = {.listen = "127.0.0.1:1", .admin_listen = "0.0.0.0:1"};
+	struct mod_http_conf bad = {.listen = "127.0.0.1:0", .admin_listen = "localhost:1"};
+	struct mod_http *h = NULL;
+
+	cr_redirect_stderr();
+	cr_assert_eq(mod_http_alloc(&h, root, &same), EINVAL);
+	cr_assert_eq(mod_http_alloc(&h, root, &bad), EINVAL);
+	cr_assert_null(h);
+	cr_assert_eq(mod_http_admin_port(srv), admin_port);
 }

@@ -302,6 +302,25 @@ Test(ctl, config_gives_url_and_token_file)
 	cr_assert_str_eq(r.out, "no moves\n");
 }
 
+Test(ctl, config_admin_listen_wins_over_listen)
+{
+	char conf[300];
+	struct run r;
+	FILE *f;
+
+	snprintf(conf, sizeof(conf), "%s/qrxfer.conf", dir);
+	f = fopen(conf, "w");
+	/* listen after admin_listen, on a port nobody serves: it must not be used */
+	fprintf(f,
+	        "[http]\nadmin_listen = 127.0.0.1:%u\nlisten = 127.0.0.1:1\n"
+	        "admin_token_file = %s\n",
+	        mod_http_port(srv), token_file);
+	fclose(f);
+	ctl(&r, (const char *const[]){"-c", conf, "moves", NULL});
+	cr_assert_eq(WEXITSTATUS(r.status), 0, "stderr: %s", r.err);
+	cr_assert_str_eq(r.out, "no moves\n");
+}
+
 Test(ctl, bad_command_is_usage)
 {
 	struct run r;

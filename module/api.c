@@ -16,21 +16,16 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include "codes/code.h"
 #include "module/api.h"
+#include "module/api_body.h"
 #include "module/http.h"
 #include "module/metrics.h"
 #include "sip/sip.h"
 #include "sql/store.h"
 
 #define DEFAULT_QR_PX 8
-#define TARGET_MAX    256
-#define FORM_MAX      64 /* parameters in one form body */
 
 /* The routes' state; owned by whoever called mod_api_alloc. */
 struct mod_api {
@@ -785,20 +780,6 @@ static void get_barcode_png(struct mod_http_req *req, void *arg)
 
 /* ---- refer and scans ---- */
 
-static bool valid_uri(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (!n || n > TARGET_MAX)
-		return false;
-	if (strncasecmp(s, "sip:", 4) && strncasecmp(s, "sips:", 5) && strncasecmp(s, "tel:", 4))
-		return false;
-	for (; *s; s++)
-		if ((unsigned char)*s <= ' ' || *s == 0x7f)
-			return false;
-	return true;
-}
-
 static void finish_live(struct job *j)
 {
 	if (j->live_err)
@@ -811,45 +792,44 @@ static void finish_live(struct job *j)
 static void post_refer(struct mod_http_req *req, void *arg)
 {
 	struct mod_api *a = arg;
-	const char *id = mod_http_param(req, "id"), *target;
-	json_t *body = NULL;
+	const char *id = mod_http_param(req, "id"), *body;
+	struct mod_api_refer r;
+	char why[256];
 	struct job *j;
+	size_t len = 0;
 	int err;
 
 	if (!a->sip) {
 		mod_http_reply_error(req, 503, "no SIP stack");
 		return;
 	}
-	if (mod_http_body_json(req, &body))
+	body = mod_http_body(req, &len);
+	if (mod_api_refer_parse(body, len, &r, why, sizeof(why))) {
+		mod_http_reply_error(req, 400, why);
 		return;
-	target = json_string_value(json_object_get(body, "target"));
-	if (!valid_uri(target)) {
-		mod_http_reply_error(req, 400, "\"target\" must be a sip:, sips: or tel: URI");
-		goto out;
 	}
 	if (!valid_id(id)) {
 		mod_http_reply_errorf(req, 404, "no move %s", id);
-		goto out;
+		return;
 	}
 	j = job_new(a, req, finish_live);
-	if (!j || !(j->text = malloc(STORE_ID_MAX + TARGET_MAX + 32))) {
+	if (!j || !(j->text = malloc(STORE_ID_MAX + MOD_API_TARGET_MAX + 32))) {
 		if (j)
 			job_free(j);
 		mod_http_reply_error(req, 500, "out of memory");
-		goto out;
+		return;
 	}
-	snprintf(j->text, STORE_ID_MAX + TARGET_MAX + 32, "move %s: REFER to %s", id, target);
+	snprintf(j->text, STORE_ID_MAX + MOD_API_TARGET_MAX + 32, "move %s: REFER to %s", id,
+	         r.target);
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	j->kind = 202;
 	j->pending++;
-	err = sip_move_refer(a->sip, id, target, on_live, j);
+	err = sip_move_refer(a->sip, id, r.target, on_live, j);
 	if (err) {
 		j->pending--;
 		j->live_err = err;
 	}
 	job_go(j);
-out:
-	json_decref(body);
 }
 
 static void post_scan(struct mod_http_req *req, void *arg)
@@ -874,7 +854,7 @@ static void post_scan(struct mod_http_req *req, void *arg)
 		mod_http_reply_error(req, 400, "query who must be near or new");
 		return;
 	}
-	if (target && (!strcmp(who, "near") || !valid_uri(target))) {
+	if (target && (!strcmp(who, "near") || !mod_api_valid_uri(target))) {
 		mod_http_reply_error(
 		    req, 400, "target must be a sip:, sips: or tel: URI, and only with who=new");
 		return;
@@ -903,191 +883,43 @@ static void post_scan(struct mod_http_req *req, void *arg)
 	job_go(j);
 }
 
-/* ---- forms ---- */
-
-struct form_param {
-	char *name, *value;
-};
-
-static int hexval(int c)
-{
-	return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
-/* Decodes application/x-www-form-urlencoded text of len bytes in place ('+' is a space). */
-static size_t form_decode(char *s, size_t len)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len; i++) {
-		if (s[i] == '+') {
-			s[o++] = ' ';
-		} else if (s[i] == '%' && i + 2 < len + 0 && hexval((unsigned char)s[i + 1]) >= 0 &&
-		           hexval((unsigned char)s[i + 2]) >= 0) {
-			s[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 +
-			                hexval((unsigned char)s[i + 2]));
-			i += 2;
-		} else {
-			s[o++] = s[i];
-		}
-	}
-	s[o] = '\0';
-	return o;
-}
-
-/* Splits a form body into at most FORM_MAX decoded pairs; *bufp holds the text. */
-static int form_parse(const char *body, size_t len, struct form_param *p, size_t *np, char **bufp)
-{
-	char *buf = malloc(len + 1), *s, *amp, *eq;
-	size_t n = 0;
-
-	if (!buf)
-		return ENOMEM;
-	memcpy(buf, body, len);
-	buf[len] = '\0';
-	for (s = buf; s && *s; s = amp) {
-		amp = strchr(s, '&');
-		if (amp)
-			*amp++ = '\0';
-		if (!*s)
-			continue;
-		if (n == FORM_MAX) {
-			free(buf);
-			return E2BIG;
-		}
-		eq = strchr(s, '=');
-		if (eq)
-			*eq++ = '\0';
-		form_decode(s, strlen(s));
-		if (eq)
-			form_decode(eq, strlen(eq));
-		p[n].name = s;
-		p[n].value = eq ? eq : s + strlen(s);
-		n++;
-	}
-	*np = n;
-	*bufp = buf;
-	return 0;
-}
-
-static const char *form_get(const struct form_param *p, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(p[i].name, name))
-			return p[i].value;
-	return NULL;
-}
-
-static int param_cmp(const void *x, const void *y)
-{
-	const struct form_param *a = x, *b = y;
-	int c = strcmp(a->name, b->name);
-
-	return c ? c : strcmp(a->value, b->value);
-}
-
-int mod_api_twilio_signature(const char *auth_token, const char *url, const char *form, size_t len,
-                             char *out, size_t outlen)
-{
-	struct form_param p[FORM_MAX];
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned maclen = 0;
-	char *buf = NULL, *msg = NULL;
-	size_t n = 0, i, mlen;
-	int err;
-
-	if (!auth_token || !url || outlen < 29)
-		return EINVAL;
-	err = form_parse(form ? form : "", form ? len : 0, p, &n, &buf);
-	if (err)
-		return err;
-	qsort(p, n, sizeof(p[0]), param_cmp);
-	/* decoded text is never longer than the form: url + form bounds the message */
-	msg = malloc(strlen(url) + len + 1);
-	if (!msg) {
-		err = ENOMEM;
-		goto out;
-	}
-	mlen = strlen(url);
-	memcpy(msg, url, mlen);
-	for (i = 0; i < n; i++) {
-		memcpy(msg + mlen, p[i].name, strlen(p[i].name));
-		mlen += strlen(p[i].name);
-		memcpy(msg + mlen, p[i].value, strlen(p[i].value));
-		mlen += strlen(p[i].value);
-	}
-	if (!HMAC(EVP_sha1(), auth_token, (int)strlen(auth_token), (unsigned char *)msg, mlen, mac,
-	          &maclen)) {
-		err = EIO;
-		goto out;
-	}
-	EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
-out:
-	free(msg);
-	free(buf);
-	return err;
-}
-
-/* Equal strings, in time that depends on neither's content or length. */
-static bool secret_equal(const char *x, const char *y)
-{
-	unsigned char hx[SHA256_DIGEST_LENGTH], hy[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)x, strlen(x), hx);
-	SHA256((const unsigned char *)y, strlen(y), hy);
-	return !CRYPTO_memcmp(hx, hy, sizeof(hx));
-}
+/* ---- SMS webhook ---- */
 
 static void post_sms_inbound(struct mod_http_req *req, void *arg)
 {
 	static const char twiml[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
 	struct mod_api *a = arg;
+	const struct mod_api_webhook_auth auth = {a->webhook_secret, a->twilio_token,
+	                                          a->webhook_url};
 	const char *sig = mod_http_header(req, "X-Twilio-Signature");
-	const char *secret = mod_http_header(req, "X-Qrxfer-Secret"), *body, *from, *text;
-	struct form_param p[FORM_MAX];
-	char want[64], *buf = NULL;
-	size_t len = 0, n = 0;
-	bool ok = false;
+	const char *secret = mod_http_header(req, "X-Qrxfer-Secret"), *body, *why;
+	struct mod_api_sms sms;
+	size_t len = 0;
 	int err;
 
 	body = mod_http_body(req, &len);
-	if (a->webhook_secret && secret)
-		ok = secret_equal(secret, a->webhook_secret);
-	else if (a->twilio_token && sig)
-		ok = !mod_api_twilio_signature(a->twilio_token, a->webhook_url, body, len, want,
-		                               sizeof(want)) &&
-		     secret_equal(sig, want);
-	if (!ok) {
+	err = mod_api_webhook_check(&auth, secret, sig, body, len);
+	if (err) {
 		api_log("sms inbound from %s: %s", mod_http_peer_str(req),
-		        !a->webhook_secret && !a->twilio_token ? "no webhook secret configured"
-		                                               : "bad or missing signature");
+		        err == EPERM ? "no webhook secret configured" : "bad or missing signature");
 		mod_http_reply_error(req, 403,
-		                     !a->webhook_secret && !a->twilio_token
+		                     err == EPERM
 		                         ? "no webhook secret or Twilio auth token configured"
 		                         : "bad or missing X-Twilio-Signature or X-Qrxfer-Secret");
 		return;
 	}
-	err = form_parse(body, len, p, &n, &buf);
-	if (err) {
-		mod_http_reply_error(req, 400, "body is not a form");
-		return;
-	}
-	from = form_get(p, n, "From");
-	text = form_get(p, n, "Body");
-	if (!from || !*from || !text) {
-		mod_http_reply_error(req, 400, "form needs From and Body");
+	if (mod_api_sms_parse(body, len, &sms, &why)) {
+		mod_http_reply_error(req, 400, why);
 		goto out;
 	}
 	if (!a->sip) {
 		mod_http_reply_error(req, 503, "no SIP stack");
 		goto out;
 	}
-	/* Twilio names each message MessageSid; other gateways an id: a replay answers nothing. */
-	err = sip_sms_reply(a->sip, from, text,
-	                    form_get(p, n, "MessageSid") ? form_get(p, n, "MessageSid")
-	                                                 : form_get(p, n, "id"));
+	/* A gateway may deliver a message twice: its id makes the replay answer nothing. */
+	err = sip_sms_reply(a->sip, sms.from, sms.text, sms.message_id);
 	if (err)
-		api_log("sms inbound from %s: %s", from,
+		api_log("sms inbound from %s: %s", sms.from,
 		        err == ENOENT     ? "nobody asked this number"
 		        : err == EALREADY ? "the same message again (ignored)"
 		        : err == EINVAL   ? "reply is neither yes nor no"
@@ -1095,7 +927,7 @@ static void post_sms_inbound(struct mod_http_req *req, void *arg)
 	/* the gateway only needs to know we took it */
 	mod_http_reply(req, 200, "text/xml", twiml, strlen(twiml));
 out:
-	free(buf);
+	mod_api_form_release(&sms.form);
 }
 
 /* ---- pages ---- */
@@ -1483,25 +1315,6 @@ static void get_landing(struct mod_http_req *req, void *arg)
 	page_reply(req, 200, &b);
 }
 
-/* "+44 20 7946-0000" -> "+442079460000"; false if it is not a number. */
-static bool number_of(const char *in, char *out, size_t len)
-{
-	size_t n = 0;
-
-	for (; *in; in++) {
-		if (*in == ' ' || *in == '-' || *in == '.' || *in == '(' || *in == ')')
-			continue;
-		if (!(isdigit((unsigned char)*in) || *in == '*' || *in == '#' ||
-		      (*in == '+' && !n)))
-			return false;
-		if (n + 1 >= len)
-			return false;
-		out[n++] = *in;
-	}
-	out[n] = '\0';
-	return n >= 2 && !(n == 1 && out[0] == '+');
-}
-
 static void finish_dial(struct job *j)
 {
 	struct buf b = {0};
@@ -1550,10 +1363,10 @@ static void finish_dial(struct job *j)
 static void post_landing(struct mod_http_req *req, void *arg)
 {
 	struct mod_api *a = arg;
-	const char *token = mod_http_param(req, "token"), *body, *target;
-	struct form_param p[FORM_MAX];
-	char source[STORE_SOURCE_MAX], num[64], uri[TARGET_MAX + 64], *buf = NULL;
-	size_t len = 0, n = 0;
+	const char *token = mod_http_param(req, "token"), *body;
+	struct mod_api_landing l;
+	char source[STORE_SOURCE_MAX];
+	size_t len = 0;
 	struct buf b = {0};
 	struct job *j;
 	int err;
@@ -1564,24 +1377,18 @@ static void post_landing(struct mod_http_req *req, void *arg)
 		return;
 	}
 	body = mod_http_body(req, &len);
-	if (form_parse(body, len, p, &n, &buf)) {
+	err = mod_api_landing_parse(body, len, a->sip_domain, &l);
+	if (err == EBADMSG) {
 		page_message(req, 400, "Cannot call", "bad", "The form could not be read.");
 		return;
 	}
-	target = form_get(p, n, "target");
-	while (target && *target == ' ')
-		target++;
-	if (target && number_of(target, num, sizeof(num)) && a->sip_domain) {
-		snprintf(uri, sizeof(uri), "sip:%s@%s", num, a->sip_domain);
-	} else if (target && valid_uri(target)) {
-		snprintf(uri, sizeof(uri), "%s", target);
-	} else {
+	if (err) {
 		page_head(&b, "Cannot call");
 		buf_puts(
 		    &b, "<h1>Cannot call</h1><p class=\"bad\">Not a phone number or SIP address: ");
-		buf_esc(&b, target ? target : "(empty)");
+		buf_esc(&b, l.target ? l.target : "(empty)");
 		buf_puts(&b, "</p>");
-		landing_form(&b, token, target);
+		landing_form(&b, token, l.target);
 		page_reply(req, 400, &b);
 		goto out;
 	}
@@ -1590,7 +1397,7 @@ static void post_landing(struct mod_http_req *req, void *arg)
 		goto out;
 	}
 	j = job_new(a, req, finish_dial);
-	if (!j || !(j->text = strdup(uri))) {
+	if (!j || !(j->text = strdup(l.uri))) {
 		if (j)
 			job_free(j);
 		page_message(req, 500, "Cannot call", "bad", "Out of memory.");
@@ -1598,14 +1405,14 @@ static void post_landing(struct mod_http_req *req, void *arg)
 	}
 	source_of(req, source, sizeof(source));
 	j->pending++;
-	err = sip_move_dial(a->sip, token, uri, source, on_live, j);
+	err = sip_move_dial(a->sip, token, l.uri, source, on_live, j);
 	if (err) {
 		j->pending--;
 		j->live_err = err;
 	}
 	job_go(j);
 out:
-	free(buf);
+	mod_api_form_release(&l.form);
 }
 
 /* ---- setup ---- */

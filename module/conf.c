@@ -11,15 +11,59 @@
 
 enum mode { LOAD, CHECK, RELOAD };
 
+/*
+ * Gives inih one whole line at a time and counts them. inih cuts a line longer than its buffer
+ * in two (the rest would read as a line of its own) and ends a line at a NUL byte: both stop
+ * the reading with an error instead.
+ */
+struct reader {
+	FILE *f;
+	int lineno;   /* lines given to inih so far */
+	int bad_line; /* the line refused, 0: none */
+	char bad[64]; /* why */
+};
+
 struct parse {
 	const char *path;
 	const struct mod_conf_param *const *tables;
 	enum mode mode;
 	char *err;
 	size_t errlen;
-	char prev_section[64];
-	int failed;
+	struct reader rd;
+	int err_line; /* the line err is about (the first key refused), 0: none */
+	/* RELOAD: per key of the tables, in order, whether the file's last value for it differs
+	 * from the one in use (a key given twice is judged by the value that counts) */
+	unsigned char *changed;
 };
+
+/* inih's reader (ini_reader) over a struct reader. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct reader *rd = stream;
+	int c, n = 0;
+
+	if (rd->bad_line)
+		return NULL;
+	while ((c = getc(rd->f)) != EOF) {
+		if (c == '\0' || n >= num - 1) {
+			rd->bad_line = rd->lineno + 1;
+			if (c == '\0')
+				snprintf(rd->bad, sizeof(rd->bad), "a NUL byte in the line");
+			else
+				snprintf(rd->bad, sizeof(rd->bad), "line longer than %d bytes",
+				         num - 2);
+			return NULL;
+		}
+		str[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (n == 0)
+		return NULL;
+	str[n] = '\0';
+	rd->lineno++;
+	return str;
+}
 
 static const struct mod_conf_param *find(const struct mod_conf_param *const *tables,
                                          const char *section, const char *name)
@@ -104,6 +148,28 @@ static int same_value(const struct mod_conf_param *p, const char *text)
 	return !parse_int(p, text, &v, why, sizeof(why)) && v == *(int *)p->var;
 }
 
+/* p's position among all the tables' keys. */
+static size_t index_of(const struct mod_conf_param *const *tables, const struct mod_conf_param *p)
+{
+	size_t i = 0;
+
+	for (; *tables; tables++)
+		for (const struct mod_conf_param *q = *tables; q->name; q++, i++)
+			if (q == p)
+				return i;
+	return i;
+}
+
+/* The i-th key among all the tables', or NULL past the last. */
+static const struct mod_conf_param *nth(const struct mod_conf_param *const *tables, size_t i)
+{
+	for (; *tables; tables++)
+		for (const struct mod_conf_param *q = *tables; q->name; q++)
+			if (i-- == 0)
+				return q;
+	return NULL;
+}
+
 /* Store text into p's variable (or only validate it in CHECK mode). */
 static int apply(struct parse *ps, const struct mod_conf_param *p, const char *text, char *why,
                  size_t whylen)
@@ -119,10 +185,7 @@ static int apply(struct parse *ps, const struct mod_conf_param *p, const char *t
 	if (ps->mode == CHECK)
 		return 0;
 	if (ps->mode == RELOAD && !(p->flags & MOD_CONF_RELOAD)) {
-		if (!same_value(p, text))
-			fprintf(stderr,
-			        "qrxfer: conf: %s: [%s] %s changed: takes effect on restart\n",
-			        ps->path, p->section, p->name);
+		ps->changed[index_of(ps->tables, p)] = !same_value(p, text);
 		return 0;
 	}
 	if (p->type == MOD_CONF_STR) {
@@ -147,12 +210,18 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 	p = find(ps->tables, section, name);
 	if (!p) {
-		snprintf(ps->err, ps->errlen, "[%s] %s: unknown %s", section, name,
-		         section_known(ps->tables, section) ? "key" : "section");
+		if (!ps->err_line) {
+			snprintf(ps->err, ps->errlen, "[%s] %s: unknown %s", section, name,
+			         section_known(ps->tables, section) ? "key" : "section");
+			ps->err_line = ps->rd.lineno;
+		}
 		return 0;
 	}
 	if (apply(ps, p, value, why, sizeof(why))) {
-		snprintf(ps->err, ps->errlen, "[%s] %s: %s", section, name, why);
+		if (!ps->err_line) {
+			snprintf(ps->err, ps->errlen, "[%s] %s: %s", section, name, why);
+			ps->err_line = ps->rd.lineno;
+		}
 		return 0;
 	}
 	return 1;
@@ -182,6 +251,33 @@ static int set_defaults(struct parse *ps)
 	return 0;
 }
 
+/* The first error of a reading as "file:line: what"; 0 if there was none. */
+static int first_error(const char *path, int rc, const struct reader *rd, int key_line,
+                       const char *key_err, char *err, size_t errlen)
+{
+	char msg[512];
+
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return ENOMEM;
+	}
+	if (ferror(rd->f)) {
+		snprintf(err, errlen, "%s: cannot read", path);
+		return EIO;
+	}
+	/* inih's rc is its first bad line: a key refused there, or not a line it can read */
+	if (rc > 0 && rc != key_line)
+		snprintf(msg, sizeof(msg), "%s:%d: not a key = value line or [section]", path, rc);
+	else if (rc > 0)
+		snprintf(msg, sizeof(msg), "%s:%d: %s", path, rc, key_err);
+	else if (rd->bad_line)
+		snprintf(msg, sizeof(msg), "%s:%d: %s", path, rd->bad_line, rd->bad);
+	else
+		return 0;
+	snprintf(err, errlen, "%s", msg);
+	return EINVAL;
+}
+
 static int parse_file(struct parse *ps)
 {
 	FILE *f = fopen(ps->path, "r");
@@ -193,20 +289,12 @@ static int parse_file(struct parse *ps)
 		return e;
 	}
 	ps->err[0] = 0;
-	rc = ini_parse_file(f, on_key, ps);
+	ps->err_line = 0;
+	ps->rd = (struct reader){.f = f};
+	rc = ini_parse_stream(read_line, &ps->rd, on_key, ps);
+	rc = first_error(ps->path, rc, &ps->rd, ps->err_line, ps->err, ps->err, ps->errlen);
 	fclose(f);
-	if (rc == 0)
-		return 0;
-	if (rc > 0) {
-		/* inih reports the first bad line; prefix it so the message reads file:line. */
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s:%d: %s", ps->path, rc,
-		         ps->err[0] ? ps->err : "not a key = value line or [section]");
-		snprintf(ps->err, ps->errlen, "%s", msg);
-		return EINVAL;
-	}
-	snprintf(ps->err, ps->errlen, "%s: cannot read", ps->path);
-	return EIO;
+	return rc;
 }
 
 /* Check the whole file first, so a bad one changes nothing; then apply it in mode. */
@@ -221,8 +309,28 @@ static int read_conf(const char *path, const struct mod_conf_param *const *table
 	if (rc)
 		return rc;
 	ps.mode = mode;
+	if (mode == RELOAD) {
+		ps.changed = calloc(index_of(tables, NULL) + 1, 1);
+		if (!ps.changed) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			return ENOMEM;
+		}
+	}
 	rc = set_defaults(&ps);
-	return rc ? rc : parse_file(&ps);
+	if (!rc)
+		rc = parse_file(&ps);
+	for (size_t i = 0; ps.changed && !rc; i++) {
+		const struct mod_conf_param *p = nth(tables, i);
+
+		if (!p)
+			break;
+		if (ps.changed[i])
+			fprintf(stderr,
+			        "qrxfer: conf: %s: [%s] %s changed: takes effect on restart\n",
+			        path, p->section, p->name);
+	}
+	free(ps.changed);
+	return rc;
 }
 
 int mod_conf_load(const char *path, const struct mod_conf_param *const *tables, char *err,
@@ -259,16 +367,19 @@ int mod_conf_peek(const char *path, const char *section, const char *name, char 
                   char *err, size_t errlen)
 {
 	struct peek pk = {section, name, out, outlen, 0};
-	int rc = ini_parse(path, on_peek, &pk);
+	struct reader rd = {0};
+	int rc;
 
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : ENOENT));
+	rd.f = fopen(path, "r");
+	if (!rd.f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return EIO;
 	}
-	if (rc > 0) {
-		snprintf(err, errlen, "%s:%d: not a key = value line or [section]", path, rc);
-		return EINVAL;
-	}
+	rc = ini_parse_stream(read_line, &rd, on_peek, &pk);
+	rc = first_error(path, rc, &rd, 0, NULL, err, errlen);
+	fclose(rd.f);
+	if (rc)
+		return rc == EINVAL ? EINVAL : EIO;
 	return pk.found ? 0 : ENOENT;
 }
 

@@ -27,9 +27,9 @@ static struct {
 	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
 	int http_per_ip_limit, http_header_timeout, http_body_timeout;
 	char *store_url;
-	int store_keep_ended;
+	int store_keep_ended, store_timeout;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
-	int codes_lockout, codes_numeric_budget, codes_budget_window, store_timeout;
+	int codes_lockout, codes_numeric_budget, codes_budget_window;
 	char *move_dial_domains;
 	char *codes_hmac_key_file;
 	char *move_feature_code;
@@ -76,9 +76,9 @@ static const struct mod_conf_param params[] = {
     {"http", "body_timeout", MOD_CONF_INT, &conf.http_body_timeout, "30", 1, 3600},
     {"store", "url", MOD_CONF_STR, &conf.store_url, "sqlite:///var/lib/qrxfer/qrxfer.db",
      .flags = REQ},
-    {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 300},
     {"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
      .flags = R},
+    {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 3600},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
     {"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
     {"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris, .flags = R},
@@ -348,7 +348,8 @@ static int mod_init(const struct mod_host *h)
 	err = load_keys();
 	if (err)
 		return err;
-	err = store_open(&store, conf.store_url, err_text, sizeof(err_text));
+	err = store_open_timeout(&store, conf.store_url, conf.store_timeout * 1000, err_text,
+	                         sizeof(err_text));
 	if (err) {
 		LOG_ERR("store", "%s: %s", conf.store_url, err_text);
 		return err;

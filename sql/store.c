@@ -294,6 +294,11 @@ int store_schema_version(struct store *s, int *versionp)
 
 int store_open(struct store **sp, const char *url, char *err, size_t errlen)
 {
+	return store_open_timeout(sp, url, STORE_TIMEOUT_MS, err, errlen);
+}
+
+int store_open_timeout(struct store **sp, const char *url, int timeout_ms, char *err, size_t errlen)
+{
 	struct store *s = NULL;
 	int e;
 
@@ -323,7 +328,7 @@ int store_open(struct store **sp, const char *url, char *err, size_t errlen)
 		e = EINVAL;
 		goto out;
 	}
-	e = s->ops->open(&s->conn, url, err, errlen);
+	e = s->ops->open(&s->conn, url, timeout_ms > 0 ? timeout_ms : 0, err, errlen);
 	if (e)
 		goto out;
 	e = migrate(s, err, errlen);

@@ -134,9 +134,17 @@ typedef int(store_call_h)(const struct store_call *call, void *arg);
 typedef int(store_move_h)(const struct store_move *move, void *arg);
 typedef int(store_event_h)(const struct store_move_event *ev, void *arg);
 
+#define STORE_TIMEOUT_MS 5000 /* store_open's bound on a PostgreSQL server's answers */
+
 /* Opens the store at url (sqlite:///abs.db, sqlite://rel.db, sqlite::memory:, postgresql://...) and
  * migrates it. */
 int store_open(struct store **sp, const char *url, char *err, size_t errlen);
+
+/* store_open, where a PostgreSQL server must connect, and answer each statement, within
+ * timeout_ms (0: no bound); if not, that operation fails with ETIMEDOUT, the connection is
+ * dropped and the next operation connects again. */
+int store_open_timeout(struct store **sp, const char *url, int timeout_ms, char *err,
+                       size_t errlen);
 
 /* Stops the worker after it ran every queued job, delivers pending completions, and frees the
  * store; on the loop thread, never from inside a completion callback. */

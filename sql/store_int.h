@@ -26,7 +26,10 @@ struct store_conn;
 /* A backend. SQL is written once with $n parameters; the SQLite backend rewrites them as ?n. */
 struct store_ops {
 	const char *name;
-	int (*open)(struct store_conn **cp, const char *url, char *err, size_t errlen);
+	/* timeout_ms bounds connecting and each statement where the backend waits on a server
+	 * (then ETIMEDOUT); 0: no bound. */
+	int (*open)(struct store_conn **cp, const char *url, int timeout_ms, char *err,
+	            size_t errlen);
 	void (*close)(struct store_conn *c);
 	/* Runs several statements without parameters (a migration). */
 	int (*exec)(struct store_conn *c, const char *sql);

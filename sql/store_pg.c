@@ -1,9 +1,16 @@
-/* The PostgreSQL backend: libpq, blocking, only ever on the store's worker or a CLI thread. */
+/*
+ * The PostgreSQL backend: libpq, only ever on the store's worker or a CLI thread. Statements go
+ * out asynchronously and are waited for with poll() until a deadline, so that a server that
+ * stops answering fails the operation with ETIMEDOUT instead of holding the worker for ever.
+ */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -12,7 +19,9 @@
 #define MAXPARAMS 16
 
 struct store_conn {
-	PGconn *pg;
+	PGconn *pg; /* NULL after a timeout: the next operation connects again */
+	char *url;
+	int timeout_ms; /* for connecting and for each statement; 0: no deadline */
 	int in_tx;
 };
 
@@ -21,28 +30,85 @@ static void quiet(void *arg, const char *message)
 {
 }
 
-static int pg_open(struct store_conn **cp, const char *url, char *err, size_t errlen)
+static int64_t mono_ms(void)
 {
-	struct store_conn *c;
+	struct timespec ts;
 
-	if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0) {
-		snprintf(err, errlen, "not a postgresql URL: %s", url);
-		return EINVAL;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t deadline_of(const struct store_conn *c)
+{
+	return c->timeout_ms > 0 ? mono_ms() + c->timeout_ms : INT64_MAX;
+}
+
+/* Waits until pg's socket is readable (or writable): 0, ETIMEDOUT at the deadline, or errno. */
+static int wait_socket(PGconn *pg, int writing, int64_t deadline)
+{
+	struct pollfd p = {.fd = PQsocket(pg), .events = writing ? POLLOUT : POLLIN};
+	int64_t left;
+	int n;
+
+	if (p.fd < 0)
+		return ECONNRESET;
+	for (;;) {
+		left = deadline - mono_ms();
+		if (left <= 0)
+			return ETIMEDOUT;
+		n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return errno;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c)
+}
+
+/* (Re)connects c->pg before the deadline: 0, or ETIMEDOUT, ECONNREFUSED... with why in err. */
+static int pg_connect(struct store_conn *c, char *err, size_t errlen)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t deadline = deadline_of(c);
+	int e;
+
+	PQfinish(c->pg);
+	c->pg = PQconnectStart(c->url);
+	if (!c->pg) {
+		snprintf(err, errlen, "out of memory");
 		return ENOMEM;
-	c->pg = PQconnectdb(url);
-	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-		snprintf(err, errlen, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
-		err[strcspn(err, "\n")] = '\0';
-		PQfinish(c->pg);
-		free(c);
-		return ECONNREFUSED;
+	}
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED || PQstatus(c->pg) == CONNECTION_BAD) {
+			snprintf(err, errlen, "%s", PQerrorMessage(c->pg));
+			err[strcspn(err, "\n")] = '\0';
+			e = ECONNREFUSED;
+			goto fail;
+		}
+		e = wait_socket(c->pg, st == PGRES_POLLING_WRITING, deadline);
+		if (e == ETIMEDOUT) {
+			snprintf(err, errlen, "connect: timed out: no answer within %d ms",
+			         c->timeout_ms);
+			goto fail;
+		}
+		if (e) {
+			snprintf(err, errlen, "connect: %s", strerror(e));
+			goto fail;
+		}
+		st = PQconnectPoll(c->pg);
 	}
 	PQsetNoticeProcessor(c->pg, quiet, NULL);
-	*cp = c;
+	/* so that sending never blocks either */
+	if (PQsetnonblocking(c->pg, 1)) {
+		snprintf(err, errlen, "%s", PQerrorMessage(c->pg));
+		err[strcspn(err, "\n")] = '\0';
+		e = EIO;
+		goto fail;
+	}
 	return 0;
+fail:
+	PQfinish(c->pg);
+	c->pg = NULL;
+	return e;
 }
 
 static void pg_close(struct store_conn *c)
@@ -50,14 +116,52 @@ static void pg_close(struct store_conn *c)
 	if (!c)
 		return;
 	PQfinish(c->pg);
+	free(c->url);
 	free(c);
 }
 
-/* Reconnects a dropped connection, unless a transaction was open (it is lost: the caller fails). */
-static void revive(struct store_conn *c)
+static int pg_open(struct store_conn **cp, const char *url, int timeout_ms, char *err,
+                   size_t errlen)
 {
-	if (PQstatus(c->pg) == CONNECTION_BAD && !c->in_tx)
-		PQreset(c->pg);
+	struct store_conn *c;
+	int e;
+
+	if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0) {
+		snprintf(err, errlen, "not a postgresql URL: %s", url);
+		return EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->url = strdup(url))) {
+		free(c);
+		return ENOMEM;
+	}
+	c->timeout_ms = timeout_ms;
+	e = pg_connect(c, err, errlen);
+	if (e) {
+		pg_close(c);
+		return e == ETIMEDOUT || e == ENOMEM ? e : ECONNREFUSED;
+	}
+	*cp = c;
+	return 0;
+}
+
+/* Reconnects a lost or dropped connection, unless a transaction was open on it (it is lost: the
+ * caller fails). */
+static int revive(struct store_conn *c, const char *what)
+{
+	char why[256];
+	int e;
+
+	if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+		return 0;
+	if (c->in_tx) {
+		fprintf(stderr, "qrxfer: store: %s: connection lost inside a transaction\n", what);
+		return ECONNRESET;
+	}
+	e = pg_connect(c, why, sizeof(why));
+	if (e)
+		fprintf(stderr, "qrxfer: store: %s: reconnect: %s\n", what, why);
+	return e;
 }
 
 static int pg_err(struct store_conn *c, PGresult *res, const char *what)
@@ -79,13 +183,80 @@ static int pg_err(struct store_conn *c, PGresult *res, const char *what)
 	return EIO;
 }
 
+/*
+ * Sends sql (with params unless nparams < 0) and collects its last result before the deadline.
+ * NULL with *ep set if it could not: ETIMEDOUT drops the connection (a stopped server may never
+ * answer a cancel either), and the next operation connects again.
+ */
+static PGresult *run(struct store_conn *c, const char *what, const char *sql, int nparams,
+                     const char *const *values, int *ep)
+{
+	PGresult *res, *last = NULL;
+	int64_t deadline = deadline_of(c);
+	int sent, f, e = 0;
+
+	*ep = revive(c, what);
+	if (*ep)
+		return NULL;
+	sent = nparams < 0 ? PQsendQuery(c->pg, sql)
+	                   : PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+	if (!sent)
+		goto failed;
+	while ((f = PQflush(c->pg)) == 1) {
+		e = wait_socket(c->pg, 1, deadline);
+		if (e)
+			goto waited;
+	}
+	if (f < 0)
+		goto failed;
+	for (;;) {
+		while (PQisBusy(c->pg)) {
+			e = wait_socket(c->pg, 0, deadline);
+			if (e)
+				goto waited;
+			if (!PQconsumeInput(c->pg))
+				goto failed;
+		}
+		res = PQgetResult(c->pg);
+		if (!res)
+			break;
+		/* like PQexec: the last result, but an error is never hidden by a later one */
+		if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			PQclear(res);
+		} else {
+			PQclear(last);
+			last = res;
+		}
+	}
+	if (last)
+		return last;
+failed:
+	PQclear(last);
+	*ep = pg_err(c, NULL, what);
+	return NULL;
+waited:
+	PQclear(last);
+	if (e == ETIMEDOUT)
+		fprintf(stderr,
+		        "qrxfer: store: %s: timed out: no answer from the server within %d ms; "
+		        "connection dropped (the next operation reconnects)\n",
+		        what, c->timeout_ms);
+	else
+		fprintf(stderr, "qrxfer: store: %s: %s\n", what, strerror(e));
+	PQfinish(c->pg);
+	c->pg = NULL;
+	*ep = e;
+	return NULL;
+}
+
 static int pg_exec(struct store_conn *c, const char *sql)
 {
 	PGresult *res;
 	int e = 0;
 
-	revive(c);
-	res = PQexec(c->pg, sql);
+	res = run(c, "exec", sql, -1, NULL, &e);
+	if (!res)
+		return e;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
 		e = pg_err(c, res, "exec");
 	PQclear(res);
@@ -117,8 +288,9 @@ static int pg_query(struct store_conn *c, const char *sql, const struct store_va
 			break;
 		}
 	}
-	revive(c);
-	res = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+	res = run(c, "query", sql, nparams, values, &e);
+	if (!res)
+		return e;
 	switch (PQresultStatus(res)) {
 	case PGRES_COMMAND_OK:
 	case PGRES_TUPLES_OK:
@@ -164,13 +336,14 @@ static int pg_commit(struct store_conn *c)
 static void pg_rollback(struct store_conn *c)
 {
 	PGresult *res;
+	int e;
 
 	if (!c->in_tx)
 		return;
 	c->in_tx = 0;
-	if (PQstatus(c->pg) != CONNECTION_OK)
+	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK)
 		return;
-	res = PQexec(c->pg, "ROLLBACK");
+	res = run(c, "rollback", "ROLLBACK", -1, NULL, &e);
 	PQclear(res);
 }
 

@@ -52,7 +52,9 @@ static const char *url_path(const char *url)
 	return *url ? url : NULL;
 }
 
-static int sqlite_open(struct store_conn **cp, const char *url, char *err, size_t errlen)
+/* timeout_ms is for servers; SQLite's waits are its busy timeout. */
+static int sqlite_open(struct store_conn **cp, const char *url, int timeout_ms, char *err,
+                       size_t errlen)
 {
 	static const char setup[] = "PRAGMA busy_timeout = 5000;"
 	                            "PRAGMA journal_mode = WAL;"

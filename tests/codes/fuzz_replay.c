@@ -1,12 +1,17 @@
 /*
- * Replays a fuzz corpus (tests/codes/corpus/<FUZZ_CORPUS>/) through a harness's
- * LLVMFuzzerTestOneInput, without libFuzzer, so make check runs it under ASan/UBSan.
+ * Replays a fuzz corpus (<FUZZ_CORPUS_DIR>/<FUZZ_CORPUS>/, tests/codes/corpus/ unless told)
+ * through a harness's LLVMFuzzerTestOneInput, without libFuzzer, so make check runs it under
+ * ASan/UBSan.
  */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef FUZZ_CORPUS_DIR
+#define FUZZ_CORPUS_DIR "tests/codes/corpus"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,7 +26,7 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		snprintf(dir, sizeof(dir), "%s", argv[1]);
 	else
-		snprintf(dir, sizeof(dir), "%s/tests/codes/corpus/%s", top ? top : ".",
+		snprintf(dir, sizeof(dir), "%s/%s/%s", top ? top : ".", FUZZ_CORPUS_DIR,
 		         FUZZ_CORPUS);
 	d = opendir(dir);
 	if (!d) {

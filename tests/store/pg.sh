@@ -40,6 +40,12 @@ as_pg() {
 
 cleanup() {
 	if [ -n "$started" ]; then
+		# A suite that died while it had the server stopped (SIGSTOP) must not leave it so.
+		pm=$(head -n 1 "$data/postmaster.pid" 2>/dev/null)
+		if [ -n "$pm" ]; then
+			kill -CONT "$pm" 2>/dev/null
+			pkill -CONT -P "$pm" 2>/dev/null
+		fi
 		as_pg "$pgbin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1
 	fi
 	rm -rf "$tmp"

@@ -119,6 +119,46 @@ Test(conf, a_line_that_is_not_ini_is_refused)
 	cr_assert(strstr(err, ":2: not a key = value line"), "%s", err);
 }
 
+Test(conf, the_line_named_is_the_first_error_s_own)
+{
+	write_conf("[sip]\nbogus1 = x\n\nbogus2 = y\n");
+	cr_assert_neq(mod_conf_load(path, tables, err, sizeof(err)), 0);
+	cr_assert(strstr(err, ":2: [sip] bogus1: unknown key"), "%s", err);
+	write_conf("[sip]\nthis is not a key\nlistne = x\n");
+	cr_assert_neq(mod_conf_load(path, tables, err, sizeof(err)), 0);
+	cr_assert(strstr(err, ":2: not a key = value line"), "%s", err);
+}
+
+/* inih would cut it in two: the value short, and its rest read as a line (here a section). */
+Test(conf, a_line_too_long_is_refused_not_cut)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), "[sip]\nname = %0192d[codes]\nttl = 300\n", 0);
+	write_conf(text);
+	cr_assert_neq(mod_conf_load(path, tables, err, sizeof(err)), 0);
+	cr_assert(strstr(err, ":2: line longer than 198 bytes"), "%s", err);
+	cr_assert_neq(mod_conf_peek(path, "codes", "ttl", text, sizeof(text), err, sizeof(err)), 0);
+	cr_assert(strstr(err, ":2: line longer than 198 bytes"), "%s", err);
+	snprintf(text, sizeof(text), "[sip]\nname = %0191d\n", 0);
+	write_conf(text);
+	cr_assert_eq(mod_conf_load(path, tables, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(strlen(s_name), 191);
+}
+
+/* inih would end the value at the NUL and drop the rest of the line. */
+Test(conf, a_nul_byte_is_refused)
+{
+	static const char text[] = "[sip]\nlisten = sip:a\0[codes]\n";
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	fwrite(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	cr_assert_neq(mod_conf_load(path, tables, err, sizeof(err)), 0);
+	cr_assert(strstr(err, ":2: a NUL byte in the line"), "%s", err);
+}
+
 Test(conf, a_missing_file_is_named)
 {
 	unlink(path);
@@ -149,6 +189,42 @@ Test(conf, reload_changes_only_reloadable_keys)
 	cr_assert_eq(mod_conf_reload(path, tables, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(i_ttl, 120);
 	cr_assert_null(s_name);
+}
+
+/* The warnings of a reload of text, read back from stderr. */
+static void reload_warnings(const char *text, char *out, size_t len)
+{
+	FILE *log = tmpfile();
+	int saved = dup(2);
+	size_t n;
+
+	cr_assert(log && saved >= 0);
+	write_conf(text);
+	fflush(stderr);
+	dup2(fileno(log), 2);
+	cr_assert_eq(mod_conf_reload(path, tables, err, sizeof(err)), 0, "%s", err);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(log);
+	n = fread(out, 1, len - 1, log);
+	out[n] = '\0';
+	fclose(log);
+}
+
+Test(conf, a_key_given_twice_is_judged_by_its_last_value_on_reload)
+{
+	static const char text[] = "[sip]\nlisten = sip:127.0.0.1:1\nlisten = sip:127.0.0.1:2\n";
+	char out[512];
+
+	write_conf(text);
+	cr_assert_eq(mod_conf_load(path, tables, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(s_listen, "sip:127.0.0.1:2");
+	reload_warnings(text, out, sizeof(out));
+	cr_assert_str_empty(out, "the same file again: %s", out);
+	reload_warnings("[sip]\nlisten = sip:127.0.0.1:2\nlisten = sip:127.0.0.1:3\n", out,
+	                sizeof(out));
+	cr_assert(strstr(out, "[sip] listen changed: takes effect on restart"), "%s", out);
 }
 
 Test(conf, peek_reads_one_key)

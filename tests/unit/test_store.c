@@ -1,6 +1,8 @@
 /* The store against SQLite, or against PostgreSQL when QRXFER_TEST_PG_URL names a server. */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1072,5 +1074,135 @@ Test(store, node_reset_ends_the_calls_a_dead_process_left)
 	cr_assert_neq(c.state, STORE_CALL_ENDED, "another node's call is left alone");
 	cr_assert_eq(store_move_get(st, "m1", &m), 0);
 	cr_assert_eq(m.state, STORE_MOVE_FAILED);
+	finish();
+}
+
+/* The server's processes (postmaster first, then its children) while it is frozen. */
+static pid_t frozen[512];
+static int nfrozen;
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	/* pid (comm) state ppid: comm may hold anything, so read after its last ')' */
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %d", &ppid);
+	fclose(f);
+	return (pid_t)ppid;
+}
+
+/* Stops the server under test (SIGSTOP): it keeps its sockets but answers nothing. */
+static void freeze(void)
+{
+	PGconn *pg = PQconnectdb(admin);
+	PGresult *res;
+	pid_t postmaster;
+	struct dirent *de;
+	DIR *d;
+
+	cr_assert(PQstatus(pg) == CONNECTION_OK, "connect %s: %s", admin, PQerrorMessage(pg));
+	res = PQexec(pg, "SELECT pg_backend_pid()");
+	cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+	postmaster = parent_of((pid_t)atoi(PQgetvalue(res, 0, 0)));
+	PQclear(res);
+	PQfinish(pg);
+	cr_assert_gt(postmaster, 1);
+	/* the postmaster first, so that it forks nothing while its children are stopped */
+	cr_assert_eq(kill(postmaster, SIGSTOP), 0, "SIGSTOP %d: %s", (int)postmaster,
+	             strerror(errno));
+	frozen[nfrozen++] = postmaster;
+	d = opendir("/proc");
+	cr_assert_not_null(d);
+	while ((de = readdir(d)) && nfrozen < (int)(sizeof(frozen) / sizeof(frozen[0]))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+
+		if (pid > 0 && parent_of(pid) == postmaster && kill(pid, SIGSTOP) == 0)
+			frozen[nfrozen++] = pid;
+	}
+	closedir(d);
+}
+
+static void thaw(void)
+{
+	while (nfrozen > 0)
+		kill(frozen[--nfrozen], SIGCONT);
+}
+
+static void thaw_and_teardown(void)
+{
+	thaw();
+	teardown();
+}
+
+/* A server that stops answering fails each operation by its deadline instead of holding the
+ * worker for ever; once it answers again, the next operation reconnects and works. */
+Test(store, a_stopped_server_times_out_and_the_store_recovers, .fini = thaw_and_teardown)
+{
+	struct store *other = NULL;
+	struct store_call c;
+	struct store_job job;
+	struct tag tags[2];
+	struct loop l;
+	char err[256], text[2048];
+	int saved;
+	size_t n;
+	FILE *log;
+
+	if (!pg_url())
+		cr_skip_test("PostgreSQL only");
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open_timeout(&st, url, 1000, err, sizeof(err)), 0, "%s", err);
+	add_call("c-frozen", 1000);
+	loop_init(&l, tags, 2);
+	cr_assert_eq(store_attach(st, l.root), 0);
+
+	/* what the store logs goes to a file, to be read back */
+	fflush(stderr);
+	saved = dup(2);
+	log = tmpfile();
+	cr_assert(saved >= 0 && log);
+	dup2(fileno(log), 2);
+	freeze();
+	cr_assert_eq(store_call_get(st, "c-frozen", &c), ETIMEDOUT, "a statement");
+	cr_assert_eq(store_open_timeout(&other, url, 1000, err, sizeof(err)), ETIMEDOUT,
+	             "connecting: %s", err);
+	cr_assert_null(other);
+	/* on the worker, where it matters: the job completes, with the error */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_GET;
+	snprintf(job.id, sizeof(job.id), "c-frozen");
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	loop_wait(&l, 1);
+	cr_assert_eq(l.done, 1, "the worker is stuck");
+	cr_assert_eq(l.errs[0], ETIMEDOUT, "the worker's job: %d", l.errs[0]);
+	thaw();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(log);
+	n = fread(text, 1, sizeof(text) - 1, log);
+	text[n] = '\0';
+	fclose(log);
+	cr_assert(strstr(text, "qrxfer: store: query: timed out: no answer from the server within "
+	                       "1000 ms"),
+	          "the log says: %s", text);
+
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+	loop_wait(&l, 2);
+	cr_assert_eq(l.done, 2);
+	cr_assert_eq(l.errs[1], 0, "after the server came back: %s", strerror(l.errs[1]));
+	cr_assert_str_eq(l.text[1], "ft-c-frozen");
+	cr_assert_eq(store_call_get(st, "c-frozen", &c), 0);
+	store_close(st);
+	st = NULL;
+	loop_fini(&l);
 	finish();
 }

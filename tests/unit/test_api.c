@@ -52,7 +52,7 @@ static struct {
 } mv;
 
 static struct {
-	char source[128], token[128], target[512], who[8], sms_from[64], sms_body[64];
+	char source[128], token[128], target[512], who[8], sms_from[64], sms_body[64], sms_id[64];
 	int starts, dials, refers, scans, sms;
 } seen;
 
@@ -221,9 +221,10 @@ int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
 	return later(cb, arg, err);
 }
 
-int sip_sms_reply(struct sip *s, const char *number, const char *body)
+int sip_sms_reply(struct sip *s, const char *number, const char *body, const char *message_id)
 {
 	seen.sms++;
+	snprintf(seen.sms_id, sizeof(seen.sms_id), "%s", message_id ? message_id : "");
 	snprintf(seen.sms_from, sizeof(seen.sms_from), "%s", number);
 	snprintf(seen.sms_body, sizeof(seen.sms_body), "%s", body);
 	return 0;
@@ -902,6 +903,7 @@ Test(api, sms_inbound_signature)
 	cr_assert_eq(seen.sms, 1);
 	cr_assert_str_eq(seen.sms_from, "+15551234567");
 	cr_assert_str_eq(seen.sms_body, "Yes please");
+	cr_assert_str_eq(seen.sms_id, "SM1", "the gateway's message id reaches the stack (replays)");
 	done_with(&c);
 }
 

@@ -32,7 +32,8 @@ Environment (defaults in brackets):
   BENCH_GUESS_CALLS     calls up, one code on each [100]
   BENCH_GUESS_ADDRS     source addresses, 127.0.0.2 on [49: up to 127.0.0.50]
   BENCH_GUESS_SOCKS     sockets (source ports) per address [4]
-  BENCH_GUESS_WINDOW    INVITEs unanswered at most [1000]
+  BENCH_GUESS_WINDOW    INVITEs unanswered at most [300: more only queues them at qrxferd,
+                        whose 500 ms timer then repeats its finals before our ACKs are read]
   BENCH_GUESS_TIMEOUT   seconds after which an unanswered INVITE is given up [8]
   BENCH_GUESS_PROBE     1: the two probes after the guessing [1]
   BENCH_KEEP            keep the scratch folders (logs, SIPp files, the store)
@@ -65,7 +66,7 @@ RUNS = env_int("BENCH_GUESS_RUNS", 1)
 CALLS = env_int("BENCH_GUESS_CALLS", 100)
 NADDRS = max(1, min(49, env_int("BENCH_GUESS_ADDRS", 49)))
 SOCKS = max(1, env_int("BENCH_GUESS_SOCKS", 4))
-WINDOW = max(1, env_int("BENCH_GUESS_WINDOW", 1000))
+WINDOW = max(1, env_int("BENCH_GUESS_WINDOW", 300))
 TIMEOUT_S = float(os.environ.get("BENCH_GUESS_TIMEOUT", "") or 8)
 PROBE = os.environ.get("BENCH_GUESS_PROBE", "1") not in ("", "0")
 QRXFERD = os.environ.get("QRXFERD") or os.path.join(TOP_BUILD, "qrxferd")
@@ -487,18 +488,20 @@ def one_run(k, scratch):
     g = Guesser(daemon.port, addrs, SOCKS)
     drops0 = udp_drops(daemon.port)
     cpu0 = cpu_s(daemon.proc.pid)
+    me0 = time.process_time()
     wall0 = time.monotonic()
     log(f"[run {k}] guessing for {GUESS_S:g} s from {len(addrs)} addresses x {SOCKS} ports "
         f"({addrs[0]} .. {addrs[-1]}), at most {WINDOW} INVITEs unanswered")
     t0, t_stop, t_drained, guesses = run_guessing(g, GUESS_S)
     cpu1 = cpu_s(daemon.proc.pid)
+    me1 = time.process_time()
     wall1 = time.monotonic()
     r.update(sent=g.sent, finals=dict(g.finals), unanswered=g.unanswered,
              provisional=g.provisional, retrans_finals=g.retrans_finals,
              send_errors=dict(g.send_errors), successes=list(g.successes),
              guess_s=t_stop - t0, drain_s=t_drained - t_stop,
              cpu=(cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None,
-             cpu_wall=wall1 - wall0, drops=udp_drops(daemon.port) - drops0,
+             cpu_wall=wall1 - wall0, cpu_guesser=me1 - me0, drops=udp_drops(daemon.port) - drops0,
              hits=sum(1 for x in guesses if x in codes), bye_ok=g.bye_ok, stray=g.stray)
     r["rtt_med"] = median(g.rtt) if g.rtt else float("nan")
     r["rtt_p99"] = move.pct(g.rtt, 99) if g.rtt else float("nan")
@@ -599,7 +602,8 @@ def report(k, r):
     if cpu is not None:
         log(f"  qrxferd CPU during the guessing: {cpu:.2f} s in {r['cpu_wall']:.1f} s = "
             f"{cpu / r['cpu_wall'] * 100:.0f} % of one core, "
-            f"{cpu * 1e6 / max(1, sum(f.values())):.0f} us per answered guess")
+            f"{cpu * 1e6 / max(1, sum(f.values())):.0f} us per answered guess (the guesser "
+            f"itself: {r['cpu_guesser'] / r['cpu_wall'] * 100:.0f} % of one core)")
     log(f"  qrxferd's log: {r['log_lines']} lines; refusals logged by status "
         f"{dict(r['log_refused'])}")
     if "probe_code" in r or "probe_token" in r:

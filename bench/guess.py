@@ -221,7 +221,10 @@ def contact_uri(v):
 class Guesser:
     """INVITEs from a pool of sockets; transactions matched by Call-ID."""
 
-    def __init__(self, target_port, addrs, socks_per_addr):
+    def __init__(self, target_port, addrs, socks_per_addr, live=()):
+        self.live = set("*88" + c for c in live)  # the codes on offer, as dialled
+        self.hit_status = collections.Counter()  # guesses that named one: their answers
+        self.wall404 = []
         self.target = ("127.0.0.1", target_port)
         self.sel = selectors.DefaultSelector()
         self.socks = []
@@ -348,6 +351,10 @@ class Guesser:
         del self.inflight[callid]
         self.finals[status] += 1
         self.t_status[status].append(now)
+        if status == 404:
+            self.wall404.append(time.time())
+        if user in self.live:
+            self.hit_status[status] += 1
         self.by_addr[self.socks[si][1]][status] += 1
         self.rtt.append(now - t0)
         ra = h.get("retry-after")
@@ -485,7 +492,7 @@ def one_run(k, scratch):
     if not codes:
         raise RuntimeError("no code could be created")
     addrs = [f"127.0.0.{i}" for i in range(2, 2 + NADDRS)]
-    g = Guesser(daemon.port, addrs, SOCKS)
+    g = Guesser(daemon.port, addrs, SOCKS, codes)
     drops0 = udp_drops(daemon.port)
     cpu0 = cpu_s(daemon.proc.pid)
     me0 = time.process_time()
@@ -502,7 +509,8 @@ def one_run(k, scratch):
              guess_s=t_stop - t0, drain_s=t_drained - t_stop,
              cpu=(cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None,
              cpu_wall=wall1 - wall0, cpu_guesser=me1 - me0, drops=udp_drops(daemon.port) - drops0,
-             hits=sum(1 for x in guesses if x in codes), bye_ok=g.bye_ok, stray=g.stray)
+             hits=sum(1 for x in guesses if x in codes), hit_status=dict(g.hit_status),
+             bye_ok=g.bye_ok, stray=g.stray)
     r["rtt_med"] = median(g.rtt) if g.rtt else float("nan")
     r["rtt_p99"] = move.pct(g.rtt, 99) if g.rtt else float("nan")
     t404 = sorted(x - t0 for x in g.t_status.get(404, []))
@@ -513,6 +521,7 @@ def one_run(k, scratch):
     r["retry_after"] = {st: (min(v), max(v)) for st, v in g.retry_after.items() if v}
     r["addr404"] = collections.Counter(c[404] for c in g.by_addr.values())
     r["addr480"] = sum(1 for c in g.by_addr.values() if c[480])
+    r["wall404"] = g.wall404
     g.close()
     if PROBE:
         pg = Guesser(daemon.port, ["127.0.0.1"], 1)
@@ -536,6 +545,9 @@ def one_run(k, scratch):
         r["stored_numeric"] = len(at)
         r["w404_daemon"] = max_in_window(at, BUDGET_WINDOW_S)
         r["stored_by_source"] = len({x[1] for x in rows})
+        if os.environ.get("BENCH_KEEP"):
+            with open(os.path.join(scratch, "guess-404.json"), "w") as f:
+                json.dump({"answered_404": r["wall404"], "stored": rows}, f)
     text = daemon.log_text()
     r["log_refused"] = collections.Counter()
     for line in text.splitlines():
@@ -602,7 +614,8 @@ def report(k, r):
     if short:
         log(f"  (the run is shorter than one budget window: {checked:.0f}/min is a burst "
             f"extrapolated, not a sustained rate; the window figure is the one to compare)")
-    log(f"  successes: {n2xx} (goal 0); guesses that named a live code (by chance): {r['hits']}")
+    log(f"  successes: {n2xx} (goal 0); guesses that named a live code (by chance): {r['hits']}"
+        + (f", answered {r['hit_status']}" if r["hit_status"] else ""))
     sustained = wmax * 60.0 / BUDGET_WINDOW_S
     r["sustained"] = sustained
     e1 = expected_min(sustained, r["codes"])

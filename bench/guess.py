@@ -371,7 +371,6 @@ class Guesser:
             self._bye(si, callid, ftag, h.get("to", ""), h, ruri)
 
     def poll(self, timeout):
-        now = time.monotonic()
         for key, _ in self.sel.select(timeout):
             s = key.fileobj
             for _ in range(256):
@@ -381,7 +380,7 @@ class Guesser:
                     break
                 except OSError:
                     break
-                self._handle(key.data, data.decode("latin-1"), now)
+                self._handle(key.data, data.decode("latin-1"), time.monotonic())
 
     def expire(self, now):
         while self.done_q and self.done_q[0][0] < now - 40:

@@ -590,7 +590,8 @@ def report(k, r):
            or "none"))
     log(f"  answer time (INVITE sent -> final): median {r['rtt_med'] * 1000:.1f} ms, p99 "
         f"{r['rtt_p99'] * 1000:.1f} ms; 1xx seen {r['provisional']}; finals repeated (our "
-        f"ACK not yet read) {r['retrans_finals']}; datagrams dropped at qrxferd's socket {r['drops']}")
+        f"ACK not yet read) {r['retrans_finals']}; datagrams dropped at qrxferd's socket "
+        f"{r['drops']}")
     log(f"  sources: {sum(r['addr404'].values())} addresses answered; 404s per address: "
         + ", ".join(f"{v} with {n}" for n, v in sorted(r["addr404"].items()))
         + f"; addresses that got a 480: {r['addr480']}")
@@ -603,7 +604,8 @@ def report(k, r):
     log(f"  most 404s in any {BUDGET_WINDOW_S} s window: {r.get('w404_daemon', '?')} by qrxferd's "
         f"own record (the wrong numeric codes it stored: {r.get('stored_numeric', '?')}), "
         f"{r['w404_client']} by this client's clock (qrxferd keys its window to when it "
-        f"queued each check; the answers come 10-100 ms later, by varying amounts); budget {BUDGET}: {verdict}")
+        f"queued each check; the answers come 10-100 ms later, by varying amounts); "
+        f"budget {BUDGET}: {verdict}")
     short = r["guess_s"] + r["drain_s"] < BUDGET_WINDOW_S
     if checked > BUDGET * 60.0 / BUDGET_WINDOW_S and verdict == "within" and not short:
         log(f"  (more than {BUDGET} per minute of run without any window holding more: the run "

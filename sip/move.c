@@ -1234,7 +1234,23 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 	char reason[160];
 
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, why);
-	LOG_INFO("move", "code from %s refused: %d %s: %s", r->source, status, phrase, why);
+	long long second = now_us() / 1000000;
+	struct sip *s = r->sip;
+
+	/* A guesser sends thousands a second: ten lines a second, then a count. */
+	if (second != s->refused_second) {
+		if (s->refused_quiet)
+			LOG_INFO("move",
+			         "%u more codes refused in the second before (not logged one "
+			         "by one)",
+			         s->refused_quiet);
+		s->refused_second = second;
+		s->refused_logged = s->refused_quiet = 0;
+	}
+	if (s->refused_logged++ < 10)
+		LOG_INFO("move", "code from %s refused: %d %s: %s", r->source, status, phrase, why);
+	else
+		s->refused_quiet++;
 	r->sip->stats.codes_rejected++;
 	if (r->nh && !r->cancelled)
 		nua_respond(r->nh, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
@@ -1544,7 +1560,7 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 		r->sdp = strndup(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 	r->from_uri = url_as_string(NULL, sip->sip_from->a_url); /* NULL home: malloc */
 	r->call_id = strdup(sip->sip_call_id->i_id);
-	LOG_INFO("move", "code presented by %s from %s", r->from_uri ? r->from_uri : "?", source);
+	LOG_DEBUG("move", "code presented by %s from %s", r->from_uri ? r->from_uri : "?", source);
 	if (!offered_here(s, key, id64, key == STORE_KEY_CODE ? digits : NULL)) {
 		struct store_job job = {.op = STORE_OP_MOVE_NODE};
 		nua_save_event(s->nua, r->saved);

@@ -13,8 +13,9 @@
   mv.py HTTPPORT TOKENFILE http METHOD PATH [CTYPE FILE]
                                                   one request (FILE as body): prints
                                                   "status error-text" (the JSON "error")
-  mv.py invite SIPPORT RURI [SRCIP]               an INVITE from a new port of SRCIP (default
-                                                  127.0.0.1): prints "status retry-after"
+  mv.py invite SIPPORT SRCIP RURI [SRCIP RURI...] an INVITE to each RURI from a new port of its
+                                                  SRCIP, in order: prints "status retry-after"
+                                                  a line
   mv.py blankpng FILE                             a white 64x64 PNG (no code in it)
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
@@ -174,7 +175,13 @@ def main(a):
     if a[0] == "sipmsg":
         return sipmsg(*a[1:10])
     if a[0] == "invite":
-        return invite(*a[1:4])
+        # one INVITE per SRCIP RURI pair, in order, each from a new port: one process, so
+        # that a slow interpreter start does not stretch the sequence
+        rc = 0
+        for i in range(2, len(a) - 1, 2):
+            rc |= invite(a[1], a[i + 1], a[i])
+            sys.stdout.flush()
+        return rc
     if a[0] == "poke":
         poke(a[1], a[2])
         return 0

@@ -18,6 +18,10 @@
                                                   one request: prints "status body" (one line)
   mv.py HTTPPORT TOKENFILE burst N METHOD PATH CTYPE FILE
                                                   N requests back to back: prints the statuses
+  mv.py HTTPPORT TOKENFILE each METHOD PATH FILE...
+                                                  one request a FILE (image/jpeg if .jpg, else
+                                                  image/png), back to back: prints
+                                                  "status[:error]" each (spaces as _)
   mv.py HTTPPORT TOKENFILE barcode MOVEID FILE    its numeric code as a Code 128 PNG
   mv.py blankpng FILE                             a white 64x64 PNG (no code in it)
   mv.py bigpng FILE W H                           a white W x H PNG: a few KB that decode to
@@ -253,6 +257,19 @@ def main(a):
         body = open(args[4], "rb").read()
         print(" ".join(str(api(port, token, args[1], args[2], body, args[3])[0])
                        for _ in range(int(args[0]))))
+    elif cmd == "each":
+        # One request a FILE, back to back from one process: prints "status[:error]" each,
+        # the error's spaces as "_".
+        out = []
+        for path in args[2:]:
+            ctype = "image/jpeg" if path.endswith(".jpg") else "image/png"
+            st, body = api(port, token, args[0], args[1], open(path, "rb").read(), ctype)
+            try:
+                err = json.loads(body).get("error", "")
+            except (ValueError, AttributeError):
+                err = ""
+            out.append("%d:%s" % (st, err.replace(" ", "_")) if err else str(st))
+        print(" ".join(out))
     elif cmd == "raw":
         body = open(args[3], "rb").read() if len(args) > 3 else b""
         st, out = api(port, token, args[0], args[1], body, args[2] if len(args) > 2 else None)

@@ -92,6 +92,16 @@ int code_numeric_make(unsigned digits, char *out, size_t outlen);
 int code_numeric_hash(const struct code_keyring *kr, unsigned idx, const char *code,
                       uint8_t out[CODE_HASH_LEN]);
 
+/* ---- show secrets ---- */
+
+/* A show page's secret: 128 bits from the CSPRNG as unpadded base64url (22 characters). */
+#define CODE_SECRET_LEN 22
+
+/* Makes a fresh secret: out gets CODE_SECRET_LEN characters + NUL (outlen > CODE_SECRET_LEN). */
+int code_secret_make(char *out, size_t outlen);
+/* SHA-256 of a secret's text; CODE_EBADTOKEN if it is not CODE_SECRET_LEN base64url characters. */
+int code_secret_hash(const char *secret, uint8_t out[CODE_HASH_LEN]);
+
 /* ---- URIs ---- */
 
 enum code_uri_kind {
@@ -161,6 +171,11 @@ void code_limits_default(struct code_limits *lim);
 /* Decodes PNG or JPEG (by signature) to grey; dimensions are checked before allocating. */
 int code_image_decode(const void *buf, size_t len, const struct code_limits *lim,
                       struct code_grey *out);
+/* Reads a PNG's or JPEG's dimensions from its header, decoding no pixels; 0, CODE_ENOTIMAGE
+ * or CODE_ETRUNCATED. */
+int code_image_size(const void *buf, size_t len, unsigned *w, unsigned *h);
+/* CODE_ETOOLARGE if an image of len bytes and w x h pixels is over lim, else 0. */
+int code_image_check(size_t len, unsigned w, unsigned h, const struct code_limits *lim);
 /* Copies raw 8-bit grey (len must be w*h). */
 int code_image_raw(const void *buf, size_t len, unsigned w, unsigned h,
                    const struct code_limits *lim, struct code_grey *out);

@@ -184,6 +184,75 @@ int code_image_decode(const void *buf, size_t len, const struct code_limits *lim
 	return CODE_ENOTIMAGE;
 }
 
+int code_image_check(size_t len, unsigned w, unsigned h, const struct code_limits *lim)
+{
+	struct code_limits def;
+
+	if (!lim) {
+		code_limits_default(&def);
+		lim = &def;
+	}
+	if (len > lim->max_bytes)
+		return CODE_ETOOLARGE;
+	return dims_ok(lim, w, h) == CODE_ETOOLARGE ? CODE_ETOOLARGE : 0;
+}
+
+/* A JPEG's size is in its first SOFn segment; markers before it are skipped by length. */
+static int jpeg_size(const uint8_t *b, size_t len, unsigned *w, unsigned *h)
+{
+	size_t i = 2;
+
+	while (i + 4 <= len) {
+		unsigned marker, seglen;
+
+		if (b[i] != 0xff)
+			return CODE_ETRUNCATED;
+		marker = b[i + 1];
+		if (marker == 0xff) {
+			i++;
+			continue;
+		}
+		if (marker == 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker == 0x01) {
+			i += 2;
+			continue;
+		}
+		if (marker == 0xd9 || marker == 0xda)
+			return CODE_ETRUNCATED; /* end, or a scan before any frame header */
+		seglen = (unsigned)b[i + 2] << 8 | b[i + 3];
+		if (seglen < 2)
+			return CODE_ETRUNCATED;
+		if (marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 &&
+		    marker != 0xcc) {
+			if (seglen < 7 || i + 9 > len)
+				return CODE_ETRUNCATED;
+			*h = (unsigned)b[i + 5] << 8 | b[i + 6];
+			*w = (unsigned)b[i + 7] << 8 | b[i + 8];
+			return 0;
+		}
+		i += 2 + seglen;
+	}
+	return CODE_ETRUNCATED;
+}
+
+int code_image_size(const void *buf, size_t len, unsigned *w, unsigned *h)
+{
+	const uint8_t *b = buf;
+
+	if (!w || !h || (!buf && len))
+		return EINVAL;
+	if (len >= 8 && png_sig_cmp(b, 0, 8) == 0) {
+		/* The IHDR chunk comes first: length, "IHDR", width, height (big-endian). */
+		if (len < 24 || memcmp(b + 12, "IHDR", 4))
+			return CODE_ETRUNCATED;
+		*w = (unsigned)b[16] << 24 | (unsigned)b[17] << 16 | (unsigned)b[18] << 8 | b[19];
+		*h = (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
+		return 0;
+	}
+	if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+		return jpeg_size(b, len, w, h);
+	return CODE_ENOTIMAGE;
+}
+
 int code_image_raw(const void *buf, size_t len, unsigned w, unsigned h,
                    const struct code_limits *lim, struct code_grey *out)
 {

@@ -437,3 +437,45 @@ int code_numeric_hash(const struct code_keyring *kr, unsigned idx, const char *c
 		return EIO;
 	return 0;
 }
+
+int code_secret_make(char *out, size_t outlen)
+{
+	static const char b64url[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	uint8_t raw[16];
+	uint32_t acc = 0;
+	unsigned bits = 0, n = 0;
+
+	if (!out || outlen <= CODE_SECRET_LEN)
+		return EINVAL;
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return EIO;
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		acc = (acc << 8) | raw[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[n++] = b64url[(acc >> bits) & 63];
+		}
+	}
+	if (bits)
+		out[n++] = b64url[(acc << (6 - bits)) & 63];
+	out[n] = '\0';
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return 0;
+}
+
+int code_secret_hash(const char *secret, uint8_t out[CODE_HASH_LEN])
+{
+	size_t n;
+
+	if (!secret || !out)
+		return EINVAL;
+	for (n = 0; secret[n]; n++)
+		if (!isalnum((unsigned char)secret[n]) && secret[n] != '-' && secret[n] != '_')
+			return CODE_EBADTOKEN;
+	if (n != CODE_SECRET_LEN)
+		return CODE_EBADTOKEN;
+	SHA256((const unsigned char *)secret, n, out);
+	return 0;
+}

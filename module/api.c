@@ -60,6 +60,7 @@ struct job {
 	int store_err, events_err;
 	json_t *stored, *events, *list;
 	char *text;
+	uint8_t show_hash[CODE_HASH_LEN]; /* public pages: the move's show secret, hashed */
 };
 
 /* ---- small helpers ---- */
@@ -258,7 +259,8 @@ static json_t *stored_call_json(const struct store_call *c)
 	                 iso_time_ms(c->answered_at), "ended", iso_time_ms(c->ended_at));
 }
 
-static void add_links(struct mod_api *a, json_t *o, const char *id)
+/* Links to a move; the show page's only with its secret, which is told once. */
+static void add_links(struct mod_api *a, json_t *o, const char *id, const char *show)
 {
 	char buf[1024];
 	json_t *l = json_object();
@@ -273,8 +275,11 @@ static void add_links(struct mod_api *a, json_t *o, const char *id)
 	json_object_set_new(l, "qr_txt", json_string(buf));
 	snprintf(buf, sizeof(buf), "/v1/moves/%s/barcode.png", id);
 	json_object_set_new(l, "barcode_png", json_string(buf));
-	snprintf(buf, sizeof(buf), "%s/m/%s/show", a->public_url ? a->public_url : "", id);
-	json_object_set_new(l, "show", json_string(buf));
+	if (show) {
+		snprintf(buf, sizeof(buf), "%s/m/%s/show", a->public_url ? a->public_url : "",
+		         show);
+		json_object_set_new(l, "show", json_string(buf));
+	}
 	json_object_set_new(o, "links", l);
 }
 
@@ -306,7 +311,7 @@ static json_t *live_json(struct mod_api *a, const struct sip_move_info *m)
 		                    json_integer(m->ms_redeem_to_reinvite));
 	if (m->ms_redeem_to_answer >= 0)
 		json_object_set_new(o, "ms_redeem_to_answer", json_integer(m->ms_redeem_to_answer));
-	add_links(a, o, m->id);
+	add_links(a, o, m->id, m->show);
 	return o;
 }
 
@@ -361,9 +366,12 @@ static void on_stored(struct store_job *sj, void *arg)
 
 	switch (sj->op) {
 	case STORE_OP_MOVE_GET:
+	case STORE_OP_MOVE_BY_SHOW:
 		j->store_err = sj->err;
 		if (!sj->err)
 			j->stored = stored_move_json(&sj->move);
+		if (!sj->err && !*j->id)
+			snprintf(j->id, sizeof(j->id), "%s", sj->move.id);
 		break;
 	case STORE_OP_CALL_GET:
 		j->store_err = sj->err;
@@ -426,6 +434,22 @@ static int submit(struct job *j, enum store_op op, const char *id)
 	if (err) {
 		j->pending--;
 		api_log("store job %d for %s: %s", (int)op, id, strerror(err));
+	}
+	return err;
+}
+
+/* The stored move whose show secret hashes to j->show_hash. */
+static int submit_show(struct job *j)
+{
+	struct store_job sj = {.op = STORE_OP_MOVE_BY_SHOW};
+	int err;
+
+	memcpy(sj.hash, j->show_hash, sizeof(sj.hash));
+	j->pending++;
+	err = store_submit(j->api->store, &sj, on_stored, j);
+	if (err) {
+		j->pending--;
+		api_log("store: find a move by its show secret: %s", strerror(err));
 	}
 	return err;
 }
@@ -638,7 +662,7 @@ static void finish_move_get(struct job *j)
 	if (!j->live_err && j->live)
 		json_object_foreach(j->live, k, v) json_object_set(o, k, v);
 	else
-		add_links(j->api, o, j->id);
+		add_links(j->api, o, j->id, NULL);
 	json_object_set_new(o, "live", json_boolean(!j->live_err));
 	if (j->events)
 		json_object_set(o, "events", j->events);
@@ -832,12 +856,61 @@ static void post_refer(struct mod_http_req *req, void *arg)
 	job_go(j);
 }
 
-static void post_scan(struct mod_http_req *req, void *arg)
+/* A scan answers only "taken" or "no code": nothing of the move, its call or its code. */
+static void finish_scan(struct job *j)
 {
-	struct mod_api *a = arg;
-	const char *ct = mod_http_header(req, "Content-Type"), *who = mod_http_query(req, "who");
-	const char *target = mod_http_query(req, "target"), *body;
-	char source[STORE_SOURCE_MAX];
+	if (!j->live_err) {
+		mod_http_reply_json(j->req, 200, json_pack("{s:s}", "result", "taken"));
+	} else if (j->live_err == EAGAIN) {
+		mod_http_reply_header(j->req, "Retry-After", "1");
+		mod_http_reply_error(j->req, 429, "too many attempts: wait");
+	} else {
+		mod_http_reply_error(j->req, 404, "no code");
+	}
+}
+
+/* Refused before decoding (sip_move_scan's own errors). */
+static void scan_refused(struct mod_http_req *req, int err)
+{
+	switch (err) {
+	case ENOENT:
+		mod_http_reply_error(req, 409, "no code on offer");
+		break;
+	case EPERM:
+		mod_http_reply_error(req, 403, "who=near needs the show link's secret");
+		break;
+	case EAGAIN:
+		mod_http_reply_header(req, "Retry-After", "1");
+		mod_http_reply_error(req, 429, "too many images: wait");
+		break;
+	case ENOSPC:
+		mod_http_reply_header(req, "Retry-After", "1");
+		mod_http_reply_error(req, 503, "busy decoding images: try again");
+		break;
+	case CODE_ETOOLARGE:
+		mod_http_reply_error(req, 413, "image over the size or pixel caps");
+		break;
+	case CODE_ENOTIMAGE:
+	case CODE_ETRUNCATED:
+		mod_http_reply_error(req, 422, "not a PNG or JPEG image");
+		break;
+	case EINVAL:
+		mod_http_reply_error(req, 400, "bad scan request");
+		break;
+	case ENOTSUP:
+		mod_http_reply_error(req, 503, "cannot read images here");
+		break;
+	default:
+		mod_http_reply_error(req, 500, "cannot take the image");
+		break;
+	}
+}
+
+/* One camera image from who; show is the secret that makes a "near" image A's. */
+static void scan_request(struct mod_http_req *req, struct mod_api *a, const char *who,
+                         const char *target, const char *show)
+{
+	const char *ct = mod_http_header(req, "Content-Type"), *body;
 	size_t len = 0;
 	struct job *j;
 	int err;
@@ -848,10 +921,6 @@ static void post_scan(struct mod_http_req *req, void *arg)
 	}
 	if (!ct || (strncasecmp(ct, "image/png", 9) && strncasecmp(ct, "image/jpeg", 10))) {
 		mod_http_reply_error(req, 415, "Content-Type must be image/png or image/jpeg");
-		return;
-	}
-	if (!who || (strcmp(who, "near") && strcmp(who, "new"))) {
-		mod_http_reply_error(req, 400, "query who must be near or new");
 		return;
 	}
 	if (target && (!strcmp(who, "near") || !mod_api_valid_uri(target))) {
@@ -865,22 +934,37 @@ static void post_scan(struct mod_http_req *req, void *arg)
 		return;
 	}
 	mod_metric_inc(MOD_METRIC_SCANS_TOTAL);
-	j = job_new(a, req, finish_live);
-	if (!j || !(j->text = strdup("scan"))) {
-		if (j)
-			job_free(j);
+	j = job_new(a, req, finish_scan);
+	if (!j) {
 		mod_http_reply_error(req, 500, "out of memory");
 		return;
 	}
-	j->kind = 200;
-	source_of(req, source, sizeof(source));
 	j->pending++;
-	err = sip_move_scan(a->sip, body, len, who, target, source, on_live, j);
+	err = sip_move_scan(a->sip, body, len, who, target, show, mod_http_peer(req), on_live, j);
 	if (err) {
 		j->pending--;
-		j->live_err = err;
+		job_free(j);
+		scan_refused(req, err);
+		return;
 	}
 	job_go(j);
+}
+
+static void post_scan(struct mod_http_req *req, void *arg)
+{
+	const char *who = mod_http_query(req, "who");
+
+	if (!who || (strcmp(who, "near") && strcmp(who, "new"))) {
+		mod_http_reply_error(req, 400, "query who must be near or new");
+		return;
+	}
+	scan_request(req, arg, who, mod_http_query(req, "target"), mod_http_query(req, "s"));
+}
+
+/* A's image through the show link's secret: /m/<secret>/scan. */
+static void post_show_scan(struct mod_http_req *req, void *arg)
+{
+	scan_request(req, arg, "near", NULL, mod_http_param(req, "secret"));
 }
 
 /* ---- SMS webhook ---- */
@@ -1215,23 +1299,25 @@ static void on_live_then_store(int err, const struct sip_move_info *info, void *
 	struct job *j = arg;
 
 	if (err && j->api->store)
-		submit(j, STORE_OP_MOVE_GET, j->id);
+		submit_show(j);
 	on_live(err, info, arg);
 }
 
+/* The public pages of a move are keyed by its show secret, never by its id. */
 static void public_move(struct mod_http_req *req, struct mod_api *a, void (*finish)(struct job *),
                         enum image_kind kind)
 {
-	const char *id = mod_http_param(req, "id");
+	const char *secret = mod_http_param(req, "secret");
+	uint8_t hash[CODE_HASH_LEN];
 	struct job *j;
 	int err = ENOENT;
 
-	if (!valid_id(id)) {
+	if (code_secret_hash(secret, hash)) {
 		if (finish == finish_show)
 			page_message(req, 404, "No such move", "bad",
 			             "This is not a move's address.");
 		else
-			mod_http_reply_errorf(req, 404, "no move %s", id);
+			mod_http_reply_error(req, 404, "no such move");
 		return;
 	}
 	j = job_new(a, req, finish);
@@ -1239,19 +1325,19 @@ static void public_move(struct mod_http_req *req, struct mod_api *a, void (*fini
 		mod_http_reply_error(req, 500, "out of memory");
 		return;
 	}
-	snprintf(j->id, sizeof(j->id), "%s", id);
+	memcpy(j->show_hash, hash, sizeof(hash));
 	j->kind = (int)kind;
 	if (a->sip) {
 		j->pending++;
-		err = sip_move_get(a->sip, id, finish == reply_image ? on_live : on_live_then_store,
-		                   j);
+		err = sip_move_show(a->sip, secret,
+		                    finish == reply_image ? on_live : on_live_then_store, j);
 		if (err)
 			j->pending--;
 	}
 	if (err) {
 		j->live_err = err;
 		if (a->store && finish != reply_image)
-			submit(j, STORE_OP_MOVE_GET, id);
+			submit_show(j);
 	}
 	job_go(j);
 }
@@ -1436,9 +1522,10 @@ static const struct route routes[] = {
     {"POST", "/v1/moves/{id}/refer", MOD_HTTP_ADMIN, post_refer},
     {"POST", "/v1/scans", MOD_HTTP_PUBLIC, post_scan},
     {"POST", "/v1/sms/inbound", MOD_HTTP_PUBLIC, post_sms_inbound},
-    {"GET", "/m/{id}/show", MOD_HTTP_PUBLIC, get_show},
-    {"GET", "/m/{id}/state", MOD_HTTP_PUBLIC, get_state},
-    {"GET", "/m/{id}/qr.svg", MOD_HTTP_PUBLIC, get_public_qr_svg},
+    {"GET", "/m/{secret}/show", MOD_HTTP_PUBLIC, get_show},
+    {"GET", "/m/{secret}/state", MOD_HTTP_PUBLIC, get_state},
+    {"GET", "/m/{secret}/qr.svg", MOD_HTTP_PUBLIC, get_public_qr_svg},
+    {"POST", "/m/{secret}/scan", MOD_HTTP_PUBLIC, post_show_scan},
     {"GET", "/m/{token}", MOD_HTTP_PUBLIC, get_landing},
     {"POST", "/m/{token}", MOD_HTTP_PUBLIC, post_landing},
 };

@@ -33,7 +33,8 @@ static struct {
 	char *move_dial_domains;
 	char *codes_hmac_key_file;
 	char *move_feature_code;
-	int move_scans;
+	int move_scans, move_scan_queue, move_scan_rate, move_scan_burst;
+	int move_scan_max_bytes, move_scan_max_pixels;
 	int confirm_policy, confirm_channel, confirm_near_channel, confirm_far_channel;
 	int confirm_timeout;
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
@@ -93,6 +94,13 @@ static const struct mod_conf_param params[] = {
     {"move", "dial_domains", MOD_CONF_STR, &conf.move_dial_domains, ""},
     {"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
      .flags = R},
+    {"move", "scan_queue", MOD_CONF_INT, &conf.move_scan_queue, "8", 1, 1024, .flags = R},
+    {"move", "scan_rate", MOD_CONF_INT, &conf.move_scan_rate, "2", 1, 10000, .flags = R},
+    {"move", "scan_burst", MOD_CONF_INT, &conf.move_scan_burst, "5", 1, 10000, .flags = R},
+    {"move", "scan_max_bytes", MOD_CONF_INT, &conf.move_scan_max_bytes, "4194304", 1024, 16777216,
+     .flags = R},
+    {"move", "scan_max_pixels", MOD_CONF_INT, &conf.move_scan_max_pixels, "12000000", 4096,
+     40000000, .flags = R},
     {"confirm", "policy", MOD_CONF_ENUM, &conf.confirm_policy, "none", .choices = policies,
      .flags = R},
     {"confirm", "channel", MOD_CONF_ENUM, &conf.confirm_channel, "sip", .choices = channels,
@@ -260,6 +268,11 @@ static void fill_sip_conf(void)
 	sc.scans_both = conf.move_scans == 1;
 	sc.dial_domains = nonempty(conf.move_dial_domains);
 	sc.store_timeout = (unsigned)conf.store_timeout;
+	sc.scan_queue = (unsigned)conf.move_scan_queue;
+	sc.scan_rate = (unsigned)conf.move_scan_rate;
+	sc.scan_burst = (unsigned)conf.move_scan_burst;
+	sc.scan_max_bytes = (size_t)conf.move_scan_max_bytes;
+	sc.scan_max_pixels = (unsigned long)conf.move_scan_max_pixels;
 	sc.hooks = &hooks;
 }
 

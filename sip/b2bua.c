@@ -425,6 +425,11 @@ void sip_reconf(struct sip *s, const struct sip_conf *conf)
 	s->conf.confirm_sms_far = conf->confirm_sms_far;
 	s->conf.confirm_timeout = conf->confirm_timeout;
 	s->conf.scans_both = conf->scans_both;
+	s->conf.scan_rate = conf->scan_rate;
+	s->conf.scan_burst = conf->scan_burst;
+	s->conf.scan_max_bytes = conf->scan_max_bytes;
+	s->conf.scan_max_pixels = conf->scan_max_pixels;
+	s->conf.scan_queue = conf->scan_queue;
 }
 
 void sip_free(struct sip *s)

@@ -114,6 +114,7 @@ struct sip {
 	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
 	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
 	struct sip_work *work;    /* image decoding */
+	struct scan_limit *scan;  /* images in the decoder, and each source's rate */
 	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
 	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;

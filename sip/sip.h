@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <sys/socket.h>
+
 #include <sofia-sip/su_wait.h>
 
 struct sip;
@@ -38,11 +40,15 @@ struct sip_conf {
 	} confirm;
 	int confirm_sms_near, confirm_sms_far; /* ask that side by SMS rather than MESSAGE */
 	unsigned confirm_timeout;              /* seconds; no answer means no */
-	int scans_both;          /* images from A and from B must both decode to the code */
+	int scans_both;                 /* images from A and from B must both decode to the code */
+	unsigned scan_queue;            /* images waiting for or in the decoder; more get 503 */
+	unsigned scan_rate, scan_burst; /* images per second per source address (IPv6: /64) */
+	size_t scan_max_bytes;          /* an image's encoded size */
+	unsigned long scan_max_pixels;  /* width x height, read from the header before decoding */
 	/* Domains a code holder may have us dial directly (comma or space separated); any other
 	 * target must be in our domain and goes through the upstream. */
 	const char *dial_domains;
-	unsigned store_timeout; /* seconds a move may wait for the store before it fails */
+	unsigned store_timeout;  /* seconds a move may wait for the store before it fails */
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };
 
@@ -128,6 +134,7 @@ struct sip_move_info {
 	const char *taken_by; /* the new device's URI */
 	time_t created, expires;
 	long long ms_redeem_to_reinvite, ms_redeem_to_answer; /* -1 until known */
+	const char *show; /* the show page's secret: only in the answer that made it */
 };
 
 typedef void sip_move_h(int err, const struct sip_move_info *info, void *arg);
@@ -147,13 +154,22 @@ int sip_move_dial(struct sip *s, const char *token, const char *target, const ch
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
                    void *arg);
 
+/* Read a move of this node by its show page's secret; ENOENT if none here. */
+int sip_move_show(struct sip *s, const char *secret, sip_move_h *cb, void *arg);
+
 /*
- * A camera image (PNG, JPEG) from who: "near" (A) or "new" (B). It is decoded on a worker,
- * never on the loop, and compared with the codes on offer; for "new", target (a SIP URI) is
- * dialled when the image redeems a code. cb gets ENOENT/CODE_E* values on failure.
+ * A camera image (PNG, JPEG) from who: "near" (A) or "new" (B), sent by peer. "near" needs
+ * show, the move's show secret (only A was sent it). Refused before decoding: ENOENT when no
+ * code is on offer here (or show names no move), EAGAIN over the source's rate, ENOSPC when
+ * the decode queue is full, CODE_ETOOLARGE/CODE_ENOTIMAGE/CODE_ETRUNCATED by the header.
+ * Otherwise it is decoded on a worker, never on the loop, and compared with the codes on
+ * offer; for "new", target (a SIP URI) is dialled when the image redeems a code. cb gets 0
+ * (taken; info holds nothing but the state), EAGAIN (the source is over its budget of wrong
+ * guesses: it must wait) or CODE_ENOCODE (no live code in the image, which counts as a wrong
+ * guess when it held some other symbol).
  */
 int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who, const char *target,
-                  const char *source, sip_move_h *cb, void *arg);
+                  const char *show, const struct sockaddr *peer, sip_move_h *cb, void *arg);
 
 /* An SMS reply arrived from number (message_id: the gateway's, may be NULL); EINVAL if it is not
  * yes or no, ENOENT if nobody asked, EALREADY if that message was taken before. */

@@ -1200,6 +1200,43 @@ int store_move_get(struct store *s, const char *id, struct store_move *m)
 	return e ? e : m->id[0] ? 0 : ENOENT;
 }
 
+int store_move_show_set(struct store *s, const char *id, const uint8_t hash[STORE_HASH_LEN])
+{
+	static const char sql[] = "UPDATE moves SET show_hash = $2 WHERE move_id = $1";
+	char hex[2 * STORE_HASH_LEN + 1];
+	struct store_val p[2];
+	int changes = 0, e;
+
+	if (!id || !hash)
+		return EINVAL;
+	hex_encode(hex, hash);
+	p[0] = t(id);
+	p[1] = t(hex);
+	pthread_mutex_lock(&s->lock);
+	e = query(s, sql, p, 2, NULL, NULL, &changes);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : changes ? 0 : ENOENT;
+}
+
+int store_move_by_show(struct store *s, const uint8_t hash[STORE_HASH_LEN], struct store_move *m)
+{
+	static const char sql[] = "SELECT " MOVE_COLS " FROM moves WHERE show_hash = $1";
+	char hex[2 * STORE_HASH_LEN + 1];
+	struct store_val p[1];
+	struct move_rows r = {move_copy, m};
+	int e;
+
+	if (!hash)
+		return EINVAL;
+	hex_encode(hex, hash);
+	p[0] = t(hex);
+	m->id[0] = '\0';
+	pthread_mutex_lock(&s->lock);
+	e = query(s, sql, p, 1, move_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : m->id[0] ? 0 : ENOENT;
+}
+
 int store_move_list(struct store *s, const char *call_id, store_move_h *each, void *arg)
 {
 	static const char one[] =
@@ -1364,6 +1401,12 @@ static void job_run(struct store *s, struct store_job *job)
 		job->n = (size_t)n;
 		break;
 	}
+	case STORE_OP_MOVE_SHOW_SET:
+		e = store_move_show_set(s, job->id, job->hash);
+		break;
+	case STORE_OP_MOVE_BY_SHOW:
+		e = store_move_by_show(s, job->hash, &job->move);
+		break;
 	default:
 		e = EINVAL;
 		break;
@@ -1393,6 +1436,8 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_SOURCE_CHECK] = "check source",
 	    [STORE_OP_MOVE_NODE] = "find a code's node",
 	    [STORE_OP_NODE_RESET] = "reset the node's calls",
+	    [STORE_OP_MOVE_SHOW_SET] = "set show secret",
+	    [STORE_OP_MOVE_BY_SHOW] = "find a move by its show secret",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";

@@ -215,6 +215,13 @@ int store_move_event_add(struct store *s, const char *id, int64_t at, const char
 /* Reads one move; ENOENT when there is none. */
 int store_move_get(struct store *s, const char *id, struct store_move *move);
 
+/* Sets the hash of a move's show page secret (SHA-256; the secret is never stored). */
+int store_move_show_set(struct store *s, const char *id, const uint8_t hash[STORE_HASH_LEN]);
+
+/* Reads the move whose show secret hashes to hash; ENOENT when there is none. */
+int store_move_by_show(struct store *s, const uint8_t hash[STORE_HASH_LEN],
+                       struct store_move *move);
+
 /* Visits the moves of one call (or all moves when call_id is NULL), oldest first. */
 int store_move_list(struct store *s, const char *call_id, store_move_h *each, void *arg);
 
@@ -271,6 +278,8 @@ enum store_op {
 	STORE_OP_MOVE_NODE,    /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
 	                          (node); EAGAIN/EBUSY as for a redeem */
 	STORE_OP_NODE_RESET,   /* in: text (node), at; out: n */
+	STORE_OP_MOVE_SHOW_SET,  /* in: id, hash (of the show secret) */
+	STORE_OP_MOVE_BY_SHOW,   /* in: hash (of the show secret); out: move */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -293,6 +302,7 @@ struct store_job {
 	struct store_call *calls;        /* out: owned by the store, valid during the callback */
 	struct store_move *moves;        /* out: likewise */
 	struct store_move_event *events; /* out: likewise */
+	uint8_t hash[STORE_HASH_LEN];    /* in: MOVE_SHOW_SET, MOVE_BY_SHOW */
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */

@@ -2,7 +2,8 @@
 """tests/move/mv.py: the admin API and SIP pokes for tests/move/move.test.
 
   mv.py HTTPPORT TOKENFILE call [SECS]            id of the one answered call (waits)
-  mv.py HTTPPORT TOKENFILE start CALLID           POST a move: prints "id token code"
+  mv.py HTTPPORT TOKENFILE start CALLID           POST a move: prints "id token code show"
+                                                  (show: the show link's secret)
   mv.py HTTPPORT TOKENFILE move-of CALLID [SECS]  id of the call's stored move (waits)
   mv.py HTTPPORT TOKENFILE wait MOVEID STATES SECS   waits for a state in STATES (a,b,..)
                                                   and prints it; exit 1 at the deadline
@@ -16,7 +17,23 @@
   mv.py invite SIPPORT SRCIP RURI [SRCIP RURI...] an INVITE to each RURI from a new port of its
                                                   SRCIP, in order: prints "status retry-after"
                                                   a line
+  mv.py HTTPPORT TOKENFILE raw METHOD PATH [CTYPE FILE]
+                                                  one request: prints "status body" (one line)
+  mv.py HTTPPORT TOKENFILE burst N METHOD PATH CTYPE FILE
+                                                  N requests back to back: prints the statuses
+  mv.py HTTPPORT TOKENFILE each METHOD PATH FILE...
+                                                  one request a FILE (image/jpeg if .jpg, else
+                                                  image/png), back to back: prints
+                                                  "status[:error]" each (spaces as _)
+  mv.py HTTPPORT TOKENFILE barcode MOVEID FILE    its numeric code as a Code 128 PNG
   mv.py blankpng FILE                             a white 64x64 PNG (no code in it)
+  mv.py bigpng FILE W H                           a white W x H PNG: a few KB that decode to
+                                                  W*H bytes (a decompression bomb)
+  mv.py bombs SIPPORT RURI FROM FILE...           one out-of-dialog MESSAGE a FILE, each from
+                                                  its own UDP port, all sent at once; prints
+                                                  each final status in FILE order ("timeout"
+                                                  if none in 20 s)
+  mv.py hwm PID                                   VmHWM and VmRSS of PID in KiB
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
   mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE [SECS]
@@ -158,6 +175,63 @@ def invite(port, ruri, src="127.0.0.1"):
     return 1
 
 
+def bigpng(path, w, h):
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xffffffff)
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\xff" * w
+    data = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    open(path, "wb").write(png)
+
+
+def bombs(port, ruri, frm, paths):
+    import selectors
+    sel = selectors.DefaultSelector()
+    stamp = int(time.time() * 1000)
+    msgs, socks, status = [], [], {}
+    for i, path in enumerate(paths):
+        # One socket (one source port) a MESSAGE: limits are per address, not per port.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        me = s.getsockname()[1]
+        body = open(path, "rb").read()
+        head = ("MESSAGE %s SIP/2.0\r\n"
+                "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-bomb-%d-%d\r\n"
+                "From: %s;tag=bomb-%d\r\nTo: <%s>\r\nCall-ID: bomb-%d-%d\r\n"
+                "CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: image/png\r\n"
+                "Content-Length: %d\r\n\r\n") % (ruri, me, stamp, i, frm, i, ruri, stamp, i,
+                                                  len(body))
+        msgs.append(head.encode() + body)
+        socks.append(s)
+        sel.register(s, selectors.EVENT_READ, i)
+    for s, m in zip(socks, msgs):
+        s.sendto(m, ("127.0.0.1", int(port)))
+    deadline = time.monotonic() + 20
+    resend = time.monotonic() + 2
+    while len(status) < len(msgs) and time.monotonic() < deadline:
+        for key, _ in sel.select(0.2):
+            try:
+                data = key.fileobj.recv(65536).decode("latin-1")
+                code = int(data.split(" ", 2)[1])
+                if code >= 200:
+                    status[key.data] = code
+            except (OSError, ValueError, IndexError):
+                pass
+        if time.monotonic() > resend:
+            # UDP: what got no final answer yet is sent again, as a UA would.
+            for i, m in enumerate(msgs):
+                if i not in status:
+                    socks[i].sendto(m, ("127.0.0.1", int(port)))
+            resend = time.monotonic() + 2
+    for s in socks:
+        s.close()
+    print(" ".join(str(status.get(i, "timeout")) for i in range(len(msgs))))
+
+
 def blankpng(path):
     def chunk(kind, data):
         c = kind + data
@@ -171,6 +245,19 @@ def blankpng(path):
 def main(a):
     if a[0] == "blankpng":
         blankpng(a[1])
+        return 0
+    if a[0] == "bigpng":
+        bigpng(a[1], int(a[2]), int(a[3]))
+        return 0
+    if a[0] == "bombs":
+        bombs(a[1], a[2], a[3], a[4:])
+        return 0
+    if a[0] == "hwm":
+        f = {}
+        for line in open("/proc/%s/status" % a[1]):
+            k, _, v = line.partition(":")
+            f[k] = v.split()[0] if v.split() else "0"
+        print(f.get("VmHWM", "0"), f.get("VmRSS", "0"))
         return 0
     if a[0] == "sipmsg":
         return sipmsg(*a[1:10])
@@ -209,7 +296,8 @@ def main(a):
             print("POST moves: %d %s" % (st, body[:300]), file=sys.stderr)
             return 1
         m = json.loads(body)
-        print(m["id"], m["qr_uri"].split(":", 1)[1].split("@")[0][2:], m["code"])
+        show = m.get("links", {}).get("show", "/m/none/show").split("/")[-2]
+        print(m["id"], m["qr_uri"].split(":", 1)[1].split("@")[0][2:], m["code"], show)
     elif cmd == "call-in":
         def found():
             calls = js(port, token, "/v1/calls")["calls"]
@@ -228,6 +316,34 @@ def main(a):
         except (ValueError, AttributeError):
             err = ""
         print(st, err)
+    elif cmd == "burst":
+        # N requests back to back from one process: prints their statuses.
+        body = open(args[4], "rb").read()
+        print(" ".join(str(api(port, token, args[1], args[2], body, args[3])[0])
+                       for _ in range(int(args[0]))))
+    elif cmd == "each":
+        # One request a FILE, back to back from one process: prints "status[:error]" each,
+        # the error's spaces as "_".
+        out = []
+        for path in args[2:]:
+            ctype = "image/jpeg" if path.endswith(".jpg") else "image/png"
+            st, body = api(port, token, args[0], args[1], open(path, "rb").read(), ctype)
+            try:
+                err = json.loads(body).get("error", "")
+            except (ValueError, AttributeError):
+                err = ""
+            out.append("%d:%s" % (st, err.replace(" ", "_")) if err else str(st))
+        print(" ".join(out))
+    elif cmd == "raw":
+        body = open(args[3], "rb").read() if len(args) > 3 else b""
+        st, out = api(port, token, args[0], args[1], body, args[2] if len(args) > 2 else None)
+        print(st, out.decode("utf-8", "replace").replace("\n", " "))
+    elif cmd == "barcode":
+        st, body = api(port, token, "GET", "/v1/moves/%s/barcode.png" % args[0])
+        if st != 200:
+            print("GET barcode.png: %d %s" % (st, body[:200]), file=sys.stderr)
+            return 1
+        open(args[1], "wb").write(body)
     elif cmd == "move-of":
         def stored():
             ms = js(port, token, "/v1/moves?call=%s" % args[0])["moves"]

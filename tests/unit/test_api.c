@@ -31,6 +31,7 @@
 
 #define ADMIN   "Bearer adm-token"
 #define MOVE_ID "00112233aabbccdd"
+#define SHOW    "Qx7_kP2-vZ9mN4rT8sW1yA" /* the move's show secret */
 #define DOMAIN  "qrxfer.test"
 #define TWILIO  "tok-abc"
 #define HOOKURL "https://qrxfer.test/v1/sms/inbound"
@@ -49,6 +50,8 @@ static struct {
 	enum sip_move_state state;
 	char token[CODE_TOKEN_LEN + 1], code[16], qr_uri[256], reason[128], taken_by[256];
 	time_t created, expires;
+	int gone;      /* sip/ no longer holds the move: only the store has it */
+	int give_show; /* the next answer carries the show secret (a start does) */
 } mv;
 
 static struct {
@@ -79,6 +82,7 @@ static void fill(struct sip_move_info *i)
 	i->expires = mv.expires;
 	i->ms_redeem_to_reinvite = -1;
 	i->ms_redeem_to_answer = -1;
+	i->show = mv.give_show ? SHOW : NULL;
 }
 
 static void deliver(su_root_magic_t *m, su_timer_t *t, void *arg)
@@ -90,6 +94,7 @@ static void deliver(su_root_magic_t *m, su_timer_t *t, void *arg)
 		memmove(q, q + 1, --nq * sizeof(q[0]));
 		fill(&info);
 		p.cb(p.err, p.err ? NULL : &info, p.arg);
+		mv.give_show = 0;
 	}
 }
 
@@ -169,6 +174,14 @@ int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_m
 	if (strcmp(call_id, "call-1"))
 		return ENOENT;
 	mv.state = SIP_MOVE_OFFERED;
+	mv.give_show = 1;
+	return later(cb, arg, 0);
+}
+
+int sip_move_show(struct sip *s, const char *secret, sip_move_h *cb, void *arg)
+{
+	if (mv.gone || strcmp(secret, SHOW))
+		return ENOENT;
 	return later(cb, arg, 0);
 }
 
@@ -203,22 +216,34 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	return later(cb, arg, 0);
 }
 
-/* Decodes for real with codes/, as sip/ does on its worker. */
+/*
+ * Refuses as sip/ does before decoding, then decodes for real with codes/. Its answer holds
+ * the whole move (id, call, code, token), as a careless sip/ might: the reply must not.
+ */
 int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who, const char *target,
-                  const char *source, sip_move_h *cb, void *arg)
+                  const char *show, const struct sockaddr *peer, sip_move_h *cb, void *arg)
 {
 	struct code_scan_opts o;
 	struct code_scan_result res;
+	unsigned w, h;
 	int err;
 
 	seen.scans++;
 	snprintf(seen.who, sizeof(seen.who), "%s", who);
 	snprintf(seen.target, sizeof(seen.target), "%s", target ? target : "");
+	cr_assert_not_null(peer);
+	if (!strcmp(who, "near") && (!show || strcmp(show, SHOW)))
+		return EPERM;
+	if (mv.state != SIP_MOVE_OFFERED)
+		return ENOENT;
+	err = code_image_size(image, len, &w, &h);
+	if (err)
+		return err;
 	code_scan_opts_default(&o);
 	err = code_scan_buffer(image, len, &o, &res);
 	if (!err)
 		err = code_scan_match(&res, mv.token, mv.code);
-	return later(cb, arg, err);
+	return later(cb, arg, err ? CODE_ENOCODE : 0);
 }
 
 int sip_sms_reply(struct sip *s, const char *number, const char *body, const char *message_id)
@@ -258,7 +283,7 @@ static void setup(void)
 	                          .webhook_url = HOOKURL};
 	struct store_call call = {.id = "call-1", .state = STORE_CALL_ACTIVE};
 	struct store_move m = {.id = MOVE_ID, .call_id = "call-1"};
-	uint8_t key[32];
+	uint8_t key[32], show_hash[CODE_HASH_LEN];
 	char err[256];
 
 	cr_redirect_stderr();
@@ -285,6 +310,8 @@ static void setup(void)
 	m.created_at = store_now();
 	m.expires_at = m.created_at + 120000;
 	cr_assert_eq(store_move_insert(store, &m), 0);
+	cr_assert_eq(code_secret_hash(SHOW, show_hash), 0);
+	cr_assert_eq(store_move_show_set(store, MOVE_ID, show_hash), 0);
 	cr_assert_eq(store_move_event_add(store, MOVE_ID, m.created_at + 5, "code-sent", "MESSAGE"),
 	             0);
 	cr_assert_eq(store_attach(store, root), 0);
@@ -513,7 +540,7 @@ Test(api, start_move)
 	cr_assert(json_is_string(json_object_get(j, "expires")));
 	links = json_object_get(j, "links");
 	cr_assert_str_eq(str(links, "qr_png"), "/v1/moves/" MOVE_ID "/qr.png");
-	cr_assert_str_eq(str(links, "show"), "https://qrxfer.test/m/" MOVE_ID "/show");
+	cr_assert_str_eq(str(links, "show"), "https://qrxfer.test/m/" SHOW "/show");
 	cr_assert_str_eq(c.location, "/v1/moves/" MOVE_ID);
 	cr_assert_str_eq(seen.source, "http:127.0.0.1");
 	json_decref(j);
@@ -610,8 +637,11 @@ Test(api, images_decode_to_the_code)
 	cr_assert_eq(c.status, 200);
 	cr_assert(strstr(c.in, "\xe2\x96"), "half blocks expected");
 	done_with(&c);
-	c = req("GET", "/m/" MOVE_ID "/qr.svg", NULL);
+	c = req("GET", "/m/" SHOW "/qr.svg", NULL);
 	cr_assert_eq(c.status, 200, "the public SVG for the show page");
+	done_with(&c);
+	c = req("GET", "/m/" MOVE_ID "/qr.svg", NULL);
+	cr_assert_eq(c.status, 404, "the move id is no key to the public SVG");
 	done_with(&c);
 }
 
@@ -636,7 +666,7 @@ Test(api, images_gone_once_not_on_offer)
 
 Test(api, state_is_public_and_has_no_secret)
 {
-	struct call c = req("GET", "/m/" MOVE_ID "/state", NULL);
+	struct call c = req("GET", "/m/" SHOW "/state", NULL);
 	json_t *j;
 
 	cr_assert_eq(c.status, 200);
@@ -649,7 +679,7 @@ Test(api, state_is_public_and_has_no_secret)
 	done_with(&c);
 	mv.state = SIP_MOVE_FAILED;
 	snprintf(mv.reason, sizeof(mv.reason), "C answered 488");
-	c = req("GET", "/m/" MOVE_ID "/state", NULL);
+	c = req("GET", "/m/" SHOW "/state", NULL);
 	j = json_of(&c);
 	cr_assert_str_eq(str(j, "state"), "failed");
 	cr_assert_str_eq(str(j, "reason"), "C answered 488");
@@ -658,12 +688,21 @@ Test(api, state_is_public_and_has_no_secret)
 	c = req("GET", "/m/not-hex!/state", NULL);
 	cr_assert_eq(c.status, 404);
 	done_with(&c);
+	c = req("GET", "/m/" MOVE_ID "/state", NULL);
+	cr_assert_eq(c.status, 404, "the move id is no key to the state");
+	done_with(&c);
 }
 
 Test(api, show_page_offered)
 {
 	struct call c = req("GET", "/m/" MOVE_ID "/show", NULL);
 
+	cr_assert_eq(c.status, 404, "the move id is no key to the show page");
+	done_with(&c);
+	c = req("GET", "/m/Qx7_kP2-vZ9mN4rT8sW1yB/show", NULL);
+	cr_assert_eq(c.status, 404, "another secret of the same shape");
+	done_with(&c);
+	c = req("GET", "/m/" SHOW "/show", NULL);
 	cr_assert_eq(c.status, 200);
 	cr_assert(!strncmp(c.ctype, "text/html", 9));
 	cr_assert(strstr(c.in, "<svg"), "the QR is inline");
@@ -679,7 +718,7 @@ Test(api, show_page_escapes_what_it_shows)
 
 	mv.state = SIP_MOVE_DONE;
 	snprintf(mv.taken_by, sizeof(mv.taken_by), "<script>alert(\"x\")</script>&'");
-	c = req("GET", "/m/" MOVE_ID "/show", NULL);
+	c = req("GET", "/m/" SHOW "/show", NULL);
 	cr_assert_eq(c.status, 200);
 	cr_assert(
 	    strstr(c.in, "Moved to &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"),
@@ -774,11 +813,21 @@ Test(api, landing_post_number_and_escaping)
 
 /* ---- scans ---- */
 
+/* Nothing of the move leaves in a scan's answer: not its code, token, id or call. */
+static void reveals_nothing(const struct call *c)
+{
+	cr_assert_null(strstr(c->in, mv.code), "%s", c->in);
+	cr_assert_null(strstr(c->in, mv.token), "%s", c->in);
+	cr_assert_null(strstr(c->in, MOVE_ID), "%s", c->in);
+	cr_assert_null(strstr(c->in, "call-1"), "%s", c->in);
+	cr_assert_null(strstr(c->in, SHOW), "%s", c->in);
+}
+
 Test(api, scans)
 {
 	struct code_qr *qr;
-	uint8_t *png, *blank;
-	size_t len, blen;
+	uint8_t *png, *blank, *bar;
+	size_t len, blen, barlen;
 	struct code_grey g = {.w = 64, .h = 64};
 	struct call c;
 	json_t *j;
@@ -786,12 +835,13 @@ Test(api, scans)
 	cr_assert_eq(code_qr_make(&qr, mv.qr_uri, CODE_ECC_M), 0);
 	cr_assert_eq(code_qr_png(qr, 4, 4, &png, &len), 0);
 	code_qr_free(qr);
+	cr_assert_eq(code_barcode_png(mv.code, 3, 80, 10, &bar, &barlen), 0);
 	g.px = malloc(64 * 64);
 	memset(g.px, 255, 64 * 64);
 	cr_assert_eq(code_grey_png(&g, &blank, &blen), 0);
 	free(g.px);
 
-	c = post("/v1/scans?who=near", NULL, "text/plain", png, len, NULL);
+	c = post("/v1/scans?who=new", NULL, "text/plain", png, len, NULL);
 	cr_assert_eq(c.status, 415);
 	done_with(&c);
 	c = post("/v1/scans?who=them", NULL, "image/png", png, len, NULL);
@@ -799,20 +849,73 @@ Test(api, scans)
 	done_with(&c);
 	c = post("/v1/scans?who=new&target=sip%3Ab%40127.0.0.1", NULL, "image/png", png, len, NULL);
 	cr_assert_eq(c.status, 200, "%s", c.in);
+	j = json_of(&c);
+	cr_assert_str_eq(str(j, "result"), "taken");
+	cr_assert_eq(json_object_size(j), 1, "%s", c.in);
+	json_decref(j);
+	reveals_nothing(&c);
 	cr_assert_str_eq(seen.who, "new");
 	cr_assert_str_eq(seen.target, "sip:b@127.0.0.1");
 	done_with(&c);
-	c = post("/v1/scans?who=near", NULL, "image/png", blank, blen, NULL);
-	cr_assert_eq(c.status, 422);
-	j = json_of(&c);
-	cr_assert(strstr(str(j, "error"), code_strerror(CODE_ENOCODE)), "%s", c.in);
-	json_decref(j);
+	/* A Code 128 of the live numeric code: taken, and still nothing told. */
+	c = post("/v1/scans?who=new", NULL, "image/png", bar, barlen, NULL);
+	cr_assert_eq(c.status, 200, "%s", c.in);
+	cr_assert_str_eq(c.in, "{\"result\":\"taken\"}", "%s", c.in);
+	reveals_nothing(&c);
 	done_with(&c);
-	c = post("/v1/scans?who=near", NULL, "image/jpeg", "hello", 5, NULL);
+	c = post("/v1/scans?who=new", NULL, "image/png", blank, blen, NULL);
+	cr_assert_eq(c.status, 404);
+	j = json_of(&c);
+	cr_assert_str_eq(str(j, "error"), "no code", "%s", c.in);
+	json_decref(j);
+	reveals_nothing(&c);
+	done_with(&c);
+	c = post("/v1/scans?who=new", NULL, "image/jpeg", "hello", 5, NULL);
 	cr_assert_eq(c.status, 422);
+	done_with(&c);
+	/* A's half needs the secret only A was sent. */
+	c = post("/v1/scans?who=near", NULL, "image/png", png, len, NULL);
+	cr_assert_eq(c.status, 403, "%s", c.in);
+	reveals_nothing(&c);
+	done_with(&c);
+	c = post("/v1/scans?who=near&s=Qx7_kP2-vZ9mN4rT8sW1yB", NULL, "image/png", png, len, NULL);
+	cr_assert_eq(c.status, 403, "%s", c.in);
+	done_with(&c);
+	c = post("/v1/scans?who=near&s=" SHOW, NULL, "image/png", png, len, NULL);
+	cr_assert_eq(c.status, 200, "%s", c.in);
+	cr_assert_str_eq(seen.who, "near");
+	done_with(&c);
+	c = post("/m/" SHOW "/scan", NULL, "image/png", png, len, NULL);
+	cr_assert_eq(c.status, 200, "%s", c.in);
+	cr_assert_str_eq(seen.who, "near");
+	reveals_nothing(&c);
+	done_with(&c);
+	/* No code on offer: refused before any decoding. */
+	mv.state = SIP_MOVE_DONE;
+	c = post("/v1/scans?who=new", NULL, "image/png", png, len, NULL);
+	cr_assert_eq(c.status, 409, "%s", c.in);
 	done_with(&c);
 	free(png);
+	free(bar);
 	free(blank);
+}
+
+/* A move sip/ let go of: its show page comes from the store, by the secret's hash only. */
+Test(api, show_page_from_the_store)
+{
+	struct call c;
+	json_t *j;
+
+	mv.gone = 1;
+	c = req("GET", "/m/" SHOW "/state", NULL);
+	cr_assert_eq(c.status, 200, "%s", c.in);
+	j = json_of(&c);
+	cr_assert_str_eq(str(j, "state"), "offered");
+	json_decref(j);
+	done_with(&c);
+	c = req("GET", "/m/" MOVE_ID "/state", NULL);
+	cr_assert_eq(c.status, 404);
+	done_with(&c);
 }
 
 Test(api, refer)

@@ -138,6 +138,40 @@ Test(code_scan, jpeg_bomb_dimensions_refused)
 	cr_assert_null(g.px);
 }
 
+/* Camera caps: the header's size is read without decoding, and checked against them. */
+Test(code_scan, header_size_and_caps)
+{
+	struct code_limits lim;
+	uint8_t buf[256], *png;
+	unsigned w = 0, h = 0;
+	size_t len, n;
+
+	png = qr_png(&len);
+	cr_assert_eq(code_image_size(png, len, &w, &h), 0);
+	cr_assert_gt(w, 0);
+	cr_assert_eq(w, h);
+	put32(png + 16, 8192);
+	put32(png + 20, 4882);
+	cr_assert_eq(code_image_size(png, len, &w, &h), 0);
+	cr_assert_eq(w, 8192);
+	cr_assert_eq(h, 4882);
+	cr_assert_eq(code_image_size(png, 20, &w, &h), CODE_ETRUNCATED);
+	free(png);
+	n = jpeg_bomb(buf, 4000, 3001);
+	cr_assert_eq(code_image_size(buf, n, &w, &h), 0);
+	cr_assert_eq(w, 4000);
+	cr_assert_eq(h, 3001);
+	cr_assert_eq(code_image_size(buf, 10, &w, &h), CODE_ETRUNCATED);
+	cr_assert_eq(code_image_size("hello", 5, &w, &h), CODE_ENOTIMAGE);
+	code_limits_default(&lim);
+	lim.max_bytes = 4u << 20;
+	lim.max_pixels = 12000000;
+	cr_assert_eq(code_image_check(1000, 4000, 3000, &lim), 0);
+	cr_assert_eq(code_image_check(1000, 4000, 3001, &lim), CODE_ETOOLARGE);
+	cr_assert_eq(code_image_check(1000, 8192, 4882, &lim), CODE_ETOOLARGE);
+	cr_assert_eq(code_image_check((4u << 20) + 1, 10, 10, &lim), CODE_ETOOLARGE);
+}
+
 static size_t encode_jpeg(const struct code_grey *g, int quality, uint8_t **out)
 {
 	struct jpeg_compress_struct c;

@@ -347,3 +347,24 @@ Test(code_token, strerror_names_codes)
 	cr_assert_str_eq(code_strerror(CODE_ENOCODE), "no code found");
 	cr_assert_str_eq(code_strerror(ENOENT), strerror(ENOENT));
 }
+
+/* Show secrets: 22 base64url characters, fresh each time, hashed with SHA-256. */
+Test(code_token, show_secret)
+{
+	char a[CODE_SECRET_LEN + 1], b[CODE_SECRET_LEN + 1];
+	uint8_t ha[CODE_HASH_LEN], hb[CODE_HASH_LEN];
+
+	cr_assert_eq(code_secret_make(a, sizeof(a)), 0);
+	cr_assert_eq(code_secret_make(b, sizeof(b)), 0);
+	cr_assert_eq(strlen(a), CODE_SECRET_LEN);
+	cr_assert_eq(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+	             CODE_SECRET_LEN);
+	cr_assert_str_neq(a, b);
+	cr_assert_eq(code_secret_make(a, CODE_SECRET_LEN), EINVAL);
+	cr_assert_eq(code_secret_hash(a, ha), 0);
+	cr_assert_eq(code_secret_hash(b, hb), 0);
+	cr_assert_neq(memcmp(ha, hb, sizeof(ha)), 0);
+	cr_assert_eq(code_secret_hash("00112233aabbccdd", ha), CODE_EBADTOKEN, "a move id");
+	cr_assert_eq(code_secret_hash("Qx7_kP2-vZ9mN4rT8sW1y!", ha), CODE_EBADTOKEN);
+	cr_assert_eq(code_secret_hash("Qx7_kP2-vZ9mN4rT8sW1yAA", ha), CODE_EBADTOKEN);
+}

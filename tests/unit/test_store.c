@@ -1206,3 +1206,31 @@ Test(store, a_stopped_server_times_out_and_the_store_recovers, .fini = thaw_and_
 	loop_fini(&l);
 	finish();
 }
+
+/* The show page's secret is stored only as its hash, and a move is found by that hash. */
+Test(store, move_found_by_its_show_hash)
+{
+	uint8_t h1[STORE_HASH_LEN], h2[STORE_HASH_LEN];
+	struct store_move got;
+
+	add_call("c1", 1000);
+	add_move("m1", "c1", 7, 1000, 120000);
+	add_move("m2", "c1", 8, 1000, 120000);
+	hash_of(h1, 501);
+	hash_of(h2, 502);
+	cr_assert_eq(store_move_by_show(st, h1, &got), ENOENT, "no move has a show hash yet");
+	cr_assert_eq(store_move_show_set(st, "m1", h1), 0);
+	cr_assert_eq(store_move_show_set(st, "m2", h2), 0);
+	cr_assert_eq(store_move_show_set(st, "nope", h2), ENOENT);
+	cr_assert_eq(store_move_by_show(st, h1, &got), 0);
+	cr_assert_str_eq(got.id, "m1");
+	cr_assert_eq(store_move_by_show(st, h2, &got), 0);
+	cr_assert_str_eq(got.id, "m2");
+	/* A new secret replaces the old one: the old link finds nothing. */
+	hash_of(h1, 503);
+	cr_assert_eq(store_move_show_set(st, "m2", h1), 0);
+	cr_assert_eq(store_move_by_show(st, h2, &got), ENOENT);
+	cr_assert_eq(store_move_by_show(st, h1, &got), 0);
+	cr_assert_str_eq(got.id, "m2");
+	finish();
+}

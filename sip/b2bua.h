@@ -118,7 +118,7 @@ struct sip {
 	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
 	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
-	long long refused_second;  /* refused codes are logged 10 a second at most */
+	long long refused_second; /* refused codes are logged 10 a second at most */
 	unsigned refused_logged, refused_quiet;
 	struct sip_stats stats;
 	sip_done_h *done;

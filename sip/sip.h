@@ -82,7 +82,8 @@ struct sip_stats {
 	unsigned long registers_total, requests_total, requests_rejected;
 	unsigned long moves_total, moves_completed, moves_failed, codes_rejected;
 	unsigned long moves_active, confirms_total, responses_total;
-	unsigned long numeric_paused; /* numeric codes refused while the node-wide budget is spent */
+	unsigned long
+	    numeric_paused; /* numeric codes refused while the node-wide budget is spent */
 };
 
 /* Start the stack on root; conf strings are copied. */

@@ -274,12 +274,12 @@ enum store_op {
 	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
 	STORE_OP_FAILURE_ADD, /* in: id (move id or ""), source, redeem.key (kind), at; out: failure
 	                       */
-	STORE_OP_SOURCE_CHECK, /* in: source, redeem.key (kind), at; out: failure */
-	STORE_OP_MOVE_NODE,    /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
-	                          (node); EAGAIN/EBUSY as for a redeem */
-	STORE_OP_NODE_RESET,   /* in: text (node), at; out: n */
-	STORE_OP_MOVE_SHOW_SET,  /* in: id, hash (of the show secret) */
-	STORE_OP_MOVE_BY_SHOW,   /* in: hash (of the show secret); out: move */
+	STORE_OP_SOURCE_CHECK,  /* in: source, redeem.key (kind), at; out: failure */
+	STORE_OP_MOVE_NODE,     /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
+	                           (node); EAGAIN/EBUSY as for a redeem */
+	STORE_OP_NODE_RESET,    /* in: text (node), at; out: n */
+	STORE_OP_MOVE_SHOW_SET, /* in: id, hash (of the show secret) */
+	STORE_OP_MOVE_BY_SHOW,  /* in: hash (of the show secret); out: move */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -80,7 +80,9 @@ if [ -z "$started" ]; then
 fi
 
 QRXFER_TEST_PG_URL=postgresql://postgres@127.0.0.1:$port/postgres
-export QRXFER_TEST_PG_URL
+# Where the server's postmaster.pid is, for tests that stop the server (SIGSTOP).
+QRXFER_TEST_PG_DATA=$data
+export QRXFER_TEST_PG_URL QRXFER_TEST_PG_DATA
 "$suite" "$@"
 rc=$?
 if [ $rc != 0 ]; then

@@ -542,7 +542,7 @@ Test(api, start_move)
 	cr_assert_str_eq(str(links, "qr_png"), "/v1/moves/" MOVE_ID "/qr.png");
 	cr_assert_str_eq(str(links, "show"), "https://qrxfer.test/m/" SHOW "/show");
 	cr_assert_str_eq(c.location, "/v1/moves/" MOVE_ID);
-	cr_assert_str_eq(seen.source, "http:127.0.0.1");
+	cr_assert_str_eq(seen.source, "ip:127.0.0.1");
 	json_decref(j);
 	done_with(&c);
 }

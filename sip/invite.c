@@ -184,6 +184,9 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 	}
 	invite_note_near_sdp(out, sip);
 	pl = body_for(c->in, sip);
+	/* The far dialog's Call-ID is known from its first response: /v1/calls shows it ringing. */
+	if (!out->call_id && sip && sip->sip_call_id)
+		out->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
 	if (status < 200) {
 		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
 		            BODY_TAGS_PL(sip, pl), TAG_END());
@@ -197,8 +200,6 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->state = SIP_CALL_ANSWERED;
 		c->answered = time(NULL);
 		c->sip->stats.calls_answered++;
-		out->call_id =
-		    sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id) : NULL;
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
 		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
 		            BODY_TAGS_PL(sip, pl), TAG_END());

@@ -80,6 +80,11 @@ void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		refuse(s, nh, SIP_500_INTERNAL_SERVER_ERROR);
 		return;
 	}
+	/* Headers in the Request-URI are not relayed (RFC 3261 19.1.1: not allowed there). */
+	if (out->sip_request && out->sip_request->rq_url->url_headers) {
+		out->sip_request->rq_url->url_headers = NULL;
+		msg_fragment_clear(out->sip_request->rq_common);
+	}
 	/* The Route that brought it to us is used up; the rest is the registrar's. */
 	while (out->sip_route)
 		sip_header_remove(m, out, (sip_header_t *)out->sip_route);

@@ -11,6 +11,7 @@
   mv.py HTTPPORT TOKENFILE steps MOVEID           its event steps, one "step: detail" a line
   mv.py HTTPPORT TOKENFILE qr MOVEID FILE         its QR as PNG into FILE
   mv.py HTTPPORT TOKENFILE call-in STATE [SECS]   id of a call in STATE (waits)
+  mv.py HTTPPORT TOKENFILE far-cid CALLID         the SIP Call-ID of the call's far dialog
   mv.py HTTPPORT TOKENFILE http METHOD PATH [CTYPE FILE]
                                                   one request (FILE as body): prints
                                                   "status error-text" (the JSON "error")
@@ -298,6 +299,13 @@ def main(a):
         m = json.loads(body)
         show = m.get("links", {}).get("show", "/m/none/show").split("/")[-2]
         print(m["id"], m["qr_uri"].split(":", 1)[1].split("@")[0][2:], m["code"], show)
+    elif cmd == "far-cid":
+        st, body = api(port, token, "GET", "/v1/calls/%s" % args[0])
+        cid = json.loads(body).get("far_call_id") if st == 200 else None
+        if not cid:
+            print("GET /v1/calls/%s: %d, no far_call_id" % (args[0], st), file=sys.stderr)
+            return 1
+        print(cid)
     elif cmd == "call-in":
         def found():
             calls = js(port, token, "/v1/calls")["calls"]

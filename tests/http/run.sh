@@ -1,13 +1,16 @@
 #!/bin/bash
 # tests/http/run.sh [--asan] [--base PORT]: the HTTP faces under slow and many connections,
 # against qrxferd (or qrxferd-asan + mod_qrxfer_asan.so): the admin face apart from the public
-# one, [http] per_ip_limit, header_timeout, body_timeout, and their config errors.
+# one, [http] per_ip_limit, header_timeout, body_timeout, and their config errors; and
+# [http] admin_loopback_only against a real non-loopback peer (in a private network namespace:
+# run.sh --peer, started under unshare -n).
 set -u
 . "$top_srcdir/tests/lib.sh"
-flavour=plain base=29100
+flavour=plain base=29100 peer=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--asan) flavour=asan ;;
+	--peer) peer=1 ;;
 	--base)
 		base=$2
 		shift
@@ -16,7 +19,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-lib_init "http-$flavour"
+lib_init "http-$flavour${peer:+-peer}"
 [ -n "$PYTHON" ] || lib_skip "python3 not found"
 command -v curl >/dev/null || lib_skip "curl not found"
 lib_pick_ports "$base" 12
@@ -102,6 +105,38 @@ flood_end() {
 	lib_untrack $FLOOD_PID
 	FLOOD_STATE=$(tail -n 1 "$d/$1.out")
 }
+
+# 5 (run.sh --peer, alone in its own network namespace): a request from a source address
+# outside 127/8 (198.51.100.7, a documentation address put on this namespace's lo, so that
+# nothing leaves the machine) to the admin API with the right bearer token is 403 under
+# admin_loopback_only = yes (the default), while the same request from 127.0.0.1 is 200; with
+# admin_loopback_only = no it is 200 from that address too.
+if [ -n "$peer" ]; then
+	ip link set lo up && ip addr add 198.51.100.7/32 dev lo ||
+		lib_fail "cannot set up the namespace's addresses"
+	conf "$d/peer.conf" 0
+	start "$d/peer.conf"
+	code=$(get 127.0.0.1 "$PUB" /metrics)
+	code2=$(get 198.51.100.7 "$PUB" /metrics)
+	if [ "$code" = 200 ] && [ "$code2" = 403 ] && grep -q "loopback-only" "$d/body"; then
+		ok "admin_loopback_only: the admin API from 198.51.100.7 is 403, from 127.0.0.1 200"
+	else
+		bad "admin_loopback_only: GET /metrics from 127.0.0.1 $code, from 198.51.100.7 $code2 $(said)"
+	fi
+	stop
+	conf "$d/peer-off.conf" 1 "admin_loopback_only = no"
+	start "$d/peer-off.conf"
+	code=$(get 198.51.100.7 "$PUB" /metrics)
+	if [ "$code" = 200 ]; then
+		ok "admin_loopback_only = no: the admin API from 198.51.100.7 is 200"
+	else
+		bad "admin_loopback_only = no: GET /metrics from 198.51.100.7 $code $(said)"
+	fi
+	stop
+	echo "$pass passed, $fail failed"
+	[ $fail = 0 ]
+	exit
+fi
 
 # 1. Two faces, per_ip_limit at its default (16), 600 slow connections from one address.
 conf "$d/one.conf" 0 "admin_listen = 127.0.0.1:$((LIB_PORT + 3))" "header_timeout = 120"
@@ -254,6 +289,21 @@ for kv in "localhost:1|want IP:PORT" "127.0.0.1:$((LIB_PORT + 2))|must not take 
 		lib_check_sanitizers "$d/bad.out" || bad "sanitizer report (admin_listen = ${kv%%|*})"
 	fi
 done
+
+# 5. admin_loopback_only with a real non-loopback peer, in a private network namespace.
+if unshare -n true 2>/dev/null; then
+	unshare -n "$top_srcdir/tests/http/run.sh" ${asan:+--asan} --base "$base" --peer >"$d/peer.out" 2>&1
+	while read -r line; do
+		case $line in
+		PASS\ *) ok "${line#PASS }" ;;
+		FAIL\ *) bad "${line#FAIL }" ;;
+		esac
+	done <"$d/peer.out"
+	grep -q '^2 passed, 0 failed$' "$d/peer.out" ||
+		bad "the namespace run: $(grep -v '^PASS' "$d/peer.out" | tail -n 3 | tr '\n' ' ')"
+else
+	echo "SKIP admin_loopback_only with a non-loopback peer: unshare -n is not permitted here"
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

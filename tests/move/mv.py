@@ -37,12 +37,22 @@
   mv.py hwm PID                                   VmHWM and VmRSS of PID in KiB
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
+  mv.py nearcall SIPPORT MYPORT UPPORT CALLID OUT [SECS]
+                                                  A as a plain UDP phone: calls
+                                                  sip:far@127.0.0.1:UPPORT through qrxferd,
+                                                  writes the raw body of the first MESSAGE
+                                                  it gets into OUT (its Content-Type into
+                                                  OUT.type), answers 200, hangs up (BYE, 200)
+  mv.py mimepart BODY CTYPE PARTTYPE OUT        the first part of type PARTTYPE of a
+                                                  multipart BODY (its Content-Type CTYPE)
+                                                  into OUT; exit 1 if there is none
   mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE [SECS]
                                                   a MESSAGE with FILE as body over UDP: prints
                                                   the final status (a camera image in a MESSAGE)
 Every wait has a deadline; only 127.0.0.1 is ever contacted.
 """
 import json
+import os
 import socket
 import struct
 import sys
@@ -120,6 +130,81 @@ def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path, secs="8"):
         except (socket.timeout, ValueError, IndexError):
             continue
     print("timeout")
+    return 1
+
+
+def split_sip(data):
+    """(start line, {lower-case header: value}, body) of one datagram."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs.setdefault(k.strip().lower(), v.strip())
+    n = int(hdrs.get("content-length", len(body)))
+    return lines[0], hdrs, body[:n]
+
+
+def nearcall(port, myport, upport, callid, out, secs="20"):
+    """A, a phone that keeps the raw bytes of the code MESSAGE (SIPp's traces stop at a NUL)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", int(myport)))
+    s.settimeout(0.5)
+    me = "127.0.0.1:%s" % myport
+    sdp = ("v=0\r\no=alice 1 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+    def req(method, ruri, cseq, to, body="", ctype=None):
+        return ("%s %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-a-%s-%d\r\n"
+                "From: <sip:alice@%s>;tag=a-dialog-tag\r\nTo: %s\r\nCall-ID: %s\r\n"
+                "CSeq: %d %s\r\nContact: <sip:alice@%s>\r\nMax-Forwards: 70\r\n%s"
+                "Content-Length: %d\r\n\r\n%s") % (
+                    method, ruri, me, method, cseq, me, to, callid, cseq, method, me,
+                    "Content-Type: %s\r\n" % ctype if ctype else "", len(body), body)
+
+    deadline = time.monotonic() + float(secs)
+    dest = ("127.0.0.1", int(port))
+    far = "sip:far@127.0.0.1:%s" % upport
+    invite_msg = req("INVITE", far, 1, "<%s>" % far, sdp, "application/sdp").encode()
+    bye_msg = b""
+    state, to, contact, last_send = "inviting", None, None, 0.0
+    while time.monotonic() < deadline:
+        if state in ("inviting", "bye") and time.monotonic() - last_send > 0.5:
+            s.sendto(invite_msg if state == "inviting" else bye_msg, dest)
+            last_send = time.monotonic()
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        start, h, body = split_sip(data)
+        if start.startswith("SIP/2.0 "):
+            st = int(start.split()[1])
+            if state == "inviting" and h.get("cseq", "").endswith("INVITE") and st >= 200:
+                if st != 200:
+                    print("INVITE answered %d" % st, file=sys.stderr)
+                    return 1
+                to = h["to"]
+                contact = h.get("contact", "<%s>" % far).split("<", 1)[-1].split(">")[0]
+                s.sendto(req("ACK", contact, 1, to).encode(), dest)
+                state = "up"
+            elif state == "bye" and h.get("cseq", "").endswith("BYE") and st >= 200:
+                return 0 if st == 200 else 1
+            continue
+        # a request: 200 to it (the INVITE's 200 again is ACKed above only once)
+        resp = "SIP/2.0 200 OK\r\n"
+        for k in ("via", "from", "to", "call-id", "cseq"):
+            resp += "%s: %s\r\n" % (k.title(), h.get(k, ""))
+        s.sendto((resp + "Content-Length: 0\r\n\r\n").encode(), dest)
+        if start.startswith("MESSAGE ") and state == "up":
+            open(out + ".type", "w").write(h.get("content-type", "") + "\n")
+            open(out + ".tmp", "wb").write(body)
+            os.rename(out + ".tmp", out)
+            bye_msg = req("BYE", contact, 2, to).encode()
+            state, last_send = "bye", 0.0
+        elif start.startswith("BYE "):
+            print("A got a BYE", file=sys.stderr)
+            return 1
+    print("A: deadline in state %s" % state, file=sys.stderr)
     return 1
 
 
@@ -260,6 +345,18 @@ def main(a):
             f[k] = v.split()[0] if v.split() else "0"
         print(f.get("VmHWM", "0"), f.get("VmRSS", "0"))
         return 0
+    if a[0] == "mimepart":
+        import email
+        raw = b"Content-Type: " + a[2].encode() + b"\r\n\r\n" + open(a[1], "rb").read()
+        msg = email.message_from_bytes(raw)
+        for part in (msg.walk() if msg.is_multipart() else []):
+            if part.get_content_type() == a[3]:
+                open(a[4], "wb").write(part.get_payload(decode=True))
+                return 0
+        print("no %s part in %s" % (a[3], a[2]), file=sys.stderr)
+        return 1
+    if a[0] == "nearcall":
+        return nearcall(*a[1:7])
     if a[0] == "sipmsg":
         return sipmsg(*a[1:10])
     if a[0] == "invite":

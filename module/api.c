@@ -54,6 +54,7 @@ struct job {
 	char id[STORE_ID_MAX];
 	int kind;
 	int live_err; /* from sip/; -1 until it answered */
+	unsigned retry_after; /* with live_err EAGAIN or EBUSY: what sip/ said to wait */
 	json_t *live; /* the move as sip/ told it */
 	char *qr_uri, *code;
 	enum sip_move_state live_state;
@@ -340,6 +341,8 @@ static void on_live(int err, const struct sip_move_info *info, void *arg)
 	struct job *j = arg;
 
 	j->live_err = err;
+	if (err && info)
+		j->retry_after = info->retry_after;
 	if (!err && info) {
 		json_decref(j->live);
 		j->live = live_json(j->api, info);
@@ -856,13 +859,22 @@ static void post_refer(struct mod_http_req *req, void *arg)
 	job_go(j);
 }
 
+/* Retry-After for a source told to wait: the lock's own end when sip/ said it, else 1 s. */
+static void retry_after(struct job *j)
+{
+	char v[16];
+
+	snprintf(v, sizeof(v), "%u", j->retry_after ? j->retry_after : 1);
+	mod_http_reply_header(j->req, "Retry-After", v);
+}
+
 /* A scan answers only "taken" or "no code": nothing of the move, its call or its code. */
 static void finish_scan(struct job *j)
 {
 	if (!j->live_err) {
 		mod_http_reply_json(j->req, 200, json_pack("{s:s}", "result", "taken"));
 	} else if (j->live_err == EAGAIN) {
-		mod_http_reply_header(j->req, "Retry-After", "1");
+		retry_after(j);
 		mod_http_reply_error(j->req, 429, "too many attempts: wait");
 	} else {
 		mod_http_reply_error(j->req, 404, "no code");
@@ -1427,6 +1439,7 @@ static void finish_dial(struct job *j)
 		break;
 	case EAGAIN:
 		why = "Too many attempts: wait a little and try again.";
+		retry_after(j);
 		break;
 	case EINVAL:
 		why = "qrxfer cannot call that address.";

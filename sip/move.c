@@ -1314,6 +1314,13 @@ static void redeem_wait(struct redeem *r, int err, int64_t wait_ms)
 	int busy = err == EBUSY;
 
 	snprintf(after, sizeof(after), "%lld", (long long)(wait_ms + 999) / 1000);
+	/* An HTTP caller (landing page, scans) says the same Retry-After as SIP does. */
+	if (r->cb) {
+		struct sip_move_info info = {.retry_after = (unsigned)((wait_ms + 999) / 1000)};
+
+		r->cb(err, &info, r->cb_arg);
+		r->cb = NULL;
+	}
 	if (r->nh && !r->cancelled) {
 		nua_respond(r->nh, busy ? 503 : 480,
 		            busy ? "Service Unavailable" : "Temporarily Unavailable",

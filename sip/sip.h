@@ -136,6 +136,7 @@ struct sip_move_info {
 	time_t created, expires;
 	long long ms_redeem_to_reinvite, ms_redeem_to_answer; /* -1 until known */
 	const char *show; /* the show page's secret: only in the answer that made it */
+	unsigned retry_after; /* with EAGAIN or EBUSY: seconds until the source may try again */
 };
 
 typedef void sip_move_h(int err, const struct sip_move_info *info, void *arg);

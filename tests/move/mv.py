@@ -34,6 +34,8 @@
                                                   its own UDP port, all sent at once; prints
                                                   each final status in FILE order ("timeout"
                                                   if none in 20 s)
+  mv.py png2jpeg IN.png OUT.jpg                   the PNG as a baseline grayscale JPEG
+                                                  (quality about 90; no imaging library here)
   mv.py hwm PID                                   VmHWM and VmRSS of PID in KiB
   mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
                                                   go signal for a scenario waiting for it
@@ -328,6 +330,143 @@ def blankpng(path):
     open(path, "wb").write(png)
 
 
+def png_gray(path):
+    """(w, h, rows of 0..255 gray) of a non-interlaced PNG: gray, RGB(A), gray+alpha or palette."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, plte = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, lace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"PLTE":
+            plte = body
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert lace == 0 and depth in (1, 2, 4, 8), "unsupported PNG"
+    chans = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
+    bpp = max(1, chans * depth // 8)
+    stride = (w * chans * depth + 7) // 8
+    raw, rows, prev = zlib.decompress(idat), [], bytearray(stride)
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        prev = line
+        if depth < 8:
+            vals = [(line[x * depth // 8] >> (8 - depth - (x * depth) % 8)) & ((1 << depth) - 1)
+                    for x in range(w)]
+            if ctype == 3:
+                row = [sum(plte[3 * v:3 * v + 3]) // 3 for v in vals]
+            else:
+                row = [v * 255 // ((1 << depth) - 1) for v in vals]
+        elif ctype == 3:
+            row = [sum(plte[3 * v:3 * v + 3]) // 3 for v in line]
+        else:
+            row = [sum(line[x * chans:x * chans + min(chans, 3) if chans >= 3 else x * chans + 1]) //
+                   (3 if chans >= 3 else 1) for x in range(w)]
+        rows.append(row)
+    return w, h, rows
+
+
+def png2jpeg(src, dst):
+    """A baseline JPEG (one gray component) of a PNG. The Huffman tables are our own canonical
+    ones (every symbol, no code of all ones), which any decoder reads from the DHT segments."""
+    import math
+    w, h, rows = png_gray(src)
+    base = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40,
+            57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35,
+            55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112,
+            100, 103, 99]
+    q = [max(1, min(255, (v * 20 + 50) // 100)) for v in base]  # quality 90
+    zz = sorted(range(64), key=lambda i: (i // 8 + i % 8,
+                                          (i % 8) if (i // 8 + i % 8) % 2 == 0 else (i // 8)))
+    cos = [[math.cos((2 * x + 1) * u * math.pi / 16) * (math.sqrt(0.5) if u == 0 else 1) / 2
+            for x in range(8)] for u in range(8)]
+    # canonical tables: DC symbols 0..11 at 4 bits; AC 254 symbols at 8 bits, 2 at 9
+    dc_syms, ac_syms = list(range(12)), list(range(256))
+    dc_bits, ac_bits = [0, 0, 0, 12] + [0] * 12, [0] * 7 + [254, 2] + [0] * 7
+
+    def codes(bits, syms):
+        out, code, k = {}, 0, 0
+        for n in range(16):
+            for _ in range(bits[n]):
+                out[syms[k]] = (code, n + 1)
+                code, k = code + 1, k + 1
+            code <<= 1
+        return out
+    dc_code, ac_code = codes(dc_bits, dc_syms), codes(ac_bits, ac_syms)
+    out = bytearray()
+    acc = [0, 0]
+
+    def put(v, n):
+        acc[0], acc[1] = (acc[0] << n) | (v & ((1 << n) - 1)), acc[1] + n
+        while acc[1] >= 8:
+            byte = (acc[0] >> (acc[1] - 8)) & 255
+            out.append(byte)
+            if byte == 255:
+                out.append(0)
+            acc[1] -= 8
+
+    def magnitude(v):
+        n = abs(v).bit_length()
+        return n, (v if v >= 0 else v + (1 << n) - 1)
+    pw, ph = (w + 7) // 8 * 8, (h + 7) // 8 * 8
+    px = [[rows[min(y, h - 1)][min(x, w - 1)] - 128 for x in range(pw)] for y in range(ph)]
+    pred = 0
+    for by in range(0, ph, 8):
+        for bx in range(0, pw, 8):
+            blk = [px[by + y][bx:bx + 8] for y in range(8)]
+            tmp = [[sum(cos[u][x] * blk[y][x] for x in range(8)) for u in range(8)] for y in range(8)]
+            coef = [0] * 64
+            for v in range(8):
+                for u in range(8):
+                    c = sum(cos[v][y] * tmp[y][u] for y in range(8))
+                    coef[v * 8 + u] = int(round(c / q[v * 8 + u]))
+            n, bits = magnitude(coef[0] - pred)
+            pred = coef[0]
+            put(*dc_code[n])
+            put(bits, n)
+            run = 0
+            for k in range(1, 64):
+                c = coef[zz[k]]
+                if c == 0:
+                    run += 1
+                    continue
+                while run > 15:
+                    put(*ac_code[0xF0])
+                    run -= 16
+                n, bits = magnitude(c)
+                put(*ac_code[(run << 4) | n])
+                put(bits, n)
+                run = 0
+            if run:
+                put(*ac_code[0x00])
+    if acc[1]:
+        put((1 << (8 - acc[1])) - 1, 8 - acc[1])
+
+    def seg(marker, body):
+        return struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body
+    jpg = b"\xff\xd8" + seg(0xDB, bytes([0]) + bytes(q[zz[k]] for k in range(64)))
+    jpg += seg(0xC0, struct.pack(">BHHB", 8, h, w, 1) + bytes([1, 0x11, 0]))
+    jpg += seg(0xC4, bytes([0x00]) + bytes(dc_bits) + bytes(dc_syms))
+    jpg += seg(0xC4, bytes([0x10]) + bytes(ac_bits) + bytes(ac_syms))
+    jpg += seg(0xDA, bytes([1, 1, 0x00, 0, 63, 0])) + bytes(out) + b"\xff\xd9"
+    open(dst, "wb").write(jpg)
+
+
 def main(a):
     if a[0] == "blankpng":
         blankpng(a[1])
@@ -337,6 +476,9 @@ def main(a):
         return 0
     if a[0] == "bombs":
         bombs(a[1], a[2], a[3], a[4:])
+        return 0
+    if a[0] == "png2jpeg":
+        png2jpeg(a[1], a[2])
         return 0
     if a[0] == "hwm":
         f = {}

@@ -373,7 +373,10 @@ void b2bua_stop(struct sip *s)
 
 static void shutdown_now(su_root_magic_t *m, su_timer_t *t, void *arg)
 {
-	b2bua_stop(arg);
+	struct sip *s = arg;
+
+	call_zombies_drop(s);
+	b2bua_stop(s);
 }
 
 void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)

@@ -146,6 +146,7 @@ void call_leg_tags(struct leg *leg, const sip_t *sip);
 void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
                        struct bound *b);
 void call_zombies_forget(struct sip *s);
+void call_zombies_drop(struct sip *s);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);

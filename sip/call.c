@@ -237,6 +237,14 @@ void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *
 	}
 }
 
+/* Shutting down, out of patience: answers still awaited (a re-INVITE or BYE to a peer that is
+ * gone) must not hold the stack's shutdown up for their transactions' 32 s. */
+void call_zombies_drop(struct sip *s)
+{
+	while (s->zombies)
+		zombie_free(s->zombies);
+}
+
 /* After the stack stopped: its handles are gone, forget ours. */
 void call_zombies_forget(struct sip *s)
 {

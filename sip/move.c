@@ -29,6 +29,7 @@
 #define MOVE_RETRY_MAX  250
 #define MOVE_491_TRIES  3
 #define MOVE_REFER_HOLD 64000 /* how long we wait for a referred phone's final NOTIFY */
+#define MOVE_SILENT_MS  16000 /* a re-INVITE with no answer at all in this time: C is gone */
 #define MOVE_CODE_TRIES 8     /* numeric codes made before giving up on a unique one */
 #define MOVE_NONCE_LEN  8     /* digits an answer out of dialog must carry */
 
@@ -686,6 +687,7 @@ int sip_move_get(struct sip *s, const char *move_id, sip_move_h *cb, void *arg)
 /* ---- ending a move ---- */
 
 static void rollback(struct move *m);
+static void reinvite_silent(su_root_magic_t *rm, su_timer_t *t, void *arg);
 
 static void fail(struct move *m, int status, const char *fmt, ...)
 {
@@ -747,6 +749,7 @@ static void rollback(struct move *m)
 	c->far->pending++;
 	nua_invite(c->far->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD(pl),
 	           TAG_END());
+	su_timer_set_interval(m->timer, reinvite_silent, m, MOVE_SILENT_MS);
 }
 
 static void offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
@@ -824,6 +827,23 @@ static void retry_reinvite(su_root_magic_t *rm, su_timer_t *t, void *arg)
 	reinvite_far(arg);
 }
 
+/*
+ * C has not answered the re-INVITE at all (RFC 3261 14.1: the dialog ends). sofia's NUA would
+ * drop C's session without a BYE at the transaction timeout (32 s), leaving C with a dead call:
+ * end it ourselves first, while the BYE can still be sent.
+ */
+static void reinvite_silent(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct move *m = arg;
+	struct call *c = m->call;
+
+	if (!c || !m->reinviting)
+		return;
+	fail(m, 488, "the far party refused the new media: 408 no answer to the re-INVITE in %d s",
+	     MOVE_SILENT_MS / 1000);
+	call_end(c, 408, "SIP;cause=408;text=\"No answer to a re-INVITE\"");
+}
+
 static void reinvite_far(struct move *m)
 {
 	struct call *c = m->call;
@@ -854,6 +874,7 @@ static void reinvite_far(struct move *m)
 	c->far->pending++;
 	nua_invite(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
 	           TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+	su_timer_set_interval(m->timer, reinvite_silent, m, MOVE_SILENT_MS);
 	event(m, "reinvite", "re-INVITE to far %s %s", c->far->uri ? c->far->uri : "",
 	      pl ? "with the new device's offer" : "without an offer");
 }
@@ -1109,6 +1130,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 	}
 	if (leg != c->far || !m->reinviting)
 		return 0;
+	su_timer_reset(m->timer); /* C answered: it is there */
 	if (status < 200)
 		return 1;
 	m->reinviting = 0;

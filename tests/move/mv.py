@@ -37,8 +37,9 @@
   mv.py png2jpeg IN.png OUT.jpg                   the PNG as a baseline grayscale JPEG
                                                   (quality about 90; no imaging library here)
   mv.py hwm PID                                   VmHWM and VmRSS of PID in KiB
-  mv.py poke PORT CALLID                          an OPTIONS on CALLID to a SIPp on PORT: a
-                                                  go signal for a scenario waiting for it
+  mv.py poke PORT CALLID [PORT CALLID...]         an OPTIONS on CALLID to a SIPp on PORT (for
+                                                  each pair, sent back to back): a go signal
+                                                  for a scenario waiting for it
   mv.py nearcall SIPPORT MYPORT UPPORT CALLID OUT [SECS]
                                                   A as a plain UDP phone: calls
                                                   sip:far@127.0.0.1:UPPORT through qrxferd,
@@ -95,16 +96,13 @@ def poll(secs, fn):
         time.sleep(0.05)
 
 
-def poke(port, callid):
-    msg = ("OPTIONS sip:go@127.0.0.1:%s SIP/2.0\r\n"
-           "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-poke-%d\r\n"
-           "From: <sip:test@127.0.0.1>;tag=poke\r\n"
-           "To: <sip:go@127.0.0.1>\r\n"
-           "Call-ID: %s\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-           "Content-Length: 0\r\n\r\n") % (port, int(time.time() * 1000), callid)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.sendto(msg.encode(), ("127.0.0.1", int(port)))
-    s.close()
+def poke_msg(port, callid):
+    return port, (("OPTIONS sip:go@127.0.0.1:%s SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-poke-%d\r\n"
+            "From: <sip:test@127.0.0.1>;tag=poke\r\n"
+            "To: <sip:go@127.0.0.1>\r\n"
+            "Call-ID: %s\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n") % (port, int(time.time() * 1000), callid)).encode()
 
 
 def sipmsg(port, ruri, frm, to, callid, cseq, ctype, path, secs="8"):
@@ -510,7 +508,12 @@ def main(a):
             sys.stdout.flush()
         return rc
     if a[0] == "poke":
-        poke(a[1], a[2])
+        # Several PORT CALLID pairs: one go signal for all, sent back to back.
+        pokes = [poke_msg(a[i], a[i + 1]) for i in range(1, len(a) - 1, 2)]
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for port, msg in pokes:
+            s.sendto(msg, ("127.0.0.1", int(port)))
+        s.close()
         return 0
     port, token = a[0], open(a[1]).read().strip()
     cmd, args = a[2], a[3:]

@@ -898,9 +898,7 @@ static void dial_b(struct move *m)
 		fail(m, 403, "the target %s is not one we may call", m->target);
 		return;
 	}
-	url_t *nu = c->near && c->near->uri
-	                ? url_hdup(c->home, URL_STRING_MAKE(c->near->uri)->us_url)
-	                : NULL;
+	url_t *nu = c->near && c->near->uri ? url_make(c->home, c->near->uri) : NULL;
 	snprintf(from, sizeof(from), "<sip:%s@%s>",
 	         nu && nu->url_user && !strpbrk(nu->url_user, "<>\"@ ") ? nu->url_user : "move",
 	         s->conf.domain);
@@ -1502,7 +1500,7 @@ static void on_node(struct store_job *job, void *arg)
 			              err);
 		return;
 	}
-	target = url_hdup(s->home, URL_STRING_MAKE(job->text)->us_url);
+	target = url_make(s->home, job->text);
 	if (!target || !target->url_host) {
 		su_free(s->home, target);
 		redeem_refuse(r, 404, "Not Found", "the code's node has no SIP address", ENOENT);
@@ -1693,7 +1691,7 @@ int move_dial_target(struct sip *s, const char *target, char *out, size_t len, i
 	}
 	char hostport[300];
 
-	u = url_hdup(home, URL_STRING_MAKE(target)->us_url);
+	u = url_make(home, target);
 	if (!u || (u->url_type != url_sip && u->url_type != url_sips) || !u->url_host ||
 	    !u->url_user || !*u->url_user || u->url_password)
 		err = EINVAL;

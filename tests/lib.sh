@@ -8,7 +8,11 @@
 #   lib_start_qrxferd CONF [asan] start qrxferd (or qrxferd-asan), wait until it listens
 #   lib_qrxferd_alive             0 if the daemon is still running
 #   lib_stop_qrxferd              SIGTERM, wait, fail unless it exited 0
-#   lib_check_sanitizers FILE     fail if FILE holds an ASan/UBSan/LSan report
+#   lib_check_sanitizers FILE [asan]  fail if FILE holds an ASan/UBSan/LSan report; with asan
+#                                 also if FILE is not the stderr of qrxferd-asan (a plain
+#                                 daemon's stderr is silent whatever happens)
+#   lib_qrxferd_bin [asan]        the daemon binary of that flavour
+#   lib_note_bin ERRFILE BIN      record which binary writes ERRFILE (lib_start_qrxferd does)
 #   lib_wait_pid PID SECS         wait with a deadline; sets LIB_RC (124 on timeout)
 #   lib_wait_udp/lib_wait_tcp PORT SECS   wait until something listens on 127.0.0.1:PORT
 #
@@ -194,13 +198,26 @@ hmac_key_file = $dir/hmac.key
 EOF
 }
 
+lib_qrxferd_bin() {
+	if [ "${1:-}" = asan ]; then
+		echo "$top_builddir/qrxferd-asan"
+	else
+		echo "$top_builddir/qrxferd"
+	fi
+}
+
+# lib_note_bin ERRFILE BIN: ERRFILE.bin names the binary whose stderr ERRFILE is, so that
+# lib_check_sanitizers can refuse to vouch for a file no sanitizer wrote to.
+lib_note_bin() { echo "$2" >"$1.bin"; }
+
 # lib_start_qrxferd CONF [asan]: QRXFERD_PID, QRXFERD_ERR (its stderr) are set.
 lib_start_qrxferd() {
-	local conf=$1 bin=$top_builddir/qrxferd port
-	[ "${2:-}" = asan ] && bin=$top_builddir/qrxferd-asan
+	local conf=$1 bin port
+	bin=$(lib_qrxferd_bin "${2:-}")
 	[ -x "$bin" ] || lib_fail "$bin not built"
 	port=$(sed -n 's/^listen *= *sip:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$conf")
 	QRXFERD_ERR=$LIB_TMP/qrxferd.$$.$RANDOM.err
+	lib_note_bin "$QRXFERD_ERR" "$bin"
 	"$bin" -c "$conf" -M "$top_builddir/.libs" </dev/null >"$QRXFERD_ERR.out" 2>"$QRXFERD_ERR" &
 	QRXFERD_PID=$!
 	lib_track "$QRXFERD_PID"
@@ -246,9 +263,24 @@ lib_stop_qrxferd() {
 	return 0
 }
 
-# lib_check_sanitizers FILE: non-zero (and the report on stderr) if a sanitizer spoke.
+# lib_check_sanitizers FILE [asan]: non-zero (and the report on stderr) if a sanitizer spoke;
+# with asan also when FILE is not the stderr of qrxferd-asan (lib_note_bin): silence from a
+# daemon without sanitizers proves nothing. LeakSanitizer speaks at exit: stop the daemon first.
 lib_check_sanitizers() {
-	local pat='ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: AddressSanitizer|runtime error:|SUMMARY: [A-Za-z]*Sanitizer|ERROR: UndefinedBehaviorSanitizer'
+	local pat='ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: AddressSanitizer|runtime error:|SUMMARY: [A-Za-z]*Sanitizer|ERROR: UndefinedBehaviorSanitizer|[A-Za-z]*Sanitizer:DEADLYSIGNAL'
+	local bin
+	if [ ! -r "$1" ]; then
+		lib_log "sanitizer check: no stderr file $1"
+		return 1
+	fi
+	bin=$(cat "$1.bin" 2>/dev/null)
+	case ${2:-}:$bin in
+	asan:*/qrxferd-asan | :*) ;;
+	*)
+		lib_log "sanitizer check: $1 is the stderr of ${bin:-an unknown binary}, not of qrxferd-asan"
+		return 1
+		;;
+	esac
 	if grep -Eq "$pat" "$1"; then
 		lib_log "sanitizer report in $1:"
 		grep -E -A25 "$pat" "$1" | head -n 80 >&2

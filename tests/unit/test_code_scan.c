@@ -304,8 +304,9 @@ Test(code_scan, describe_prints_verdicts)
 }
 
 /*
- * The phone-photo-like set (tests/codes/photo.c) reads back. bench-codes measured 98.4%
- * overall (QR 280/280, Code 128 35/40); the floors leave room for the random token nonces
+ * The phone-photo-like set (tests/codes/photo.c) reads back. bench-codes measured 100% (QR
+ * 280/280, Code 128 40/40; 35/40 before the despeckle pass); the floors (95% overall and for
+ * QR, 85% for Code 128) leave room for the random token nonces
  * (the set's geometry is seeded, its tokens are real) and libjpeg/zbar differences.
  * All passes run (no time budget) so the outcome does not depend on the machine's speed.
  */
@@ -315,7 +316,7 @@ Test(code_scan, generated_photo_set_read_rate, .timeout = 900)
 	struct photo_entry *e = NULL;
 	struct code_keyring *kr;
 	struct code_scan_opts o;
-	unsigned n = 0, ok = 0, qr = 0, qr_ok = 0;
+	unsigned n = 0, ok = 0, qr = 0, qr_ok = 0, bc = 0, bc_ok = 0;
 	char dir[1024];
 
 	snprintf(dir, sizeof(dir), "%s/tests/codes/set", top ? top : ".");
@@ -334,10 +335,12 @@ Test(code_scan, generated_photo_set_read_rate, .timeout = 900)
 		err = code_scan_file(path, &o, &res);
 		if (!e[i].barcode)
 			qr++;
+		else
+			bc++;
 		if (err)
 			continue;
 		if (e[i].barcode) {
-			ok += code_scan_match(&res, NULL, e[i].expect) == 0;
+			bc_ok += code_scan_match(&res, NULL, e[i].expect) == 0;
 			continue;
 		}
 		cr_assert_eq(code_uri_token(e[i].expect, tok, sizeof(tok)), 0);
@@ -348,8 +351,12 @@ Test(code_scan, generated_photo_set_read_rate, .timeout = 900)
 			qr_ok++;
 		}
 	}
-	cr_assert_geq(ok * 100, n * 90, "read %u of %u", ok, n);
+	/* Each kind has its own floor: an overall one let Code 128 fall to a third unseen. */
+	ok += bc_ok;
+	cr_assert_geq(bc, 30);
+	cr_assert_geq(ok * 100, n * 95, "read %u of %u", ok, n);
 	cr_assert_geq(qr_ok * 100, qr * 95, "QR read %u of %u", qr_ok, qr);
+	cr_assert_geq(bc_ok * 100, bc * 85, "Code 128 read %u of %u", bc_ok, bc);
 	code_keyring_free(kr);
 	free(e);
 }

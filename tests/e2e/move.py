@@ -287,7 +287,10 @@ def main():
                 _, rms0, _, best0, _ = tone_of_head(f, 1.0)
                 print(f"C received at the start of the call: {best0} Hz (RMS {rms0:.3f})",
                       flush=True)
-                if rms0 >= 0.01 and best0 != args.a_tone:
+                if rms0 < 0.01:
+                    failures.append(f"C first received silence (RMS {rms0:.4f}), not A's "
+                                    f"{args.a_tone} Hz")
+                elif best0 != args.a_tone:
                     failures.append(f"C first received {best0} Hz, expected A's {args.a_tone} Hz")
     except Fail as e:
         failures.append(str(e))

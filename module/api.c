@@ -53,9 +53,9 @@ struct job {
 	bool hold;        /* inside the handler: do not finish yet */
 	char id[STORE_ID_MAX];
 	int kind;
-	int live_err; /* from sip/; -1 until it answered */
+	int live_err;         /* from sip/; -1 until it answered */
 	unsigned retry_after; /* with live_err EAGAIN or EBUSY: what sip/ said to wait */
-	json_t *live; /* the move as sip/ told it */
+	json_t *live;         /* the move as sip/ told it */
 	char *qr_uri, *code;
 	enum sip_move_state live_state;
 	int store_err, events_err;

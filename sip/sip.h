@@ -135,7 +135,7 @@ struct sip_move_info {
 	const char *taken_by; /* the new device's URI */
 	time_t created, expires;
 	long long ms_redeem_to_reinvite, ms_redeem_to_answer; /* -1 until known */
-	const char *show; /* the show page's secret: only in the answer that made it */
+	const char *show;     /* the show page's secret: only in the answer that made it */
 	unsigned retry_after; /* with EAGAIN or EBUSY: seconds until the source may try again */
 };
 

@@ -1006,7 +1006,8 @@ Test(api, sms_inbound_signature)
 	cr_assert_eq(seen.sms, 1);
 	cr_assert_str_eq(seen.sms_from, "+15551234567");
 	cr_assert_str_eq(seen.sms_body, "Yes please");
-	cr_assert_str_eq(seen.sms_id, "SM1", "the gateway's message id reaches the stack (replays)");
+	cr_assert_str_eq(seen.sms_id, "SM1",
+	                 "the gateway's message id reaches the stack (replays)");
 	done_with(&c);
 }
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import (cleanup, env_int, free_port, last_row, live, sip_ping, spawn,
+from benchlib import (cleanup, env_int, free_port, last_row, live, sip_ping, spawn, udp_drops,
                       stat_int, stop)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,21 +110,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def udp_drops(port):
-    """Datagrams the kernel dropped on sockets bound to 127.0.0.1:port (receive queue full)."""
-    want = f"0100007F:{port:04X}"
-    n = 0
-    try:
-        with open("/proc/net/udp") as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[1] == want:
-                    n += int(parts[-1])
-    except OSError:
-        pass
-    return n
 
 
 def col(row, suffix):

@@ -121,3 +121,18 @@ def stat_int(row, key):
         return int(row.get(key, "0") or 0)
     except ValueError:
         return 0
+
+
+def udp_drops(port):
+    """Datagrams the kernel dropped at sockets bound to 127.0.0.1:port (receive queue full)."""
+    want = f"0100007F:{port:04X}"
+    n = 0
+    try:
+        with open("/proc/net/udp") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[1] == want:
+                    n += int(parts[-1])
+    except OSError:
+        pass
+    return n

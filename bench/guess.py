@@ -55,7 +55,7 @@ import tempfile
 import time
 
 import move
-from benchlib import cleanup, env_int, free_port, sip_ping, spawn, stop
+from benchlib import cleanup, env_int, free_port, sip_ping, spawn, stop, udp_drops
 from move import Api, cpu_s, max_socket, median, SIPP_COMMON
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,21 +106,6 @@ def max_in_window(ts, w):
             j += 1
         best = max(best, i - j + 1)
     return best
-
-
-def udp_drops(port):
-    """Datagrams the kernel dropped at sockets bound to 127.0.0.1:port (receive queue full)."""
-    want = f"0100007F:{port:04X}"
-    n = 0
-    try:
-        with open("/proc/net/udp") as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[1] == want:
-                    n += int(parts[-1])
-    except OSError:
-        pass
-    return n
 
 
 class Daemon:

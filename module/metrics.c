@@ -32,6 +32,9 @@ static const struct series table[MOD_METRIC__COUNT] = {
                                        "Moves that failed or were refused (A kept the call)."},
     [MOD_METRIC_MOVES_ACTIVE] = {"qrxfer_moves_active", NULL, "gauge",
                                  "Moves waiting for a code, a confirm or the re-INVITE."},
+    [MOD_METRIC_CODES_PAUSED_TOTAL] = {"qrxfer_codes_paused_total", NULL, "counter",
+                                       "Numeric codes refused while the node-wide budget of "
+                                       "wrong codes was spent."},
     [MOD_METRIC_CODES_REJECTED_TOTAL] = {"qrxfer_codes_rejected_total", NULL, "counter",
                                          "Codes presented that were wrong, expired or used."},
     [MOD_METRIC_CONFIRMS_TOTAL] = {"qrxfer_confirms_total", NULL, "counter",

@@ -222,6 +222,7 @@ static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 		mod_metric_set(MOD_METRIC_MOVES_COMPLETED_TOTAL, (int64_t)st->moves_completed);
 		mod_metric_set(MOD_METRIC_MOVES_FAILED_TOTAL, (int64_t)st->moves_failed);
 		mod_metric_set(MOD_METRIC_CODES_REJECTED_TOTAL, (int64_t)st->codes_rejected);
+		mod_metric_set(MOD_METRIC_CODES_PAUSED_TOTAL, (int64_t)st->numeric_paused);
 		mod_metric_set(MOD_METRIC_SIP_REQUESTS_TOTAL, (int64_t)st->requests_total);
 		mod_metric_set(MOD_METRIC_SIP_RESPONSES_TOTAL, (int64_t)st->responses_total);
 		mod_metric_set(MOD_METRIC_MOVES_ACTIVE, (int64_t)st->moves_active);

@@ -235,10 +235,13 @@ Test(ctl, refused_connection_is_named)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &n), 0);
-	close(fd);
+	/* The port stays bound and never listens while the CLI runs, so the
+	 * connect is refused and no other process can take the port (closing
+	 * it first let a parallel test's listener land on it). */
 	snprintf(closed, sizeof(closed), "http://127.0.0.1:%u", ntohs(sa.sin_port));
 	ctl(&r, (const char *const[]){"-u", closed, "-t", token_file, "calls", NULL});
-	cr_assert_eq(WEXITSTATUS(r.status), 1);
+	close(fd);
+	cr_assert_eq(WEXITSTATUS(r.status), 1, "stderr: %s", r.err);
 	cr_assert(strstr(r.err, "connection refused"), "stderr: %s", r.err);
 }
 

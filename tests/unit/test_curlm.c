@@ -104,7 +104,10 @@ static void teardown(void)
 TestSuite(curlm, .init = setup, .fini = teardown);
 
 /* A listening loopback socket that nobody accepts from; *portp gets its port. */
-static int silent_listener(unsigned *portp)
+/* A loopback TCP port held by this process: listening (connects are
+ * accepted by the kernel and never answered) or bound only (connects are
+ * refused, and no other process can take the port meanwhile). */
+static int held_port(unsigned *portp, int listening)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t n = sizeof(sa);
@@ -113,10 +116,16 @@ static int silent_listener(unsigned *portp)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(fd, 8), 0);
+	if (listening)
+		cr_assert_eq(listen(fd, 8), 0);
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &n), 0);
 	*portp = ntohs(sa.sin_port);
 	return fd;
+}
+
+static int silent_listener(unsigned *portp)
+{
+	return held_port(portp, 1);
 }
 
 static char *url(const char *path, char *buf, size_t len)
@@ -214,13 +223,13 @@ Test(curlm, closed_port_is_refused)
 {
 	struct got g = {0};
 	unsigned port;
-	int fd = silent_listener(&port);
+	int fd = held_port(&port, 0); /* bound, never listening */
 	char u[128];
 
-	close(fd); /* nothing listens there now */
 	snprintf(u, sizeof(u), "http://127.0.0.1:%u/sms", port);
 	cr_assert_eq(mod_curlm_post(cm, u, NULL, "x", 1, 5000, on_done, &g), 0);
 	wait_for(&g);
+	close(fd);
 	cr_assert_eq(g.err, ECONNREFUSED, "err %d: %s", g.err, g.why);
 	cr_assert_eq(g.status, 0);
 	free(g.body);

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""A phone on SIP over TLS (RFC 3261 section 26.2): OPTIONS, then a call INVITE/200/ACK/BYE
-through qrxferd to the far side. Prints what it checked; exits 1 on the first failure.
-usage: tls_call.py CAFILE PORT"""
+"""A client on SIP over TLS (RFC 3261 section 26.2) or TCP: OPTIONS, then a call
+INVITE/200/ACK/BYE through qrxferd. Prints what it checked; exits 1 on the first failure.
+usage: tls_call.py CAFILE PORT                      a phone on TLS calls sip:bob@qrxfer.test
+       tls_call.py tcp PORT VIAPORT RURI            over TCP from a passing port, with
+                                                    VIAPORT in Via and Contact (the upstream)"""
 import re
 import socket
 import ssl
@@ -9,10 +11,18 @@ import sys
 import uuid
 
 cafile, port = sys.argv[1], int(sys.argv[2])
-ctx = ssl.create_default_context(cafile=cafile)
-sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                       server_hostname="127.0.0.1")
+tcp = cafile == "tcp"
+conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+if tcp:
+    sock, name = conn, "TCP"
+    via_port, ruri = int(sys.argv[3]), sys.argv[4]
+else:
+    ctx = ssl.create_default_context(cafile=cafile)
+    sock, name = ctx.wrap_socket(conn, server_hostname="127.0.0.1"), "TLS"
+    via_port, ruri = sock.getsockname()[1], "sip:bob@qrxfer.test"
 lport = sock.getsockname()[1]
+if tcp and lport == via_port:
+    raise SystemExit("FAIL tls: the TCP client got its Via port as its source port")
 buf = b""
 
 
@@ -27,7 +37,7 @@ def read_msg():
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
         if not data:
-            fail("qrxferd closed the TLS connection")
+            fail("qrxferd closed the %s connection" % name)
         buf += data
     head, rest = buf.split(b"\r\n\r\n", 1)
     m = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
@@ -44,12 +54,13 @@ def hdr(head, name):
 
 
 def request(method, uri, call_id, cseq, tags, extra="", body=""):
-    via = "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-%s" % (lport, uuid.uuid4().hex[:12])
+    via = "Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-%s" % (name, via_port,
+                                                            uuid.uuid4().hex[:12])
     msg = ("%s %s SIP/2.0\r\n%s\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=%s\r\n"
            "To: <sip:bob@qrxfer.test>%s\r\nCall-ID: %s\r\nCSeq: %d %s\r\n"
-           "Contact: <sips:alice@127.0.0.1:%d;transport=tls>\r\n%sContent-Length: %d\r\n\r\n%s"
+           "Contact: <%s:alice@127.0.0.1:%d;transport=%s>\r\n%sContent-Length: %d\r\n\r\n%s"
            % (method, uri, via, tags[0], (";tag=" + tags[1]) if tags[1] else "", call_id, cseq,
-              method, lport, extra, len(body), body))
+              method, "sip" if tcp else "sips", via_port, name.lower(), extra, len(body), body))
     sock.sendall(msg.encode())
 
 
@@ -64,29 +75,29 @@ def final(method):
             return code, head, body
 
 
-request("OPTIONS", "sip:127.0.0.1:%d;transport=tls" % port, "opt-" + uuid.uuid4().hex, 1,
-        ("o1", None))
+request("OPTIONS", "sip:127.0.0.1:%d;transport=%s" % (port, name.lower()),
+        "opt-" + uuid.uuid4().hex, 1, ("o1", None))
 code, _, _ = final("OPTIONS")
 if code != 200:
-    fail("OPTIONS over TLS answered %d" % code)
-print("PASS tls: OPTIONS over TLS answered 200")
+    fail("OPTIONS over %s answered %d" % (name, code))
+print("PASS tls: OPTIONS over %s answered 200" % name)
 
-sdp = ("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+sdp = ("v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=offer-caller\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        "m=audio 41000 RTP/AVP 0\r\n")
-cid = "tls-" + uuid.uuid4().hex
+cid = name.lower() + "-" + uuid.uuid4().hex
 tags = ["a" + uuid.uuid4().hex[:8], None]
-request("INVITE", "sip:bob@qrxfer.test", cid, 1, tags, "Content-Type: application/sdp\r\n", sdp)
+request("INVITE", ruri, cid, 1, tags, "Content-Type: application/sdp\r\n", sdp)
 code, head, body = final("INVITE")
 if code != 200:
-    fail("INVITE over TLS answered %d" % code)
+    fail("INVITE over %s answered %d" % (name, code))
 if "m=audio" not in body:
     fail("the 200 carries no SDP answer")
 tags[1] = re.search(r"tag=([^;>\s]+)", hdr(head, "To|t")).group(1)
 contact = re.search(r"<([^>]+)>", hdr(head, "Contact|m")).group(1)
 request("ACK", contact, cid, 1, tags)
-print("PASS tls: call answered over TLS by the far side, ACKed")
+print("PASS tls: call answered over %s, ACKed" % name)
 request("BYE", contact, cid, 2, tags)
 code, _, _ = final("BYE")
 if code != 200:
-    fail("BYE over TLS answered %d" % code)
-print("PASS tls: BYE over TLS answered 200")
+    fail("BYE over %s answered %d" % (name, code))
+print("PASS tls: BYE over %s answered 200" % name)

@@ -29,6 +29,8 @@
 #include <time.h>
 
 #include <microhttpd.h>
+
+#include "util/hash.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sofia-sip/su_wait.h>
@@ -518,12 +520,7 @@ static void addr_key(const struct sockaddr *sa, uint8_t key[16])
 
 static uint32_t addr_hash(const uint8_t key[16])
 {
-	uint32_t x = 2166136261u;
-	unsigned i;
-
-	for (i = 0; i < 16; i++)
-		x = (x ^ key[i]) * 16777619u;
-	return x;
+	return hash_bytes(key, 16);
 }
 
 /*

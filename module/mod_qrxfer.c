@@ -16,7 +16,7 @@
 #include "module/metrics.h"
 #include "module/mod.h"
 #include "module/sms.h"
-#include "sip/log.h"
+#include "util/log.h"
 #include "sip/sip.h"
 #include "sql/store.h"
 
@@ -53,7 +53,7 @@ static const char *const scan_policies[] = {"none", "both", NULL};
 #define REQ MOD_CONF_REQUIRED
 
 static const struct mod_conf_param params[] = {
-    {"log", "level", MOD_CONF_ENUM, &sip_log_level, "info", .choices = log_levels, .flags = R},
+    {"log", "level", MOD_CONF_ENUM, &log_level, "info", .choices = log_levels, .flags = R},
     {"sip", "listen", MOD_CONF_STR, &conf.sip_listen, "sip:127.0.0.1:5060", .flags = REQ},
     {"sip", "tls_listen", MOD_CONF_STR, &conf.sip_tls_listen, ""},
     {"sip", "tls_cert_dir", MOD_CONF_STR, &conf.sip_tls_cert_dir, ""},

@@ -17,7 +17,7 @@
 #include <sofia-sip/nta.h>
 
 #include "sip/sip.h"
-#include "sip/log.h"
+#include "util/log.h"
 
 struct move;
 
@@ -118,8 +118,7 @@ struct sip {
 	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
 	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
-	long long refused_second; /* refused codes are logged 10 a second at most */
-	unsigned refused_logged, refused_quiet;
+	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
 	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;

@@ -7,14 +7,11 @@
 #include "sip/b2bua.h"
 #include "sip/move.h"
 #include "sql/store.h"
+#include "util/hash.h"
 
 static unsigned call_bucket(const char *id)
 {
-	unsigned h = 2166136261u;
-
-	for (; *id; id++)
-		h = (h ^ (unsigned char)*id) * 16777619u;
-	return h % CALL_BUCKETS;
+	return hash_str(id) % CALL_BUCKETS;
 }
 
 struct call *call_find(struct sip *s, const char *id)

@@ -23,6 +23,7 @@
 #include "sql/store.h"
 #include "sip/b2bua.h"
 #include "sip/move.h"
+#include "util/hash.h"
 
 #define MOVE_LINGER_MS  60000 /* an ended move stays readable this long */
 #define MOVE_RETRY_MS   20    /* waiting for the far leg to be free */
@@ -227,11 +228,7 @@ static void set_state(struct move *m, enum sip_move_state st)
 
 static unsigned code_bucket(const char *code)
 {
-	unsigned h = 2166136261u;
-
-	for (; *code; code++)
-		h = (h ^ (unsigned char)*code) * 16777619u;
-	return h % MOVE_BUCKETS;
+	return hash_str(code) % MOVE_BUCKETS;
 }
 
 static struct move *move_by_id64(struct sip *s, uint64_t id64)
@@ -1296,23 +1293,9 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 	char reason[160];
 
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, why);
-	long long second = now_us() / 1000000;
-	struct sip *s = r->sip;
-
 	/* A guesser sends thousands a second: ten lines a second, then a count. */
-	if (second != s->refused_second) {
-		if (s->refused_quiet)
-			LOG_INFO("move",
-			         "%u more codes refused in the second before (not logged one "
-			         "by one)",
-			         s->refused_quiet);
-		s->refused_second = second;
-		s->refused_logged = s->refused_quiet = 0;
-	}
-	if (s->refused_logged++ < 10)
-		LOG_INFO("move", "code from %s refused: %d %s: %s", r->source, status, phrase, why);
-	else
-		s->refused_quiet++;
+	log_limited(&r->sip->refused_log, LOG_LEVEL_INFO, "move", "code from %s refused: %d %s: %s",
+	            r->source, status, phrase, why);
 	r->sip->stats.codes_rejected++;
 	if (r->nh && !r->cancelled)
 		nua_respond(r->nh, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
@@ -2054,15 +2037,12 @@ static int scan_peer(const struct sockaddr *sa, uint8_t key[9], char *text, size
 static int scan_rate_take(struct sip *s, const uint8_t key[9])
 {
 	struct scan_limit *l = s->scan;
-	unsigned h = 2166136261u, set;
+	unsigned set = (hash_bytes(key, 9) % (SCAN_SLOTS / SCAN_WAYS)) * SCAN_WAYS;
 	long long now = now_us();
 	double rate = s->conf.scan_rate ? s->conf.scan_rate : 2,
 	       burst = s->conf.scan_burst ? s->conf.scan_burst : 5;
 	struct scan_slot *slot = NULL, *oldest = NULL;
 
-	for (int i = 0; i < 9; i++)
-		h = (h ^ key[i]) * 16777619u;
-	set = (h % (SCAN_SLOTS / SCAN_WAYS)) * SCAN_WAYS;
 	for (unsigned i = set; i < set + SCAN_WAYS && !slot; i++) {
 		if (!memcmp(l->slot[i].key, key, 9))
 			slot = &l->slot[i];

@@ -21,7 +21,7 @@
 #include "module/api.h"
 #include "module/api_body.h"
 #include "module/http.h"
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 #include "sip/sip.h"
 #include "sql/store.h"
 
@@ -945,7 +945,6 @@ static void scan_request(struct mod_http_req *req, struct mod_api *a, const char
 		mod_http_reply_error(req, 400, "no image in the body");
 		return;
 	}
-	mod_metric_inc(MOD_METRIC_SCANS_TOTAL);
 	j = job_new(a, req, finish_scan);
 	if (!j) {
 		mod_http_reply_error(req, 500, "out of memory");

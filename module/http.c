@@ -36,7 +36,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "module/http.h"
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 
 #define SEGS_MAX          16
 #define BUCKETS           4096 /* power of two */
@@ -594,7 +594,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 	p = peer_find(f, key);
 	if (!p || p->n < f->h->per_ip_limit)
 		return MHD_YES;
-	mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL);
+	metric_inc(METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL);
 	now = now_s();
 	if (f->refused_logged && now - f->refused_logged < REFUSED_LOG_S) {
 		f->refused++;
@@ -653,14 +653,14 @@ static void conn_cut(struct conn *c)
 		        "qrxfer: http: %s: %s face: request body not complete %g s after its "
 		        "headers: connection closed\n",
 		        c->peer, c->f->name, h->body_s);
-		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+		metric_inc(METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
 	} else if (!c->requests || c->line) {
 		fprintf(stderr,
 		        "qrxfer: http: %s: %s face: no complete request headers %g s after %s: "
 		        "connection closed\n",
 		        c->peer, c->f->name, h->header_s,
 		        c->requests ? "the last reply" : "connecting");
-		mod_metric_inc(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
+		metric_inc(METRIC_HTTP_CONNECTIONS_CUT_TOTAL);
 	}
 	ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci)
@@ -881,13 +881,13 @@ int mod_http_reply_header(struct mod_http_req *req, const char *name, const char
 static void count_status(unsigned status)
 {
 	if (status < 300)
-		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_2XX);
+		metric_inc(METRIC_HTTP_RESPONSES_2XX);
 	else if (status < 400)
-		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_3XX);
+		metric_inc(METRIC_HTTP_RESPONSES_3XX);
 	else if (status < 500)
-		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_4XX);
+		metric_inc(METRIC_HTTP_RESPONSES_4XX);
 	else
-		mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_5XX);
+		metric_inc(METRIC_HTTP_RESPONSES_5XX);
 }
 
 int mod_http_reply(struct mod_http_req *req, unsigned status, const char *content_type,
@@ -1040,7 +1040,7 @@ static bool refuse_early(struct mod_http_req *req, const char *allow)
 			return true;
 		}
 	} else if (!rate_take(h, mod_http_peer(req))) {
-		mod_metric_inc(MOD_METRIC_HTTP_RATE_LIMITED_TOTAL);
+		metric_inc(METRIC_HTTP_RATE_LIMITED_TOTAL);
 		mod_http_reply_header(req, "Retry-After", "1");
 		mod_http_reply_error(req, 429, "too many requests");
 		return true;
@@ -1148,7 +1148,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (!req)
 		return MHD_NO; /* on_uri ran out of memory */
 	if (!req->started) {
-		mod_metric_inc(MOD_METRIC_HTTP_REQUESTS_TOTAL);
+		metric_inc(METRIC_HTTP_REQUESTS_TOTAL);
 		return req_start(req, url, method) ? MHD_NO : MHD_YES;
 	}
 	if (req->state == REQ_RESUMED) {
@@ -1433,4 +1433,24 @@ void mod_http_free(struct mod_http *h)
 	}
 	free(h->buckets);
 	free(h);
+}
+
+/* ---- GET /metrics (admin) ---- */
+
+static void on_metrics(struct mod_http_req *req, void *arg)
+{
+	size_t len;
+	char *text;
+
+	if (metrics_render(&text, &len)) {
+		mod_http_reply_error(req, 500, "out of memory");
+		return;
+	}
+	mod_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+int mod_metrics_route(struct mod_http *h)
+{
+	return mod_http_route(h, "GET", "/metrics", MOD_HTTP_ADMIN, on_metrics, NULL);
 }

@@ -117,4 +117,7 @@ int mod_http_defer(struct mod_http_req *req, mod_http_cancel_h *cancel, void *ar
 /* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 bool mod_http_is_loopback(const struct sockaddr *sa);
 
+/* Adds GET /metrics (admin): the Prometheus text of metrics/. */
+int mod_metrics_route(struct mod_http *h);
+
 #endif

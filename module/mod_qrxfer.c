@@ -13,7 +13,7 @@
 #include "codes/code.h"
 #include "module/api.h"
 #include "module/http.h"
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 #include "module/mod.h"
 #include "module/sms.h"
 #include "util/log.h"
@@ -200,36 +200,17 @@ static int load_keys(void)
 
 static void sms_done(void *arg, unsigned long ref, int err, long status, const char *body)
 {
-	mod_metric_inc(err ? MOD_METRIC_SMS_FAILED_TOTAL : MOD_METRIC_SMS_SENT_TOTAL);
 	if (err)
 		LOG_WARN("sms", "message %lu: %s (gateway status %ld)", ref, strerror(err), status);
 	if (sip)
 		sip_sms_result(sip, ref, !err);
 }
 
-/* Keep the Prometheus series in step with the stack's counters, and purge old calls. */
+/* Purge old calls and forgotten failures. */
 static void on_tick(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 {
-	static unsigned seconds;
-	const struct sip_stats *st;
-
-	if (sip) {
-		st = sip_stats(sip);
-		mod_metric_set(MOD_METRIC_CALLS_TOTAL, (int64_t)st->calls_total);
-		mod_metric_set(MOD_METRIC_CALLS_FAILED_TOTAL, (int64_t)st->calls_failed);
-		mod_metric_set(MOD_METRIC_CALLS_ACTIVE, (int64_t)st->calls_active);
-		mod_metric_set(MOD_METRIC_MOVES_TOTAL, (int64_t)st->moves_total);
-		mod_metric_set(MOD_METRIC_MOVES_COMPLETED_TOTAL, (int64_t)st->moves_completed);
-		mod_metric_set(MOD_METRIC_MOVES_FAILED_TOTAL, (int64_t)st->moves_failed);
-		mod_metric_set(MOD_METRIC_CODES_REJECTED_TOTAL, (int64_t)st->codes_rejected);
-		mod_metric_set(MOD_METRIC_CODES_PAUSED_TOTAL, (int64_t)st->numeric_paused);
-		mod_metric_set(MOD_METRIC_SIP_REQUESTS_TOTAL, (int64_t)st->requests_total);
-		mod_metric_set(MOD_METRIC_SIP_RESPONSES_TOTAL, (int64_t)st->responses_total);
-		mod_metric_set(MOD_METRIC_MOVES_ACTIVE, (int64_t)st->moves_active);
-		mod_metric_set(MOD_METRIC_CONFIRMS_TOTAL, (int64_t)st->confirms_total);
-	}
 	/* keep_ended = 0 keeps ended calls; forgotten failures are pruned all the same. */
-	if (store && ++seconds % 60 == 0) {
+	if (store) {
 		struct store_job job = {.op = STORE_OP_PURGE};
 		job.at = store_now();
 		job.retention_ms = (int64_t)conf.store_keep_ended * 1000;
@@ -343,8 +324,8 @@ static int mod_init(const struct mod_host *h)
 	int err;
 
 	host = h;
-	mod_metrics_reset();
-	mod_metric_set(MOD_METRIC_START_TIME_SECONDS, (int64_t)time(NULL));
+	metrics_reset();
+	metric_set(METRIC_START_TIME_SECONDS, (int64_t)time(NULL));
 	if (nonempty(conf.sip_tls_listen) && !nonempty(conf.sip_tls_cert_dir)) {
 		LOG_ERR("conf", "[sip] tls_listen needs [sip] tls_cert_dir");
 		return EINVAL;
@@ -412,7 +393,7 @@ static int mod_init(const struct mod_host *h)
 			LOG_INFO("http", "listening on %s, public URL %s", conf.http_listen,
 			         conf.http_public_url);
 	}
-	tick = su_timer_create(su_root_task(h->root), 1000);
+	tick = su_timer_create(su_root_task(h->root), 60 * 1000);
 	if (tick)
 		su_timer_set_for_ever(tick, on_tick, NULL);
 	return 0;

@@ -18,7 +18,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "module/curlm.h"
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 #include "module/sms.h"
 
 #define DEFAULT_TEMPLATE       "To={to}&From={from}&Body={text}"
@@ -216,7 +216,7 @@ static void msg_end(struct msg *m, int err, long status, const char *body)
 	struct mod_sms *sm = m->sm;
 	unsigned long ref = m->ref;
 
-	mod_metric_inc(err ? MOD_METRIC_SMS_FAILED_TOTAL : MOD_METRIC_SMS_SENT_TOTAL);
+	metric_inc(err ? METRIC_SMS_FAILED_TOTAL : METRIC_SMS_SENT_TOTAL);
 	msg_free(m);
 	sm->done(sm->arg, ref, err, status, body ? body : "");
 }

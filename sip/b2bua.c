@@ -40,7 +40,7 @@ static void on_state(struct bound *b, tagi_t tags[])
 static void refuse_request(struct sip *s, nua_handle_t *nh, struct bound *b, int status,
                            const char *phrase)
 {
-	s->stats.requests_rejected++;
+	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
 	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(s->nua), TAG_END());
 	if (!b)
 		nua_handle_destroy(nh);
@@ -61,7 +61,7 @@ static void on_shutdown(struct sip *s, int status)
 	}
 	s->calls_tail = NULL;
 	memset(s->call_table, 0, CALL_BUCKETS * sizeof(*s->call_table));
-	s->stats.calls_active = 0;
+	metric_set(METRIC_CALLS_ACTIVE, 0);
 	call_zombies_forget(s);
 	LOG_INFO("sip", "stack stopped");
 	if (s->done)
@@ -74,10 +74,10 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
 
 	if (ev >= nua_r_set_params && status >= 100)
-		s->stats.responses_total++;
+		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
 	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error && ev != nua_i_active &&
 	    ev != nua_i_terminated && ev != nua_i_media_error)
-		s->stats.requests_total++;
+		metric_inc(METRIC_SIP_REQUESTS_TOTAL);
 
 	if (b && (b->kind == BOUND_REDEEM || b->kind == BOUND_REFER)) {
 		move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
@@ -389,7 +389,8 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	s->shutting_down = 1;
 	s->done = done;
 	s->done_arg = arg;
-	LOG_INFO("sip", "shutting down: ending %lu calls", s->stats.calls_active);
+	LOG_INFO("sip", "shutting down: ending %lld calls",
+	         (long long)metric_get(METRIC_CALLS_ACTIVE));
 	for (c = s->calls; c; c = next) {
 		next = c->next;
 		call_end(c, 0, "SIP;cause=503;text=\"Server shutting down\"");
@@ -489,7 +490,3 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 	}
 }
 
-const struct sip_stats *sip_stats(const struct sip *s)
-{
-	return &s->stats;
-}

@@ -17,6 +17,7 @@
 #include <sofia-sip/nta.h>
 
 #include "sip/sip.h"
+#include "metrics/metrics.h"
 #include "util/log.h"
 
 struct move;
@@ -119,7 +120,6 @@ struct sip {
 	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
-	struct sip_stats stats;
 	sip_done_h *done;
 	void *done_arg;
 	su_timer_t *shutdown_timer;

@@ -49,8 +49,8 @@ int call_alloc(struct call **cp, struct sip *s)
 	s->calls_tail = c;
 	c->hnext = s->call_table[call_bucket(c->id)];
 	s->call_table[call_bucket(c->id)] = c;
-	s->stats.calls_total++;
-	s->stats.calls_active++;
+	metric_inc(METRIC_CALLS_TOTAL);
+	metric_inc(METRIC_CALLS_ACTIVE);
 	*cp = c;
 	return 0;
 }
@@ -307,7 +307,7 @@ static void call_free(struct call *c)
 			*cp = c->hnext;
 			break;
 		}
-	s->stats.calls_active--;
+	metric_dec(METRIC_CALLS_ACTIVE);
 	if (c->max_timer)
 		su_timer_destroy(c->max_timer);
 	for (leg = c->legs; leg; leg = leg->next)

@@ -199,7 +199,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->ack_pending = 1;
 		c->state = SIP_CALL_ANSWERED;
 		c->answered = time(NULL);
-		c->sip->stats.calls_answered++;
+		metric_inc(METRIC_CALLS_ANSWERED_TOTAL);
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
 		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
 		            BODY_TAGS_PL(sip, pl), TAG_END());
@@ -207,7 +207,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 	}
 	LOG_INFO("call", "%s: %s leg failed: %d %s", c->id, call_side(out), status,
 	         phrase ? phrase : "");
-	c->sip->stats.calls_failed++;
+	metric_inc(METRIC_CALLS_FAILED_TOTAL);
 	c->state = SIP_CALL_ENDING;
 	relay_failure(c, status, phrase, sip);
 }

@@ -212,8 +212,8 @@ static void set_state(struct move *m, enum sip_move_state st)
 	struct store_job job = {.op = STORE_OP_MOVE_STATE};
 
 	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && m->state != SIP_MOVE_DONE &&
-	    m->state != SIP_MOVE_FAILED && m->sip->stats.moves_active)
-		m->sip->stats.moves_active--;
+	    m->state != SIP_MOVE_FAILED && metric_get(METRIC_MOVES_ACTIVE))
+		metric_dec(METRIC_MOVES_ACTIVE);
 	m->state = st;
 	changed(m);
 	/* The store makes offered by insert and redeemed by redeem itself. */
@@ -612,7 +612,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
 	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
 	m->state = SIP_MOVE_STORING;
-	s->stats.moves_active++;
+	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);
 	m->next = s->moves;
 	if (s->moves)
@@ -648,7 +648,7 @@ static int move_start_on(struct call *c, const char *source, nua_handle_t *refer
 		fail(m, 500, "the store is not reachable");
 		return err;
 	}
-	s->stats.moves_total++;
+	metric_inc(METRIC_MOVES_TOTAL);
 	LOG_INFO("move", "%s: asked by %s on call %s", m->id, source ? source : "?", c->id);
 	return 0;
 fail:
@@ -700,7 +700,7 @@ static void fail(struct move *m, int status, const char *fmt, ...)
 	va_end(ap);
 	if (!status)
 		status = 480;
-	m->sip->stats.moves_failed++;
+	metric_inc(METRIC_MOVES_FAILED_TOTAL);
 	LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
 	set_state(m, SIP_MOVE_FAILED); /* the store's event line carries the reason */
 	su_timer_reset(m->timer);
@@ -776,7 +776,7 @@ static void complete(struct move *m)
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->b_sdp ? su_strdup(c->home, m->b_sdp) : NULL;
 	m->b = NULL;
-	m->sip->stats.moves_completed++;
+	metric_inc(METRIC_MOVES_COMPLETED_TOTAL);
 	free(m->taken_by);
 	m->taken_by = b->uri ? strdup(b->uri) : NULL;
 	event(m, "moved", "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
@@ -799,7 +799,7 @@ void move_call_ending(struct move *m)
 {
 	if (m->state != SIP_MOVE_DONE && m->state != SIP_MOVE_FAILED) {
 		snprintf(m->reason, sizeof(m->reason), "the call ended");
-		m->sip->stats.moves_failed++;
+		metric_inc(METRIC_MOVES_FAILED_TOTAL);
 		LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
 		set_state(m, SIP_MOVE_FAILED);
 		su_timer_reset(m->timer);
@@ -1058,7 +1058,7 @@ static int answer(struct move *m, int near, const char *body, size_t len, int in
 		m->answered_near = 1;
 	else
 		m->answered_far = 1;
-	m->sip->stats.confirms_total++;
+	metric_inc(METRIC_CONFIRMS_TOTAL);
 	event(m, "answer", "%s said %s", near ? "near" : "far", yes ? "yes" : "no");
 	if (!yes) {
 		fail(m, 603, "%s declined", near ? "the near party" : "the far party");
@@ -1296,7 +1296,7 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 	/* A guesser sends thousands a second: ten lines a second, then a count. */
 	log_limited(&r->sip->refused_log, LOG_LEVEL_INFO, "move", "code from %s refused: %d %s: %s",
 	            r->source, status, phrase, why);
-	r->sip->stats.codes_rejected++;
+	metric_inc(METRIC_CODES_REJECTED_TOTAL);
 	if (r->nh && !r->cancelled)
 		nua_respond(r->nh, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
 	if (r->cb) {
@@ -1334,7 +1334,7 @@ static void redeem_wait(struct redeem *r, int err, int64_t wait_ms)
 		r->cancelled = 1;
 	}
 	if (busy)
-		r->sip->stats.numeric_paused++;
+		metric_inc(METRIC_CODES_PAUSED_TOTAL);
 	redeem_refuse(r, busy ? 503 : 480, busy ? "Service Unavailable" : "Temporarily Unavailable",
 	              busy ? "numeric codes paused node-wide: too many wrong codes"
 	                   : "too many wrong codes from this source",
@@ -1723,7 +1723,7 @@ int sip_move_dial(struct sip *s, const char *token, const char *target, const ch
 		err = code_token_hash(tok, hash);
 	if (err) {
 		guess_failed(s, source ? source : "ip:?", STORE_KEY_TOKEN, NULL);
-		s->stats.codes_rejected++;
+		metric_inc(METRIC_CODES_REJECTED_TOTAL);
 		return err;
 	}
 	r = redeem_new(s, source ? source : "ip:?");
@@ -1935,7 +1935,7 @@ static void on_scan_source(struct store_job *job, void *arg)
 		LOG_INFO("move", "image from %s refused: %s", sc->source,
 		         job->failure.wait_ms > 0 ? "it must wait after wrong codes"
 		                                  : "numeric codes are paused node-wide");
-		s->stats.codes_rejected++;
+		metric_inc(METRIC_CODES_REJECTED_TOTAL);
 		scan_answer(sc, EAGAIN, NULL);
 	} else if (!(m = move_by_id64(s, sc->id64)) || !scannable(m)) {
 		scan_answer(sc, ENOENT, NULL); /* the code went while the store was asked */
@@ -1959,14 +1959,16 @@ static void scan_done(void *arg)
 		scan_answer(sc, ESHUTDOWN, NULL);
 		goto out;
 	}
+	metric_inc(METRIC_SCANS_TOTAL);
 	if (!err)
 		m = scan_find(s, &sc->res, &err, &sc->kind);
 	if (!m) {
+		metric_inc(METRIC_SCANS_FAILED_TOTAL);
 		/* A symbol that is no live code is a wrong guess, as a wrong dialled code is. */
 		if (s->conf.store && err != CODE_ENOCODE && err != CODE_ENOTIMAGE &&
 		    err != CODE_ETRUNCATED && err != CODE_ETOOLARGE && err != ENOMEM) {
 			guess_failed(s, sc->source, sc->kind, NULL);
-			s->stats.codes_rejected++;
+			metric_inc(METRIC_CODES_REJECTED_TOTAL);
 		}
 		LOG_INFO("move", "image from %s (%s): %s", sc->source, sc->who, code_strerror(err));
 		scan_answer(sc, err ? err : ENOENT, NULL);

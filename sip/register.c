@@ -63,7 +63,7 @@ void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 	sip_path_t *path;
 	struct txn *t;
 
-	s->stats.registers_total++;
+	metric_inc(METRIC_REGISTERS_TOTAL);
 	if (s->shutting_down) {
 		refuse(s, nh, SIP_503_SERVICE_UNAVAILABLE);
 		return;

@@ -77,15 +77,6 @@ typedef void sip_call_h(const struct sip_call_info *info, void *arg);
 typedef void sip_done_h(void *arg);
 
 /* Counters for /metrics, updated on the loop thread. */
-struct sip_stats {
-	unsigned long calls_total, calls_answered, calls_failed, calls_active;
-	unsigned long registers_total, requests_total, requests_rejected;
-	unsigned long moves_total, moves_completed, moves_failed, codes_rejected;
-	unsigned long moves_active, confirms_total, responses_total;
-	unsigned long
-	    numeric_paused; /* numeric codes refused while the node-wide budget is spent */
-};
-
 /* Start the stack on root; conf strings are copied. */
 int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf);
 
@@ -106,8 +97,6 @@ int sip_call_get(struct sip *s, const char *id, sip_call_h *fn, void *arg);
 
 /* Call fn for each live call, in creation order. */
 void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg);
-
-const struct sip_stats *sip_stats(const struct sip *s);
 
 const char *sip_call_state_name(enum sip_call_state st);
 

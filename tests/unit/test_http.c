@@ -27,7 +27,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "module/http.h"
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 #include "tests/unit/leakcheck.h"
 
 #define TOKEN    "s3cret-token"
@@ -416,7 +416,7 @@ Test(http, public_routes_are_rate_limited)
 	struct call *c = get("/m/abc", NULL);
 	cr_assert_eq(c->status, 429);
 	cr_assert_str_eq(error_of(c, buf, sizeof(buf)), "too many requests");
-	cr_assert_geq(mod_metric_get(MOD_METRIC_HTTP_RATE_LIMITED_TOTAL), 1);
+	cr_assert_geq(metric_get(METRIC_HTTP_RATE_LIMITED_TOTAL), 1);
 	free(c);
 }
 
@@ -610,7 +610,7 @@ static void setup_faces(void)
 	};
 
 	su_init();
-	mod_metrics_reset();
+	metrics_reset();
 	root = su_root_create(NULL);
 	cr_assert_not_null(root);
 	cr_assert_eq(mod_http_alloc(&srv, root, &conf), 0);
@@ -763,7 +763,7 @@ Test(faces, connections_over_per_ip_limit_are_closed)
 	cr_assert_eq(other.rc, CURLE_OK);
 	cr_assert_eq(other.status, 200);
 	cr_assert_eq(r.closed, 1, "closed %d of 3", r.closed);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL), 2);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_REFUSED_TOTAL), 2);
 	__atomic_store_n(&r.release, 1, __ATOMIC_RELEASE);
 	loop_until(&r.done);
 	pthread_join(t, NULL);
@@ -785,7 +785,7 @@ Test(faces, trickled_headers_are_cut_at_the_deadline)
 	pthread_join(t, NULL);
 	cr_assert_eq(r.closed, 1, "a header trickle was not cut in 10 s");
 	cr_assert_geq(r.secs, 0.5, "cut after %.2f s, header_timeout is 1 s", r.secs);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
 }
 
 Test(faces, trickled_body_is_cut_at_the_deadline)
@@ -805,7 +805,7 @@ Test(faces, trickled_body_is_cut_at_the_deadline)
 	loop_until(&r.done);
 	pthread_join(t, NULL);
 	cr_assert_eq(r.closed, 1, "a body trickle was not cut in 10 s");
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
 }
 
 Test(faces, an_idle_keep_alive_connection_closes_quietly)
@@ -823,8 +823,8 @@ Test(faces, an_idle_keep_alive_connection_closes_quietly)
 	loop_until(&r.done);
 	pthread_join(t, NULL);
 	cr_assert_eq(r.closed, 1, "an idle keep-alive connection stayed open 10 s");
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_REQUESTS_TOTAL), 1);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
+	cr_assert_eq(metric_get(METRIC_HTTP_REQUESTS_TOTAL), 1);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
 	fflush(stderr);
 	cr_assert_stderr_eq_str("");
 }
@@ -847,7 +847,7 @@ Test(faces, a_slow_second_request_is_cut)
 	loop_until(&r.done);
 	pthread_join(t, NULL);
 	cr_assert_eq(r.closed, 1, "a slow second request was not cut in 10 s");
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 1);
 }
 
 static void on_much_later(su_root_magic_t *m, su_timer_t *t, void *arg)
@@ -874,7 +874,7 @@ Test(faces, a_deferred_reply_has_no_deadline)
 	exchange(&c); /* 2.5 s, past both 1 s deadlines */
 	cr_assert_eq(c.rc, CURLE_OK);
 	cr_assert_eq(c.status, 202);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
+	cr_assert_eq(metric_get(METRIC_HTTP_CONNECTIONS_CUT_TOTAL), 0);
 }
 
 Test(faces, admin_listen_is_checked)

@@ -7,7 +7,7 @@
 
 #include <criterion/criterion.h>
 
-#include "module/metrics.h"
+#include "metrics/metrics.h"
 #include "tests/unit/leakcheck.h"
 
 TestSuite(metrics, .fini = leakcheck);
@@ -17,39 +17,39 @@ static char *render(void)
 	char *text = NULL;
 	size_t len = 0;
 
-	cr_assert_eq(mod_metrics_render(&text, &len), 0);
+	cr_assert_eq(metrics_render(&text, &len), 0);
 	cr_assert_eq(strlen(text), len);
 	return text;
 }
 
 Test(metrics, counts_and_gauges)
 {
-	mod_metrics_reset();
-	mod_metric_inc(MOD_METRIC_CALLS_TOTAL);
-	mod_metric_inc(MOD_METRIC_CALLS_TOTAL);
-	mod_metric_add(MOD_METRIC_CALLS_TOTAL, 5);
-	mod_metric_inc(MOD_METRIC_CALLS_ACTIVE);
-	mod_metric_inc(MOD_METRIC_CALLS_ACTIVE);
-	mod_metric_dec(MOD_METRIC_CALLS_ACTIVE);
-	mod_metric_set(MOD_METRIC_MOVES_ACTIVE, 9);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_CALLS_TOTAL), 7);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_CALLS_ACTIVE), 1);
-	cr_assert_eq(mod_metric_get(MOD_METRIC_MOVES_ACTIVE), 9);
-	mod_metrics_reset();
-	cr_assert_eq(mod_metric_get(MOD_METRIC_CALLS_TOTAL), 0);
+	metrics_reset();
+	metric_inc(METRIC_CALLS_TOTAL);
+	metric_inc(METRIC_CALLS_TOTAL);
+	metric_add(METRIC_CALLS_TOTAL, 5);
+	metric_inc(METRIC_CALLS_ACTIVE);
+	metric_inc(METRIC_CALLS_ACTIVE);
+	metric_dec(METRIC_CALLS_ACTIVE);
+	metric_set(METRIC_MOVES_ACTIVE, 9);
+	cr_assert_eq(metric_get(METRIC_CALLS_TOTAL), 7);
+	cr_assert_eq(metric_get(METRIC_CALLS_ACTIVE), 1);
+	cr_assert_eq(metric_get(METRIC_MOVES_ACTIVE), 9);
+	metrics_reset();
+	cr_assert_eq(metric_get(METRIC_CALLS_TOTAL), 0);
 	/* out-of-range ids are ignored, not a crash */
-	mod_metric_inc(MOD_METRIC__COUNT);
-	cr_assert_eq(mod_metric_get(MOD_METRIC__COUNT), 0);
+	metric_inc(METRIC__COUNT);
+	cr_assert_eq(metric_get(METRIC__COUNT), 0);
 }
 
 Test(metrics, text_format)
 {
 	char *text;
 
-	mod_metrics_reset();
-	mod_metric_add(MOD_METRIC_CALLS_TOTAL, 3);
-	mod_metric_set(MOD_METRIC_CALLS_ACTIVE, 2);
-	mod_metric_inc(MOD_METRIC_HTTP_RESPONSES_4XX);
+	metrics_reset();
+	metric_add(METRIC_CALLS_TOTAL, 3);
+	metric_set(METRIC_CALLS_ACTIVE, 2);
+	metric_inc(METRIC_HTTP_RESPONSES_4XX);
 	text = render();
 	cr_assert(strstr(text, "# HELP qrxfer_calls_total Calls bridged.\n"
 	                       "# TYPE qrxfer_calls_total counter\n"
@@ -75,7 +75,7 @@ Test(metrics, every_line_is_valid_exposition)
 	cr_assert_eq(regcomp(&help, "^# HELP [a-z_]+ [^ ].*$", REG_EXTENDED | REG_NOSUB), 0);
 	cr_assert_eq(regcomp(&type, "^# TYPE [a-z_]+ (counter|gauge)$", REG_EXTENDED | REG_NOSUB),
 	             0);
-	mod_metrics_reset();
+	metrics_reset();
 	text = render();
 	cr_assert_eq(text[strlen(text) - 1], '\n');
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -88,9 +88,9 @@ Test(metrics, every_line_is_valid_exposition)
 		else
 			cr_assert_fail("bad line: %s", line);
 	}
-	cr_assert_eq(samples, MOD_METRIC__COUNT);
+	cr_assert_eq(samples, METRIC__COUNT);
 	/* the four http_responses_total series share one HELP and TYPE */
-	cr_assert_eq(types, MOD_METRIC__COUNT - 3);
+	cr_assert_eq(types, METRIC__COUNT - 3);
 	cr_assert_eq(helps, types);
 	free(text);
 	regfree(&sample);

@@ -31,8 +31,9 @@ static const struct series table[METRIC__COUNT] = {
                                 "REGISTER requests relayed to the upstream."},
     [METRIC_SIP_REQUESTS_REJECTED_TOTAL] = {"qrxfer_sip_requests_rejected_total", NULL,
                                             "counter",
-                                            "SIP requests answered with an error by qrxfer "
-                                            "itself (not relayed)."},
+                                            "SIP requests qrxfer refused itself (not relayed; "
+                                            "not those the SIP stack refuses, such as "
+                                            "unknown methods)."},
     [METRIC_MOVES_TOTAL] = {"qrxfer_moves_total", NULL, "counter", "Moves started."},
     [METRIC_MOVES_COMPLETED_TOTAL] = {"qrxfer_moves_completed_total", NULL, "counter",
                                           "Moves that put the new device in the call."},

@@ -27,6 +27,7 @@ sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a)
 static void refuse(nua_handle_t *nh, int status, const char *phrase, const char *why)
 {
 	LOG_INFO("invite", "refused %d %s: %s", status, phrase, why);
+	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
 	nua_respond(nh, status, phrase, TAG_END());
 	nua_handle_destroy(nh);
 }

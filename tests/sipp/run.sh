@@ -122,6 +122,43 @@ run() {
 	scenario_end
 }
 
+# metric NAME: the value qrxferd's admin GET /metrics shows for the series NAME now.
+metric() {
+	"$PYTHON" - "$HTTP" "$LIB_TMP/admin.token" "$1" <<'PY'
+import sys, urllib.request
+port, token, name = sys.argv[1], open(sys.argv[2]).read().strip(), sys.argv[3]
+req = urllib.request.Request("http://127.0.0.1:%s/metrics" % port,
+                             headers={"Authorization": "Bearer " + token})
+for line in urllib.request.urlopen(req, timeout=5).read().decode().splitlines():
+    if line.split(" ")[0] == name:
+        print(line.split(" ")[1])
+        break
+else:
+    print("missing")
+PY
+}
+
+# counted NAME FUNCTION SERIES DELTA: run the scenario, then SERIES on /metrics must have
+# grown by exactly DELTA (the counter moves where the event happens, not on a timer).
+counted() {
+	local before after
+	if [ -n "$only" ] && ! [[ " $only " == *" $1 "* ]]; then
+		return 0
+	fi
+	before=$(metric "$3")
+	run "$1" "$2"
+	after=$(metric "$3")
+	CUR="$1-metric"
+	if [ "$before" != missing ] && [ "$after" != missing ] && [ $((after - before)) = "$4" ]; then
+		echo "PASS $CUR: $3 +$4"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $CUR: $3 went from $before to $after, not +$4"
+		failed=$((failed + 1))
+		failures="$failures $CUR"
+	fi
+}
+
 ruri_far="sip:far@127.0.0.1:$UP"
 ruri_near="sip:near@127.0.0.1:$NEAR"
 
@@ -216,14 +253,14 @@ sc_max_forwards() {
 	sipp_start near client req-maxfwd.xml -key ruri "$ruri_far"
 }
 
-run call-near-far sc_call_near_far
+counted call-near-far sc_call_near_far qrxfer_calls_answered_total 1
 run call-far-near sc_call_far_near
 run call-near-far-tcp sc_call_near_far_tcp
 run hangup-by-far sc_hangup_far_near_far
 run hangup-by-near-far-call sc_hangup_near_far_near
 run late-offer sc_late_offer
 run cancel sc_cancel
-run busy-486 sc_busy
+counted busy-486 sc_busy qrxfer_calls_failed_total 1
 run early-media-183 sc_early_media
 run late-offer-far-near sc_late_offer_far
 run cancel-far-near sc_cancel_far
@@ -237,8 +274,8 @@ run glare-491 sc_glare
 run message-info sc_message_info
 run unknown-method-501 sc_unknown_method
 run options-200 sc_options
-run register-path sc_register
-run max-forwards-483 sc_max_forwards
+counted register-path sc_register qrxfer_registers_total 1
+counted max-forwards-483 sc_max_forwards qrxfer_sip_requests_rejected_total 1
 
 stop_ok=1
 lib_stop_qrxferd || stop_ok=0
@@ -250,7 +287,7 @@ else
 	failed=$((failed + 1))
 fi
 if [ "$flavour" = asan ]; then
-	if lib_check_sanitizers "$QRXFERD_ERR"; then
+	if lib_check_sanitizers "$QRXFERD_ERR" asan; then
 		echo "PASS sanitizers-clean"
 		passed=$((passed + 1))
 	else

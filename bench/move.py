@@ -10,10 +10,10 @@ What runs, all on 127.0.0.1 over UDP:
 Prints:
   1. how long code creation took (its own figure);
   2. per rate step: moves asked, moves complete (counted three ways: B's successful calls,
-     A's BYEs carrying the move's Reason, the daemon's "done" lines) and failures; the highest
+     A's BYEs carrying the move's Reason, the daemon's "moved" lines) and failures; the highest
      rate with 0 failed moves, and complete moves per second over the run;
   3. the latency qrxfer adds: from B's INVITE to the re-INVITE leaving for C, and from B's
-     INVITE to B's 200 OK (median, p99), from the daemon's own "done" lines; the second is
+     INVITE to B's 200 OK (median, p99), from the daemon's own "moved" lines; the second is
      cross-checked with SIPp's response time on B (INVITE sent -> 200 received), which also
      holds SIPp's own overhead and C's turnaround.
 Environment (defaults in brackets; BENCH_QUICK=1: 1,000 calls):
@@ -131,7 +131,7 @@ class Daemon:
         with open(tok, "w") as f:
             f.write(self.token + "\n")
         conf = os.path.join(d, "qrxfer.conf")
-        # log level info: the "done" line per move carries the daemon's own timings
+        # log level info: the "moved" line per move carries the daemon's own timings
         with open(conf, "w") as f:
             f.write(
                 f"[module]\nload = {MODULE}\n[log]\nlevel = info\n"

@@ -489,4 +489,3 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 		fn(&info, arg);
 	}
 }
-

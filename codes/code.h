@@ -60,8 +60,9 @@ struct code_keyring;
 
 /* Makes an empty keyring. */
 int code_keyring_alloc(struct code_keyring **krp);
-/* Reads a keyring file (format above); *krp is set only on success. */
-int code_keyring_load(struct code_keyring **krp, const char *path);
+/* Reads a keyring file (format above); *krp is set only on success. On failure why (if not
+ * NULL) says what was wrong, e.g. "line 3: duplicate key id"; codes/ prints nothing itself. */
+int code_keyring_load(struct code_keyring **krp, const char *path, char *why, size_t whylen);
 /* Appends a key; the first key added is current. EEXIST if the id is taken. */
 int code_keyring_add(struct code_keyring *kr, unsigned id, const uint8_t *key, size_t len);
 /* Makes key id the current one (it must be in the keyring). */

@@ -132,22 +132,12 @@ int code_keyring_set_current(struct code_keyring *kr, unsigned id)
 	return ENOENT;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Parses "ID:HEX" (trailing blanks allowed) into id and key. */
 static int parse_key_line(const char *s, unsigned *id, uint8_t *key, size_t *len)
 {
-	char *end;
+	char *end, hex[2 * CODE_KEY_MAX + 1];
 	unsigned long v;
-	size_t n = 0;
+	size_t n;
 
 	if (!isdigit((unsigned char)*s))
 		return EINVAL;
@@ -156,12 +146,16 @@ static int parse_key_line(const char *s, unsigned *id, uint8_t *key, size_t *len
 	if (errno || v > 255 || *end != ':')
 		return EINVAL;
 	s = end + 1;
-	while (hexval(s[0]) >= 0 && hexval(s[1]) >= 0) {
-		if (n == CODE_KEY_MAX)
-			return EINVAL;
-		key[n++] = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
-		s += 2;
-	}
+	n = strspn(s, "0123456789abcdefABCDEF");
+	if (n % 2 || n > 2 * CODE_KEY_MAX)
+		return EINVAL;
+	memcpy(hex, s, n);
+	hex[n] = '\0';
+	s += n;
+	n = 0;
+	if (hex[0] && OPENSSL_hexstr2buf_ex(key, CODE_KEY_MAX, &n, hex, '\0') != 1)
+		n = 0;
+	OPENSSL_cleanse(hex, sizeof(hex));
 	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
 		s++;
 	if (*s || n < CODE_KEY_MIN)
@@ -171,7 +165,7 @@ static int parse_key_line(const char *s, unsigned *id, uint8_t *key, size_t *len
 	return 0;
 }
 
-int code_keyring_load(struct code_keyring **krp, const char *path)
+int code_keyring_load(struct code_keyring **krp, const char *path, char *why, size_t whylen)
 {
 	struct code_keyring *kr = NULL;
 	FILE *f = NULL;
@@ -184,7 +178,8 @@ int code_keyring_load(struct code_keyring **krp, const char *path)
 	f = fopen(path, "r");
 	if (!f) {
 		err = errno;
-		fprintf(stderr, "qrxfer: codes: open keyring %s: %s\n", path, strerror(err));
+		if (why)
+			snprintf(why, whylen, "cannot open it: %s", strerror(err));
 		return err;
 	}
 	err = code_keyring_alloc(&kr);
@@ -206,18 +201,22 @@ int code_keyring_load(struct code_keyring **krp, const char *path)
 			err = code_keyring_add(kr, id, key, len);
 		OPENSSL_cleanse(key, sizeof(key));
 		if (err) {
-			fprintf(stderr, "qrxfer: codes: keyring %s line %u: %s\n", path, lineno,
-			        err == EEXIST ? "duplicate key id"
-			                      : "expected ID:HEX with 32..128 hex digits");
+			if (why)
+				snprintf(why, whylen, "line %u: %s", lineno,
+				         err == EEXIST ? "duplicate key id"
+				                       : "expected ID:HEX with 32..128 hex digits");
 			goto out;
 		}
 	}
 	if (ferror(f)) {
 		err = EIO;
+		if (why)
+			snprintf(why, whylen, "read error");
 		goto out;
 	}
 	if (kr->n == 0) {
-		fprintf(stderr, "qrxfer: codes: keyring %s: no key\n", path);
+		if (why)
+			snprintf(why, whylen, "no key in it");
 		err = ENOENT;
 		goto out;
 	}

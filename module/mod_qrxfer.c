@@ -170,13 +170,14 @@ static int load_keys(void)
 {
 	const char *path = conf.codes_hmac_key_file;
 	unsigned char key[32];
-	char line[80];
+	char line[80], why[160] = "";
 	int fd, err, n = 0;
 
-	err = access(path, F_OK) ? ENOENT : code_keyring_load(&keys, path);
+	err = access(path, F_OK) ? ENOENT : code_keyring_load(&keys, path, why, sizeof(why));
 	if (err != ENOENT) {
 		if (err)
-			LOG_ERR("codes", "hmac_key_file %s: %s", path, code_strerror(err));
+			LOG_ERR("codes", "hmac_key_file %s: %s", path,
+			        why[0] ? why : code_strerror(err));
 		return err;
 	}
 	if (RAND_bytes(key, sizeof(key)) != 1)
@@ -195,7 +196,10 @@ static int load_keys(void)
 	}
 	close(fd);
 	LOG_INFO("codes", "made a new key in %s (share it between nodes of one cluster)", path);
-	return code_keyring_load(&keys, path);
+	err = code_keyring_load(&keys, path, why, sizeof(why));
+	if (err)
+		LOG_ERR("codes", "hmac_key_file %s: %s", path, why[0] ? why : code_strerror(err));
+	return err;
 }
 
 static void sms_done(void *arg, unsigned long ref, int err, long status, const char *body)
@@ -403,11 +407,12 @@ static int mod_init(const struct mod_host *h)
 static void reload_keys(void)
 {
 	struct code_keyring *fresh = NULL;
-	int err = code_keyring_load(&fresh, conf.codes_hmac_key_file);
+	char why[160] = "";
+	int err = code_keyring_load(&fresh, conf.codes_hmac_key_file, why, sizeof(why));
 
 	if (err) {
 		LOG_ERR("codes", "hmac_key_file %s: %s (keeping the keys loaded before)",
-		        conf.codes_hmac_key_file, code_strerror(err));
+		        conf.codes_hmac_key_file, why[0] ? why : code_strerror(err));
 		return;
 	}
 	code_keyring_swap(keys, fresh);

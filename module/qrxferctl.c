@@ -519,10 +519,12 @@ static int cmd_scan(const struct ctl *c, char **files, int n)
 	int i, err, ret = 0;
 
 	if (c->hmac_key_file[0]) {
-		err = code_keyring_load(&kr, c->hmac_key_file);
+		char why[160] = "";
+
+		err = code_keyring_load(&kr, c->hmac_key_file, why, sizeof(why));
 		if (err)
 			fprintf(stderr, "qrxferctl: keyring %s: %s (tokens not verified)\n",
-			        c->hmac_key_file, code_strerror(err));
+			        c->hmac_key_file, why[0] ? why : code_strerror(err));
 	}
 	for (i = 0; i < n; i++)
 		if (code_scan_describe(files[i], kr, time(NULL), stdout))

@@ -225,7 +225,7 @@ Test(code_token, keyring_file_first_is_current)
 	struct code_keyring *fk;
 	char tok[CODE_TOKEN_LEN + 1];
 
-	cr_assert_eq(code_keyring_load(&fk, path), 0);
+	cr_assert_eq(code_keyring_load(&fk, path, NULL, 0), 0);
 	cr_assert_eq(code_keyring_count(fk), 2);
 	cr_assert_eq(code_token_make(fk, 3, 2000000000, tok, sizeof(tok)), 0);
 	/* Key 7 is key1: the test keyring (id 1) has the same bytes under another id. */
@@ -248,18 +248,58 @@ Test(code_token, keyring_file_errors)
 	    "300:0102030405060708090a0b0c0d0e0f10\n",
 	    "1:0102030405060708090a0b0c0d0e0f10\n1:0102030405060708090a0b0c0d0e0f10\n",
 	};
+	static const char *said[] = {
+	    "no key in it",
+	    "no key in it",
+	    "line 1: expected ID:HEX with 32..128 hex digits",
+	    "line 1: expected ID:HEX with 32..128 hex digits",
+	    "line 1: expected ID:HEX with 32..128 hex digits",
+	    "line 1: expected ID:HEX with 32..128 hex digits",
+	    "line 2: duplicate key id",
+	};
 	struct code_keyring *fk = NULL;
+	char why[160];
 
-	cr_redirect_stderr();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *path = write_tmp(bad[i]);
 
-		cr_assert_neq(code_keyring_load(&fk, path), 0, "case %zu", i);
+		why[0] = '\0';
+		cr_assert_neq(code_keyring_load(&fk, path, why, sizeof(why)), 0, "case %zu", i);
 		cr_assert_null(fk);
+		cr_assert_str_eq(why, said[i], "case %zu", i);
+		cr_assert_neq(code_keyring_load(&fk, path, NULL, 0), 0, "case %zu without why", i);
 		unlink(path);
 		free(path);
 	}
-	cr_assert_eq(code_keyring_load(&fk, "/nonexistent/keyring"), ENOENT);
+	cr_assert_eq(code_keyring_load(&fk, "/nonexistent/keyring", why, sizeof(why)), ENOENT);
+	cr_assert_str_eq(why, "cannot open it: No such file or directory");
+}
+
+/* Odd-length, over-long and upper-case hex: only whole bytes of 16..64 are keys. */
+Test(code_token, keyring_hex_lengths)
+{
+	char *odd = write_tmp("1:0102030405060708090a0b0c0d0e0f101\n"),
+	     *upper = write_tmp("2:0102030405060708090A0B0C0D0E0F10\n"), big[200];
+	struct code_keyring *fk = NULL;
+	char *over;
+
+	cr_assert_eq(code_keyring_load(&fk, odd, NULL, 0), EINVAL);
+	cr_assert_eq(code_keyring_load(&fk, upper, NULL, 0), 0);
+	cr_assert_eq(code_keyring_count(fk), 1);
+	code_keyring_free(fk);
+	fk = NULL;
+	snprintf(big, sizeof(big), "3:");
+	for (int i = 0; i < 65; i++)
+		strcat(big, "ab");
+	strcat(big, "\n");
+	over = write_tmp(big);
+	cr_assert_eq(code_keyring_load(&fk, over, NULL, 0), EINVAL);
+	unlink(odd);
+	unlink(upper);
+	unlink(over);
+	free(odd);
+	free(upper);
+	free(over);
 }
 
 Test(code_token, numeric_digits_and_range)

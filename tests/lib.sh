@@ -210,7 +210,8 @@ lib_qrxferd_bin() {
 # lib_check_sanitizers can refuse to vouch for a file no sanitizer wrote to.
 lib_note_bin() { echo "$2" >"$1.bin"; }
 
-# lib_start_qrxferd CONF [asan]: QRXFERD_PID, QRXFERD_ERR (its stderr) are set.
+# lib_start_qrxferd CONF [asan]: QRXFERD_PID, QRXFERD_ERR (its stderr) are set; QRXFERD_ENV
+# (NAME=VALUE words, no spaces inside) is added to the daemon's environment alone.
 lib_start_qrxferd() {
 	local conf=$1 bin port
 	bin=$(lib_qrxferd_bin "${2:-}")
@@ -218,7 +219,9 @@ lib_start_qrxferd() {
 	port=$(sed -n 's/^listen *= *sip:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$conf")
 	QRXFERD_ERR=$LIB_TMP/qrxferd.$$.$RANDOM.err
 	lib_note_bin "$QRXFERD_ERR" "$bin"
-	"$bin" -c "$conf" -M "$top_builddir/.libs" </dev/null >"$QRXFERD_ERR.out" 2>"$QRXFERD_ERR" &
+	# QRXFERD_ENV: NAME=VALUE words for the daemon's environment only (spin.test's preload).
+	env ${QRXFERD_ENV:-} "$bin" -c "$conf" -M "$top_builddir/.libs" </dev/null \
+		>"$QRXFERD_ERR.out" 2>"$QRXFERD_ERR" &
 	QRXFERD_PID=$!
 	lib_track "$QRXFERD_PID"
 	local deadline=$((SECONDS + 20))

@@ -1,5 +1,5 @@
 /*
- * module/curlm: libcurl multi in its socket mode. Each socket libcurl wants watched is one
+ * client/curlm: libcurl multi in its socket mode. Each socket libcurl wants watched is one
  * wait on the root (su_root_eventmask follows its changes); libcurl's timeout is one
  * su_timer. Completions are collected after each curl_multi_socket_action().
  */
@@ -17,7 +17,7 @@
 #include <curl/curl.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/curlm.h"
+#include "client/curlm.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_BODY_MAX   (1u << 20)

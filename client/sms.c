@@ -1,5 +1,5 @@
 /*
- * module/sms: one struct msg per queued SMS, alive from mod_sms_send() until its outcome is
+ * client/sms: one struct msg per queued SMS, alive from mod_sms_send() until its outcome is
  * reported. An attempt is one mod_curlm_post(); a retry waits on the message's su_timer.
  */
 #define SU_TIMER_ARG_T struct msg
@@ -17,9 +17,9 @@
 
 #include <sofia-sip/su_wait.h>
 
-#include "module/curlm.h"
+#include "client/curlm.h"
 #include "metrics/metrics.h"
-#include "module/sms.h"
+#include "client/sms.h"
 
 #define DEFAULT_TEMPLATE       "To={to}&From={from}&Body={text}"
 #define DEFAULT_TIMEOUT_MS     10000

@@ -1,5 +1,5 @@
 /*
- * module/http: libmicrohttpd in external-epoll mode on the su_root loop. Each face (one
+ * web/http: libmicrohttpd in external-epoll mode on the su_root loop. Each face (one
  * listener, or a public and an admin one) is one MHD daemon: its epoll fd is one wait on the
  * root and MHD_get_timeout() drives one su_timer. Requests are matched to routes on their
  * headers, so refusals (404, 405, 401, 403, 429, 413) are sent before any body is read.
@@ -35,7 +35,7 @@
 #include <openssl/evp.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/http.h"
+#include "web/http.h"
 #include "metrics/metrics.h"
 
 #define SEGS_MAX          16

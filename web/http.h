@@ -1,3 +1,4 @@
+/* web/: the HTTP side: server and router, the JSON API, the pages, the webhooks and their forms. */
 /*
  * web/http: the HTTP server (libmicrohttpd) on the su_root loop, one thread, never
  * blocking. Two faces (DESIGN.md, "Promises"): admin routes want a bearer token and, by

@@ -1,3 +1,4 @@
+/* client/: outgoing HTTP on the su_root loop (curl multi), and the SMS gateway client on it. */
 /*
  * client/curlm: HTTP client requests on the su_root loop (libcurl multi, never blocking).
  * Generic: retries and back-off belong to the caller (the SMS client).

@@ -15,7 +15,7 @@ sip=$LIB_PORT far=$((LIB_PORT + 1)) http=$((LIB_PORT + 2)) a=$((LIB_PORT + 3)) b
 lib_write_conf "$LIB_TMP/qrxfer.conf" "$sip" "$far" "$http" mod_qrxfer.so warn
 sed -i "/^\[http\]/a public_url = http://127.0.0.1:$http" "$LIB_TMP/qrxfer.conf"
 lib_start_qrxferd "$LIB_TMP/qrxfer.conf"
-ctl() { "$top_builddir/module/qrxferctl" -u "http://127.0.0.1:$http" -t "$LIB_TMP/admin.token" "$@"; }
+ctl() { "$top_builddir/ctl/qrxferctl" -u "http://127.0.0.1:$http" -t "$LIB_TMP/admin.token" "$@"; }
 mv="$top_srcdir/tests/move"
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 

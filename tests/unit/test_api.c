@@ -1,5 +1,5 @@
 /*
- * module/api on a real module/http, a real store (SQLite in memory) and real codes/, with
+ * web/api on a real web/http, a real store (SQLite in memory) and real codes/, with
  * sip/ replaced by a fake defined here: it answers on the loop, later, as sip/ does. The
  * test's thread runs the loop while a client thread talks HTTP over 127.0.0.1.
  */
@@ -23,8 +23,8 @@
 #include <sofia-sip/su_wait.h>
 
 #include "codes/code.h"
-#include "module/api.h"
-#include "module/http.h"
+#include "web/api.h"
+#include "web/http.h"
 #include "tests/unit/leakcheck.h"
 #include "sip/sip.h"
 #include "sql/store.h"

@@ -1,5 +1,5 @@
 /*
- * module/curlm on a real su_root: requests to module/http on the same loop, to a socket
+ * client/curlm on a real su_root: requests to web/http on the same loop, to a socket
  * that accepts but never answers, and to a closed port. One thread throughout.
  */
 #include "config.h"
@@ -18,8 +18,8 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/curlm.h"
-#include "module/http.h"
+#include "client/curlm.h"
+#include "web/http.h"
 #include "tests/unit/leakcheck.h"
 
 static su_root_t *root;

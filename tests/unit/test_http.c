@@ -1,5 +1,5 @@
 /*
- * module/http on a real su_root: the test's thread runs the loop while a client thread
+ * web/http on a real su_root: the test's thread runs the loop while a client thread
  * talks HTTP to it with libcurl easy over 127.0.0.1.
  */
 #define SU_TIMER_ARG_T void
@@ -26,7 +26,7 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/http.h"
+#include "web/http.h"
 #include "metrics/metrics.h"
 #include "tests/unit/leakcheck.h"
 

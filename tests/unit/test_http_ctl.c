@@ -1,5 +1,5 @@
 /*
- * qrxferctl against module/http: the test serves a fake admin API on 127.0.0.1 from its
+ * qrxferctl against web/http: the test serves a fake admin API on 127.0.0.1 from its
  * su_root loop and runs the built qrxferctl as a child process.
  */
 #include "config.h"
@@ -24,7 +24,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "codes/code.h"
-#include "module/http.h"
+#include "web/http.h"
 #include "tests/unit/leakcheck.h"
 
 #define TOKEN "ctl-token-1"
@@ -72,7 +72,7 @@ static void ctl(struct run *r, const char *const *args)
 	pid_t pid;
 
 	memset(r, 0, sizeof(*r));
-	snprintf(prog, sizeof(prog), "%s/module/qrxferctl", top ? top : ".");
+	snprintf(prog, sizeof(prog), "%s/ctl/qrxferctl", top ? top : ".");
 	argv[i++] = prog;
 	while (*args && i < 31)
 		argv[i++] = *args++;

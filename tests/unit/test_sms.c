@@ -1,5 +1,5 @@
 /*
- * module/sms against gateways on 127.0.0.1: an in-process one (module/http on the test's
+ * client/sms against gateways on 127.0.0.1: an in-process one (web/http on the test's
  * su_root, answering statuses the test scripts) and tests/sms/receiver.py (Twilio's shape).
  */
 #include "config.h"
@@ -19,9 +19,9 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/http.h"
+#include "web/http.h"
 #include "tests/unit/leakcheck.h"
-#include "module/sms.h"
+#include "client/sms.h"
 
 #define AUTH "Authorization: Basic QUMxMjM6c2VjcmV0"
 #define PATH "/2010-04-01/Accounts/AC123/Messages.json"
@@ -126,7 +126,7 @@ static struct mod_sms *client(int retries)
 	return sm;
 }
 
-/* Decodes one form field (independent of module/sms's encoder). */
+/* Decodes one form field (independent of client/sms's encoder). */
 static bool form_field(const char *form, const char *name, char *out, size_t len)
 {
 	size_t n = strlen(name), o = 0;

@@ -1,9 +1,10 @@
+/* client/: outgoing HTTP on the su_root loop (curl multi), and the SMS gateway client on it. */
 /*
- * module/curlm: HTTP client requests on the su_root loop (libcurl multi, never blocking).
+ * client/curlm: HTTP client requests on the su_root loop (libcurl multi, never blocking).
  * Generic: retries and back-off belong to the caller (the SMS client).
  */
-#ifndef QRXFER_MODULE_CURLM_H
-#define QRXFER_MODULE_CURLM_H
+#ifndef QRXFER_CLIENT_CURLM_H
+#define QRXFER_CLIENT_CURLM_H
 
 #include <stddef.h>
 

@@ -1,13 +1,13 @@
 /*
- * module/sms: the SMS gateway client (libcurl multi on the su_root loop, never blocking).
+ * client/sms: the SMS gateway client (libcurl multi on the su_root loop, never blocking).
  *
  * One message is one form-encoded POST to the gateway, shaped by a body template; by default
  * Twilio's Messages resource (POST /2010-04-01/Accounts/{AccountSid}/Messages.json with
  * To, From and Body, Basic auth, answered 201 with a JSON "sid"). Transport errors, 429 and
  * 5xx are retried with exponential back-off and jitter; other statuses are final.
  */
-#ifndef QRXFER_MODULE_SMS_H
-#define QRXFER_MODULE_SMS_H
+#ifndef QRXFER_CLIENT_SMS_H
+#define QRXFER_CLIENT_SMS_H
 
 #include <stddef.h>
 

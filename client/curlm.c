@@ -1,5 +1,5 @@
 /*
- * module/curlm: libcurl multi in its socket mode. Each socket libcurl wants watched is one
+ * client/curlm: libcurl multi in its socket mode. Each socket libcurl wants watched is one
  * wait on the root (su_root_eventmask follows its changes); libcurl's timeout is one
  * su_timer. Completions are collected after each curl_multi_socket_action().
  */
@@ -17,7 +17,8 @@
 #include <curl/curl.h>
 #include <sofia-sip/su_wait.h>
 
-#include "module/curlm.h"
+#include "client/curlm.h"
+#include "util/log.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_BODY_MAX   (1u << 20)
@@ -202,7 +203,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 	if (s->idx < 0) {
 		su_wait_destroy(w);
 		free(s);
-		fprintf(stderr, "qrxfer: curlm: register socket: loop refused it\n");
+		LOG_ERR("curlm", "register socket: loop refused it");
 		return -1;
 	}
 	LIST_ADD(m->socks, s);

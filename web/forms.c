@@ -1,4 +1,4 @@
-/* module/api_body: request bodies parsed from bytes alone (see api_body.h). */
+/* web/forms: request bodies parsed from bytes alone (see forms.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -12,8 +12,8 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-#include "module/api.h"
-#include "module/api_body.h"
+#include "web/api.h"
+#include "web/forms.h"
 
 /* ---- forms ---- */
 

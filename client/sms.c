@@ -1,5 +1,5 @@
 /*
- * module/sms: one struct msg per queued SMS, alive from mod_sms_send() until its outcome is
+ * client/sms: one struct msg per queued SMS, alive from mod_sms_send() until its outcome is
  * reported. An attempt is one mod_curlm_post(); a retry waits on the message's su_timer.
  */
 #define SU_TIMER_ARG_T struct msg
@@ -10,16 +10,16 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sofia-sip/su_wait.h>
 
-#include "module/curlm.h"
+#include "client/curlm.h"
+#include "client/sms.h"
 #include "metrics/metrics.h"
-#include "module/sms.h"
+#include "util/log.h"
 
 #define DEFAULT_TEMPLATE       "To={to}&From={from}&Body={text}"
 #define DEFAULT_TIMEOUT_MS     10000
@@ -49,19 +49,6 @@ struct mod_sms {
 	struct msg *msgs;
 	unsigned n;
 };
-
-static void sms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void sms_log(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("qrxfer: sms: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 /* Appends src URL-encoded (RFC 3986 unreserved characters kept) at *pp. */
 static char *put_encoded(char *p, const char *src)
@@ -127,7 +114,7 @@ static int read_auth(const char *path, char **outp)
 
 	if (!f) {
 		err = errno;
-		sms_log("auth header file %s: %s", path, strerror(err));
+		LOG_ERR("sms", "auth header file %s: %s", path, strerror(err));
 		return err;
 	}
 	len = fread(buf, 1, sizeof(buf) - 1, f);
@@ -140,7 +127,7 @@ static int read_auth(const char *path, char **outp)
 		if (iscntrl((unsigned char)buf[i]) && buf[i] != '\t')
 			err = EINVAL;
 	if (len > AUTH_MAX || !colon || colon == buf || err) {
-		sms_log("auth header file %s: not one \"Name: value\" line", path);
+		LOG_ERR("sms", "auth header file %s: not one \"Name: value\" line", path);
 		return EINVAL;
 	}
 	*outp = strdup(buf);
@@ -259,10 +246,11 @@ static void on_response(const struct mod_curlm_res *res, void *arg)
 	err = res->err ? res->err : EPROTO;
 	if (!retry || m->tries > sm->retries) {
 		if (res->err)
-			sms_log("send ref %lu: %s (after %u tries)", m->ref, res->why, m->tries);
+			LOG_WARN("sms", "send ref %lu: %s (after %u tries)", m->ref, res->why,
+			         m->tries);
 		else
-			sms_log("send ref %lu: gateway answered %ld (after %u tries)", m->ref,
-			        res->status, m->tries);
+			LOG_WARN("sms", "send ref %lu: gateway answered %ld (after %u tries)",
+			         m->ref, res->status, m->tries);
 		msg_end(m, err, res->status, res->body);
 		return;
 	}
@@ -270,7 +258,7 @@ static void on_response(const struct mod_curlm_res *res, void *arg)
 		m->timer = su_timer_create(su_root_task(sm->root), 0);
 	if (!m->timer || su_timer_set_interval(m->timer, on_timer, m,
 	                                       (su_duration_t)backoff(sm, m->tries)) < 0) {
-		sms_log("send ref %lu: cannot arm the retry timer", m->ref);
+		LOG_ERR("sms", "send ref %lu: cannot arm the retry timer", m->ref);
 		msg_end(m, ENOMEM, res->status, res->body);
 	}
 }
@@ -312,7 +300,7 @@ int mod_sms_send(void *arg, const char *to, const char *text, unsigned long ref)
 	sm->n++;
 	err = attempt(m);
 	if (err) {
-		sms_log("send ref %lu: %s", ref, strerror(err));
+		LOG_WARN("sms", "send ref %lu: %s", ref, strerror(err));
 		msg_free(m);
 	}
 	return err;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the form bodies and the SMS webhook's checks (module/api_body.c). The
+ * libFuzzer harness: the form bodies and the SMS webhook's checks (web/forms.c). The
  * input's first line is the header (X-Twilio-Signature or X-Qrxfer-Secret), the rest the body.
  */
 #include <errno.h>
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "module/api.h"
-#include "module/api_body.h"
+#include "web/api.h"
+#include "web/forms.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,6 @@
+/* web/: the HTTP side: server and router, the JSON API, the pages, the webhooks and their forms. */
 /*
- * module/http: the HTTP server (libmicrohttpd) on the su_root loop, one thread, never
+ * web/http: the HTTP server (libmicrohttpd) on the su_root loop, one thread, never
  * blocking. Two faces (DESIGN.md, "Promises"): admin routes want a bearer token and, by
  * default, a loopback peer; public routes are rate limited per source address.
  *
@@ -14,8 +15,8 @@
  * closed with one log line naming the peer (an idle keep-alive one without a word); a
  * handler's time and a deferred reply have no deadline.
  */
-#ifndef QRXFER_MODULE_HTTP_H
-#define QRXFER_MODULE_HTTP_H
+#ifndef QRXFER_WEB_HTTP_H
+#define QRXFER_WEB_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>

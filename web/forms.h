@@ -1,10 +1,10 @@
 /*
- * module/api_body: the request bodies the API reads (JSON, forms, the SMS webhook's signature),
+ * web/forms: the request bodies the API reads (JSON, forms, the SMS webhook's signature),
  * parsed from bytes alone so that tests and fuzzers reach them without a request. Internal to
- * module/api; the harnesses are module/fuzz_api_json.c and module/fuzz_api_form.c.
+ * web/api; the harnesses are web/fuzz_api_json.c and web/fuzz_api_form.c.
  */
-#ifndef QRXFER_MODULE_API_BODY_H
-#define QRXFER_MODULE_API_BODY_H
+#ifndef QRXFER_WEB_FORMS_H
+#define QRXFER_WEB_FORMS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * module/api: the HTTP API, the pages and the SMS webhook, as routes on module/http.
+ * web/api: the HTTP API, the pages and the SMS webhook, as routes on web/http.
  *
  * Admin (bearer token): GET /v1/calls, GET /v1/calls/{id}, POST /v1/calls/{id}/moves,
  * GET /v1/moves, GET /v1/moves/{id}, GET /v1/moves/{id}/qr.png|qr.svg|qr.txt|barcode.png,
@@ -8,8 +8,8 @@
  * GET and POST /m/{token}, POST /v1/scans, POST /v1/sms/inbound.
  * Every error is JSON {"error": "..."} (HTML on the pages).
  */
-#ifndef QRXFER_MODULE_API_H
-#define QRXFER_MODULE_API_H
+#ifndef QRXFER_WEB_API_H
+#define QRXFER_WEB_API_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * module/api: routes on module/http over sip/ (live calls and moves), sql/ (stored moves)
+ * web/api: routes on web/http over sip/ (live calls and moves), sql/ (stored moves)
  * and codes/ (images). A request that waits on sip/ or the store is a struct job: it counts
  * the completions it still expects and answers when the count reaches zero.
  */
@@ -18,9 +18,9 @@
 #include <jansson.h>
 
 #include "codes/code.h"
-#include "module/api.h"
-#include "module/api_body.h"
-#include "module/http.h"
+#include "web/api.h"
+#include "web/forms.h"
+#include "web/http.h"
 #include "metrics/metrics.h"
 #include "sip/sip.h"
 #include "sql/store.h"

@@ -1,10 +1,10 @@
-/* libFuzzer harness: the API's JSON bodies (POST /v1/moves/{id}/refer), module/api_body.c. */
+/* libFuzzer harness: the API's JSON bodies (POST /v1/moves/{id}/refer), web/forms.c. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "module/api_body.h"
+#include "web/forms.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

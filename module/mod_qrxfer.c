@@ -14,7 +14,7 @@
 #include "web/api.h"
 #include "web/http.h"
 #include "metrics/metrics.h"
-#include "module/mod.h"
+#include "host/mod.h"
 #include "client/sms.h"
 #include "util/log.h"
 #include "sip/sip.h"

@@ -7,7 +7,7 @@
 
 #include <criterion/criterion.h>
 
-#include "module/conf.h"
+#include "host/conf.h"
 #include "tests/unit/leakcheck.h"
 
 static char *s_listen, *s_name;

@@ -4,7 +4,7 @@
 
 #include <sofia-sip/su_wait.h>
 
-#include "module/conf.h"
+#include "host/conf.h"
 
 #define MOD_ABI_VERSION 1
 

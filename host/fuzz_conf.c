@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "module/conf.h"
+#include "host/conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,7 +15,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "config.h"
-#include "module/mod.h"
+#include "host/mod.h"
 
 static char *module_load;
 static su_root_t *root;

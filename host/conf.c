@@ -7,7 +7,7 @@
 
 #include <ini.h>
 
-#include "module/conf.h"
+#include "host/conf.h"
 
 enum mode { LOAD, CHECK, RELOAD };
 

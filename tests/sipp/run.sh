@@ -39,6 +39,7 @@ declare -A SIDE_CP=([far]=$((P + 22)) [near]=$((P + 23)) [near2]=$((P + 24)))
 module=mod_qrxfer.so
 [ "$flavour" = asan ] && module=mod_qrxfer_asan.so
 lib_write_conf "$LIB_TMP/qrxfer.conf" "$P" "$UP" "$HTTP" "$module" info
+sed -i "/^\[sip\]/a register_timeout = 2" "$LIB_TMP/qrxfer.conf" # register-timeout-408
 lib_start_qrxferd "$LIB_TMP/qrxfer.conf" "$([ "$flavour" = asan ] && echo asan)"
 
 SIPP_TIMEOUT=12 # seconds a scenario may take; each normally takes well under 2 s
@@ -249,6 +250,10 @@ sc_register() {
 	sipp_start far server registrar.xml &&
 		sipp_start near client phone-register.xml
 }
+sc_register_timeout() {
+	sipp_start far server registrar-silent.xml &&
+		sipp_start near client phone-register-timeout.xml
+}
 sc_max_forwards() {
 	sipp_start near client req-maxfwd.xml -key ruri "$ruri_far"
 }
@@ -275,6 +280,7 @@ run message-info sc_message_info
 run unknown-method-501 sc_unknown_method
 run options-200 sc_options
 counted register-path sc_register qrxfer_registers_total 1
+run register-timeout-408 sc_register_timeout
 counted max-forwards-483 sc_max_forwards qrxfer_sip_requests_rejected_total 1
 
 stop_ok=1

@@ -1,7 +1,8 @@
 /*
- * web/api_int: what the API's files share. api.c holds the JSON API, the jobs and the route
- * table; pages.c the pages (web/assets/) and the public routes of a move; webhooks.c the
- * bodies strangers post: the SMS webhook and the landing page's form. Internal to web/api.
+ * web/api_int: what the API's files share. jobs.c holds the requests that wait on sip/ or the
+ * store; api.c the JSON API and the route table; pages.c the pages (web/assets/) and the
+ * public routes of a move; webhooks.c the bodies strangers post: the SMS webhook and the
+ * landing page's form. Internal to web/api.
  */
 #ifndef QRXFER_WEB_API_INT_H
 #define QRXFER_WEB_API_INT_H
@@ -57,7 +58,7 @@ struct job {
 	uint8_t show_hash[CODE_HASH_LEN]; /* public pages: the move's show secret, hashed */
 };
 
-/* api.c */
+/* jobs.c */
 
 /* A job for req that finish answers; NULL without memory. */
 struct job *web_job_new(struct mod_api *a, struct mod_http_req *req, void (*finish)(struct job *));
@@ -74,10 +75,22 @@ unsigned web_err_status(int err);
 void web_source_of(struct mod_http_req *req, char *out, size_t len);
 /* Retry-After for a source told to wait: the lock's own end when sip/ said it, else 1 s. */
 void web_retry_after(struct job *j);
-/* Answers with the move's code as j->kind asks (the job's finish for images). */
-void web_reply_image(struct job *j);
 /* A token is CODE_TOKEN_LEN characters of the base32 alphabet (any case). */
 bool web_valid_token(const char *s);
+/* A copy of s, NULL for NULL or "" (and without memory). */
+char *web_dup_or_null(const char *s);
+json_t *web_call_json(const struct sip_call_info *c);
+/* Links to a move; the show page's only with its secret, which is told once. */
+void web_add_links(struct mod_api *a, json_t *o, const char *id, const char *show);
+/* Asks the store for op on id; its answer goes into j. */
+int web_submit(struct job *j, enum store_op op, const char *id);
+/* Asks sip/ for the live move id; its answer goes into j. */
+int web_live_get(struct job *j, const char *id);
+
+/* api.c */
+
+/* Answers with the move's code as j->kind asks (the job's finish for images). */
+void web_reply_image(struct job *j);
 
 /* pages.c */
 

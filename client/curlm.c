@@ -18,6 +18,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "client/curlm.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -37,8 +38,7 @@ struct xfer {
 	struct mod_curlm *m;
 	CURL *easy;
 	struct curl_slist *hdrs;
-	char *body;
-	size_t len, cap;
+	struct buf body; /* the response's */
 	bool too_big;
 	mod_curlm_h *done;
 	void *arg;
@@ -81,7 +81,7 @@ static void xfer_free(struct xfer *x)
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->hdrs);
-	free(x->body);
+	buf_release(&x->body);
 	free(x);
 }
 
@@ -117,8 +117,8 @@ static void finish(struct xfer *x, int err, const char *why)
 	if (!err)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status);
 	res.why = err ? why : "";
-	res.body = x->body ? x->body : "";
-	res.len = x->len;
+	res.body = x->body.data ? x->body.data : "";
+	res.len = x->body.len;
 	curl_multi_remove_handle(m->multi, x->easy);
 	LIST_DEL(m->xfers, x);
 	m->n--;
@@ -226,27 +226,14 @@ static int on_curl_timer(CURLM *multi, long ms, void *userp)
 static size_t on_write(char *data, size_t size, size_t n, void *userp)
 {
 	struct xfer *x = userp;
-	size_t len = size * n, cap;
-	char *p;
+	size_t len = size * n;
 
-	if (x->len + len > x->m->body_max) {
+	if (x->body.len + len > x->m->body_max) {
 		x->too_big = true;
 		return 0;
 	}
-	if (x->len + len + 1 > x->cap) {
-		cap = x->cap ? x->cap : 1024;
-		while (cap < x->len + len + 1)
-			cap *= 2;
-		p = realloc(x->body, cap);
-		if (!p)
-			return 0;
-		x->body = p;
-		x->cap = cap;
-	}
-	memcpy(x->body + x->len, data, len);
-	x->len += len;
-	x->body[x->len] = '\0';
-	return len;
+	buf_add(&x->body, data, len);
+	return x->body.failed ? 0 : len;
 }
 
 int mod_curlm_alloc(struct mod_curlm **mp, su_root_t *root)

@@ -1,3 +1,4 @@
+/* ctl/: qrxferctl, the admin CLI over the administrative HTTP API (ctl/ has no header). */
 /*
  * qrxferctl: the admin CLI. It talks to qrxferd's administrative HTTP API with libcurl easy
  * (a CLI may block), and scans code images locally with codes/.
@@ -19,6 +20,7 @@
 #include <jansson.h>
 
 #include "codes/code.h"
+#include "util/buf.h"
 
 #ifndef QRXFER_SYSCONFDIR
 #define QRXFER_SYSCONFDIR "/etc/qrxfer"
@@ -38,12 +40,6 @@ struct ctl {
 	char token[512];
 	bool url_set, token_file_set;
 	bool url_admin; /* url came from [http] admin_listen, which wins over listen */
-};
-
-/* A response body. */
-struct buf {
-	char *data;
-	size_t len;
 };
 
 static void usage(FILE *f)
@@ -152,18 +148,11 @@ static size_t on_write(char *data, size_t size, size_t n, void *arg)
 {
 	struct buf *b = arg;
 	size_t len = size * n;
-	char *p;
 
 	if (b->len + len > BODY_MAX)
 		return 0;
-	p = realloc(b->data, b->len + len + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->len, data, len);
-	b->data = p;
-	b->len += len;
-	b->data[b->len] = '\0';
-	return len;
+	buf_add(b, data, len);
+	return b->failed ? 0 : len;
 }
 
 /* The "error" of a JSON error body, else the body itself (first line). */
@@ -191,7 +180,7 @@ static int api(const struct ctl *c, const char *method, const char *path, struct
 	CURL *e;
 	int ret = 1;
 
-	memset(b, 0, sizeof(*b));
+	*b = (struct buf){0};
 	snprintf(url, sizeof(url), "%s%s", c->url, path);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
 	e = curl_easy_init();
@@ -232,10 +221,8 @@ static int api(const struct ctl *c, const char *method, const char *path, struct
 	}
 	ret = 0;
 out:
-	if (ret) {
-		free(b->data);
-		memset(b, 0, sizeof(*b));
-	}
+	if (ret)
+		buf_release(b);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(e);
 	return ret;
@@ -249,7 +236,7 @@ static int api_json(const struct ctl *c, const char *method, const char *path, j
 	if (api(c, method, path, &b))
 		return 1;
 	*jp = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
-	free(b.data);
+	buf_release(&b);
 	if (!*jp) {
 		fprintf(stderr, "qrxferctl: %s %s: answer is not JSON: line %d: %s\n", method, path,
 		        jerr.line, jerr.text);
@@ -462,7 +449,7 @@ static int cmd_code_show(const struct ctl *c, const char *move)
 	fwrite(b.data ? b.data : "", 1, b.len, stdout);
 	if (b.len && b.data[b.len - 1] != '\n')
 		putchar('\n');
-	free(b.data);
+	buf_release(&b);
 	return 0;
 }
 
@@ -494,7 +481,7 @@ static int cmd_code_png(const struct ctl *c, const char *move, const char *file)
 	printf("%s: %zu bytes\n", file, b.len);
 	ret = 0;
 out:
-	free(b.data);
+	buf_release(&b);
 	return ret;
 }
 
@@ -505,7 +492,7 @@ static int cmd_metrics(const struct ctl *c)
 	if (api(c, "GET", "/metrics", &b))
 		return 1;
 	fwrite(b.data ? b.data : "", 1, b.len, stdout);
-	free(b.data);
+	buf_release(&b);
 	return 0;
 }
 

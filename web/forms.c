@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -17,29 +18,15 @@
 
 /* ---- forms ---- */
 
-static int hexval(int c)
-{
-	return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
 size_t mod_api_form_decode(char *s, size_t len)
 {
-	size_t i, o = 0;
+	size_t i;
 
-	for (i = 0; i < len; i++) {
-		if (s[i] == '+') {
-			s[o++] = ' ';
-		} else if (s[i] == '%' && i + 2 < len + 0 && hexval((unsigned char)s[i + 1]) >= 0 &&
-		           hexval((unsigned char)s[i + 2]) >= 0) {
-			s[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 +
-			                hexval((unsigned char)s[i + 2]));
-			i += 2;
-		} else {
-			s[o++] = s[i];
-		}
-	}
-	s[o] = '\0';
-	return o;
+	s[len] = '\0';
+	for (i = 0; i < len; i++)
+		if (s[i] == '+')
+			s[i] = ' ';
+	return MHD_http_unescape(s);
 }
 
 int mod_api_form_parse(const char *body, size_t len, struct mod_api_form *f)

@@ -23,7 +23,8 @@ struct mod_api_form {
 	char *buf; /* owner: the form (mod_api_form_release) */
 };
 
-/* Decodes s in place ('+' is a space, %XX a byte), stops at len and terminates; new length. */
+/* Decodes s in place ('+' is a space, then MHD_http_unescape: %XX is a byte, a bad escape stays
+ * as it is); stops at len or a NUL, terminates (s holds len + 1 bytes); the new length. */
 size_t mod_api_form_decode(char *s, size_t len);
 
 /* Splits body into decoded pairs, up to its first NUL: 0, E2BIG (more than MOD_API_FORM_MAX)

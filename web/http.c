@@ -144,7 +144,7 @@ static void req_free(struct mod_http_req *req)
 	free(req->method);
 	free(req->path);
 	free(req->raw);
-	free(req->body);
+	buf_release(&req->body);
 	free(req);
 }
 
@@ -183,8 +183,8 @@ const char *mod_http_header(const struct mod_http_req *req, const char *name)
 const char *mod_http_body(const struct mod_http_req *req, size_t *lenp)
 {
 	if (lenp)
-		*lenp = req->len;
-	return req->body ? req->body : "";
+		*lenp = req->body.len;
+	return req->body.data ? req->body.data : "";
 }
 
 const struct sockaddr *mod_http_peer(const struct mod_http_req *req)
@@ -202,7 +202,7 @@ int mod_http_body_json(struct mod_http_req *req, json_t **jp)
 	json_error_t jerr;
 	json_t *j;
 
-	j = json_loadb(mod_http_body(req, NULL), req->len, JSON_REJECT_DUPLICATES, &jerr);
+	j = json_loadb(mod_http_body(req, NULL), req->body.len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
 		mod_http_reply_errorf(req, 400, "invalid JSON body: line %d column %d: %s",
 		                      jerr.line, jerr.column, jerr.text);
@@ -485,28 +485,13 @@ static int req_start(struct mod_http_req *req, const char *url, const char *meth
 
 static int body_add(struct mod_http_req *req, const char *data, size_t n)
 {
-	size_t cap;
-	char *p;
-
 	req->seen += n;
-	if (req->too_big || req->len + n > req->h->body_max) {
+	if (req->too_big || req->body.len + n > req->h->body_max) {
 		req->too_big = true;
 		return 0;
 	}
-	if (req->len + n + 1 > req->cap) {
-		cap = req->cap ? req->cap : 4096;
-		while (cap < req->len + n + 1)
-			cap *= 2;
-		p = realloc(req->body, cap);
-		if (!p)
-			return ENOMEM;
-		req->body = p;
-		req->cap = cap;
-	}
-	memcpy(req->body + req->len, data, n);
-	req->len += n;
-	req->body[req->len] = '\0';
-	return 0;
+	buf_add(&req->body, data, n);
+	return req->body.failed ? ENOMEM : 0;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,

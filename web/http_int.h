@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 #include <sofia-sip/su_wait.h>
 
+#include "util/buf.h"
 #include "web/http.h"
 
 #define SEGS_MAX 16   /* path segments */
@@ -115,8 +116,7 @@ struct mod_http_req {
 	char *method;
 	char *path;
 	char *pv[SEGS_MAX]; /* path parameter values by segment */
-	char *body;
-	size_t len, cap;
+	struct buf body;
 	size_t seen; /* body bytes received, kept or not */
 	bool too_big;
 	struct hdr *hdrs;

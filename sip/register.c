@@ -14,11 +14,10 @@ int register_init(struct sip *s)
 	snprintf(url, sizeof(url), "sip:%s:*", self->url_host); /* [v6] keeps its brackets */
 	/* [sip] register_timeout bounds the wait for the registrar: its transactions time out
 	 * then (timer F, RFC 3261 17.1.2.2) and the phone gets the 408 nta makes. */
-	s->nta = nta_agent_create(s->root, URL_STRING_MAKE(url), NULL, NULL,
-	                          NTATAG_SIP_T1X64(s->conf.register_timeout
-	                                               ? s->conf.register_timeout * 1000
-	                                               : 32000),
-	                          TAG_END());
+	s->nta = nta_agent_create(
+	    s->root, URL_STRING_MAKE(url), NULL, NULL,
+	    NTATAG_SIP_T1X64(s->conf.register_timeout ? s->conf.register_timeout * 1000 : 32000),
+	    TAG_END());
 	if (!s->nta) {
 		LOG_ERR("register", "cannot create the forwarding agent on %s: %s", url,
 		        strerror(errno));

@@ -6,19 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
-
-#define SU_WAKEUP_ARG_T struct store
-#include <sofia-sip/su_wait.h>
 
 #include "sql/store.h"
 #include "sql/store_int.h"
+#include "util/log.h"
+#include "util/queue.h"
 
-/* A queued job and where its completion goes. Owner: the queue it is on. */
+/* A queued job and where its completion goes. Owner: the queue, then node_work or node_done. */
 struct node {
-	struct node *next;
+	struct store *s;
 	store_done_h *done;
 	void *arg;
 	struct store_job job;
@@ -29,18 +26,7 @@ struct store {
 	struct store_conn *conn;
 	pthread_mutex_t lock; /* one user of conn at a time: the worker, the loop or a CLI */
 	struct store_limits lim;
-	/* The asynchronous side, once attached. */
-	su_root_t *root;
-	su_wait_t wait;
-	int reg;
-	int efd; /* the worker's "completions ready" signal to the loop */
-	pthread_t worker;
-	pthread_mutex_t qlock; /* guards the two lists and stopping */
-	pthread_cond_t qcond;
-	struct node *todo, **todo_tail;
-	struct node *hot, **hot_tail; /* redeems: they overtake queued writes */
-	struct node *done, **done_tail;
-	int stopping;
+	struct queue *q; /* the worker, once attached */
 };
 
 static const char *const call_states[] = {"setup", "early", "active", "ended"};
@@ -252,9 +238,8 @@ static int migrate(struct store *s, char *err, size_t errlen)
 		goto out;
 	}
 	if (store_nmigrations && version > store_migrations[store_nmigrations - 1].version)
-		fprintf(stderr,
-		        "qrxfer: store: migrate: database schema %d is newer than ours (%d)\n",
-		        (int)version, store_migrations[store_nmigrations - 1].version);
+		LOG_WARN("store", "migrate: database schema %d is newer than ours (%d)",
+		         (int)version, store_migrations[store_nmigrations - 1].version);
 	for (i = 0; i < store_nmigrations; i++) {
 		const struct store_migration *m = &store_migrations[i];
 		struct store_val p[] = {i64(m->version), t(m->name), i64(store_now())};
@@ -312,13 +297,7 @@ int store_open_timeout(struct store **sp, const char *url, int timeout_ms, char 
 	if (!s)
 		return ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_mutex_init(&s->qlock, NULL);
-	pthread_cond_init(&s->qcond, NULL);
-	s->efd = -1;
 	s->lim = default_limits;
-	s->todo_tail = &s->todo;
-	s->hot_tail = &s->hot;
-	s->done_tail = &s->done;
 	if (strncmp(url, "sqlite:", 7) == 0) {
 		s->ops = &store_sqlite_ops;
 	} else if (strncmp(url, "postgresql:", 11) == 0 || strncmp(url, "postgres:", 9) == 0) {
@@ -341,8 +320,6 @@ out:
 		if (s->conn)
 			s->ops->close(s->conn);
 		pthread_mutex_destroy(&s->lock);
-		pthread_mutex_destroy(&s->qlock);
-		pthread_cond_destroy(&s->qcond);
 		free(s);
 	}
 	return e;
@@ -1451,120 +1428,48 @@ static void node_free(struct node *n)
 	free(n);
 }
 
-static void *worker(void *arg)
+/* On the worker. A job nobody waits for is logged if it failed, and let go of here. */
+static void node_work(void *arg)
 {
-	struct store *s = arg;
-	struct node *n;
-	uint64_t one = 1;
+	struct node *n = arg;
 
-	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		while (!s->todo && !s->hot && !s->stopping)
-			pthread_cond_wait(&s->qcond, &s->qlock);
-		if ((n = s->hot)) {
-			s->hot = n->next;
-			if (!s->hot)
-				s->hot_tail = &s->hot;
-		} else if ((n = s->todo)) {
-			s->todo = n->next;
-			if (!s->todo)
-				s->todo_tail = &s->todo;
-		}
-		pthread_mutex_unlock(&s->qlock);
-		if (!n)
-			break; /* stopping, and nothing left to run */
-		n->next = NULL;
-		job_run(s, &n->job);
-		if (!n->done) {
-			if (n->job.err)
-				fprintf(stderr, "qrxfer: store: %s %s: %s\n", op_name(n->job.op),
-				        n->job.id, strerror(n->job.err));
-			node_free(n);
-			continue;
-		}
-		pthread_mutex_lock(&s->qlock);
-		*s->done_tail = n;
-		s->done_tail = &n->next;
-		pthread_mutex_unlock(&s->qlock);
-		if (write(s->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			fprintf(stderr, "qrxfer: store: wake the loop: %s\n", strerror(errno));
-	}
-	return NULL;
+	job_run(n->s, &n->job);
+	if (n->done)
+		return;
+	if (n->job.err)
+		LOG_ERR("store", "%s %s: %s", op_name(n->job.op), n->job.id, strerror(n->job.err));
+	node_free(n);
 }
 
-/* Runs finished jobs' callbacks; on the loop thread. */
-static void deliver(struct store *s)
+/* On the loop thread. */
+static void node_done(void *arg)
 {
-	struct node *n;
+	struct node *n = arg;
 
-	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		n = s->done;
-		if (n) {
-			s->done = n->next;
-			if (!s->done)
-				s->done_tail = &s->done;
-		}
-		pthread_mutex_unlock(&s->qlock);
-		if (!n)
-			return;
-		n->done(&n->job, n->arg);
-		node_free(n);
-	}
+	n->done(&n->job, n->arg);
+	node_free(n);
 }
 
-static int on_done(su_root_magic_t *magic, su_wait_t *w, struct store *s)
+int store_attach(struct store *s, struct su_root_s *root)
 {
-	uint64_t count;
-
-	if (read(s->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		fprintf(stderr, "qrxfer: store: read completions: %s\n", strerror(errno));
-	deliver(s);
-	return 0;
-}
-
-int store_attach(struct store *s, su_root_t *root)
-{
-	int e;
-
-	if (s->root)
+	if (s->q)
 		return EALREADY;
-	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->efd < 0)
-		return errno;
-	if (su_wait_create(&s->wait, s->efd, SU_WAIT_IN) < 0) {
-		e = EIO;
-		goto fail;
-	}
-	s->reg = su_root_register(root, &s->wait, on_done, s, 0);
-	if (s->reg < 0) {
-		e = EIO;
-		goto fail;
-	}
-	e = pthread_create(&s->worker, NULL, worker, s);
-	if (e) {
-		su_root_deregister(root, s->reg);
-		goto fail;
-	}
-	s->root = root;
-	return 0;
-fail:
-	fprintf(stderr, "qrxfer: store: attach to the loop: %s\n", strerror(e));
-	close(s->efd);
-	s->efd = -1;
-	return e;
+	/* One worker: the store has one connection, and jobs run in order. */
+	return queue_alloc(&s->q, root, 1, 0);
 }
 
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
 {
 	struct node *n;
+	unsigned flags = 0;
+	int e;
 
-	if (!s->root)
+	if (!s->q)
 		return ENOTCONN;
 	n = malloc(sizeof(*n));
 	if (!n)
 		return ENOMEM;
-	n->next = NULL;
+	n->s = s;
 	n->done = done;
 	n->arg = arg;
 	n->job = *job;
@@ -1573,42 +1478,21 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 	n->job.calls = NULL;
 	n->job.moves = NULL;
 	n->job.events = NULL;
-	pthread_mutex_lock(&s->qlock);
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->qlock);
-		free(n);
-		return ESHUTDOWN;
-	}
 	/* A device waits on a redeem; it needs only the move's row, whose insert has finished. */
-	if (job->op == STORE_OP_MOVE_REDEEM || job->op == STORE_OP_MOVE_NODE) {
-		*s->hot_tail = n;
-		s->hot_tail = &n->next;
-	} else {
-		*s->todo_tail = n;
-		s->todo_tail = &n->next;
-	}
-	pthread_cond_signal(&s->qcond);
-	pthread_mutex_unlock(&s->qlock);
-	return 0;
+	if (job->op == STORE_OP_MOVE_REDEEM || job->op == STORE_OP_MOVE_NODE)
+		flags = QUEUE_URGENT;
+	e = queue_submit(s->q, flags, node_work, done ? node_done : NULL, n);
+	if (e)
+		free(n);
+	return e;
 }
 
 void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	if (s->root) {
-		pthread_mutex_lock(&s->qlock);
-		s->stopping = 1;
-		pthread_cond_signal(&s->qcond);
-		pthread_mutex_unlock(&s->qlock);
-		pthread_join(s->worker, NULL);
-		deliver(s);
-		su_root_deregister(s->root, s->reg);
-		close(s->efd);
-	}
+	queue_free(s->q); /* runs what is queued and delivers its completions */
 	s->ops->close(s->conn);
 	pthread_mutex_destroy(&s->lock);
-	pthread_mutex_destroy(&s->qlock);
-	pthread_cond_destroy(&s->qcond);
 	free(s);
 }

@@ -1,9 +1,14 @@
-/* Inside the store: what a backend provides (one small table of operations). */
+/* Inside the store: what a backend provides (one small table of operations), and what the
+ * store's files (store.c, store_call.c, store_move.c, store_guess.c, store_purge.c,
+ * store_job.c) share. */
 #ifndef QRXFER_SQL_STORE_INT_H
 #define QRXFER_SQL_STORE_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sql/store.h"
 
 enum store_val_type {
 	STORE_NULL,
@@ -57,5 +62,70 @@ struct store_migration {
 /* Generated at build time from sql/migrations/ (sql/embed.sh). */
 extern const struct store_migration store_migrations[];
 extern const size_t store_nmigrations;
+
+struct store {
+	const struct store_ops *ops;
+	struct store_conn *conn;
+	pthread_mutex_t lock; /* one user of conn at a time: the worker, the loop or a CLI */
+	struct store_limits lim;
+	struct queue *q; /* the worker, once attached */
+};
+
+static inline struct store_val t(const char *text)
+{
+	struct store_val v = {STORE_TEXT, text, 0};
+
+	return v;
+}
+
+static inline struct store_val i64(int64_t i)
+{
+	struct store_val v = {STORE_INT, NULL, i};
+
+	return v;
+}
+
+static inline struct store_val null(void)
+{
+	struct store_val v = {STORE_NULL, NULL, 0};
+
+	return v;
+}
+
+/* store.c. Functions ending in _locked expect s->lock held. */
+
+/* Copies src (NULL: "") into dst, cut to n - 1 characters. */
+void store_copy(char *dst, size_t n, const char *src);
+
+/* Reads a column as a number (NULL: 0). */
+int64_t store_num(const char *text);
+
+/* Tells whether a caller's fixed buffer of n holds a terminated string. */
+int store_bounded(const char *text, size_t n);
+
+/* Runs one statement on the backend (see store_ops.query). */
+int store_query(struct store *s, const char *sql, const struct store_val *p, int n,
+                store_row_h *row, void *arg, int *changesp);
+
+/* Ends a transaction: commit if e is 0, else roll back; returns the first error. */
+int store_tx_end(struct store *s, int e);
+
+/* A row callback storing the first column as an int64_t into arg. */
+int store_row_int(const char *const *cols, int ncols, void *arg);
+
+/* Tells a missing row (ENOENT) from one in a state that refused the change (EALREADY). */
+int store_why_unchanged(struct store *s, const char *sql, const char *id);
+
+/* store_move.c: appends an event to a move this transaction already changed. */
+int store_event_add_locked(struct store *s, const char *id, int64_t at, const char *step,
+                           const char *detail);
+
+/* store_guess.c: counts a failure inside the caller's transaction. */
+int store_failure_add_locked(struct store *s, const char *move_id, const char *source,
+                             enum store_key kind, int64_t now, struct store_failure *f);
+
+/* store_guess.c: the source lock and, for numeric codes, the node-wide budget: EAGAIN or EBUSY
+ * with r->wait_ms. */
+int store_redeem_allowed_locked(struct store *s, struct store_redeem *r);
 
 #endif

@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include "sql/store_int.h"
+#include "util/log.h"
 
 #define MAXPARAMS 16
 
@@ -155,12 +156,12 @@ static int revive(struct store_conn *c, const char *what)
 	if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
 		return 0;
 	if (c->in_tx) {
-		fprintf(stderr, "qrxfer: store: %s: connection lost inside a transaction\n", what);
+		LOG_ERR("store", "%s: connection lost inside a transaction", what);
 		return ECONNRESET;
 	}
 	e = pg_connect(c, why, sizeof(why));
 	if (e)
-		fprintf(stderr, "qrxfer: store: %s: reconnect: %s\n", what, why);
+		LOG_ERR("store", "%s: reconnect: %s", what, why);
 	return e;
 }
 
@@ -175,7 +176,7 @@ static int pg_err(struct store_conn *c, PGresult *res, const char *what)
 		return ENOENT; /* the call or move it names does not exist */
 	if (state && strncmp(state, "23", 2) == 0)
 		return EINVAL;
-	fprintf(stderr, "qrxfer: store: %s: %.*s\n", what, (int)strcspn(msg, "\n"), msg);
+	LOG_ERR("store", "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
 	if (PQstatus(c->pg) == CONNECTION_BAD)
 		return ECONNRESET;
 	if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0))
@@ -237,12 +238,12 @@ failed:
 waited:
 	PQclear(last);
 	if (e == ETIMEDOUT)
-		fprintf(stderr,
-		        "qrxfer: store: %s: timed out: no answer from the server within %d ms; "
-		        "connection dropped (the next operation reconnects)\n",
+		LOG_ERR("store",
+		        "%s: timed out: no answer from the server within %d ms; "
+		        "connection dropped (the next operation reconnects)",
 		        what, c->timeout_ms);
 	else
-		fprintf(stderr, "qrxfer: store: %s: %s\n", what, strerror(e));
+		LOG_ERR("store", "%s: %s", what, strerror(e));
 	PQfinish(c->pg);
 	c->pg = NULL;
 	*ep = e;

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "sql/store_int.h"
+#include "util/log.h"
 
 #define BUSY_TIMEOUT_MS 5000
 #define NCACHE          48
@@ -33,7 +34,7 @@ static int sqlite_err(sqlite3 *db, int rc, const char *what)
 		return ENOENT; /* the call or move it names does not exist */
 	if (rc == SQLITE_CONSTRAINT)
 		return EINVAL;
-	fprintf(stderr, "qrxfer: store: %s: %s\n", what, sqlite3_errmsg(db));
+	LOG_ERR("store", "%s: %s", what, sqlite3_errmsg(db));
 	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 		return EBUSY;
 	if (rc == SQLITE_NOMEM)
@@ -116,7 +117,7 @@ static int sqlite_exec(struct store_conn *c, const char *sql)
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		fprintf(stderr, "qrxfer: store: exec: %s\n", msg ? msg : sqlite3_errstr(rc));
+		LOG_ERR("store", "exec: %s", msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return rc == SQLITE_BUSY ? EBUSY : EIO;
 	}

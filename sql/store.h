@@ -122,8 +122,8 @@ struct store_limits {
 	int max_failures;     /* a move locks and a source slows down after this many (5) */
 	int64_t window_ms;    /* failures older than this are forgotten (600000) */
 	int64_t slow_base_ms; /* the first wait once a source reached the limit, doubling after
-	                         (1000) */
-	int64_t slow_max_ms;  /* the longest wait (300000) */
+	                         (60000) */
+	int64_t slow_max_ms;  /* the longest wait (900000) */
 	int numeric_budget; /* wrong numeric codes node-wide per budget window before numeric codes
 	                       are refused (30) */
 	int64_t budget_window_ms; /* (60000) */

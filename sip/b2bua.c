@@ -10,7 +10,7 @@
 
 #include "sql/store.h"
 #include "sip/b2bua.h"
-#include "sip/move.h"
+#include "move/move.h"
 
 const char *sip_call_state_name(enum sip_call_state st)
 {
@@ -489,4 +489,3 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 		fn(&info, arg);
 	}
 }
-

@@ -5,7 +5,7 @@
 #include <openssl/rand.h>
 
 #include "sip/b2bua.h"
-#include "sip/move.h"
+#include "move/move.h"
 #include "sql/store.h"
 #include "util/hash.h"
 

@@ -4,7 +4,7 @@
 
 #include "sql/store.h"
 #include "sip/b2bua.h"
-#include "sip/move.h"
+#include "move/move.h"
 
 static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "sip/b2bua.h"
-#include "sip/move.h"
+#include "move/move.h"
 
 static int send_on(nua_event_t ev, nua_handle_t *nh, const sip_t *sip, sip_payload_t *pl)
 {

@@ -1,6 +1,6 @@
-/* Internal to sip/: the move, hooked into the call's events. */
-#ifndef QRXFER_SIP_MOVE_H
-#define QRXFER_SIP_MOVE_H
+/* The move: a new device takes the near leg of a call while its far dialog stays. */
+#ifndef QRXFER_MOVE_MOVE_H
+#define QRXFER_MOVE_MOVE_H
 
 #include "sip/b2bua.h"
 

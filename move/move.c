@@ -1,0 +1,357 @@
+/*
+ * The move: put a new device (B) in place of the near device (A) while the far dialog with C
+ * stays as it is. This file: a move's life (tables, state, events, failure, the end).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "move/move_int.h"
+#include "util/hash.h"
+
+long long move_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *sip_move_state_name(enum sip_move_state st)
+{
+	static const char *const names[] = {"storing", "offered", "redeemed", "confirming",
+	                                    "moving",  "done",    "failed"};
+
+	return st <= SIP_MOVE_FAILED ? names[st] : "unknown";
+}
+
+void move_info_fill(const struct move *m, struct sip_move_info *i)
+{
+	int offered = m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING;
+
+	memset(i, 0, sizeof(*i));
+	i->id = m->id;
+	i->call_id = m->call_id;
+	i->state = m->state;
+	i->token = offered ? m->token : NULL;
+	i->code = offered ? m->code : NULL;
+	i->qr_uri = offered ? m->qr_uri : NULL;
+	i->reason = m->reason[0] ? m->reason : NULL;
+	i->taken_by = m->taken_by;
+	i->created = m->created;
+	i->expires = m->expires;
+	i->ms_redeem_to_reinvite =
+	    m->t_redeem && m->t_reinvite ? (m->t_reinvite - m->t_redeem) / 1000 : -1;
+	i->ms_redeem_to_answer =
+	    m->t_redeem && m->t_answer ? (m->t_answer - m->t_redeem) / 1000 : -1;
+	i->show = m->show[0] ? m->show : NULL;
+}
+
+void move_reply(struct move *m, int err)
+{
+	struct sip_move_info info;
+	sip_move_h *cb = m->cb;
+
+	if (!cb)
+		return;
+	m->cb = NULL;
+	move_info_fill(m, &info);
+	cb(err, err ? NULL : &info, m->cb_arg);
+}
+
+void move_changed(struct move *m)
+{
+	struct sip_hooks *h = m->sip->conf.hooks;
+
+	if (h && h->move_changed)
+		h->move_changed(h->arg, m->id);
+}
+
+/* One event line: in the log and in the move's stored history. */
+void move_event(struct move *m, const char *step, const char *fmt, ...)
+{
+	struct store_job job = {.op = STORE_OP_MOVE_EVENT};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(job.text, sizeof(job.text), fmt, ap);
+	va_end(ap);
+	LOG_INFO("move", "%s: %s: %s", m->id, step, job.text);
+	snprintf(job.id, sizeof(job.id), "%s", m->id);
+	snprintf(job.step, sizeof(job.step), "%s", step);
+	job.at = store_now();
+	move_store_job(m, &job);
+}
+
+void move_set_state(struct move *m, enum sip_move_state st)
+{
+	struct store_job job = {.op = STORE_OP_MOVE_STATE};
+
+	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && m->state != SIP_MOVE_DONE &&
+	    m->state != SIP_MOVE_FAILED && metric_get(METRIC_MOVES_ACTIVE))
+		metric_dec(METRIC_MOVES_ACTIVE);
+	m->state = st;
+	move_changed(m);
+	/* The store makes offered by insert and redeemed by redeem itself. */
+	if (st == SIP_MOVE_STORING || st == SIP_MOVE_OFFERED || st == SIP_MOVE_REDEEMED)
+		return;
+	snprintf(job.id, sizeof(job.id), "%s", m->id);
+	job.move_state = move_store_state(st);
+	job.at = store_now();
+	snprintf(job.text, sizeof(job.text), "%s", m->reason);
+	move_store_job(m, &job);
+}
+
+unsigned move_code_bucket(const char *code)
+{
+	return hash_str(code) % MOVE_BUCKETS;
+}
+
+struct move *move_by_id64(struct sip *s, uint64_t id64)
+{
+	for (struct move *m = s->move_table[id64 % MOVE_BUCKETS]; m; m = m->hnext)
+		if (m->id64 == id64)
+			return m;
+	return NULL;
+}
+
+struct move *move_by_id(struct sip *s, const char *id)
+{
+	char *end;
+	unsigned long long v;
+	struct move *m;
+
+	if (strlen(id) != 16)
+		return NULL;
+	v = strtoull(id, &end, 16);
+	m = *end ? NULL : move_by_id64(s, v);
+	return m && !strcmp(m->id, id) ? m : NULL;
+}
+
+/* A move whose numeric code is digits and that is still on offer, or NULL. */
+struct move *move_by_code(struct sip *s, const char *digits)
+{
+	size_t n = strlen(digits);
+
+	for (struct move *m = s->code_table[move_code_bucket(digits)]; m; m = m->cnext)
+		if ((m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING) &&
+		    strlen(m->code) == n && !CRYPTO_memcmp(m->code, digits, n))
+			return m;
+	return NULL;
+}
+
+void move_index(struct move *m)
+{
+	struct sip *s = m->sip;
+
+	m->hnext = s->move_table[m->id64 % MOVE_BUCKETS];
+	s->move_table[m->id64 % MOVE_BUCKETS] = m;
+	m->cnext = s->code_table[move_code_bucket(m->code)];
+	s->code_table[move_code_bucket(m->code)] = m;
+}
+
+void move_unindex(struct move *m)
+{
+	struct sip *s = m->sip;
+	struct move **mp;
+
+	for (mp = &s->move_table[m->id64 % MOVE_BUCKETS]; *mp; mp = &(*mp)->hnext)
+		if (*mp == m) {
+			*mp = m->hnext;
+			break;
+		}
+	for (mp = &s->code_table[move_code_bucket(m->code)]; *mp; mp = &(*mp)->cnext)
+		if (*mp == m) {
+			*mp = m->cnext;
+			break;
+		}
+}
+
+void move_free(struct move *m)
+{
+	struct sip *s = m->sip;
+
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		s->moves = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	move_unindex(m);
+	if (m->call && m->call->move == m)
+		m->call->move = NULL;
+	if (m->timer)
+		su_timer_destroy(m->timer);
+	free(m->taken_by);
+	free(m->target);
+	free(m->b_sdp);
+	free(m->refer_event);
+	OPENSSL_cleanse(m->token, sizeof(m->token));
+	OPENSSL_cleanse(m->code, sizeof(m->code));
+	OPENSSL_cleanse(m->show, sizeof(m->show));
+	free(m);
+}
+
+static void linger_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct move *m = arg;
+
+	m->linger = 1;
+	if (!m->jobs)
+		move_free(m);
+}
+
+/* The move is over: let go of the call and keep the record readable for a while. */
+void move_detach(struct move *m)
+{
+	if (m->call && m->call->move == m)
+		m->call->move = NULL;
+	m->call = NULL;
+	m->b = NULL;
+	su_timer_set_interval(m->timer, linger_expired, m, MOVE_LINGER_MS);
+}
+
+/* Progress for A's REFER, as message/sipfrag (RFC 3515 section 2.4.5). */
+void move_notify_refer(struct move *m, int status, const char *phrase, int final)
+{
+	char frag[96];
+
+	if (!m->refer_nh || !m->refer_event)
+		return;
+	snprintf(frag, sizeof(frag), "SIP/2.0 %d %s\r\n", status, phrase);
+	for (struct leg *l = m->call ? m->call->legs : NULL; l; l = l->next)
+		if (l->nh == m->refer_nh)
+			l->pending++;
+	nua_notify(m->refer_nh,
+	           NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
+	           SIPTAG_EVENT_STR(m->refer_event),
+	           SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(frag),
+	           TAG_END());
+	if (final)
+		m->refer_nh = NULL;
+}
+
+/* Send our own MESSAGE on a leg, keeping the leg's answer order with relayed ones. */
+void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len)
+{
+	struct relay *r = su_zalloc(leg->call->home, sizeof(*r));
+	sip_payload_t *pl;
+
+	if (!r || !leg->nh || leg->terminated || leg->ending)
+		return;
+	r->method = nua_i_message; /* from_nh NULL: the answer is ours and goes nowhere */
+	*leg->relays_tail = r;
+	leg->relays_tail = &r->next;
+	pl = sip_payload_create(leg->call->home, body, (isize_t)len);
+	leg->pending++;
+	nua_message(leg->nh, SIPTAG_CONTENT_TYPE_STR(ctype), SIPTAG_PAYLOAD(pl), TAG_END());
+	su_free(leg->call->home, pl);
+}
+
+int sip_move_get(struct sip *s, const char *move_id, sip_move_h *cb, void *arg)
+{
+	struct sip_move_info info;
+	struct move *m = move_by_id(s, move_id);
+
+	if (!m)
+		return ENOENT;
+	move_info_fill(m, &info);
+	cb(0, &info, arg);
+	return 0;
+}
+
+void move_fail(struct move *m, int status, const char *fmt, ...)
+{
+	struct call *c = m->call;
+	struct leg *b = m->b;
+	char reason[160];
+	va_list ap;
+
+	if (m->state == SIP_MOVE_DONE || m->state == SIP_MOVE_FAILED)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(m->reason, sizeof(m->reason), fmt, ap);
+	va_end(ap);
+	if (!status)
+		status = 480;
+	metric_inc(METRIC_MOVES_FAILED_TOTAL);
+	LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
+	move_set_state(m, SIP_MOVE_FAILED); /* the store's event line carries the reason */
+	su_timer_reset(m->timer);
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"Move failed\"", status);
+	if (b && b->nh && !b->terminated && !b->ending) {
+		if (b->incoming && !b->answered) {
+			b->ending = 1;
+			nua_respond(b->nh, status, call_copy_phrase(b->call, status, NULL),
+			            SIPTAG_REASON_STR(reason), TAG_END());
+		} else {
+			call_leg_end(b, reason);
+		}
+	}
+	m->b = NULL;
+	move_notify_refer(m, status,
+	                  sip_status_phrase(status) ? sip_status_phrase(status) : "Failed", 1);
+	move_reply(m, EPROTO);
+	if (c && m->c_answered && !m->rolling_back && !m->a_gone) {
+		move_rollback(m);
+		return;
+	}
+	if (c && m->a_gone)
+		call_end(c, status, "SIP;cause=200;text=\"Near device left during a failed move\"");
+	move_detach(m);
+}
+
+void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct move *m = arg;
+
+	if (m->state == SIP_MOVE_STORING)
+		move_fail(m, 503, "the store did not take the move in time");
+	else if (m->state == SIP_MOVE_OFFERED)
+		move_fail(m, 408, "the code expired unused");
+	else if (m->state == SIP_MOVE_CONFIRMING)
+		move_fail(m, 408, "no answer to the confirmation in time");
+}
+
+void move_call_ending(struct move *m)
+{
+	if (m->state != SIP_MOVE_DONE && m->state != SIP_MOVE_FAILED) {
+		snprintf(m->reason, sizeof(m->reason), "the call ended");
+		metric_inc(METRIC_MOVES_FAILED_TOTAL);
+		LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
+		move_set_state(m, SIP_MOVE_FAILED);
+		su_timer_reset(m->timer);
+		move_notify_refer(m, 487, "Request Terminated", 1);
+		move_reply(m, EPROTO);
+	}
+	/* call_end() ends every leg, B included. */
+	move_detach(m);
+}
+
+void move_call_gone(struct move *m)
+{
+	move_detach(m);
+}
+
+void move_free_all(struct sip *s)
+{
+	while (s->refers) {
+		s->refers->cb = NULL;
+		move_refer_out_free(s->refers);
+	}
+	while (s->redeems) {
+		if (s->redeems->nh && !s->redeems->cancelled)
+			nua_respond(s->redeems->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		move_redeem_free(s->redeems);
+	}
+	while (s->moves) {
+		s->moves->call = NULL;
+		s->moves->jobs = 0;
+		move_free(s->moves);
+	}
+	free(s->scan);
+	s->scan = NULL;
+}

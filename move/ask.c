@@ -54,10 +54,10 @@ int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *si
 		            NUTAG_WITH_THIS(s->nua), TAG_END());
 	} else {
 		nua_respond(nh, SIP_202_ACCEPTED, NUTAG_WITH_THIS(s->nua), TAG_END());
-		if (leg->call->move) {
-			leg->call->move->refer_nh = nh;
-			free(leg->call->move->refer_event);
-			leg->call->move->refer_event =
+		if (call_move(leg->call)) {
+			call_move(leg->call)->refer_nh = nh;
+			free(call_move(leg->call)->refer_event);
+			call_move(leg->call)->refer_event =
 			    event_str ? strdup(event_str) : strdup("refer");
 		}
 	}
@@ -77,8 +77,8 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 	const sip_payload_t *pl = body_pl(sip);
 
 	move_source_of(nua_current_request(s->nua), source, sizeof(source));
-	if (leg && (leg == c->near || leg == c->far) && c->move && pl &&
-	    move_answer(c->move, leg == c->near, pl->pl_data, pl->pl_len, 1)) {
+	if (leg && (leg == c->near || leg == c->far) && call_move(c) && pl &&
+	    move_answer(call_move(c), leg == c->near, pl->pl_data, pl->pl_len, 1)) {
 		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
 		return 1;
 	}
@@ -123,7 +123,7 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		 * only the question's nonce shows it is that party. */
 		char *from = url_as_string(NULL, sip->sip_from->a_url);
 		int taken = 0;
-		for (struct move *m = s->moves; m && from && !taken; m = m->next) {
+		for (struct move *m = move_stack(s)->moves; m && from && !taken; m = m->next) {
 			struct call *mc = m->call;
 			if (!mc || m->state != SIP_MOVE_CONFIRMING)
 				continue;

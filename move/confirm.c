@@ -42,12 +42,12 @@ static void ask(struct move *m, struct leg *leg, int sms, const char *number)
 		    who, m->nonce, m->nonce);
 	if (sms) {
 		if (!h || !h->sms_send || !number[0] ||
-		    h->sms_send(h->arg, number, text, ++m->sip->sms_seq)) {
+		    h->sms_send(h->arg, number, text, ++move_stack(m->sip)->sms_seq)) {
 			move_fail(m, 480, "cannot send the confirmation SMS to %s",
 			          number[0] ? number : "(no number)");
 			return;
 		}
-		m->sms_ref[leg == m->call->far] = m->sip->sms_seq;
+		m->sms_ref[leg == m->call->far] = move_stack(m->sip)->sms_seq;
 		move_event(m, "ask", "SMS to %s", number);
 		return;
 	}
@@ -175,18 +175,20 @@ static int same_number(const char *a, const char *b)
 
 int sip_sms_reply(struct sip *s, const char *number, const char *body, const char *message_id)
 {
+	struct move_stack *ms = move_stack(s);
 	char want[32];
 
 	if (!number || !body)
 		return EINVAL;
 	if (message_id && *message_id) {
 		/* A gateway may deliver a message twice; a replay must not answer again. */
-		for (unsigned i = 0; i < sizeof(s->sms_seen) / sizeof(s->sms_seen[0]); i++)
-			if (!strncmp(s->sms_seen[i], message_id, sizeof(s->sms_seen[i]) - 1))
+		for (unsigned i = 0; i < sizeof(ms->sms_seen) / sizeof(ms->sms_seen[0]); i++)
+			if (!strncmp(ms->sms_seen[i], message_id, sizeof(ms->sms_seen[i]) - 1))
 				return EALREADY;
-		snprintf(s->sms_seen[s->sms_seen_next], sizeof(s->sms_seen[0]), "%s", message_id);
-		s->sms_seen_next =
-		    (s->sms_seen_next + 1) % (sizeof(s->sms_seen) / sizeof(s->sms_seen[0]));
+		snprintf(ms->sms_seen[ms->sms_seen_next], sizeof(ms->sms_seen[0]), "%s",
+		         message_id);
+		ms->sms_seen_next =
+		    (ms->sms_seen_next + 1) % (sizeof(ms->sms_seen) / sizeof(ms->sms_seen[0]));
 	}
 	size_t n = 0;
 	for (const char *p = number; *p && n + 1 < sizeof(want); p++)
@@ -195,7 +197,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 	want[n] = 0;
 	if (!n)
 		return EINVAL;
-	for (struct move *m = s->moves; m; m = m->next) {
+	for (struct move *m = ms->moves; m; m = m->next) {
 		if (m->state != SIP_MOVE_CONFIRMING)
 			continue;
 		if (m->need_near && s->conf.confirm_sms_near && same_number(m->near_number, want))
@@ -208,7 +210,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 
 void sip_sms_result(struct sip *s, unsigned long ref, int ok)
 {
-	for (struct move *m = s->moves; m; m = m->next)
+	for (struct move *m = move_stack(s)->moves; m; m = m->next)
 		if (m->sms_ref[0] == ref || m->sms_ref[1] == ref) {
 			if (ok)
 				move_event(m, "sms", "the gateway took the SMS");

@@ -67,7 +67,7 @@ static void complete(struct move *m)
 	call_leg_end(old, "SIP;cause=200;text=\"Call moved\"");
 	if (old->terminated)
 		call_leg_terminated(old);
-	call_record_near(c);
+	move_record_near(c);
 	move_detach(m);
 }
 

@@ -112,7 +112,7 @@ unsigned move_code_bucket(const char *code)
 
 struct move *move_by_id64(struct sip *s, uint64_t id64)
 {
-	for (struct move *m = s->move_table[id64 % MOVE_BUCKETS]; m; m = m->hnext)
+	for (struct move *m = move_stack(s)->move_table[id64 % MOVE_BUCKETS]; m; m = m->hnext)
 		if (m->id64 == id64)
 			return m;
 	return NULL;
@@ -136,7 +136,7 @@ struct move *move_by_code(struct sip *s, const char *digits)
 {
 	size_t n = strlen(digits);
 
-	for (struct move *m = s->code_table[move_code_bucket(digits)]; m; m = m->cnext)
+	for (struct move *m = move_stack(s)->code_table[move_code_bucket(digits)]; m; m = m->cnext)
 		if ((m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING) &&
 		    strlen(m->code) == n && !CRYPTO_memcmp(m->code, digits, n))
 			return m;
@@ -146,24 +146,26 @@ struct move *move_by_code(struct sip *s, const char *digits)
 void move_index(struct move *m)
 {
 	struct sip *s = m->sip;
+	struct move_stack *ms = move_stack(s);
 
-	m->hnext = s->move_table[m->id64 % MOVE_BUCKETS];
-	s->move_table[m->id64 % MOVE_BUCKETS] = m;
-	m->cnext = s->code_table[move_code_bucket(m->code)];
-	s->code_table[move_code_bucket(m->code)] = m;
+	m->hnext = ms->move_table[m->id64 % MOVE_BUCKETS];
+	ms->move_table[m->id64 % MOVE_BUCKETS] = m;
+	m->cnext = ms->code_table[move_code_bucket(m->code)];
+	ms->code_table[move_code_bucket(m->code)] = m;
 }
 
 void move_unindex(struct move *m)
 {
 	struct sip *s = m->sip;
+	struct move_stack *ms = move_stack(s);
 	struct move **mp;
 
-	for (mp = &s->move_table[m->id64 % MOVE_BUCKETS]; *mp; mp = &(*mp)->hnext)
+	for (mp = &ms->move_table[m->id64 % MOVE_BUCKETS]; *mp; mp = &(*mp)->hnext)
 		if (*mp == m) {
 			*mp = m->hnext;
 			break;
 		}
-	for (mp = &s->code_table[move_code_bucket(m->code)]; *mp; mp = &(*mp)->cnext)
+	for (mp = &ms->code_table[move_code_bucket(m->code)]; *mp; mp = &(*mp)->cnext)
 		if (*mp == m) {
 			*mp = m->cnext;
 			break;
@@ -177,12 +179,12 @@ void move_free(struct move *m)
 	if (m->prev)
 		m->prev->next = m->next;
 	else
-		s->moves = m->next;
+		move_stack(s)->moves = m->next;
 	if (m->next)
 		m->next->prev = m->prev;
 	move_unindex(m);
-	if (m->call && m->call->move == m)
-		m->call->move = NULL;
+	if (m->call && call_move(m->call) == m)
+		m->call->feature = NULL;
 	if (m->timer)
 		su_timer_destroy(m->timer);
 	free(m->taken_by);
@@ -207,8 +209,8 @@ static void linger_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 /* The move is over: let go of the call and keep the record readable for a while. */
 void move_detach(struct move *m)
 {
-	if (m->call && m->call->move == m)
-		m->call->move = NULL;
+	if (m->call && call_move(m->call) == m)
+		m->call->feature = NULL;
 	m->call = NULL;
 	m->b = NULL;
 	su_timer_set_interval(m->timer, linger_expired, m, MOVE_LINGER_MS);
@@ -336,22 +338,128 @@ void move_call_gone(struct move *m)
 	move_detach(m);
 }
 
-void move_free_all(struct sip *s)
+/* ---- the move's part of a stack: its hooks, its tables ---- */
+
+static int on_invite(void *arg, struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 {
-	while (s->refers) {
-		s->refers->cb = NULL;
-		move_refer_out_free(s->refers);
+	return move_invite(s, nh, sip, req);
+}
+
+static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
+                              const char *phrase, const sip_t *sip)
+{
+	return call_move(c) && move_invite_response(call_move(c), leg, status, phrase, sip);
+}
+
+static int on_ack(void *arg, struct call *c, struct leg *leg, const sip_t *sip)
+{
+	return call_move(c) && move_ack(call_move(c), leg, sip);
+}
+
+static int on_leg_left(void *arg, struct call *c, struct leg *leg)
+{
+	return call_move(c) && move_leg_left(call_move(c), leg);
+}
+
+static int on_leg_terminated(void *arg, struct call *c, struct leg *leg)
+{
+	return call_move(c) && move_leg_terminated(call_move(c), leg);
+}
+
+static void on_call_ending(void *arg, struct call *c)
+{
+	if (call_move(c))
+		move_call_ending(call_move(c));
+}
+
+static void on_call_gone(void *arg, struct call *c)
+{
+	if (call_move(c))
+		move_call_gone(call_move(c));
+}
+
+static int on_refer(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip,
+                    tagi_t tags[])
+{
+	return move_refer(s, leg, nh, sip, tags);
+}
+
+static int on_message(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+{
+	return move_message(s, leg, nh, sip);
+}
+
+static void on_info(void *arg, struct sip *s, struct leg *leg, const sip_t *sip)
+{
+	move_info(s, leg, sip);
+}
+
+static void on_bound_event(void *arg, struct sip *s, nua_event_t ev, int status, const char *phrase,
+                           nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
+{
+	move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
+}
+
+/* Free every move and what waits for one (at sip_free). */
+static void on_stop(void *arg, struct sip *s)
+{
+	struct move_stack *ms = arg;
+
+	while (ms->refers) {
+		ms->refers->cb = NULL;
+		move_refer_out_free(ms->refers);
 	}
-	while (s->redeems) {
-		if (s->redeems->nh && !s->redeems->cancelled)
-			nua_respond(s->redeems->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-		move_redeem_free(s->redeems);
+	while (ms->redeems) {
+		if (ms->redeems->nh && !ms->redeems->cancelled)
+			nua_respond(ms->redeems->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		move_redeem_free(ms->redeems);
 	}
-	while (s->moves) {
-		s->moves->call = NULL;
-		s->moves->jobs = 0;
-		move_free(s->moves);
+	while (ms->moves) {
+		ms->moves->call = NULL;
+		ms->moves->jobs = 0;
+		move_free(ms->moves);
 	}
-	free(s->scan);
-	s->scan = NULL;
+	free(ms->scan);
+	free(ms->move_table);
+	free(ms->code_table);
+	free(ms);
+}
+
+static const struct sip_call_hooks move_hooks = {
+    .invite = on_invite,
+    .invite_response = on_invite_response,
+    .ack = on_ack,
+    .leg_left = on_leg_left,
+    .leg_terminated = on_leg_terminated,
+    .call_ending = on_call_ending,
+    .call_gone = on_call_gone,
+    .refer = on_refer,
+    .message = on_message,
+    .info = on_info,
+    .bound_event = on_bound_event,
+    .stop = on_stop,
+};
+
+struct move_stack *move_stack(struct sip *s)
+{
+	return sip_call_hooks_arg(s, &move_hooks);
+}
+
+int move_init(struct sip *s)
+{
+	struct move_stack *ms = calloc(1, sizeof(*ms));
+	int err;
+
+	if (!ms)
+		return ENOMEM;
+	ms->move_table = calloc(MOVE_BUCKETS, sizeof(*ms->move_table));
+	ms->code_table = calloc(MOVE_BUCKETS, sizeof(*ms->code_table));
+	err = ms->move_table && ms->code_table ? sip_call_hooks_add(s, &move_hooks, ms) : ENOMEM;
+	if (err) {
+		free(ms->move_table);
+		free(ms->code_table);
+		free(ms);
+		return err;
+	}
+	return move_record_init(s);
 }

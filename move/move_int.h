@@ -18,6 +18,24 @@
 #define MOVE_SILENT_MS  16000 /* a re-INVITE with no answer at all in this time: C is gone */
 #define MOVE_CODE_TRIES 8     /* numeric codes made before giving up on a unique one */
 #define MOVE_NONCE_LEN  8     /* digits an answer out of dialog must carry */
+#define MOVE_BUCKETS    16384
+
+/* The move's part of one stack. Owned by the move's hooks on it: freed by their stop. */
+struct move_stack {
+	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
+	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
+	struct move *moves;       /* moves of this node, live and recently ended */
+	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
+	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
+	struct scan_limit *scan;  /* images in the decoder, and each source's rate */
+	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
+	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
+	unsigned sms_seen_next;
+	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
+};
+
+/* Kinds of the handles the move binds (struct bound's hook_kind). */
+enum { MOVE_BOUND_REDEEM = 1, MOVE_BOUND_REFER };
 
 struct move {
 	struct move *next, *prev;
@@ -93,6 +111,7 @@ struct refer_out {
 };
 
 /* move.c */
+struct move_stack *move_stack(struct sip *s);
 long long move_now_us(void);
 void move_info_fill(const struct move *m, struct sip_move_info *i);
 void move_reply(struct move *m, int err);
@@ -145,5 +164,33 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
                      const char *target, const char *call_id, const uint8_t *show_hash,
                      const struct sockaddr *peer, nua_handle_t *nh, int own_nh, sip_move_h *cb,
                      void *arg);
+
+/* The move under way on c, if any. */
+static inline struct move *call_move(const struct call *c)
+{
+	return c->feature;
+}
+
+/* The hooks' work, by phase (each file's own). */
+int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+int move_invite_response(struct move *m, struct leg *leg, int status, const char *phrase,
+                         const sip_t *sip);
+int move_ack(struct move *m, struct leg *leg, const sip_t *sip);
+int move_leg_left(struct move *m, struct leg *leg);
+int move_leg_terminated(struct move *m, struct leg *leg);
+void move_call_ending(struct move *m);
+void move_call_gone(struct move *m);
+int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
+int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
+int move_info(struct sip *s, struct leg *leg, const sip_t *sip);
+void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+/* Where a code holder may have us call: out is the URI, *direct says not through the upstream;
+ * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */
+int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct);
+
+/* record.c: the calls' rows in the store */
+int move_record_init(struct sip *s);
+void move_record_near(struct call *c);
 
 #endif

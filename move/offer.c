@@ -165,14 +165,15 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
                   const char *refer_event, sip_move_h *cb, void *arg)
 {
 	struct sip *s = c->sip;
+	struct move_stack *ms = move_stack(s);
 	struct store_job *job;
 	uint8_t token_hash[CODE_HASH_LEN];
 	struct move *m;
 	int err;
 
-	if (c->move && c->move->state == SIP_MOVE_OFFERED) {
+	if (call_move(c) && call_move(c)->state == SIP_MOVE_OFFERED) {
 		/* Asked again: the same code again, rather than a second one. */
-		m = c->move;
+		m = call_move(c);
 		if (refer_nh && !m->refer_nh) {
 			m->refer_nh = refer_nh;
 			m->refer_event = refer_event ? strdup(refer_event) : NULL;
@@ -190,7 +191,7 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 		OPENSSL_cleanse(m->show, sizeof(m->show));
 		return 0;
 	}
-	if (c->move)
+	if (call_move(c))
 		return EBUSY;
 	if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || c->ack_pending)
 		return EAGAIN;
@@ -248,11 +249,11 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 	m->state = SIP_MOVE_STORING;
 	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);
-	m->next = s->moves;
-	if (s->moves)
-		s->moves->prev = m;
-	s->moves = m;
-	c->move = m;
+	m->next = ms->moves;
+	if (ms->moves)
+		ms->moves->prev = m;
+	ms->moves = m;
+	c->feature = m;
 
 	job->op = STORE_OP_MOVE_INSERT;
 	snprintf(job->move.id, sizeof(job->move.id), "%s", m->id);

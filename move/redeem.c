@@ -9,11 +9,12 @@
 void move_redeem_free(struct redeem *r)
 {
 	struct sip *s = r->sip;
+	struct move_stack *ms = move_stack(s);
 
 	if (r->prev)
 		r->prev->next = r->next;
-	else if (s->redeems == r)
-		s->redeems = r->next;
+	else if (ms->redeems == r)
+		ms->redeems = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
 	if (r->nh) {
@@ -36,8 +37,8 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, why);
 	/* A guesser sends thousands a second: ten lines a second, then a count. */
-	log_limited(&r->sip->refused_log, LOG_LEVEL_INFO, "move", "code from %s refused: %d %s: %s",
-	            r->source, status, phrase, why);
+	log_limited(&move_stack(r->sip)->refused_log, LOG_LEVEL_INFO, "move",
+	            "code from %s refused: %d %s: %s", r->source, status, phrase, why);
 	metric_inc(METRIC_CODES_REJECTED_TOTAL);
 	if (r->nh && !r->cancelled)
 		nua_respond(r->nh, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
@@ -154,18 +155,20 @@ static void on_redeemed(struct store_job *job, void *arg)
 
 static struct redeem *redeem_new(struct sip *s, const char *source)
 {
+	struct move_stack *ms = move_stack(s);
 	struct redeem *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
-	r->b.kind = BOUND_REDEEM;
+	r->b.kind = BOUND_HOOK;
+	r->b.hook_kind = MOVE_BOUND_REDEEM;
 	r->sip = s;
 	snprintf(r->source, sizeof(r->source), "%s", source);
 	r->arrived = move_now_us();
-	r->next = s->redeems;
-	if (s->redeems)
-		s->redeems->prev = r;
-	s->redeems = r;
+	r->next = ms->redeems;
+	if (ms->redeems)
+		ms->redeems->prev = r;
+	ms->redeems = r;
 	return r;
 }
 

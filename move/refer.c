@@ -74,11 +74,12 @@ int move_dial_target(struct sip *s, const char *target, char *out, size_t len, i
 void move_refer_out_free(struct refer_out *ro)
 {
 	struct sip *s = ro->sip;
+	struct move_stack *ms = move_stack(s);
 
 	if (ro->prev)
 		ro->prev->next = ro->next;
-	else if (s->refers == ro)
-		s->refers = ro->next;
+	else if (ms->refers == ro)
+		ms->refers = ro->next;
 	if (ro->next)
 		ro->next->prev = ro->prev;
 	if (ro->timer)
@@ -100,6 +101,7 @@ static void refer_out_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
                    void *arg)
 {
+	struct move_stack *ms = move_stack(s);
 	struct move *m = move_by_id(s, move_id);
 	struct refer_out *ro;
 	char refer_to[256], uri[320];
@@ -118,12 +120,13 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	ro = calloc(1, sizeof(*ro));
 	if (!ro)
 		return ENOMEM;
-	ro->b.kind = BOUND_REFER;
+	ro->b.kind = BOUND_HOOK;
+	ro->b.hook_kind = MOVE_BOUND_REFER;
 	ro->sip = s;
-	ro->next = s->refers;
-	if (s->refers)
-		s->refers->prev = ro;
-	s->refers = ro;
+	ro->next = ms->refers;
+	if (ms->refers)
+		ms->refers->prev = ro;
+	ms->refers = ro;
 	ro->cb = cb;
 	ro->cb_arg = arg;
 	snprintf(ro->move_id, sizeof(ro->move_id), "%s", m->id);
@@ -145,7 +148,7 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
                       nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
 {
-	if (b->kind == BOUND_REDEEM) {
+	if (b->hook_kind == MOVE_BOUND_REDEEM) {
 		struct redeem *r = (struct redeem *)b;
 		if (ev == nua_i_cancel)
 			r->cancelled = 1;
@@ -157,7 +160,7 @@ void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phr
 		}
 		return;
 	}
-	if (b->kind == BOUND_REFER) {
+	if (b->hook_kind == MOVE_BOUND_REFER) {
 		struct refer_out *ro = (struct refer_out *)b;
 		if (ev == nua_r_refer && status >= 200) {
 			struct move *m = move_by_id(s, ro->move_id);

@@ -66,7 +66,7 @@ static struct move *move_by_show(struct sip *s, const uint8_t hash[CODE_HASH_LEN
 	struct move *found = NULL;
 
 	/* Every move is compared, in constant time, so the time tells nothing. */
-	for (struct move *m = s->moves; m; m = m->next)
+	for (struct move *m = move_stack(s)->moves; m; m = m->next)
 		if (!CRYPTO_memcmp(m->show_hash, hash, CODE_HASH_LEN))
 			found = m;
 	return found;
@@ -111,8 +111,9 @@ static struct move *scan_find(struct sip *s, const struct code_scan_result *res,
 				err = ENOENT;
 		} else if (sym->kind == CODE_SYM_CODE128) {
 			*kind = STORE_KEY_CODE;
-			for (struct move *m = s->code_table[move_code_bucket(sym->text)]; m;
-			     m = m->cnext)
+			for (struct move *m =
+			         move_stack(s)->code_table[move_code_bucket(sym->text)];
+			     m; m = m->cnext)
 				if (scannable(m) && strlen(sym->text) == strlen(m->code) &&
 				    !CRYPTO_memcmp(sym->text, m->code, strlen(m->code)))
 					return m;
@@ -216,11 +217,12 @@ static void scan_done(void *arg)
 {
 	struct scan *sc = arg;
 	struct sip *s = sc->sip;
+	struct move_stack *ms = move_stack(s);
 	struct move *m = NULL;
 	int err = sc->err, near = !strcmp(sc->who, "near");
 
-	if (s->scan && s->scan->queued)
-		s->scan->queued--;
+	if (ms->scan && ms->scan->queued)
+		ms->scan->queued--;
 	if (s->detached) {
 		sc->cb = NULL; /* exiting: only let go */
 		scan_answer(sc, ESHUTDOWN, NULL);
@@ -305,7 +307,7 @@ static int scan_peer(const struct sockaddr *sa, uint8_t key[9], char *text, size
 /* One image from the source key: 0 if its bucket has a token, EAGAIN if not. */
 static int scan_rate_take(struct sip *s, const uint8_t key[9])
 {
-	struct scan_limit *l = s->scan;
+	struct scan_limit *l = move_stack(s)->scan;
 	unsigned set = (hash_bytes(key, 9) % (SCAN_SLOTS / SCAN_WAYS)) * SCAN_WAYS;
 	long long now = move_now_us();
 	double rate = s->conf.scan_rate ? s->conf.scan_rate : 2,
@@ -341,13 +343,13 @@ static int scan_on_offer(struct sip *s, const char *call_id, const uint8_t *show
 {
 	if (call_id) {
 		struct call *c = call_find(s, call_id);
-		return c && c->move && scannable(c->move) ? 0 : ENOENT;
+		return c && call_move(c) && scannable(call_move(c)) ? 0 : ENOENT;
 	}
 	if (show_hash) {
 		struct move *m = move_by_show(s, show_hash);
 		return !m ? EPERM : scannable(m) ? 0 : ENOENT;
 	}
-	for (struct move *m = s->moves; m; m = m->next)
+	for (struct move *m = move_stack(s)->moves; m; m = m->next)
 		if (scannable(m))
 			return 0;
 	return ENOENT;
@@ -362,6 +364,7 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
                      const struct sockaddr *peer, nua_handle_t *nh, int own_nh, sip_move_h *cb,
                      void *arg)
 {
+	struct move_stack *ms = move_stack(s);
 	struct scan *sc;
 	uint8_t key[9];
 	char addr[INET6_ADDRSTRLEN];
@@ -372,7 +375,7 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
 		return EINVAL;
 	if (!s->work || !s->conf.keys)
 		return ENOTSUP;
-	if (!s->scan && !(s->scan = calloc(1, sizeof(*s->scan))))
+	if (!ms->scan && !(ms->scan = calloc(1, sizeof(*ms->scan))))
 		return ENOMEM;
 	scan_peer(peer, key, addr, sizeof(addr));
 	err = scan_on_offer(s, call_id, show_hash);
@@ -400,7 +403,7 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
 		free(sc);
 		return err;
 	}
-	if (s->scan->queued >= (s->conf.scan_queue ? s->conf.scan_queue : 8)) {
+	if (ms->scan->queued >= (s->conf.scan_queue ? s->conf.scan_queue : 8)) {
 		LOG_INFO("move", "image from %s refused: the decode queue is full", addr);
 		free(sc);
 		return ENOSPC;
@@ -433,7 +436,7 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
 		free(sc);
 		return err;
 	}
-	s->scan->queued++;
+	ms->scan->queued++;
 	if (nh) {
 		/* The loop is here until this returns: scan_done cannot have run yet. */
 		nua_save_event(s->nua, sc->saved);

@@ -125,7 +125,7 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		int taken = 0;
 		for (struct move *m = move_stack(s)->moves; m && from && !taken; m = m->next) {
 			struct call *mc = m->call;
-			if (!mc || m->state != SIP_MOVE_CONFIRMING)
+			if (!mc || m->phase != MOVE_CONFIRMING)
 				continue;
 			if (mc->near && mc->near->uri && !strcmp(mc->near->uri, from))
 				taken = move_answer(m, 1, pl->pl_data, pl->pl_len, 0);

@@ -67,12 +67,12 @@ void move_after_redeem(struct move *m)
 		move_go(m);
 		return;
 	}
-	move_set_state(m, SIP_MOVE_CONFIRMING);
+	move_to(m, MOVE_CONFIRMING, "the policy asks for answers or images");
 	su_timer_set_interval(m->timer, move_offer_expired, m,
 	                      (su_duration_t)s->conf.confirm_timeout * 1000);
 	if (m->need_near && !m->yes_near)
 		ask(m, c->near, s->conf.confirm_sms_near, m->near_number);
-	if (m->state == SIP_MOVE_CONFIRMING && m->need_far && !m->yes_far)
+	if (m->phase == MOVE_CONFIRMING && m->need_far && !m->yes_far)
 		ask(m, c->far, s->conf.confirm_sms_far, m->far_number);
 	if (m->need_scans && !(m->scan_near && m->scan_new))
 		move_event(m, "scans", "waiting for images from %s%s%s", m->scan_near ? "" : "near",
@@ -81,7 +81,7 @@ void move_after_redeem(struct move *m)
 
 void move_check_confirmed(struct move *m)
 {
-	if (m->state == SIP_MOVE_CONFIRMING && confirmed(m)) {
+	if (m->phase == MOVE_CONFIRMING && confirmed(m)) {
 		su_timer_reset(m->timer);
 		move_go(m);
 	}
@@ -131,7 +131,7 @@ int move_answer(struct move *m, int near, const char *body, size_t len, int in_d
 		yes = 0;
 	else
 		return 0;
-	if (m->state != SIP_MOVE_CONFIRMING || !(near ? m->need_near : m->need_far) ||
+	if (m->phase != MOVE_CONFIRMING || !(near ? m->need_near : m->need_far) ||
 	    (near ? m->answered_near : m->answered_far))
 		return 0;
 	if (rest[0] &&
@@ -198,7 +198,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 	if (!n)
 		return EINVAL;
 	for (struct move *m = ms->moves; m; m = m->next) {
-		if (m->state != SIP_MOVE_CONFIRMING)
+		if (m->phase != MOVE_CONFIRMING)
 			continue;
 		if (m->need_near && s->conf.confirm_sms_near && same_number(m->near_number, want))
 			return move_answer(m, 1, body, strlen(body), 1) ? 0 : EINVAL;
@@ -214,7 +214,7 @@ void sip_sms_result(struct sip *s, unsigned long ref, int ok)
 		if (m->sms_ref[0] == ref || m->sms_ref[1] == ref) {
 			if (ok)
 				move_event(m, "sms", "the gateway took the SMS");
-			else if (m->state == SIP_MOVE_CONFIRMING)
+			else if (m->phase == MOVE_CONFIRMING)
 				move_fail(m, 480,
 				          "the SMS gateway did not take the confirmation SMS");
 			return;

@@ -24,8 +24,7 @@ void move_rollback(struct move *m)
 		move_detach(m);
 		return;
 	}
-	m->rolling_back = 1;
-	m->reinviting = 1;
+	move_to(m, MOVE_ROLLING_BACK, "far has the new device's media");
 	c->offer_busy = 1;
 	move_event(m, "rollback", "re-INVITE to far with the near device's media");
 	pl = sip_payload_create(c->home, c->near_sdp, (isize_t)strlen(c->near_sdp));
@@ -57,7 +56,7 @@ static void complete(struct move *m)
 	move_event(m, "moved",
 	           "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
 	           b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem, m->t_answer - m->t_redeem);
-	move_set_state(m, SIP_MOVE_DONE);
+	move_to(m, MOVE_DONE, "the near leg moved");
 	su_timer_reset(m->timer);
 	move_notify_refer(m, 200, "OK", 1);
 	move_reply(m, 0);
@@ -86,7 +85,7 @@ static void reinvite_silent(su_root_magic_t *rm, su_timer_t *t, void *arg)
 	struct move *m = arg;
 	struct call *c = m->call;
 
-	if (!c || !m->reinviting)
+	if (!c || (m->phase != MOVE_REINVITING && m->phase != MOVE_ROLLING_BACK))
 		return;
 	move_fail(m, 488,
 	          "the far party refused the new media: 408 no answer to the re-INVITE in %d s",
@@ -112,10 +111,8 @@ static void reinvite_far(struct move *m)
 		su_timer_set_interval(m->timer, retry_reinvite, m, MOVE_RETRY_MS);
 		return;
 	}
-	if (m->state != SIP_MOVE_MOVING)
-		move_set_state(m, SIP_MOVE_MOVING);
+	move_to(m, MOVE_REINVITING, "the far leg is free");
 	c->offer_busy = 1;
-	m->reinviting = 1;
 	m->t_reinvite = move_now_us();
 	if (m->b_sdp) {
 		pl = sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp));
@@ -161,7 +158,7 @@ static void dial_b(struct move *m)
 		return;
 	}
 	m->b = b;
-	move_set_state(m, SIP_MOVE_MOVING);
+	move_to(m, MOVE_DIALING, "the new device is to be called");
 	move_event(m, "dial", "INVITE without an offer to %s", m->target);
 	b->pending++;
 	nua_invite(b->nh, TAG_END());
@@ -194,6 +191,7 @@ static void backoff_491(struct move *m)
 		ms = 2100 + (r % 191) * 10;
 	else
 		ms = (r % 201) * 10;
+	move_to(m, MOVE_GLARE, "491 from far");
 	move_event(m, "glare", "491 from far: retry in %u ms", ms);
 	m->tries = 0;
 	su_timer_set_interval(m->timer, retry_reinvite, m, ms);
@@ -205,7 +203,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 	struct call *c = m->call;
 	sip_payload_t *pl;
 
-	if (leg == m->b && m->third_party && !leg->answered) {
+	if (leg == m->b && m->phase == MOVE_DIALING && !leg->answered) {
 		if (status < 200)
 			return 1;
 		if (status >= 300) {
@@ -226,16 +224,16 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		reinvite_far(m);
 		return 1;
 	}
-	if (leg != c->far || !m->reinviting)
+	if (leg != c->far || (m->phase != MOVE_REINVITING && m->phase != MOVE_ROLLING_BACK))
 		return 0;
 	su_timer_reset(m->timer); /* C answered: it is there */
 	if (status < 200)
 		return 1;
-	m->reinviting = 0;
 	if (status >= 300) {
 		c->offer_busy = 0;
-		if (m->rolling_back) {
+		if (m->phase == MOVE_ROLLING_BACK) {
 			move_event(m, "rollback", "far answered %d to the rollback", status);
+			move_to(m, MOVE_FAILED, "far refused the rollback");
 			move_detach(m);
 			return 1;
 		}
@@ -251,14 +249,15 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		return 1;
 	}
 	m->t_answer = move_now_us();
-	m->c_answered = 1;
-	if (m->rolling_back) {
+	if (m->phase == MOVE_ROLLING_BACK) {
 		nua_ack(c->far->nh, TAG_END());
 		c->offer_busy = 0;
 		move_event(m, "rollback", "far has the near device's media again");
+		move_to(m, MOVE_FAILED, "rolled back");
 		move_detach(m);
 		return 1;
 	}
+	move_to(m, MOVE_ANSWERING, "far took the new device's media");
 	if (m->b_gone || !m->b) {
 		nua_ack(c->far->nh, TAG_END());
 		c->offer_busy = 0;
@@ -271,10 +270,9 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		complete(m);
 		return 1;
 	}
+	/* When C offered, its ACK waits for B's answer, in B's ACK (move_ack). */
 	if (m->b_offered)
 		nua_ack(c->far->nh, TAG_END());
-	else
-		m->b_acking = 1; /* C offered: its ACK waits for B's answer */
 	pl = body_pl(sip);
 	m->b->answered = 1;
 	nua_respond(m->b->nh, SIP_200_OK, BODY_TAGS_PL(sip, pl), TAG_END());
@@ -288,10 +286,9 @@ int move_ack(struct move *m, struct leg *leg, const sip_t *sip)
 
 	if (leg != m->b)
 		return 0;
-	if (m->state != SIP_MOVE_MOVING || !m->c_answered || m->third_party)
+	if (m->phase != MOVE_ANSWERING || m->third_party)
 		return 1;
-	if (m->b_acking) {
-		m->b_acking = 0;
+	if (!m->b_offered) {
 		copy_payload(&m->b_sdp, sip);
 		pl = m->b_sdp ? sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp))
 		              : NULL;
@@ -310,7 +307,7 @@ int move_leg_left(struct move *m, struct leg *leg)
 	if (!c)
 		return 0;
 	if (leg == m->b) {
-		if (m->reinviting) {
+		if (m->phase == MOVE_REINVITING) {
 			m->b_gone = 1; /* finish with C first, then give it A's media back */
 			return 1;
 		}
@@ -318,8 +315,8 @@ int move_leg_left(struct move *m, struct leg *leg)
 		return 1;
 	}
 	if (leg == c->near && m->b &&
-	    (m->state == SIP_MOVE_MOVING || (m->state == SIP_MOVE_CONFIRMING && !m->need_near) ||
-	     m->state == SIP_MOVE_REDEEMED)) {
+	    (move_state(m) == SIP_MOVE_MOVING || (m->phase == MOVE_CONFIRMING && !m->need_near) ||
+	     m->phase == MOVE_REDEEMED)) {
 		/* A hung up, but B is on its way in: the call goes on for B. */
 		m->a_gone = 1;
 		move_event(m, "near-left", "the near device hung up; the move goes on");
@@ -334,8 +331,8 @@ int move_leg_terminated(struct move *m, struct leg *leg)
 
 	if (!c)
 		return 0;
-	if (leg == m->b && m->state != SIP_MOVE_DONE) {
-		if (m->reinviting)
+	if (leg == m->b && m->phase != MOVE_DONE) {
+		if (m->phase == MOVE_REINVITING)
 			m->b_gone = 1;
 		else
 			move_fail(m, 487, "the new device left");

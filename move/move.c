@@ -30,12 +30,12 @@ const char *sip_move_state_name(enum sip_move_state st)
 
 void move_info_fill(const struct move *m, struct sip_move_info *i)
 {
-	int offered = m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING;
+	int offered = m->phase == MOVE_OFFERED || m->phase == MOVE_STORING;
 
 	memset(i, 0, sizeof(*i));
 	i->id = m->id;
 	i->call_id = m->call_id;
-	i->state = m->state;
+	i->state = move_state(m);
 	i->token = offered ? m->token : NULL;
 	i->code = offered ? m->code : NULL;
 	i->qr_uri = offered ? m->qr_uri : NULL;
@@ -86,14 +86,73 @@ void move_event(struct move *m, const char *step, const char *fmt, ...)
 	move_store_job(m, &job);
 }
 
-void move_set_state(struct move *m, enum sip_move_state st)
+static const char *const phase_names[] = {
+    [MOVE_STORING] = "storing",
+    [MOVE_OFFERED] = "offered",
+    [MOVE_REDEEMED] = "redeemed",
+    [MOVE_CONFIRMING] = "confirming",
+    [MOVE_DIALING] = "dialing",
+    [MOVE_REINVITING] = "reinviting",
+    [MOVE_GLARE] = "glare",
+    [MOVE_ANSWERING] = "answering",
+    [MOVE_DONE] = "done",
+    [MOVE_FAILED] = "failed",
+    [MOVE_ROLLING_BACK] = "rolling-back",
+};
+
+#define TO(p) (1u << (p))
+
+/* Where each phase may go. Every phase but the ends may fail. */
+static const unsigned next_phases[] = {
+    [MOVE_STORING] = TO(MOVE_OFFERED) | TO(MOVE_FAILED),
+    [MOVE_OFFERED] = TO(MOVE_REDEEMED) | TO(MOVE_FAILED),
+    [MOVE_REDEEMED] =
+        TO(MOVE_CONFIRMING) | TO(MOVE_DIALING) | TO(MOVE_REINVITING) | TO(MOVE_FAILED),
+    [MOVE_CONFIRMING] = TO(MOVE_DIALING) | TO(MOVE_REINVITING) | TO(MOVE_FAILED),
+    [MOVE_DIALING] = TO(MOVE_REINVITING) | TO(MOVE_FAILED),
+    [MOVE_REINVITING] = TO(MOVE_GLARE) | TO(MOVE_ANSWERING) | TO(MOVE_FAILED),
+    [MOVE_GLARE] = TO(MOVE_REINVITING) | TO(MOVE_FAILED),
+    [MOVE_ANSWERING] = TO(MOVE_DONE) | TO(MOVE_FAILED),
+    [MOVE_DONE] = 0,
+    [MOVE_FAILED] = TO(MOVE_ROLLING_BACK),
+    [MOVE_ROLLING_BACK] = TO(MOVE_FAILED),
+};
+
+/* What the API and the store call the move's phase. */
+enum sip_move_state move_state(const struct move *m)
 {
+	switch (m->phase) {
+	case MOVE_STORING:
+		return SIP_MOVE_STORING;
+	case MOVE_OFFERED:
+		return SIP_MOVE_OFFERED;
+	case MOVE_REDEEMED:
+		return SIP_MOVE_REDEEMED;
+	case MOVE_CONFIRMING:
+		return SIP_MOVE_CONFIRMING;
+	case MOVE_DIALING:
+	case MOVE_REINVITING:
+	case MOVE_GLARE:
+	case MOVE_ANSWERING:
+		return SIP_MOVE_MOVING;
+	case MOVE_DONE:
+		return SIP_MOVE_DONE;
+	case MOVE_FAILED:
+	case MOVE_ROLLING_BACK:
+		break;
+	}
+	return SIP_MOVE_FAILED;
+}
+
+/* The outside sees a new state: count it, tell the pages, write it (with the reason). */
+static void state_changed(struct move *m, enum sip_move_state was)
+{
+	enum sip_move_state st = move_state(m);
 	struct store_job job = {.op = STORE_OP_MOVE_STATE};
 
-	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && m->state != SIP_MOVE_DONE &&
-	    m->state != SIP_MOVE_FAILED && metric_get(METRIC_MOVES_ACTIVE))
+	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && was != SIP_MOVE_DONE &&
+	    was != SIP_MOVE_FAILED && metric_get(METRIC_MOVES_ACTIVE))
 		metric_dec(METRIC_MOVES_ACTIVE);
-	m->state = st;
 	move_changed(m);
 	/* The store makes offered by insert and redeemed by redeem itself. */
 	if (st == SIP_MOVE_STORING || st == SIP_MOVE_OFFERED || st == SIP_MOVE_REDEEMED)
@@ -103,6 +162,25 @@ void move_set_state(struct move *m, enum sip_move_state st)
 	job.at = store_now();
 	snprintf(job.text, sizeof(job.text), "%s", m->reason);
 	move_store_job(m, &job);
+}
+
+/*
+ * The one way a move changes phase: a transition the table does not know is a bug, logged and
+ * refused (EPERM) so that the move stays where it was.
+ */
+int move_to(struct move *m, enum move_phase to, const char *why)
+{
+	enum sip_move_state was = move_state(m);
+
+	if (!(next_phases[m->phase] & TO(to))) {
+		LOG_WARN("move", "%s: %s to %s refused (%s)", m->id, phase_names[m->phase],
+		         phase_names[to], why);
+		return EPERM;
+	}
+	m->phase = to;
+	if (move_state(m) != was)
+		state_changed(m, was);
+	return 0;
 }
 
 unsigned move_code_bucket(const char *code)
@@ -137,7 +215,7 @@ struct move *move_by_code(struct sip *s, const char *digits)
 	size_t n = strlen(digits);
 
 	for (struct move *m = move_stack(s)->code_table[move_code_bucket(digits)]; m; m = m->cnext)
-		if ((m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING) &&
+		if ((m->phase == MOVE_OFFERED || m->phase == MOVE_STORING) &&
 		    strlen(m->code) == n && !CRYPTO_memcmp(m->code, digits, n))
 			return m;
 	return NULL;
@@ -272,7 +350,9 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 	char reason[160];
 	va_list ap;
 
-	if (m->state == SIP_MOVE_DONE || m->state == SIP_MOVE_FAILED)
+	enum move_phase was = m->phase;
+
+	if (m->phase == MOVE_DONE || move_state(m) == SIP_MOVE_FAILED)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(m->reason, sizeof(m->reason), fmt, ap);
@@ -281,7 +361,7 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 		status = 480;
 	metric_inc(METRIC_MOVES_FAILED_TOTAL);
 	LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
-	move_set_state(m, SIP_MOVE_FAILED); /* the store's event line carries the reason */
+	move_to(m, MOVE_FAILED, m->reason); /* the store's event line carries the reason */
 	su_timer_reset(m->timer);
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"Move failed\"", status);
 	if (b && b->nh && !b->terminated && !b->ending) {
@@ -297,7 +377,7 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 	move_notify_refer(m, status,
 	                  sip_status_phrase(status) ? sip_status_phrase(status) : "Failed", 1);
 	move_reply(m, EPROTO);
-	if (c && m->c_answered && !m->rolling_back && !m->a_gone) {
+	if (c && was == MOVE_ANSWERING && !m->a_gone) {
 		move_rollback(m);
 		return;
 	}
@@ -310,21 +390,21 @@ void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
 	struct move *m = arg;
 
-	if (m->state == SIP_MOVE_STORING)
+	if (m->phase == MOVE_STORING)
 		move_fail(m, 503, "the store did not take the move in time");
-	else if (m->state == SIP_MOVE_OFFERED)
+	else if (m->phase == MOVE_OFFERED)
 		move_fail(m, 408, "the code expired unused");
-	else if (m->state == SIP_MOVE_CONFIRMING)
+	else if (m->phase == MOVE_CONFIRMING)
 		move_fail(m, 408, "no answer to the confirmation in time");
 }
 
 void move_call_ending(struct move *m)
 {
-	if (m->state != SIP_MOVE_DONE && m->state != SIP_MOVE_FAILED) {
+	if (m->phase != MOVE_DONE && move_state(m) != SIP_MOVE_FAILED) {
 		snprintf(m->reason, sizeof(m->reason), "the call ended");
 		metric_inc(METRIC_MOVES_FAILED_TOTAL);
 		LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
-		move_set_state(m, SIP_MOVE_FAILED);
+		move_to(m, MOVE_FAILED, m->reason);
 		su_timer_reset(m->timer);
 		move_notify_refer(m, 487, "Request Terminated", 1);
 		move_reply(m, EPROTO);

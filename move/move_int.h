@@ -37,6 +37,25 @@ struct move_stack {
 /* Kinds of the handles the move binds (struct bound's hook_kind). */
 enum { MOVE_BOUND_REDEEM = 1, MOVE_BOUND_REFER };
 
+/*
+ * A move's phase: one state machine. Only move_to() (move.c) changes it, and only along the
+ * transitions it knows. The API and the store see the coarser enum sip_move_state (move_state()).
+ */
+enum move_phase {
+	MOVE_STORING,      /* the code is being written to the store */
+	MOVE_OFFERED,      /* the code is out, waiting for a device */
+	MOVE_REDEEMED,     /* a device presented the code */
+	MOVE_CONFIRMING,   /* waiting for yes from A and/or C, or for images */
+	MOVE_DIALING,      /* RFC 3725: our INVITE without an offer is out to B */
+	MOVE_REINVITING,   /* the re-INVITE with B's media is out to C */
+	MOVE_GLARE,        /* C answered 491: waiting to re-INVITE again (RFC 3261 14.1) */
+	MOVE_ANSWERING,    /* C took B's media; B is being answered (our 200, its ACK) */
+	MOVE_DONE,         /* B holds the near leg; A got a BYE */
+	MOVE_FAILED,       /* A keeps the call (or the call ended) */
+	MOVE_ROLLING_BACK, /* failed after C took B's media: the re-INVITE with A's media is out */
+};
+
+/* One move. Owned by its stack's list (move_stack.moves) until its record lingers out. */
 struct move {
 	struct move *next, *prev;
 	struct move *hnext, *cnext; /* in the sip's tables by id64 and by numeric code */
@@ -56,14 +75,18 @@ struct move {
 	char *target;                      /* the device we dial (RFC 3725), or NULL */
 	char nonce[MOVE_NONCE_LEN + 1];    /* what an answer sent out of dialog must repeat */
 	unsigned code_tries;               /* numeric codes made: each must be unique on offer */
-	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
 	time_t created, expires;
-	enum sip_move_state state;
-	struct leg *b; /* the new near leg while it joins */
-	unsigned third_party : 1, b_offered : 1, c_answered : 1, b_gone : 1, a_gone : 1;
-	unsigned reinviting : 1, rolling_back : 1, linger : 1, b_acking : 1;
-	unsigned need_near : 1, need_far : 1, yes_near : 1, yes_far : 1;
-	unsigned need_scans : 1, scan_near : 1, scan_new : 1;
+	enum move_phase phase; /* changed only by move_to() */
+	struct leg *b;         /* the new near leg while it joins */
+	/* Facts, not phases: how B came, who left, what the policy asks, what came in. */
+	unsigned third_party : 1; /* we dial B (RFC 3725: landing page, images) */
+	unsigned b_offered : 1; /* B's INVITE carried an offer (else C offers, B answers in ACK) */
+	unsigned b_gone : 1;    /* B left while C had the re-INVITE: finish, then roll back */
+	unsigned a_gone : 1;    /* A hung up while B was on its way: the call goes on for B */
+	unsigned linger : 1;    /* the record's time is up: freed once its store jobs are done */
+	unsigned need_near : 1, need_far : 1, need_scans : 1;            /* what the policy asks */
+	unsigned yes_near : 1, yes_far : 1, scan_near : 1, scan_new : 1; /* what came in */
+	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
 	char *b_sdp; /* B's offer (or its answer, in RFC 3725 order) */
 	nua_handle_t *refer_nh;
 	char *refer_event;
@@ -118,7 +141,8 @@ void move_reply(struct move *m, int err);
 void move_changed(struct move *m);
 void move_event(struct move *m, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void move_set_state(struct move *m, enum sip_move_state st);
+enum sip_move_state move_state(const struct move *m);
+int move_to(struct move *m, enum move_phase to, const char *why);
 unsigned move_code_bucket(const char *code);
 struct move *move_by_id64(struct sip *s, uint64_t id64);
 struct move *move_by_id(struct sip *s, const char *id);

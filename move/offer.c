@@ -87,7 +87,7 @@ static void on_inserted(struct store_job *job, void *arg)
 		move_free(m);
 		return;
 	}
-	if (m->state != SIP_MOVE_STORING)
+	if (m->phase != MOVE_STORING)
 		return;
 	if (job->err == EEXIST && m->code_tries < MOVE_CODE_TRIES) {
 		/* Another node offers these digits: make others. */
@@ -112,8 +112,7 @@ static void on_inserted(struct store_job *job, void *arg)
 		move_fail(m, 500, "the store refused the move");
 		return;
 	}
-	m->state = SIP_MOVE_OFFERED;
-	move_changed(m);
+	move_to(m, MOVE_OFFERED, "the store took the code");
 	move_event(m, "code-sent", "code sent to %s, expires in %u s",
 	           m->call && m->call->near ? m->call->near->uri : "?", m->sip->conf.code_ttl);
 	su_timer_set_interval(m->timer, move_offer_expired, m,
@@ -171,7 +170,7 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 	struct move *m;
 	int err;
 
-	if (call_move(c) && call_move(c)->state == SIP_MOVE_OFFERED) {
+	if (call_move(c) && call_move(c)->phase == MOVE_OFFERED) {
 		/* Asked again: the same code again, rather than a second one. */
 		m = call_move(c);
 		if (refer_nh && !m->refer_nh) {
@@ -246,7 +245,7 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 	m->cb_arg = arg;
 	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
 	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
-	m->state = SIP_MOVE_STORING;
+	m->phase = MOVE_STORING; /* where every move starts */
 	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);
 	m->next = ms->moves;

@@ -105,7 +105,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 	}
 	m = move_by_id(s, job->redeem.move_id);
 	c = m ? m->call : NULL;
-	if (!m || !c || m->state != SIP_MOVE_OFFERED) {
+	if (!m || !c || m->phase != MOVE_OFFERED) {
 		redeem_refuse(r, 404, "Not Found", "the call is not on this node", ENOENT);
 		return;
 	}
@@ -117,7 +117,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 	su_timer_reset(m->timer);
 	m->t_redeem = r->arrived;
 	snprintf(m->taken_from, sizeof(m->taken_from), "%s", r->source);
-	move_set_state(m, SIP_MOVE_REDEEMED);
+	move_to(m, MOVE_REDEEMED, "the store redeemed the code");
 	if (r->nh) {
 		b = call_leg_new(c, 1, 1);
 		if (!b) {
@@ -149,7 +149,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 	}
 	move_redeem_free(r);
 	move_after_redeem(m);
-	if (m->third_party && m->state != SIP_MOVE_FAILED)
+	if (m->third_party && move_state(m) != SIP_MOVE_FAILED)
 		move_reply(m, 0);
 }
 
@@ -197,7 +197,7 @@ static int offered_here(struct sip *s, enum store_key key, uint64_t id64, const 
 {
 	struct move *m = key == STORE_KEY_TOKEN ? move_by_id64(s, id64) : move_by_code(s, digits);
 
-	return m && (m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_STORING);
+	return m && (m->phase == MOVE_OFFERED || m->phase == MOVE_STORING);
 }
 
 /* The store knows which node holds the code's call: another one gets the INVITE bridged. */

@@ -109,7 +109,7 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 
 	if (!m)
 		return ENOENT;
-	if (m->state != SIP_MOVE_OFFERED)
+	if (m->phase != MOVE_OFFERED)
 		return EALREADY;
 	if (strncasecmp(target, "sip:", 4) && strncasecmp(target, "sips:", 5))
 		return EINVAL;

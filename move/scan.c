@@ -58,7 +58,7 @@ static void scan_run(void *arg)
 /* A move whose code an image may still show: on offer, or waiting for scans. */
 static int scannable(const struct move *m)
 {
-	return m->state == SIP_MOVE_OFFERED || m->state == SIP_MOVE_CONFIRMING;
+	return m->phase == MOVE_OFFERED || m->phase == MOVE_CONFIRMING;
 }
 
 static struct move *move_by_show(struct sip *s, const uint8_t hash[CODE_HASH_LEN])
@@ -175,7 +175,7 @@ static void scan_accept(struct scan *sc, struct move *m)
 		m->scan_near = 1;
 	else
 		m->scan_new = 1;
-	if (!near && sc->target && m->state == SIP_MOVE_OFFERED) {
+	if (!near && sc->target && m->phase == MOVE_OFFERED) {
 		err = sip_move_dial(s, m->token, sc->target, sc->source, sc->cb, sc->cb_arg);
 		if (!err)
 			sc->cb = NULL; /* the dial answers the caller */
@@ -184,7 +184,7 @@ static void scan_accept(struct scan *sc, struct move *m)
 	}
 	move_check_confirmed(m);
 	memset(&info, 0, sizeof(info));
-	info.state = m->state; /* nothing else: no id, call, code or token */
+	info.state = move_state(m); /* nothing else: no id, call, code or token */
 	info.ms_redeem_to_reinvite = info.ms_redeem_to_answer = -1;
 	scan_answer(sc, 0, &info);
 }
@@ -252,7 +252,7 @@ static void scan_done(void *arg)
 		scan_answer(sc, CODE_ENOTOURS, NULL);
 		goto out;
 	}
-	if (!near && m->state != SIP_MOVE_OFFERED && m->taken_by &&
+	if (!near && m->phase != MOVE_OFFERED && m->taken_by &&
 	    (!sc->target || strcmp(sc->target, m->taken_by))) {
 		LOG_INFO("move", "%s: image from %s, not from the device that took the code (%s)",
 		         m->id, sc->target ? sc->target : sc->source, m->taken_by);

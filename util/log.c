@@ -33,8 +33,7 @@ void log_line(enum log_level level, const char *part, const char *fmt, ...)
 	va_end(ap);
 }
 
-void log_limited(struct log_limit *l, enum log_level level, const char *part, const char *fmt,
-                 ...)
+void log_limited(struct log_limit *l, enum log_level level, const char *part, const char *fmt, ...)
 {
 	time_t now = time(NULL);
 	va_list ap;
@@ -43,8 +42,8 @@ void log_limited(struct log_limit *l, enum log_level level, const char *part, co
 		return;
 	if (now != l->second) {
 		if (l->quiet)
-			log_line(level, part, "%u more such lines in the second before (not logged)",
-			         l->quiet);
+			log_line(level, part,
+			         "%u more such lines in the second before (not logged)", l->quiet);
 		l->second = now;
 		l->logged = l->quiet = 0;
 	}

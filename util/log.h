@@ -1,4 +1,4 @@
-/* util/: small parts every layer shares (log, hash, buffer, worker queue); nothing of ours below. */
+/* util/: parts every layer shares (log, hash, buffer, worker queue), built on nothing of ours. */
 #ifndef QRXFER_UTIL_LOG_H
 #define QRXFER_UTIL_LOG_H
 
@@ -29,7 +29,7 @@ struct log_limit {
 	unsigned logged, quiet;
 };
 
-void log_limited(struct log_limit *l, enum log_level level, const char *part, const char *fmt,
-                 ...) __attribute__((format(printf, 4, 5)));
+void log_limited(struct log_limit *l, enum log_level level, const char *part, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -1,4 +1,4 @@
-/* Internal to sip/: the stack, calls, legs, and the per-method handlers. */
+/* The stack, calls and legs: internal to sip/, and the leg API features above it use. */
 #ifndef QRXFER_SIP_B2BUA_H
 #define QRXFER_SIP_B2BUA_H
 

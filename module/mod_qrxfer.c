@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "host/mod.h"
 #include "client/sms.h"
+#include "move/move.h"
 #include "util/log.h"
 #include "sip/sip.h"
 #include "sql/store.h"
@@ -373,6 +374,12 @@ static int mod_init(const struct mod_host *h)
 	err = sip_alloc(&sip, h->root, &sc);
 	if (err)
 		return err;
+	/* The move hooks itself into the core's call events (mod_close frees it with the stack). */
+	err = move_init(sip);
+	if (err) {
+		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
+		return err;
+	}
 
 	if (http) {
 		twilio_token =

@@ -8,9 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sql/store.h"
 #include "sip/b2bua.h"
-#include "sip/move.h"
 
 const char *sip_call_state_name(enum sip_call_state st)
 {
@@ -79,8 +77,8 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 	    ev != nua_i_terminated && ev != nua_i_media_error)
 		metric_inc(METRIC_SIP_REQUESTS_TOTAL);
 
-	if (b && (b->kind == BOUND_REDEEM || b->kind == BOUND_REFER)) {
-		move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
+	if (b && b->kind == BOUND_HOOK) {
+		hook_bound_event(s, ev, status, phrase, nh, b, sip, tags);
 		return;
 	}
 	if (b && b->kind == BOUND_ZOMBIE) {
@@ -137,7 +135,7 @@ static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua,
 		register_request(s, nh, sip);
 		break;
 	case nua_i_refer:
-		if (!move_refer(s, leg, nh, sip, tags))
+		if (!hook_refer(s, leg, nh, sip, tags))
 			refuse_request(s, nh, b, 501, "Only REFER To sip:move@ Is Served");
 		break;
 	case nua_i_subscribe:
@@ -247,19 +245,6 @@ static void udp_buffers(struct sip *s)
 	LOG_INFO("sip", "UDP receive buffer asked %d bytes on %d socket(s)", size, n);
 }
 
-static void on_node_reset(struct store_job *job, void *arg)
-{
-	struct sip *s = arg;
-
-	if (s->detached)
-		return;
-	if (job->err)
-		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
-		         strerror(job->err));
-	else if (job->n)
-		LOG_INFO("sip", "store: %zu calls of a previous run marked ended", job->n);
-}
-
 #define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
 
 int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
@@ -273,9 +258,7 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	su_home_init(s->home);
 	s->root = root;
 	s->call_table = calloc(CALL_BUCKETS, sizeof(*s->call_table));
-	s->move_table = calloc(MOVE_BUCKETS, sizeof(*s->move_table));
-	s->code_table = calloc(MOVE_BUCKETS, sizeof(*s->code_table));
-	if (!s->call_table || !s->move_table || !s->code_table) {
+	if (!s->call_table) {
 		err = ENOMEM;
 		goto out;
 	}
@@ -305,12 +288,6 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
 		err = EINVAL;
 		goto out;
-	}
-	if (s->conf.store) {
-		/* What the store still lists as live here died with the last process. */
-		struct store_job job = {.op = STORE_OP_NODE_RESET, .at = store_now()};
-		snprintf(job.text, sizeof(job.text), "%s", s->node);
-		store_submit(s->conf.store, &job, on_node_reset, s);
 	}
 	/* One thread: the stack runs on the caller's loop, not in a clone task. */
 	su_root_threading(root, 0);
@@ -357,8 +334,6 @@ out:
 		nta_agent_destroy(s->nta);
 	su_home_deinit(s->home);
 	free(s->call_table);
-	free(s->move_table);
-	free(s->code_table);
 	free(s);
 	return err;
 }
@@ -443,14 +418,12 @@ void sip_free(struct sip *s)
 	if (s->shutdown_timer)
 		su_timer_destroy(s->shutdown_timer);
 	sip_work_free(s->work);
-	move_free_all(s);
+	hook_stop(s);
 	if (s->nta)
 		nta_agent_destroy(s->nta);
 	nua_destroy(s->nua);
 	su_home_deinit(s->home);
 	free(s->call_table);
-	free(s->move_table);
-	free(s->code_table);
 	free(s);
 }
 

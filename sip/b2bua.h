@@ -1,4 +1,4 @@
-/* Internal to sip/: the stack, calls, legs, and the per-method handlers. */
+/* The stack, calls and legs: internal to sip/, and the leg API features above it use. */
 #ifndef QRXFER_SIP_B2BUA_H
 #define QRXFER_SIP_B2BUA_H
 
@@ -17,14 +17,14 @@
 #include <sofia-sip/nta.h>
 
 #include "sip/sip.h"
+#include "sip/hook.h"
 #include "metrics/metrics.h"
 #include "util/log.h"
 
-struct move;
-
 /* What a handle's magic points to; the kind tells which struct it heads. */
 struct bound {
-	enum { BOUND_LEG, BOUND_TXN, BOUND_REDEEM, BOUND_REFER, BOUND_ZOMBIE } kind;
+	enum { BOUND_LEG, BOUND_TXN, BOUND_HOOK, BOUND_ZOMBIE } kind;
+	int hook_kind; /* BOUND_HOOK: which of its own structs the feature that bound it means */
 };
 
 /* One in-dialog request relayed to the other leg, waiting for its answer. */
@@ -66,7 +66,7 @@ struct call {
 	struct leg *near, *far; /* NULL until made */
 	struct leg *legs;       /* near, far, and legs joining or leaving in a move */
 	struct leg *in, *out;   /* the leg the INVITE came in on, the one we made */
-	struct move *move;      /* the move under way, if any */
+	void *feature;          /* what a hooked feature keeps for this call (a move), or NULL */
 	enum sip_call_state state;
 	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
 	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
@@ -79,7 +79,7 @@ struct call {
 	unsigned long long far_version;
 	char *far_body;        /* the last SDP sent to far, as it came */
 	char *near_sdp;        /* the last SDP the near device sent, for a rollback */
-	unsigned recorded : 1; /* its row is in the store */
+	unsigned recorded : 1; /* its row is in the store (the records' hooks say so) */
 };
 
 /* An out-of-dialog request relayed on a fresh handle (MESSAGE, REGISTER). */
@@ -107,19 +107,14 @@ struct sip {
 	socklen_t upstream_addrlen;
 	struct call *calls, *calls_tail;
 	struct call **call_table; /* CALL_BUCKETS chains by id */
-	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
-	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
 	struct txn *txns;
-	struct zombie *zombies;   /* handles of ended calls still waiting for answers */
-	struct move *moves;       /* moves of this node, live and recently ended */
-	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
-	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
-	struct sip_work *work;    /* image decoding */
-	struct scan_limit *scan;  /* images in the decoder, and each source's rate */
-	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
-	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
-	unsigned sms_seen_next;
-	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
+	struct zombie *zombies; /* handles of ended calls still waiting for answers */
+	struct sip_work *work;  /* a worker for slow jobs (image decoding) */
+	struct {
+		const struct sip_call_hooks *h;
+		void *arg;
+	} hooks[SIP_HOOKS_MAX]; /* what features registered, in order */
+	unsigned nhooks;
 	sip_done_h *done;
 	void *done_arg;
 	su_timer_t *shutdown_timer;
@@ -129,7 +124,6 @@ struct sip {
 };
 
 #define CALL_BUCKETS 16384
-#define MOVE_BUCKETS 16384
 
 /* b2bua.c */
 void b2bua_stop(struct sip *s);
@@ -157,11 +151,22 @@ int sip_work_alloc(struct sip_work **wp, su_root_t *root);
 int sip_work_submit(struct sip_work *w, sip_work_h *run, sip_work_h *done, void *arg);
 void sip_work_free(struct sip_work *w);
 
-/* record.c: the call's row in the store; state is an enum store_call_state */
-struct store_dialog;
-void call_record_state(struct call *c, int state);
-void call_record_near(struct call *c);
-void call_leg_dialog(const struct leg *leg, struct store_dialog *d);
+/* hook.c: the core's calls into the hooks features registered (sip/hook.h) */
+int hook_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+int hook_invite_response(struct call *c, struct leg *leg, int status, const char *phrase,
+                         const sip_t *sip);
+int hook_ack(struct call *c, struct leg *leg, const sip_t *sip);
+int hook_leg_left(struct call *c, struct leg *leg);
+int hook_leg_terminated(struct call *c, struct leg *leg);
+void hook_call_active(struct call *c);
+void hook_call_ending(struct call *c);
+void hook_call_gone(struct call *c);
+int hook_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
+int hook_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
+void hook_info(struct sip *s, struct leg *leg, const sip_t *sip);
+void hook_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+void hook_stop(struct sip *s);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);

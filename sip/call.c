@@ -5,8 +5,6 @@
 #include <openssl/rand.h>
 
 #include "sip/b2bua.h"
-#include "sip/move.h"
-#include "sql/store.h"
 #include "util/hash.h"
 
 static unsigned call_bucket(const char *id)
@@ -160,8 +158,7 @@ void call_end(struct call *c, int status, const char *reason)
 		su_timer_destroy(c->max_timer);
 		c->max_timer = NULL;
 	}
-	if (c->move)
-		move_call_ending(c->move);
+	hook_call_ending(c);
 	for (leg = c->legs; leg; leg = leg->next)
 		call_leg_end(leg, reason);
 }
@@ -292,8 +289,7 @@ static void call_free(struct call *c)
 	struct sip *s = c->sip;
 	struct leg *leg;
 
-	if (c->move)
-		move_call_gone(c->move);
+	hook_call_gone(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -312,7 +308,6 @@ static void call_free(struct call *c)
 		su_timer_destroy(c->max_timer);
 	for (leg = c->legs; leg; leg = leg->next)
 		leg_release(leg);
-	call_record_state(c, STORE_CALL_ENDED);
 	LOG_INFO("call", "%s: ended", c->id);
 	su_home_unref(c->home);
 	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
@@ -332,7 +327,7 @@ void call_leg_terminated(struct leg *leg)
 
 	leg->terminated = 1;
 	leg_drop_relays(leg);
-	if (c->move && move_leg_terminated(c->move, leg))
+	if (hook_leg_terminated(c, leg))
 		return;
 	if (leg == c->near || leg == c->far) {
 		if (c->state != SIP_CALL_ENDING)

@@ -2,9 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sql/store.h"
 #include "sip/b2bua.h"
-#include "sip/move.h"
 
 static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
@@ -61,7 +59,7 @@ void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
 		return;
 	}
 	/* A device presenting a code asks for a call: that is not a new call. */
-	if (move_invite(s, nh, sip, req))
+	if (hook_invite(s, nh, sip, req))
 		return;
 	if (from_up && route_is_self(s, target)) {
 		refuse(nh, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
@@ -219,7 +217,7 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 	struct leg *from = c->reinvite_from;
 	sip_payload_t *pl;
 
-	if (c->move && move_invite_response(c->move, leg, status, phrase, sip))
+	if (hook_invite_response(c, leg, status, phrase, sip))
 		return;
 	if (leg == c->out && !leg->answered) {
 		initial_response(leg, status, phrase, sip);
@@ -289,13 +287,13 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 
 	if (leg->incoming)
 		call_leg_tags(leg, sip);
-	if (c->move && move_ack(c->move, leg, sip))
+	if (hook_ack(c, leg, sip))
 		return;
 	if (!other)
 		return;
 	if (c->ack_pending && leg == c->in) {
 		c->ack_pending = 0;
-		call_record_state(c, STORE_CALL_ACTIVE);
+		hook_call_active(c);
 		invite_note_near_sdp(leg, sip);
 		pl = body_for(other, sip);
 		nua_ack(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
@@ -316,7 +314,7 @@ void invite_cancel(struct leg *leg)
 	struct call *c = leg->call;
 
 	leg->ending = 1; /* the stack answered 487 itself */
-	if (c->move && move_leg_left(c->move, leg))
+	if (hook_leg_left(c, leg))
 		return;
 	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
 	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
@@ -327,7 +325,7 @@ void invite_bye(struct leg *leg)
 	struct call *c = leg->call;
 
 	leg->ending = 1; /* the stack answered 200 itself */
-	if (c->move && move_leg_left(c->move, leg))
+	if (hook_leg_left(c, leg))
 		return;
 	if (leg != c->near && leg != c->far)
 		return; /* a leg that already left in a move */

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "sip/b2bua.h"
-#include "sip/move.h"
 
 static int send_on(nua_event_t ev, nua_handle_t *nh, const sip_t *sip, sip_payload_t *pl)
 {
@@ -193,10 +192,10 @@ void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bou
 {
 	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
 
-	if (ev == nua_i_message && (leg || !b) && move_message(s, leg, nh, sip))
+	if (ev == nua_i_message && (leg || !b) && hook_message(s, leg, nh, sip))
 		return;
 	if (ev == nua_i_info && leg)
-		move_info(s, leg, sip);
+		hook_info(s, leg, sip);
 	if (leg) {
 		relay_in_dialog(leg, ev, s->nua, sip);
 		return;

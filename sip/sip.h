@@ -52,7 +52,7 @@ struct sip_conf {
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };
 
-/* What sip/ asks of the module around it. */
+/* What the move asks of the module around it. */
 struct sip_hooks {
 	/* Send an SMS; done later calls sip_sms_result(). 0 if queued. */
 	int (*sms_send)(void *arg, const char *to, const char *text, unsigned long ref);
@@ -100,7 +100,7 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg);
 
 const char *sip_call_state_name(enum sip_call_state st);
 
-/* ---- moves ---- */
+/* ---- moves (implemented in move/, which move_init() hooks into the stack) ---- */
 
 enum sip_move_state {
 	SIP_MOVE_STORING,    /* being written to the store */

@@ -1,10 +1,12 @@
-/* Calls into the store: fire and forget through its worker, in order. */
+/*
+ * The calls' rows in the store, hooked on the core's call events: fire and forget through the
+ * store's worker, in order.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sql/store.h"
-#include "sip/b2bua.h"
+#include "move/move_int.h"
 
 static void copy(char *dst, size_t len, const char *src)
 {
@@ -12,7 +14,7 @@ static void copy(char *dst, size_t len, const char *src)
 }
 
 /* A leg's dialog as the store keeps it: From and To tags as on the wire of that dialog. */
-void call_leg_dialog(const struct leg *leg, struct store_dialog *d)
+static void leg_dialog(const struct leg *leg, struct store_dialog *d)
 {
 	const char *lt = leg->ltag, *rt = leg->rtag;
 
@@ -44,9 +46,9 @@ static void call_insert(struct call *c, enum store_call_state st)
 	job->op = STORE_OP_CALL_INSERT;
 	copy(job->call.id, sizeof(job->call.id), c->id);
 	if (c->near)
-		call_leg_dialog(c->near, &job->call.near);
+		leg_dialog(c->near, &job->call.near);
 	if (c->far)
-		call_leg_dialog(c->far, &job->call.far);
+		leg_dialog(c->far, &job->call.far);
 	job->call.state = st;
 	job->call.created_at = (int64_t)c->created * 1000;
 	job->call.answered_at = c->answered ? (int64_t)c->answered * 1000 : 0;
@@ -57,22 +59,22 @@ static void call_insert(struct call *c, enum store_call_state st)
 	c->recorded = 1;
 }
 
-void call_record_state(struct call *c, int state)
+static void record_state(struct call *c, enum store_call_state state)
 {
 	struct store_job job = {0};
 
 	if (!c->recorded) {
-		call_insert(c, (enum store_call_state)state);
+		call_insert(c, state);
 		return;
 	}
 	job.op = STORE_OP_CALL_STATE;
 	copy(job.id, sizeof(job.id), c->id);
-	job.call_state = (enum store_call_state)state;
+	job.call_state = state;
 	job.at = store_now();
 	submit(c->sip, &job);
 }
 
-void call_record_near(struct call *c)
+void move_record_near(struct call *c)
 {
 	struct store_job *job;
 
@@ -83,7 +85,46 @@ void call_record_near(struct call *c)
 		return;
 	job->op = STORE_OP_CALL_NEAR;
 	copy(job->id, sizeof(job->id), c->id);
-	call_leg_dialog(c->near, &job->call.near);
+	leg_dialog(c->near, &job->call.near);
 	submit(c->sip, job);
 	free(job);
+}
+
+static void on_call_active(void *arg, struct call *c)
+{
+	record_state(c, STORE_CALL_ACTIVE);
+}
+
+static void on_call_gone(void *arg, struct call *c)
+{
+	record_state(c, STORE_CALL_ENDED);
+}
+
+static void on_node_reset(struct store_job *job, void *arg)
+{
+	struct sip *s = arg;
+
+	if (s->detached)
+		return;
+	if (job->err)
+		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
+		         strerror(job->err));
+	else if (job->n)
+		LOG_INFO("sip", "store: %zu calls of a previous run marked ended", job->n);
+}
+
+static const struct sip_call_hooks record_hooks = {
+    .call_active = on_call_active,
+    .call_gone = on_call_gone,
+};
+
+int move_record_init(struct sip *s)
+{
+	if (s->conf.store) {
+		/* What the store still lists as live here died with the last process. */
+		struct store_job job = {.op = STORE_OP_NODE_RESET, .at = store_now()};
+		snprintf(job.text, sizeof(job.text), "%s", s->node);
+		store_submit(s->conf.store, &job, on_node_reset, s);
+	}
+	return sip_call_hooks_add(s, &record_hooks, NULL);
 }

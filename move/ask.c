@@ -1,0 +1,207 @@
+/* What the phones send: asking for a move (REFER, MESSAGE, DTMF INFO), answers, images. */
+#define _GNU_SOURCE /* memmem */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/msg_addr.h>
+
+#include "move/move_int.h"
+
+static int is_image(const sip_t *sip)
+{
+	const char *t = sip->sip_content_type ? sip->sip_content_type->c_type : NULL;
+
+	return t && body_pl(sip) && (!strcasecmp(t, "image/png") || !strcasecmp(t, "image/jpeg"));
+}
+
+static int body_is(const sip_t *sip, const char *word)
+{
+	const sip_payload_t *pl = body_pl(sip);
+	const char *p;
+	size_t len, n = strlen(word);
+
+	if (!pl)
+		return 0;
+	p = pl->pl_data;
+	len = pl->pl_len;
+	while (len && isspace((unsigned char)*p))
+		p++, len--;
+	while (len && isspace((unsigned char)p[len - 1]))
+		len--;
+	return len == n && !strncasecmp(p, word, n);
+}
+
+int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[])
+{
+	const sip_refer_to_t *rt = sip->sip_refer_to;
+	sip_event_t const *ev = NULL;
+	char *event_str = NULL, source[STORE_SOURCE_MAX];
+	int err;
+
+	if (!leg || leg != leg->call->near || !rt || !rt->r_url->url_user ||
+	    strcasecmp(rt->r_url->url_user, "move") || !move_for_us(s, rt->r_url))
+		return 0;
+	tl_gets(tags, NUTAG_REFER_EVENT_REF(ev), TAG_END());
+	if (ev)
+		event_str = sip_header_as_string(s->home, (const sip_header_t *)ev);
+	move_source_of(nua_current_request(s->nua), source, sizeof(source));
+	err = move_start_on(leg->call, source, NULL, NULL, NULL, NULL);
+	if (err) {
+		nua_respond(nh, err == EBUSY ? 491 : 488,
+		            err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now",
+		            NUTAG_WITH_THIS(s->nua), TAG_END());
+	} else {
+		nua_respond(nh, SIP_202_ACCEPTED, NUTAG_WITH_THIS(s->nua), TAG_END());
+		if (call_move(leg->call)) {
+			call_move(leg->call)->refer_nh = nh;
+			free(call_move(leg->call)->refer_event);
+			call_move(leg->call)->refer_event =
+			    event_str ? strdup(event_str) : strdup("refer");
+		}
+	}
+	su_free(s->home, event_str);
+	return 1;
+}
+
+static void scan_answered(int err, const struct sip_move_info *info, void *arg)
+{
+	/* The MESSAGE was answered already; the log line says what the image held. */
+}
+
+int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+{
+	struct call *c = leg ? leg->call : NULL;
+	char source[STORE_SOURCE_MAX];
+	const sip_payload_t *pl = body_pl(sip);
+
+	move_source_of(nua_current_request(s->nua), source, sizeof(source));
+	if (leg && (leg == c->near || leg == c->far) && call_move(c) && pl &&
+	    move_answer(call_move(c), leg == c->near, pl->pl_data, pl->pl_len, 1)) {
+		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
+		return 1;
+	}
+	if (leg && leg == c->near && body_is(sip, "move")) {
+		int err = move_start_on(c, source, NULL, NULL, NULL, NULL);
+		nua_respond(nh, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK",
+		            NUTAG_WITH_THIS(s->nua), TAG_END());
+		return 1;
+	}
+	if (is_image(sip) && (leg ? leg == c->near : move_for_us(s, sip->sip_request->rq_url))) {
+		msg_t *req = nua_current_request(s->nua);
+		su_addrinfo_t *ai = req ? msg_addrinfo(req) : NULL;
+		char *from = leg ? NULL : url_as_string(NULL, sip->sip_from->a_url);
+		int err = move_scan_submit(s, pl->pl_data, pl->pl_len, leg ? "near" : "new", from,
+		                           leg ? c->id : NULL, NULL, ai ? ai->ai_addr : NULL, nh,
+		                           !leg, scan_answered, NULL);
+		free(from);
+		if (err) {
+			/* Refused before decoding: nothing to scan, too fast, too big, or busy. */
+			int st = err == ENOENT                    ? 480
+			         : err == EAGAIN || err == ENOSPC ? 503
+			         : err == CODE_ETOOLARGE          ? 413
+			         : err == ENOTSUP                 ? 501
+			         : err == ENOMEM                  ? 500
+			                                          : 415;
+			const char *ph = err == ENOENT           ? "No Code On Offer"
+			                 : err == EAGAIN         ? "Too Many Images"
+			                 : err == ENOSPC         ? "Busy Decoding Images"
+			                 : err == CODE_ETOOLARGE ? "Image Too Large"
+			                 : err == ENOTSUP        ? "Cannot Read Images Here"
+			                 : err == ENOMEM         ? "Out Of Memory"
+			                                         : "Not A PNG Or JPEG Image";
+			nua_respond(nh, st, ph, TAG_IF(st == 503, SIPTAG_RETRY_AFTER_STR("1")),
+			            NUTAG_WITH_THIS(s->nua), TAG_END());
+			if (!leg)
+				nua_handle_destroy(nh);
+		}
+		return 1;
+	}
+	if (!leg && pl) {
+		/* An answer from a phone that replies out of dialog: its From names the party, and
+		 * only the question's nonce shows it is that party. */
+		char *from = url_as_string(NULL, sip->sip_from->a_url);
+		int taken = 0;
+		for (struct move *m = move_stack(s)->moves; m && from && !taken; m = m->next) {
+			struct call *mc = m->call;
+			if (!mc || m->phase != MOVE_CONFIRMING)
+				continue;
+			if (mc->near && mc->near->uri && !strcmp(mc->near->uri, from))
+				taken = move_answer(m, 1, pl->pl_data, pl->pl_len, 0);
+			else if (mc->far && mc->far->uri && !strcmp(mc->far->uri, from))
+				taken = move_answer(m, 0, pl->pl_data, pl->pl_len, 0);
+			else
+				continue;
+			if (!taken)
+				LOG_INFO("move",
+				         "%s: MESSAGE out of dialog from %s (%s) not taken as an "
+				         "answer: no nonce, a wrong one, or not asked",
+				         m->id, from, source);
+		}
+		free(from);
+		if (taken) {
+			nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
+			nua_handle_destroy(nh);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* DTMF as SIP INFO: the feature code asks for a move. The digits are still relayed. */
+int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
+{
+	const char *feature = s->conf.move_feature;
+	const sip_payload_t *pl = body_pl(sip);
+	const char *t = sip->sip_content_type ? sip->sip_content_type->c_type : "";
+	char digit = 0;
+	size_t n, fl;
+	long long now = move_now_us();
+
+	if (!leg || leg != leg->call->near || !pl || !feature || !*feature)
+		return 0;
+	if (!strcasecmp(t, "application/dtmf-relay")) {
+		const char *p = memmem(pl->pl_data, pl->pl_len, "Signal", 6);
+		const char *end = pl->pl_data + pl->pl_len;
+		if (!p)
+			return 0;
+		for (p += 6; p < end && (*p == ' ' || *p == '='); p++)
+			;
+		digit = p < end ? *p : 0;
+	} else if (!strcasecmp(t, "application/dtmf")) {
+		for (n = 0; n < pl->pl_len && isspace((unsigned char)pl->pl_data[n]); n++)
+			;
+		digit = n < pl->pl_len ? pl->pl_data[n] : 0;
+		if (isdigit((unsigned char)digit) && n + 1 < pl->pl_len &&
+		    isdigit((unsigned char)pl->pl_data[n + 1])) {
+			/* RFC 2833 event numbers: 10 is '*', 11 is '#'. */
+			int ev = atoi(pl->pl_data + n);
+			digit = ev == 10 ? '*' : ev == 11 ? '#' : (char)('0' + ev % 10);
+		}
+	} else {
+		return 0;
+	}
+	if (!digit || !strchr("0123456789*#ABCDabcd", digit))
+		return 0;
+	/* Digits more than 3 s apart do not make one code. */
+	if (now - leg->dtmf_at > 3000000)
+		leg->dtmf_len = 0;
+	leg->dtmf_at = now;
+	if (leg->dtmf_len + 1 >= sizeof(leg->dtmf)) {
+		memmove(leg->dtmf, leg->dtmf + 1, sizeof(leg->dtmf) - 2);
+		leg->dtmf_len--;
+	}
+	leg->dtmf[leg->dtmf_len++] = digit;
+	leg->dtmf[leg->dtmf_len] = 0;
+	fl = strlen(feature);
+	if (leg->dtmf_len >= fl && !strcmp(leg->dtmf + leg->dtmf_len - fl, feature)) {
+		char source[STORE_SOURCE_MAX];
+		leg->dtmf_len = 0;
+		move_source_of(nua_current_request(s->nua), source, sizeof(source));
+		if (move_start_on(leg->call, source, NULL, NULL, NULL, NULL))
+			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
+			         leg->call->id, feature);
+	}
+	return 0;
+}

@@ -1,0 +1,220 @@
+/* Internal to move/: what the move's files share. */
+#ifndef QRXFER_MOVE_INT_H
+#define QRXFER_MOVE_INT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "codes/code.h"
+#include "sql/store.h"
+#include "sip/b2bua.h"
+#include "move/move.h"
+
+#define MOVE_LINGER_MS  60000 /* an ended move stays readable this long */
+#define MOVE_RETRY_MS   20    /* waiting for the far leg to be free */
+#define MOVE_RETRY_MAX  250
+#define MOVE_491_TRIES  3
+#define MOVE_REFER_HOLD 64000 /* how long we wait for a referred phone's final NOTIFY */
+#define MOVE_SILENT_MS  16000 /* a re-INVITE with no answer at all in this time: C is gone */
+#define MOVE_CODE_TRIES 8     /* numeric codes made before giving up on a unique one */
+#define MOVE_NONCE_LEN  8     /* digits an answer out of dialog must carry */
+#define MOVE_BUCKETS    16384
+
+/* The move's part of one stack. Owned by the move's hooks on it: freed by their stop. */
+struct move_stack {
+	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
+	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
+	struct move *moves;       /* moves of this node, live and recently ended */
+	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
+	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
+	struct scan_limit *scan;  /* images in the decoder, and each source's rate */
+	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
+	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
+	unsigned sms_seen_next;
+	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
+};
+
+/* Kinds of the handles the move binds (struct bound's hook_kind). */
+enum { MOVE_BOUND_REDEEM = 1, MOVE_BOUND_REFER };
+
+/*
+ * A move's phase: one state machine. Only move_to() (move.c) changes it, and only along the
+ * transitions it knows. The API and the store see the coarser enum sip_move_state (move_state()).
+ */
+enum move_phase {
+	MOVE_STORING,      /* the code is being written to the store */
+	MOVE_OFFERED,      /* the code is out, waiting for a device */
+	MOVE_REDEEMED,     /* a device presented the code */
+	MOVE_CONFIRMING,   /* waiting for yes from A and/or C, or for images */
+	MOVE_DIALING,      /* RFC 3725: our INVITE without an offer is out to B */
+	MOVE_REINVITING,   /* the re-INVITE with B's media is out to C */
+	MOVE_GLARE,        /* C answered 491: waiting to re-INVITE again (RFC 3261 14.1) */
+	MOVE_ANSWERING,    /* C took B's media; B is being answered (our 200, its ACK) */
+	MOVE_DONE,         /* B holds the near leg; A got a BYE */
+	MOVE_FAILED,       /* A keeps the call (or the call ended) */
+	MOVE_ROLLING_BACK, /* failed after C took B's media: the re-INVITE with A's media is out */
+};
+
+/* One move. Owned by its stack's list (move_stack.moves) until its record lingers out. */
+struct move {
+	struct move *next, *prev;
+	struct move *hnext, *cnext; /* in the sip's tables by id64 and by numeric code */
+	struct sip *sip;
+	struct call *call; /* NULL once the move has let go of it */
+	char id[17];
+	char call_id[33]; /* the call's id, kept after the move lets go of it */
+	uint64_t id64;
+	char token[CODE_TOKEN_LEN + 1];
+	char code[12];
+	uint8_t show_hash[CODE_HASH_LEN]; /* of the show page's secret */
+	char show[CODE_SECRET_LEN + 1];   /* the secret itself, only until it is sent */
+	char qr_uri[512];
+	char reason[128];
+	char *taken_by;
+	char taken_from[STORE_SOURCE_MAX]; /* the source that presented the code */
+	char *target;                      /* the device we dial (RFC 3725), or NULL */
+	char nonce[MOVE_NONCE_LEN + 1];    /* what an answer sent out of dialog must repeat */
+	unsigned code_tries;               /* numeric codes made: each must be unique on offer */
+	time_t created, expires;
+	enum move_phase phase; /* changed only by move_to() */
+	struct leg *b;         /* the new near leg while it joins */
+	/* Facts, not phases: how B came, who left, what the policy asks, what came in. */
+	unsigned third_party : 1; /* we dial B (RFC 3725: landing page, images) */
+	unsigned b_offered : 1; /* B's INVITE carried an offer (else C offers, B answers in ACK) */
+	unsigned b_gone : 1;    /* B left while C had the re-INVITE: finish, then roll back */
+	unsigned a_gone : 1;    /* A hung up while B was on its way: the call goes on for B */
+	unsigned linger : 1;    /* the record's time is up: freed once its store jobs are done */
+	unsigned need_near : 1, need_far : 1, need_scans : 1;            /* what the policy asks */
+	unsigned yes_near : 1, yes_far : 1, scan_near : 1, scan_new : 1; /* what came in */
+	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
+	char *b_sdp; /* B's offer (or its answer, in RFC 3725 order) */
+	nua_handle_t *refer_nh;
+	char *refer_event;
+	su_timer_t *timer;
+	unsigned tries;       /* waits for the far leg to be free */
+	unsigned glare_tries; /* re-INVITEs C answered 491 */
+	unsigned jobs;        /* store jobs that will call back with this move */
+	long long t_redeem, t_reinvite, t_answer; /* monotonic microseconds */
+	sip_move_h *cb;
+	void *cb_arg;
+	unsigned long sms_ref[2]; /* near, far */
+	char near_number[32], far_number[32];
+};
+
+/* An INVITE or a dial request waiting for the store to redeem its code. */
+struct redeem {
+	struct bound b;
+	struct redeem *next, *prev;
+	struct sip *sip;
+	nua_handle_t *nh; /* the new device's INVITE, or NULL when we are to dial */
+	char source[STORE_SOURCE_MAX];
+	char *sdp, *from_uri, *call_id, *target;
+	long long arrived;
+	unsigned cancelled : 1, saved_it : 1;
+	nua_saved_event_t saved[1]; /* the INVITE, while we ask which node has the call */
+	enum store_key key;
+	uint8_t hash[CODE_HASH_LEN];
+	uint8_t alt[STORE_HASHES_MAX - 1][CODE_HASH_LEN]; /* numeric: under older keys */
+	unsigned nalt;
+	char named[17]; /* the move a signed token names */
+	sip_move_h *cb;
+	void *cb_arg;
+};
+
+/* An out-of-dialog REFER asking a known phone to dial a code. */
+struct refer_out {
+	struct bound b;
+	struct refer_out *next, *prev; /* in the sip's list, so shutdown frees it */
+	struct sip *sip;
+	nua_handle_t *nh;
+	su_timer_t *timer;
+	sip_move_h *cb;
+	void *cb_arg;
+	char move_id[17];
+};
+
+/* move.c */
+struct move_stack *move_stack(struct sip *s);
+long long move_now_us(void);
+void move_info_fill(const struct move *m, struct sip_move_info *i);
+void move_reply(struct move *m, int err);
+void move_changed(struct move *m);
+void move_event(struct move *m, const char *step, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum sip_move_state move_state(const struct move *m);
+int move_to(struct move *m, enum move_phase to, const char *why);
+unsigned move_code_bucket(const char *code);
+struct move *move_by_id64(struct sip *s, uint64_t id64);
+struct move *move_by_id(struct sip *s, const char *id);
+struct move *move_by_code(struct sip *s, const char *digits);
+void move_index(struct move *m);
+void move_unindex(struct move *m);
+void move_free(struct move *m);
+void move_detach(struct move *m);
+void move_notify_refer(struct move *m, int status, const char *phrase, int final);
+void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len);
+void move_fail(struct move *m, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);
+
+/* store.c */
+enum store_move_state move_store_state(enum sip_move_state st);
+void move_store_job(struct move *m, struct store_job *job);
+void move_source_of(msg_t *req, char *out, size_t len);
+void move_guess_failed(struct sip *s, const char *source, enum store_key kind, const char *named);
+
+/* offer.c */
+int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
+                  const char *refer_event, sip_move_h *cb, void *arg);
+
+/* media.c */
+void move_rollback(struct move *m);
+void move_go(struct move *m);
+
+/* confirm.c */
+void move_after_redeem(struct move *m);
+void move_check_confirmed(struct move *m);
+int move_answer(struct move *m, int near, const char *body, size_t len, int in_dialog);
+
+/* redeem.c */
+void move_redeem_free(struct redeem *r);
+int move_for_us(struct sip *s, const url_t *u);
+
+/* refer.c */
+void move_refer_out_free(struct refer_out *ro);
+
+/* scan.c */
+int move_scan_submit(struct sip *s, const void *image, size_t len, const char *who,
+                     const char *target, const char *call_id, const uint8_t *show_hash,
+                     const struct sockaddr *peer, nua_handle_t *nh, int own_nh, sip_move_h *cb,
+                     void *arg);
+
+/* The move under way on c, if any. */
+static inline struct move *call_move(const struct call *c)
+{
+	return c->feature;
+}
+
+/* The hooks' work, by phase (each file's own). */
+int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+int move_invite_response(struct move *m, struct leg *leg, int status, const char *phrase,
+                         const sip_t *sip);
+int move_ack(struct move *m, struct leg *leg, const sip_t *sip);
+int move_leg_left(struct move *m, struct leg *leg);
+int move_leg_terminated(struct move *m, struct leg *leg);
+void move_call_ending(struct move *m);
+void move_call_gone(struct move *m);
+int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
+int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
+int move_info(struct sip *s, struct leg *leg, const sip_t *sip);
+void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+/* Where a code holder may have us call: out is the URI, *direct says not through the upstream;
+ * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */
+int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct);
+
+/* record.c: the calls' rows in the store */
+int move_record_init(struct sip *s);
+void move_record_near(struct call *c);
+
+#endif

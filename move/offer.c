@@ -1,0 +1,304 @@
+/* Offering a code: making it, storing it, and the MESSAGE that shows it to A. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "move/move_int.h"
+
+static int numeric_new(struct move *m, struct store_move *sm);
+
+/* A fresh show secret: its hash replaces the old one here and in the store. */
+static int show_renew(struct move *m)
+{
+	struct store_job job = {.op = STORE_OP_MOVE_SHOW_SET};
+	int err = code_secret_make(m->show, sizeof(m->show));
+
+	if (!err)
+		err = code_secret_hash(m->show, m->show_hash);
+	if (err) {
+		OPENSSL_cleanse(m->show, sizeof(m->show));
+		return err;
+	}
+	snprintf(job.id, sizeof(job.id), "%s", m->id);
+	memcpy(job.hash, m->show_hash, sizeof(job.hash));
+	move_store_job(m, &job);
+	return 0;
+}
+
+static void send_code(struct move *m)
+{
+	struct sip *s = m->sip;
+	char text[1024], link[512] = "";
+	struct code_qr *qr = NULL;
+	uint8_t *png = NULL;
+	size_t pnglen = 0;
+
+	if (!m->call || !m->call->near)
+		return;
+	/* The show link is the one secret only A is sent: without a fresh one, none. */
+	if (s->conf.public_url && *s->conf.public_url && m->show[0])
+		snprintf(link, sizeof(link), "\r\nShow the code: %s/m/%s/show", s->conf.public_url,
+		         m->show);
+	snprintf(text, sizeof(text),
+	         "Move this call: on the other phone dial *88%s or scan the code (%s). It works "
+	         "once, for %u seconds.%s\r\n",
+	         m->code, m->qr_uri, s->conf.code_ttl, link);
+	if (s->conf.send_qr_image && !code_qr_make(&qr, m->qr_uri, CODE_ECC_M) &&
+	    !code_qr_png(qr, 6, 4, &png, &pnglen)) {
+		/* multipart/mixed (RFC 2046): the text, then the QR as image/png. */
+		char head[1200];
+		static const char tail[] = "\r\n--qrxfer-code--\r\n";
+		int hn =
+		    snprintf(head, sizeof(head),
+		             "--qrxfer-code\r\nContent-Type: text/plain;charset=utf-8\r\n\r\n%s"
+		             "\r\n--qrxfer-code\r\nContent-Type: image/png\r\n"
+		             "Content-Disposition: inline; filename=move.png\r\n\r\n",
+		             text);
+		size_t total = (size_t)hn + pnglen + sizeof(tail) - 1;
+		char *body = malloc(total);
+
+		if (body) {
+			memcpy(body, head, (size_t)hn);
+			memcpy(body + hn, png, pnglen);
+			memcpy(body + hn + pnglen, tail, sizeof(tail) - 1);
+			move_leg_message(m->call->near, "multipart/mixed;boundary=qrxfer-code",
+			                 body, total);
+			free(body);
+		}
+	} else {
+		move_leg_message(m->call->near, "text/plain;charset=utf-8", text, strlen(text));
+	}
+	free(png);
+	code_qr_free(qr);
+}
+
+static void on_inserted(struct store_job *job, void *arg)
+{
+	struct move *m = arg;
+
+	m->jobs--;
+	if (m->sip->detached)
+		return; /* exiting: move_free_all() frees it */
+	if (m->linger && !m->jobs) {
+		move_free(m);
+		return;
+	}
+	if (m->phase != MOVE_STORING)
+		return;
+	if (job->err == EEXIST && m->code_tries < MOVE_CODE_TRIES) {
+		/* Another node offers these digits: make others. */
+		int err;
+		move_unindex(m);
+		err = numeric_new(m, &job->move);
+		move_index(m);
+		job->err = 0;
+		m->jobs++;
+		if (!err)
+			err = store_submit(m->sip->conf.store, job, on_inserted, m);
+		if (!err) {
+			LOG_INFO("move", "%s: numeric code taken elsewhere, made another", m->id);
+			return;
+		}
+		m->jobs--;
+		job->err = err;
+	}
+	if (job->err) {
+		LOG_ERR("move", "%s: store: insert: %s", m->id, strerror(job->err));
+		OPENSSL_cleanse(m->show, sizeof(m->show));
+		move_fail(m, 500, "the store refused the move");
+		return;
+	}
+	move_to(m, MOVE_OFFERED, "the store took the code");
+	move_event(m, "code-sent", "code sent to %s, expires in %u s",
+	           m->call && m->call->near ? m->call->near->uri : "?", m->sip->conf.code_ttl);
+	su_timer_set_interval(m->timer, move_offer_expired, m,
+	                      (su_duration_t)m->sip->conf.code_ttl * 1000);
+	move_notify_refer(m, 100, "Trying", 0);
+	send_code(m);
+	move_reply(m, 0);
+	OPENSSL_cleanse(m->show, sizeof(m->show));
+}
+
+/* The number in a URI's user part ("+" and digits): where a confirmation SMS goes. */
+static const char *uri_number(const char *uri, char *out, size_t len)
+{
+	const char *p = uri ? strchr(uri, ':') : NULL;
+	size_t n = 0;
+
+	out[0] = 0;
+	if (!p)
+		return out;
+	/* E.164 keeps its '+': SMS gateways want it. */
+	for (p++; *p && *p != '@' && *p != ';' && n + 1 < len; p++)
+		if (isdigit((unsigned char)*p) || (*p == '+' && n == 0))
+			out[n++] = *p;
+	out[n] = 0;
+	return out;
+}
+
+/* A numeric code no other move on offer here has, and its hashes under every key (the store
+ * checks the other nodes' codes on insert). The move must not be in the code table. */
+static int numeric_new(struct move *m, struct store_move *sm)
+{
+	struct sip *s = m->sip;
+	unsigned nkeys = code_keyring_count(s->conf.keys);
+	int err;
+
+	do
+		err = code_numeric_make(s->conf.code_digits, m->code, sizeof(m->code));
+	while (!err && move_by_code(s, m->code));
+	m->code_tries++;
+	if (!err)
+		err = code_numeric_hash(s->conf.keys, 0, m->code, sm->code_hash);
+	sm->ncode_alt = 0;
+	for (unsigned i = 1; !err && i < nkeys && i < STORE_HASHES_MAX; i++)
+		err = code_numeric_hash(s->conf.keys, i, m->code, sm->code_alt[sm->ncode_alt++]);
+	return err;
+}
+
+int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
+                  const char *refer_event, sip_move_h *cb, void *arg)
+{
+	struct sip *s = c->sip;
+	struct move_stack *ms = move_stack(s);
+	struct store_job *job;
+	uint8_t token_hash[CODE_HASH_LEN];
+	struct move *m;
+	int err;
+
+	if (call_move(c) && call_move(c)->phase == MOVE_OFFERED) {
+		/* Asked again: the same code again, rather than a second one. */
+		m = call_move(c);
+		if (refer_nh && !m->refer_nh) {
+			m->refer_nh = refer_nh;
+			m->refer_event = refer_event ? strdup(refer_event) : NULL;
+			move_notify_refer(m, 100, "Trying", 0);
+		}
+		/* The earlier show link stops working: only the hash was kept. */
+		if (show_renew(m))
+			LOG_ERR("move", "%s: cannot make a show secret", m->id);
+		send_code(m);
+		if (cb) {
+			m->cb = cb;
+			m->cb_arg = arg;
+			move_reply(m, 0);
+		}
+		OPENSSL_cleanse(m->show, sizeof(m->show));
+		return 0;
+	}
+	if (call_move(c))
+		return EBUSY;
+	if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || c->ack_pending)
+		return EAGAIN;
+	if (!s->conf.keys || !s->conf.store)
+		return ENOTSUP;
+	m = calloc(1, sizeof(*m));
+	job = calloc(1, sizeof(*job));
+	if (!m || !job) {
+		free(m);
+		free(job);
+		return ENOMEM;
+	}
+	m->sip = s;
+	m->call = c;
+	do {
+		if (RAND_bytes((unsigned char *)&m->id64, sizeof(m->id64)) != 1) {
+			err = EIO;
+			goto fail;
+		}
+	} while (!m->id64 || move_by_id64(s, m->id64));
+	snprintf(m->id, sizeof(m->id), "%016llx", (unsigned long long)m->id64);
+	snprintf(m->call_id, sizeof(m->call_id), "%s", c->id);
+	m->created = time(NULL);
+	m->expires = m->created + s->conf.code_ttl;
+	err = code_token_make(s->conf.keys, m->id64, m->expires, m->token, sizeof(m->token));
+	if (!err)
+		err = numeric_new(m, &job->move);
+	if (!err)
+		err = code_numeric_make(MOVE_NONCE_LEN, m->nonce, sizeof(m->nonce));
+	if (!err)
+		err = code_uri(s->conf.qr_uri_https ? CODE_URI_HTTPS : CODE_URI_SIP, m->token,
+		               s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain,
+		               m->qr_uri, sizeof(m->qr_uri));
+	if (!err)
+		err = code_token_hash(m->token, token_hash);
+	if (!err)
+		err = code_secret_make(m->show, sizeof(m->show));
+	if (!err)
+		err = code_secret_hash(m->show, m->show_hash);
+	if (err) {
+		LOG_ERR("move", "cannot make a code: %s", code_strerror(err));
+		goto fail;
+	}
+	m->timer = su_timer_create(su_root_task(s->root), 0);
+	if (!m->timer) {
+		err = ENOMEM;
+		goto fail;
+	}
+	m->refer_nh = refer_nh;
+	m->refer_event = refer_event ? strdup(refer_event) : NULL;
+	m->cb = cb;
+	m->cb_arg = arg;
+	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
+	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
+	m->phase = MOVE_STORING; /* where every move starts */
+	metric_inc(METRIC_MOVES_ACTIVE);
+	move_index(m);
+	m->next = ms->moves;
+	if (ms->moves)
+		ms->moves->prev = m;
+	ms->moves = m;
+	c->feature = m;
+
+	job->op = STORE_OP_MOVE_INSERT;
+	snprintf(job->move.id, sizeof(job->move.id), "%s", m->id);
+	snprintf(job->move.call_id, sizeof(job->move.call_id), "%s", c->id);
+	memcpy(job->move.token_hash, token_hash, sizeof(token_hash));
+	job->move.created_at = store_now();
+	job->move.expires_at = job->move.created_at + (int64_t)s->conf.code_ttl * 1000;
+	m->jobs++;
+	err = store_submit(s->conf.store, job, on_inserted, m);
+	if (!err) {
+		/* Runs after the insert: the store's jobs run in order. */
+		memset(job, 0, sizeof(*job));
+		job->op = STORE_OP_MOVE_SHOW_SET;
+		snprintf(job->id, sizeof(job->id), "%s", m->id);
+		memcpy(job->hash, m->show_hash, sizeof(job->hash));
+		store_submit(s->conf.store, job, NULL, NULL);
+	}
+	free(job);
+	/* A store that does not answer must not hold the call: the move fails, the call is free. */
+	if (!err)
+		su_timer_set_interval(
+		    m->timer, move_offer_expired, m,
+		    (su_duration_t)(s->conf.store_timeout ? s->conf.store_timeout : 5) * 1000);
+	if (err) {
+		m->jobs--;
+		m->cb = NULL; /* the caller hears err; the callback must not run too */
+		move_fail(m, 500, "the store is not reachable");
+		return err;
+	}
+	metric_inc(METRIC_MOVES_TOTAL);
+	LOG_INFO("move", "%s: asked by %s on call %s", m->id, source ? source : "?", c->id);
+	return 0;
+fail:
+	free(job);
+	free(m->refer_event);
+	OPENSSL_cleanse(m->show, sizeof(m->show));
+	free(m);
+	return err;
+}
+
+int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
+                   void *arg)
+{
+	struct call *c = call_find(s, call_id);
+
+	if (!c)
+		return ENOENT;
+	return move_start_on(c, source, NULL, NULL, cb, arg);
+}

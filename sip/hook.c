@@ -1,0 +1,173 @@
+/* The tables of hooks that features registered, and the core's calls into them. */
+#include "sip/b2bua.h"
+
+int sip_call_hooks_add(struct sip *s, const struct sip_call_hooks *h, void *arg)
+{
+	if (s->nhooks >= SIP_HOOKS_MAX)
+		return ENOSPC;
+	s->hooks[s->nhooks].h = h;
+	s->hooks[s->nhooks].arg = arg;
+	s->nhooks++;
+	return 0;
+}
+
+void *sip_call_hooks_arg(struct sip *s, const struct sip_call_hooks *h)
+{
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h == h)
+			return s->hooks[i].arg;
+	return NULL;
+}
+
+int hook_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->invite && h->invite(s->hooks[i].arg, s, nh, sip, req))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_invite_response(struct call *c, struct leg *leg, int status, const char *phrase,
+                         const sip_t *sip)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->invite_response &&
+		    h->invite_response(s->hooks[i].arg, c, leg, status, phrase, sip))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_ack(struct call *c, struct leg *leg, const sip_t *sip)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->ack && h->ack(s->hooks[i].arg, c, leg, sip))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_leg_left(struct call *c, struct leg *leg)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->leg_left && h->leg_left(s->hooks[i].arg, c, leg))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_leg_terminated(struct call *c, struct leg *leg)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->leg_terminated && h->leg_terminated(s->hooks[i].arg, c, leg))
+			return 1;
+	}
+	return 0;
+}
+
+void hook_call_active(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->call_active)
+			h->call_active(s->hooks[i].arg, c);
+	}
+}
+
+void hook_call_ending(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->call_ending)
+			h->call_ending(s->hooks[i].arg, c);
+	}
+}
+
+void hook_call_gone(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->call_gone)
+			h->call_gone(s->hooks[i].arg, c);
+	}
+}
+
+int hook_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[])
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->refer && h->refer(s->hooks[i].arg, s, leg, nh, sip, tags))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->message && h->message(s->hooks[i].arg, s, leg, nh, sip))
+			return 1;
+	}
+	return 0;
+}
+
+void hook_info(struct sip *s, struct leg *leg, const sip_t *sip)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->info)
+			h->info(s->hooks[i].arg, s, leg, sip);
+	}
+}
+
+void hook_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
+                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->bound_event)
+			h->bound_event(s->hooks[i].arg, s, ev, status, phrase, nh, b, sip, tags);
+	}
+}
+
+/* At sip_free(): every feature frees what it holds, in the order it was added. */
+void hook_stop(struct sip *s)
+{
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->stop)
+			s->hooks[i].h->stop(s->hooks[i].arg, s);
+	s->nhooks = 0;
+}

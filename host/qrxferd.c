@@ -58,10 +58,11 @@ static void on_signal(int sig)
 {
 	unsigned char b = (unsigned char)sig;
 	int saved = errno;
+	ssize_t n;
 
-	if (write(sigpipe[1], &b, 1) < 0) {
-		/* The pipe is full: a signal of the same kind is already pending. */
-	}
+	/* A full pipe (EAGAIN) means this kind of signal is already pending: nothing is lost. */
+	n = write(sigpipe[1], &b, 1);
+	(void)n;
 	errno = saved;
 }
 

@@ -47,7 +47,7 @@ int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *si
 	if (ev)
 		event_str = sip_header_as_string(s->home, (const sip_header_t *)ev);
 	move_source_of(nua_current_request(s->nua), source, sizeof(source));
-	err = move_start_on(leg->call, source, NULL, NULL, NULL, NULL);
+	err = move_start_on(leg->call, source, NULL, NULL);
 	if (err) {
 		nua_respond(nh, err == EBUSY ? 491 : 488,
 		            err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now",
@@ -83,7 +83,7 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		return 1;
 	}
 	if (leg && leg == c->near && body_is(sip, "move")) {
-		int err = move_start_on(c, source, NULL, NULL, NULL, NULL);
+		int err = move_start_on(c, source, NULL, NULL);
 		nua_respond(nh, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK",
 		            NUTAG_WITH_THIS(s->nua), TAG_END());
 		return 1;
@@ -199,7 +199,7 @@ int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
 		char source[STORE_SOURCE_MAX];
 		leg->dtmf_len = 0;
 		move_source_of(nua_current_request(s->nua), source, sizeof(source));
-		if (move_start_on(leg->call, source, NULL, NULL, NULL, NULL))
+		if (move_start_on(leg->call, source, NULL, NULL))
 			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
 			         leg->call->id, feature);
 	}

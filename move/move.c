@@ -62,14 +62,6 @@ void move_reply(struct move *m, int err)
 	cb(err, err ? NULL : &info, m->cb_arg);
 }
 
-void move_changed(struct move *m)
-{
-	struct sip_hooks *h = m->sip->conf.hooks;
-
-	if (h && h->move_changed)
-		h->move_changed(h->arg, m->id);
-}
-
 /* One event line: in the log and in the move's stored history. */
 void move_event(struct move *m, const char *step, const char *fmt, ...)
 {
@@ -153,7 +145,6 @@ static void state_changed(struct move *m, enum sip_move_state was)
 	if ((st == SIP_MOVE_DONE || st == SIP_MOVE_FAILED) && was != SIP_MOVE_DONE &&
 	    was != SIP_MOVE_FAILED && metric_get(METRIC_MOVES_ACTIVE))
 		metric_dec(METRIC_MOVES_ACTIVE);
-	move_changed(m);
 	/* The store makes offered by insert and redeemed by redeem itself. */
 	if (st == SIP_MOVE_STORING || st == SIP_MOVE_OFFERED || st == SIP_MOVE_REDEEMED)
 		return;

@@ -138,7 +138,6 @@ struct move_stack *move_stack(struct sip *s);
 long long move_now_us(void);
 void move_info_fill(const struct move *m, struct sip_move_info *i);
 void move_reply(struct move *m, int err);
-void move_changed(struct move *m);
 void move_event(struct move *m, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum sip_move_state move_state(const struct move *m);
@@ -164,8 +163,7 @@ void move_source_of(msg_t *req, char *out, size_t len);
 void move_guess_failed(struct sip *s, const char *source, enum store_key kind, const char *named);
 
 /* offer.c */
-int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
-                  const char *refer_event, sip_move_h *cb, void *arg);
+int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg);
 
 /* media.c */
 void move_rollback(struct move *m);

@@ -160,8 +160,7 @@ static int numeric_new(struct move *m, struct store_move *sm)
 	return err;
 }
 
-int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
-                  const char *refer_event, sip_move_h *cb, void *arg)
+int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 {
 	struct sip *s = c->sip;
 	struct move_stack *ms = move_stack(s);
@@ -173,11 +172,6 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 	if (call_move(c) && call_move(c)->phase == MOVE_OFFERED) {
 		/* Asked again: the same code again, rather than a second one. */
 		m = call_move(c);
-		if (refer_nh && !m->refer_nh) {
-			m->refer_nh = refer_nh;
-			m->refer_event = refer_event ? strdup(refer_event) : NULL;
-			move_notify_refer(m, 100, "Trying", 0);
-		}
 		/* The earlier show link stops working: only the hash was kept. */
 		if (show_renew(m))
 			LOG_ERR("move", "%s: cannot make a show secret", m->id);
@@ -239,8 +233,6 @@ int move_start_on(struct call *c, const char *source, nua_handle_t *refer_nh,
 		err = ENOMEM;
 		goto fail;
 	}
-	m->refer_nh = refer_nh;
-	m->refer_event = refer_event ? strdup(refer_event) : NULL;
 	m->cb = cb;
 	m->cb_arg = arg;
 	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
@@ -300,5 +292,5 @@ int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_m
 
 	if (!c)
 		return ENOENT;
-	return move_start_on(c, source, NULL, NULL, cb, arg);
+	return move_start_on(c, source, cb, arg);
 }

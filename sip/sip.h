@@ -56,8 +56,6 @@ struct sip_conf {
 struct sip_hooks {
 	/* Send an SMS; done later calls sip_sms_result(). 0 if queued. */
 	int (*sms_send)(void *arg, const char *to, const char *text, unsigned long ref);
-	/* A move changed state (for pages that wait on it). */
-	void (*move_changed)(void *arg, const char *move_id);
 	void *arg;
 };
 

@@ -17,6 +17,8 @@
 #include <curl/curl.h>
 #include <sofia-sip/su_wait.h>
 
+#include <sys/queue.h>
+
 #include "client/curlm.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -26,7 +28,7 @@
 
 /* A socket libcurl asked us to watch; owned by the client's list, freed on REMOVE. */
 struct sock {
-	struct sock *next, *prev;
+	LIST_ENTRY(sock) link;
 	struct mod_curlm *m;
 	curl_socket_t fd;
 	int idx;
@@ -34,7 +36,7 @@ struct sock {
 
 /* One request; owned by the client's list until done is called. */
 struct xfer {
-	struct xfer *next, *prev;
+	LIST_ENTRY(xfer) link;
 	struct mod_curlm *m;
 	CURL *easy;
 	struct curl_slist *hdrs;
@@ -50,31 +52,11 @@ struct mod_curlm {
 	su_root_t *root;
 	CURLM *multi;
 	su_timer_t *timer;
-	struct xfer *xfers;
-	struct sock *socks;
+	LIST_HEAD(, xfer) xfers;
+	LIST_HEAD(, sock) socks;
 	unsigned n;
 	size_t body_max;
 };
-
-#define LIST_ADD(head, x)                                                                          \
-	do {                                                                                       \
-		(x)->prev = NULL;                                                                  \
-		(x)->next = (head);                                                                \
-		if (head)                                                                          \
-			(head)->prev = (x);                                                        \
-		(head) = (x);                                                                      \
-	} while (0)
-
-#define LIST_DEL(head, x)                                                                          \
-	do {                                                                                       \
-		if ((x)->prev)                                                                     \
-			(x)->prev->next = (x)->next;                                               \
-		else                                                                               \
-			(head) = (x)->next;                                                        \
-		if ((x)->next)                                                                     \
-			(x)->next->prev = (x)->prev;                                               \
-		(x)->next = (x)->prev = NULL;                                                      \
-	} while (0)
 
 static void xfer_free(struct xfer *x)
 {
@@ -120,7 +102,7 @@ static void finish(struct xfer *x, int err, const char *why)
 	res.body = x->body.data ? x->body.data : "";
 	res.len = x->body.len;
 	curl_multi_remove_handle(m->multi, x->easy);
-	LIST_DEL(m->xfers, x);
+	LIST_REMOVE(x, link);
 	m->n--;
 	x->done(&res, x->arg);
 	xfer_free(x);
@@ -178,7 +160,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
 			su_root_deregister(m->root, s->idx);
-			LIST_DEL(m->socks, s);
+			LIST_REMOVE(s, link);
 			free(s);
 			curl_multi_assign(m->multi, fd, NULL);
 		}
@@ -206,7 +188,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 		LOG_ERR("curlm", "register socket: loop refused it");
 		return -1;
 	}
-	LIST_ADD(m->socks, s);
+	LIST_INSERT_HEAD(&m->socks, s, link);
 	curl_multi_assign(m->multi, fd, s);
 	return 0;
 }
@@ -277,9 +259,9 @@ void mod_curlm_free(struct mod_curlm *m)
 
 	if (!m)
 		return;
-	while ((x = m->xfers)) {
+	while ((x = LIST_FIRST(&m->xfers))) {
 		curl_multi_remove_handle(m->multi, x->easy);
-		LIST_DEL(m->xfers, x);
+		LIST_REMOVE(x, link);
 		m->n--;
 		x->done(&res, x->arg);
 		xfer_free(x);
@@ -287,9 +269,9 @@ void mod_curlm_free(struct mod_curlm *m)
 	if (m->multi)
 		curl_multi_cleanup(m->multi);
 	/* sockets libcurl never told us to remove */
-	while ((s = m->socks)) {
+	while ((s = LIST_FIRST(&m->socks))) {
 		su_root_deregister(m->root, s->idx);
-		LIST_DEL(m->socks, s);
+		LIST_REMOVE(s, link);
 		free(s);
 	}
 	if (m->timer)
@@ -363,7 +345,7 @@ int mod_curlm_request(struct mod_curlm *m, const char *method, const char *url,
 		err = ENOMEM;
 		goto out;
 	}
-	LIST_ADD(m->xfers, x);
+	LIST_INSERT_HEAD(&m->xfers, x, link);
 	m->n++;
 	x = NULL;
 out:
@@ -383,12 +365,12 @@ unsigned mod_curlm_cancel(struct mod_curlm *m, void *arg)
 	struct xfer *x, *next;
 	unsigned n = 0;
 
-	for (x = m->xfers; x; x = next) {
-		next = x->next;
+	for (x = LIST_FIRST(&m->xfers); x; x = next) {
+		next = LIST_NEXT(x, link);
 		if (x->arg != arg)
 			continue;
 		curl_multi_remove_handle(m->multi, x->easy);
-		LIST_DEL(m->xfers, x);
+		LIST_REMOVE(x, link);
 		m->n--;
 		xfer_free(x);
 		n++;

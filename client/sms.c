@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <sofia-sip/su_wait.h>
 
@@ -30,7 +31,7 @@
 
 /* One message; owned by the client's list. */
 struct msg {
-	struct msg *next, **prevp;
+	LIST_ENTRY(msg) link;
 	struct mod_sms *sm;
 	unsigned long ref;
 	char *body;
@@ -46,7 +47,7 @@ struct mod_sms {
 	unsigned timeout_ms, retries, backoff_ms, backoff_max_ms;
 	mod_sms_h *done;
 	void *arg;
-	struct msg *msgs;
+	LIST_HEAD(, msg) msgs;
 	unsigned n;
 };
 
@@ -187,9 +188,7 @@ static void msg_free(struct msg *m)
 {
 	struct mod_sms *sm = m->sm;
 
-	*m->prevp = m->next;
-	if (m->next)
-		m->next->prevp = m->prevp;
+	LIST_REMOVE(m, link);
 	sm->n--;
 	if (m->timer)
 		su_timer_destroy(m->timer);
@@ -292,11 +291,7 @@ int mod_sms_send(void *arg, const char *to, const char *text, unsigned long ref)
 	}
 	m->sm = sm;
 	m->ref = ref;
-	m->next = sm->msgs;
-	if (m->next)
-		m->next->prevp = &m->next;
-	m->prevp = &sm->msgs;
-	sm->msgs = m;
+	LIST_INSERT_HEAD(&sm->msgs, m, link);
 	sm->n++;
 	err = attempt(m);
 	if (err) {
@@ -315,8 +310,8 @@ void mod_sms_free(struct mod_sms *sm)
 {
 	if (!sm)
 		return;
-	while (sm->msgs) {
-		struct msg *m = sm->msgs;
+	while (!LIST_EMPTY(&sm->msgs)) {
+		struct msg *m = LIST_FIRST(&sm->msgs);
 
 		mod_curlm_cancel(sm->curlm, m);
 		msg_free(m);

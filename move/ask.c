@@ -123,7 +123,8 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		 * only the question's nonce shows it is that party. */
 		char *from = url_as_string(NULL, sip->sip_from->a_url);
 		int taken = 0;
-		for (struct move *m = move_stack(s)->moves; m && from && !taken; m = m->next) {
+		for (struct move *m = LIST_FIRST(&move_stack(s)->moves); m && from && !taken;
+		     m = LIST_NEXT(m, link)) {
 			struct call *mc = m->call;
 			if (!mc || m->phase != MOVE_CONFIRMING)
 				continue;

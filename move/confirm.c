@@ -197,7 +197,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 	want[n] = 0;
 	if (!n)
 		return EINVAL;
-	for (struct move *m = ms->moves; m; m = m->next) {
+	for (struct move *m = LIST_FIRST(&ms->moves); m; m = LIST_NEXT(m, link)) {
 		if (m->phase != MOVE_CONFIRMING)
 			continue;
 		if (m->need_near && s->conf.confirm_sms_near && same_number(m->near_number, want))
@@ -210,7 +210,7 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 
 void sip_sms_result(struct sip *s, unsigned long ref, int ok)
 {
-	for (struct move *m = move_stack(s)->moves; m; m = m->next)
+	for (struct move *m = LIST_FIRST(&move_stack(s)->moves); m; m = LIST_NEXT(m, link))
 		if (m->sms_ref[0] == ref || m->sms_ref[1] == ref) {
 			if (ok)
 				move_event(m, "sms", "the gateway took the SMS");

@@ -243,14 +243,7 @@ void move_unindex(struct move *m)
 
 void move_free(struct move *m)
 {
-	struct sip *s = m->sip;
-
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		move_stack(s)->moves = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
+	LIST_REMOVE(m, link);
 	move_unindex(m);
 	if (m->call && call_move(m->call) == m)
 		m->call->feature = NULL;
@@ -293,9 +286,13 @@ void move_notify_refer(struct move *m, int status, const char *phrase, int final
 	if (!m->refer_nh || !m->refer_event)
 		return;
 	snprintf(frag, sizeof(frag), "SIP/2.0 %d %s\r\n", status, phrase);
-	for (struct leg *l = m->call ? m->call->legs : NULL; l; l = l->next)
+	if (m->call) {
+		struct leg *l;
+
+		SLIST_FOREACH(l, &m->call->legs, link)
 		if (l->nh == m->refer_nh)
 			l->pending++;
+	}
 	nua_notify(m->refer_nh,
 	           NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
 	           SIPTAG_EVENT_STR(m->refer_event),
@@ -314,8 +311,7 @@ void move_leg_message(struct leg *leg, const char *ctype, const char *body, size
 	if (!r || !leg->nh || leg->terminated || leg->ending)
 		return;
 	r->method = nua_i_message; /* from_nh NULL: the answer is ours and goes nowhere */
-	*leg->relays_tail = r;
-	leg->relays_tail = &r->next;
+	STAILQ_INSERT_TAIL(&leg->relays, r, link);
 	pl = sip_payload_create(leg->call->home, body, (isize_t)len);
 	leg->pending++;
 	nua_message(leg->nh, SIPTAG_CONTENT_TYPE_STR(ctype), SIPTAG_PAYLOAD(pl), TAG_END());
@@ -476,19 +472,23 @@ static void on_stop(void *arg, struct sip *s)
 {
 	struct move_stack *ms = arg;
 
-	while (ms->refers) {
-		ms->refers->cb = NULL;
-		move_refer_out_free(ms->refers);
+	while (!LIST_EMPTY(&ms->refers)) {
+		LIST_FIRST(&ms->refers)->cb = NULL;
+		move_refer_out_free(LIST_FIRST(&ms->refers));
 	}
-	while (ms->redeems) {
-		if (ms->redeems->nh && !ms->redeems->cancelled)
-			nua_respond(ms->redeems->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-		move_redeem_free(ms->redeems);
+	while (!LIST_EMPTY(&ms->redeems)) {
+		struct redeem *r = LIST_FIRST(&ms->redeems);
+
+		if (r->nh && !r->cancelled)
+			nua_respond(r->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		move_redeem_free(r);
 	}
-	while (ms->moves) {
-		ms->moves->call = NULL;
-		ms->moves->jobs = 0;
-		move_free(ms->moves);
+	while (!LIST_EMPTY(&ms->moves)) {
+		struct move *m = LIST_FIRST(&ms->moves);
+
+		m->call = NULL;
+		m->jobs = 0;
+		move_free(m);
 	}
 	free(ms->scan);
 	free(ms->move_table);

@@ -3,6 +3,7 @@
 #define QRXFER_MOVE_INT_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "codes/code.h"
@@ -22,14 +23,14 @@
 
 /* The move's part of one stack. Owned by the move's hooks on it: freed by their stop. */
 struct move_stack {
-	struct move **move_table; /* MOVE_BUCKETS chains by id64 */
-	struct move **code_table; /* MOVE_BUCKETS chains by numeric code */
-	struct move *moves;       /* moves of this node, live and recently ended */
-	struct redeem *redeems;   /* INVITEs waiting for the store to redeem their code */
-	struct refer_out *refers; /* REFERs sent to phones, until their last NOTIFY */
-	struct scan_limit *scan;  /* images in the decoder, and each source's rate */
-	unsigned long sms_seq;    /* reference of the last SMS asked of the module */
-	char sms_seen[64][40];    /* the gateway's ids of the last SMS answers, taken once */
+	struct move **move_table;      /* MOVE_BUCKETS chains by id64 */
+	struct move **code_table;      /* MOVE_BUCKETS chains by numeric code */
+	LIST_HEAD(, move) moves;       /* moves of this node, live and recently ended */
+	LIST_HEAD(, redeem) redeems;   /* INVITEs waiting for the store to redeem their code */
+	LIST_HEAD(, refer_out) refers; /* REFERs sent to phones, until their last NOTIFY */
+	struct scan_limit *scan;       /* images in the decoder, and each source's rate */
+	unsigned long sms_seq;         /* reference of the last SMS asked of the module */
+	char sms_seen[64][40];         /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
 };
@@ -57,7 +58,7 @@ enum move_phase {
 
 /* One move. Owned by its stack's list (move_stack.moves) until its record lingers out. */
 struct move {
-	struct move *next, *prev;
+	LIST_ENTRY(move) link;
 	struct move *hnext, *cnext; /* in the sip's tables by id64 and by numeric code */
 	struct sip *sip;
 	struct call *call; /* NULL once the move has let go of it */
@@ -104,7 +105,7 @@ struct move {
 /* An INVITE or a dial request waiting for the store to redeem its code. */
 struct redeem {
 	struct bound b;
-	struct redeem *next, *prev;
+	LIST_ENTRY(redeem) link;
 	struct sip *sip;
 	nua_handle_t *nh; /* the new device's INVITE, or NULL when we are to dial */
 	char source[STORE_SOURCE_MAX];
@@ -124,7 +125,7 @@ struct redeem {
 /* An out-of-dialog REFER asking a known phone to dial a code. */
 struct refer_out {
 	struct bound b;
-	struct refer_out *next, *prev; /* in the sip's list, so shutdown frees it */
+	LIST_ENTRY(refer_out) link; /* in the sip's list, so shutdown frees it */
 	struct sip *sip;
 	nua_handle_t *nh;
 	su_timer_t *timer;

@@ -240,10 +240,7 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	m->phase = MOVE_STORING; /* where every move starts */
 	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);
-	m->next = ms->moves;
-	if (ms->moves)
-		ms->moves->prev = m;
-	ms->moves = m;
+	LIST_INSERT_HEAD(&ms->moves, m, link);
 	c->feature = m;
 
 	job->op = STORE_OP_MOVE_INSERT;

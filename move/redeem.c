@@ -8,15 +8,7 @@
 
 void move_redeem_free(struct redeem *r)
 {
-	struct sip *s = r->sip;
-	struct move_stack *ms = move_stack(s);
-
-	if (r->prev)
-		r->prev->next = r->next;
-	else if (ms->redeems == r)
-		ms->redeems = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
+	LIST_REMOVE(r, link);
 	if (r->nh) {
 		nua_handle_bind(r->nh, NULL);
 		nua_handle_destroy(r->nh);
@@ -165,10 +157,7 @@ static struct redeem *redeem_new(struct sip *s, const char *source)
 	r->sip = s;
 	snprintf(r->source, sizeof(r->source), "%s", source);
 	r->arrived = move_now_us();
-	r->next = ms->redeems;
-	if (ms->redeems)
-		ms->redeems->prev = r;
-	ms->redeems = r;
+	LIST_INSERT_HEAD(&ms->redeems, r, link);
 	return r;
 }
 

@@ -73,15 +73,7 @@ int move_dial_target(struct sip *s, const char *target, char *out, size_t len, i
 
 void move_refer_out_free(struct refer_out *ro)
 {
-	struct sip *s = ro->sip;
-	struct move_stack *ms = move_stack(s);
-
-	if (ro->prev)
-		ro->prev->next = ro->next;
-	else if (ms->refers == ro)
-		ms->refers = ro->next;
-	if (ro->next)
-		ro->next->prev = ro->prev;
+	LIST_REMOVE(ro, link);
 	if (ro->timer)
 		su_timer_destroy(ro->timer);
 	if (ro->nh) {
@@ -123,10 +115,7 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	ro->b.kind = BOUND_HOOK;
 	ro->b.hook_kind = MOVE_BOUND_REFER;
 	ro->sip = s;
-	ro->next = ms->refers;
-	if (ms->refers)
-		ms->refers->prev = ro;
-	ms->refers = ro;
+	LIST_INSERT_HEAD(&ms->refers, ro, link);
 	ro->cb = cb;
 	ro->cb_arg = arg;
 	snprintf(ro->move_id, sizeof(ro->move_id), "%s", m->id);

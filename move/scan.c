@@ -66,7 +66,7 @@ static struct move *move_by_show(struct sip *s, const uint8_t hash[CODE_HASH_LEN
 	struct move *found = NULL;
 
 	/* Every move is compared, in constant time, so the time tells nothing. */
-	for (struct move *m = move_stack(s)->moves; m; m = m->next)
+	for (struct move *m = LIST_FIRST(&move_stack(s)->moves); m; m = LIST_NEXT(m, link))
 		if (!CRYPTO_memcmp(m->show_hash, hash, CODE_HASH_LEN))
 			found = m;
 	return found;
@@ -349,7 +349,7 @@ static int scan_on_offer(struct sip *s, const char *call_id, const uint8_t *show
 		struct move *m = move_by_show(s, show_hash);
 		return !m ? EPERM : scannable(m) ? 0 : ENOENT;
 	}
-	for (struct move *m = move_stack(s)->moves; m; m = m->next)
+	for (struct move *m = LIST_FIRST(&move_stack(s)->moves); m; m = LIST_NEXT(m, link))
 		if (scannable(m))
 			return 0;
 	return ENOENT;

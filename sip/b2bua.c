@@ -51,13 +51,12 @@ static void on_shutdown(struct sip *s, int status)
 	if (status < 200)
 		return;
 	/* The stack is gone with its handles: forget ours. */
-	while ((c = s->calls)) {
-		s->calls = c->next;
+	while ((c = TAILQ_FIRST(&s->calls))) {
+		TAILQ_REMOVE(&s->calls, c, link);
 		if (c->max_timer)
 			su_timer_destroy(c->max_timer);
 		su_home_unref(c->home);
 	}
-	s->calls_tail = NULL;
 	memset(s->call_table, 0, CALL_BUCKETS * sizeof(*s->call_table));
 	metric_set(METRIC_CALLS_ACTIVE, 0);
 	call_zombies_forget(s);
@@ -255,6 +254,9 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return ENOMEM;
+	TAILQ_INIT(&s->calls);
+	LIST_INIT(&s->txns);
+	LIST_INIT(&s->zombies);
 	su_home_init(s->home);
 	s->root = root;
 	s->call_table = calloc(CALL_BUCKETS, sizeof(*s->call_table));
@@ -366,16 +368,18 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	s->done_arg = arg;
 	LOG_INFO("sip", "shutting down: ending %lld calls",
 	         (long long)metric_get(METRIC_CALLS_ACTIVE));
-	for (c = s->calls; c; c = next) {
-		next = c->next;
+	for (c = TAILQ_FIRST(&s->calls); c; c = next) {
+		next = TAILQ_NEXT(c, link);
 		call_end(c, 0, "SIP;cause=503;text=\"Server shutting down\"");
 	}
-	while (s->txns) {
-		nua_respond(s->txns->in_nh, SIP_503_SERVICE_UNAVAILABLE,
-		            NUTAG_WITH_SAVED(s->txns->saved), TAG_END());
-		txn_free(s->txns);
+	while (!LIST_EMPTY(&s->txns)) {
+		struct txn *tx = LIST_FIRST(&s->txns);
+
+		nua_respond(tx->in_nh, SIP_503_SERVICE_UNAVAILABLE, NUTAG_WITH_SAVED(tx->saved),
+		            TAG_END());
+		txn_free(tx);
 	}
-	if (!s->calls && !s->zombies) {
+	if (TAILQ_EMPTY(&s->calls) && LIST_EMPTY(&s->zombies)) {
 		b2bua_stop(s);
 		return;
 	}
@@ -457,7 +461,8 @@ void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 	struct sip_call_info info;
 	struct call *c;
 
-	for (c = s->calls; c; c = c->next) {
+	TAILQ_FOREACH(c, &s->calls, link)
+	{
 		call_info(c, &info);
 		fn(&info, arg);
 	}

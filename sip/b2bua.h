@@ -7,6 +7,7 @@
 #define SU_TIMER_ARG_T       void
 #define NTA_OUTGOING_MAGIC_T struct txn
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <sofia-sip/nua.h>
@@ -29,7 +30,7 @@ struct bound {
 
 /* One in-dialog request relayed to the other leg, waiting for its answer. */
 struct relay {
-	struct relay *next;
+	STAILQ_ENTRY(relay) link;
 	nua_event_t method;    /* nua_i_message, nua_i_info or nua_i_update */
 	nua_handle_t *from_nh; /* answered here; saved events lose their handle */
 	nua_saved_event_t saved[1];
@@ -45,26 +46,26 @@ struct leg {
 	unsigned terminated : 1; /* the stack has let go of the dialog */
 	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
 	unsigned incoming : 1;   /* the peer sent the initial INVITE */
-	struct leg *next;        /* in the call's list of every leg it has */
+	SLIST_ENTRY(leg) link;   /* in the call's list of every leg it has */
 	char dtmf[12];           /* the last DTMF digits from this leg, for the feature code */
 	size_t dtmf_len;
 	long long dtmf_at;
-	struct relay *relays, **relays_tail;
-	char *call_id;     /* in the call's home */
-	char *ltag, *rtag; /* our tag and the peer's in this dialog, once confirmed */
-	unsigned pending;  /* our requests on it still without a final answer */
+	STAILQ_HEAD(, relay) relays; /* in request order */
+	char *call_id;               /* in the call's home */
+	char *ltag, *rtag;           /* our tag and the peer's in this dialog, once confirmed */
+	unsigned pending;            /* our requests on it still without a final answer */
 	char *uri;
 };
 
 /* A near leg bridged to a far leg. Owned by the sip's call list; memory in home. */
 struct call {
 	su_home_t home[1];
-	struct call *next, *prev;
-	struct call *hnext; /* in the sip's table by id */
+	TAILQ_ENTRY(call) link; /* in the sip's list, in creation order */
+	struct call *hnext;     /* in the sip's table by id */
 	struct sip *sip;
 	char id[33];
 	struct leg *near, *far; /* NULL until made */
-	struct leg *legs;       /* near, far, and legs joining or leaving in a move */
+	SLIST_HEAD(, leg) legs; /* near, far, and legs joining or leaving in a move */
 	struct leg *in, *out;   /* the leg the INVITE came in on, the one we made */
 	void *feature;          /* what a hooked feature keeps for this call (a move), or NULL */
 	enum sip_call_state state;
@@ -89,7 +90,7 @@ struct txn {
 	nua_handle_t *in_nh, *out_nh;
 	nta_outgoing_t *orq;
 	nua_saved_event_t saved[1];
-	struct txn *next, *prev;
+	LIST_ENTRY(txn) link;
 };
 
 struct sip {
@@ -105,11 +106,11 @@ struct sip {
 	char *node;           /* sip:host:port: how other nodes reach this one */
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
-	struct call *calls, *calls_tail;
+	TAILQ_HEAD(, call) calls;
 	struct call **call_table; /* CALL_BUCKETS chains by id */
-	struct txn *txns;
-	struct zombie *zombies; /* handles of ended calls still waiting for answers */
-	struct sip_work *work;  /* a worker for slow jobs (image decoding) */
+	LIST_HEAD(, txn) txns;
+	LIST_HEAD(, zombie) zombies; /* handles of ended calls still waiting for answers */
+	struct sip_work *work;       /* a worker for slow jobs (image decoding) */
 	struct {
 		const struct sip_call_hooks *h;
 		void *arg;
@@ -127,6 +128,11 @@ struct sip {
 
 /* b2bua.c */
 void b2bua_stop(struct sip *s);
+/* No call, relayed request or waiting handle left: a shutdown can finish. */
+static inline int b2bua_idle(const struct sip *s)
+{
+	return TAILQ_EMPTY(&s->calls) && LIST_EMPTY(&s->txns) && LIST_EMPTY(&s->zombies);
+}
 
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);

@@ -39,12 +39,8 @@ int call_alloc(struct call **cp, struct sip *s)
 		snprintf(c->id + 2 * i, 3, "%02x", raw[i]);
 	c->sip = s;
 	c->created = time(NULL);
-	c->prev = s->calls_tail;
-	if (s->calls_tail)
-		s->calls_tail->next = c;
-	else
-		s->calls = c;
-	s->calls_tail = c;
+	SLIST_INIT(&c->legs);
+	TAILQ_INSERT_TAIL(&s->calls, c, link);
 	c->hnext = s->call_table[call_bucket(c->id)];
 	s->call_table[call_bucket(c->id)] = c;
 	metric_inc(METRIC_CALLS_TOTAL);
@@ -63,9 +59,8 @@ struct leg *call_leg_new(struct call *c, int near, int incoming)
 	leg->call = c;
 	leg->near = near;
 	leg->incoming = incoming;
-	leg->relays_tail = &leg->relays;
-	leg->next = c->legs;
-	c->legs = leg;
+	STAILQ_INIT(&leg->relays);
+	SLIST_INSERT_HEAD(&c->legs, leg, link);
 	return leg;
 }
 
@@ -121,13 +116,12 @@ static void leg_drop_relays(struct leg *leg)
 {
 	struct relay *r;
 
-	while ((r = leg->relays)) {
-		leg->relays = r->next;
+	while ((r = STAILQ_FIRST(&leg->relays))) {
+		STAILQ_REMOVE_HEAD(&leg->relays, link);
 		if (r->from_nh)
 			nua_destroy_event(r->saved);
 		su_free(leg->call->home, r);
 	}
-	leg->relays_tail = &leg->relays;
 }
 
 /* End one leg by the means its state allows. */
@@ -159,8 +153,8 @@ void call_end(struct call *c, int status, const char *reason)
 		c->max_timer = NULL;
 	}
 	hook_call_ending(c);
-	for (leg = c->legs; leg; leg = leg->next)
-		call_leg_end(leg, reason);
+	SLIST_FOREACH(leg, &c->legs, link)
+	call_leg_end(leg, reason);
 }
 
 /*
@@ -169,7 +163,7 @@ void call_end(struct call *c, int status, const char *reason)
  */
 struct zombie {
 	struct bound b;
-	struct zombie *next, *prev;
+	LIST_ENTRY(zombie) link;
 	struct sip *sip;
 	nua_handle_t *nh;
 	unsigned pending;
@@ -180,12 +174,7 @@ static void zombie_free(struct zombie *z)
 {
 	struct sip *s = z->sip;
 
-	if (z->prev)
-		z->prev->next = z->next;
-	else
-		s->zombies = z->next;
-	if (z->next)
-		z->next->prev = z->prev;
+	LIST_REMOVE(z, link);
 	if (z->timer)
 		su_timer_destroy(z->timer);
 	if (z->nh) {
@@ -193,7 +182,7 @@ static void zombie_free(struct zombie *z)
 		nua_handle_destroy(z->nh);
 	}
 	free(z);
-	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
+	if (s->shutting_down && b2bua_idle(s))
 		b2bua_stop(s);
 }
 
@@ -235,8 +224,8 @@ void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *
  * gone) must not hold the stack's shutdown up for their transactions' 32 s. */
 void call_zombies_drop(struct sip *s)
 {
-	while (s->zombies)
-		zombie_free(s->zombies);
+	while (!LIST_EMPTY(&s->zombies))
+		zombie_free(LIST_FIRST(&s->zombies));
 }
 
 /* After the stack stopped: its handles are gone, forget ours. */
@@ -244,8 +233,8 @@ void call_zombies_forget(struct sip *s)
 {
 	struct zombie *z;
 
-	while ((z = s->zombies)) {
-		s->zombies = z->next;
+	while ((z = LIST_FIRST(&s->zombies))) {
+		LIST_REMOVE(z, link);
 		if (z->timer)
 			su_timer_destroy(z->timer);
 		free(z);
@@ -270,10 +259,7 @@ static void leg_release(struct leg *leg)
 		z->timer = su_timer_create(su_root_task(s->root), 0);
 		if (z->timer)
 			su_timer_set_interval(z->timer, zombie_expired, z, 40000);
-		z->next = s->zombies;
-		if (s->zombies)
-			s->zombies->prev = z;
-		s->zombies = z;
+		LIST_INSERT_HEAD(&s->zombies, z, link);
 		nua_handle_bind(leg->nh, &z->b);
 		LOG_DEBUG("call", "%s: %s leg waits for %u answer(s) before it goes", leg->call->id,
 		          call_side(leg), leg->pending);
@@ -290,14 +276,7 @@ static void call_free(struct call *c)
 	struct leg *leg;
 
 	hook_call_gone(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		s->calls_tail = c->prev;
+	TAILQ_REMOVE(&s->calls, c, link);
 	for (struct call **cp = &s->call_table[call_bucket(c->id)]; *cp; cp = &(*cp)->hnext)
 		if (*cp == c) {
 			*cp = c->hnext;
@@ -306,11 +285,11 @@ static void call_free(struct call *c)
 	metric_dec(METRIC_CALLS_ACTIVE);
 	if (c->max_timer)
 		su_timer_destroy(c->max_timer);
-	for (leg = c->legs; leg; leg = leg->next)
-		leg_release(leg);
+	SLIST_FOREACH(leg, &c->legs, link)
+	leg_release(leg);
 	LOG_INFO("call", "%s: ended", c->id);
 	su_home_unref(c->home);
-	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
+	if (s->shutting_down && b2bua_idle(s))
 		b2bua_stop(s);
 }
 
@@ -335,8 +314,8 @@ void call_leg_terminated(struct leg *leg)
 	} else {
 		leg_release(leg); /* a leg that left in a move, or never joined */
 	}
-	for (l = c->legs; l; l = l->next)
-		if (leg_alive(l))
-			return;
+	SLIST_FOREACH(l, &c->legs, link)
+	if (leg_alive(l))
+		return;
 	call_free(c);
 }

@@ -63,8 +63,7 @@ static void relay_in_dialog(struct leg *leg, nua_event_t ev, nua_t *nua, const s
 	r->method = ev;
 	r->from_nh = leg->nh;
 	nua_save_event(nua, r->saved);
-	*other->relays_tail = r;
-	other->relays_tail = &r->next;
+	STAILQ_INSERT_TAIL(&other->relays, r, link);
 	if (ev == nua_i_update)
 		invite_note_near_sdp(leg, sip);
 	other->pending++;
@@ -76,19 +75,17 @@ static void relay_in_dialog_response(struct leg *leg, nua_event_t r_ev, int stat
 {
 	struct call *c = leg->call;
 	nua_event_t method = request_of(r_ev);
-	struct relay *r, **rp;
+	struct relay *r;
 
 	if (status < 200)
 		return;
 	/* Answers come in request order on one handle: the first of that method is ours. */
-	for (rp = &leg->relays; (r = *rp); rp = &r->next)
-		if (r->method == method)
-			break;
+	STAILQ_FOREACH(r, &leg->relays, link)
+	if (r->method == method)
+		break;
 	if (!r)
 		return;
-	*rp = r->next;
-	if (!r->next)
-		leg->relays_tail = rp;
+	STAILQ_REMOVE(&leg->relays, r, relay, link);
 	if (method == nua_i_update)
 		c->offer_busy = 0;
 	if (r->from_nh) {
@@ -113,10 +110,7 @@ struct txn *txn_new(struct sip *s, nua_handle_t *nh)
 	t->sip = s;
 	t->in_nh = nh;
 	nua_save_event(s->nua, t->saved);
-	t->next = s->txns;
-	if (s->txns)
-		s->txns->prev = t;
-	s->txns = t;
+	LIST_INSERT_HEAD(&s->txns, t, link);
 	return t;
 }
 
@@ -124,12 +118,7 @@ void txn_free(struct txn *t)
 {
 	struct sip *s = t->sip;
 
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		s->txns = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
+	LIST_REMOVE(t, link);
 	nua_destroy_event(t->saved);
 	if (t->orq)
 		nta_outgoing_destroy(t->orq);
@@ -140,7 +129,7 @@ void txn_free(struct txn *t)
 	if (t->in_nh)
 		nua_handle_destroy(t->in_nh);
 	su_free(s->home, t);
-	if (s->shutting_down && !s->calls && !s->txns && !s->zombies)
+	if (s->shutting_down && b2bua_idle(s))
 		b2bua_stop(s);
 }
 

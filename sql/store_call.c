@@ -150,14 +150,15 @@ static int call_copy(const struct store_call *c, void *arg)
 	return 1;
 }
 
-int store_call_get(struct store *s, const char *id, struct store_call *c)
+/* The newest call the one-parameter SELECT finds for key (sql is static: the backends cache
+ * statements by its address). */
+static int call_select(struct store *s, const char *sql, const char *key, struct store_call *c)
 {
-	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE call_id = $1";
-	struct store_val p[] = {t(id)};
+	struct store_val p[] = {t(key)};
 	struct call_rows r = {call_copy, c};
 	int e;
 
-	if (!id)
+	if (!key)
 		return EINVAL;
 	c->id[0] = '\0';
 	pthread_mutex_lock(&s->lock);
@@ -166,21 +167,19 @@ int store_call_get(struct store *s, const char *id, struct store_call *c)
 	return e ? e : c->id[0] ? 0 : ENOENT;
 }
 
+int store_call_get(struct store *s, const char *id, struct store_call *c)
+{
+	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE call_id = $1";
+
+	return call_select(s, sql, id, c);
+}
+
 int store_call_find(struct store *s, const char *sip_call_id, struct store_call *c)
 {
 	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE near_call_id = $1 OR "
 	                          "far_call_id = $1 ORDER BY created_at DESC LIMIT 1";
-	struct store_val p[] = {t(sip_call_id)};
-	struct call_rows r = {call_copy, c};
-	int e;
 
-	if (!sip_call_id)
-		return EINVAL;
-	c->id[0] = '\0';
-	pthread_mutex_lock(&s->lock);
-	e = store_query(s, sql, p, 1, call_row, &r, NULL);
-	pthread_mutex_unlock(&s->lock);
-	return e ? e : c->id[0] ? 0 : ENOENT;
+	return call_select(s, sql, sip_call_id, c);
 }
 
 int store_call_list_live(struct store *s, store_call_h *each, void *arg)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #define SU_WAKEUP_ARG_T struct queue
@@ -20,15 +21,13 @@
 
 /* One job. Owner: the list it is on, then the worker running it. */
 struct item {
-	struct item *next;
+	STAILQ_ENTRY(item) link;
 	queue_h *work, *done;
 	void *arg;
 };
 
-/* A FIFO: items leave at head, join at *tail. */
-struct fifo {
-	struct item *head, **tail;
-};
+/* A FIFO: items join at the tail and leave at the head. */
+STAILQ_HEAD(fifo, item);
 
 struct queue {
 	su_root_t *root;
@@ -47,27 +46,20 @@ struct queue {
 
 static void fifo_init(struct fifo *f)
 {
-	f->head = NULL;
-	f->tail = &f->head;
+	STAILQ_INIT(f);
 }
 
 static void fifo_push(struct fifo *f, struct item *it)
 {
-	it->next = NULL;
-	*f->tail = it;
-	f->tail = &it->next;
+	STAILQ_INSERT_TAIL(f, it, link);
 }
 
 static struct item *fifo_pop(struct fifo *f)
 {
-	struct item *it = f->head;
+	struct item *it = STAILQ_FIRST(f);
 
-	if (it) {
-		f->head = it->next;
-		if (!f->head)
-			f->tail = &f->head;
-		it->next = NULL;
-	}
+	if (it)
+		STAILQ_REMOVE_HEAD(f, link);
 	return it;
 }
 
@@ -79,7 +71,7 @@ static void *worker(void *arg)
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		while (!q->urgent.head && !q->todo.head && !q->stopping)
+		while (STAILQ_EMPTY(&q->urgent) && STAILQ_EMPTY(&q->todo) && !q->stopping)
 			pthread_cond_wait(&q->cond, &q->lock);
 		if (!(it = fifo_pop(&q->urgent)) && !(it = fifo_pop(&q->todo)))
 			break; /* stopping, and nothing left to run */

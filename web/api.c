@@ -626,8 +626,8 @@ void mod_api_free(struct mod_api *a)
 {
 	if (!a)
 		return;
-	while (a->jobs) {
-		struct job *j = a->jobs;
+	while (!LIST_EMPTY(&a->jobs)) {
+		struct job *j = LIST_FIRST(&a->jobs);
 
 		if (j->req)
 			mod_http_reply_error(j->req, 503, "shutting down");

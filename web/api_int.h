@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <jansson.h>
 
@@ -28,7 +29,7 @@ struct mod_api {
 	const struct code_keyring *keys;
 	char *public_url, *sip_domain, *twilio_token, *webhook_secret, *webhook_url;
 	unsigned qr_px;
-	struct job *jobs;
+	LIST_HEAD(, job) jobs;
 	struct log_limit webhook_refused; /* webhook requests without a valid signature */
 };
 
@@ -39,7 +40,7 @@ enum image_kind { IMG_QR_PNG, IMG_QR_SVG, IMG_QR_TXT, IMG_BARCODE_PNG };
  * req is NULL once answered or cancelled.
  */
 struct job {
-	struct job *next, **prevp;
+	LIST_ENTRY(job) link;
 	struct mod_api *api;
 	struct mod_http_req *req;
 	void (*finish)(struct job *j);

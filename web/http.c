@@ -114,15 +114,10 @@ void web_kick(struct face *f)
 
 static void req_unlink(struct mod_http_req *req)
 {
-	struct mod_http *h = req->h;
-
-	if (req->dprev)
-		req->dprev->dnext = req->dnext;
-	else if (h->deferred == req)
-		h->deferred = req->dnext;
-	if (req->dnext)
-		req->dnext->dprev = req->dprev;
-	req->dnext = req->dprev = NULL;
+	if (req->dlink.le_prev) {
+		LIST_REMOVE(req, dlink);
+		req->dlink.le_prev = NULL;
+	}
 }
 
 static void req_free(struct mod_http_req *req)
@@ -131,8 +126,8 @@ static void req_free(struct mod_http_req *req)
 	unsigned i;
 
 	req_unlink(req);
-	while ((x = req->hdrs)) {
-		req->hdrs = x->next;
+	while ((x = SLIST_FIRST(&req->hdrs))) {
+		SLIST_REMOVE_HEAD(&req->hdrs, link);
 		free(x->name);
 		free(x->value);
 		free(x);
@@ -229,8 +224,7 @@ int mod_http_reply_header(struct mod_http_req *req, const char *name, const char
 		free(x);
 		return ENOMEM;
 	}
-	x->next = req->hdrs;
-	req->hdrs = x;
+	SLIST_INSERT_HEAD(&req->hdrs, x, link);
 	return 0;
 }
 
@@ -260,8 +254,8 @@ int mod_http_reply(struct mod_http_req *req, unsigned status, const char *conten
 		return ENOMEM;
 	if (content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-	for (x = req->hdrs; x; x = x->next)
-		MHD_add_response_header(resp, x->name, x->value);
+	SLIST_FOREACH(x, &req->hdrs, link)
+	MHD_add_response_header(resp, x->name, x->value);
 	req->replied = true;
 	count_status(status);
 	if (req->in_access) {
@@ -333,10 +327,7 @@ int mod_http_defer(struct mod_http_req *req, mod_http_cancel_h *cancel, void *ar
 		return EINVAL;
 	req->cancel = cancel;
 	req->cancel_arg = arg;
-	req->dnext = h->deferred;
-	if (h->deferred)
-		h->deferred->dprev = req;
-	h->deferred = req;
+	LIST_INSERT_HEAD(&h->deferred, req, dlink);
 	req->state = REQ_DEFERRED;
 	return 0;
 }
@@ -706,7 +697,7 @@ void mod_http_free(struct mod_http *h)
 	if (!h)
 		return;
 	/* MHD refuses to stop with suspended connections: answer them first */
-	while ((req = h->deferred)) {
+	while ((req = LIST_FIRST(&h->deferred))) {
 		req_unlink(req);
 		if (req->cancel)
 			req->cancel(req->cancel_arg);

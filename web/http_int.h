@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -43,7 +44,7 @@ struct bucket {
 };
 
 struct hdr {
-	struct hdr *next;
+	SLIST_ENTRY(hdr) link;
 	char *name;
 	char *value;
 };
@@ -119,12 +120,12 @@ struct mod_http_req {
 	struct buf body;
 	size_t seen; /* body bytes received, kept or not */
 	bool too_big;
-	struct hdr *hdrs;
+	SLIST_HEAD(, hdr) hdrs;
 	struct MHD_Response *resp; /* deferred reply, queued when MHD calls back */
 	unsigned status;
 	mod_http_cancel_h *cancel;
 	void *cancel_arg;
-	struct mod_http_req *dnext, *dprev; /* in h->deferred */
+	LIST_ENTRY(mod_http_req) dlink; /* in h->deferred while deferred (le_prev set) */
 	struct sockaddr_storage peer;
 	char peer_str[INET6_ADDRSTRLEN];
 };
@@ -147,7 +148,7 @@ struct mod_http {
 	double rate;
 	double burst;
 	struct bucket *buckets;
-	struct mod_http_req *deferred;
+	LIST_HEAD(, mod_http_req) deferred;
 };
 
 /* router.c */

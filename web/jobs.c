@@ -113,19 +113,13 @@ struct job *web_job_new(struct mod_api *a, struct mod_http_req *req, void (*fini
 	j->store_err = -1;
 	j->events_err = -1;
 	j->hold = true;
-	j->next = a->jobs;
-	if (j->next)
-		j->next->prevp = &j->next;
-	j->prevp = &a->jobs;
-	a->jobs = j;
+	LIST_INSERT_HEAD(&a->jobs, j, link);
 	return j;
 }
 
 void web_job_free(struct job *j)
 {
-	*j->prevp = j->next;
-	if (j->next)
-		j->next->prevp = j->prevp;
+	LIST_REMOVE(j, link);
 	json_decref(j->live);
 	json_decref(j->stored);
 	json_decref(j->events);

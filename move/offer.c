@@ -36,6 +36,7 @@ static void send_code(struct move *m)
 	struct code_qr *qr = NULL;
 	uint8_t *png = NULL;
 	size_t pnglen = 0;
+	long long left;
 
 	if (!m->call || !m->call->near)
 		return;
@@ -43,10 +44,12 @@ static void send_code(struct move *m)
 	if (s->conf.public_url && *s->conf.public_url && m->show[0])
 		snprintf(link, sizeof(link), "\r\nShow the code: %s/m/%s/show", s->conf.public_url,
 		         m->show);
+	/* Sent again when A asks again: the time the code has left, not its whole life. */
+	left = (long long)m->expires - (long long)time(NULL);
 	snprintf(text, sizeof(text),
 	         "Move this call: on the other phone dial *88%s or scan the code (%s). It works "
-	         "once, for %u seconds.%s\r\n",
-	         m->code, m->qr_uri, s->conf.code_ttl, link);
+	         "once, for %lld seconds.%s\r\n",
+	         m->code, m->qr_uri, left > 0 ? left : 1, link);
 	if (s->conf.send_qr_image && !code_qr_make(&qr, m->qr_uri, CODE_ECC_M) &&
 	    !code_qr_png(qr, 6, 4, &png, &pnglen)) {
 		/* multipart/mixed (RFC 2046): the text, then the QR as image/png. */

@@ -87,17 +87,25 @@ scenario_end() {
 	if ! lib_qrxferd_alive; then
 		why="$why qrxferd died"
 	fi
-	if [ -z "$why" ]; then
-		echo "PASS $CUR"
-		passed=$((passed + 1))
-	else
-		echo "FAIL $CUR:$why"
-		failed=$((failed + 1))
-		failures="$failures $CUR"
-	fi
+	verdict "$why"
 	PIDS=()
 	ROLES=()
 }
+
+# verdict [WHY]: PASS $CUR when WHY is empty, else FAIL $CUR with it; counts either way.
+verdict() {
+	if [ -z "$1" ]; then
+		echo "PASS $CUR"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $CUR:$1"
+		failed=$((failed + 1))
+		failures="$failures $CUR"
+	fi
+}
+
+# selected NAME: true unless scenarios were named on the command line and NAME is not one.
+selected() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 
 # The first line of sipp's error log that says what went wrong, if any.
 first_error() {
@@ -110,12 +118,9 @@ first_error() {
 # run NAME FUNCTION: one scenario, skipped unless selected on the command line.
 run() {
 	CUR=$1
-	if [ -n "$only" ] && ! [[ " $only " == *" $1 "* ]]; then
-		return 0
-	fi
+	selected "$1" || return 0
 	if ! lib_qrxferd_alive; then
-		echo "FAIL $CUR: qrxferd is not running"
-		failed=$((failed + 1))
+		verdict " qrxferd is not running"
 		return 0
 	fi
 	BIND_FAIL=""
@@ -143,20 +148,15 @@ PY
 # grown by exactly DELTA (the counter moves where the event happens, not on a timer).
 counted() {
 	local before after
-	if [ -n "$only" ] && ! [[ " $only " == *" $1 "* ]]; then
-		return 0
-	fi
+	selected "$1" || return 0
 	before=$(metric "$3")
 	run "$1" "$2"
 	after=$(metric "$3")
 	CUR="$1-metric"
 	if [ "$before" != missing ] && [ "$after" != missing ] && [ $((after - before)) = "$4" ]; then
-		echo "PASS $CUR: $3 +$4"
-		passed=$((passed + 1))
+		verdict ""
 	else
-		echo "FAIL $CUR: $3 went from $before to $after, not +$4"
-		failed=$((failed + 1))
-		failures="$failures $CUR"
+		verdict " $3 went from $before to $after, not +$4"
 	fi
 }
 

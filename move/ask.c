@@ -33,35 +33,39 @@ static int body_is(const sip_t *sip, const char *word)
 	return len == n && !strncasecmp(p, word, n);
 }
 
-int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[])
+/*
+ * A REFER to sip:move@ in a call: the near device asks for a move; the REFER's implicit
+ * subscription (RFC 3515) hears how it goes. Any other REFER is relayed: the PBX transfers.
+ */
+int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	const sip_refer_to_t *rt = sip->sip_refer_to;
-	sip_event_t const *ev = NULL;
-	char *event_str = NULL, source[STORE_SOURCE_MAX];
+	char source[STORE_SOURCE_MAX], event[40];
 	int err;
 
-	if (!leg || leg != leg->call->near || !rt || !rt->r_url->url_user ||
-	    strcasecmp(rt->r_url->url_user, "move") || !move_for_us(s, rt->r_url))
+	if (!rt || !rt->r_url->url_user || strcasecmp(rt->r_url->url_user, "move") ||
+	    !move_for_us(s, rt->r_url))
 		return 0;
-	tl_gets(tags, NUTAG_REFER_EVENT_REF(ev), TAG_END());
-	if (ev)
-		event_str = sip_header_as_string(s->home, (const sip_header_t *)ev);
-	move_source_of(nua_current_request(s->nua), source, sizeof(source));
+	if (!leg || leg != leg->call->near) {
+		/* Our URI: never passed on (there is no call of the sender's to move). */
+		sip_reply(irq, 403, "No Call To Move Here", TAG_END());
+		return 1;
+	}
+	/* RFC 3515 2.4.6: NOTIFYs for a REFER after the first carry its CSeq as id. */
+	snprintf(event, sizeof(event), "refer;id=%u", sip->sip_cseq->cs_seq);
+	move_source_of(req, source, sizeof(source));
 	err = move_start_on(leg->call, source, NULL, NULL);
 	if (err) {
-		nua_respond(nh, err == EBUSY ? 491 : 488,
-		            err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now",
-		            NUTAG_WITH_THIS(s->nua), TAG_END());
+		sip_reply(irq, err == EBUSY ? 491 : 488,
+		          err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now", TAG_END());
 	} else {
-		nua_respond(nh, SIP_202_ACCEPTED, NUTAG_WITH_THIS(s->nua), TAG_END());
+		sip_reply(irq, SIP_202_ACCEPTED, TAG_END());
 		if (call_move(leg->call)) {
-			call_move(leg->call)->refer_nh = nh;
+			call_move(leg->call)->refer_leg = leg;
 			free(call_move(leg->call)->refer_event);
-			call_move(leg->call)->refer_event =
-			    event_str ? strdup(event_str) : strdup("refer");
+			call_move(leg->call)->refer_event = strdup(event);
 		}
 	}
-	su_free(s->home, event_str);
 	return 1;
 }
 
@@ -70,31 +74,31 @@ static void scan_answered(int err, const struct sip_move_info *info, void *arg)
 	/* The MESSAGE was answered already; the log line says what the image held. */
 }
 
-int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                 msg_t *req)
 {
 	struct call *c = leg ? leg->call : NULL;
 	char source[STORE_SOURCE_MAX];
 	const sip_payload_t *pl = body_pl(sip);
+	const url_t *ru = sip->sip_request->rq_url;
 
-	move_source_of(nua_current_request(s->nua), source, sizeof(source));
+	move_source_of(req, source, sizeof(source));
 	if (leg && (leg == c->near || leg == c->far) && call_move(c) && pl &&
 	    move_answer(call_move(c), leg == c->near, pl->pl_data, pl->pl_len, 1)) {
-		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
+		sip_reply(irq, SIP_200_OK, TAG_END());
 		return 1;
 	}
 	if (leg && leg == c->near && body_is(sip, "move")) {
 		int err = move_start_on(c, source, NULL, NULL);
-		nua_respond(nh, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK",
-		            NUTAG_WITH_THIS(s->nua), TAG_END());
+		sip_reply(irq, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK", TAG_END());
 		return 1;
 	}
-	if (is_image(sip) && (leg ? leg == c->near : move_for_us(s, sip->sip_request->rq_url))) {
-		msg_t *req = nua_current_request(s->nua);
+	if (is_image(sip) && (leg ? leg == c->near : move_for_us(s, ru))) {
 		su_addrinfo_t *ai = req ? msg_addrinfo(req) : NULL;
 		char *from = leg ? NULL : url_as_string(NULL, sip->sip_from->a_url);
 		int err = move_scan_submit(s, pl->pl_data, pl->pl_len, leg ? "near" : "new", from,
-		                           leg ? c->id : NULL, NULL, ai ? ai->ai_addr : NULL, nh,
-		                           !leg, scan_answered, NULL);
+		                           leg ? c->id : NULL, NULL, ai ? ai->ai_addr : NULL, irq,
+		                           scan_answered, NULL);
 		free(from);
 		if (err) {
 			/* Refused before decoding: nothing to scan, too fast, too big, or busy. */
@@ -111,10 +115,8 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 			                 : err == ENOTSUP        ? "Cannot Read Images Here"
 			                 : err == ENOMEM         ? "Out Of Memory"
 			                                         : "Not A PNG Or JPEG Image";
-			nua_respond(nh, st, ph, TAG_IF(st == 503, SIPTAG_RETRY_AFTER_STR("1")),
-			            NUTAG_WITH_THIS(s->nua), TAG_END());
-			if (!leg)
-				nua_handle_destroy(nh);
+			sip_reply(irq, st, ph, TAG_IF(st == 503, SIPTAG_RETRY_AFTER_STR("1")),
+			          TAG_END());
 		}
 		return 1;
 	}
@@ -142,16 +144,24 @@ int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *
 		}
 		free(from);
 		if (taken) {
-			nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(s->nua), TAG_END());
-			nua_handle_destroy(nh);
+			sip_reply(irq, SIP_200_OK, TAG_END());
 			return 1;
 		}
+	}
+	/* Our own URIs are never passed on: there is nothing behind them (issue 10). */
+	if (!leg && ru->url_user && move_for_us(s, ru) &&
+	    (!strcasecmp(ru->url_user, "move") || !strncasecmp(ru->url_user, "m.", 2) ||
+	     !strncmp(ru->url_user, "*88", 3))) {
+		LOG_INFO("move", "MESSAGE out of dialog to %s from %s: not a call of ours", ru->url_user,
+		         source);
+		sip_reply(irq, 404, "No Call Here: Send move In Your Call", TAG_END());
+		return 1;
 	}
 	return 0;
 }
 
 /* DTMF as SIP INFO: the feature code asks for a move. The digits are still relayed. */
-int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
+int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	const char *feature = s->conf.move_feature;
 	const sip_payload_t *pl = body_pl(sip);
@@ -199,10 +209,15 @@ int move_info(struct sip *s, struct leg *leg, const sip_t *sip)
 	if (leg->dtmf_len >= fl && !strcmp(leg->dtmf + leg->dtmf_len - fl, feature)) {
 		char source[STORE_SOURCE_MAX];
 		leg->dtmf_len = 0;
-		move_source_of(nua_current_request(s->nua), source, sizeof(source));
+		move_source_of(req, source, sizeof(source));
+		/* The phone hears its INFO answered before our code MESSAGE comes: one that
+		 * still has the INFO open answers the MESSAGE 491. The last digit of the
+		 * feature code stays with us. */
+		sip_reply(irq, SIP_200_OK, TAG_END());
 		if (move_start_on(leg->call, source, NULL, NULL))
 			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
 			         leg->call->id, feature);
+		return 1;
 	}
 	return 0;
 }

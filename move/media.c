@@ -29,9 +29,12 @@ void move_rollback(struct move *m)
 	move_event(m, "rollback", "re-INVITE to far with the near device's media");
 	pl = sip_payload_create(c->home, c->near_sdp, (isize_t)strlen(c->near_sdp));
 	pl = sdp_to_far(c, pl);
-	c->far->pending++;
-	nua_invite(c->far->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD(pl),
-	           TAG_END());
+	if (leg_invite(c->far, NULL, pl, TAG_END())) {
+		c->offer_busy = 0;
+		move_to(m, MOVE_FAILED, "cannot send the rollback");
+		move_detach(m);
+		return;
+	}
 	su_timer_set_interval(m->timer, reinvite_silent, m, MOVE_SILENT_MS);
 }
 
@@ -103,7 +106,7 @@ static void reinvite_far(struct move *m)
 		return;
 	}
 	/* Requests on one leg are serialised: wait for what is in flight. */
-	if (c->offer_busy || c->ack_pending || c->reinvite_ack) {
+	if (c->offer_busy || c->ack_pending || c->reinvite_ack || c->far->oinv) {
 		if (++m->tries > MOVE_RETRY_MAX) {
 			move_fail(m, 491, "the far leg stayed busy");
 			return;
@@ -118,9 +121,11 @@ static void reinvite_far(struct move *m)
 		pl = sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp));
 		pl = sdp_to_far(c, pl);
 	}
-	c->far->pending++;
-	nua_invite(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-	           TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+	if (leg_invite(c->far, NULL, pl, TAG_END())) {
+		c->offer_busy = 0;
+		move_fail(m, 500, "cannot send the re-INVITE to far");
+		return;
+	}
 	su_timer_set_interval(m->timer, reinvite_silent, m, MOVE_SILENT_MS);
 	move_event(m, "reinvite", "re-INVITE to far %s %s", c->far->uri ? c->far->uri : "",
 	           pl ? "with the new device's offer" : "without an offer");
@@ -130,13 +135,10 @@ static void dial_b(struct move *m)
 {
 	struct call *c = m->call;
 	struct sip *s = m->sip;
-	struct leg *b = call_leg_new(c, 1, 0);
+	struct leg *b;
+	sip_addr_t *to, *fr;
+	url_t *tu;
 
-	if (!b) {
-		move_fail(m, 500, "out of memory");
-		return;
-	}
-	b->uri = su_strdup(c->home, m->target);
 	/* B sees the moving user calling (RFC 3725 flow I: an INVITE without an offer). Only a
 	 * domain of [move] dial_domains is called directly; our users are the PBX's to reach. */
 	char target[320], from[300];
@@ -149,19 +151,21 @@ static void dial_b(struct move *m)
 	snprintf(from, sizeof(from), "<sip:%s@%s>",
 	         nu && nu->url_user && !strpbrk(nu->url_user, "<>\"@ ") ? nu->url_user : "move",
 	         s->conf.domain);
-	b->nh = nua_handle(s->nua, &b->b, NUTAG_URL(target), SIPTAG_TO_STR(target),
-	                   SIPTAG_FROM_STR(from),
-	                   TAG_IF(!direct, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
 	su_free(c->home, nu);
-	if (!b->nh) {
-		move_fail(m, 500, "cannot make a handle for %s", m->target);
+	tu = url_make(c->home, target);
+	to = sip_to_make(c->home, target);
+	fr = sip_from_make(c->home, from);
+	b = tu && to && fr ? leg_dial(c, 1, tu, fr, to, !direct) : NULL;
+	if (!b) {
+		move_fail(m, 500, "cannot make a leg for %s", m->target);
 		return;
 	}
+	b->uri = su_strdup(c->home, m->target);
 	m->b = b;
 	move_to(m, MOVE_DIALING, "the new device is to be called");
 	move_event(m, "dial", "INVITE without an offer to %s", m->target);
-	b->pending++;
-	nua_invite(b->nh, TAG_END());
+	if (leg_invite(b, NULL, NULL, TAG_END()))
+		move_fail(m, 500, "cannot send the INVITE to %s", m->target);
 }
 
 void move_go(struct move *m)
@@ -212,8 +216,6 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		}
 		leg->answered = 1;
 		call_leg_tags(leg, sip);
-		leg->call_id =
-		    sip && sip->sip_call_id ? su_strdup(c->home, sip->sip_call_id->i_id) : NULL;
 		copy_payload(&m->b_sdp, sip);
 		m->t_redeem = move_now_us();
 		if (!m->b_sdp) {
@@ -250,7 +252,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 	}
 	m->t_answer = move_now_us();
 	if (m->phase == MOVE_ROLLING_BACK) {
-		nua_ack(c->far->nh, TAG_END());
+		leg_ack(c->far, NULL, NULL);
 		c->offer_busy = 0;
 		move_event(m, "rollback", "far has the near device's media again");
 		move_to(m, MOVE_FAILED, "rolled back");
@@ -259,23 +261,23 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 	}
 	move_to(m, MOVE_ANSWERING, "far took the new device's media");
 	if (m->b_gone || !m->b) {
-		nua_ack(c->far->nh, TAG_END());
+		leg_ack(c->far, NULL, NULL);
 		c->offer_busy = 0;
 		move_fail(m, 487, "the new device left during the move");
 		return 1;
 	}
 	if (m->third_party) {
-		nua_ack(c->far->nh, TAG_END());
-		nua_ack(m->b->nh, BODY_TAGS(sip), TAG_END());
+		leg_ack(c->far, NULL, NULL);
+		leg_ack(m->b, NULL, body_pl(sip));
 		complete(m);
 		return 1;
 	}
 	/* When C offered, its ACK waits for B's answer, in B's ACK (move_ack). */
 	if (m->b_offered)
-		nua_ack(c->far->nh, TAG_END());
+		leg_ack(c->far, NULL, NULL);
 	pl = body_pl(sip);
 	m->b->answered = 1;
-	nua_respond(m->b->nh, SIP_200_OK, BODY_TAGS_PL(sip, pl), TAG_END());
+	leg_answer(m->b, SIP_200_OK, NULL, pl, TAG_END());
 	return 1;
 }
 
@@ -293,8 +295,7 @@ int move_ack(struct move *m, struct leg *leg, const sip_t *sip)
 		pl = m->b_sdp ? sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp))
 		              : NULL;
 		pl = pl ? sdp_to_far(c, pl) : NULL;
-		nua_ack(c->far->nh, TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-		        TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+		leg_ack(c->far, NULL, pl);
 	}
 	complete(m);
 	return 1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "move/move_int.h"
 #include "util/hash.h"
@@ -282,40 +283,156 @@ void move_detach(struct move *m)
 void move_notify_refer(struct move *m, int status, const char *phrase, int final)
 {
 	char frag[96];
+	struct leg *l, *to = NULL;
 
-	if (!m->refer_nh || !m->refer_event)
+	if (!m->refer_leg || !m->refer_event || !m->call)
+		return;
+	SLIST_FOREACH(l, &m->call->legs, link)
+	if (l == m->refer_leg && !l->terminated)
+		to = l;
+	if (!to)
 		return;
 	snprintf(frag, sizeof(frag), "SIP/2.0 %d %s\r\n", status, phrase);
-	if (m->call) {
-		struct leg *l;
-
-		SLIST_FOREACH(l, &m->call->legs, link)
-		if (l->nh == m->refer_nh)
-			l->pending++;
-	}
-	nua_notify(m->refer_nh,
-	           NUTAG_SUBSTATE(final ? nua_substate_terminated : nua_substate_active),
-	           SIPTAG_EVENT_STR(m->refer_event),
-	           SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(frag),
-	           TAG_END());
+	leg_send(to, SIP_METHOD_NOTIFY, NULL, NULL, SIPTAG_EVENT_STR(m->refer_event),
+	         SIPTAG_SUBSCRIPTION_STATE_STR(final ? "terminated;reason=noresource"
+	                                             : "active;expires=60"),
+	         SIPTAG_CONTACT(b2bua_contact(m->sip, to->secure, to->tcp)),
+	         SIPTAG_CONTENT_TYPE_STR("message/sipfrag;version=2.0"), SIPTAG_PAYLOAD_STR(frag),
+	         TAG_END());
 	if (final)
-		m->refer_nh = NULL;
+		m->refer_leg = NULL;
 }
 
-/* Send our own MESSAGE on a leg, keeping the leg's answer order with relayed ones. */
+/* Our own MESSAGE on a leg; its answer goes nowhere. */
 void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len)
 {
-	struct relay *r = su_zalloc(leg->call->home, sizeof(*r));
 	sip_payload_t *pl;
 
-	if (!r || !leg->nh || leg->terminated || leg->ending)
+	if (!leg->dlg || leg->terminated || leg->ending)
 		return;
-	r->method = nua_i_message; /* from_nh NULL: the answer is ours and goes nowhere */
-	STAILQ_INSERT_TAIL(&leg->relays, r, link);
 	pl = sip_payload_create(leg->call->home, body, (isize_t)len);
-	leg->pending++;
-	nua_message(leg->nh, SIPTAG_CONTENT_TYPE_STR(ctype), SIPTAG_PAYLOAD(pl), TAG_END());
+	leg_send(leg, SIP_METHOD_MESSAGE, NULL, NULL, SIPTAG_CONTENT_TYPE_STR(ctype),
+	         SIPTAG_PAYLOAD(pl), TAG_END());
 	su_free(leg->call->home, pl);
+}
+
+/*
+ * The code MESSAGE to the near device, until it is delivered: a phone busy with a request of
+ * its own answers 491 (RFC 3261 14.1: tried again after a random wait), one that takes no
+ * images answers 415 (sent again as text only). What became of it is in the move's events.
+ */
+struct code_msg {
+	LIST_ENTRY(code_msg) link;
+	struct sip *sip;
+	char move_id[17];
+	char *ctype, *body, *text;
+	size_t len;
+	unsigned tries;
+	su_timer_t *timer;
+};
+
+static void code_msg_free(struct code_msg *cm)
+{
+	LIST_REMOVE(cm, link);
+	if (cm->timer)
+		su_timer_destroy(cm->timer);
+	free(cm->ctype);
+	free(cm->body);
+	free(cm->text);
+	free(cm);
+}
+
+static void code_msg_send(struct code_msg *cm);
+
+static void code_msg_retry(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	code_msg_send(arg);
+}
+
+static void code_msg_answered(void *arg, struct leg *leg, int status, const char *phrase,
+                              const sip_t *sip)
+{
+	struct code_msg *cm = arg;
+	struct move *m = move_by_id(cm->sip, cm->move_id);
+	unsigned r = 0;
+
+	if (!m) {
+		code_msg_free(cm);
+		return;
+	}
+	if (status < 300) {
+		move_event(m, "code-delivered", "the near device took the code (%d)", status);
+		code_msg_free(cm);
+		return;
+	}
+	if (status == 491 && ++cm->tries <= MOVE_491_TRIES && cm->timer) {
+		RAND_bytes((unsigned char *)&r, sizeof(r));
+		move_event(m, "code-retry", "the near device answered 491: sent again");
+		su_timer_set_interval(cm->timer, code_msg_retry, cm, 500 + r % 1500);
+		return;
+	}
+	if (status == 415 && cm->text && strncmp(cm->ctype, "text/", 5)) {
+		move_event(m, "code-retry", "the near device takes no images (415): text only");
+		free(cm->body);
+		free(cm->ctype);
+		cm->body = cm->text;
+		cm->text = NULL;
+		cm->len = strlen(cm->body);
+		cm->ctype = strdup("text/plain;charset=utf-8");
+		if (cm->ctype) {
+			code_msg_send(cm);
+			return;
+		}
+	}
+	move_event(m, "code-undelivered", "the near device answered %d %s to the code MESSAGE",
+	           status, phrase ? phrase : "");
+	code_msg_free(cm);
+}
+
+static void code_msg_send(struct code_msg *cm)
+{
+	struct move *m = move_by_id(cm->sip, cm->move_id);
+	struct leg *leg = m && m->call ? m->call->near : NULL;
+	sip_payload_t *pl;
+	int err;
+
+	if (!leg || !leg->dlg || leg->terminated || leg->ending) {
+		code_msg_free(cm);
+		return;
+	}
+	pl = sip_payload_create(leg->call->home, cm->body, (isize_t)cm->len);
+	err = leg_send(leg, SIP_METHOD_MESSAGE, code_msg_answered, cm,
+	               SIPTAG_CONTENT_TYPE_STR(cm->ctype), SIPTAG_PAYLOAD(pl), TAG_END());
+	su_free(leg->call->home, pl);
+	if (err) {
+		move_event(m, "code-undelivered", "cannot send the code MESSAGE: %s", strerror(err));
+		code_msg_free(cm);
+	}
+}
+
+/* Send the code to the near device: body as ctype, text the same without an image. */
+void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
+                       const char *text)
+{
+	struct code_msg *cm = calloc(1, sizeof(*cm));
+
+	if (!cm)
+		return;
+	LIST_INSERT_HEAD(&move_stack(m->sip)->code_msgs, cm, link);
+	cm->sip = m->sip;
+	snprintf(cm->move_id, sizeof(cm->move_id), "%s", m->id);
+	cm->ctype = strdup(ctype);
+	cm->body = malloc(len + 1);
+	cm->text = text ? strdup(text) : NULL;
+	cm->len = len;
+	cm->timer = su_timer_create(su_root_task(m->sip->root), 0);
+	if (!cm->ctype || !cm->body) {
+		code_msg_free(cm);
+		return;
+	}
+	memcpy(cm->body, body, len);
+	cm->body[len] = 0;
+	code_msg_send(cm);
 }
 
 int sip_move_get(struct sip *s, const char *move_id, sip_move_h *cb, void *arg)
@@ -351,11 +468,11 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 	move_to(m, MOVE_FAILED, m->reason); /* the store's event line carries the reason */
 	su_timer_reset(m->timer);
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"Move failed\"", status);
-	if (b && b->nh && !b->terminated && !b->ending) {
+	if (b && b->dlg && !b->terminated && !b->ending) {
 		if (b->incoming && !b->answered) {
 			b->ending = 1;
-			nua_respond(b->nh, status, call_copy_phrase(b->call, status, NULL),
-			            SIPTAG_REASON_STR(reason), TAG_END());
+			leg_answer(b, status, NULL, NULL, NULL, SIPTAG_REASON_STR(reason), TAG_END());
+			call_leg_terminated(b);
 		} else {
 			call_leg_end(b, reason);
 		}
@@ -407,9 +524,9 @@ void move_call_gone(struct move *m)
 
 /* ---- the move's part of a stack: its hooks, its tables ---- */
 
-static int on_invite(void *arg, struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
+static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
-	return move_invite(s, nh, sip, req);
+	return move_invite(s, irq, sip, req);
 }
 
 static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
@@ -445,26 +562,22 @@ static void on_call_gone(void *arg, struct call *c)
 		move_call_gone(call_move(c));
 }
 
-static int on_refer(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip,
-                    tagi_t tags[])
+static int on_refer(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+                    const sip_t *sip, msg_t *req)
 {
-	return move_refer(s, leg, nh, sip, tags);
+	return move_refer(s, leg, irq, sip, req);
 }
 
-static int on_message(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+                      const sip_t *sip, msg_t *req)
 {
-	return move_message(s, leg, nh, sip);
+	return move_message(s, leg, irq, sip, req);
 }
 
-static void on_info(void *arg, struct sip *s, struct leg *leg, const sip_t *sip)
+static int on_info(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+                   const sip_t *sip, msg_t *req)
 {
-	move_info(s, leg, sip);
-}
-
-static void on_bound_event(void *arg, struct sip *s, nua_event_t ev, int status, const char *phrase,
-                           nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
-{
-	move_bound_event(s, ev, status, phrase, nh, b, sip, tags);
+	return move_info(s, leg, irq, sip, req);
 }
 
 /* Free every move and what waits for one (at sip_free). */
@@ -479,10 +592,13 @@ static void on_stop(void *arg, struct sip *s)
 	while (!LIST_EMPTY(&ms->redeems)) {
 		struct redeem *r = LIST_FIRST(&ms->redeems);
 
-		if (r->nh && !r->cancelled)
-			nua_respond(r->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		if (r->irq && !r->cancelled)
+			sip_reply(r->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		r->irq = NULL;
 		move_redeem_free(r);
 	}
+	while (!LIST_EMPTY(&ms->code_msgs))
+		code_msg_free(LIST_FIRST(&ms->code_msgs));
 	while (!LIST_EMPTY(&ms->moves)) {
 		struct move *m = LIST_FIRST(&ms->moves);
 
@@ -507,7 +623,6 @@ static const struct sip_call_hooks move_hooks = {
     .refer = on_refer,
     .message = on_message,
     .info = on_info,
-    .bound_event = on_bound_event,
     .stop = on_stop,
 };
 

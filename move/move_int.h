@@ -28,6 +28,7 @@ struct move_stack {
 	LIST_HEAD(, move) moves;       /* moves of this node, live and recently ended */
 	LIST_HEAD(, redeem) redeems;   /* INVITEs waiting for the store to redeem their code */
 	LIST_HEAD(, refer_out) refers; /* REFERs sent to phones, until their last NOTIFY */
+	LIST_HEAD(, code_msg) code_msgs; /* code MESSAGEs until delivered or given up */
 	struct scan_limit *scan;       /* images in the decoder, and each source's rate */
 	unsigned long sms_seq;         /* reference of the last SMS asked of the module */
 	char sms_seen[64][40];         /* the gateway's ids of the last SMS answers, taken once */
@@ -35,8 +36,6 @@ struct move_stack {
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
 };
 
-/* Kinds of the handles the move binds (struct bound's hook_kind). */
-enum { MOVE_BOUND_REDEEM = 1, MOVE_BOUND_REFER };
 
 /*
  * A move's phase: one state machine. Only move_to() (move.c) changes it, and only along the
@@ -89,7 +88,7 @@ struct move {
 	unsigned yes_near : 1, yes_far : 1, scan_near : 1, scan_new : 1; /* what came in */
 	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
 	char *b_sdp; /* B's offer (or its answer, in RFC 3725 order) */
-	nua_handle_t *refer_nh;
+	struct leg *refer_leg; /* the leg whose REFER asked for the move: NOTIFYs go there */
 	char *refer_event;
 	su_timer_t *timer;
 	unsigned tries;       /* waits for the far leg to be free */
@@ -104,15 +103,14 @@ struct move {
 
 /* An INVITE or a dial request waiting for the store to redeem its code. */
 struct redeem {
-	struct bound b;
 	LIST_ENTRY(redeem) link;
 	struct sip *sip;
-	nua_handle_t *nh; /* the new device's INVITE, or NULL when we are to dial */
+	nta_incoming_t *irq; /* the new device's INVITE, or NULL when we are to dial */
+	msg_t *req;          /* and its message, while we ask which node has the call */
 	char source[STORE_SOURCE_MAX];
 	char *sdp, *from_uri, *call_id, *target;
 	long long arrived;
-	unsigned cancelled : 1, saved_it : 1;
-	nua_saved_event_t saved[1]; /* the INVITE, while we ask which node has the call */
+	unsigned cancelled : 1;
 	enum store_key key;
 	uint8_t hash[CODE_HASH_LEN];
 	uint8_t alt[STORE_HASHES_MAX - 1][CODE_HASH_LEN]; /* numeric: under older keys */
@@ -124,10 +122,10 @@ struct redeem {
 
 /* An out-of-dialog REFER asking a known phone to dial a code. */
 struct refer_out {
-	struct bound b;
 	LIST_ENTRY(refer_out) link; /* in the sip's list, so shutdown frees it */
 	struct sip *sip;
-	nua_handle_t *nh;
+	nta_leg_t *dlg;       /* the REFER's dialog: its NOTIFYs come to it */
+	nta_outgoing_t *orq;  /* the REFER, until answered */
 	su_timer_t *timer;
 	sip_move_h *cb;
 	void *cb_arg;
@@ -153,6 +151,8 @@ void move_free(struct move *m);
 void move_detach(struct move *m);
 void move_notify_refer(struct move *m, int status, const char *phrase, int final);
 void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len);
+void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
+                       const char *text);
 void move_fail(struct move *m, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);
@@ -185,7 +185,7 @@ void move_refer_out_free(struct refer_out *ro);
 /* scan.c */
 int move_scan_submit(struct sip *s, const void *image, size_t len, const char *who,
                      const char *target, const char *call_id, const uint8_t *show_hash,
-                     const struct sockaddr *peer, nua_handle_t *nh, int own_nh, sip_move_h *cb,
+                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb,
                      void *arg);
 
 /* The move under way on c, if any. */
@@ -195,7 +195,7 @@ static inline struct move *call_move(const struct call *c)
 }
 
 /* The hooks' work, by phase (each file's own). */
-int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+int move_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 int move_invite_response(struct move *m, struct leg *leg, int status, const char *phrase,
                          const sip_t *sip);
 int move_ack(struct move *m, struct leg *leg, const sip_t *sip);
@@ -203,11 +203,10 @@ int move_leg_left(struct move *m, struct leg *leg);
 int move_leg_terminated(struct move *m, struct leg *leg);
 void move_call_ending(struct move *m);
 void move_call_gone(struct move *m);
-int move_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
-int move_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
-int move_info(struct sip *s, struct leg *leg, const sip_t *sip);
-void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                 msg_t *req);
+int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 /* Where a code holder may have us call: out is the URI, *direct says not through the upstream;
  * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */
 int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct);

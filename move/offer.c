@@ -68,12 +68,12 @@ static void send_code(struct move *m)
 			memcpy(body, head, (size_t)hn);
 			memcpy(body + hn, png, pnglen);
 			memcpy(body + hn + pnglen, tail, sizeof(tail) - 1);
-			move_leg_message(m->call->near, "multipart/mixed;boundary=qrxfer-code",
-			                 body, total);
+			move_code_message(m, "multipart/mixed;boundary=qrxfer-code", body, total,
+			                  text);
 			free(body);
 		}
 	} else {
-		move_leg_message(m->call->near, "text/plain;charset=utf-8", text, strlen(text));
+		move_code_message(m, "text/plain;charset=utf-8", text, strlen(text), NULL);
 	}
 	free(png);
 	code_qr_free(qr);

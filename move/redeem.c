@@ -9,12 +9,13 @@
 void move_redeem_free(struct redeem *r)
 {
 	LIST_REMOVE(r, link);
-	if (r->nh) {
-		nua_handle_bind(r->nh, NULL);
-		nua_handle_destroy(r->nh);
+	if (r->irq) {
+		nta_incoming_bind(r->irq, NULL, NULL);
+		if (nta_incoming_status(r->irq) < 200)
+			nta_incoming_treply(r->irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		nta_incoming_destroy(r->irq);
 	}
-	if (r->saved_it)
-		nua_destroy_event(r->saved);
+	msg_destroy(r->req);
 	free(r->sdp);
 	free(r->from_uri);
 	free(r->call_id);
@@ -32,8 +33,11 @@ static void redeem_refuse(struct redeem *r, int status, const char *phrase, cons
 	log_limited(&move_stack(r->sip)->refused_log, LOG_LEVEL_INFO, "move",
 	            "code from %s refused: %d %s: %s", r->source, status, phrase, why);
 	metric_inc(METRIC_CODES_REJECTED_TOTAL);
-	if (r->nh && !r->cancelled)
-		nua_respond(r->nh, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
+	if (r->irq && !r->cancelled) {
+		nta_incoming_bind(r->irq, NULL, NULL);
+		sip_reply(r->irq, status, phrase, SIPTAG_REASON_STR(reason), TAG_END());
+		r->irq = NULL;
+	}
 	if (r->cb) {
 		r->cb(err, NULL, r->cb_arg);
 		r->cb = NULL;
@@ -59,13 +63,15 @@ static void redeem_wait(struct redeem *r, int err, int64_t wait_ms)
 		r->cb(err, &info, r->cb_arg);
 		r->cb = NULL;
 	}
-	if (r->nh && !r->cancelled) {
-		nua_respond(r->nh, busy ? 503 : 480,
-		            busy ? "Service Unavailable" : "Temporarily Unavailable",
-		            SIPTAG_RETRY_AFTER_STR(after),
-		            SIPTAG_REASON_STR(busy ? "SIP;cause=503;text=\"Numeric codes paused\""
-		                                   : "SIP;cause=480;text=\"Too many wrong codes\""),
-		            TAG_END());
+	if (r->irq && !r->cancelled) {
+		nta_incoming_bind(r->irq, NULL, NULL);
+		sip_reply(r->irq, busy ? 503 : 480,
+		          busy ? "Service Unavailable" : "Temporarily Unavailable",
+		          SIPTAG_RETRY_AFTER_STR(after),
+		          SIPTAG_REASON_STR(busy ? "SIP;cause=503;text=\"Numeric codes paused\""
+		                                 : "SIP;cause=480;text=\"Too many wrong codes\""),
+		          TAG_END());
+		r->irq = NULL;
 		r->cancelled = 1;
 	}
 	if (busy)
@@ -101,7 +107,7 @@ static void on_redeemed(struct store_job *job, void *arg)
 		redeem_refuse(r, 404, "Not Found", "the call is not on this node", ENOENT);
 		return;
 	}
-	if (r->nh && r->cancelled) {
+	if (r->cancelled) {
 		move_fail(m, 487, "the new device gave up before its code was checked");
 		move_redeem_free(r);
 		return;
@@ -110,18 +116,15 @@ static void on_redeemed(struct store_job *job, void *arg)
 	m->t_redeem = r->arrived;
 	snprintf(m->taken_from, sizeof(m->taken_from), "%s", r->source);
 	move_to(m, MOVE_REDEEMED, "the store redeemed the code");
-	if (r->nh) {
-		b = call_leg_new(c, 1, 1);
+	if (r->irq) {
+		nta_incoming_bind(r->irq, NULL, NULL);
+		b = leg_accept(c, 1, r->irq, sip_object(r->req));
 		if (!b) {
 			move_fail(m, 500, "out of memory");
 			move_redeem_free(r);
 			return;
 		}
-		b->nh = r->nh;
-		r->nh = NULL;
-		nua_handle_bind(b->nh, &b->b);
-		b->call_id = su_strdup(c->home, r->call_id);
-		b->uri = su_strdup(c->home, r->from_uri);
+		r->irq = NULL;
 		m->b = b;
 		m->b_offered = r->sdp != NULL;
 		m->b_sdp = r->sdp;
@@ -152,8 +155,6 @@ static struct redeem *redeem_new(struct sip *s, const char *source)
 
 	if (!r)
 		return NULL;
-	r->b.kind = BOUND_HOOK;
-	r->b.hook_kind = MOVE_BOUND_REDEEM;
 	r->sip = s;
 	snprintf(r->source, sizeof(r->source), "%s", source);
 	r->arrived = move_now_us();
@@ -194,10 +195,9 @@ static void on_node(struct store_job *job, void *arg)
 {
 	struct redeem *r = arg;
 	struct sip *s = r->sip;
-	const nua_event_data_t *ed = nua_event_data(r->saved);
-	const sip_t *sip = ed && ed->e_msg ? sip_object(ed->e_msg) : NULL;
+	const sip_t *sip = r->req ? sip_object(r->req) : NULL;
 	url_t *target;
-	nua_handle_t *nh;
+	nta_incoming_t *irq;
 	int err;
 
 	if (r->sip->detached)
@@ -227,10 +227,10 @@ static void on_node(struct store_job *job, void *arg)
 	target->url_user = sip->sip_request->rq_url->url_user;
 	LOG_INFO("move", "code from %s is for a call on %s: bridging the INVITE there", r->source,
 	         job->text);
-	nh = r->nh;
-	r->nh = NULL;
-	nua_handle_bind(nh, NULL);
-	invite_bridge(s, nh, sip, 0, target, 0);
+	irq = r->irq;
+	r->irq = NULL;
+	nta_incoming_bind(irq, NULL, NULL);
+	invite_bridge(s, irq, sip, 0, target, 0);
 	su_free(s->home, target);
 	move_redeem_free(r);
 }
@@ -253,7 +253,24 @@ int move_for_us(struct sip *s, const url_t *u)
 	                       route_is_self(s, u));
 }
 
-int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
+/* The new device gave up (CANCEL) while its code was being checked. */
+static int redeem_cancelled(void *arg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct redeem *r = arg;
+
+	if (!sip || sip->sip_request->rq_method == sip_method_cancel) {
+		/* nta answers the INVITE 487 when this returns: it is no longer ours. */
+		r->cancelled = 1;
+		if (r->irq == irq) {
+			nta_incoming_bind(irq, NULL, NULL);
+			nta_incoming_destroy(irq);
+			r->irq = NULL;
+		}
+	}
+	return 0;
+}
+
+int move_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	const url_t *u = sip->sip_request->rq_url;
 	const char *user = u->url_user;
@@ -266,14 +283,8 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	int err;
 	size_t n;
 
-	if (!user || !move_for_us(s, u)) {
-		if (sip->sip_replaces) {
-			nua_respond(nh, 403, "Replaces Needs A Move Code", TAG_END());
-			nua_handle_destroy(nh);
-			return 1;
-		}
+	if (!user || !move_for_us(s, u))
 		return 0;
-	}
 	move_source_of(req, source, sizeof(source));
 	if (!strncasecmp(user, "m.", 2)) {
 		err = strlen(user + 2) == CODE_TOKEN_LEN ? 0 : CODE_EBADTOKEN;
@@ -287,11 +298,10 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 			struct move *m = move_by_id64(s, id64);
 			if (!m || !m->call || !replaces_near(m->call, sip->sip_replaces)) {
 				move_guess_failed(s, source, STORE_KEY_TOKEN, named);
-				nua_respond(nh, SIP_481_NO_TRANSACTION,
-				            SIPTAG_REASON_STR("SIP;cause=481;text=\"Replaces names "
-				                              "no dialog of this code's call\""),
-				            TAG_END());
-				nua_handle_destroy(nh);
+				sip_reply(irq, SIP_481_NO_TRANSACTION,
+				          SIPTAG_REASON_STR("SIP;cause=481;text=\"Replaces names "
+				                            "no dialog of this code's call\""),
+				          TAG_END());
 				return 1;
 			}
 		}
@@ -312,26 +322,20 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 			err = code_numeric_hash(s->conf.keys, i, digits, alt[nalt++]);
 		key = STORE_KEY_CODE;
 	} else {
-		if (sip->sip_replaces) {
-			nua_respond(nh, 403, "Replaces Needs A Move Code", TAG_END());
-			nua_handle_destroy(nh);
-			return 1;
-		}
 		return 0;
 	}
 	if (!s->conf.keys || !s->conf.store) {
-		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-		nua_handle_destroy(nh);
+		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		return 1;
 	}
 	r = redeem_new(s, source);
 	if (!r) {
-		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		nua_handle_destroy(nh);
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		return 1;
 	}
-	r->nh = nh;
-	nua_handle_bind(nh, &r->b);
+	r->irq = irq;
+	r->req = msg_ref_create(req);
+	nta_incoming_bind(irq, redeem_cancelled, r);
 	if (err) {
 		/* A malformed or forged code still counts as a wrong guess from its source. */
 		move_guess_failed(s, source, key, NULL);
@@ -350,8 +354,6 @@ int move_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
 	LOG_DEBUG("move", "code presented by %s from %s", r->from_uri ? r->from_uri : "?", source);
 	if (!offered_here(s, key, id64, key == STORE_KEY_CODE ? digits : NULL)) {
 		struct store_job job = {.op = STORE_OP_MOVE_NODE};
-		nua_save_event(s->nua, r->saved);
-		r->saved_it = 1;
 		job.redeem.key = key;
 		memcpy(job.redeem.hash, hash, sizeof(hash));
 		memcpy(job.redeem.alt, alt, sizeof(alt));

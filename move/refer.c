@@ -76,10 +76,10 @@ void move_refer_out_free(struct refer_out *ro)
 	LIST_REMOVE(ro, link);
 	if (ro->timer)
 		su_timer_destroy(ro->timer);
-	if (ro->nh) {
-		nua_handle_bind(ro->nh, NULL);
-		nua_handle_destroy(ro->nh);
-	}
+	if (ro->orq)
+		nta_outgoing_destroy(ro->orq);
+	if (ro->dlg)
+		nta_leg_destroy(ro->dlg);
 	if (ro->cb)
 		ro->cb(ETIMEDOUT, NULL, ro->cb_arg);
 	free(ro);
@@ -90,13 +90,62 @@ static void refer_out_expired(su_root_magic_t *rm, su_timer_t *t, void *arg)
 	move_refer_out_free(arg);
 }
 
+/* The phone's answer to our REFER. */
+static int refer_answered(void *arg, nta_outgoing_t *orq, const sip_t *sip)
+{
+	struct refer_out *ro = arg;
+	struct sip *s = ro->sip;
+	int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+	struct move *m;
+	struct sip_move_info info;
+
+	if (status < 200)
+		return 0;
+	nta_outgoing_destroy(orq);
+	ro->orq = NULL;
+	m = move_by_id(s, ro->move_id);
+	if (m)
+		move_event(m, "refer", "the phone answered %d to the REFER", status);
+	if (status < 300 && sip && sip->sip_to && sip->sip_to->a_tag) {
+		nta_leg_rtag(ro->dlg, sip->sip_to->a_tag);
+		nta_leg_client_reroute(ro->dlg, sip->sip_record_route, sip->sip_contact, 1);
+	}
+	if (ro->cb) {
+		if (m)
+			move_info_fill(m, &info);
+		ro->cb(status < 300 ? 0 : EPROTO, status < 300 && m ? &info : NULL, ro->cb_arg);
+		ro->cb = NULL;
+	}
+	if (status >= 300)
+		move_refer_out_free(ro);
+	return 0;
+}
+
+/* A NOTIFY in the REFER's subscription: how the phone's call to the code goes. */
+static int refer_request(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct refer_out *ro = arg;
+	const sip_subscription_state_t *ss = sip->sip_subscription_state;
+
+	if (sip->sip_request->rq_method == sip_method_ack) {
+		nta_incoming_destroy(irq);
+		return 0;
+	}
+	if (sip->sip_request->rq_method != sip_method_notify)
+		return 405;
+	sip_reply(irq, SIP_200_OK, TAG_END());
+	if (ss && ss->ss_substate && !strcasecmp(ss->ss_substate, "terminated"))
+		move_refer_out_free(ro);
+	return 0;
+}
+
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
                    void *arg)
 {
 	struct move_stack *ms = move_stack(s);
 	struct move *m = move_by_id(s, move_id);
 	struct refer_out *ro;
-	char refer_to[256], uri[320];
+	char refer_to[256], uri[320], from[300];
 	int direct = 0, err;
 
 	if (!m)
@@ -112,65 +161,27 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	ro = calloc(1, sizeof(*ro));
 	if (!ro)
 		return ENOMEM;
-	ro->b.kind = BOUND_HOOK;
-	ro->b.hook_kind = MOVE_BOUND_REFER;
 	ro->sip = s;
 	LIST_INSERT_HEAD(&ms->refers, ro, link);
 	ro->cb = cb;
 	ro->cb_arg = arg;
 	snprintf(ro->move_id, sizeof(ro->move_id), "%s", m->id);
 	snprintf(refer_to, sizeof(refer_to), "<sip:m.%s@%s>", m->token, s->conf.domain);
+	snprintf(from, sizeof(from), "<sip:move@%s>", s->conf.domain);
 	ro->timer = su_timer_create(su_root_task(s->root), 0);
-	ro->nh = nua_handle(s->nua, &ro->b, NUTAG_URL(target), SIPTAG_TO_STR(target),
-	                    TAG_IF(!direct, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
-	if (!ro->nh || !ro->timer) {
+	ro->dlg = nta_leg_tcreate(s->nta, refer_request, ro, SIPTAG_FROM_STR(from),
+	                          SIPTAG_TO_STR(target),
+	                          TAG_IF(!direct, SIPTAG_ROUTE(s->upstream_rt)), TAG_END());
+	if (ro->dlg && nta_leg_tag(ro->dlg, NULL))
+		ro->orq = nta_outgoing_tcreate(ro->dlg, refer_answered, ro, NULL, SIP_METHOD_REFER,
+		                               URL_STRING_MAKE(target), SIPTAG_REFER_TO_STR(refer_to),
+		                               SIPTAG_CONTACT(b2bua_contact(s, 0, 0)), TAG_END());
+	if (!ro->orq || !ro->timer) {
 		ro->cb = NULL;
 		move_refer_out_free(ro);
 		return ENOMEM;
 	}
 	su_timer_set_interval(ro->timer, refer_out_expired, ro, MOVE_REFER_HOLD);
 	move_event(m, "refer", "REFER to %s to dial the code", target);
-	nua_refer(ro->nh, SIPTAG_REFER_TO_STR(refer_to), TAG_END());
 	return 0;
-}
-
-void move_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
-{
-	if (b->hook_kind == MOVE_BOUND_REDEEM) {
-		struct redeem *r = (struct redeem *)b;
-		if (ev == nua_i_cancel)
-			r->cancelled = 1;
-		else if (ev == nua_i_state) {
-			int cs = -1;
-			tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
-			if (cs == nua_callstate_terminated)
-				r->cancelled = 1;
-		}
-		return;
-	}
-	if (b->hook_kind == MOVE_BOUND_REFER) {
-		struct refer_out *ro = (struct refer_out *)b;
-		if (ev == nua_r_refer && status >= 200) {
-			struct move *m = move_by_id(s, ro->move_id);
-			struct sip_move_info info;
-			if (m)
-				move_event(m, "refer", "the phone answered %d to the REFER",
-				           status);
-			if (ro->cb) {
-				if (m)
-					move_info_fill(m, &info);
-				ro->cb(status < 300 ? 0 : EPROTO, status < 300 && m ? &info : NULL,
-				       ro->cb_arg);
-				ro->cb = NULL;
-			}
-			if (status >= 300)
-				move_refer_out_free(ro);
-		} else if (ev == nua_i_notify) {
-			int ss = -1;
-			tl_gets(tags, NUTAG_SUBSTATE_REF(ss), TAG_END());
-			if (ss == nua_substate_terminated)
-				move_refer_out_free(ro);
-		}
-	}
 }

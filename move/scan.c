@@ -36,11 +36,9 @@ struct scan {
 	uint8_t show_hash[CODE_HASH_LEN];
 	uint64_t id64;         /* the move the image showed, while the store is asked */
 	unsigned has_show : 1; /* for "near" by HTTP: the move whose secret came with it */
-	unsigned own_nh : 1;   /* nh is an out-of-dialog MESSAGE's handle, ours to destroy */
 	char source[STORE_SOURCE_MAX]; /* the sender, as guesses are counted (store_source_key) */
 	enum store_key kind;           /* what the image showed: a token, or a numeric code */
-	nua_handle_t *nh;              /* a MESSAGE answered once decoded, or NULL */
-	nua_saved_event_t saved[1];
+	nta_incoming_t *irq;           /* a MESSAGE answered once decoded, or NULL */
 	sip_move_h *cb;
 	void *cb_arg;
 	struct code_scan_opts opts;
@@ -135,23 +133,19 @@ static void scan_answer(struct scan *sc, int err, const struct sip_move_info *in
 	if (sc->cb)
 		sc->cb(!err ? 0 : wait ? EAGAIN : CODE_ENOCODE, err ? NULL : info, sc->cb_arg);
 	sc->cb = NULL;
-	if (sc->nh) {
+	if (sc->irq) {
 		if (!s->detached)
-			nua_respond(sc->nh,
-			            !err   ? 200
-			            : wait ? 480
-			                   : 404,
-			            !err   ? "Taken"
-			            : wait ? "Too Many Wrong Codes"
-			                   : "No Code",
-			            TAG_IF(wait, SIPTAG_RETRY_AFTER_STR("1")),
-			            NUTAG_WITH_SAVED(sc->saved), TAG_END());
-		nua_destroy_event(sc->saved);
-		if (sc->own_nh)
-			nua_handle_destroy(sc->nh);
+			sip_reply(sc->irq,
+			          !err   ? 200
+			          : wait ? 480
+			                 : 404,
+			          !err   ? "Taken"
+			          : wait ? "Too Many Wrong Codes"
+			                 : "No Code",
+			          TAG_IF(wait, SIPTAG_RETRY_AFTER_STR("1")), TAG_END());
 		else
-			nua_handle_unref(sc->nh);
-		sc->nh = NULL;
+			nta_incoming_destroy(sc->irq);
+		sc->irq = NULL;
 	}
 }
 
@@ -357,11 +351,11 @@ static int scan_on_offer(struct sip *s, const char *call_id, const uint8_t *show
 
 /*
  * Checks an image before any decoding (on offer, rate, header, queue), then queues it. With
- * nh, the current MESSAGE is saved and answered once the image is decoded.
+ * irq, the MESSAGE is answered once the image is decoded.
  */
 int move_scan_submit(struct sip *s, const void *image, size_t len, const char *who,
                      const char *target, const char *call_id, const uint8_t *show_hash,
-                     const struct sockaddr *peer, nua_handle_t *nh, int own_nh, sip_move_h *cb,
+                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb,
                      void *arg)
 {
 	struct move_stack *ms = move_stack(s);
@@ -437,12 +431,7 @@ int move_scan_submit(struct sip *s, const void *image, size_t len, const char *w
 		return err;
 	}
 	ms->scan->queued++;
-	if (nh) {
-		/* The loop is here until this returns: scan_done cannot have run yet. */
-		nua_save_event(s->nua, sc->saved);
-		sc->nh = own_nh ? nh : nua_handle_ref(nh);
-		sc->own_nh = own_nh ? 1 : 0;
-	}
+	sc->irq = irq;
 	return 0;
 }
 
@@ -455,8 +444,8 @@ int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
 		/* A's half needs the secret only A was sent; anyone may send B's. */
 		if (!show || code_secret_hash(show, hash))
 			return EPERM;
-		return move_scan_submit(s, image, len, who, NULL, NULL, hash, peer, NULL, 0, cb,
+		return move_scan_submit(s, image, len, who, NULL, NULL, hash, peer, NULL, cb,
 		                        arg);
 	}
-	return move_scan_submit(s, image, len, who, target, NULL, NULL, peer, NULL, 0, cb, arg);
+	return move_scan_submit(s, image, len, who, target, NULL, NULL, peer, NULL, cb, arg);
 }

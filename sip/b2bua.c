@@ -1,7 +1,7 @@
 /* The stack: set-up, the event dispatch, shutdown. */
 #include "config.h"
 #include <stdlib.h>
-#include <dirent.h>
+#include <strings.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "sip/b2bua.h"
+
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/tport.h>
 
 const char *sip_call_state_name(enum sip_call_state st)
 {
@@ -23,152 +26,87 @@ const char *sip_call_state_name(enum sip_call_state st)
 	return "unknown";
 }
 
-static void on_state(struct bound *b, tagi_t tags[])
+/* Every request outside the dialogs of our calls. */
+static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip)
 {
-	int cs = -1;
+	struct sip *s = arg;
+	sip_method_t method = sip->sip_request->rq_method;
+	msg_t *req;
+	int taken = 0;
 
-	if (!b || b->kind != BOUND_LEG)
-		return;
-	tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
-	if (cs == nua_callstate_terminated && !((struct leg *)b)->terminated)
-		call_leg_terminated((struct leg *)b);
-}
-
-/* A request we do not take: answer it so the sender is never left waiting. */
-static void refuse_request(struct sip *s, nua_handle_t *nh, struct bound *b, int status,
-                           const char *phrase)
-{
-	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
-	nua_respond(nh, status, phrase, NUTAG_WITH_THIS(s->nua), TAG_END());
-	if (!b)
-		nua_handle_destroy(nh);
-}
-
-static void on_shutdown(struct sip *s, int status)
-{
-	struct call *c;
-
-	if (status < 200)
-		return;
-	/* The stack is gone with its handles: forget ours. */
-	while ((c = TAILQ_FIRST(&s->calls))) {
-		TAILQ_REMOVE(&s->calls, c, link);
-		if (c->max_timer)
-			su_timer_destroy(c->max_timer);
-		su_home_unref(c->home);
+	if (method == sip_method_ack) {
+		nta_incoming_destroy(irq); /* its transaction is gone: nothing to do */
+		return 0;
 	}
-	memset(s->call_table, 0, CALL_BUCKETS * sizeof(*s->call_table));
-	metric_set(METRIC_CALLS_ACTIVE, 0);
-	call_zombies_forget(s);
+	metric_inc(METRIC_SIP_REQUESTS_TOTAL);
+	if (method == sip_method_invite && !sip->sip_to->a_tag) {
+		invite_new(s, irq, sip);
+		return 0;
+	}
+	if (method == sip_method_invite || method == sip_method_bye ||
+	    method == sip_method_prack) {
+		/* A dialog of a call we do not have (any more). */
+		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+		return 0;
+	}
+	req = nta_incoming_getrequest(irq);
+	if (!sip->sip_to->a_tag && method == sip_method_message)
+		taken = hook_message(s, NULL, irq, sip, req);
+	else if (!sip->sip_to->a_tag && method == sip_method_refer)
+		taken = hook_refer(s, NULL, irq, sip, req);
+	if (!taken)
+		relay_out_of_dialog(s, irq, sip, req);
+	msg_destroy(req);
+	return 0;
+}
+
+/* Messages nta has no transaction or leg for: stray answers (a 2xx sent again after our
+ * ACK's transaction ended). Nothing is owed to them. */
+static int on_stray(struct sip *s, nta_agent_t *agent, msg_t *msg, sip_t *sip)
+{
+	nta_msg_discard(agent, msg);
+	return 0;
+}
+
+static void done_now(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	struct sip *s = arg;
+
 	LOG_INFO("sip", "stack stopped");
 	if (s->done)
 		s->done(s->done_arg);
 }
 
-static void on_event(nua_event_t ev, int status, char const *phrase, nua_t *nua, struct sip *s,
-                     nua_handle_t *nh, struct bound *b, sip_t const *sip, tagi_t tags[])
+/* Shutting down and nothing left to wait for: tell the host, from the loop. */
+void b2bua_check_done(struct sip *s)
 {
-	struct leg *leg = b && b->kind == BOUND_LEG ? (struct leg *)b : NULL;
-
-	if (ev >= nua_r_set_params && status >= 100)
-		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
-	if (ev < nua_r_set_params && ev != nua_i_state && ev != nua_i_error && ev != nua_i_active &&
-	    ev != nua_i_terminated && ev != nua_i_media_error)
-		metric_inc(METRIC_SIP_REQUESTS_TOTAL);
-
-	if (b && b->kind == BOUND_HOOK) {
-		hook_bound_event(s, ev, status, phrase, nh, b, sip, tags);
+	if (!s->shutting_down || s->stopped || !TAILQ_EMPTY(&s->calls) || !LIST_EMPTY(&s->txns))
 		return;
-	}
-	if (b && b->kind == BOUND_ZOMBIE) {
-		call_zombie_event(s, ev, status, nh, b);
-		return;
-	}
-	/* A final answer to one of our requests on a leg. */
-	if (leg && status >= 200 && leg->pending &&
-	    (ev == nua_r_invite || ev == nua_r_update || ev == nua_r_info || ev == nua_r_message ||
-	     ev == nua_r_notify || ev == nua_r_refer))
-		leg->pending--;
+	s->stopped = 1;
+	metric_set(METRIC_CALLS_ACTIVE, 0);
+	if (s->shutdown_timer)
+		su_timer_set_interval(s->shutdown_timer, done_now, s, 0);
+	else
+		done_now(NULL, NULL, s);
+}
 
-	switch (ev) {
-	case nua_i_invite:
-		if (leg)
-			invite_again(leg, sip);
-		else if (!b)
-			invite_new(s, nh, sip);
-		else
-			refuse_request(s, nh, b, SIP_481_NO_TRANSACTION);
-		break;
-	case nua_r_invite:
-		if (leg)
-			invite_response(leg, status, phrase, sip);
-		break;
-	case nua_i_ack:
-		if (leg)
-			invite_ack(leg, sip);
-		break;
-	case nua_i_cancel:
-		if (leg)
-			invite_cancel(leg);
-		break;
-	case nua_i_bye:
-		if (leg)
-			invite_bye(leg);
-		else
-			refuse_request(s, nh, b, SIP_481_NO_TRANSACTION);
-		break;
-	case nua_i_state:
-		on_state(b, tags);
-		break;
-	case nua_i_message:
-	case nua_i_info:
-	case nua_i_update:
-		message_request(s, ev, nh, b, sip);
-		break;
-	case nua_r_message:
-	case nua_r_info:
-	case nua_r_update:
-		message_response(s, ev, b, status, phrase, sip);
-		break;
-	case nua_i_register:
-		register_request(s, nh, sip);
-		break;
-	case nua_i_refer:
-		if (!hook_refer(s, leg, nh, sip, tags))
-			refuse_request(s, nh, b, 501, "Only REFER To sip:move@ Is Served");
-		break;
-	case nua_i_subscribe:
-	case nua_i_publish:
-	case nua_i_method:
-		refuse_request(s, nh, b, SIP_501_NOT_IMPLEMENTED);
-		break;
-	case nua_i_options:
-		if (!b)
-			nua_handle_destroy(nh);
-		break;
-	case nua_i_error:
-		LOG_WARN("sip", "stack error %d %s", status, phrase ? phrase : "");
-		break;
-	case nua_r_shutdown:
-		on_shutdown(s, status);
-		break;
-	case nua_i_notify:
-	case nua_r_notify:
-	case nua_r_refer:
-	case nua_r_bye:
-	case nua_r_cancel:
-	case nua_r_set_params:
-	case nua_i_active:
-	case nua_i_terminated:
-		break;
-	default:
-		LOG_DEBUG("sip", "event %s %d %s ignored", nua_event_name(ev), status,
-		          phrase ? phrase : "");
-		/* An unbound handle nobody took must not linger. */
-		if (!b && nh && ev < nua_r_set_params)
-			nua_handle_destroy(nh);
-		break;
-	}
+sip_contact_t *b2bua_contact(struct sip *s, int secure, int tcp)
+{
+	if (secure && s->contact_tls)
+		return s->contact_tls;
+	return tcp ? s->contact_tcp : s->contact_udp;
+}
+
+/* The transport a request came over: our answers' Contact must bring the peer back on it. */
+void b2bua_transport_of(struct sip *s, nta_incoming_t *irq, int *secure, int *tcp)
+{
+	tport_t *tp = nta_incoming_transport(s->nta, irq, NULL);
+	const char *proto = tp ? tport_name(tp)->tpn_proto : NULL;
+
+	*secure = proto && !strcasecmp(proto, "tls");
+	*tcp = proto && !strcasecmp(proto, "tcp");
+	tport_unref(tp);
 }
 
 static int resolve_upstream(struct sip *s)
@@ -209,39 +147,11 @@ static char *route_param_uri(su_home_t *home, const char *uri)
 	                  u->url_params ? ";" : "", u->url_params ? u->url_params : "");
 }
 
-/*
- * Bursts overflow the kernel's default UDP receive buffer (about 208 KB): give our listening
- * UDP sockets a larger one. sofia-sip has no tag for it, so find them among our descriptors.
- */
-static void udp_buffers(struct sip *s)
+static sip_contact_t *make_contact(struct sip *s, const url_t *u, const char *scheme,
+                                   const char *params)
 {
-	unsigned short port = (unsigned short)atoi(url_port(s->self));
-	int size = (int)s->conf.udp_rcvbuf, n = 0, fd, type;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	DIR *d;
-	struct dirent *e;
-
-	if (!size || !port || !(d = opendir("/proc/self/fd")))
-		return;
-	while ((e = readdir(d))) {
-		fd = atoi(e->d_name);
-		len = sizeof(type);
-		if (e->d_name[0] == '.' || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
-		    type != SOCK_DGRAM)
-			continue;
-		len = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) ||
-		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
-		    ntohs(ss.ss_family == AF_INET
-		              ? ((struct sockaddr_in *)&ss)->sin_port
-		              : ((struct sockaddr_in6 *)&ss)->sin6_port) != port)
-			continue;
-		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) == 0)
-			n++;
-	}
-	closedir(d);
-	LOG_INFO("sip", "UDP receive buffer asked %d bytes on %d socket(s)", size, n);
+	return sip_contact_format(s->home, "<%s:%s%s%s%s>", scheme, u->url_host,
+	                          u->url_port ? ":" : "", u->url_port ? u->url_port : "", params);
 }
 
 #define DUP(field) (s->conf.field = conf->field ? su_strdup(s->home, conf->field) : NULL)
@@ -256,7 +166,6 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		return ENOMEM;
 	TAILQ_INIT(&s->calls);
 	LIST_INIT(&s->txns);
-	LIST_INIT(&s->zombies);
 	su_home_init(s->home);
 	s->root = root;
 	s->call_table = calloc(CALL_BUCKETS, sizeof(*s->call_table));
@@ -280,51 +189,59 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	if (err)
 		goto out;
 	s->upstream_route = route_param_uri(s->home, s->conf.upstream);
+	s->upstream_rt = s->upstream_route ? sip_route_make(s->home, s->upstream_route) : NULL;
 	s->path = route_param_uri(s->home, s->conf.listen);
 	s->self = url_hdup(s->home, URL_STRING_MAKE(s->conf.listen)->us_url);
+	if (s->conf.tls_listen)
+		s->self_tls = url_hdup(s->home, URL_STRING_MAKE(s->conf.tls_listen)->us_url);
 	if (s->self && s->self->url_host)
 		s->node = su_sprintf(s->home, "sip:%s%s%s", s->self->url_host,
 		                     s->self->url_port ? ":" : "",
 		                     s->self->url_port ? s->self->url_port : "");
-	if (!s->upstream_route || !s->path || !s->node) {
+	if (!s->upstream_rt || !s->path || !s->node) {
 		LOG_ERR("sip", "listen %s: not a SIP URI", s->conf.listen);
 		err = EINVAL;
 		goto out;
 	}
-	/* One thread: the stack runs on the caller's loop, not in a clone task. */
-	su_root_threading(root, 0);
-	err = register_init(s);
-	if (err)
-		goto out;
+	s->contact_udp = make_contact(s, s->self, "sip", "");
+	s->contact_tcp = make_contact(s, s->self, "sip", ";transport=tcp");
+	if (s->self_tls && s->self_tls->url_host)
+		s->contact_tls = make_contact(s, s->self_tls, "sips", "");
 	err = sip_work_alloc(&s->work, root);
 	if (err) {
 		LOG_ERR("sip", "cannot start the image worker: %s", strerror(err));
 		goto out;
 	}
-	s->nua =
-	    nua_create(root, on_event, s, NUTAG_URL(s->conf.listen),
-	               TAG_IF(s->conf.tls_listen, NUTAG_SIPS_URL(s->conf.tls_listen)),
-	               TAG_IF(s->conf.tls_cert_dir, NUTAG_CERTIFICATE_DIR(s->conf.tls_cert_dir)),
-	               NUTAG_MEDIA_ENABLE(0), TAG_END());
-	if (!s->nua) {
+	/*
+	 * One agent for everything: UA behaviour (RFC 3261 13.3.1.4: it sends our 2xx again until
+	 * the ACK; 17.2.1), a default leg for requests outside our dialogs. The UDP receive
+	 * buffer is sofia's own knob; bursts overflow the kernel's default (about 208 KB).
+	 */
+	s->nta = nta_agent_create(root, URL_STRING_MAKE(s->conf.listen), on_stray, s, NTATAG_UA(1),
+	                          NTATAG_MERGE_482(1), NTATAG_CANCEL_487(1),
+	                          TAG_IF(s->conf.udp_rcvbuf, TPTAG_UDP_RMEM(s->conf.udp_rcvbuf)),
+	                          TAG_END());
+	if (!s->nta) {
 		err = errno ? errno : EADDRINUSE;
-		LOG_ERR("sip", "cannot listen on %s%s%s: %s", s->conf.listen,
-		        s->conf.tls_listen ? " and " : "",
-		        s->conf.tls_listen ? s->conf.tls_listen : "", strerror(err));
+		LOG_ERR("sip", "cannot listen on %s: %s", s->conf.listen, strerror(err));
 		goto out;
 	}
-	/* RETRY_COUNT 0: no following of 3xx behind the caller's back (we answer 480). */
-	nua_set_params(
-	    s->nua, NUTAG_AUTOACK(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0), NUTAG_RETRY_COUNT(0),
-	    NUTAG_ENABLEMESSAGE(1), NUTAG_SESSION_TIMER(0), NUTAG_APPL_METHOD("INVITE"),
-	    NUTAG_APPL_METHOD("REGISTER"), NUTAG_APPL_METHOD("MESSAGE"), NUTAG_APPL_METHOD("INFO"),
-	    NUTAG_APPL_METHOD("UPDATE"), NUTAG_APPL_METHOD("REFER"), NUTAG_APPL_METHOD("SUBSCRIBE"),
-	    NUTAG_APPL_METHOD("PUBLISH"),
-	    /* What we really take: NOTIFY only for our own REFERs. */
-	    SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
-	                     "REFER, NOTIFY, REGISTER"),
-	    NUTAG_SUPPORTED("path"), NUTAG_USER_AGENT("qrxfer/" PACKAGE_VERSION), TAG_END());
-	udp_buffers(s);
+	if (s->conf.tls_listen &&
+	    nta_agent_add_tport(s->nta, URL_STRING_MAKE(s->conf.tls_listen),
+	                        TAG_IF(s->conf.tls_cert_dir, TPTAG_CERTIFICATE(s->conf.tls_cert_dir)),
+	                        TAG_END()) < 0) {
+		err = errno ? errno : EADDRINUSE;
+		LOG_ERR("sip", "cannot listen on %s: %s", s->conf.tls_listen, strerror(err));
+		goto out;
+	}
+	s->default_leg = nta_leg_tcreate(s->nta, on_default, s, NTATAG_NO_DIALOG(1), TAG_END());
+	if (!s->default_leg) {
+		err = ENOMEM;
+		goto out;
+	}
+	s->shutdown_timer = su_timer_create(su_root_task(root), 0);
+	if (s->conf.udp_rcvbuf)
+		LOG_INFO("sip", "UDP receive buffer asked: %u bytes", s->conf.udp_rcvbuf);
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
 	         s->conf.tls_listen ? " and " : "", s->conf.tls_listen ? s->conf.tls_listen : "",
 	         s->conf.upstream);
@@ -332,6 +249,8 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	return 0;
 out:
 	sip_work_free(s->work);
+	if (s->default_leg)
+		nta_leg_destroy(s->default_leg);
 	if (s->nta)
 		nta_agent_destroy(s->nta);
 	su_home_deinit(s->home);
@@ -340,26 +259,29 @@ out:
 	return err;
 }
 
-void b2bua_stop(struct sip *s)
-{
-	if (s->shutdown_sent)
-		return;
-	s->shutdown_sent = 1;
-	nua_shutdown(s->nua);
-}
-
 static void shutdown_now(su_root_magic_t *m, su_timer_t *t, void *arg)
 {
 	struct sip *s = arg;
+	struct call *c, *next;
 
-	call_zombies_drop(s);
-	b2bua_stop(s);
+	/* Peers that never answer our BYE must not hold the daemon up. */
+	for (c = TAILQ_FIRST(&s->calls); c; c = next) {
+		struct leg *leg;
+
+		next = TAILQ_NEXT(c, link);
+		su_home_ref(c->home);
+		SLIST_FOREACH(leg, &c->legs, link)
+		call_leg_terminated(leg);
+		su_home_unref(c->home);
+	}
+	while (!LIST_EMPTY(&s->txns))
+		txn_free(LIST_FIRST(&s->txns));
+	b2bua_check_done(s);
 }
 
 void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 {
 	struct call *c, *next;
-	su_timer_t *t;
 
 	if (s->shutting_down)
 		return;
@@ -372,23 +294,11 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 		next = TAILQ_NEXT(c, link);
 		call_end(c, 0, "SIP;cause=503;text=\"Server shutting down\"");
 	}
-	while (!LIST_EMPTY(&s->txns)) {
-		struct txn *tx = LIST_FIRST(&s->txns);
-
-		nua_respond(tx->in_nh, SIP_503_SERVICE_UNAVAILABLE, NUTAG_WITH_SAVED(tx->saved),
-		            TAG_END());
-		txn_free(tx);
-	}
-	if (TAILQ_EMPTY(&s->calls) && LIST_EMPTY(&s->zombies)) {
-		b2bua_stop(s);
-		return;
-	}
-	/* Peers that never answer our BYE must not hold the daemon up. */
-	t = su_timer_create(su_root_task(s->root), 0);
-	if (t) {
-		su_timer_set_interval(t, shutdown_now, s, 4000);
-		s->shutdown_timer = t;
-	}
+	while (!LIST_EMPTY(&s->txns))
+		txn_free(LIST_FIRST(&s->txns));
+	if (!TAILQ_EMPTY(&s->calls) && s->shutdown_timer)
+		su_timer_set_interval(s->shutdown_timer, shutdown_now, s, 4000);
+	b2bua_check_done(s);
 }
 
 void sip_detach_store(struct sip *s)
@@ -417,15 +327,37 @@ void sip_reconf(struct sip *s, const struct sip_conf *conf)
 
 void sip_free(struct sip *s)
 {
+	struct call *c;
+
 	if (!s)
 		return;
 	if (s->shutdown_timer)
 		su_timer_destroy(s->shutdown_timer);
 	sip_work_free(s->work);
 	hook_stop(s);
+	/* Calls a shutdown did not wait for (an exit on a second signal): let go of them. */
+	while ((c = TAILQ_FIRST(&s->calls))) {
+		struct leg *leg;
+
+		TAILQ_REMOVE(&s->calls, c, link);
+		while (!LIST_EMPTY(&c->ctxs)) {
+			struct ctx *x = LIST_FIRST(&c->ctxs);
+
+			LIST_REMOVE(x, link);
+			free(x);
+		}
+		SLIST_FOREACH(leg, &c->legs, link)
+		leg_release(leg);
+		if (c->max_timer)
+			su_timer_destroy(c->max_timer);
+		su_home_unref(c->home);
+	}
+	while (!LIST_EMPTY(&s->txns))
+		txn_free(LIST_FIRST(&s->txns));
+	if (s->default_leg)
+		nta_leg_destroy(s->default_leg);
 	if (s->nta)
 		nta_agent_destroy(s->nta);
-	nua_destroy(s->nua);
 	su_home_deinit(s->home);
 	free(s->call_table);
 	free(s);

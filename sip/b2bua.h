@@ -2,59 +2,74 @@
 #ifndef QRXFER_SIP_B2BUA_H
 #define QRXFER_SIP_B2BUA_H
 
-#define NUA_MAGIC_T          struct sip
-#define NUA_HMAGIC_T         struct bound
+#define NTA_LEG_MAGIC_T      void
+#define NTA_OUTGOING_MAGIC_T void
+#define NTA_INCOMING_MAGIC_T void
+#define NTA_RELIABLE_MAGIC_T struct leg
+#define NTA_AGENT_MAGIC_T    struct sip
 #define SU_TIMER_ARG_T       void
-#define NTA_OUTGOING_MAGIC_T struct txn
 
+#include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include <sofia-sip/nua.h>
-#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tag_io.h>
-#include <sofia-sip/nta.h>
+#include <sofia-sip/su_tagarg.h>
 
 #include "sip/sip.h"
 #include "sip/hook.h"
 #include "metrics/metrics.h"
 #include "util/log.h"
 
-/* What a handle's magic points to; the kind tells which struct it heads. */
-struct bound {
-	enum { BOUND_LEG, BOUND_TXN, BOUND_HOOK, BOUND_ZOMBIE } kind;
-	int hook_kind; /* BOUND_HOOK: which of its own structs the feature that bound it means */
-};
-
-/* One in-dialog request relayed to the other leg, waiting for its answer. */
-struct relay {
-	STAILQ_ENTRY(relay) link;
-	nua_event_t method;    /* nua_i_message, nua_i_info or nua_i_update */
-	nua_handle_t *from_nh; /* answered here; saved events lose their handle */
-	nua_saved_event_t saved[1];
-};
-
-/* One dialog of a call. Owned by its call. */
+/*
+ * One dialog of a call, on an nta leg. Owned by its call. Its whole dialog state (Call-ID,
+ * both tags, both CSeqs, route set, remote target) is the nta leg's; leg_state() reads it out.
+ */
 struct leg {
-	struct bound b;
 	struct call *call;
-	nua_handle_t *nh;
+	nta_leg_t *dlg;          /* the dialog; NULL until made */
+	nta_incoming_t *inv;     /* the peer's INVITE (first or re-) until answered and ACKed */
+	nta_outgoing_t *oinv;    /* our INVITE (first or re-) until its final answer */
+	uint32_t ack_cseq;       /* CSeq of our INVITE whose 2xx we ACK */
 	unsigned near : 1;       /* faces the device the user holds */
 	unsigned answered : 1;   /* its initial INVITE got a 2xx */
-	unsigned terminated : 1; /* the stack has let go of the dialog */
+	unsigned terminated : 1; /* the dialog is over: no request goes on it any more */
 	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
 	unsigned incoming : 1;   /* the peer sent the initial INVITE */
+	unsigned cancel_sent : 1;
+	unsigned secure : 1;     /* it runs over TLS: our Contact is sips */
+	unsigned tcp : 1;        /* it runs over TCP */
 	SLIST_ENTRY(leg) link;   /* in the call's list of every leg it has */
 	char dtmf[12];           /* the last DTMF digits from this leg, for the feature code */
 	size_t dtmf_len;
 	long long dtmf_at;
-	STAILQ_HEAD(, relay) relays; /* in request order */
-	char *call_id;               /* in the call's home */
-	char *ltag, *rtag;           /* our tag and the peer's in this dialog, once confirmed */
-	unsigned pending;            /* our requests on it still without a final answer */
+	char *call_id;           /* in the call's home */
+	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
+	unsigned pending;        /* our requests on it still without a final answer */
 	char *uri;
+	nta_outgoing_t *ack_orq; /* our last ACK: nta ACKs a 2xx sent again with it */
+	msg_t *rel_resp;         /* the last reliable provisional it sent us (RFC 3262), to PRACK */
+};
+
+/* A client transaction of a call: relayed (irq is answered with its answer) or our own. */
+typedef void leg_answer_h(void *arg, struct leg *leg, int status, const char *phrase,
+                          const sip_t *sip);
+
+struct ctx {
+	LIST_ENTRY(ctx) link; /* in the call's list */
+	struct call *call;
+	struct leg *to;         /* the leg it went out on */
+	struct leg *from;       /* relayed: the leg whose request it carries */
+	nta_incoming_t *irq;    /* relayed: the request its answer answers */
+	nta_outgoing_t *orq;
+	enum { CTX_RELAY, CTX_INVITE, CTX_BYE, CTX_OWN, CTX_PRACK } kind;
+	unsigned offer : 1; /* a relayed UPDATE with an offer: the call's offer is busy */
+	leg_answer_h *cb; /* CTX_OWN: who wants the answer */
+	void *arg;
 };
 
 /* A near leg bridged to a far leg. Owned by the sip's call list; memory in home. */
@@ -66,12 +81,14 @@ struct call {
 	char id[33];
 	struct leg *near, *far; /* NULL until made */
 	SLIST_HEAD(, leg) legs; /* near, far, and legs joining or leaving in a move */
+	LIST_HEAD(, ctx) ctxs;  /* client transactions still waiting for a final answer */
 	struct leg *in, *out;   /* the leg the INVITE came in on, the one we made */
 	void *feature;          /* what a hooked feature keeps for this call (a move), or NULL */
 	enum sip_call_state state;
 	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
 	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
 	unsigned reinvite_ack : 1; /* the relayed re-INVITE's 2xx waits for an ACK */
+	unsigned freeing : 1;
 	struct leg *reinvite_from;
 	su_timer_t *max_timer;
 	time_t created, answered;
@@ -83,34 +100,36 @@ struct call {
 	unsigned recorded : 1; /* its row is in the store (the records' hooks say so) */
 };
 
-/* An out-of-dialog request relayed on a fresh handle (MESSAGE, REGISTER). */
+/* An out-of-dialog request passed on statefully, proxy-like (REGISTER, SUBSCRIBE, ...). */
 struct txn {
-	struct bound b;
 	struct sip *sip;
-	nua_handle_t *in_nh, *out_nh;
+	nta_incoming_t *irq;
 	nta_outgoing_t *orq;
-	nua_saved_event_t saved[1];
 	LIST_ENTRY(txn) link;
+	su_timer_t *timer; /* REGISTER: [sip] register_timeout */
+	unsigned registering : 1;
 };
 
 struct sip {
 	su_root_t *root;
 	su_home_t home[1];
-	nua_t *nua;
-	nta_agent_t *nta;     /* client side for REGISTER forwarding */
-	struct sip_conf conf; /* strings in home */
+	nta_agent_t *nta;
+	nta_leg_t *default_leg; /* every request outside our dialogs comes here */
+	struct sip_conf conf;   /* strings in home */
 	url_t *upstream;
 	char *upstream_route; /* <sip:upstream;lr> */
-	char *path;           /* <sip:us;lr> for REGISTER */
+	sip_route_t *upstream_rt;
+	char *path;           /* <sip:us;lr> for REGISTER and Record-Route */
 	url_t *self;          /* conf.listen, parsed once */
+	url_t *self_tls;      /* conf.tls_listen, parsed once, or NULL */
 	char *node;           /* sip:host:port: how other nodes reach this one */
+	sip_contact_t *contact_udp, *contact_tcp, *contact_tls;
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
 	TAILQ_HEAD(, call) calls;
 	struct call **call_table; /* CALL_BUCKETS chains by id */
 	LIST_HEAD(, txn) txns;
-	LIST_HEAD(, zombie) zombies; /* handles of ended calls still waiting for answers */
-	struct sip_work *work;       /* a worker for slow jobs (image decoding) */
+	struct sip_work *work; /* a worker for slow jobs (image decoding) */
 	struct {
 		const struct sip_call_hooks *h;
 		void *arg;
@@ -119,20 +138,18 @@ struct sip {
 	sip_done_h *done;
 	void *done_arg;
 	su_timer_t *shutdown_timer;
+	su_timer_t *trim_timer;
 	unsigned shutting_down : 1;
 	unsigned detached : 1; /* the store is closing: its callbacks touch nothing */
-	unsigned shutdown_sent : 1;
+	unsigned stopped : 1;
 };
 
 #define CALL_BUCKETS 16384
 
 /* b2bua.c */
-void b2bua_stop(struct sip *s);
-/* No call, relayed request or waiting handle left: a shutdown can finish. */
-static inline int b2bua_idle(const struct sip *s)
-{
-	return TAILQ_EMPTY(&s->calls) && LIST_EMPTY(&s->txns) && LIST_EMPTY(&s->zombies);
-}
+void b2bua_check_done(struct sip *s);
+sip_contact_t *b2bua_contact(struct sip *s, int secure, int tcp);
+void b2bua_transport_of(struct sip *s, nta_incoming_t *irq, int *secure, int *tcp);
 
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);
@@ -142,13 +159,38 @@ void call_end(struct call *c, int status, const char *reason);
 void call_leg_terminated(struct leg *leg);
 void call_leg_end(struct leg *leg, const char *reason);
 void call_leg_tags(struct leg *leg, const sip_t *sip);
-void call_zombie_event(struct sip *s, nua_event_t ev, int status, nua_handle_t *nh,
-                       struct bound *b);
-void call_zombies_forget(struct sip *s);
-void call_zombies_drop(struct sip *s);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);
+struct ctx *ctx_new(struct call *c, struct leg *to, int kind);
+void ctx_free(struct ctx *x);
+struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag,
+                          const char *rtag);
+
+/* leg.c: the narrow API features use to work a leg */
+int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip);
+struct ctx *leg_forward(struct leg *to, struct leg *from, nta_incoming_t *irq, const sip_t *sip,
+                        const sip_payload_t *pl, tagi_t *tags);
+int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip);
+void leg_take_invite(struct leg *leg, nta_incoming_t *irq);
+struct leg *leg_accept(struct call *c, int near, nta_incoming_t *irq, const sip_t *sip);
+struct leg *leg_dial(struct call *c, int near, const url_t *target, const sip_addr_t *from,
+                     const sip_addr_t *to, int via_upstream);
+int leg_invite(struct leg *leg, msg_t *like, const sip_payload_t *pl, tag_type_t tag,
+               tag_value_t value, ...);
+int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl);
+int leg_answer(struct leg *leg, int status, const char *phrase, msg_t *like,
+               const sip_payload_t *pl, tag_type_t tag, tag_value_t value, ...);
+int leg_answer_as(struct leg *leg, int status, const char *phrase, msg_t *like,
+                  const sip_payload_t *pl, int reliable, tagi_t *tags);
+int leg_send(struct leg *leg, sip_method_t method, const char *name, leg_answer_h *cb, void *arg,
+             tag_type_t tag, tag_value_t value, ...);
+void leg_bye(struct leg *leg, const char *reason);
+void leg_release(struct leg *leg);
+
+/* Answer an incoming request; a final answer lets go of it. */
+void sip_reply(nta_incoming_t *irq, int status, const char *phrase, tag_type_t tag,
+               tag_value_t value, ...);
 
 /* work.c: jobs run on a worker thread; done runs on the loop afterwards */
 struct sip_work;
@@ -158,7 +200,7 @@ int sip_work_submit(struct sip_work *w, sip_work_h *run, sip_work_h *done, void 
 void sip_work_free(struct sip_work *w);
 
 /* hook.c: the core's calls into the hooks features registered (sip/hook.h) */
-int hook_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+int hook_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 int hook_invite_response(struct call *c, struct leg *leg, int status, const char *phrase,
                          const sip_t *sip);
 int hook_ack(struct call *c, struct leg *leg, const sip_t *sip);
@@ -167,48 +209,48 @@ int hook_leg_terminated(struct call *c, struct leg *leg);
 void hook_call_active(struct call *c);
 void hook_call_ending(struct call *c);
 void hook_call_gone(struct call *c);
-int hook_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[]);
-int hook_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip);
-void hook_info(struct sip *s, struct leg *leg, const sip_t *sip);
-void hook_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[]);
+int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+               msg_t *req);
+int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                 msg_t *req);
+int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+              msg_t *req);
 void hook_stop(struct sip *s);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
 sip_payload_t *body_for(struct leg *dst, const sip_t *sip);
 
-/* Tags for a body already chosen with body_for(). */
-#define BODY_TAGS_PL(sip, pl)                                                                      \
-	TAG_IF(pl &&body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))), TAG_IF(pl, SIPTAG_PAYLOAD(pl))
-
 /* route.c */
 int route_from_upstream(struct sip *s, msg_t *req);
 int route_is_self(struct sip *s, const url_t *url);
 
+/* copy.c: what passes from a message to the one made from it on the other side */
+int copy_e2e(msg_t *dst, sip_t *dsip, msg_t *src, int from_near);
+int copy_body(msg_t *dst, sip_t *dsip, const sip_t *src, const sip_payload_t *pl);
+
 /* invite.c */
 sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a);
 void invite_note_near_sdp(struct leg *from, const sip_t *sip);
-void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip);
-void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
+void invite_new(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
+void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int from_up,
                    const url_t *target, int via_upstream);
-void invite_again(struct leg *leg, const sip_t *sip);
-void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip);
+void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
+void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip,
+                     msg_t *resp);
 void invite_ack(struct leg *leg, const sip_t *sip);
 void invite_cancel(struct leg *leg);
-void invite_bye(struct leg *leg);
+void invite_bye(struct leg *leg, nta_incoming_t *irq);
+void invite_prack(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 
-/* message.c: MESSAGE, INFO and UPDATE, in dialog and out of it */
-void message_request(struct sip *s, nua_event_t ev, nua_handle_t *nh, struct bound *b,
-                     const sip_t *sip);
-void message_response(struct sip *s, nua_event_t ev, struct bound *b, int status,
-                      const char *phrase, const sip_t *sip);
-struct txn *txn_new(struct sip *s, nua_handle_t *nh);
+/* relay.c: requests in a dialog passed to the other leg; out-of-dialog ones passed on */
+void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
+void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *sip,
+                  nta_outgoing_t *orq);
+struct txn *txn_new(struct sip *s, nta_incoming_t *irq);
 void txn_free(struct txn *t);
 
-/* register.c */
-int register_init(struct sip *s);
-void register_request(struct sip *s, nua_handle_t *nh, const sip_t *sip);
 
 static inline sip_content_type_t *body_ct(const sip_t *sip)
 {
@@ -224,5 +266,13 @@ static inline sip_payload_t *body_pl(const sip_t *sip)
 #define BODY_TAGS(sip)                                                                             \
 	TAG_IF(body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                                   \
 	    TAG_IF(body_pl(sip), SIPTAG_PAYLOAD(body_pl(sip)))
+
+/* Tags for a body already chosen with body_for(). */
+#define BODY_TAGS_PL(sip, pl)                                                                      \
+	TAG_IF(pl &&body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))), TAG_IF(pl, SIPTAG_PAYLOAD(pl))
+
+/* The same, as the entries of a tagi_t array. */
+#define BODY_TAGI(sip, pl)                                                                         \
+	{TAG_IF(pl &&body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip)))}, {TAG_IF(pl, SIPTAG_PAYLOAD(pl))}
 
 #endif

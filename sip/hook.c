@@ -19,12 +19,12 @@ void *sip_call_hooks_arg(struct sip *s, const struct sip_call_hooks *h)
 	return NULL;
 }
 
-int hook_invite(struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req)
+int hook_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
 
-		if (h->invite && h->invite(s->hooks[i].arg, s, nh, sip, req))
+		if (h->invite && h->invite(s->hooks[i].arg, s, irq, sip, req))
 			return 1;
 	}
 	return 0;
@@ -120,50 +120,42 @@ void hook_call_gone(struct call *c)
 	}
 }
 
-int hook_refer(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip, tagi_t tags[])
+int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+               msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
 
-		if (h->refer && h->refer(s->hooks[i].arg, s, leg, nh, sip, tags))
+		if (h->refer && h->refer(s->hooks[i].arg, s, leg, irq, sip, req))
 			return 1;
 	}
 	return 0;
 }
 
-int hook_message(struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip)
+int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                 msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
 
-		if (h->message && h->message(s->hooks[i].arg, s, leg, nh, sip))
+		if (h->message && h->message(s->hooks[i].arg, s, leg, irq, sip, req))
 			return 1;
 	}
 	return 0;
 }
 
-void hook_info(struct sip *s, struct leg *leg, const sip_t *sip)
+int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+              msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
 
-		if (h->info)
-			h->info(s->hooks[i].arg, s, leg, sip);
+		if (h->info && h->info(s->hooks[i].arg, s, leg, irq, sip, req))
+			return 1;
 	}
+	return 0;
 }
 
-void hook_bound_event(struct sip *s, nua_event_t ev, int status, const char *phrase,
-                      nua_handle_t *nh, struct bound *b, const sip_t *sip, tagi_t tags[])
-{
-	for (unsigned i = 0; i < s->nhooks; i++) {
-		const struct sip_call_hooks *h = s->hooks[i].h;
-
-		if (h->bound_event)
-			h->bound_event(s->hooks[i].arg, s, ev, status, phrase, nh, b, sip, tags);
-	}
-}
-
-/* At sip_free(): every feature frees what it holds, in the order it was added. */
 void hook_stop(struct sip *s)
 {
 	for (unsigned i = 0; i < s->nhooks; i++)

@@ -7,18 +7,17 @@
 #ifndef QRXFER_SIP_HOOK_H
 #define QRXFER_SIP_HOOK_H
 
-#include <sofia-sip/nua.h>
+#include <sofia-sip/nta.h>
 #include <sofia-sip/sip.h>
 
 struct sip;
 struct call;
 struct leg;
-struct bound;
 
 struct sip_call_hooks {
 	/* An INVITE outside any dialog, before it becomes a new call (a device presenting a code).
 	 */
-	int (*invite)(void *arg, struct sip *s, nua_handle_t *nh, const sip_t *sip, msg_t *req);
+	int (*invite)(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 	/* A response to an INVITE we sent on a leg of c. */
 	int (*invite_response)(void *arg, struct call *c, struct leg *leg, int status,
 	                       const char *phrase, const sip_t *sip);
@@ -34,18 +33,17 @@ struct sip_call_hooks {
 	void (*call_ending)(void *arg, struct call *c);
 	/* The call is being freed: let go of it. */
 	void (*call_gone)(void *arg, struct call *c);
-	/* A REFER, in a dialog (leg) or out of one (leg NULL): 1 if taken (and answered). */
-	int (*refer)(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh, const sip_t *sip,
-	             tagi_t tags[]);
-	/* A MESSAGE, in a dialog (leg) or out of one (leg NULL): 1 if taken (and answered). */
-	int (*message)(void *arg, struct sip *s, struct leg *leg, nua_handle_t *nh,
-	               const sip_t *sip);
-	/* An INFO in a dialog; it is relayed whatever the hook does. */
-	void (*info)(void *arg, struct sip *s, struct leg *leg, const sip_t *sip);
-	/* An event on a handle bound to a struct bound of kind BOUND_HOOK (the feature's own). */
-	void (*bound_event)(void *arg, struct sip *s, nua_event_t ev, int status,
-	                    const char *phrase, nua_handle_t *nh, struct bound *b, const sip_t *sip,
-	                    tagi_t tags[]);
+	/*
+	 * A REFER, MESSAGE or INFO, in a dialog (leg) or out of one (leg NULL), with its message
+	 * (req): 1 if taken, and then the hook answers irq (sip_reply) now or later. A request no
+	 * hook takes is relayed.
+	 */
+	int (*refer)(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+	             const sip_t *sip, msg_t *req);
+	int (*message)(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+	               const sip_t *sip, msg_t *req);
+	int (*info)(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
+	            const sip_t *sip, msg_t *req);
 	/* The stack is being freed: free what the feature holds. */
 	void (*stop)(void *arg, struct sip *s);
 };

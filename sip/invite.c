@@ -22,12 +22,11 @@ sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a)
 	return copy;
 }
 
-static void refuse(nua_handle_t *nh, int status, const char *phrase, const char *why)
+static void refuse(nta_incoming_t *irq, int status, const char *phrase, const char *why)
 {
 	LOG_INFO("invite", "refused %d %s: %s", status, phrase, why);
 	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
-	nua_respond(nh, status, phrase, TAG_END());
-	nua_handle_destroy(nh);
+	sip_reply(irq, status, phrase, TAG_END());
 }
 
 /* Remember what the near device offered or answered, to restore it after a failed move. */
@@ -43,36 +42,54 @@ void invite_note_near_sdp(struct leg *from, const sip_t *sip)
 	c->near_sdp = su_strndup(c->home, pl->pl_data, pl->pl_len);
 }
 
-void invite_new(struct sip *s, nua_handle_t *nh, const sip_t *sip)
+void invite_new(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 {
-	msg_t *req = nua_current_request(s->nua);
+	msg_t *req = nta_incoming_getrequest(irq);
 	int from_up = route_from_upstream(s, req);
 	const url_t *target = sip->sip_request->rq_url;
 	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
 
-	if (s->shutting_down) {
-		refuse(nh, SIP_503_SERVICE_UNAVAILABLE, "shutting down");
-		return;
-	}
-	if (mf == 0) {
-		refuse(nh, SIP_483_TOO_MANY_HOPS, "Max-Forwards is 0");
-		return;
-	}
+	if (s->shutting_down)
+		refuse(irq, SIP_503_SERVICE_UNAVAILABLE, "shutting down");
+	else if (mf == 0)
+		refuse(irq, SIP_483_TOO_MANY_HOPS, "Max-Forwards is 0");
 	/* A device presenting a code asks for a call: that is not a new call. */
-	if (hook_invite(s, nh, sip, req))
-		return;
-	if (from_up && route_is_self(s, target)) {
-		refuse(nh, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
-		return;
-	}
-	invite_bridge(s, nh, sip, from_up, target, !from_up);
+	else if (hook_invite(s, irq, sip, req))
+		;
+	else if (from_up && route_is_self(s, target))
+		refuse(irq, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
+	else
+		invite_bridge(s, irq, sip, from_up, target, !from_up);
+	msg_destroy(req);
+}
+
+/*
+ * An INVITE with Replaces naming a dialog through us (attended transfer, RFC 3891): the same
+ * header, naming the matching dialog on the other side, goes out with the new call.
+ */
+static sip_replaces_t *replaces_mapped(struct call *c, const sip_replaces_t *rp)
+{
+	struct leg *leg, *other;
+	sip_replaces_t *out;
+
+	if (!rp)
+		return NULL;
+	/* to-tag is the tag of the UA that receives the Replaces: ours in that dialog. */
+	leg = leg_by_dialog(c->sip, rp->rp_call_id, rp->rp_to_tag, rp->rp_from_tag);
+	other = leg ? call_other(leg) : NULL;
+	if (!other || !other->dlg)
+		return NULL;
+	out = nta_leg_make_replaces(other->dlg, c->home, rp->rp_early_only);
+	LOG_INFO("call", "%s: Replaces %s maps to %s dialog %s of call %s", c->id,
+	         rp->rp_call_id, call_side(other), other->call_id, leg->call->id);
+	return out;
 }
 
 /*
  * Bridge an INVITE to target as a new call: near is the side that is not the upstream.
  * via_upstream routes the new leg through the upstream (a loose Route), else straight there.
  */
-void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_up,
+void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int from_up,
                    const url_t *target, int via_upstream)
 {
 	unsigned mf = sip->sip_max_forwards ? sip->sip_max_forwards->mf_count : 70;
@@ -81,47 +98,47 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 	struct leg *in, *out;
 	sip_addr_t *from, *to;
 	sip_payload_t *pl;
+	sip_replaces_t *rp = NULL;
+	msg_t *req;
+	int err;
 
 	if (call_alloc(&c, s)) {
-		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
+		refuse(irq, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
 		return;
 	}
-	in = call_leg_new(c, !from_up, 1);
-	out = call_leg_new(c, from_up, 0);
-	if (!in || !out) {
-		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
-		call_leg_terminated(in ? in : out);
+	in = leg_accept(c, !from_up, irq, sip);
+	if (!in) {
+		refuse(irq, SIP_500_INTERNAL_SERVER_ERROR, "cannot make the dialog");
 		return;
 	}
-	c->near = from_up ? out : in;
-	c->far = from_up ? in : out;
-	c->in = in;
-	c->out = out;
-	in->nh = nh;
-	nua_handle_bind(nh, &in->b);
-	in->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
-	in->uri = url_as_string(c->home, sip->sip_from->a_url);
 	/* Escaped headers in a Request-URI never become headers (RFC 4475 section 3.1.2.11). */
 	if (target->url_headers) {
 		url_t *clean = url_hdup(c->home, target);
 		clean->url_headers = NULL;
 		target = clean;
 	}
-	out->uri = url_as_string(c->home, target);
-	invite_note_near_sdp(in, sip);
-
+	if (sip->sip_replaces) {
+		rp = replaces_mapped(c, sip->sip_replaces);
+		if (!rp) {
+			/* Not one of ours: the next hop judges it as it came. */
+			rp = sip_replaces_dup(c->home, sip->sip_replaces);
+		}
+	}
 	from = invite_addr_untagged(c->home, sip->sip_from);
 	to = invite_addr_untagged(c->home, sip->sip_to);
-	out->nh =
-	    nua_handle(s->nua, &out->b, NUTAG_URL(target), SIPTAG_TO(to), SIPTAG_FROM(from),
-	               TAG_IF(via_upstream, NUTAG_INITIAL_ROUTE_STR(s->upstream_route)), TAG_END());
-	if (!out->nh) {
-		LOG_ERR("invite", "%s: cannot create the %s leg", c->id, call_side(out));
-		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+	out = leg_dial(c, from_up, target, from, to, via_upstream);
+	c->in = in;
+	c->out = out;
+	c->near = from_up ? out : in;
+	c->far = from_up ? in : out;
+	if (!out) {
+		LOG_ERR("invite", "%s: cannot create the outgoing leg", c->id);
+		leg_answer(in, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
 		in->ending = 1;
-		call_leg_terminated(out);
+		call_leg_terminated(in);
 		return;
 	}
+	invite_note_near_sdp(in, sip);
 	snprintf(mfbuf, sizeof(mfbuf), "%u", mf ? mf - 1 : 0);
 	if (s->conf.max_call_secs) {
 		c->max_timer = su_timer_create(su_root_task(s->root), 0);
@@ -130,20 +147,24 @@ void invite_bridge(struct sip *s, nua_handle_t *nh, const sip_t *sip, int from_u
 	}
 	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id, in->uri,
 	         out->uri);
+	/* The caller hears that we are on it, whatever the far side takes (RFC 3261 8.2.6.1). */
+	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
 	pl = body_for(out, sip);
-	out->pending++;
-	nua_invite(out->nh, SIPTAG_MAX_FORWARDS_STR(mfbuf),
-	           TAG_IF(sip->sip_subject, SIPTAG_SUBJECT(sip->sip_subject)),
-	           TAG_IF(sip->sip_authorization, SIPTAG_AUTHORIZATION(sip->sip_authorization)),
-	           TAG_IF(sip->sip_proxy_authorization,
-	                  SIPTAG_PROXY_AUTHORIZATION(sip->sip_proxy_authorization)),
-	           BODY_TAGS_PL(sip, pl), TAG_END());
+	req = nta_incoming_getrequest(irq);
+	err = leg_invite(out, req, NULL, SIPTAG_MAX_FORWARDS_STR(mfbuf), TAG_IF(rp, SIPTAG_REPLACES(rp)),
+	                 BODY_TAGS_PL(sip, pl), TAG_END());
+	msg_destroy(req);
+	if (err) {
+		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
+		call_leg_terminated(in);
+		call_leg_terminated(out);
+	}
 }
-
 /* The answer to the other leg for a failed initial INVITE, with why. */
-static void relay_failure(struct call *c, int status, const char *phrase, const sip_t *sip)
+static void relay_failure(struct call *c, int status, const char *phrase, const sip_t *sip,
+                          msg_t *resp)
 {
-	char reason[96];
+	char reason[128], text[64];
 	int code = status;
 
 	if (status >= 300 && status < 400)
@@ -152,43 +173,67 @@ static void relay_failure(struct call *c, int status, const char *phrase, const 
 		code = 502; /* no response from the far side: our transport failed */
 	else if (status >= 700)
 		code = 500;
-	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, phrase ? phrase : "");
-	for (char *p = reason; *p; p++)
-		if (*p == '\r' || *p == '\n')
+	snprintf(text, sizeof(text), "%s", phrase ? phrase : "");
+	for (char *p = text; *p; p++)
+		if (*p == '\r' || *p == '\n' || *p == '"' || *p == '\\')
 			*p = ' ';
-	nua_respond(c->in->nh, code, call_copy_phrase(c, code, code == status ? phrase : NULL),
-	            SIPTAG_REASON_STR(reason),
-	            TAG_IF(sip && sip->sip_www_authenticate,
-	                   SIPTAG_WWW_AUTHENTICATE(sip ? sip->sip_www_authenticate : NULL)),
-	            TAG_IF(sip && sip->sip_proxy_authenticate,
-	                   SIPTAG_PROXY_AUTHENTICATE(sip ? sip->sip_proxy_authenticate : NULL)),
-	            TAG_END());
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, text);
+	leg_answer(c->in, code, code == status ? call_copy_phrase(c, code, phrase) : NULL,
+	           code == status ? resp : NULL, NULL,
+	           TAG_IF(!sip || !sip->sip_reason, SIPTAG_REASON_STR(reason)), TAG_END());
+	call_leg_terminated(c->in);
 }
 
-static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip)
+/* Whether a provisional answer asks to be PRACKed, and the caller can (RFC 3262). */
+static int wants_prack(struct call *c, const sip_t *sip)
+{
+	nta_incoming_t *irq = c->in->inv;
+	msg_t *req;
+	const sip_t *rq;
+	int ok;
+
+	if (!sip || !sip->sip_rseq || !sip->sip_require ||
+	    !sip_has_feature(sip->sip_require, "100rel") || !irq)
+		return 0;
+	req = nta_incoming_getrequest(irq);
+	rq = req ? sip_object(req) : NULL;
+	ok = rq && ((rq->sip_supported && sip_has_feature(rq->sip_supported, "100rel")) ||
+	            (rq->sip_require && sip_has_feature(rq->sip_require, "100rel")));
+	msg_destroy(req);
+	return ok;
+}
+
+static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip,
+                             msg_t *resp)
 {
 	struct call *c = out->call;
 	sip_payload_t *pl;
+	int reliable;
 
 	if (status < 101)
 		return;
 	if (c->state == SIP_CALL_ENDING) {
 		/* The caller left while the far side answered: take the answer and hang up. */
 		if (status >= 200 && status < 300) {
-			nua_ack(out->nh, TAG_END());
 			out->answered = 1;
-			nua_bye(out->nh, TAG_END());
+			leg_ack(out, NULL, NULL);
+			out->ending = 0;
+			call_leg_end(out, NULL);
+		} else if (status >= 300) {
+			call_leg_terminated(out);
 		}
 		return;
 	}
 	invite_note_near_sdp(out, sip);
 	pl = body_for(c->in, sip);
-	/* The far dialog's Call-ID is known from its first response: /v1/calls shows it ringing. */
-	if (!out->call_id && sip && sip->sip_call_id)
-		out->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
 	if (status < 200) {
-		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
-		            BODY_TAGS_PL(sip, pl), TAG_END());
+		reliable = wants_prack(c, sip);
+		if (reliable) {
+			msg_destroy(out->rel_resp);
+			out->rel_resp = msg_ref_create(resp);
+		}
+		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL, reliable,
+		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
 	}
 	if (status < 300) {
@@ -200,18 +245,21 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->answered = time(NULL);
 		metric_inc(METRIC_CALLS_ANSWERED_TOTAL);
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
-		nua_respond(c->in->nh, status, call_copy_phrase(c, status, phrase),
-		            BODY_TAGS_PL(sip, pl), TAG_END());
+		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL, 0,
+		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
 	}
 	LOG_INFO("call", "%s: %s leg failed: %d %s", c->id, call_side(out), status,
 	         phrase ? phrase : "");
 	metric_inc(METRIC_CALLS_FAILED_TOTAL);
 	c->state = SIP_CALL_ENDING;
-	relay_failure(c, status, phrase, sip);
+	call_leg_terminated(out);
+	if (!c->in->terminated)
+		relay_failure(c, status, phrase, sip, resp);
 }
 
-void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip)
+void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip,
+                     msg_t *resp)
 {
 	struct call *c = leg->call;
 	struct leg *from = c->reinvite_from;
@@ -220,15 +268,23 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 	if (hook_invite_response(c, leg, status, phrase, sip))
 		return;
 	if (leg == c->out && !leg->answered) {
-		initial_response(leg, status, phrase, sip);
+		initial_response(leg, status, phrase, sip, resp);
 		return;
 	}
-	if (leg != c->near && leg != c->far && !leg->incoming && status >= 200 && status < 300) {
-		/* A leg dialled for a move that let go of it (its CANCEL crossed the answer). */
-		nua_ack(leg->nh, TAG_END());
-		leg->answered = 1;
-		leg->ending = 0;
-		call_leg_end(leg, "SIP;cause=487;text=\"Move abandoned\"");
+	if (leg != c->near && leg != c->far && !leg->incoming) {
+		if (status >= 200 && status < 300) {
+			/* A leg dialled for a move that let go of it (its CANCEL crossed the answer). */
+			leg->answered = 1;
+			leg_ack(leg, NULL, NULL);
+			leg->ending = 0;
+			call_leg_end(leg, "SIP;cause=487;text=\"Move abandoned\"");
+		} else if (status >= 300 && !leg->answered) {
+			call_leg_terminated(leg);
+		}
+		return;
+	}
+	if (!leg->answered && status >= 300) {
+		call_leg_terminated(leg);
 		return;
 	}
 	if (status < 200 || !from || from == leg)
@@ -240,43 +296,55 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 		c->offer_busy = 0;
 		c->reinvite_from = NULL;
 		if (status == 408 || status == 481) {
-			nua_respond(from->nh, status, call_copy_phrase(c, status, phrase),
-			            TAG_END());
+			leg_answer(from, status, call_copy_phrase(c, status, phrase), NULL, NULL,
+			           TAG_END());
 			call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
 			return;
 		}
 	}
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
-	nua_respond(from->nh, status, call_copy_phrase(c, status, phrase), BODY_TAGS_PL(sip, pl),
-	            TAG_END());
+	leg_answer_as(from, status, call_copy_phrase(c, status, phrase), resp, NULL, 0,
+	              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 }
 
 /* A re-INVITE on an established leg: pass it on, unless another offer is in flight. */
-void invite_again(struct leg *leg, const sip_t *sip)
+void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 {
 	struct call *c = leg->call;
 	struct leg *other = call_other(leg);
 	sip_payload_t *pl;
+	msg_t *req;
 
-	if (!other || c->state != SIP_CALL_ANSWERED || !other->nh || other->terminated ||
-	    c->ack_pending) {
-		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
+	if (leg->inv) {
+		/* RFC 3261 14.2: an INVITE while ours from this peer is still open. */
+		sip_reply(irq, 500, "Previous INVITE Unfinished", SIPTAG_RETRY_AFTER_STR("1"),
+		          TAG_END());
 		return;
 	}
-	if (c->offer_busy) {
+	if (!other || c->state != SIP_CALL_ANSWERED || !other->dlg || other->terminated ||
+	    c->ack_pending || c->offer_busy || other->oinv) {
 		LOG_DEBUG("call", "%s: re-INVITE from %s meets one in flight: 491", c->id,
 		          call_side(leg));
-		nua_respond(leg->nh, SIP_491_REQUEST_PENDING, TAG_END());
+		sip_reply(irq, SIP_491_REQUEST_PENDING, TAG_END());
 		return;
 	}
+	/* The peer's target may change (RFC 3261 12.2.2): its Contact is the new one. */
+	if (sip->sip_contact)
+		nta_leg_server_route(leg->dlg, NULL, sip->sip_contact);
+	leg_take_invite(leg, irq);
 	c->offer_busy = 1;
 	c->reinvite_from = leg;
 	LOG_DEBUG("call", "%s: re-INVITE from %s", c->id, call_side(leg));
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(other, sip);
-	other->pending++;
-	nua_invite(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
+	req = nta_incoming_getrequest(irq);
+	if (leg_invite(other, req, NULL, BODY_TAGS_PL(sip, pl), TAG_END())) {
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		leg_answer(leg, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+	}
+	msg_destroy(req);
 }
 
 void invite_ack(struct leg *leg, const sip_t *sip)
@@ -296,7 +364,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		hook_call_active(c);
 		invite_note_near_sdp(leg, sip);
 		pl = body_for(other, sip);
-		nua_ack(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
+		leg_ack(other, NULL, pl);
 		return;
 	}
 	if (c->reinvite_ack && leg == c->reinvite_from) {
@@ -305,7 +373,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		c->reinvite_from = NULL;
 		invite_note_near_sdp(leg, sip);
 		pl = body_for(other, sip);
-		nua_ack(other->nh, BODY_TAGS_PL(sip, pl), TAG_END());
+		leg_ack(other, NULL, pl);
 	}
 }
 
@@ -313,22 +381,70 @@ void invite_cancel(struct leg *leg)
 {
 	struct call *c = leg->call;
 
-	leg->ending = 1; /* the stack answered 487 itself */
-	if (hook_leg_left(c, leg))
+	/* nta answers the INVITE 487 itself once we return. */
+	leg->ending = 1;
+	if (hook_leg_left(c, leg)) {
+		if (leg->inv)
+			leg_answer(leg, SIP_487_REQUEST_TERMINATED, NULL, NULL, TAG_END());
+		call_leg_terminated(leg);
 		return;
+	}
 	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
+	if (leg->inv)
+		leg_answer(leg, SIP_487_REQUEST_TERMINATED, NULL, NULL, TAG_END());
+	call_leg_terminated(leg);
 	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
 }
 
-void invite_bye(struct leg *leg)
+void invite_bye(struct leg *leg, nta_incoming_t *irq)
 {
 	struct call *c = leg->call;
 
-	leg->ending = 1; /* the stack answered 200 itself */
-	if (hook_leg_left(c, leg))
+	sip_reply(irq, SIP_200_OK, TAG_END());
+	leg->ending = 1;
+	if (hook_leg_left(c, leg)) {
+		call_leg_terminated(leg);
 		return;
-	if (leg != c->near && leg != c->far)
+	}
+	if (leg != c->near && leg != c->far) {
+		call_leg_terminated(leg);
 		return; /* a leg that already left in a move */
+	}
 	LOG_INFO("call", "%s: hung up by %s", c->id, call_side(leg));
+	su_home_ref(c->home);
 	call_end(c, 200, NULL);
+	call_leg_terminated(leg);
+	su_home_unref(c->home);
+}
+
+/* A PRACK for a reliable provisional we relayed: PRACK the far side's, answer with its answer. */
+void invite_prack(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct call *c = leg->call;
+	struct leg *other = call_other(leg);
+	struct ctx *x;
+	msg_t *req;
+
+	if (!other || !other->rel_resp || !other->oinv || !other->dlg) {
+		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+		return;
+	}
+	x = ctx_new(c, other, CTX_PRACK);
+	if (!x) {
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	x->from = leg;
+	x->irq = irq;
+	req = nta_incoming_getrequest(irq);
+	x->orq = nta_outgoing_prack(other->dlg, other->oinv, leg_on_answer, x, NULL,
+	                            sip_object(other->rel_resp), BODY_TAGS(sip), TAG_END());
+	msg_destroy(req);
+	if (!x->orq) {
+		x->irq = NULL;
+		ctx_free(x);
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	other->pending++;
 }

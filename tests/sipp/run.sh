@@ -241,7 +241,8 @@ sc_redirect() {
 		sipp_start near client caller-redirected.xml -key ruri "$ruri_far"
 }
 sc_unknown_method() {
-	sipp_start near client req-foo.xml -key ruri "$ruri_far"
+	sipp_start far server pbx-foo.xml &&
+		sipp_start near client req-foo.xml -key ruri "$ruri_far"
 }
 sc_options() {
 	sipp_start near client req-options.xml -key ruri "sip:127.0.0.1:$P"
@@ -277,7 +278,7 @@ run hold-hostile-origin sc_hold_hostile_origin
 run update-near sc_update_near
 run glare-491 sc_glare
 run message-info sc_message_info
-run unknown-method-501 sc_unknown_method
+run unknown-method-relayed sc_unknown_method
 run options-200 sc_options
 counted register-path sc_register qrxfer_registers_total 1
 run register-timeout-408 sc_register_timeout

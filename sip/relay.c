@@ -1,0 +1,317 @@
+/*
+ * Everything that is not ours passes through. In a call's dialog, any request (known method or
+ * not) goes to the other leg and its answer comes back. Outside our dialogs a request is passed
+ * on statefully, like a proxy (RFC 3261 16): REGISTER to the registrar with our Path (RFC 3327);
+ * SUBSCRIBE and REFER with our Record-Route, so that their dialogs (NOTIFYs both ways,
+ * refreshes, expiry, 481) run end to end through us with no state here to lose; PUBLISH,
+ * NOTIFY, MESSAGE, OPTIONS to where they are addressed.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sofia-sip/msg_addr.h>
+
+#include "sip/b2bua.h"
+
+/* Requests whose Contact names the sender's target: ours replaces it on the other leg. */
+static int carries_target(sip_method_t m)
+{
+	return m == sip_method_update || m == sip_method_refer || m == sip_method_notify ||
+	       m == sip_method_subscribe;
+}
+
+void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct call *c = leg->call;
+	struct leg *other = call_other(leg);
+	sip_method_t method = sip->sip_request->rq_method;
+	struct sip *s = c->sip;
+	sip_payload_t *pl;
+	int offer = method == sip_method_update && body_pl(sip);
+
+	/* A leg that left or is joining in a move has nobody to relay to. */
+	if (!other || !other->dlg || other->terminated || other->ending ||
+	    c->state == SIP_CALL_ENDING) {
+		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+		return;
+	}
+	if (offer) {
+		if (c->offer_busy) {
+			sip_reply(irq, SIP_491_REQUEST_PENDING, TAG_END());
+			return;
+		}
+		c->offer_busy = 1;
+		invite_note_near_sdp(leg, sip);
+	}
+	if (method == sip_method_update && sip->sip_contact)
+		nta_leg_server_route(leg->dlg, NULL, sip->sip_contact);
+	pl = body_for(other, sip);
+	{
+		tagi_t tags[] = {
+		    {TAG_IF(carries_target(method) || sip->sip_contact,
+		            SIPTAG_CONTACT(b2bua_contact(s, other->secure, other->tcp)))},
+		    {TAG_END()},
+		};
+
+		struct ctx *x = leg_forward(other, leg, irq, sip, pl, tags);
+
+		if (x) {
+			x->offer = offer;
+		} else {
+			if (offer)
+				c->offer_busy = 0;
+			sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		}
+	}
+}
+
+/* The other leg's answer to a relayed request (or a relayed PRACK): the sender's answer. */
+void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *sip,
+                  nta_outgoing_t *orq)
+{
+	struct leg *from = x->from;
+	nta_incoming_t *irq = x->irq;
+	struct call *c = x->to->call;
+	msg_t *resp, *msg;
+	sip_t *out;
+	const sip_payload_t *pl;
+
+	if (status < 200 || !irq)
+		return; /* a provisional answer to a non-INVITE says nothing the sender needs */
+	x->irq = NULL;
+	if (x->offer)
+		c->offer_busy = 0;
+	resp = sip ? nta_outgoing_getresponse(orq) : NULL;
+	msg = nta_incoming_create_response(irq, 0, NULL);
+	out = msg ? sip_object(msg) : NULL;
+	pl = sip && from ? body_for(from, sip) : NULL;
+	if (!out || (resp && copy_e2e(msg, out, resp, x->to == c->near)) ||
+	    (sip && copy_body(msg, out, sip, pl)) ||
+	    (sip && sip->sip_contact && status < 300 &&
+	     sip_add_tl(msg, out,
+	                SIPTAG_CONTACT(b2bua_contact(c->sip, from ? from->secure : 0,
+	                                             from ? from->tcp : 0)),
+	                TAG_END()) < 0) ||
+	    nta_incoming_complete_response(irq, msg, status, phrase, TAG_END()) < 0 ||
+	    nta_incoming_mreply(irq, msg) < 0) {
+		if (out)
+			msg_destroy(msg);
+		nta_incoming_treply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+	}
+	nta_incoming_destroy(irq);
+	msg_destroy(resp);
+	if ((status == 408 || status == 481) && x->kind == CTX_RELAY && c->state != SIP_CALL_ENDING)
+		call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
+}
+
+struct txn *txn_new(struct sip *s, nta_incoming_t *irq)
+{
+	struct txn *t = su_zalloc(s->home, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->sip = s;
+	t->irq = irq;
+	LIST_INSERT_HEAD(&s->txns, t, link);
+	return t;
+}
+
+void txn_free(struct txn *t)
+{
+	struct sip *s = t->sip;
+
+	LIST_REMOVE(t, link);
+	if (t->timer)
+		su_timer_destroy(t->timer);
+	if (t->orq)
+		nta_outgoing_destroy(t->orq);
+	if (t->irq) {
+		if (nta_incoming_status(t->irq) < 200)
+			nta_incoming_treply(t->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		nta_incoming_destroy(t->irq);
+	}
+	su_free(s->home, t);
+	b2bua_check_done(s);
+}
+
+/* The answer to a request we passed on: back to its sender without our Via. */
+static int txn_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
+{
+	struct txn *t = arg;
+	int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+	msg_t *resp = sip ? nta_outgoing_getresponse(orq) : NULL, *copy = NULL;
+	sip_t *out;
+
+	if (sip)
+		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
+	if (status <= 100) {
+		msg_destroy(resp);
+		return 0;
+	}
+	if (t->registering && status >= 200)
+		LOG_INFO("register", "registrar answered %d", status);
+	if (resp) {
+		copy = msg_copy(resp);
+		out = copy ? sip_object(copy) : NULL;
+		if (out && out->sip_via)
+			sip_header_remove(copy, out, (sip_header_t *)out->sip_via);
+		if (!out || nta_incoming_mreply(t->irq, copy) < 0) {
+			msg_destroy(copy);
+			nta_incoming_treply(t->irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		}
+	} else {
+		/* No answer at all (timeout, transport): ours says where it failed. */
+		if (status == 408 && t->registering)
+			status = 504;
+		nta_incoming_treply(t->irq, status >= 500 && status != 503 ? 502 : status,
+		                    status == 408   ? "Request Timeout"
+		                    : status == 504 ? "Server Time-out"
+		                                    : "Bad Gateway",
+		                    TAG_END());
+	}
+	msg_destroy(resp);
+	if (status >= 200) {
+		nta_incoming_destroy(t->irq);
+		t->irq = NULL;
+		t->orq = NULL;
+		nta_outgoing_destroy(orq);
+		txn_free(t);
+	}
+	return 0;
+}
+
+/* [sip] register_timeout passed without a final answer from the registrar. */
+static void register_timeout(su_root_magic_t *m, su_timer_t *timer, void *arg)
+{
+	struct txn *t = arg;
+
+	LOG_INFO("register", "the registrar did not answer in %u s", t->sip->conf.register_timeout);
+	nta_incoming_treply(t->irq, SIP_408_REQUEST_TIMEOUT, TAG_END());
+	nta_incoming_destroy(t->irq);
+	t->irq = NULL;
+	txn_free(t);
+}
+
+/* Whether a URI names us, on our SIP or our TLS address. */
+static int uri_is_us(struct sip *s, const url_t *u)
+{
+	return route_is_self(s, u) ||
+	       (s->self_tls && u->url_host && s->self_tls->url_host &&
+	        !strcasecmp(u->url_host, s->self_tls->url_host) &&
+	        !strcmp(url_port(u), url_port(s->self_tls)));
+}
+
+static int route_is_us(struct sip *s, const sip_route_t *r)
+{
+	return r && uri_is_us(s, r->r_url);
+}
+
+/* A request outside our dialogs that is addressed to us (no user we serve): answered here. */
+static void answer_locally(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
+{
+	if (sip->sip_request->rq_method == sip_method_options) {
+		sip_reply(irq, SIP_200_OK,
+		          SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
+		                           "PRACK, REFER, NOTIFY, SUBSCRIBE, PUBLISH, REGISTER"),
+		          SIPTAG_ACCEPT_STR("application/sdp, text/plain, image/png, image/jpeg"),
+		          SIPTAG_SUPPORTED_STR("path, replaces, 100rel, timer"), TAG_END());
+		return;
+	}
+	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+	sip_reply(irq, SIP_404_NOT_FOUND, TAG_END());
+}
+
+void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
+{
+	sip_method_t method = sip->sip_request->rq_method;
+	int from_up = route_from_upstream(s, req);
+	int registering = method == sip_method_register;
+	msg_t *m = NULL;
+	sip_t *out;
+	struct txn *t;
+	int routed = 0;
+	const url_string_t *next = NULL;
+
+	if (s->shutting_down) {
+		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		return;
+	}
+	if (sip->sip_max_forwards && sip->sip_max_forwards->mf_count == 0) {
+		sip_reply(irq, SIP_483_TOO_MANY_HOPS, TAG_END());
+		return;
+	}
+	/* A request in a dialog that is not ours and was not routed through us. */
+	if (sip->sip_to->a_tag && !route_is_us(s, sip->sip_route)) {
+		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+		return;
+	}
+	m = msg_copy(req);
+	out = m ? sip_object(m) : NULL;
+	t = out ? txn_new(s, irq) : NULL;
+	if (!t) {
+		msg_destroy(m);
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	/* Headers in the Request-URI would become headers of our request (RFC 3261 19.1.5): a
+	 * client could add P-Asserted-Identity toward the PBX. They are not relayed. */
+	if (out->sip_request->rq_url->url_headers) {
+		out->sip_request->rq_url->url_headers = NULL;
+		msg_fragment_clear(out->sip_request->rq_common);
+	}
+	/* The Route that brought it to us is used up (RFC 3261 16.4). */
+	while (out->sip_route && route_is_us(s, out->sip_route)) {
+		sip_header_remove(m, out, (sip_header_t *)out->sip_route);
+		routed = 1;
+	}
+	if (registering) {
+		sip_path_t *path;
+
+		/* The rest is the registrar's: it is reached through the upstream. */
+		while (out->sip_route)
+			sip_header_remove(m, out, (sip_header_t *)out->sip_route);
+		path = sip_path_make(msg_home(m), s->path);
+		if (path)
+			msg_header_insert(m, (msg_pub_t *)out, (msg_header_t *)path);
+		if (!out->sip_supported)
+			sip_add_tl(m, out, SIPTAG_SUPPORTED_STR("path"), TAG_END());
+		next = (url_string_t *)s->upstream;
+		metric_inc(METRIC_REGISTERS_TOTAL);
+	} else if (out->sip_route) {
+		next = NULL; /* the Route that is left leads */
+	} else if (uri_is_us(s, out->sip_request->rq_url)) {
+		t->irq = NULL;
+		txn_free(t);
+		msg_destroy(m);
+		answer_locally(s, irq, sip);
+		return;
+	} else if (from_up || routed) {
+		next = NULL; /* to the Request-URI: a phone's contact, or the dialog's target */
+	} else {
+		next = (url_string_t *)s->upstream;
+	}
+	if (out->sip_max_forwards)
+		out->sip_max_forwards->mf_count--;
+	/* Dialogs these make run through us (RFC 3261 16.6 step 4). */
+	if ((method == sip_method_subscribe || method == sip_method_refer) && !out->sip_to->a_tag)
+		sip_add_tl(m, out, SIPTAG_RECORD_ROUTE_STR(s->path), TAG_END());
+	t->registering = registering;
+	t->orq = nta_outgoing_mcreate(s->nta, txn_answer, t, next, m, TAG_END());
+	if (!t->orq) {
+		LOG_WARN("sip", "cannot pass %s on", sip->sip_request->rq_method_name);
+		msg_destroy(m);
+		nta_incoming_treply(irq, SIP_502_BAD_GATEWAY, TAG_END());
+		nta_incoming_destroy(irq);
+		t->irq = NULL;
+		txn_free(t);
+		return;
+	}
+	if (registering && s->conf.register_timeout) {
+		t->timer = su_timer_create(su_root_task(s->root), 0);
+		if (t->timer)
+			su_timer_set_interval(t->timer, register_timeout, t,
+			                      (su_duration_t)s->conf.register_timeout * 1000);
+	}
+}

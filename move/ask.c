@@ -160,7 +160,7 @@ int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 	return 0;
 }
 
-/* DTMF as SIP INFO: the feature code asks for a move. The digits are still relayed. */
+/* DTMF as SIP INFO, relayed and answered: the feature code asks for a move. */
 int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	const char *feature = s->conf.move_feature;
@@ -210,10 +210,8 @@ int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *
 		char source[STORE_SOURCE_MAX];
 		leg->dtmf_len = 0;
 		move_source_of(req, source, sizeof(source));
-		/* The phone hears its INFO answered before our code MESSAGE comes: one that
-		 * still has the INFO open answers the MESSAGE 491. The last digit of the
-		 * feature code stays with us. */
-		sip_reply(irq, SIP_200_OK, TAG_END());
+		/* The core calls this once the INFO is answered: our code MESSAGE never meets
+		 * it still open (a phone answers that 491). */
 		if (move_start_on(leg->call, source, NULL, NULL))
 			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
 			         leg->call->id, feature);

@@ -170,8 +170,9 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	snprintf(from, sizeof(from), "<sip:move@%s>", s->conf.domain);
 	ro->timer = su_timer_create(su_root_task(s->root), 0);
 	ro->dlg = nta_leg_tcreate(s->nta, refer_request, ro, SIPTAG_FROM_STR(from),
-	                          SIPTAG_TO_STR(target),
-	                          TAG_IF(!direct, SIPTAG_ROUTE(s->upstream_rt)), TAG_END());
+	                          SIPTAG_TO_STR(target), TAG_END());
+	if (ro->dlg && !direct)
+		nta_leg_client_route(ro->dlg, (sip_record_route_t *)s->upstream_rt, NULL);
 	if (ro->dlg && nta_leg_tag(ro->dlg, NULL))
 		ro->orq = nta_outgoing_tcreate(ro->dlg, refer_answered, ro, NULL, SIP_METHOD_REFER,
 		                               URL_STRING_MAKE(target), SIPTAG_REFER_TO_STR(refer_to),

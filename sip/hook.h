@@ -34,9 +34,10 @@ struct sip_call_hooks {
 	/* The call is being freed: let go of it. */
 	void (*call_gone)(void *arg, struct call *c);
 	/*
-	 * A REFER, MESSAGE or INFO, in a dialog (leg) or out of one (leg NULL), with its message
-	 * (req): 1 if taken, and then the hook answers irq (sip_reply) now or later. A request no
-	 * hook takes is relayed.
+	 * A REFER or MESSAGE, in a dialog (leg) or out of one (leg NULL), with its message (req):
+	 * 1 if taken, and then the hook answers irq (sip_reply) now or later. A request no hook
+	 * takes is relayed. An INFO in a dialog comes to info once it was relayed and its sender
+	 * has the answer (irq NULL); what info returns is not looked at.
 	 */
 	int (*refer)(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
 	             const sip_t *sip, msg_t *req);

@@ -58,14 +58,11 @@ int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *
 		return 0;
 	case sip_method_refer:
 	case sip_method_message:
-	case sip_method_info:
 		req = nta_incoming_getrequest(irq);
 		if (method == sip_method_refer)
 			taken = hook_refer(s, leg, irq, sip, req);
-		else if (method == sip_method_message)
-			taken = hook_message(s, leg, irq, sip, req);
 		else
-			taken = hook_info(s, leg, irq, sip, req);
+			taken = hook_message(s, leg, irq, sip, req);
 		msg_destroy(req);
 		if (taken)
 			return 0;
@@ -167,15 +164,14 @@ struct leg *leg_dial(struct call *c, int near, const url_t *target, const sip_ad
 		snprintf(cid + 2 * i, 3, "%02x", raw[i]);
 	leg->call_id = su_strdup(c->home, cid);
 	leg->dlg = nta_leg_tcreate(s->nta, leg_request_cb, leg, SIPTAG_CALL_ID_STR(leg->call_id),
-	                           SIPTAG_FROM(from), SIPTAG_TO(to),
-	                           TAG_IF(via_upstream, SIPTAG_ROUTE(s->upstream_rt)),
-	                           NTATAG_TARGET(sip_contact_create(c->home, (url_string_t *)target,
-	                                                            NULL)),
-	                           TAG_END());
+	                           SIPTAG_FROM(from), SIPTAG_TO(to), TAG_END());
 	if (!leg->dlg || !nta_leg_tag(leg->dlg, NULL)) {
 		call_leg_terminated(leg);
 		return NULL;
 	}
+	/* The Request-URI is the target; the upstream is a loose Route before it. */
+	nta_leg_client_route(leg->dlg, via_upstream ? (sip_record_route_t *)s->upstream_rt : NULL,
+	                     sip_contact_create(c->home, (url_string_t *)target, NULL));
 	leg->uri = url_as_string(c->home, target);
 	leg->secure = next->url_type == url_sips;
 	if (next->url_params && url_param(next->url_params, "transport", tp, sizeof(tp))) {

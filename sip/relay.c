@@ -99,6 +99,15 @@ void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *si
 			msg_destroy(msg);
 		nta_incoming_treply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 	}
+	/* DTMF is the features' once the sender has its answer: a feature code's MESSAGE must
+	 * not meet the phone's INFO still open (it would answer 491). */
+	if (nta_incoming_method(irq) == sip_method_info && from && !from->terminated) {
+		msg_t *req = nta_incoming_getrequest(irq);
+
+		if (req)
+			hook_info(c->sip, from, NULL, sip_object(req), req);
+		msg_destroy(req);
+	}
 	nta_incoming_destroy(irq);
 	msg_destroy(resp);
 	if ((status == 408 || status == 481) && x->kind == CTX_RELAY && c->state != SIP_CALL_ENDING)

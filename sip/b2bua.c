@@ -217,8 +217,10 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	 * the ACK; 17.2.1), a default leg for requests outside our dialogs. The UDP receive
 	 * buffer is sofia's own knob; bursts overflow the kernel's default (about 208 KB).
 	 */
+	sofia_log_init();
+	/* TCP: a CRLF keep-alive (RFC 5626 3.5.1) gets its CRLF pong. */
 	s->nta = nta_agent_create(root, URL_STRING_MAKE(s->conf.listen), on_stray, s, NTATAG_UA(1),
-	                          NTATAG_MERGE_482(1), NTATAG_CANCEL_487(1),
+	                          NTATAG_MERGE_482(1), NTATAG_CANCEL_487(1), TPTAG_PONG2PING(1),
 	                          TAG_IF(s->conf.udp_rcvbuf, TPTAG_UDP_RMEM(s->conf.udp_rcvbuf)),
 	                          TAG_END());
 	if (!s->nta) {

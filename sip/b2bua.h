@@ -151,6 +151,9 @@ void b2bua_check_done(struct sip *s);
 sip_contact_t *b2bua_contact(struct sip *s, int secure, int tcp);
 void b2bua_transport_of(struct sip *s, nta_incoming_t *irq, int *secure, int *tcp);
 
+/* sofialog.c */
+void sofia_log_init(void);
+
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);
 struct call *call_find(struct sip *s, const char *id);

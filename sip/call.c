@@ -76,11 +76,26 @@ struct ctx *ctx_new(struct call *c, struct leg *to, int kind)
 	return x;
 }
 
+/* An INVITE of a call that is gone: its final answer is ACKed by nta (non-2xx), then let go. */
+static int orphan_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
+{
+	int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+
+	if (status >= 200)
+		nta_outgoing_destroy(orq);
+	return 0;
+}
+
 /* A transaction the call no longer waits for: its answer, if any comes, goes nowhere. */
 void ctx_free(struct ctx *x)
 {
 	LIST_REMOVE(x, link);
-	if (x->orq)
+	/* An INVITE still open is left to finish: destroyed now, nta would not ACK the final
+	 * answer that still comes (RFC 3261 17.1.1.3), and its sender would wait for it. */
+	if (x->orq && nta_outgoing_method(x->orq) == sip_method_invite &&
+	    nta_outgoing_status(x->orq) < 200)
+		nta_outgoing_bind(x->orq, orphan_answer, NULL);
+	else if (x->orq)
 		nta_outgoing_destroy(x->orq);
 	if (x->irq)
 		sip_reply(x->irq, SIP_481_NO_TRANSACTION, TAG_END());

@@ -239,7 +239,6 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 	msg_t *m = NULL;
 	sip_t *out;
 	struct txn *t;
-	int routed = 0;
 	const url_string_t *next = NULL;
 
 	if (s->shutting_down) {
@@ -248,6 +247,23 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 	}
 	if (sip->sip_max_forwards && sip->sip_max_forwards->mf_count == 0) {
 		sip_reply(irq, SIP_483_TOO_MANY_HOPS, TAG_END());
+		return;
+	}
+	/* RFC 3261 16.3: a scheme we cannot route, an extension a proxy must know. */
+	if (sip->sip_request->rq_url->url_type != url_sip &&
+	    sip->sip_request->rq_url->url_type != url_sips &&
+	    sip->sip_request->rq_url->url_type != url_tel) {
+		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+		sip_reply(irq, SIP_416_UNSUPPORTED_URI, TAG_END());
+		return;
+	}
+	if (sip->sip_proxy_require) {
+		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+		char *what = sip_header_as_string(s->home, (const sip_header_t *)sip->sip_proxy_require);
+
+		sip_reply(irq, SIP_420_BAD_EXTENSION, TAG_IF(what, SIPTAG_UNSUPPORTED_STR(what)),
+		          TAG_END());
+		su_free(s->home, what);
 		return;
 	}
 	/* A request in a dialog that is not ours and was not routed through us. */
@@ -273,7 +289,6 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 	/* The Route that brought it to us is used up (RFC 3261 16.4). */
 	while (out->sip_route && route_is_us(s, out->sip_route)) {
 		sip_header_remove(m, out, (sip_header_t *)out->sip_route);
-		routed = 1;
 	}
 	if (registering) {
 		sip_path_t *path;
@@ -288,17 +303,17 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 			sip_add_tl(m, out, SIPTAG_SUPPORTED_STR("path"), TAG_END());
 		next = (url_string_t *)s->upstream;
 		metric_inc(METRIC_REGISTERS_TOTAL);
-	} else if (out->sip_route) {
-		next = NULL; /* the Route that is left leads */
-	} else if (uri_is_us(s, out->sip_request->rq_url)) {
+	} else if (!out->sip_route && uri_is_us(s, out->sip_request->rq_url)) {
 		t->irq = NULL;
 		txn_free(t);
 		msg_destroy(m);
 		answer_locally(s, irq, sip);
 		return;
-	} else if (from_up || routed) {
-		next = NULL; /* to the Request-URI: a phone's contact, or the dialog's target */
+	} else if (from_up) {
+		next = NULL; /* the Route left leads, else the Request-URI: a phone's contact */
 	} else {
+		/* A phone's request goes to the upstream whatever its Route says: we are no open
+		 * relay. The rest of its route set is the upstream's to follow. */
 		next = (url_string_t *)s->upstream;
 	}
 	if (out->sip_max_forwards)

@@ -6,6 +6,10 @@
 # Roles (daemon contract): "far" is the upstream/PBX side, a sipp bound to UPPORT (requests
 # from it are routed to their Request-URI); "near" is a phone on another port (its requests
 # go to the upstream).
+#
+# The relay scenarios (what qrxferd does not own must pass through it unchanged: REFER,
+# PRACK, Replaces, SUBSCRIBE/NOTIFY, PUBLISH, unknown methods) run only with QRXFER_RELAY=1
+# or when named on the command line: they join the default run with the nta core.
 set -u
 srcdir=$(cd "$(dirname "$0")" && pwd)
 . "$srcdir/../lib.sh"
@@ -40,7 +44,22 @@ module=mod_qrxfer.so
 [ "$flavour" = asan ] && module=mod_qrxfer_asan.so
 lib_write_conf "$LIB_TMP/qrxfer.conf" "$P" "$UP" "$HTTP" "$module" info
 sed -i "/^\[sip\]/a register_timeout = 2" "$LIB_TMP/qrxfer.conf" # register-timeout-408
-lib_start_qrxferd "$LIB_TMP/qrxfer.conf" "$([ "$flavour" = asan ] && echo asan)"
+if [ "${RELAY_PEER:-qrxferd}" = kamailio ]; then
+	# A transparent Kamailio proxy (tests/kamailio-relay.cfg, UDP and TCP) in qrxferd's place:
+	# the relay scenarios that pass there have their peers' side right (message-to-move,
+	# which qrxfer owns, fails there by design; the NUA-era scenarios are not for it).
+	sed -e "s/@PORT@/$P/g" -e "s/@UP@/$UP/g" -e "/^disable_tcp/d" \
+		-e "s/^listen=udp:\(.*\)/listen=udp:\1\nlisten=tcp:\1/" \
+		"$srcdir/../kamailio-relay.cfg" >"$LIB_TMP/kamailio.cfg"
+	mkdir -p "$LIB_TMP/kamrun"
+	kamailio -f "$LIB_TMP/kamailio.cfg" -Y "$LIB_TMP/kamrun" -DD -E >"$LIB_TMP/kamailio.err" 2>&1 &
+	QRXFERD_PID=$!
+	QRXFERD_ERR=$LIB_TMP/kamailio.err
+	lib_track "$QRXFERD_PID"
+	lib_wait_udp "$P" 10 || lib_fail "kamailio does not listen on 127.0.0.1:$P"
+else
+	lib_start_qrxferd "$LIB_TMP/qrxfer.conf" "$([ "$flavour" = asan ] && echo asan)"
+fi
 
 SIPP_TIMEOUT=12 # seconds a scenario may take; each normally takes well under 2 s
 passed=0
@@ -75,7 +94,7 @@ sipp_start() {
 
 # scenario_end: wait for every sipp of the scenario; all must exit 0 and qrxferd must live.
 scenario_end() {
-	local i why=$BIND_FAIL
+	local i why=$BIND_FAIL$SC_WHY
 	for i in "${!PIDS[@]}"; do
 		lib_wait_pid "${PIDS[$i]}" $((SIPP_TIMEOUT + 10)) || true
 		lib_untrack "${PIDS[$i]}"
@@ -124,8 +143,16 @@ run() {
 		return 0
 	fi
 	BIND_FAIL=""
+	SC_WHY="" # a scenario function's own finding, reported with the sipps' verdicts
 	"$2" || BIND_FAIL=" a sipp server did not bind its port in 5 s;"
 	scenario_end
+}
+
+# relay NAME FUNCTION: a relay scenario, run with QRXFER_RELAY=1 or when named.
+relay() {
+	if [ "${QRXFER_RELAY:-}" = 1 ] || { [ -n "$only" ] && selected "$1"; }; then
+		run "$1" "$2"
+	fi
 }
 
 # metric NAME: the value qrxferd's admin GET /metrics shows for the series NAME now.
@@ -259,6 +286,80 @@ sc_max_forwards() {
 	sipp_start near client req-maxfwd.xml -key ruri "$ruri_far"
 }
 
+# Relay scenarios (see the header): the far sipp checks that each in-dialog request
+# arrives in its own dialog (the Call-ID and tags of the INVITE it got), not the phone's.
+sc_refer_blind() {
+	sipp_start far server callee-refer-recv.xml &&
+		sipp_start near client caller-refer.xml -key ruri "$ruri_far"
+}
+sc_refer_blind_from_pbx() {
+	sipp_start far server callee-refer.xml &&
+		sipp_start near client caller-refer-recv.xml -key ruri "$ruri_far"
+}
+sc_method_unknown_in_dialog() {
+	sipp_start far server callee-foo-dialog.xml &&
+		sipp_start near client caller-foo-dialog.xml -key ruri "$ruri_far"
+}
+sc_prack() {
+	sipp_start far server callee-100rel.xml &&
+		sipp_start near client caller-100rel.xml -key ruri "$ruri_far"
+}
+# Call 1 near -> far; once it is up, near2 INVITEs an ordinary target with Replaces naming
+# call 1's near dialog (written by the near sipp to replaces.dlg); the far sipp (two calls)
+# must see Replaces naming its own dialog of call 1, and ends call 1 with BYE.
+sc_replaces_attended() {
+	local i cid="" tt="" ft=""
+	rm -f "$LIB_TMP/replaces.dlg"
+	sipp_start far server callee-replaces.xml -m 2 || return 1
+	sipp_start near client caller-replaced.xml -key ruri "$ruri_far"
+	for i in $(seq 1 100); do
+		[ -s "$LIB_TMP/replaces.dlg" ] && break
+		sleep 0.05
+	done
+	read -r cid tt ft <"$LIB_TMP/replaces.dlg" 2>/dev/null
+	if [ -z "$ft" ]; then
+		SC_WHY=" call 1 never came up (no replaces.dlg after 5 s);"
+		return 0
+	fi
+	sipp_start near2 client caller-replaces.xml -key ruri "$ruri_far" \
+		-key dlgcid "$cid" -key dlgtag "$tt" -key dlgftag "$ft"
+}
+sc_subscribe_mwi() {
+	sipp_start far server pbx-mwi.xml &&
+		sipp_start near client phone-subscribe-mwi.xml
+}
+sc_notify_unsolicited() {
+	sipp_start far server registrar-notify.xml &&
+		sipp_start near client phone-register-notify.xml
+}
+sc_publish_presence() {
+	sipp_start far server pbx-publish.xml &&
+		sipp_start near client phone-publish.xml
+}
+sc_subscribe_blf() {
+	sipp_start far server pbx-blf.xml &&
+		sipp_start near client phone-subscribe-blf.xml
+}
+sc_message_to_move() {
+	sipp_start far server far-marker.xml &&
+		sipp_start near client req-message-move.xml -key ruri "sip:marker@127.0.0.1:$UP"
+}
+# RFC 5626 3.5.1 keep-alives: a double CRLF on UDP (ignored) and on TCP (answered with one
+# CRLF), nothing about them in the log; then a call over TCP still goes through.
+sc_crlf_keepalive() {
+	local before why
+	before=$(wc -c <"$QRXFERD_ERR")
+	why=$("$PYTHON" "$srcdir/crlf-ping.py" "$P")
+	sleep 0.3
+	if tail -c +$((before + 1)) "$QRXFERD_ERR" | grep -Eiq 'garbage|error'; then
+		why="$why qrxferd logged: $(tail -c +$((before + 1)) "$QRXFERD_ERR" |
+			grep -Ei 'garbage|error' | head -n 1 | cut -c1-120);"
+	fi
+	SC_WHY=$why
+	sipp_start far server callee-recvbye.xml &&
+		sipp_start near client caller-bye.xml -t t1 -key ruri "$ruri_far"
+}
+
 counted call-near-far sc_call_near_far qrxfer_calls_answered_total 1
 run call-far-near sc_call_far_near
 run call-near-far-tcp sc_call_near_far_tcp
@@ -283,6 +384,17 @@ run options-200 sc_options
 counted register-path sc_register qrxfer_registers_total 1
 run register-timeout-408 sc_register_timeout
 counted max-forwards-483 sc_max_forwards qrxfer_sip_requests_rejected_total 1
+relay refer-blind sc_refer_blind
+relay refer-blind-from-pbx sc_refer_blind_from_pbx
+relay method-unknown-in-dialog sc_method_unknown_in_dialog
+relay prack sc_prack
+relay replaces-attended sc_replaces_attended
+relay subscribe-mwi sc_subscribe_mwi
+relay notify-unsolicited sc_notify_unsolicited
+relay publish-presence sc_publish_presence
+relay subscribe-blf sc_subscribe_blf
+relay message-to-move sc_message_to_move
+relay crlf-keepalive sc_crlf_keepalive
 
 stop_ok=1
 lib_stop_qrxferd || stop_ok=0

@@ -610,7 +610,8 @@ def summary(out):
                 return "no figure"
             return f"{h['per']:.1f} KiB ({h['up']} up)"
 
-        note = "" if hq and hq["up"] >= 10000 else f" (only {hq['up'] if hq else 0} held, not 10,000)"
+        up = hq["up"] if hq else 0
+        note = "" if up >= 10000 else f" (only {up} held, not 10,000)"
         verdict = "n/a" if not hq else "met" if hq["per"] < GOAL_RSS_KIB else "NOT met"
         rows.append((f"memory per held call, {HELD} calls up",
                      heldcell(hq), heldcell(hk) if "held_k" in out else "(not run)",

@@ -248,7 +248,10 @@ def perf_probe():
         f = line.split(",")
         if len(f) > 2 and f[2] == SYSCALL_EVENT and f[0].strip().isdigit():
             return True, (v.stdout.strip() or "perf")
-    why = " ".join(p.stderr.split())[:160] or f"exit status {p.returncode}"
+    errors = [" ".join(ln.split()) for ln in p.stderr.splitlines()
+              if ln.strip().startswith("Error:")]
+    why = errors[0] if errors else " ".join(p.stderr.split())[:160]
+    why = why or f"exit status {p.returncode}"
     return False, f"perf: {why}"
 
 

@@ -1,8 +1,10 @@
 """Helpers the bench drivers share: free loopback ports, an OPTIONS probe, child processes
-that are always stopped, SIPp's statistics files."""
+that are always stopped, SIPp's statistics files, and what a process costs (CPU, context
+switches, memory from /proc; syscalls through perf)."""
 import csv
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,3 +138,181 @@ def udp_drops(port):
     except OSError:
         pass
     return n
+
+
+# ---- what a process costs: /proc and perf ----
+
+def descendants(pid):
+    """pid and all its descendants (Kamailio's children), from /proc."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_ticks(pids):
+    """utime+stime summed over pids (all threads of each, live or exited), in clock ticks."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+    return total
+
+
+def _status_fields(path, names):
+    out = dict.fromkeys(names, 0)
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in out:
+                    out[k] = int(v.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def ctx_switches(pids):
+    """(voluntary, involuntary) context switches summed over every live thread of pids.
+
+    /proc/PID/status counts the main thread only, so each /proc/PID/task/TID/status is read;
+    a thread that has already exited is no longer counted."""
+    vol = invol = 0
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            f = _status_fields(f"/proc/{p}/task/{t}/status",
+                               ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+            vol += f["voluntary_ctxt_switches"]
+            invol += f["nonvoluntary_ctxt_switches"]
+    return vol, invol
+
+
+def rss_kib(pid):
+    """VmRSS of one process, KiB."""
+    return _status_fields(f"/proc/{pid}/status", ("VmRSS",))["VmRSS"]
+
+
+def pss_kib(pids):
+    """Pss summed over pids, KiB: each page shared by n of them counts 1/n in each, so pages
+    of a shared memory segment (Kamailio's shm pool) or of a library count once in the sum.
+    Also returns the Pss_Shmem part (the shared memory segments) and the plain VmRSS sum."""
+    pss = shm = rss = 0
+    for p in pids:
+        f = _status_fields(f"/proc/{p}/smaps_rollup", ("Pss", "Pss_Shmem", "Rss"))
+        pss += f["Pss"]
+        shm += f["Pss_Shmem"]
+        rss += f["Rss"]
+    return pss, shm, rss
+
+
+PERF = shutil.which("perf")
+SYSCALL_EVENT = "raw_syscalls:sys_enter"
+
+
+def perf_probe():
+    """(True, version) when `perf stat -e raw_syscalls:sys_enter` counts here, else
+    (False, why)."""
+    if os.environ.get("BENCH_SYSCALLS", "1") == "0":
+        return False, "BENCH_SYSCALLS=0"
+    if not PERF:
+        return False, "perf missing"
+    try:
+        p = subprocess.run([PERF, "stat", "-x,", "-e", SYSCALL_EVENT, "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+        v = subprocess.run([PERF, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"perf: {e}"
+    for line in p.stderr.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[2] == SYSCALL_EVENT and f[0].strip().isdigit():
+            return True, (v.stdout.strip() or "perf")
+    errors = [" ".join(ln.split()) for ln in p.stderr.splitlines()
+              if ln.strip().startswith("Error:")]
+    why = errors[0] if errors else " ".join(p.stderr.split())[:160]
+    why = why or f"exit status {p.returncode}"
+    return False, f"perf: {why}"
+
+
+class SyscallCounter:
+    """Counts the syscalls entered by pids (all their threads, and threads created later)
+    with `perf stat -I 100 -e raw_syscalls:sys_enter -p PIDS`, summed over pids: the kernel
+    counts each syscall entry at the tracepoint; nothing is sampled or copied out.
+
+    count(a, b) is the number of syscalls between two time.monotonic() instants, to within
+    the 100 ms of perf's intervals."""
+
+    INTERVAL_MS = 100
+
+    def __init__(self, pids, path, logpath, cwd):
+        self.path = path
+        self.t0 = None
+        self.rows = []  # (monotonic start, monotonic end, count) of each interval
+        self.error = None
+        self.proc = spawn([PERF, "stat", "-x,", "-I", str(self.INTERVAL_MS), "-e", SYSCALL_EVENT,
+                           "-p", ",".join(str(p) for p in pids), "-o", path], logpath, cwd)
+        # perf's interval stamps count from when it enabled the counters: the first stamp
+        # seen, taken from the clock when its line appears, places them on ours
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            rows = self._parse()
+            if rows:
+                self.t0 = time.monotonic() - rows[0][0]
+                return
+            time.sleep(0.01)
+        self.error = f"perf stat gave no count (exit status {self.proc.poll()}; see {logpath})"
+
+    def _parse(self):
+        rows = []
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    fl = line.strip().split(",")
+                    if len(fl) < 4 or fl[3] != SYSCALL_EVENT:
+                        continue
+                    try:
+                        ts = float(fl[0])
+                    except ValueError:
+                        continue
+                    # "<not counted>": none of the threads ran in that interval
+                    rows.append((ts, int(fl[1]) if fl[1].strip().isdigit() else 0))
+        except OSError:
+            pass
+        return rows
+
+    def stop(self):
+        if self.proc is not None:
+            stop(self.proc, signal.SIGINT, 10.0)
+            self.proc = None
+        if self.t0 is not None:
+            prev, self.rows = 0.0, []
+            for ts, n in self._parse():
+                self.rows.append((self.t0 + prev, self.t0 + ts, n))
+                prev = ts
+
+    def count(self, a, b):
+        """Syscalls in the intervals whose middle lies in [a, b); None when not counted."""
+        if self.t0 is None:
+            return None
+        return sum(n for s, e, n in self.rows if a <= (s + e) / 2 < b)

@@ -68,6 +68,7 @@ struct ctx {
 	nta_outgoing_t *orq;
 	enum { CTX_RELAY, CTX_INVITE, CTX_BYE, CTX_OWN, CTX_PRACK } kind;
 	unsigned offer : 1; /* a relayed UPDATE with an offer: the call's offer is busy */
+	sip_method_t method;
 	leg_answer_h *cb; /* CTX_OWN: who wants the answer */
 	void *arg;
 };
@@ -98,6 +99,13 @@ struct call {
 	char *far_body;        /* the last SDP sent to far, as it came */
 	char *near_sdp;        /* the last SDP the near device sent, for a rollback */
 	unsigned recorded : 1; /* its row is in the store (the records' hooks say so) */
+	/* REFERs relayed in the call (RFC 3515): the NOTIFYs for one name it by the CSeq its
+	 * recipient saw (Event: refer;id=), which its sender knows by its own CSeq. */
+	struct {
+		struct leg *to;
+		uint32_t out, in;
+	} refers[4];
+	unsigned refer_next;
 };
 
 /* An out-of-dialog request passed on statefully, proxy-like (REGISTER, SUBSCRIBE, ...). */

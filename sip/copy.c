@@ -33,10 +33,32 @@ static int unknown_passes(const sip_unknown_t *un, int from_near)
 	return 1;
 }
 
+static int set_before(const msg_hclass_t *const *set, unsigned n, const msg_hclass_t *hc)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (set[i] == hc)
+			return 1;
+	return 0;
+}
+
 int copy_e2e(msg_t *dst, sip_t *dsip, msg_t *src, int from_near)
 {
 	msg_header_t **head = src ? msg_chain_head(src) : NULL;
 	su_home_t *home = msg_home(dst);
+	const msg_hclass_t *set[32];
+	unsigned nset = 0;
+
+	/* What dst has before anything is copied (its fragment chain is not built yet). */
+	for (msg_header_t *h = head ? *head : NULL; h && nset < 32; h = h->sh_succ) {
+		msg_header_t **hh;
+
+		if (h->sh_class == sip_unknown_class || set_before(set, nset, h->sh_class))
+			continue;
+		hh = msg_hclass_offset(msg_mclass(dst), (msg_pub_t *)dsip,
+		                       (msg_hclass_t *)h->sh_class);
+		if (hh && *hh)
+			set[nset++] = h->sh_class;
+	}
 
 	for (msg_header_t *h = head ? *head : NULL; h; h = h->sh_succ) {
 		msg_header_t *copy;
@@ -50,6 +72,10 @@ int copy_e2e(msg_t *dst, sip_t *dsip, msg_t *src, int from_near)
 		}
 		/* Replaces names a dialog of the other side: the caller maps it. */
 		if (hc == sip_replaces_class)
+			continue;
+		/* A header the new message had already was set by us on purpose (an Event with
+		 * its id mapped, say): it stays. */
+		if (set_before(set, nset, hc))
 			continue;
 		copy = msg_header_dup_one(home, h);
 		if (!copy || msg_header_insert(dst, (msg_pub_t *)dsip, copy) < 0)

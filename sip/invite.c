@@ -420,31 +420,21 @@ void invite_bye(struct leg *leg, nta_incoming_t *irq)
 /* A PRACK for a reliable provisional we relayed: PRACK the far side's, answer with its answer. */
 void invite_prack(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 {
-	struct call *c = leg->call;
 	struct leg *other = call_other(leg);
-	struct ctx *x;
-	msg_t *req;
+	const sip_t *rs = other && other->rel_resp ? sip_object(other->rel_resp) : NULL;
+	sip_rack_t rack[1];
 
-	if (!other || !other->rel_resp || !other->oinv || !other->dlg) {
+	if (!rs || !rs->sip_rseq || !rs->sip_cseq || !other->dlg || other->terminated) {
 		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
 		return;
 	}
-	x = ctx_new(c, other, CTX_PRACK);
-	if (!x) {
+	/* RFC 3262 7.2: RAck names the provisional the far side sent, by its RSeq and CSeq. */
+	sip_rack_init(rack);
+	rack->ra_response = rs->sip_rseq->rs_response;
+	rack->ra_cseq = rs->sip_cseq->cs_seq;
+	rack->ra_method = rs->sip_cseq->cs_method;
+	rack->ra_method_name = rs->sip_cseq->cs_method_name;
+	if (!leg_forward(other, leg, irq, sip, body_for(other, sip),
+	                 (tagi_t[]){{SIPTAG_RACK(rack)}, {TAG_END()}}))
 		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		return;
-	}
-	x->from = leg;
-	x->irq = irq;
-	req = nta_incoming_getrequest(irq);
-	x->orq = nta_outgoing_prack(other->dlg, other->oinv, leg_on_answer, x, NULL,
-	                            sip_object(other->rel_resp), BODY_TAGS(sip), TAG_END());
-	msg_destroy(req);
-	if (!x->orq) {
-		x->irq = NULL;
-		ctx_free(x);
-		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		return;
-	}
-	other->pending++;
 }

@@ -254,9 +254,10 @@ static nta_outgoing_t *leg_out(struct ctx *x, sip_method_t method, const char *n
 
 	if (!msg)
 		return NULL;
-	if ((like && copy_e2e(msg, sip, like, leg != leg->call->near)) ||
+	/* Our own headers first: what is copied from like does not replace them. */
+	if ((tags && sip_add_tagis(msg, sip, (tagi_t const **)&tags) < 0) ||
 	    (body_from && copy_body(msg, sip, body_from, pl)) ||
-	    (tags && sip_add_tagis(msg, sip, (tagi_t const **)&tags) < 0) ||
+	    (like && copy_e2e(msg, sip, like, leg != leg->call->near)) ||
 	    nta_msg_request_complete(msg, leg->dlg, method, name, NULL) < 0)
 		goto out;
 	orq = nta_outgoing_mcreate(s->nta, leg_on_answer, x, NULL, msg, TAG_END());
@@ -305,6 +306,7 @@ struct ctx *leg_forward(struct leg *to, struct leg *from, nta_incoming_t *irq, c
 		return NULL;
 	x->from = from;
 	x->irq = irq;
+	x->method = sip->sip_request->rq_method;
 	return x;
 }
 

@@ -7,6 +7,7 @@
  * NOTIFY, MESSAGE, OPTIONS to where they are addressed.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +20,27 @@ static int carries_target(sip_method_t m)
 {
 	return m == sip_method_update || m == sip_method_refer || m == sip_method_notify ||
 	       m == sip_method_subscribe;
+}
+
+/*
+ * The Event of a NOTIFY for a REFER we relayed, naming that REFER by the CSeq its sender gave
+ * it (RFC 3515 2.4.6), or NULL to keep the Event as it came.
+ */
+static char *refer_event(struct leg *from, const sip_t *sip)
+{
+	struct call *c = from->call;
+	const sip_event_t *ev = sip->sip_event;
+	const char *id = ev ? msg_params_find(ev->o_params, "id=") : NULL;
+	unsigned long n;
+	char *end;
+
+	if (!ev || !ev->o_type || strcasecmp(ev->o_type, "refer"))
+		return NULL;
+	n = id ? strtoul(id, &end, 10) : 0;
+	for (unsigned i = 0; i < 4; i++)
+		if (c->refers[i].to == from && (!id || c->refers[i].out == n))
+			return su_sprintf(c->home, "refer;id=%u", c->refers[i].in);
+	return NULL;
 }
 
 void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
@@ -48,14 +70,23 @@ void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 		nta_leg_server_route(leg->dlg, NULL, sip->sip_contact);
 	pl = body_for(other, sip);
 	{
+		char *event = method == sip_method_notify ? refer_event(leg, sip) : NULL;
 		tagi_t tags[] = {
 		    {TAG_IF(carries_target(method) || sip->sip_contact,
 		            SIPTAG_CONTACT(b2bua_contact(s, other->secure, other->tcp)))},
+		    {TAG_IF(event, SIPTAG_EVENT_STR(event))},
 		    {TAG_END()},
 		};
-
 		struct ctx *x = leg_forward(other, leg, irq, sip, pl, tags);
 
+		su_free(c->home, event);
+		if (x && method == sip_method_refer) {
+			unsigned i = c->refer_next++ % 4;
+
+			c->refers[i].to = other;
+			c->refers[i].out = nta_outgoing_cseq(x->orq);
+			c->refers[i].in = sip->sip_cseq->cs_seq;
+		}
 		if (x) {
 			x->offer = offer;
 		} else {
@@ -110,7 +141,11 @@ void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *si
 	}
 	nta_incoming_destroy(irq);
 	msg_destroy(resp);
-	if ((status == 408 || status == 481) && x->kind == CTX_RELAY && c->state != SIP_CALL_ENDING)
+	/* RFC 5057: a 481 or a timeout ends the usage the request belongs to. For INFO and
+	 * UPDATE that is the call; for NOTIFY, REFER or SUBSCRIBE only that subscription. */
+	if ((status == 408 || status == 481) && x->kind == CTX_RELAY &&
+	    (x->method == sip_method_info || x->method == sip_method_update) &&
+	    c->state != SIP_CALL_ENDING)
 		call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
 }
 

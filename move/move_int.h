@@ -153,6 +153,7 @@ void move_notify_refer(struct move *m, int status, const char *phrase, int final
 void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len);
 void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
                        const char *text);
+void move_code_messages_free(struct move_stack *ms);
 void move_fail(struct move *m, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);

@@ -29,6 +29,132 @@ static int show_renew(struct move *m)
 	return 0;
 }
 
+/*
+ * The code MESSAGE to the near device, until it is delivered: a phone busy with a request of
+ * its own answers 491 (RFC 3261 14.1: tried again after a random wait), one that takes no
+ * images answers 415 (sent again as text only). What became of it is in the move's events.
+ */
+struct code_msg {
+	LIST_ENTRY(code_msg) link;
+	struct sip *sip;
+	char move_id[17];
+	char *ctype, *body, *text;
+	size_t len;
+	unsigned tries;
+	su_timer_t *timer;
+};
+
+static void code_msg_free(struct code_msg *cm)
+{
+	LIST_REMOVE(cm, link);
+	if (cm->timer)
+		su_timer_destroy(cm->timer);
+	free(cm->ctype);
+	free(cm->body);
+	free(cm->text);
+	free(cm);
+}
+
+static void code_msg_send(struct code_msg *cm);
+
+static void code_msg_retry(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	code_msg_send(arg);
+}
+
+static void code_msg_answered(void *arg, struct leg *leg, int status, const char *phrase,
+                              const sip_t *sip)
+{
+	struct code_msg *cm = arg;
+	struct move *m = move_by_id(cm->sip, cm->move_id);
+	unsigned r = 0;
+
+	if (!m) {
+		code_msg_free(cm);
+		return;
+	}
+	if (status < 300) {
+		move_event(m, "code-delivered", "the near device took the code (%d)", status);
+		code_msg_free(cm);
+		return;
+	}
+	if (status == 491 && ++cm->tries <= MOVE_491_TRIES && cm->timer) {
+		RAND_bytes((unsigned char *)&r, sizeof(r));
+		move_event(m, "code-retry", "the near device answered 491: sent again");
+		su_timer_set_interval(cm->timer, code_msg_retry, cm, 500 + r % 1500);
+		return;
+	}
+	if (status == 415 && cm->text && strncmp(cm->ctype, "text/", 5)) {
+		move_event(m, "code-retry", "the near device takes no images (415): text only");
+		free(cm->body);
+		free(cm->ctype);
+		cm->body = cm->text;
+		cm->text = NULL;
+		cm->len = strlen(cm->body);
+		cm->ctype = strdup("text/plain;charset=utf-8");
+		if (cm->ctype) {
+			code_msg_send(cm);
+			return;
+		}
+	}
+	move_event(m, "code-undelivered", "the near device answered %d %s to the code MESSAGE",
+	           status, phrase ? phrase : "");
+	code_msg_free(cm);
+}
+
+static void code_msg_send(struct code_msg *cm)
+{
+	struct move *m = move_by_id(cm->sip, cm->move_id);
+	struct leg *leg = m && m->call ? m->call->near : NULL;
+	sip_payload_t *pl;
+	int err;
+
+	if (!leg || !leg->dlg || leg->terminated || leg->ending) {
+		code_msg_free(cm);
+		return;
+	}
+	pl = sip_payload_create(leg->call->home, cm->body, (isize_t)cm->len);
+	err = leg_send(leg, SIP_METHOD_MESSAGE, code_msg_answered, cm,
+	               SIPTAG_CONTENT_TYPE_STR(cm->ctype), SIPTAG_PAYLOAD(pl), TAG_END());
+	su_free(leg->call->home, pl);
+	if (err) {
+		move_event(m, "code-undelivered", "cannot send the code MESSAGE: %s", strerror(err));
+		code_msg_free(cm);
+	}
+}
+
+/* Send the code to the near device: body as ctype, text the same without an image. */
+void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
+                       const char *text)
+{
+	struct code_msg *cm = calloc(1, sizeof(*cm));
+
+	if (!cm)
+		return;
+	LIST_INSERT_HEAD(&move_stack(m->sip)->code_msgs, cm, link);
+	cm->sip = m->sip;
+	snprintf(cm->move_id, sizeof(cm->move_id), "%s", m->id);
+	cm->ctype = strdup(ctype);
+	cm->body = malloc(len + 1);
+	cm->text = text ? strdup(text) : NULL;
+	cm->len = len;
+	cm->timer = su_timer_create(su_root_task(m->sip->root), 0);
+	if (!cm->ctype || !cm->body) {
+		code_msg_free(cm);
+		return;
+	}
+	memcpy(cm->body, body, len);
+	cm->body[len] = 0;
+	code_msg_send(cm);
+}
+
+/* At the stack's stop: the code MESSAGEs still under way are let go of. */
+void move_code_messages_free(struct move_stack *ms)
+{
+	while (!LIST_EMPTY(&ms->code_msgs))
+		code_msg_free(LIST_FIRST(&ms->code_msgs));
+}
+
 static void send_code(struct move *m)
 {
 	struct sip *s = m->sip;

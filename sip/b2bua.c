@@ -1,6 +1,7 @@
 /* The stack: set-up, the event dispatch, shutdown. */
 #include "config.h"
 #include <stdlib.h>
+#include <malloc.h>
 #include <strings.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -61,12 +62,35 @@ static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_
 	return 0;
 }
 
-/* Messages nta has no transaction or leg for: stray answers (a 2xx sent again after our
- * ACK's transaction ended). Nothing is owed to them. */
+/* Messages nta has no transaction for: a 2xx to our INVITE sent again because our ACK was lost
+ * gets the ACK again (RFC 3261 13.2.2.4); anything else is owed nothing. */
 static int on_stray(struct sip *s, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 {
+	struct leg *leg = NULL;
+
+	if (sip && sip->sip_status && sip->sip_status->st_status >= 200 &&
+	    sip->sip_status->st_status < 300 && sip->sip_cseq &&
+	    sip->sip_cseq->cs_method == sip_method_invite && sip->sip_call_id && sip->sip_from &&
+	    sip->sip_to && sip->sip_to->a_tag)
+		leg = leg_by_dialog(s, sip->sip_call_id->i_id, sip->sip_from->a_tag,
+		                    sip->sip_to->a_tag);
+	if (leg && leg->acked_cseq && leg->acked_cseq == sip->sip_cseq->cs_seq) {
+		leg->ack_cseq = leg->acked_cseq;
+		leg_ack(leg, NULL, NULL);
+	}
 	nta_msg_discard(agent, msg);
 	return 0;
+}
+
+/*
+ * Every 10 s, give the heap nta's finished transactions left back to the system: glibc keeps
+ * freed memory at the top of the heap otherwise, so RSS would stay at its highest.
+ */
+static void trim_heap(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }
 
 static void done_now(su_root_magic_t *m, su_timer_t *t, void *arg)
@@ -242,6 +266,9 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		goto out;
 	}
 	s->shutdown_timer = su_timer_create(su_root_task(root), 0);
+	s->trim_timer = su_timer_create(su_root_task(root), 10000);
+	if (s->trim_timer)
+		su_timer_run(s->trim_timer, trim_heap, s);
 	if (s->conf.udp_rcvbuf)
 		LOG_INFO("sip", "UDP receive buffer asked: %u bytes", s->conf.udp_rcvbuf);
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
@@ -335,6 +362,8 @@ void sip_free(struct sip *s)
 		return;
 	if (s->shutdown_timer)
 		su_timer_destroy(s->shutdown_timer);
+	if (s->trim_timer)
+		su_timer_destroy(s->trim_timer);
 	sip_work_free(s->work);
 	hook_stop(s);
 	/* Calls a shutdown did not wait for (an exit on a second signal): let go of them. */

@@ -51,7 +51,7 @@ struct leg {
 	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
 	unsigned pending;        /* our requests on it still without a final answer */
 	char *uri;
-	nta_outgoing_t *ack_orq; /* our last ACK: nta ACKs a 2xx sent again with it */
+	uint32_t acked_cseq;     /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
 	msg_t *rel_resp;         /* the last reliable provisional it sent us (RFC 3262), to PRACK */
 };
 

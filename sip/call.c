@@ -198,21 +198,21 @@ void call_end(struct call *c, int status, const char *reason)
 	su_home_unref(c->home);
 }
 
-/* A leg found by its dialog's Call-ID and tags (ours, the peer's), in any live call. */
+/* A leg of a live call found by its dialog's Call-ID and tags (ours, the peer's): nta's hash. */
 struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag, const char *rtag)
 {
-	struct call *c;
+	sip_call_id_t id[1];
+	nta_leg_t *dlg;
 	struct leg *leg;
 
 	if (!call_id)
 		return NULL;
-	TAILQ_FOREACH(c, &s->calls, link)
-	SLIST_FOREACH(leg, &c->legs, link)
-	if (leg->dlg && !leg->terminated && leg->call_id && !strcmp(leg->call_id, call_id) &&
-	    (!ltag || (nta_leg_get_tag(leg->dlg) && !strcmp(nta_leg_get_tag(leg->dlg), ltag))) &&
-	    (!rtag || (nta_leg_get_rtag(leg->dlg) && !strcmp(nta_leg_get_rtag(leg->dlg), rtag))))
-		return leg;
-	return NULL;
+	sip_call_id_init(id);
+	id->i_id = call_id;
+	id->i_hash = msg_hash_string(call_id);
+	dlg = nta_leg_by_dialog(s->nta, NULL, id, rtag ? rtag : "", NULL, ltag ? ltag : "", NULL);
+	leg = dlg ? nta_leg_magic(dlg, leg_request_cb) : NULL;
+	return leg && !leg->terminated && !leg->call->freeing ? leg : NULL;
 }
 
 static void call_free(struct call *c)

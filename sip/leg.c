@@ -364,10 +364,10 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 		msg_destroy(msg);
 		return EIO;
 	}
-	/* Kept until the next ACK: a 2xx sent again is ACKed again by nta (RFC 3261 13.2.2.4). */
-	if (leg->ack_orq)
-		nta_outgoing_destroy(leg->ack_orq);
-	leg->ack_orq = orq;
+	/* Not kept: a 2xx sent again (our ACK lost) finds no transaction and comes to the stray
+	 * handler, which ACKs it again (RFC 3261 13.2.2.4). */
+	nta_outgoing_destroy(orq);
+	leg->acked_cseq = leg->ack_cseq;
 	leg->ack_cseq = 0;
 	return 0;
 }
@@ -468,10 +468,6 @@ void leg_release(struct leg *leg)
 		nta_incoming_bind(leg->inv, NULL, NULL);
 		nta_incoming_destroy(leg->inv);
 		leg->inv = NULL;
-	}
-	if (leg->ack_orq) {
-		nta_outgoing_destroy(leg->ack_orq);
-		leg->ack_orq = NULL;
 	}
 	if (leg->rel_resp) {
 		msg_destroy(leg->rel_resp);

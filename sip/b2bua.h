@@ -51,9 +51,24 @@ struct leg {
 	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
 	unsigned pending;        /* our requests on it still without a final answer */
 	char *uri;
+	char *local, *remote;    /* our address and the peer's (From/To as we see them) */
 	uint32_t acked_cseq;     /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
 	msg_t *rel_resp;         /* the last reliable provisional it sent us (RFC 3262), to PRACK */
 };
+
+/* A leg's dialog as it can be written out and read back (sip/state.c). */
+struct leg_state {
+	char call_id[128];
+	char ltag[64], rtag[64];
+	uint32_t lseq, rseq;      /* our last CSeq in the dialog, the peer's */
+	char local[256], remote[256]; /* our address, the peer's (name-addr, with tags) */
+	char route[512];          /* the route set, as a Route header's value */
+	char target[256];         /* the peer's Contact */
+	unsigned secure : 1, tcp : 1, incoming : 1, near : 1, answered : 1;
+};
+
+int leg_state_get(const struct leg *leg, struct leg_state *st);
+struct leg *leg_restore(struct call *c, const struct leg_state *st);
 
 /* A client transaction of a call: relayed (irq is answered with its answer) or our own. */
 typedef void leg_answer_h(void *arg, struct leg *leg, int status, const char *phrase,

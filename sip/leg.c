@@ -134,6 +134,8 @@ struct leg *leg_accept(struct call *c, int near, nta_incoming_t *irq, const sip_
 	leg_take_invite(leg, irq);
 	leg->call_id = su_strdup(c->home, sip->sip_call_id->i_id);
 	leg->uri = url_as_string(c->home, sip->sip_from->a_url);
+	leg->local = sip_header_as_string(c->home, (const sip_header_t *)sip->sip_to);
+	leg->remote = sip_header_as_string(c->home, (const sip_header_t *)sip->sip_from);
 	{
 		int secure = 0, tcp = 0;
 
@@ -173,6 +175,8 @@ struct leg *leg_dial(struct call *c, int near, const url_t *target, const sip_ad
 	nta_leg_client_route(leg->dlg, via_upstream ? (sip_record_route_t *)s->upstream_rt : NULL,
 	                     sip_contact_create(c->home, (url_string_t *)target, NULL));
 	leg->uri = url_as_string(c->home, target);
+	leg->local = sip_header_as_string(c->home, (const sip_header_t *)from);
+	leg->remote = sip_header_as_string(c->home, (const sip_header_t *)to);
 	leg->secure = next->url_type == url_sips;
 	if (next->url_params && url_param(next->url_params, "transport", tp, sizeof(tp))) {
 		if (!strcasecmp(tp, "tls"))

@@ -74,8 +74,7 @@ static void scan_answered(int err, const struct sip_move_info *info, void *arg)
 	/* The MESSAGE was answered already; the log line says what the image held. */
 }
 
-int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-                 msg_t *req)
+int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	struct call *c = leg ? leg->call : NULL;
 	char source[STORE_SOURCE_MAX];
@@ -152,8 +151,8 @@ int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 	if (!leg && ru->url_user && move_for_us(s, ru) &&
 	    (!strcasecmp(ru->url_user, "move") || !strncasecmp(ru->url_user, "m.", 2) ||
 	     !strncmp(ru->url_user, "*88", 3))) {
-		LOG_INFO("move", "MESSAGE out of dialog to %s from %s: not a call of ours", ru->url_user,
-		         source);
+		LOG_INFO("move", "MESSAGE out of dialog to %s from %s: not a call of ours",
+		         ru->url_user, source);
 		sip_reply(irq, 404, "No Call Here: Send move In Your Call", TAG_END());
 		return 1;
 	}

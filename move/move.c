@@ -351,7 +351,8 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 	if (b && b->dlg && !b->terminated && !b->ending) {
 		if (b->incoming && !b->answered) {
 			b->ending = 1;
-			leg_answer(b, status, NULL, NULL, NULL, SIPTAG_REASON_STR(reason), TAG_END());
+			leg_answer(b, status, NULL, NULL, NULL, SIPTAG_REASON_STR(reason),
+			           TAG_END());
 			call_leg_terminated(b);
 		} else {
 			call_leg_end(b, reason);
@@ -454,8 +455,8 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	return move_message(s, leg, irq, sip, req);
 }
 
-static int on_info(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
-                   const sip_t *sip, msg_t *req)
+static int on_info(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                   msg_t *req)
 {
 	return move_info(s, leg, irq, sip, req);
 }

@@ -23,19 +23,18 @@
 
 /* The move's part of one stack. Owned by the move's hooks on it: freed by their stop. */
 struct move_stack {
-	struct move **move_table;      /* MOVE_BUCKETS chains by id64 */
-	struct move **code_table;      /* MOVE_BUCKETS chains by numeric code */
-	LIST_HEAD(, move) moves;       /* moves of this node, live and recently ended */
-	LIST_HEAD(, redeem) redeems;   /* INVITEs waiting for the store to redeem their code */
-	LIST_HEAD(, refer_out) refers; /* REFERs sent to phones, until their last NOTIFY */
+	struct move **move_table;        /* MOVE_BUCKETS chains by id64 */
+	struct move **code_table;        /* MOVE_BUCKETS chains by numeric code */
+	LIST_HEAD(, move) moves;         /* moves of this node, live and recently ended */
+	LIST_HEAD(, redeem) redeems;     /* INVITEs waiting for the store to redeem their code */
+	LIST_HEAD(, refer_out) refers;   /* REFERs sent to phones, until their last NOTIFY */
 	LIST_HEAD(, code_msg) code_msgs; /* code MESSAGEs until delivered or given up */
-	struct scan_limit *scan;       /* images in the decoder, and each source's rate */
-	unsigned long sms_seq;         /* reference of the last SMS asked of the module */
-	char sms_seen[64][40];         /* the gateway's ids of the last SMS answers, taken once */
+	struct scan_limit *scan;         /* images in the decoder, and each source's rate */
+	unsigned long sms_seq;           /* reference of the last SMS asked of the module */
+	char sms_seen[64][40];           /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
 };
-
 
 /*
  * A move's phase: one state machine. Only move_to() (move.c) changes it, and only along the
@@ -87,7 +86,7 @@ struct move {
 	unsigned need_near : 1, need_far : 1, need_scans : 1;            /* what the policy asks */
 	unsigned yes_near : 1, yes_far : 1, scan_near : 1, scan_new : 1; /* what came in */
 	unsigned answered_near : 1, answered_far : 1; /* each side answers once */
-	char *b_sdp; /* B's offer (or its answer, in RFC 3725 order) */
+	char *b_sdp;           /* B's offer (or its answer, in RFC 3725 order) */
 	struct leg *refer_leg; /* the leg whose REFER asked for the move: NOTIFYs go there */
 	char *refer_event;
 	su_timer_t *timer;
@@ -124,8 +123,8 @@ struct redeem {
 struct refer_out {
 	LIST_ENTRY(refer_out) link; /* in the sip's list, so shutdown frees it */
 	struct sip *sip;
-	nta_leg_t *dlg;       /* the REFER's dialog: its NOTIFYs come to it */
-	nta_outgoing_t *orq;  /* the REFER, until answered */
+	nta_leg_t *dlg;      /* the REFER's dialog: its NOTIFYs come to it */
+	nta_outgoing_t *orq; /* the REFER, until answered */
 	su_timer_t *timer;
 	sip_move_h *cb;
 	void *cb_arg;
@@ -186,8 +185,7 @@ void move_refer_out_free(struct refer_out *ro);
 /* scan.c */
 int move_scan_submit(struct sip *s, const void *image, size_t len, const char *who,
                      const char *target, const char *call_id, const uint8_t *show_hash,
-                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb,
-                     void *arg);
+                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb, void *arg);
 
 /* The move under way on c, if any. */
 static inline struct move *call_move(const struct call *c)
@@ -205,8 +203,7 @@ int move_leg_terminated(struct move *m, struct leg *leg);
 void move_call_ending(struct move *m);
 void move_call_gone(struct move *m);
 int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
-int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-                 msg_t *req);
+int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 /* Where a code holder may have us call: out is the URI, *direct says not through the upstream;
  * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */

@@ -118,7 +118,8 @@ static void code_msg_send(struct code_msg *cm)
 	               SIPTAG_CONTENT_TYPE_STR(cm->ctype), SIPTAG_PAYLOAD(pl), TAG_END());
 	su_free(leg->call->home, pl);
 	if (err) {
-		move_event(m, "code-undelivered", "cannot send the code MESSAGE: %s", strerror(err));
+		move_event(m, "code-undelivered", "cannot send the code MESSAGE: %s",
+		           strerror(err));
 		code_msg_free(cm);
 	}
 }

@@ -1,6 +1,6 @@
 /*
  * The calls' rows in the store, hooked on the core's call events: fire and forget through the
- * store's worker, in order.
+ * store's worker, in order, batched (store_submit_later).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +31,8 @@ static void submit(struct sip *s, const struct store_job *job)
 
 	if (!s->conf.store)
 		return;
-	err = store_submit(s->conf.store, job, NULL, NULL);
+	/* Batched: one worker wake-up and one transaction for the rows of many calls. */
+	err = store_submit_later(s->conf.store, job);
 	if (err)
 		LOG_ERR("store", "queue %d: %s", (int)job->op, strerror(err));
 }

@@ -174,9 +174,10 @@ int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_m
 	if (ro->dlg && !direct)
 		nta_leg_client_route(ro->dlg, (sip_record_route_t *)s->upstream_rt, NULL);
 	if (ro->dlg && nta_leg_tag(ro->dlg, NULL))
-		ro->orq = nta_outgoing_tcreate(ro->dlg, refer_answered, ro, NULL, SIP_METHOD_REFER,
-		                               URL_STRING_MAKE(target), SIPTAG_REFER_TO_STR(refer_to),
-		                               SIPTAG_CONTACT(b2bua_contact(s, 0, 0)), TAG_END());
+		ro->orq =
+		    nta_outgoing_tcreate(ro->dlg, refer_answered, ro, NULL, SIP_METHOD_REFER,
+		                         URL_STRING_MAKE(target), SIPTAG_REFER_TO_STR(refer_to),
+		                         SIPTAG_CONTACT(b2bua_contact(s, 0, 0)), TAG_END());
 	if (!ro->orq || !ro->timer) {
 		ro->cb = NULL;
 		move_refer_out_free(ro);

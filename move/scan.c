@@ -34,8 +34,8 @@ struct scan {
 	char *target;     /* for "new": where to dial; by MESSAGE, its sender */
 	char call_id[33]; /* for "near" by MESSAGE: the call it came on */
 	uint8_t show_hash[CODE_HASH_LEN];
-	uint64_t id64;         /* the move the image showed, while the store is asked */
-	unsigned has_show : 1; /* for "near" by HTTP: the move whose secret came with it */
+	uint64_t id64;                 /* the move the image showed, while the store is asked */
+	unsigned has_show : 1;         /* for "near" by HTTP: the move whose secret came with it */
 	char source[STORE_SOURCE_MAX]; /* the sender, as guesses are counted (store_source_key) */
 	enum store_key kind;           /* what the image showed: a token, or a numeric code */
 	nta_incoming_t *irq;           /* a MESSAGE answered once decoded, or NULL */
@@ -355,8 +355,7 @@ static int scan_on_offer(struct sip *s, const char *call_id, const uint8_t *show
  */
 int move_scan_submit(struct sip *s, const void *image, size_t len, const char *who,
                      const char *target, const char *call_id, const uint8_t *show_hash,
-                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb,
-                     void *arg)
+                     const struct sockaddr *peer, nta_incoming_t *irq, sip_move_h *cb, void *arg)
 {
 	struct move_stack *ms = move_stack(s);
 	struct scan *sc;
@@ -444,8 +443,7 @@ int sip_move_scan(struct sip *s, const void *image, size_t len, const char *who,
 		/* A's half needs the secret only A was sent; anyone may send B's. */
 		if (!show || code_secret_hash(show, hash))
 			return EPERM;
-		return move_scan_submit(s, image, len, who, NULL, NULL, hash, peer, NULL, cb,
-		                        arg);
+		return move_scan_submit(s, image, len, who, NULL, NULL, hash, peer, NULL, cb, arg);
 	}
 	return move_scan_submit(s, image, len, who, target, NULL, NULL, peer, NULL, cb, arg);
 }

@@ -44,8 +44,7 @@ static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_
 		invite_new(s, irq, sip);
 		return 0;
 	}
-	if (method == sip_method_invite || method == sip_method_bye ||
-	    method == sip_method_prack) {
+	if (method == sip_method_invite || method == sip_method_bye || method == sip_method_prack) {
 		/* A dialog of a call we do not have (any more). */
 		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
 		sip_reply(irq, SIP_481_NO_TRANSACTION, TAG_END());
@@ -253,9 +252,10 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 		goto out;
 	}
 	if (s->conf.tls_listen &&
-	    nta_agent_add_tport(s->nta, URL_STRING_MAKE(s->conf.tls_listen),
-	                        TAG_IF(s->conf.tls_cert_dir, TPTAG_CERTIFICATE(s->conf.tls_cert_dir)),
-	                        TAG_END()) < 0) {
+	    nta_agent_add_tport(
+	        s->nta, URL_STRING_MAKE(s->conf.tls_listen),
+	        TAG_IF(s->conf.tls_cert_dir, TPTAG_CERTIFICATE(s->conf.tls_cert_dir)),
+	        TAG_END()) < 0) {
 		err = errno ? errno : EADDRINUSE;
 		LOG_ERR("sip", "cannot listen on %s: %s", s->conf.tls_listen, strerror(err));
 		goto out;

@@ -41,29 +41,29 @@ struct leg {
 	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
 	unsigned incoming : 1;   /* the peer sent the initial INVITE */
 	unsigned cancel_sent : 1;
-	unsigned secure : 1;     /* it runs over TLS: our Contact is sips */
-	unsigned tcp : 1;        /* it runs over TCP */
-	SLIST_ENTRY(leg) link;   /* in the call's list of every leg it has */
-	char dtmf[12];           /* the last DTMF digits from this leg, for the feature code */
+	unsigned secure : 1;   /* it runs over TLS: our Contact is sips */
+	unsigned tcp : 1;      /* it runs over TCP */
+	SLIST_ENTRY(leg) link; /* in the call's list of every leg it has */
+	char dtmf[12];         /* the last DTMF digits from this leg, for the feature code */
 	size_t dtmf_len;
 	long long dtmf_at;
-	char *call_id;           /* in the call's home */
-	char *ltag, *rtag;       /* our tag and the peer's in this dialog, once confirmed */
-	unsigned pending;        /* our requests on it still without a final answer */
+	char *call_id;     /* in the call's home */
+	char *ltag, *rtag; /* our tag and the peer's in this dialog, once confirmed */
+	unsigned pending;  /* our requests on it still without a final answer */
 	char *uri;
-	char *local, *remote;    /* our address and the peer's (From/To as we see them) */
-	uint32_t acked_cseq;     /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
-	msg_t *rel_resp;         /* the last reliable provisional it sent us (RFC 3262), to PRACK */
+	char *local, *remote; /* our address and the peer's (From/To as we see them) */
+	uint32_t acked_cseq;  /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
+	msg_t *rel_resp;      /* the last reliable provisional it sent us (RFC 3262), to PRACK */
 };
 
 /* A leg's dialog as it can be written out and read back (sip/state.c). */
 struct leg_state {
 	char call_id[128];
 	char ltag[64], rtag[64];
-	uint32_t lseq, rseq;      /* our last CSeq in the dialog, the peer's */
+	uint32_t lseq, rseq;          /* our last CSeq in the dialog, the peer's */
 	char local[256], remote[256]; /* our address, the peer's (name-addr, with tags) */
-	char route[512];          /* the route set, as a Route header's value */
-	char target[256];         /* the peer's Contact */
+	char route[512];              /* the route set, as a Route header's value */
+	char target[256];             /* the peer's Contact */
 	unsigned secure : 1, tcp : 1, incoming : 1, near : 1, answered : 1;
 };
 
@@ -77,9 +77,9 @@ typedef void leg_answer_h(void *arg, struct leg *leg, int status, const char *ph
 struct ctx {
 	LIST_ENTRY(ctx) link; /* in the call's list */
 	struct call *call;
-	struct leg *to;         /* the leg it went out on */
-	struct leg *from;       /* relayed: the leg whose request it carries */
-	nta_incoming_t *irq;    /* relayed: the request its answer answers */
+	struct leg *to;      /* the leg it went out on */
+	struct leg *from;    /* relayed: the leg whose request it carries */
+	nta_incoming_t *irq; /* relayed: the request its answer answers */
 	nta_outgoing_t *orq;
 	enum { CTX_RELAY, CTX_INVITE, CTX_BYE, CTX_OWN, CTX_PRACK } kind;
 	unsigned offer : 1; /* a relayed UPDATE with an offer: the call's offer is busy */
@@ -142,10 +142,10 @@ struct sip {
 	url_t *upstream;
 	char *upstream_route; /* <sip:upstream;lr> */
 	sip_route_t *upstream_rt;
-	char *path;           /* <sip:us;lr> for REGISTER and Record-Route */
-	url_t *self;          /* conf.listen, parsed once */
-	url_t *self_tls;      /* conf.tls_listen, parsed once, or NULL */
-	char *node;           /* sip:host:port: how other nodes reach this one */
+	char *path;      /* <sip:us;lr> for REGISTER and Record-Route */
+	url_t *self;     /* conf.listen, parsed once */
+	url_t *self_tls; /* conf.tls_listen, parsed once, or NULL */
+	char *node;      /* sip:host:port: how other nodes reach this one */
 	sip_contact_t *contact_udp, *contact_tcp, *contact_tls;
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
@@ -190,8 +190,7 @@ const char *call_side(const struct leg *leg);
 char *call_copy_phrase(struct call *c, int status, const char *phrase);
 struct ctx *ctx_new(struct call *c, struct leg *to, int kind);
 void ctx_free(struct ctx *x);
-struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag,
-                          const char *rtag);
+struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag, const char *rtag);
 
 /* leg.c: the narrow API features use to work a leg */
 int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip);
@@ -235,12 +234,9 @@ int hook_leg_terminated(struct call *c, struct leg *leg);
 void hook_call_active(struct call *c);
 void hook_call_ending(struct call *c);
 void hook_call_gone(struct call *c);
-int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-               msg_t *req);
-int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-                 msg_t *req);
-int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-              msg_t *req);
+int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 void hook_stop(struct sip *s);
 
 /* sdp.c */
@@ -277,7 +273,6 @@ void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *si
 struct txn *txn_new(struct sip *s, nta_incoming_t *irq);
 void txn_free(struct txn *t);
 
-
 static inline sip_content_type_t *body_ct(const sip_t *sip)
 {
 	return sip && sip->sip_payload ? sip->sip_content_type : NULL;
@@ -299,6 +294,9 @@ static inline sip_payload_t *body_pl(const sip_t *sip)
 
 /* The same, as the entries of a tagi_t array. */
 #define BODY_TAGI(sip, pl)                                                                         \
-	{TAG_IF(pl &&body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip)))}, {TAG_IF(pl, SIPTAG_PAYLOAD(pl))}
+	{TAG_IF(pl && body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip)))},                           \
+	{                                                                                          \
+		TAG_IF(pl, SIPTAG_PAYLOAD(pl))                                                     \
+	}
 
 #endif

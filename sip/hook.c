@@ -120,8 +120,7 @@ void hook_call_gone(struct call *c)
 	}
 }
 
-int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-               msg_t *req)
+int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
@@ -132,8 +131,7 @@ int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t 
 	return 0;
 }
 
-int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-                 msg_t *req)
+int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;
@@ -144,8 +142,7 @@ int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 	return 0;
 }
 
-int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
-              msg_t *req)
+int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {
 		const struct sip_call_hooks *h = s->hooks[i].h;

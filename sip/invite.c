@@ -80,8 +80,8 @@ static sip_replaces_t *replaces_mapped(struct call *c, const sip_replaces_t *rp)
 	if (!other || !other->dlg)
 		return NULL;
 	out = nta_leg_make_replaces(other->dlg, c->home, rp->rp_early_only);
-	LOG_INFO("call", "%s: Replaces %s maps to %s dialog %s of call %s", c->id,
-	         rp->rp_call_id, call_side(other), other->call_id, leg->call->id);
+	LOG_INFO("call", "%s: Replaces %s maps to %s dialog %s of call %s", c->id, rp->rp_call_id,
+	         call_side(other), other->call_id, leg->call->id);
 	return out;
 }
 
@@ -151,8 +151,8 @@ void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int fro
 	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
 	pl = body_for(out, sip);
 	req = nta_incoming_getrequest(irq);
-	err = leg_invite(out, req, NULL, SIPTAG_MAX_FORWARDS_STR(mfbuf), TAG_IF(rp, SIPTAG_REPLACES(rp)),
-	                 BODY_TAGS_PL(sip, pl), TAG_END());
+	err = leg_invite(out, req, NULL, SIPTAG_MAX_FORWARDS_STR(mfbuf),
+	                 TAG_IF(rp, SIPTAG_REPLACES(rp)), BODY_TAGS_PL(sip, pl), TAG_END());
 	msg_destroy(req);
 	if (err) {
 		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
@@ -232,8 +232,8 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 			msg_destroy(out->rel_resp);
 			out->rel_resp = msg_ref_create(resp);
 		}
-		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL, reliable,
-		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
+		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL,
+		              reliable, (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
 	}
 	if (status < 300) {
@@ -258,8 +258,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		relay_failure(c, status, phrase, sip, resp);
 }
 
-void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip,
-                     msg_t *resp)
+void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip, msg_t *resp)
 {
 	struct call *c = leg->call;
 	struct leg *from = c->reinvite_from;
@@ -273,7 +272,8 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 	}
 	if (leg != c->near && leg != c->far && !leg->incoming) {
 		if (status >= 200 && status < 300) {
-			/* A leg dialled for a move that let go of it (its CANCEL crossed the answer). */
+			/* A leg dialled for a move that let go of it (its CANCEL crossed the
+			 * answer). */
 			leg->answered = 1;
 			leg_ack(leg, NULL, NULL);
 			leg->ending = 0;

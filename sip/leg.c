@@ -272,8 +272,7 @@ out:
 }
 
 static int send_on(struct leg *leg, int kind, sip_method_t method, const char *name, msg_t *like,
-                   const sip_t *body_from, const sip_payload_t *pl, tagi_t *tags,
-                   struct ctx **xp)
+                   const sip_t *body_from, const sip_payload_t *pl, tagi_t *tags, struct ctx **xp)
 {
 	struct ctx *x;
 
@@ -361,7 +360,8 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 	cseq->cs_method = sip_method_ack;
 	cseq->cs_method_name = "ACK";
 	if ((like && copy_e2e(msg, sip, like, leg != leg->call->near)) ||
-	    sip_add_tl(msg, sip, SIPTAG_CSEQ(cseq), TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+	    sip_add_tl(msg, sip, SIPTAG_CSEQ(cseq),
+	               TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
 	               TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END()) < 0 ||
 	    nta_msg_request_complete(msg, leg->dlg, SIP_METHOD_ACK, NULL) < 0 ||
 	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, NULL, msg, TAG_END()))) {

@@ -121,8 +121,8 @@ void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *si
 	    (sip && copy_body(msg, out, sip, pl)) ||
 	    (sip && sip->sip_contact && status < 300 &&
 	     sip_add_tl(msg, out,
-	                SIPTAG_CONTACT(b2bua_contact(c->sip, from ? from->secure : 0,
-	                                             from ? from->tcp : 0)),
+	                SIPTAG_CONTACT(
+	                    b2bua_contact(c->sip, from ? from->secure : 0, from ? from->tcp : 0)),
 	                TAG_END()) < 0) ||
 	    nta_incoming_complete_response(irq, msg, status, phrase, TAG_END()) < 0 ||
 	    nta_incoming_mreply(irq, msg) < 0) {
@@ -240,10 +240,9 @@ static void register_timeout(su_root_magic_t *m, su_timer_t *timer, void *arg)
 /* Whether a URI names us, on our SIP or our TLS address. */
 static int uri_is_us(struct sip *s, const url_t *u)
 {
-	return route_is_self(s, u) ||
-	       (s->self_tls && u->url_host && s->self_tls->url_host &&
-	        !strcasecmp(u->url_host, s->self_tls->url_host) &&
-	        !strcmp(url_port(u), url_port(s->self_tls)));
+	return route_is_self(s, u) || (s->self_tls && u->url_host && s->self_tls->url_host &&
+	                               !strcasecmp(u->url_host, s->self_tls->url_host) &&
+	                               !strcmp(url_port(u), url_port(s->self_tls)));
 }
 
 static int route_is_us(struct sip *s, const sip_route_t *r)
@@ -255,11 +254,12 @@ static int route_is_us(struct sip *s, const sip_route_t *r)
 static void answer_locally(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 {
 	if (sip->sip_request->rq_method == sip_method_options) {
-		sip_reply(irq, SIP_200_OK,
-		          SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
-		                           "PRACK, REFER, NOTIFY, SUBSCRIBE, PUBLISH, REGISTER"),
-		          SIPTAG_ACCEPT_STR("application/sdp, text/plain, image/png, image/jpeg"),
-		          SIPTAG_SUPPORTED_STR("path, replaces, 100rel, timer"), TAG_END());
+		sip_reply(
+		    irq, SIP_200_OK,
+		    SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, "
+		                     "PRACK, REFER, NOTIFY, SUBSCRIBE, PUBLISH, REGISTER"),
+		    SIPTAG_ACCEPT_STR("application/sdp, text/plain, image/png, image/jpeg"),
+		    SIPTAG_SUPPORTED_STR("path, replaces, 100rel, timer"), TAG_END());
 		return;
 	}
 	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
@@ -294,7 +294,8 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 	}
 	if (sip->sip_proxy_require) {
 		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
-		char *what = sip_header_as_string(s->home, (const sip_header_t *)sip->sip_proxy_require);
+		char *what =
+		    sip_header_as_string(s->home, (const sip_header_t *)sip->sip_proxy_require);
 
 		sip_reply(irq, SIP_420_BAD_EXTENSION, TAG_IF(what, SIPTAG_UNSUPPORTED_STR(what)),
 		          TAG_END());

@@ -38,8 +38,9 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
 	if (line_len < sizeof(line) - 1) {
 		n = vsnprintf(line + line_len, sizeof(line) - line_len, fmt, ap);
 		if (n > 0)
-			line_len += (size_t)n < sizeof(line) - line_len ? (size_t)n
-			                                                 : sizeof(line) - line_len - 1;
+			line_len += (size_t)n < sizeof(line) - line_len
+			                ? (size_t)n
+			                : sizeof(line) - line_len - 1;
 	}
 	if (line_len && line[line_len - 1] == '\n')
 		flush_line();

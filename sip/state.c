@@ -74,10 +74,11 @@ struct leg *leg_restore(struct call *c, const struct leg_state *st)
 	leg->secure = st->secure;
 	leg->tcp = st->tcp;
 	leg->answered = st->answered;
-	leg->dlg = nta_leg_tcreate(s->nta, leg_request_cb, leg, SIPTAG_CALL_ID_STR(st->call_id),
-	                           SIPTAG_FROM_STR(st->local), SIPTAG_TO_STR(st->remote),
-	                           TAG_IF(route, SIPTAG_ROUTE(route)), TAG_IF(cseq, SIPTAG_CSEQ(cseq)),
-	                           NTATAG_REMOTE_CSEQ(st->rseq), TAG_END());
+	leg->dlg =
+	    nta_leg_tcreate(s->nta, leg_request_cb, leg, SIPTAG_CALL_ID_STR(st->call_id),
+	                    SIPTAG_FROM_STR(st->local), SIPTAG_TO_STR(st->remote),
+	                    TAG_IF(route, SIPTAG_ROUTE(route)), TAG_IF(cseq, SIPTAG_CSEQ(cseq)),
+	                    NTATAG_REMOTE_CSEQ(st->rseq), TAG_END());
 	if (!leg->dlg || (st->ltag[0] && !nta_leg_tag(leg->dlg, st->ltag)) ||
 	    (st->rtag[0] && !nta_leg_rtag(leg->dlg, st->rtag))) {
 		call_leg_terminated(leg);

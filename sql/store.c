@@ -8,6 +8,8 @@
 
 #include "sql/store.h"
 #include "sql/store_int.h"
+
+#include <sofia-sip/su_wait.h>
 #include "util/log.h"
 #include "util/queue.h"
 
@@ -189,7 +191,15 @@ int store_open_timeout(struct store **sp, const char *url, int timeout_ms, char 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return ENOMEM;
-	pthread_mutex_init(&s->lock, NULL);
+	{
+		/* Recursive: a batch holds it across its transaction while each job takes it. */
+		pthread_mutexattr_t a;
+
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&s->lock, &a);
+		pthread_mutexattr_destroy(&a);
+	}
 	s->lim = default_limits;
 	if (strncmp(url, "sqlite:", 7) == 0) {
 		s->ops = &store_sqlite_ops;
@@ -238,7 +248,10 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	store_flush(s);   /* writes still waiting to go in a batch */
 	queue_free(s->q); /* runs what is queued and delivers its completions */
+	if (s->batch_timer)
+		su_timer_destroy(s->batch_timer);
 	s->ops->close(s->conn);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -280,6 +280,7 @@ enum store_op {
 	STORE_OP_NODE_RESET,    /* in: text (node), at; out: n */
 	STORE_OP_MOVE_SHOW_SET, /* in: id, hash (of the show secret) */
 	STORE_OP_MOVE_BY_SHOW,  /* in: hash (of the show secret); out: move */
+	STORE_OP_BATCH,         /* in: jobs, n: run in one transaction (store_submit_later) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -303,6 +304,7 @@ struct store_job {
 	struct store_move *moves;        /* out: likewise */
 	struct store_move_event *events; /* out: likewise */
 	uint8_t hash[STORE_HASH_LEN];    /* in: MOVE_SHOW_SET, MOVE_BY_SHOW */
+	struct store_job *jobs;          /* in: BATCH (owned by the store) */
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */
@@ -315,5 +317,15 @@ int store_attach(struct store *s, struct su_root_s *root);
  * Jobs run in order, except that redeems (MOVE_REDEEM, MOVE_NODE) overtake queued jobs: submit
  * them only once the move's insert has completed. */
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
+
+/*
+ * Queues a copy of a fire-and-forget write (the calls' rows) to go with others: within 50 ms, or
+ * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
+ * job in one transaction. One wake-up of the worker and one commit for many calls.
+ */
+int store_submit_later(struct store *s, const struct store_job *job);
+
+/* Queue the writes store_submit_later holds now. */
+void store_flush(struct store *s);
 
 #endif

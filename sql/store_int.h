@@ -69,6 +69,10 @@ struct store {
 	pthread_mutex_t lock; /* one user of conn at a time: the worker, the loop or a CLI */
 	struct store_limits lim;
 	struct queue *q; /* the worker, once attached */
+	/* Fire-and-forget writes waiting to go to the worker as one job, one transaction. */
+	struct store_job *batch;
+	size_t nbatch, batch_cap;
+	struct su_timer_s *batch_timer;
 };
 
 static inline struct store_val t(const char *text)

@@ -8,6 +8,11 @@
 #include "util/log.h"
 #include "util/queue.h"
 
+#include <sofia-sip/su_wait.h>
+
+#define BATCH_MAX 256 /* writes in one batch at most */
+#define BATCH_MS  50  /* how long the first of a batch waits for others */
+
 /* A queued job and where its completion goes. Owner: the queue, then node_work or node_done. */
 struct node {
 	struct store *s;
@@ -57,6 +62,33 @@ static int collect_event(const struct store_move_event *ev, void *arg)
 	if (append((void **)&job->events, &job->n, ev, sizeof(*ev)))
 		job->err = ENOMEM;
 	return job->err;
+}
+
+static void job_run(struct store *s, struct store_job *job);
+static const char *op_name(enum store_op op);
+
+/* Writes that wait for no answer, in one transaction; one that fails is logged, not the rest. */
+static int batch_run(struct store *s, struct store_job *job)
+{
+	int e;
+
+	pthread_mutex_lock(&s->lock);
+	e = s->ops->begin(s->conn);
+	for (size_t i = 0; i < job->n; i++) {
+		struct store_job *one = &job->jobs[i];
+
+		job_run(s, one);
+		if (one->err)
+			LOG_ERR("store", "%s %s: %s", op_name(one->op), one->id,
+			        strerror(one->err));
+	}
+	if (!e)
+		e = store_tx_end(s, 0);
+	pthread_mutex_unlock(&s->lock);
+	free(job->jobs);
+	job->jobs = NULL;
+	job->n = 0;
+	return e;
 }
 
 static void job_run(struct store *s, struct store_job *job)
@@ -131,6 +163,9 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_MOVE_BY_SHOW:
 		e = store_move_by_show(s, job->hash, &job->move);
 		break;
+	case STORE_OP_BATCH:
+		e = batch_run(s, job);
+		break;
 	default:
 		e = EINVAL;
 		break;
@@ -172,6 +207,7 @@ static void node_free(struct node *n)
 	free(n->job.calls);
 	free(n->job.moves);
 	free(n->job.events);
+	free(n->job.jobs);
 	free(n);
 }
 
@@ -202,10 +238,67 @@ int store_attach(struct store *s, struct su_root_s *root)
 	if (s->q)
 		return EALREADY;
 	/* One worker: the store has one connection, and jobs run in order. */
+	s->batch_timer = su_timer_create(su_root_task(root), BATCH_MS);
 	return queue_alloc(&s->q, root, 1, 0);
 }
 
+static int submit_node(struct store *s, const struct store_job *job, store_done_h *done, void *arg,
+                       struct store_job *jobs, size_t njobs);
+
+void store_flush(struct store *s)
+{
+	struct store_job job = {.op = STORE_OP_BATCH};
+	size_t n = s->nbatch;
+
+	if (!n)
+		return;
+	if (s->batch_timer)
+		su_timer_reset(s->batch_timer);
+	s->nbatch = 0;
+	if (submit_node(s, &job, NULL, NULL, s->batch, n)) {
+		LOG_ERR("store", "cannot queue %zu writes", n);
+		free(s->batch);
+	}
+	s->batch = NULL;
+	s->batch_cap = 0;
+}
+
+static void batch_due(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
+{
+	store_flush(arg);
+}
+
+int store_submit_later(struct store *s, const struct store_job *job)
+{
+	if (!s->q)
+		return ENOTCONN;
+	if (s->nbatch == s->batch_cap) {
+		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;
+		struct store_job *grown = realloc(s->batch, cap * sizeof(*grown));
+
+		if (!grown)
+			return ENOMEM;
+		s->batch = grown;
+		s->batch_cap = cap;
+	}
+	s->batch[s->nbatch] = *job;
+	s->batch[s->nbatch].err = 0;
+	if (++s->nbatch >= BATCH_MAX || !s->batch_timer)
+		store_flush(s);
+	else if (s->nbatch == 1)
+		su_timer_set_interval(s->batch_timer, batch_due, s, BATCH_MS);
+	return 0;
+}
+
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
+{
+	/* What waits in a batch was asked for first: it goes first. */
+	store_flush(s);
+	return submit_node(s, job, done, arg, NULL, 0);
+}
+
+static int submit_node(struct store *s, const struct store_job *job, store_done_h *done, void *arg,
+                       struct store_job *jobs, size_t njobs)
 {
 	struct node *n;
 	unsigned flags = 0;
@@ -225,6 +318,8 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 	n->job.calls = NULL;
 	n->job.moves = NULL;
 	n->job.events = NULL;
+	n->job.jobs = jobs;
+	n->job.n = njobs;
 	/* A device waits on a redeem; it needs only the move's row, whose insert has finished. */
 	if (job->op == STORE_OP_MOVE_REDEEM || job->op == STORE_OP_MOVE_NODE)
 		flags = QUEUE_URGENT;

@@ -3,7 +3,9 @@
  * packet sent): the same Call-ID, tags, CSeqs, route set and target, and requests of that
  * dialog find the new leg.
  */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <sofia-sip/su.h>
@@ -16,13 +18,16 @@ static struct sip *s;
 
 static void setup(void)
 {
-	/* Port 0 is refused by sip_alloc's URI checks; these are never sent to. */
+	/* Criterion runs tests in parallel processes: each binds its own port (nothing is ever
+	 * sent; the upstream's port is only a name). */
+	char listen[64];
 	struct sip_conf conf = {
-	    .listen = "sip:127.0.0.1:28961",
+	    .listen = listen,
 	    .upstream = "sip:127.0.0.1:28962",
 	    .domain = "qrxfer.test",
 	};
 
+	snprintf(listen, sizeof(listen), "sip:127.0.0.1:%d", 40000 + (int)(getpid() % 4000) * 2);
 	su_init();
 	root = su_root_create(NULL);
 	cr_assert_not_null(root);

@@ -300,6 +300,10 @@ sc_method_unknown_in_dialog() {
 	sipp_start far server callee-foo-dialog.xml &&
 		sipp_start near client caller-foo-dialog.xml -key ruri "$ruri_far"
 }
+sc_session_timer() {
+	sipp_start far server callee-session-timer.xml &&
+		sipp_start near client caller-session-timer.xml -key ruri "$ruri_far"
+}
 sc_prack() {
 	sipp_start far server callee-100rel.xml &&
 		sipp_start near client caller-100rel.xml -key ruri "$ruri_far"
@@ -388,6 +392,7 @@ relay refer-blind sc_refer_blind
 relay refer-blind-from-pbx sc_refer_blind_from_pbx
 relay method-unknown-in-dialog sc_method_unknown_in_dialog
 relay prack sc_prack
+relay session-timer sc_session_timer
 relay replaces-attended sc_replaces_attended
 relay subscribe-mwi sc_subscribe_mwi
 relay notify-unsolicited sc_notify_unsolicited

@@ -76,12 +76,11 @@ typedef void leg_answer_h(void *arg, struct leg *leg, int status, const char *ph
 
 struct ctx {
 	LIST_ENTRY(ctx) link; /* in the call's list */
-	struct call *call;
-	struct leg *to;      /* the leg it went out on */
-	struct leg *from;    /* relayed: the leg whose request it carries */
-	nta_incoming_t *irq; /* relayed: the request its answer answers */
+	struct leg *to;       /* the leg it went out on */
+	struct leg *from;     /* relayed: the leg whose request it carries */
+	nta_incoming_t *irq;  /* relayed: the request its answer answers */
 	nta_outgoing_t *orq;
-	enum { CTX_RELAY, CTX_INVITE, CTX_BYE, CTX_OWN, CTX_PRACK } kind;
+	enum { CTX_RELAY, CTX_INVITE, CTX_BYE, CTX_OWN } kind;
 	unsigned offer : 1; /* a relayed UPDATE with an offer: the call's offer is busy */
 	sip_method_t method;
 	leg_answer_h *cb; /* CTX_OWN: who wants the answer */
@@ -187,7 +186,6 @@ void call_leg_end(struct leg *leg, const char *reason);
 void call_leg_tags(struct leg *leg, const sip_t *sip);
 struct leg *call_other(struct leg *leg);
 const char *call_side(const struct leg *leg);
-char *call_copy_phrase(struct call *c, int status, const char *phrase);
 struct ctx *ctx_new(struct call *c, struct leg *to, int kind);
 void ctx_free(struct ctx *x);
 struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag, const char *rtag);
@@ -282,11 +280,6 @@ static inline sip_payload_t *body_pl(const sip_t *sip)
 {
 	return sip ? sip->sip_payload : NULL;
 }
-
-/* Tags that copy a message's body, if it has one. */
-#define BODY_TAGS(sip)                                                                             \
-	TAG_IF(body_ct(sip), SIPTAG_CONTENT_TYPE(body_ct(sip))),                                   \
-	    TAG_IF(body_pl(sip), SIPTAG_PAYLOAD(body_pl(sip)))
 
 /* Tags for a body already chosen with body_for(). */
 #define BODY_TAGS_PL(sip, pl)                                                                      \

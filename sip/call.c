@@ -69,7 +69,6 @@ struct ctx *ctx_new(struct call *c, struct leg *to, int kind)
 
 	if (!x)
 		return NULL;
-	x->call = c;
 	x->to = to;
 	x->kind = kind;
 	LIST_INSERT_HEAD(&c->ctxs, x, link);
@@ -138,16 +137,6 @@ void call_leg_tags(struct leg *leg, const sip_t *sip)
 		return;
 	leg->ltag = su_strdup(leg->call->home, leg->incoming ? to : from);
 	leg->rtag = su_strdup(leg->call->home, leg->incoming ? from : to);
-}
-
-/* A phrase that lives as long as the call (answers are built later than they come). */
-char *call_copy_phrase(struct call *c, int status, const char *phrase)
-{
-	const char *std = sip_status_phrase(status);
-
-	if (std && (!phrase || !*phrase || !strcmp(std, phrase)))
-		return (char *)std;
-	return su_strdup(c->home, phrase && *phrase ? phrase : std ? std : "Unknown");
 }
 
 /* End one leg by the means its state allows. */

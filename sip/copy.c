@@ -19,7 +19,7 @@ static int hop_header(const msg_hclass_t *hc)
 	       hc == sip_content_length_class || hc == sip_content_type_class ||
 	       hc == sip_payload_class || hc == sip_separator_class || hc == sip_rseq_class ||
 	       hc == sip_rack_class || hc == sip_path_class || hc == sip_service_route_class ||
-	       hc == sip_timestamp_class || hc == sip_error_class || hc == sip_unknown_class;
+	       hc == sip_timestamp_class || hc == sip_error_class;
 }
 
 /* Unknown headers pass, but for an identity a phone would forge toward the PBX. */

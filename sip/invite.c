@@ -178,8 +178,7 @@ static void relay_failure(struct call *c, int status, const char *phrase, const 
 		if (*p == '\r' || *p == '\n' || *p == '"' || *p == '\\')
 			*p = ' ';
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status, text);
-	leg_answer(c->in, code, code == status ? call_copy_phrase(c, code, phrase) : NULL,
-	           code == status ? resp : NULL, NULL,
+	leg_answer(c->in, code, code == status ? phrase : NULL, code == status ? resp : NULL, NULL,
 	           TAG_IF(!sip || !sip->sip_reason, SIPTAG_REASON_STR(reason)), TAG_END());
 	call_leg_terminated(c->in);
 }
@@ -232,8 +231,8 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 			msg_destroy(out->rel_resp);
 			out->rel_resp = msg_ref_create(resp);
 		}
-		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL,
-		              reliable, (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
+		leg_answer_as(c->in, status, phrase, resp, NULL, reliable,
+		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
 	}
 	if (status < 300) {
@@ -245,7 +244,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->answered = time(NULL);
 		metric_inc(METRIC_CALLS_ANSWERED_TOTAL);
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
-		leg_answer_as(c->in, status, call_copy_phrase(c, status, phrase), resp, NULL, 0,
+		leg_answer_as(c->in, status, phrase, resp, NULL, 0,
 		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
 	}
@@ -296,15 +295,14 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 		c->offer_busy = 0;
 		c->reinvite_from = NULL;
 		if (status == 408 || status == 481) {
-			leg_answer(from, status, call_copy_phrase(c, status, phrase), NULL, NULL,
-			           TAG_END());
+			leg_answer(from, status, phrase, NULL, NULL, TAG_END());
 			call_end(c, status, "SIP;cause=481;text=\"Dialog gone\"");
 			return;
 		}
 	}
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
-	leg_answer_as(from, status, call_copy_phrase(c, status, phrase), resp, NULL, 0,
+	leg_answer_as(from, status, phrase, resp, NULL, 0,
 	              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 }
 

@@ -226,7 +226,6 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 		invite_response(to, status, phrase, sip, resp);
 		break;
 	case CTX_RELAY:
-	case CTX_PRACK:
 		relay_answer(x, status, phrase, sip, orq);
 		break;
 	case CTX_BYE:

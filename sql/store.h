@@ -45,7 +45,10 @@ struct store_call {
 	int64_t created_at;
 	int64_t answered_at;
 	int64_t ended_at;
-	char node[STORE_URI_MAX]; /* the SIP URI of the node holding the dialogs (written only) */
+	char node[STORE_URI_MAX]; /* the SIP URI of the node holding the dialogs */
+	/* out: the call's dialog state as the SIP core wrote it (store_call_dialogs_set), or
+	 * NULL; owned by the store, valid during the callback or until the job is freed */
+	char *dialogs;
 };
 
 enum store_move_state {
@@ -244,9 +247,47 @@ int store_source_check(struct store *s, const char *source, int64_t now, struct 
 int store_guess_check(struct store *s, const char *source, enum store_key kind, int64_t now,
                       struct store_failure *f);
 
-/* Marks this node's calls still live in the store as ended and their unfinished moves as failed
- * (a start after a stop or a crash: the dialogs are gone); n gets the calls. */
+/* Marks this node's calls still live in the store without a dialog state as ended and their
+ * unfinished moves as failed (a start after a stop or a crash: those dialogs cannot be served
+ * again); calls with a dialog state are left to store_call_list_node. n gets the calls ended. */
 int store_node_reset(struct store *s, const char *node, int64_t now, int *np);
+
+/*
+ * Survival: a live call's dialogs in the store, and which node serves it. Each node renews a
+ * lease (store_node_beat); a node whose lease ran out is dead and its calls go to a live one,
+ * exactly once. A restart reads the node's own calls back (store_call_list_node).
+ */
+
+/* Writes a live call's dialog state (an opaque text the SIP core makes and reads: JSON); the
+ * last write wins. ENOENT when there is no such call or it ended. */
+int store_call_dialogs_set(struct store *s, const char *id, const char *dialogs, int64_t at);
+
+/* Renews node's lease to now + lease_ms (creating its row the first time) and records whether
+ * it is draining. */
+int store_node_beat(struct store *s, const char *node, int64_t now, int64_t lease_ms,
+                    int draining);
+
+/* Visits the live calls node serves that have a dialog state, oldest first (call->dialogs set). */
+int store_call_list_node(struct store *s, const char *node, store_call_h *each, void *arg);
+
+/*
+ * Takes over the live calls of one node other than me whose lease ran out before now: from
+ * then on they are me's (calls.node), and no other node gets them (a node that renewed its
+ * lease before the take keeps them; two nodes adopting at once: one wins). Visits each call
+ * taken, with its dialog state; dead gets the dead node's name. ENOENT when no node is dead
+ * (or its calls are gone).
+ */
+int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
+                     store_call_h *each, void *arg);
+
+/*
+ * The live call one of whose legs has the SIP Call-ID sip_call_id, for me to serve: 0 and the
+ * call (its dialogs set) when me serves it already or just took it over (its node's lease ran
+ * out: calls.node is me from then on); EBUSY when a node with a live lease serves it
+ * (call->node names it); ENOENT when there is none.
+ */
+int store_call_take(struct store *s, const char *sip_call_id, const char *me, int64_t now,
+                    struct store_call *call);
 
 /*
  * The key guesses are counted under: "ip:" and the address, an IPv6 address as its /64
@@ -281,6 +322,11 @@ enum store_op {
 	STORE_OP_MOVE_SHOW_SET, /* in: id, hash (of the show secret) */
 	STORE_OP_MOVE_BY_SHOW,  /* in: hash (of the show secret); out: move */
 	STORE_OP_BATCH,         /* in: jobs, n: run in one transaction (store_submit_later) */
+	STORE_OP_CALL_DIALOGS,  /* in: id, blob (the state), at */
+	STORE_OP_NODE_BEAT,     /* in: node, at, lease_ms, draining */
+	STORE_OP_CALL_LIST_NODE, /* in: node; out: calls, n (each with dialogs) */
+	STORE_OP_NODE_ADOPT,    /* in: node (me), at; out: text (the dead node), calls, n */
+	STORE_OP_CALL_TAKE,     /* in: text (a SIP Call-ID), node (me), at; out: call */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -305,6 +351,12 @@ struct store_job {
 	struct store_move_event *events; /* out: likewise */
 	uint8_t hash[STORE_HASH_LEN];    /* in: MOVE_SHOW_SET, MOVE_BY_SHOW */
 	struct store_job *jobs;          /* in: BATCH (owned by the store) */
+	char node[STORE_URI_MAX];        /* in: this node (NODE_BEAT, LIST_NODE, ADOPT, TAKE) */
+	int64_t lease_ms;                /* in: NODE_BEAT */
+	int draining;                    /* in: NODE_BEAT */
+	/* in: CALL_DIALOGS: the state, from malloc; the store owns it once submitted (it is
+	 * freed with the job, also when a submit fails) */
+	char *blob;
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */

@@ -6,7 +6,7 @@
 
 #include "host/conf.h"
 
-#define MOD_ABI_VERSION 1
+#define MOD_ABI_VERSION 2
 
 /* What the host gives a module. */
 struct mod_host {
@@ -24,6 +24,7 @@ struct mod_export {
 	int (*init)(const struct mod_host *host);
 	void (*reload)(void);   /* after the host re-read the config */
 	void (*shutdown)(void); /* end calls; call host->stopped when done */
+	void (*drain)(void);    /* take no new calls (SIGUSR1); may be NULL */
 	void (*close)(void);    /* free everything; the loop has stopped */
 };
 

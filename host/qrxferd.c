@@ -86,12 +86,17 @@ static int on_signal_pipe(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t 
 				mod->reload();
 			continue;
 		}
+		if (b == SIGUSR1) {
+			if (mod->drain)
+				mod->drain();
+			continue;
+		}
 		if (stopping++) {
 			fprintf(stderr, "qrxferd: second signal: stopping now\n");
 			su_root_break(root);
 			continue;
 		}
-		fprintf(stderr, "qrxferd: signal %d: ending calls and stopping\n", b);
+		fprintf(stderr, "qrxferd: signal %d: stopping\n", b);
 		mod->shutdown();
 	}
 	return 0;
@@ -208,6 +213,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	host.root = root;

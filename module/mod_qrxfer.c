@@ -23,12 +23,12 @@
 
 static struct {
 	char *sip_listen, *sip_tls_listen, *sip_tls_cert_dir, *sip_domain, *sip_upstream;
-	int max_call_duration, register_timeout, udp_rcvbuf;
+	int max_call_duration, register_timeout, udp_rcvbuf, on_stop;
 	char *http_listen, *http_public_url, *http_admin_token_file, *http_admin_listen;
 	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
 	int http_per_ip_limit, http_header_timeout, http_body_timeout;
 	char *store_url;
-	int store_keep_ended, store_timeout;
+	int store_keep_ended, store_timeout, store_lease;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
 	int codes_lockout, codes_numeric_budget, codes_budget_window;
 	char *move_dial_domains;
@@ -49,6 +49,7 @@ static const char *const policies[] = {"none", "near", "far", "both", NULL};
 static const char *const channels[] = {"sip", "sms", NULL};
 static const char *const side_channels[] = {"default", "sip", "sms", NULL};
 static const char *const scan_policies[] = {"none", "both", NULL};
+static const char *const on_stops[] = {"keep", "end", NULL};
 
 #define R   MOD_CONF_RELOAD
 #define REQ MOD_CONF_REQUIRED
@@ -63,6 +64,7 @@ static const struct mod_conf_param params[] = {
     {"sip", "max_call_duration", MOD_CONF_INT, &conf.max_call_duration, "14400", 0, 604800},
     {"sip", "register_timeout", MOD_CONF_INT, &conf.register_timeout, "32", 1, 300},
     {"sip", "udp_rcvbuf", MOD_CONF_INT, &conf.udp_rcvbuf, "4194304", 0, 268435456},
+    {"sip", "on_stop", MOD_CONF_ENUM, &conf.on_stop, "keep", .choices = on_stops},
     {"http", "listen", MOD_CONF_STR, &conf.http_listen, "127.0.0.1:8080"},
     {"http", "public_url", MOD_CONF_STR, &conf.http_public_url, "http://127.0.0.1:8080"},
     {"http", "admin_token_file", MOD_CONF_STR, &conf.http_admin_token_file,
@@ -81,6 +83,7 @@ static const struct mod_conf_param params[] = {
     {"store", "keep_ended", MOD_CONF_INT, &conf.store_keep_ended, "2592000", 0, 315360000,
      .flags = R},
     {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 3600},
+    {"store", "lease", MOD_CONF_INT, &conf.store_lease, "5", 2, 3600},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
     {"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
     {"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris, .flags = R},
@@ -255,6 +258,8 @@ static void fill_sip_conf(void)
 	sc.scans_both = conf.move_scans == 1;
 	sc.dial_domains = nonempty(conf.move_dial_domains);
 	sc.store_timeout = (unsigned)conf.store_timeout;
+	sc.on_stop_keep = conf.on_stop == 0;
+	sc.lease_secs = (unsigned)conf.store_lease;
 	sc.scan_queue = (unsigned)conf.move_scan_queue;
 	sc.scan_rate = (unsigned)conf.move_scan_rate;
 	sc.scan_burst = (unsigned)conf.move_scan_burst;
@@ -451,6 +456,13 @@ static void mod_shutdown(void)
 		host->stopped();
 }
 
+/* SIGUSR1 (or qrxferctl drain): new calls go to the other nodes. */
+static void mod_drain(void)
+{
+	if (sip)
+		sip_drain(sip);
+}
+
 static void mod_close(void)
 {
 	if (tick)
@@ -485,5 +497,6 @@ __attribute__((visibility("default"))) const struct mod_export mod_export = {
     .init = mod_init,
     .reload = mod_reload,
     .shutdown = mod_shutdown,
+    .drain = mod_drain,
     .close = mod_close,
 };

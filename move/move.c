@@ -527,5 +527,6 @@ int move_init(struct sip *s)
 		free(ms);
 		return err;
 	}
-	return move_record_init(s);
+	err = move_record_init(s);
+	return err ? err : move_survive_init(s);
 }

@@ -165,6 +165,10 @@ void move_guess_failed(struct sip *s, const char *source, enum store_key kind, c
 
 /* offer.c */
 int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg);
+void move_revive(struct call *c, const struct store_move *sm);
+
+/* survive.c */
+int move_survive_init(struct sip *s);
 
 /* media.c */
 void move_rollback(struct move *m);

@@ -412,6 +412,76 @@ fail:
 	return err;
 }
 
+/*
+ * A move of a call read back from the store (a restart, a dead node's call). A code on offer
+ * works again until it expires (the store redeems it; its digits and token are not kept, so
+ * they are not shown again). A move caught further on fails, the call staying with the near
+ * device: if C may have had the new device's media, it gets the near device's back.
+ */
+void move_revive(struct call *c, const struct store_move *sm)
+{
+	struct sip *s = c->sip;
+	struct move_stack *ms = move_stack(s);
+	struct move *m;
+	char *end;
+	unsigned long long id64 = strtoull(sm->id, &end, 16);
+	time_t now = time(NULL);
+
+	if (strlen(sm->id) != 16 || *end || !id64 || move_by_id64(s, id64) || !ms)
+		return;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->sip = s;
+	m->call = c;
+	m->id64 = id64;
+	snprintf(m->id, sizeof(m->id), "%s", sm->id);
+	snprintf(m->call_id, sizeof(m->call_id), "%s", c->id);
+	m->created = (time_t)(sm->created_at / 1000);
+	m->expires = (time_t)(sm->expires_at / 1000);
+	m->timer = su_timer_create(su_root_task(s->root), 0);
+	if (!m->timer || code_numeric_make(MOVE_NONCE_LEN, m->nonce, sizeof(m->nonce))) {
+		if (m->timer)
+			su_timer_destroy(m->timer);
+		free(m);
+		return;
+	}
+	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
+	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
+	m->phase = MOVE_STORING;
+	metric_inc(METRIC_MOVES_ACTIVE);
+	move_index(m);
+	LIST_INSERT_HEAD(&ms->moves, m, link);
+	c->feature = m;
+	if (sm->state == STORE_MOVE_OFFERED && m->expires > now) {
+		move_to(m, MOVE_OFFERED, "read back from the store");
+		move_event(m, "revived",
+		           "code on offer again after a restart or a takeover, %lld s left",
+		           (long long)(m->expires - now));
+		su_timer_set_interval(m->timer, move_offer_expired, m,
+		                      (su_duration_t)(m->expires - now) * 1000);
+		LOG_INFO("move", "%s: code on offer again on call %s", m->id, c->id);
+		return;
+	}
+	if (sm->state == STORE_MOVE_OFFERED) {
+		move_fail(m, 408, "the code expired unused");
+		return;
+	}
+	if (sm->state != STORE_MOVE_MOVING) {
+		move_fail(m, 503,
+		          "qrxfer restarted during the move: the call stays with the near "
+		          "device");
+		return;
+	}
+	/* C may have been re-INVITEd with B's media: it gets A's back (a new o= version). */
+	snprintf(m->reason, sizeof(m->reason),
+	         "qrxfer restarted while the media moved: the call stays with the near device");
+	metric_inc(METRIC_MOVES_FAILED_TOTAL);
+	LOG_INFO("move", "%s: failed: %s", m->id, m->reason);
+	move_to(m, MOVE_FAILED, m->reason);
+	move_rollback(m);
+}
+
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
                    void *arg)
 {

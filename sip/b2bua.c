@@ -27,13 +27,13 @@ const char *sip_call_state_name(enum sip_call_state st)
 	return "unknown";
 }
 
+static int default_known(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
+
 /* Every request outside the dialogs of our calls. */
 static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip)
 {
 	struct sip *s = arg;
 	sip_method_t method = sip->sip_request->rq_method;
-	msg_t *req;
-	int taken = 0;
 
 	if (method == sip_method_ack) {
 		nta_incoming_destroy(irq); /* its transaction is gone: nothing to do */
@@ -44,6 +44,20 @@ static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_
 		invite_new(s, irq, sip);
 		return 0;
 	}
+	/* A dialog of a call we do not have: a previous run's or a dead node's, maybe. */
+	if (sip->sip_to->a_tag && !relay_routed_us(s, sip) && !s->shutting_down &&
+	    hook_unknown_dialog(s, irq, sip))
+		return 0;
+	return default_known(s, irq, sip);
+}
+
+/* The rest of on_default, for a request no hook took. */
+static int default_known(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
+{
+	sip_method_t method = sip->sip_request->rq_method;
+	msg_t *req;
+	int taken = 0;
+
 	if (method == sip_method_invite || method == sip_method_bye || method == sip_method_prack) {
 		/* A dialog of a call we do not have (any more). */
 		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
@@ -59,6 +73,38 @@ static int on_default(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_
 		relay_out_of_dialog(s, irq, sip, req);
 	msg_destroy(req);
 	return 0;
+}
+
+/* A request the unknown_dialog hook held, now that its call may be served here. */
+void sip_dialog_resume(struct sip *s, nta_incoming_t *irq)
+{
+	msg_t *req = nta_incoming_getrequest(irq);
+	sip_t *sip = req ? sip_object(req) : NULL;
+	struct leg *leg = NULL;
+
+	if (sip && sip->sip_call_id && sip->sip_from && sip->sip_to)
+		leg = leg_by_dialog(s, sip->sip_call_id->i_id, sip->sip_to->a_tag,
+		                    sip->sip_from->a_tag);
+	if (leg) {
+		metric_dec(METRIC_SIP_REQUESTS_TOTAL); /* counted when it came */
+		leg_request_cb(leg, leg->dlg, irq, sip);
+	} else if (sip)
+		default_known(s, irq, sip);
+	else
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+	msg_destroy(req);
+}
+
+void sip_dialog_unknown(struct sip *s, nta_incoming_t *irq)
+{
+	msg_t *req = nta_incoming_getrequest(irq);
+	sip_t *sip = req ? sip_object(req) : NULL;
+
+	if (sip)
+		default_known(s, irq, sip);
+	else
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+	msg_destroy(req);
 }
 
 /* Messages nta has no transaction for: a 2xx to our INVITE sent again because our ACK was lost
@@ -90,6 +136,19 @@ static void trim_heap(su_root_magic_t *m, su_timer_t *t, void *arg)
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif
+}
+
+/* Once a second, the calls whose dialogs changed are written. */
+static void write_dirty(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	struct sip *s = arg;
+	struct call *c;
+
+	while ((c = TAILQ_FIRST(&s->dirty))) {
+		TAILQ_REMOVE(&s->dirty, c, dirty_link);
+		c->dirty = 0;
+		hook_call_changed(c);
+	}
 }
 
 static void done_now(su_root_magic_t *m, su_timer_t *t, void *arg)
@@ -188,6 +247,7 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	if (!s)
 		return ENOMEM;
 	TAILQ_INIT(&s->calls);
+	TAILQ_INIT(&s->dirty);
 	LIST_INIT(&s->txns);
 	su_home_init(s->home);
 	s->root = root;
@@ -269,6 +329,9 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf)
 	s->trim_timer = su_timer_create(su_root_task(root), 10000);
 	if (s->trim_timer)
 		su_timer_run(s->trim_timer, trim_heap, s);
+	s->dirty_timer = su_timer_create(su_root_task(root), 1000);
+	if (s->dirty_timer)
+		su_timer_run(s->dirty_timer, write_dirty, s);
 	if (s->conf.udp_rcvbuf)
 		LOG_INFO("sip", "UDP receive buffer asked: %u bytes", s->conf.udp_rcvbuf);
 	LOG_INFO("sip", "listening on %s%s%s, upstream %s", s->conf.listen,
@@ -308,6 +371,49 @@ static void shutdown_now(su_root_magic_t *m, su_timer_t *t, void *arg)
 	b2bua_check_done(s);
 }
 
+void sip_drain(struct sip *s)
+{
+	if (!s->draining)
+		LOG_INFO("sip", "draining: new calls are refused (503), %lld live calls go on",
+		         (long long)metric_get(METRIC_CALLS_ACTIVE));
+	s->draining = 1;
+}
+
+int sip_draining(const struct sip *s)
+{
+	return s->draining;
+}
+
+/*
+ * [sip] on_stop = keep: the calls stay up. Their state is written now, and the next start (or
+ * another node) serves them; transactions in flight are left to their senders' retransmits.
+ */
+static void shutdown_keep(struct sip *s)
+{
+	struct call *c;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(c, &s->calls, link)
+	if (c->state == SIP_CALL_ANSWERED && c->recorded) {
+		if (c->dirty)
+			TAILQ_REMOVE(&s->dirty, c, dirty_link);
+		c->dirty = 0;
+		hook_call_changed(c);
+		n++;
+	}
+	LOG_INFO("sip",
+	         "shutting down: %u calls kept for the next start, %lld not answered "
+	         "dropped",
+	         n, (long long)metric_get(METRIC_CALLS_ACTIVE) - n);
+	while (!LIST_EMPTY(&s->txns))
+		txn_free(LIST_FIRST(&s->txns));
+	s->stopped = 1;
+	if (s->shutdown_timer)
+		su_timer_set_interval(s->shutdown_timer, done_now, s, 0);
+	else
+		done_now(NULL, NULL, s);
+}
+
 void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 {
 	struct call *c, *next;
@@ -317,6 +423,10 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	s->shutting_down = 1;
 	s->done = done;
 	s->done_arg = arg;
+	if (s->conf.on_stop_keep && s->conf.store) {
+		shutdown_keep(s);
+		return;
+	}
 	LOG_INFO("sip", "shutting down: ending %lld calls",
 	         (long long)metric_get(METRIC_CALLS_ACTIVE));
 	for (c = TAILQ_FIRST(&s->calls); c; c = next) {
@@ -364,6 +474,8 @@ void sip_free(struct sip *s)
 		su_timer_destroy(s->shutdown_timer);
 	if (s->trim_timer)
 		su_timer_destroy(s->trim_timer);
+	if (s->dirty_timer)
+		su_timer_destroy(s->dirty_timer);
 	sip_work_free(s->work);
 	hook_stop(s);
 	/* Calls a shutdown did not wait for (an exit on a second signal): let go of them. */

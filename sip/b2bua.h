@@ -70,6 +70,19 @@ struct leg_state {
 int leg_state_get(const struct leg *leg, struct leg_state *st);
 struct leg *leg_restore(struct call *c, const struct leg_state *st);
 
+/* A live answered call's state as JSON (free() it), or NULL (not answered, no memory). */
+char *call_state_dump(struct call *c);
+/* A call rebuilt under id from what call_state_dump wrote; why says what was wrong. EEXIST
+ * when a call of that id is served here already. */
+int call_state_load(struct sip *s, const char *id, const char *text, struct call **cp, char *why,
+                    size_t len);
+/* Hand a request the unknown_dialog hook took back to the stack: to the call's leg now
+ * rebuilt, or answered as a dialog nobody has (481). */
+void sip_dialog_resume(struct sip *s, nta_incoming_t *irq);
+void sip_dialog_unknown(struct sip *s, nta_incoming_t *irq);
+/* relay.c: whether a request was routed through us (its top Route names us) */
+int relay_routed_us(struct sip *s, const sip_t *sip);
+
 /* A client transaction of a call: relayed (irq is answered with its answer) or our own. */
 typedef void leg_answer_h(void *arg, struct leg *leg, int status, const char *phrase,
                           const sip_t *sip);
@@ -110,9 +123,11 @@ struct call {
 	char *far_origin;      /* the far party's o= line: user and session id */
 	char *far_origin_tail; /* and nettype, addrtype, address; the version is far_version */
 	unsigned long long far_version;
-	char *far_body;        /* the last SDP sent to far, as it came */
-	char *near_sdp;        /* the last SDP the near device sent, for a rollback */
-	unsigned recorded : 1; /* its row is in the store (the records' hooks say so) */
+	char *far_body;               /* the last SDP sent to far, as it came */
+	char *near_sdp;               /* the last SDP the near device sent, for a rollback */
+	unsigned recorded : 1;        /* its row is in the store (the records' hooks say so) */
+	unsigned dirty : 1;           /* its state changed since it was last written */
+	TAILQ_ENTRY(call) dirty_link; /* in the sip's list of calls to write */
 	/* REFERs relayed in the call (RFC 3515): the NOTIFYs for one name it by the CSeq its
 	 * recipient saw (Event: refer;id=), which its sender knows by its own CSeq. */
 	struct {
@@ -149,6 +164,9 @@ struct sip {
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
 	TAILQ_HEAD(, call) calls;
+	TAILQ_HEAD(, call) dirty; /* calls whose state waits for the next write (a second) */
+	su_timer_t *dirty_timer;
+	unsigned draining : 1;    /* new calls go elsewhere: OPTIONS and new INVITEs get 503 */
 	struct call **call_table; /* CALL_BUCKETS chains by id */
 	LIST_HEAD(, txn) txns;
 	struct sip_work *work; /* a worker for slow jobs (image decoding) */
@@ -178,6 +196,8 @@ void sofia_log_init(void);
 
 /* call.c */
 int call_alloc(struct call **cp, struct sip *s);
+int call_alloc_id(struct call **cp, struct sip *s, const char *id);
+void call_touch(struct call *c, int now);
 struct call *call_find(struct sip *s, const char *id);
 struct leg *call_leg_new(struct call *c, int near, int incoming);
 void call_end(struct call *c, int status, const char *reason);
@@ -236,6 +256,9 @@ int hook_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t 
 int hook_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 int hook_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 void hook_stop(struct sip *s);
+void hook_call_changed(struct call *c);
+int hook_unknown_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
+void hook_call_restored(struct call *c);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
@@ -253,6 +276,7 @@ int copy_body(msg_t *dst, sip_t *dsip, const sip_t *src, const sip_payload_t *pl
 sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a);
 void invite_note_near_sdp(struct leg *from, const sip_t *sip);
 void invite_new(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
+void invite_max_timer(struct call *c);
 void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int from_up,
                    const url_t *target, int via_upstream);
 void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);

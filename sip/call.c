@@ -25,18 +25,26 @@ struct call *call_find(struct sip *s, const char *id)
 int call_alloc(struct call **cp, struct sip *s)
 {
 	unsigned char raw[16];
-	struct call *c;
-	int i;
+	char id[33];
 
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return EIO;
+	for (int i = 0; i < 16; i++)
+		snprintf(id + 2 * i, 3, "%02x", raw[i]);
+	return call_alloc_id(cp, s, id);
+}
+
+/* A call under a given id: one read back from the store. */
+int call_alloc_id(struct call **cp, struct sip *s, const char *id)
+{
+	struct call *c;
+
+	if (strlen(id) >= sizeof(c->id))
+		return EINVAL;
 	c = su_home_new(sizeof(*c));
 	if (!c)
 		return ENOMEM;
-	if (RAND_bytes(raw, sizeof(raw)) != 1) {
-		su_home_unref(c->home);
-		return EIO;
-	}
-	for (i = 0; i < 16; i++)
-		snprintf(c->id + 2 * i, 3, "%02x", raw[i]);
+	snprintf(c->id, sizeof(c->id), "%s", id);
 	c->sip = s;
 	c->created = time(NULL);
 	SLIST_INIT(&c->legs);
@@ -204,12 +212,36 @@ struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag, 
 	return leg && !leg->terminated && !leg->call->freeing ? leg : NULL;
 }
 
+/*
+ * The call's dialogs changed: its state is written now (now: the session the far party saw
+ * changed) or with the others within a second (a CSeq, a target).
+ */
+void call_touch(struct call *c, int now)
+{
+	struct sip *s = c->sip;
+
+	if (c->state != SIP_CALL_ANSWERED || c->freeing || !c->recorded)
+		return;
+	if (now) {
+		if (c->dirty)
+			TAILQ_REMOVE(&s->dirty, c, dirty_link);
+		c->dirty = 0;
+		hook_call_changed(c);
+	} else if (!c->dirty) {
+		c->dirty = 1;
+		TAILQ_INSERT_TAIL(&s->dirty, c, dirty_link);
+	}
+}
+
 static void call_free(struct call *c)
 {
 	struct sip *s = c->sip;
 	struct leg *leg;
 
 	c->freeing = 1;
+	if (c->dirty)
+		TAILQ_REMOVE(&s->dirty, c, dirty_link);
+	c->dirty = 0;
 	hook_call_gone(c);
 	TAILQ_REMOVE(&s->calls, c, link);
 	for (struct call **cp = &s->call_table[call_bucket(c->id)]; *cp; cp = &(*cp)->hnext)

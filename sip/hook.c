@@ -160,3 +160,32 @@ void hook_stop(struct sip *s)
 			s->hooks[i].h->stop(s->hooks[i].arg, s);
 	s->nhooks = 0;
 }
+
+void hook_call_changed(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->call_changed)
+			s->hooks[i].h->call_changed(s->hooks[i].arg, c);
+}
+
+int hook_unknown_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->unknown_dialog && h->unknown_dialog(s->hooks[i].arg, s, irq, sip))
+			return 1;
+	}
+	return 0;
+}
+
+void hook_call_restored(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->call_restored)
+			s->hooks[i].h->call_restored(s->hooks[i].arg, c);
+}

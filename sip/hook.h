@@ -45,6 +45,19 @@ struct sip_call_hooks {
 	               const sip_t *sip, msg_t *req);
 	int (*info)(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
 	            const sip_t *sip, msg_t *req);
+	/* The call's dialogs changed (CSeqs, targets, the session the far party saw): write its
+	 * state (call_state_dump) where a restart finds it. Soon after the change: at once when
+	 * the session changed, within a second for the rest. */
+	void (*call_changed)(void *arg, struct call *c);
+	/*
+	 * A request in a dialog the stack does not know and that was not routed through it (a
+	 * call of a previous run, or of a dead node): 1 if taken, and then the hook later either
+	 * rebuilds the call (call_state_load) and hands the request back (sip_dialog_resume), or
+	 * lets the core answer it (sip_dialog_unknown).
+	 */
+	int (*unknown_dialog)(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip);
+	/* A call rebuilt from the store (call_state_load) is served again. */
+	void (*call_restored)(void *arg, struct call *c);
 	/* The stack is being freed: free what the feature holds. */
 	void (*stop)(void *arg, struct sip *s);
 };

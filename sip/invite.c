@@ -12,6 +12,19 @@ static void max_call_expired(su_root_magic_t *magic, su_timer_t *t, void *arg)
 	call_end(c, 0, "SIP;cause=200;text=\"Maximum call duration\"");
 }
 
+/* [sip] max_call_duration counts from the call's start, also for a call read back. */
+void invite_max_timer(struct call *c)
+{
+	struct sip *s = c->sip;
+	long long left = (long long)c->created + s->conf.max_call_secs - (long long)time(NULL);
+
+	if (!s->conf.max_call_secs || c->max_timer)
+		return;
+	c->max_timer = su_timer_create(su_root_task(s->root), 0);
+	su_timer_set_interval(c->max_timer, max_call_expired, c,
+	                      (su_duration_t)(left > 0 ? left : 1) * 1000);
+}
+
 /* A copy of a From or To header without its tag, for the other leg's fresh dialog. */
 sip_addr_t *invite_addr_untagged(su_home_t *home, const sip_addr_t *a)
 {
@@ -56,6 +69,8 @@ void invite_new(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 	/* A device presenting a code asks for a call: that is not a new call. */
 	else if (hook_invite(s, irq, sip, req))
 		;
+	else if (s->draining)
+		refuse(irq, SIP_503_SERVICE_UNAVAILABLE, "draining: new calls go elsewhere");
 	else if (from_up && route_is_self(s, target))
 		refuse(irq, SIP_482_LOOP_DETECTED, "upstream sent a call addressed to us");
 	else
@@ -140,11 +155,7 @@ void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int fro
 	}
 	invite_note_near_sdp(in, sip);
 	snprintf(mfbuf, sizeof(mfbuf), "%u", mf ? mf - 1 : 0);
-	if (s->conf.max_call_secs) {
-		c->max_timer = su_timer_create(su_root_task(s->root), 0);
-		su_timer_set_interval(c->max_timer, max_call_expired, c,
-		                      (su_duration_t)s->conf.max_call_secs * 1000);
-	}
+	invite_max_timer(c);
 	LOG_INFO("call", "%s: %s leg %s from %s to %s", c->id, call_side(in), in->call_id, in->uri,
 	         out->uri);
 	/* The caller hears that we are on it, whatever the far side takes (RFC 3261 8.2.6.1). */

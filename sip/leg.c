@@ -49,6 +49,8 @@ int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *
 		refused(irq, SIP_481_NO_TRANSACTION);
 		return 0;
 	}
+	/* The peer's CSeq, maybe its target: written with the others within a second. */
+	call_touch(leg->call, 0);
 	switch (method) {
 	case sip_method_invite:
 		invite_again(leg, irq, sip);
@@ -202,6 +204,9 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 
 	if (sip)
 		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
+	/* Our CSeq went on, the peer's target may have: written within a second. */
+	if (final)
+		call_touch(to->call, 0);
 	if (!phrase)
 		phrase = sip_status_phrase(status) ? sip_status_phrase(status) : "Local Error";
 	if (final) {

@@ -250,9 +250,20 @@ static int route_is_us(struct sip *s, const sip_route_t *r)
 	return r && uri_is_us(s, r->r_url);
 }
 
+int relay_routed_us(struct sip *s, const sip_t *sip)
+{
+	return route_is_us(s, sip->sip_route);
+}
+
 /* A request outside our dialogs that is addressed to us (no user we serve): answered here. */
 static void answer_locally(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 {
+	if (sip->sip_request->rq_method == sip_method_options && s->draining) {
+		/* A load balancer's probe: this node takes no new calls. */
+		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("60"),
+		          TAG_END());
+		return;
+	}
 	if (sip->sip_request->rq_method == sip_method_options) {
 		sip_reply(
 		    irq, SIP_200_OK,

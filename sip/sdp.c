@@ -80,6 +80,8 @@ sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl)
 	c->far_body = su_strndup(c->home, pl->pl_data, pl->pl_len);
 	out = sip_payload_create(c->home, buf, pl->pl_len - olen + n);
 	su_free(c->home, buf);
+	/* A restart must go on from this version (RFC 3264 8): written at once. */
+	call_touch(c, 1);
 	return out;
 }
 

@@ -49,6 +49,8 @@ struct sip_conf {
 	 * target must be in our domain and goes through the upstream. */
 	const char *dial_domains;
 	unsigned store_timeout;  /* seconds a move may wait for the store before it fails */
+	int on_stop_keep;        /* a stop leaves the calls up for the next start (else BYE) */
+	unsigned lease_secs;     /* a node silent this long is dead: its calls go to another */
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };
 
@@ -80,6 +82,10 @@ int sip_alloc(struct sip **sp, su_root_t *root, const struct sip_conf *conf);
 
 /* End live calls with BYE and stop the stack; done runs on the loop when finished. */
 void sip_shutdown(struct sip *s, sip_done_h *done, void *arg);
+
+/* New calls go elsewhere (OPTIONS and new INVITEs get 503); live calls go on. */
+void sip_drain(struct sip *s);
+int sip_draining(const struct sip *s);
 
 /* Stop using the store: its later callbacks only let go (call before store_close at exit). */
 void sip_detach_store(struct sip *s);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "sip/b2bua.h"
 
 static int put(char *dst, size_t len, const char *src)
@@ -87,4 +89,181 @@ struct leg *leg_restore(struct call *c, const struct leg_state *st)
 	/* The route set as it was (loose or strict by its first entry), then the target. */
 	nta_leg_client_route(leg->dlg, NULL, target);
 	return leg;
+}
+
+/*
+ * A call as the store keeps it: both legs' dialogs and what the far party last saw of the
+ * session (its o= line and version, the body), in JSON. A restart, or another node, reads it
+ * back with call_state_load.
+ */
+#define STATE_VERSION 1
+
+/* On a restart our CSeqs go on this far past the last one written: requests sent after the
+ * last write (at most a second of them) must not be numbered again (RFC 3261 12.2.2 lets a
+ * CSeq jump). */
+#define CSEQ_GAP 100
+
+static json_t *leg_json(const struct leg *leg)
+{
+	struct leg_state st;
+
+	if (!leg || leg->terminated || leg_state_get(leg, &st))
+		return NULL;
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:I}",
+	                 "call_id", st.call_id, "ltag", st.ltag, "rtag", st.rtag, "lseq",
+	                 (json_int_t)st.lseq, "rseq", (json_int_t)st.rseq, "local", st.local,
+	                 "remote", st.remote, "route", st.route, "target", st.target, "uri",
+	                 leg->uri ? leg->uri : "", "secure", st.secure, "tcp", st.tcp, "incoming",
+	                 st.incoming, "acked", (json_int_t)leg->acked_cseq);
+}
+
+static int set_str(json_t *o, const char *key, const char *val)
+{
+	return val ? json_object_set_new(o, key, json_string(val)) : 0;
+}
+
+char *call_state_dump(struct call *c)
+{
+	json_t *o, *near, *far;
+	char *out = NULL;
+
+	if (!c->near || !c->far || c->state != SIP_CALL_ANSWERED)
+		return NULL;
+	near = leg_json(c->near);
+	far = leg_json(c->far);
+	if (!near || !far) {
+		json_decref(near);
+		json_decref(far);
+		return NULL;
+	}
+	o = json_pack("{s:i, s:I, s:I, s:o, s:o, s:s, s:I}", "v", STATE_VERSION, "created",
+	              (json_int_t)c->created, "answered", (json_int_t)c->answered, "near", near,
+	              "far", far, "in", c->in == c->far ? "far" : "near", "far_version",
+	              (json_int_t)c->far_version);
+	if (o && !set_str(o, "far_origin", c->far_origin) &&
+	    !set_str(o, "far_origin_tail", c->far_origin_tail) &&
+	    !set_str(o, "far_body", c->far_body) && !set_str(o, "near_sdp", c->near_sdp))
+		out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return out;
+}
+
+static int leg_state_from(json_t *j, struct leg_state *st, const char **uri, json_int_t *acked,
+                          char *why, size_t len)
+{
+	const char *cid, *lt, *rt, *local, *remote, *route, *target;
+	json_int_t lseq, rseq;
+	int secure, tcp, incoming;
+	json_error_t e;
+
+	memset(st, 0, sizeof(*st));
+	if (json_unpack_ex(j, &e, 0,
+	                   "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:b, "
+	                   "s:b, s:I}",
+	                   "call_id", &cid, "ltag", &lt, "rtag", &rt, "lseq", &lseq, "rseq", &rseq,
+	                   "local", &local, "remote", &remote, "route", &route, "target", &target,
+	                   "uri", uri, "secure", &secure, "tcp", &tcp, "incoming", &incoming,
+	                   "acked", acked)) {
+		snprintf(why, len, "%s", e.text);
+		return EINVAL;
+	}
+	if (put(st->call_id, sizeof(st->call_id), cid) || put(st->ltag, sizeof(st->ltag), lt) ||
+	    put(st->rtag, sizeof(st->rtag), rt) || put(st->local, sizeof(st->local), local) ||
+	    put(st->remote, sizeof(st->remote), remote) ||
+	    put(st->route, sizeof(st->route), route) ||
+	    put(st->target, sizeof(st->target), target) || !st->ltag[0] || !st->rtag[0] ||
+	    lseq < 0 || lseq > 0x7fffffff - CSEQ_GAP || rseq < 0 || rseq > 0x7fffffff) {
+		snprintf(why, len, "a dialog field is missing, too long or out of range");
+		return EINVAL;
+	}
+	st->lseq = (uint32_t)lseq + CSEQ_GAP;
+	st->rseq = (uint32_t)rseq;
+	st->secure = !!secure;
+	st->tcp = !!tcp;
+	st->incoming = !!incoming;
+	st->answered = 1;
+	return 0;
+}
+
+static char *get_str(su_home_t *home, json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? su_strdup(home, v) : NULL;
+}
+
+int call_state_load(struct sip *s, const char *id, const char *text, struct call **cp, char *why,
+                    size_t len)
+{
+	struct leg_state nst, fst;
+	const char *nuri = NULL, *furi = NULL, *in = NULL;
+	json_int_t nacked = 0, facked = 0, created = 0, answered = 0, version = 0;
+	json_error_t e;
+	json_t *o;
+	struct call *c;
+	int v = 0, err;
+
+	*cp = NULL;
+	if (call_find(s, id)) {
+		snprintf(why, len, "already served here");
+		return EEXIST;
+	}
+	o = json_loads(text, 0, &e);
+	if (!o) {
+		snprintf(why, len, "not JSON: %s", e.text);
+		return EINVAL;
+	}
+	if (json_unpack_ex(o, &e, 0, "{s:i, s:I, s:I, s:s, s:I}", "v", &v, "created", &created,
+	                   "answered", &answered, "in", &in, "far_version", &version) ||
+	    v != STATE_VERSION) {
+		snprintf(why, len, "%s", v && v != STATE_VERSION ? "unknown version" : e.text);
+		json_decref(o);
+		return EINVAL;
+	}
+	err = leg_state_from(json_object_get(o, "near"), &nst, &nuri, &nacked, why, len);
+	if (!err)
+		err = leg_state_from(json_object_get(o, "far"), &fst, &furi, &facked, why, len);
+	if (!err && nacked >= 0 && facked >= 0)
+		err = call_alloc_id(&c, s, id);
+	if (err) {
+		json_decref(o);
+		return err;
+	}
+	nst.near = 1;
+	c->created = (time_t)created;
+	c->answered = (time_t)answered;
+	c->state = SIP_CALL_ANSWERED;
+	c->recorded = 1;
+	c->far_version = (unsigned long long)version;
+	c->far_origin = get_str(c->home, o, "far_origin");
+	c->far_origin_tail = get_str(c->home, o, "far_origin_tail");
+	c->far_body = get_str(c->home, o, "far_body");
+	c->near_sdp = get_str(c->home, o, "near_sdp");
+	/* A leg that cannot be rebuilt frees the call once no other is alive: hold it. */
+	su_home_ref(c->home);
+	c->far = leg_restore(c, &fst);
+	c->near = c->far ? leg_restore(c, &nst) : NULL;
+	if (!c->near || !c->far) {
+		snprintf(why, len, "nta refused a dialog");
+		json_decref(o);
+		/* The leg that was rebuilt is told the call is over. */
+		if (!c->freeing)
+			call_end(c, 500, "SIP;cause=500;text=\"Call state unreadable\"");
+		su_home_unref(c->home);
+		return EINVAL;
+	}
+	su_home_unref(c->home);
+	c->near->uri = su_strdup(c->home, nuri);
+	c->far->uri = su_strdup(c->home, furi);
+	c->near->acked_cseq = (uint32_t)nacked;
+	c->far->acked_cseq = (uint32_t)facked;
+	c->in = strcmp(in, "far") ? c->near : c->far;
+	c->out = c->in == c->near ? c->far : c->near;
+	json_decref(o);
+	invite_max_timer(c);
+	LOG_INFO("call", "%s: served again: near leg %s (%s), far leg %s (%s)", c->id,
+	         c->near->call_id, c->near->uri, c->far->call_id, c->far->uri);
+	*cp = c;
+	hook_call_restored(c);
+	return 0;
 }

@@ -113,3 +113,102 @@ Test(leg_state, too_long_is_refused)
 	leg->remote = su_sprintf(c->home, "<sip:%s@qrxfer.test>", big);
 	cr_expect_eq(leg_state_get(leg, &st), ENOSPC, "a field that does not fit is an error");
 }
+
+/* An answered call of two dialled legs, as the store would see it. */
+static struct call *answered_call(void)
+{
+	struct call *c;
+
+	cr_assert_eq(call_alloc(&c, s), 0);
+	c->far = answered_leg(c);
+	c->near = answered_leg(c);
+	c->near->near = 1;
+	c->in = c->near;
+	c->out = c->far;
+	c->state = SIP_CALL_ANSWERED;
+	c->created = 1000;
+	c->answered = 1001;
+	c->far_origin = su_strdup(c->home, "alice 123");
+	c->far_origin_tail = su_strdup(c->home, "IN IP4 127.0.0.1");
+	c->far_version = 7;
+	c->far_body = su_strdup(c->home, "v=0\r\no=alice 123 7 IN IP4 127.0.0.1\r\n");
+	c->near_sdp = su_strdup(c->home, "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\n");
+	return c;
+}
+
+Test(leg_state, call_round_trip)
+{
+	struct call *c1 = answered_call(), *c2 = NULL;
+	struct leg_state near1, far1, near2, far2;
+	char why[160] = "";
+	char *text = call_state_dump(c1);
+
+	cr_assert_not_null(text, "an answered call has a state");
+	cr_assert_eq(leg_state_get(c1->near, &near1), 0);
+	cr_assert_eq(leg_state_get(c1->far, &far1), 0);
+	/* The old process is gone: its dialogs are no longer in nta. */
+	leg_release(c1->near);
+	leg_release(c1->far);
+	cr_assert_eq(
+	    call_state_load(s, "0123456789abcdef0123456789abcdef", text, &c2, why, sizeof(why)), 0,
+	    "read back: %s", why);
+	free(text);
+	cr_assert_not_null(c2);
+	cr_expect_str_eq(c2->id, "0123456789abcdef0123456789abcdef");
+	cr_expect_eq(c2->state, SIP_CALL_ANSWERED);
+	cr_expect_eq(c2->in, c2->near);
+	cr_expect_eq(c2->out, c2->far);
+	cr_expect(c2->near->near && !c2->far->near);
+	cr_expect_eq(c2->created, 1000);
+	cr_expect_eq(c2->far_version, 7);
+	cr_expect_str_eq(c2->far_origin, "alice 123");
+	cr_expect_str_eq(c2->far_body, c1->far_body);
+	cr_expect_str_eq(c2->near_sdp, c1->near_sdp);
+	cr_assert_eq(leg_state_get(c2->near, &near2), 0);
+	cr_assert_eq(leg_state_get(c2->far, &far2), 0);
+	cr_expect_str_eq(near2.call_id, near1.call_id);
+	cr_expect_str_eq(far2.ltag, far1.ltag);
+	cr_expect_str_eq(far2.rtag, far1.rtag);
+	cr_expect_str_eq(far2.route, far1.route);
+	cr_expect_str_eq(far2.target, far1.target);
+	/* Our CSeq goes on past what may have been sent after the last write. */
+	cr_expect_gt(far2.lseq, far1.lseq);
+	cr_expect_eq(leg_by_dialog(s, far1.call_id, far1.ltag, far1.rtag), c2->far);
+	cr_expect_eq(leg_by_dialog(s, near1.call_id, near1.ltag, near1.rtag), c2->near);
+}
+
+Test(leg_state, bad_call_state_is_refused)
+{
+	struct call *c1 = answered_call(), *c2 = NULL;
+	char why[160];
+	char *text = call_state_dump(c1);
+	char *p;
+
+	cr_assert_not_null(text);
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, c1->id, text, &c2, why, sizeof(why)), EEXIST,
+	             "a call served here already is not read twice");
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, "a1", "{\"v\":1", &c2, why, sizeof(why)), EINVAL);
+	cr_expect(why[0], "the reason is named");
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, "a2", "[]", &c2, why, sizeof(why)), EINVAL);
+	cr_expect(why[0]);
+	/* Another version of the format is not guessed at. */
+	p = strstr(text, "\"v\":1");
+	cr_assert_not_null(p);
+	p[4] = '9';
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, "a3", text, &c2, why, sizeof(why)), EINVAL);
+	cr_expect(strstr(why, "version") != NULL, "why: %s", why);
+	p[4] = '1';
+	/* A dialog without its tags cannot be served. */
+	p = strstr(text, "\"rtag\":\"carol-tag\"");
+	cr_assert_not_null(p);
+	memcpy(p, "\"rtag\":\"\"         ", 18);
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, "a4", text, &c2, why, sizeof(why)), EINVAL);
+	cr_expect(why[0]);
+	cr_expect_null(call_find(s, "a4"), "nothing of a refused call stays");
+	free(text);
+}

@@ -1,0 +1,389 @@
+/*
+ * Calls that outlive the process and the node: each answered call's dialog state goes to the
+ * store at each change; a start reads this node's calls back; every second the node renews its
+ * lease and takes over the calls of a node whose lease ran out; a request in a dialog nobody
+ * here knows is held while the store says whose call it is, and served once it is ours.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "move/move_int.h"
+
+#define HELD_MAX      1000 /* requests waiting for the store to say whose call it is */
+#define HELD_RETRY_MS 500  /* the call's node still holds its lease: ask again this soon */
+#define BEAT_MS       1000
+
+/* A request in an unknown dialog, until the store answers. */
+struct held {
+	LIST_ENTRY(held) link;
+	struct survive *sv;
+	nta_incoming_t *irq;
+	su_timer_t *timer;
+	long long since;       /* ms */
+	unsigned asking : 1;   /* a store job will call back with it */
+	unsigned orphaned : 1; /* the stack is going: the job's callback only frees it */
+	char call_id[STORE_CALLID_MAX];
+};
+
+struct survive {
+	struct sip *sip;
+	su_timer_t *beat;
+	LIST_HEAD(, held) held;
+	unsigned nheld;
+	unsigned beating : 1, adopting : 1; /* a job of that kind is out */
+	unsigned loaded : 1;                /* this node's calls were read back */
+	unsigned stopped : 1;
+	unsigned jobs; /* store jobs that will call back with sv */
+};
+
+static struct store *store_of(struct sip *s)
+{
+	return s->detached ? NULL : s->conf.store;
+}
+
+/* The call's state, written with the other rows of the next batch (one transaction). */
+static void write_state(struct call *c)
+{
+	struct store *st = store_of(c->sip);
+	struct store_job job = {.op = STORE_OP_CALL_DIALOGS};
+	int err;
+
+	if (!st)
+		return;
+	job.blob = call_state_dump(c);
+	if (!job.blob)
+		return;
+	snprintf(job.id, sizeof(job.id), "%s", c->id);
+	job.at = store_now();
+	err = store_submit_later(st, &job); /* the store owns job.blob from here */
+	if (err)
+		LOG_ERR("store", "%s: cannot queue its state: %s", c->id, strerror(err));
+}
+
+static void on_call_active(void *arg, struct call *c)
+{
+	/* The records' hook inserted its row just before (hooks run in order). */
+	write_state(c);
+}
+
+static void on_call_changed(void *arg, struct call *c)
+{
+	write_state(c);
+}
+
+/* A call read back; a state that cannot be served is ended in the store, not read again. */
+static struct call *load(struct sip *s, const char *id, const char *text, const char *why_here)
+{
+	struct call *c = NULL;
+	char why[160] = "";
+	int err;
+
+	if (!text || !text[0])
+		return NULL;
+	err = call_state_load(s, id, text, &c, why, sizeof(why));
+	if (err == EEXIST)
+		return call_find(s, id);
+	if (err) {
+		struct store_job job = {.op = STORE_OP_CALL_STATE, .call_state = STORE_CALL_ENDED};
+
+		LOG_ERR("call", "%s: cannot serve it again (%s): %s", id, why_here, why);
+		snprintf(job.id, sizeof(job.id), "%s", id);
+		job.at = store_now();
+		if (store_of(s))
+			store_submit_later(s->conf.store, &job);
+		return NULL;
+	}
+	return c;
+}
+
+static void held_free(struct held *h)
+{
+	if (h->timer)
+		su_timer_destroy(h->timer);
+	if (!h->orphaned) {
+		LIST_REMOVE(h, link);
+		h->sv->nheld--;
+	}
+	free(h);
+}
+
+static void held_ask(struct held *h);
+
+static void held_retry(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	held_ask(arg);
+}
+
+static void on_take(struct store_job *job, void *arg)
+{
+	struct held *h = arg;
+	struct survive *sv = h->sv;
+	struct sip *s = sv->sip;
+	long long waited = store_now() - h->since;
+
+	h->asking = 0;
+	if (h->orphaned || s->detached) {
+		if (!h->orphaned && h->irq)
+			sip_reply(h->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		held_free(h);
+		return;
+	}
+	if (!job->err) {
+		/* Ours now (or ours all along): served here from this request on. */
+		load(s, job->call.id, job->call.dialogs, "taken over");
+		sip_dialog_resume(s, h->irq);
+		h->irq = NULL;
+		held_free(h);
+		return;
+	}
+	if (job->err == EBUSY && waited < (long long)s->conf.lease_secs * 1000 + 2000 && h->timer) {
+		/* Its node may be dead with a lease still running: ask again until it ran out. */
+		su_timer_set_interval(h->timer, held_retry, h, HELD_RETRY_MS);
+		return;
+	}
+	if (job->err == EBUSY)
+		LOG_INFO("call", "request for call %s of live node %s: not ours", job->call.id,
+		         job->call.node);
+	else if (job->err != ENOENT)
+		LOG_WARN("store", "whose call is %s: %s", h->call_id, strerror(job->err));
+	sip_dialog_unknown(s, h->irq);
+	h->irq = NULL;
+	held_free(h);
+}
+
+static void held_ask(struct held *h)
+{
+	struct sip *s = h->sv->sip;
+	struct store *st = store_of(s);
+	struct store_job job = {.op = STORE_OP_CALL_TAKE};
+
+	snprintf(job.text, sizeof(job.text), "%s", h->call_id);
+	snprintf(job.node, sizeof(job.node), "%s", s->node);
+	job.at = store_now();
+	if (!st || store_submit(st, &job, on_take, h)) {
+		sip_dialog_unknown(s, h->irq);
+		h->irq = NULL;
+		held_free(h);
+		return;
+	}
+	h->asking = 1;
+}
+
+static int on_unknown_dialog(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct survive *sv = arg;
+	struct held *h;
+
+	if (!store_of(s) || sv->stopped || !sip->sip_call_id || sv->nheld >= HELD_MAX ||
+	    strlen(sip->sip_call_id->i_id) >= sizeof(h->call_id))
+		return 0;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return 0;
+	h->sv = sv;
+	h->irq = irq;
+	h->since = store_now();
+	h->timer = su_timer_create(su_root_task(s->root), 0);
+	snprintf(h->call_id, sizeof(h->call_id), "%s", sip->sip_call_id->i_id);
+	LIST_INSERT_HEAD(&sv->held, h, link);
+	sv->nheld++;
+	held_ask(h);
+	return 1;
+}
+
+static void on_moves(struct store_job *job, void *arg)
+{
+	struct survive *sv = arg;
+	struct call *c;
+
+	sv->jobs--;
+	if (sv->stopped) {
+		if (!sv->jobs)
+			free(sv);
+		return;
+	}
+	if (job->err || !(c = call_find(sv->sip, job->id)))
+		return;
+	for (size_t i = 0; i < job->n; i++)
+		if (!call_move(c) && job->moves[i].state != STORE_MOVE_DONE &&
+		    job->moves[i].state != STORE_MOVE_FAILED)
+			move_revive(c, &job->moves[i]);
+}
+
+/* A call served again: the moves it had under way are read back too. */
+static void on_call_restored(void *arg, struct call *c)
+{
+	struct survive *sv = arg;
+	struct store *st = store_of(c->sip);
+	struct store_job job = {.op = STORE_OP_MOVE_LIST};
+
+	if (!st)
+		return;
+	snprintf(job.id, sizeof(job.id), "%s", c->id);
+	if (!store_submit(st, &job, on_moves, sv))
+		sv->jobs++;
+}
+
+static void on_listed(struct store_job *job, void *arg)
+{
+	struct survive *sv = arg;
+	unsigned n = 0;
+
+	sv->jobs--;
+	if (sv->stopped) {
+		if (!sv->jobs)
+			free(sv);
+		return;
+	}
+	sv->loaded = 1;
+	if (job->err) {
+		LOG_ERR("store", "cannot read this node's calls back: %s", strerror(job->err));
+		return;
+	}
+	for (size_t i = 0; i < job->n; i++)
+		if (load(sv->sip, job->calls[i].id, job->calls[i].dialogs, "restart"))
+			n++;
+	if (job->n)
+		LOG_INFO("sip", "%u of %zu calls of the previous run served again", n, job->n);
+}
+
+static void on_adopted(struct store_job *job, void *arg)
+{
+	struct survive *sv = arg;
+	unsigned n = 0;
+
+	sv->jobs--;
+	sv->adopting = 0;
+	if (sv->stopped) {
+		if (!sv->jobs)
+			free(sv);
+		return;
+	}
+	if (job->err) {
+		if (job->err != ENOENT)
+			LOG_WARN("store", "taking over a dead node's calls: %s", strerror(job->err));
+		return;
+	}
+	for (size_t i = 0; i < job->n; i++)
+		if (load(sv->sip, job->calls[i].id, job->calls[i].dialogs, "taken over"))
+			n++;
+	LOG_INFO("sip", "node %s is dead: %u of its %zu calls served here now", job->text, n,
+	         job->n);
+}
+
+static void on_beat(struct store_job *job, void *arg)
+{
+	struct survive *sv = arg;
+
+	sv->jobs--;
+	sv->beating = 0;
+	if (sv->stopped) {
+		if (!sv->jobs)
+			free(sv);
+		return;
+	}
+	if (job->err)
+		LOG_WARN("store", "cannot renew this node's lease: %s", strerror(job->err));
+}
+
+/* Once a second: our lease renewed, a dead node's calls taken over. */
+static void beat(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct survive *sv = arg;
+	struct sip *s = sv->sip;
+	struct store *st = store_of(s);
+	struct store_job job = {.op = STORE_OP_NODE_BEAT};
+
+	if (!st || s->shutting_down)
+		return;
+	snprintf(job.node, sizeof(job.node), "%s", s->node);
+	job.at = store_now();
+	job.lease_ms = (int64_t)s->conf.lease_secs * 1000;
+	job.draining = sip_draining(s);
+	if (!sv->beating && !store_submit(st, &job, on_beat, sv)) {
+		sv->beating = 1;
+		sv->jobs++;
+	}
+	if (!sv->loaded || sv->adopting)
+		return;
+	job.op = STORE_OP_NODE_ADOPT;
+	if (!store_submit(st, &job, on_adopted, sv)) {
+		sv->adopting = 1;
+		sv->jobs++;
+	}
+}
+
+static void on_stop(void *arg, struct sip *s)
+{
+	struct survive *sv = arg;
+	struct held *h;
+
+	sv->stopped = 1;
+	if (sv->beat)
+		su_timer_destroy(sv->beat);
+	sv->beat = NULL;
+	while ((h = LIST_FIRST(&sv->held))) {
+		LIST_REMOVE(h, link);
+		sv->nheld--;
+		if (h->irq)
+			nta_incoming_destroy(h->irq);
+		h->irq = NULL;
+		if (h->asking) {
+			h->orphaned = 1; /* the store's callback frees it */
+			if (h->timer)
+				su_timer_destroy(h->timer);
+			h->timer = NULL;
+		} else {
+			h->orphaned = 1;
+			held_free(h);
+		}
+	}
+	if (!sv->jobs)
+		free(sv);
+}
+
+static const struct sip_call_hooks survive_hooks = {
+    .call_active = on_call_active,
+    .call_changed = on_call_changed,
+    .unknown_dialog = on_unknown_dialog,
+    .call_restored = on_call_restored,
+    .stop = on_stop,
+};
+
+int move_survive_init(struct sip *s)
+{
+	struct survive *sv;
+	struct store_job job = {.op = STORE_OP_NODE_BEAT};
+	int err;
+
+	if (!s->conf.store)
+		return 0;
+	sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return ENOMEM;
+	sv->sip = s;
+	LIST_INIT(&sv->held);
+	err = sip_call_hooks_add(s, &survive_hooks, sv);
+	if (err) {
+		free(sv);
+		return err;
+	}
+	/* Our lease first, then our calls: a node adopting them meanwhile sees us alive. */
+	snprintf(job.node, sizeof(job.node), "%s", s->node);
+	job.at = store_now();
+	job.lease_ms = (int64_t)s->conf.lease_secs * 1000;
+	if (!store_submit(s->conf.store, &job, on_beat, sv)) {
+		sv->beating = 1;
+		sv->jobs++;
+	}
+	job.op = STORE_OP_CALL_LIST_NODE;
+	if (!store_submit(s->conf.store, &job, on_listed, sv))
+		sv->jobs++;
+	else
+		sv->loaded = 1;
+	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);
+	if (sv->beat)
+		su_timer_run(sv->beat, beat, sv);
+	return 0;
+}

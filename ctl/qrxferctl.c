@@ -52,6 +52,7 @@ static void usage(FILE *f)
 	      "  code show MOVE       print a move's QR code in the terminal\n"
 	      "  code png MOVE FILE   save a move's QR code as PNG\n"
 	      "  metrics              print the Prometheus metrics\n"
+	      "  drain                take no new calls (live ones go on): probes get 503\n"
 	      "  scan FILE...         read codes in images (no server needed)\n"
 	      "options:\n"
 	      "  -u URL        the daemon's HTTP API (default " DEFAULT_URL
@@ -529,6 +530,7 @@ static bool known(int argc, char **argv)
 	} cmds[] = {
 	    {"calls", NULL, 1},  {"moves", NULL, 1}, {"moves", NULL, 2},   {"move", NULL, 2},
 	    {"code", "show", 3}, {"code", "png", 4}, {"metrics", NULL, 1},
+	    {"drain", NULL, 1},
 	};
 	size_t i;
 
@@ -566,6 +568,8 @@ static int run(struct ctl *c, int argc, char **argv)
 		return cmd_code_png(c, argv[2], argv[3]);
 	if (!strcmp(cmd, "metrics") && argc == 1)
 		return cmd_metrics(c);
+	if (!strcmp(cmd, "drain") && argc == 1)
+		return cmd_show(c, "POST", "/v1/drain", "");
 usage:
 	fprintf(stderr, "qrxferctl: bad command line\n");
 	usage(stderr);

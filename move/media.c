@@ -70,6 +70,8 @@ static void complete(struct move *m)
 	if (old->terminated)
 		call_leg_terminated(old);
 	move_record_near(c);
+	/* The near dialog is B's now: a restart must find B, not A. */
+	call_touch(c, 1);
 	move_detach(m);
 }
 

@@ -66,6 +66,19 @@ static void get_calls(struct mod_http_req *req, void *arg)
 	mod_http_reply_json(req, 200, json_pack("{s:o}", "calls", f.all));
 }
 
+/* Take no new calls: Kamailio's probes get 503, new INVITEs too; live calls go on. */
+static void post_drain(struct mod_http_req *req, void *arg)
+{
+	struct mod_api *a = arg;
+
+	if (!a->sip) {
+		mod_http_reply_error(req, 503, "no SIP stack");
+		return;
+	}
+	sip_drain(a->sip);
+	mod_http_reply_json(req, 200, json_pack("{s:b}", "draining", 1));
+}
+
 static void finish_call(struct job *j)
 {
 	if (j->store_err == ENOENT)
@@ -542,6 +555,7 @@ struct route {
 
 static const struct route routes[] = {
     {"GET", "/v1/calls", MOD_HTTP_ADMIN, get_calls},
+    {"POST", "/v1/drain", MOD_HTTP_ADMIN, post_drain},
     {"GET", "/v1/calls/{id}", MOD_HTTP_ADMIN, get_call},
     {"POST", "/v1/calls/{id}/moves", MOD_HTTP_ADMIN, post_move},
     {"GET", "/v1/moves", MOD_HTTP_ADMIN, get_moves},

@@ -33,6 +33,82 @@ static int body_is(const sip_t *sip, const char *word)
 	return len == n && !strncasecmp(p, word, n);
 }
 
+/* A move asked on the near leg: its answer, or 0 when it waits for the caller's ACK. */
+static int ask_or_wait(struct leg *leg, nta_incoming_t *irq, const char *source, int refer,
+                       const char *event)
+{
+	struct call *c = leg->call;
+	struct move_stack *ms = move_stack(c->sip);
+	struct early_ask *e;
+	int err = move_start_on(c, source, NULL, NULL);
+
+	if (err != EAGAIN || !c->ack_pending || c->state != SIP_CALL_ANSWERED)
+		return err;
+	LIST_FOREACH(e, &ms->early, link)
+	if (e->call == c)
+		return EBUSY; /* one is waiting already */
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return ENOMEM;
+	e->call = c;
+	e->leg = leg;
+	e->irq = irq;
+	e->refer = refer;
+	snprintf(e->event, sizeof(e->event), "%s", event ? event : "");
+	snprintf(e->source, sizeof(e->source), "%s", source);
+	LIST_INSERT_HEAD(&ms->early, e, link);
+	LOG_INFO("move", "%s: move asked before the caller's ACK: waiting for it", c->id);
+	return 0;
+}
+
+static void refer_answer(struct leg *leg, nta_incoming_t *irq, int err, const char *event)
+{
+	if (err) {
+		sip_reply(irq, err == EBUSY ? 491 : 488,
+		          err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now", TAG_END());
+		return;
+	}
+	sip_reply(irq, SIP_202_ACCEPTED, TAG_END());
+	if (call_move(leg->call)) {
+		call_move(leg->call)->refer_leg = leg;
+		free(call_move(leg->call)->refer_event);
+		call_move(leg->call)->refer_event = strdup(event);
+	}
+}
+
+/*
+ * The call of the moves asked early is up (up: the ACK came) or gone (every one then gets 488;
+ * c NULL: the stack is going, every one of every call gets 503).
+ */
+void move_early_asks_run(struct sip *s, struct call *c, int up)
+{
+	struct move_stack *ms = move_stack(s);
+	struct early_ask *e, *next;
+
+	if (!ms)
+		return;
+	for (e = LIST_FIRST(&ms->early); e; e = next) {
+		next = LIST_NEXT(e, link);
+		if (c && e->call != c)
+			continue;
+		LIST_REMOVE(e, link);
+		if (!c)
+			sip_reply(e->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		else if (!up || e->leg != c->near || e->leg->terminated)
+			sip_reply(e->irq, 488, "Call Cannot Move Now", TAG_END());
+		else if (e->refer)
+			refer_answer(e->leg, e->irq, move_start_on(c, e->source, NULL, NULL),
+			             e->event);
+		else {
+			int err = move_start_on(c, e->source, NULL, NULL);
+
+			sip_reply(e->irq, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK",
+			          TAG_END());
+		}
+		free(e);
+	}
+}
+
 /*
  * A REFER to sip:move@ in a call: the near device asks for a move; the REFER's implicit
  * subscription (RFC 3515) hears how it goes. Any other REFER is relayed: the PBX transfers.
@@ -55,17 +131,12 @@ int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t 
 	snprintf(event, sizeof(event), "refer;id=%u", sip->sip_cseq->cs_seq);
 	move_source_of(req, source, sizeof(source));
 	err = move_start_on(leg->call, source, NULL, NULL);
-	if (err) {
-		sip_reply(irq, err == EBUSY ? 491 : 488,
-		          err == EBUSY ? "A Move Is Under Way" : "Call Cannot Move Now", TAG_END());
-	} else {
-		sip_reply(irq, SIP_202_ACCEPTED, TAG_END());
-		if (call_move(leg->call)) {
-			call_move(leg->call)->refer_leg = leg;
-			free(call_move(leg->call)->refer_event);
-			call_move(leg->call)->refer_event = strdup(event);
-		}
+	if (err == EAGAIN && leg->call->ack_pending) {
+		err = ask_or_wait(leg, irq, source, 1, event);
+		if (!err)
+			return 1; /* answered once the ACK came */
 	}
+	refer_answer(leg, irq, err, event);
 	return 1;
 }
 
@@ -89,6 +160,12 @@ int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 	}
 	if (leg && leg == c->near && body_is(sip, "move")) {
 		int err = move_start_on(c, source, NULL, NULL);
+
+		if (err == EAGAIN && c->ack_pending) {
+			err = ask_or_wait(leg, irq, source, 0, NULL);
+			if (!err)
+				return 1; /* answered once the ACK came */
+		}
 		sip_reply(irq, err ? 488 : 200, err ? "Call Cannot Move Now" : "OK", TAG_END());
 		return 1;
 	}

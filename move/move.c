@@ -431,14 +431,21 @@ static int on_leg_terminated(void *arg, struct call *c, struct leg *leg)
 	return call_move(c) && move_leg_terminated(call_move(c), leg);
 }
 
+static void on_call_active(void *arg, struct call *c)
+{
+	move_early_asks_run(c->sip, c, 1);
+}
+
 static void on_call_ending(void *arg, struct call *c)
 {
+	move_early_asks_run(c->sip, c, 0);
 	if (call_move(c))
 		move_call_ending(call_move(c));
 }
 
 static void on_call_gone(void *arg, struct call *c)
 {
+	move_early_asks_run(c->sip, c, 0);
 	if (call_move(c))
 		move_call_gone(call_move(c));
 }
@@ -479,6 +486,7 @@ static void on_stop(void *arg, struct sip *s)
 		move_redeem_free(r);
 	}
 	move_code_messages_free(ms);
+	move_early_asks_run(s, NULL, 0);
 	while (!LIST_EMPTY(&ms->moves)) {
 		struct move *m = LIST_FIRST(&ms->moves);
 
@@ -498,6 +506,7 @@ static const struct sip_call_hooks move_hooks = {
     .ack = on_ack,
     .leg_left = on_leg_left,
     .leg_terminated = on_leg_terminated,
+    .call_active = on_call_active,
     .call_ending = on_call_ending,
     .call_gone = on_call_gone,
     .refer = on_refer,
@@ -520,13 +529,18 @@ int move_init(struct sip *s)
 		return ENOMEM;
 	ms->move_table = calloc(MOVE_BUCKETS, sizeof(*ms->move_table));
 	ms->code_table = calloc(MOVE_BUCKETS, sizeof(*ms->code_table));
-	err = ms->move_table && ms->code_table ? sip_call_hooks_add(s, &move_hooks, ms) : ENOMEM;
+	/* The calls' rows first: at a call's answer its row is in before a move asked early is
+	 * (a move's row names its call's). */
+	err = ms->move_table && ms->code_table ? move_record_init(s) : ENOMEM;
+	if (!err)
+		err = move_survive_init(s);
+	if (!err)
+		err = sip_call_hooks_add(s, &move_hooks, ms);
 	if (err) {
 		free(ms->move_table);
 		free(ms->code_table);
 		free(ms);
 		return err;
 	}
-	err = move_record_init(s);
-	return err ? err : move_survive_init(s);
+	return 0;
 }

@@ -29,6 +29,7 @@ struct move_stack {
 	LIST_HEAD(, redeem) redeems;     /* INVITEs waiting for the store to redeem their code */
 	LIST_HEAD(, refer_out) refers;   /* REFERs sent to phones, until their last NOTIFY */
 	LIST_HEAD(, code_msg) code_msgs; /* code MESSAGEs until delivered or given up */
+	LIST_HEAD(, early_ask) early;    /* moves asked before the caller's ACK came */
 	struct scan_limit *scan;         /* images in the decoder, and each source's rate */
 	unsigned long sms_seq;           /* reference of the last SMS asked of the module */
 	char sms_seen[64][40];           /* the gateway's ids of the last SMS answers, taken once */
@@ -119,6 +120,18 @@ struct redeem {
 	void *cb_arg;
 };
 
+/* A move asked in a call whose caller's ACK has not come yet (a proxy's parallel workers let
+ * the request overtake it): it waits for the ACK rather than fail. */
+struct early_ask {
+	LIST_ENTRY(early_ask) link;
+	struct call *call;
+	struct leg *leg;     /* the near leg it came on */
+	nta_incoming_t *irq; /* the MESSAGE or REFER, answered once the call is up */
+	unsigned refer : 1;
+	char event[40]; /* a REFER's Event for its NOTIFYs */
+	char source[STORE_SOURCE_MAX];
+};
+
 /* An out-of-dialog REFER asking a known phone to dial a code. */
 struct refer_out {
 	LIST_ENTRY(refer_out) link; /* in the sip's list, so shutdown frees it */
@@ -182,6 +195,9 @@ int move_answer(struct move *m, int near, const char *body, size_t len, int in_d
 /* redeem.c */
 void move_redeem_free(struct redeem *r);
 int move_for_us(struct sip *s, const url_t *u);
+
+/* ask.c */
+void move_early_asks_run(struct sip *s, struct call *c, int up);
 
 /* refer.c */
 void move_refer_out_free(struct refer_out *ro);

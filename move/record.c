@@ -111,7 +111,8 @@ static void on_node_reset(struct store_job *job, void *arg)
 		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
 		         strerror(job->err));
 	else if (job->n)
-		LOG_INFO("sip", "store: %zu calls of a previous run marked ended", job->n);
+		LOG_INFO("sip", "store: %zu calls of a previous run without a state marked ended",
+		         job->n);
 }
 
 static const struct sip_call_hooks record_hooks = {
@@ -122,7 +123,8 @@ static const struct sip_call_hooks record_hooks = {
 int move_record_init(struct sip *s)
 {
 	if (s->conf.store) {
-		/* What the store still lists as live here died with the last process. */
+		/* Calls of the last run without a dialog state cannot be served again: ended.
+		 * Those with one are read back (survive.c). */
 		struct store_job job = {.op = STORE_OP_NODE_RESET, .at = store_now()};
 		snprintf(job.text, sizeof(job.text), "%s", s->node);
 		store_submit(s->conf.store, &job, on_node_reset, s);

@@ -262,7 +262,8 @@ static void on_adopted(struct store_job *job, void *arg)
 	}
 	if (job->err) {
 		if (job->err != ENOENT)
-			LOG_WARN("store", "taking over a dead node's calls: %s", strerror(job->err));
+			LOG_WARN("store", "taking over a dead node's calls: %s",
+			         strerror(job->err));
 		return;
 	}
 	for (size_t i = 0; i < job->n; i++)

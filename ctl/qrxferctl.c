@@ -529,8 +529,7 @@ static bool known(int argc, char **argv)
 		int argc;
 	} cmds[] = {
 	    {"calls", NULL, 1},  {"moves", NULL, 1}, {"moves", NULL, 2},   {"move", NULL, 2},
-	    {"code", "show", 3}, {"code", "png", 4}, {"metrics", NULL, 1},
-	    {"drain", NULL, 1},
+	    {"code", "show", 3}, {"code", "png", 4}, {"metrics", NULL, 1}, {"drain", NULL, 1},
 	};
 	size_t i;
 

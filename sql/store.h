@@ -264,8 +264,7 @@ int store_call_dialogs_set(struct store *s, const char *id, const char *dialogs,
 
 /* Renews node's lease to now + lease_ms (creating its row the first time) and records whether
  * it is draining. */
-int store_node_beat(struct store *s, const char *node, int64_t now, int64_t lease_ms,
-                    int draining);
+int store_node_beat(struct store *s, const char *node, int64_t now, int64_t lease_ms, int draining);
 
 /* Visits the live calls node serves that have a dialog state, oldest first (call->dialogs set). */
 int store_call_list_node(struct store *s, const char *node, store_call_h *each, void *arg);
@@ -315,18 +314,18 @@ enum store_op {
 	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
 	STORE_OP_FAILURE_ADD, /* in: id (move id or ""), source, redeem.key (kind), at; out: failure
 	                       */
-	STORE_OP_SOURCE_CHECK,  /* in: source, redeem.key (kind), at; out: failure */
-	STORE_OP_MOVE_NODE,     /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
-	                           (node); EAGAIN/EBUSY as for a redeem */
-	STORE_OP_NODE_RESET,    /* in: text (node), at; out: n */
-	STORE_OP_MOVE_SHOW_SET, /* in: id, hash (of the show secret) */
-	STORE_OP_MOVE_BY_SHOW,  /* in: hash (of the show secret); out: move */
-	STORE_OP_BATCH,         /* in: jobs, n: run in one transaction (store_submit_later) */
-	STORE_OP_CALL_DIALOGS,  /* in: id, blob (the state), at */
-	STORE_OP_NODE_BEAT,     /* in: node, at, lease_ms, draining */
+	STORE_OP_SOURCE_CHECK,   /* in: source, redeem.key (kind), at; out: failure */
+	STORE_OP_MOVE_NODE,      /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
+	                            (node); EAGAIN/EBUSY as for a redeem */
+	STORE_OP_NODE_RESET,     /* in: text (node), at; out: n */
+	STORE_OP_MOVE_SHOW_SET,  /* in: id, hash (of the show secret) */
+	STORE_OP_MOVE_BY_SHOW,   /* in: hash (of the show secret); out: move */
+	STORE_OP_BATCH,          /* in: jobs, n: run in one transaction (store_submit_later) */
+	STORE_OP_CALL_DIALOGS,   /* in: id, blob (the state), at */
+	STORE_OP_NODE_BEAT,      /* in: node, at, lease_ms, draining */
 	STORE_OP_CALL_LIST_NODE, /* in: node; out: calls, n (each with dialogs) */
-	STORE_OP_NODE_ADOPT,    /* in: node (me), at; out: text (the dead node), calls, n */
-	STORE_OP_CALL_TAKE,     /* in: text (a SIP Call-ID), node (me), at; out: call */
+	STORE_OP_NODE_ADOPT,     /* in: node (me), at; out: text (the dead node), calls, n */
+	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -49,7 +49,7 @@ static void write_state(struct call *c)
 	struct store_job job = {.op = STORE_OP_CALL_DIALOGS};
 	int err;
 
-	if (!st)
+	if (!st || c->sip->conf.no_call_state)
 		return;
 	job.blob = call_state_dump(c);
 	if (!job.blob)

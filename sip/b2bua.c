@@ -423,7 +423,7 @@ void sip_shutdown(struct sip *s, sip_done_h *done, void *arg)
 	s->shutting_down = 1;
 	s->done = done;
 	s->done_arg = arg;
-	if (s->conf.on_stop_keep && s->conf.store) {
+	if (s->conf.on_stop_keep && s->conf.store && !s->conf.no_call_state) {
 		shutdown_keep(s);
 		return;
 	}

@@ -814,12 +814,6 @@ class Run:
                      json.dumps(left[:2]) if left else ""))
 
     # -- the moving (C parks the move's re-INVITE) and confirming cases
-    def held_by(self, c):
-        """Who holds the call after the restarts: 'A', 'B' or a why-not string."""
-        j = self.listed(c)
-        near = j.get("near_call_id") if j else None
-        return near
-
     def check_pending_move(self, c, t_end):
         """moving / confirming: after the restarts the call is on A or on B, never neither;
         the API, C's last SDP, and what A and B got agree; the holder's re-INVITE and BYE
@@ -845,7 +839,6 @@ class Run:
                      b_status or "no final answer"))
             return
         if near == c.a.call_id:
-            holder = "A"
             c.note += ", on A"
             if a_bye:
                 c.bad("the API says A holds the call but A got a BYE")
@@ -859,7 +852,6 @@ class Run:
             self.reinvite(c, "A")
             self.bye(c, "A", c.a, c.c, "C")
         elif near == d.call_id:
-            holder = "B"
             c.note += ", on B"
             if c.kind == "confirming":
                 c.bad("the call moved to B although nobody confirmed")
@@ -879,7 +871,6 @@ class Run:
             c.bad("GET /v1/calls/%s names near Call-ID %s: neither A's %s nor B's %s"
                   % (c.id, near, c.a.call_id, d.call_id))
             return
-        _ = holder
         self.twice(c, "digits")
 
 

@@ -153,6 +153,7 @@ class Dialog:
         self.hold_reinvite = False  # C: park the next re-INVITE (100 only) until released
         self.parked = None
         self.acked = threading.Event()
+        self.notes = []            # what this agent refused on the dialog, for the verdict
 
     def got_n(self, method, after=0.0):
         return [g for g in self.got if g[1] == method and g[0] >= after]
@@ -289,6 +290,9 @@ class Endpoint:
             return
         d.got.append((now(), m.method, audio_port(m.body)))
         if d.rcseq is not None and m.cseq() < d.rcseq:
+            # RFC 3261 12.2.2: lower than the last one (e.g. a restored dialog's CSeq restarted)
+            d.notes.append("%s got %s with CSeq %d after %d on its dialog and answered 500"
+                           % (self.name.upper(), m.method, m.cseq(), d.rcseq))
             self.respond(m, addr, 500)
             return
         d.rcseq = m.cseq()
@@ -527,6 +531,7 @@ class Run:
         p = audio_port(m.body)
         if p is None or not 20000 <= p < 20000 + 1000 or (p - 20000) not in self.calls:
             log("C: INVITE with no call's m=audio: %r" % p)
+            self.C.stray.append((now(), "INVITE (new dialog, m=audio %s)" % p, m.call_id()))
             return None
         i = p - 20000
         d = Dialog(self.C, m.call_id(), "c%d" % i, m.get("to"), m.get("from"), i)
@@ -796,6 +801,9 @@ class Run:
 
     def verdicts(self, calls):
         for c in calls:
+            for d in (c.a, c.c, c.b):
+                if d is not None and d.notes:
+                    c.bad("; ".join(d.notes))
             if c.why:
                 self.fail("%s: %s" % (c.name(), "; ".join(c.why)))
             else:
@@ -956,9 +964,11 @@ def main():
     r.verdicts(calls)
     if not any(c.why for c in calls):
         r.all_ended()
-    strays = [s for s in r.A.stray + r.C.stray + r.B.stray]
-    if strays:
-        log("requests on no dialog (answered 481): %s" % strays[:5])
+    # Nothing may come on a dialog an agent does not have (481) or as a call it cannot place.
+    for ep, who in ((r.A, "A"), (r.C, "C"), (r.B, "B")):
+        if ep.stray:
+            r.fail("%s got %d requests on no dialog it has (answered 481 or 404), e.g. %s"
+                   % (who, len(ep.stray), "; ".join("%s on %s" % (m, cid) for _, m, cid in ep.stray[:3])))
     return r.summary()
 
 

@@ -108,7 +108,8 @@ void sip_dialog_unknown(struct sip *s, nta_incoming_t *irq)
 }
 
 /* Messages nta has no transaction for: a 2xx to our INVITE sent again because our ACK was lost
- * gets the ACK again (RFC 3261 13.2.2.4); anything else is owed nothing. */
+ * gets the ACK again (RFC 3261 13.2.2.4), and so does the 2xx of an INVITE a previous run sent
+ * on a dialog read back since (the transaction died with it); anything else is owed nothing. */
 static int on_stray(struct sip *s, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 {
 	struct leg *leg = NULL;
@@ -119,9 +120,15 @@ static int on_stray(struct sip *s, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 	    sip->sip_to && sip->sip_to->a_tag)
 		leg = leg_by_dialog(s, sip->sip_call_id->i_id, sip->sip_from->a_tag,
 		                    sip->sip_to->a_tag);
-	if (leg && leg->acked_cseq && leg->acked_cseq == sip->sip_cseq->cs_seq) {
-		leg->ack_cseq = leg->acked_cseq;
+	if (leg && leg->acked_cseq && leg->acked_cseq <= sip->sip_cseq->cs_seq) {
+		uint32_t ours = leg->ack_cseq, acked = leg->acked_cseq;
+
+		/* An INVITE of ours may be out meanwhile: its ACK's CSeq stays its own. */
+		leg->ack_cseq = sip->sip_cseq->cs_seq;
 		leg_ack(leg, NULL, NULL);
+		leg->ack_cseq = ours;
+		if (acked > leg->acked_cseq)
+			leg->acked_cseq = acked;
 	}
 	nta_msg_discard(agent, msg);
 	return 0;

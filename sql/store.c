@@ -252,6 +252,7 @@ void store_close(struct store *s)
 	queue_free(s->q); /* runs what is queued and delivers its completions */
 	if (s->batch_timer)
 		su_timer_destroy(s->batch_timer);
+	store_kept_close(s);
 	s->ops->close(s->conn);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

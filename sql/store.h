@@ -47,7 +47,8 @@ struct store_call {
 	int64_t ended_at;
 	char node[STORE_URI_MAX]; /* the SIP URI of the node holding the dialogs */
 	/* out: the call's dialog state as the SIP core wrote it (store_call_dialogs_set), or
-	 * NULL; owned by the store, valid during the callback or until the job is freed */
+	 * NULL when it has none; owned by the store, valid during the callback or until the job
+	 * is freed, except from store_call_take, where it is from malloc and the caller's */
 	char *dialogs;
 };
 
@@ -273,8 +274,10 @@ int store_call_list_node(struct store *s, const char *node, store_call_h *each, 
  * Takes over the live calls of one node other than me whose lease ran out before now: from
  * then on they are me's (calls.node), and no other node gets them (a node that renewed its
  * lease before the take keeps them; two nodes adopting at once: one wins). Visits each call
- * taken, with its dialog state; dead gets the dead node's name. ENOENT when no node is dead
- * (or its calls are gone).
+ * taken, oldest first, after the commit, with its dialog state (NULL for a call that has none:
+ * it cannot be served again); dead gets the dead node's name. ENOENT when no node is dead (or
+ * its calls are gone, or it renewed meanwhile: no other node is tried). A node with live calls
+ * and no lease row at all counts as dead; calls with no node ("") are never adopted.
  */
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
                      store_call_h *each, void *arg);
@@ -282,8 +285,10 @@ int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, s
 /*
  * The live call one of whose legs has the SIP Call-ID sip_call_id, for me to serve: 0 and the
  * call (its dialogs set) when me serves it already or just took it over (its node's lease ran
- * out: calls.node is me from then on); EBUSY when a node with a live lease serves it
- * (call->node names it); ENOENT when there is none.
+ * out, or it has no lease row, or no node: calls.node is me from then on); EBUSY when a node
+ * with a live lease serves it (call->node names it); ENOENT when there is none. On 0,
+ * call->dialogs is from malloc (NULL when the call has no state) and the caller frees it; on
+ * an error it is NULL. In a job (STORE_OP_CALL_TAKE) the store frees it with the job.
  */
 int store_call_take(struct store *s, const char *sip_call_id, const char *me, int64_t now,
                     struct store_call *call);
@@ -372,7 +377,11 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 /*
  * Queues a copy of a fire-and-forget write (the calls' rows) to go with others: within 50 ms, or
  * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
- * job in one transaction. One wake-up of the worker and one commit for many calls.
+ * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
+ * fails for its own reason is logged and dropped (the others still land); writes the store cannot
+ * take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2 s,
+ * doubling to 5 s; until they land, any later job fails at once with the store's error (up to
+ * 20000 are kept: beyond, the oldest are dropped and logged).
  */
 int store_submit_later(struct store *s, const struct store_job *job);
 

@@ -9,10 +9,6 @@ static const char *const call_states[] = {"setup", "early", "active", "ended"};
 
 #define NCALL_STATES (int)(sizeof(call_states) / sizeof(call_states[0]))
 
-#define CALL_COLS                                                                                  \
-	"call_id, near_call_id, near_from_tag, near_to_tag, near_uri, far_call_id, far_from_tag, " \
-	"far_to_tag, far_uri, state, created_at, answered_at, ended_at"
-
 static int call_state_parse(const char *name)
 {
 	int i;
@@ -34,7 +30,7 @@ struct call_rows {
 	void *arg;
 };
 
-static void call_from_row(struct store_call *c, const char *const *cols)
+void store_call_from_row(struct store_call *c, const char *const *cols)
 {
 	memset(c, 0, sizeof(*c));
 	store_copy(c->id, sizeof(c->id), cols[0]);
@@ -59,7 +55,7 @@ static int call_row(const char *const *cols, int ncols, void *arg)
 
 	if (ncols < 13)
 		return 1;
-	call_from_row(&c, cols);
+	store_call_from_row(&c, cols);
 	return r->each(&c, r->arg);
 }
 
@@ -72,7 +68,7 @@ static int dialog_ok(const struct store_dialog *d)
 
 int store_call_insert(struct store *s, const struct store_call *c)
 {
-	static const char sql[] = "INSERT INTO calls (" CALL_COLS ", node) VALUES "
+	static const char sql[] = "INSERT INTO calls (" STORE_CALL_COLS ", node) VALUES "
 	                          "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 	struct store_val p[14];
 	int e;
@@ -169,23 +165,24 @@ static int call_select(struct store *s, const char *sql, const char *key, struct
 
 int store_call_get(struct store *s, const char *id, struct store_call *c)
 {
-	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE call_id = $1";
+	static const char sql[] = "SELECT " STORE_CALL_COLS " FROM calls WHERE call_id = $1";
 
 	return call_select(s, sql, id, c);
 }
 
 int store_call_find(struct store *s, const char *sip_call_id, struct store_call *c)
 {
-	static const char sql[] = "SELECT " CALL_COLS " FROM calls WHERE near_call_id = $1 OR "
-	                          "far_call_id = $1 ORDER BY created_at DESC LIMIT 1";
+	static const char sql[] =
+	    "SELECT " STORE_CALL_COLS " FROM calls WHERE near_call_id = $1 OR "
+	    "far_call_id = $1 ORDER BY created_at DESC LIMIT 1";
 
 	return call_select(s, sql, sip_call_id, c);
 }
 
 int store_call_list_live(struct store *s, store_call_h *each, void *arg)
 {
-	static const char sql[] =
-	    "SELECT " CALL_COLS " FROM calls WHERE state <> 'ended' ORDER BY created_at, call_id";
+	static const char sql[] = "SELECT " STORE_CALL_COLS
+	                          " FROM calls WHERE state <> 'ended' ORDER BY created_at, call_id";
 	struct call_rows r = {each, arg};
 	int e;
 

@@ -1,6 +1,6 @@
 /* Inside the store: what a backend provides (one small table of operations), and what the
- * store's files (store.c, store_call.c, store_move.c, store_guess.c, store_purge.c,
- * store_job.c) share. */
+ * store's files (store.c, store_call.c, store_node.c, store_move.c, store_guess.c,
+ * store_purge.c, store_job.c) share. */
 #ifndef QRXFER_SQL_STORE_INT_H
 #define QRXFER_SQL_STORE_INT_H
 
@@ -73,6 +73,17 @@ struct store {
 	struct store_job *batch;
 	size_t nbatch, batch_cap;
 	struct su_timer_s *batch_timer;
+	/* Batched writes an unreachable or locked store could not take, oldest first from
+	 * kept_head: the worker's, retried before any later job runs (store_job.c). */
+	struct store_job *kept;
+	size_t kept_head, nkept, kept_cap;
+	int kept_err;       /* why the last try failed */
+	int64_t retry_at;   /* monotonic ms: the next try, not before */
+	int64_t backoff_ms; /* the wait after the next failed try */
+	/* what the loop thread reads of it (atomic): how many are kept, and when to nudge */
+	size_t kept_shared;
+	int64_t delay_shared;
+	struct su_timer_s *retry_timer; /* the loop's nudge: an empty batch, once due */
 };
 
 static inline struct store_val t(const char *text)
@@ -119,6 +130,17 @@ int store_row_int(const char *const *cols, int ncols, void *arg);
 
 /* Tells a missing row (ENOENT) from one in a state that refused the change (EALREADY). */
 int store_why_unchanged(struct store *s, const char *sql, const char *id);
+
+/* store_call.c: a call's columns, in the order store_call_from_row reads them. */
+#define STORE_CALL_COLS                                                                            \
+	"call_id, near_call_id, near_from_tag, near_to_tag, near_uri, far_call_id, far_from_tag, " \
+	"far_to_tag, far_uri, state, created_at, answered_at, ended_at"
+
+/* store_call.c: fills c from the 13 columns of STORE_CALL_COLS (node and dialogs left empty). */
+void store_call_from_row(struct store_call *c, const char *const *cols);
+
+/* store_job.c: once the worker stopped, a last try at the kept writes; the rest are dropped. */
+void store_kept_close(struct store *s);
 
 /* store_move.c: appends an event to a move this transaction already changed. */
 int store_event_add_locked(struct store *s, const char *id, int64_t at, const char *step,

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sql/store.h"
 #include "sql/store_int.h"
@@ -12,6 +13,11 @@
 
 #define BATCH_MAX 256 /* writes in one batch at most */
 #define BATCH_MS  50  /* how long the first of a batch waits for others */
+
+/* Batched writes kept while the store is unreachable: about 5 KiB each, 100 MiB at most. */
+#define KEPT_MAX     20000
+#define RETRY_MIN_MS 200 /* the first wait before trying them again, doubling */
+#define RETRY_MAX_MS 5000
 
 /* A queued job and where its completion goes. Owner: the queue, then node_work or node_done. */
 struct node {
@@ -37,12 +43,20 @@ static int append(void **arrayp, size_t *np, const void *item, size_t sz)
 	return 0;
 }
 
+/* Copies a call, and its dialogs (freed with the job). */
 static int collect_call(const struct store_call *c, void *arg)
 {
 	struct store_job *job = arg;
+	struct store_call copy = *c;
 
-	if (append((void **)&job->calls, &job->n, c, sizeof(*c)))
+	if (c->dialogs && !(copy.dialogs = strdup(c->dialogs))) {
 		job->err = ENOMEM;
+		return 1;
+	}
+	if (append((void **)&job->calls, &job->n, &copy, sizeof(copy))) {
+		free(copy.dialogs);
+		job->err = ENOMEM;
+	}
 	return job->err;
 }
 
@@ -67,32 +81,33 @@ static int collect_event(const struct store_move_event *ev, void *arg)
 static void job_run(struct store *s, struct store_job *job);
 static const char *op_name(enum store_op op);
 
-/* Writes that wait for no answer, in one transaction; one that fails is logged, not the rest. */
-static int batch_run(struct store *s, struct store_job *job)
+/* Frees what a job owns, not the job itself. */
+static void job_release(struct store_job *job)
 {
-	int e;
-
-	pthread_mutex_lock(&s->lock);
-	e = s->ops->begin(s->conn);
 	for (size_t i = 0; i < job->n; i++) {
-		struct store_job *one = &job->jobs[i];
-
-		job_run(s, one);
-		if (one->err)
-			LOG_ERR("store", "%s %s: %s", op_name(one->op), one->id,
-			        strerror(one->err));
+		if (job->jobs)
+			job_release(&job->jobs[i]);
+		else if (job->calls)
+			free(job->calls[i].dialogs);
 	}
-	if (!e)
-		e = store_tx_end(s, 0);
-	pthread_mutex_unlock(&s->lock);
 	free(job->jobs);
+	free(job->calls);
+	free(job->moves);
+	free(job->events);
+	free(job->call.dialogs);
+	free(job->blob);
 	job->jobs = NULL;
+	job->calls = NULL;
+	job->moves = NULL;
+	job->events = NULL;
+	job->call.dialogs = NULL;
+	job->blob = NULL;
 	job->n = 0;
-	return e;
 }
 
 static void job_run(struct store *s, struct store_job *job)
 {
+	int node_ok = store_bounded(job->node, sizeof(job->node));
 	int n = 0, e;
 
 	job->err = 0;
@@ -163,8 +178,24 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_MOVE_BY_SHOW:
 		e = store_move_by_show(s, job->hash, &job->move);
 		break;
-	case STORE_OP_BATCH:
-		e = batch_run(s, job);
+	case STORE_OP_CALL_DIALOGS:
+		e = store_call_dialogs_set(s, job->id, job->blob, job->at);
+		break;
+	case STORE_OP_NODE_BEAT:
+		e = node_ok ? store_node_beat(s, job->node, job->at, job->lease_ms, job->draining)
+		            : EINVAL;
+		break;
+	case STORE_OP_CALL_LIST_NODE:
+		e = node_ok ? store_call_list_node(s, job->node, collect_call, job) : EINVAL;
+		break;
+	case STORE_OP_NODE_ADOPT:
+		e = node_ok ? store_node_adopt(s, job->node, job->at, job->text, sizeof(job->text),
+		                               collect_call, job)
+		            : EINVAL;
+		break;
+	case STORE_OP_CALL_TAKE:
+		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
+		            : EINVAL;
 		break;
 	default:
 		e = EINVAL;
@@ -197,6 +228,11 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_NODE_RESET] = "reset the node's calls",
 	    [STORE_OP_MOVE_SHOW_SET] = "set show secret",
 	    [STORE_OP_MOVE_BY_SHOW] = "find a move by its show secret",
+	    [STORE_OP_CALL_DIALOGS] = "set call dialogs",
+	    [STORE_OP_NODE_BEAT] = "renew the node's lease",
+	    [STORE_OP_CALL_LIST_NODE] = "list the node's calls",
+	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
+	    [STORE_OP_CALL_TAKE] = "take a call over",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
@@ -204,24 +240,233 @@ static const char *op_name(enum store_op op)
 
 static void node_free(struct node *n)
 {
-	free(n->job.calls);
-	free(n->job.moves);
-	free(n->job.events);
-	free(n->job.jobs);
+	job_release(&n->job);
 	free(n);
 }
 
-/* On the worker. A job nobody waits for is logged if it failed, and let go of here. */
+/* The store, not one write, failed: try again later. */
+static int unreachable(int e)
+{
+	return e == ECONNRESET || e == ECONNREFUSED || e == ETIMEDOUT || e == EBUSY ||
+	       e == EAGAIN || e == ENOTCONN || e == EPIPE || e == EHOSTUNREACH || e == ENETUNREACH;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs writes in one transaction: 0 once committed, else why it rolled back. */
+static int batch_try(struct store *s, struct store_job *jobs, size_t n)
+{
+	int e;
+
+	pthread_mutex_lock(&s->lock);
+	e = s->ops->begin(s->conn);
+	for (size_t i = 0; !e && i < n; i++) {
+		job_run(s, &jobs[i]);
+		/* a write refused for its own reason (no such call, ended) left the transaction
+		 * usable; anything else may have spoilt it (PostgreSQL aborts it) */
+		if (jobs[i].err != ENOENT && jobs[i].err != EALREADY)
+			e = jobs[i].err;
+	}
+	e = store_tx_end(s, e);
+	pthread_mutex_unlock(&s->lock);
+	return e;
+}
+
+/* Logs a write that failed for its own reason and lets it go. */
+static void write_done(struct store_job *job)
+{
+	if (job->err)
+		LOG_ERR("store", "%s %s: %s", op_name(job->op), job->id, strerror(job->err));
+	job_release(job);
+}
+
+/*
+ * Runs writes in order, in one transaction, or one by one when one of them spoilt it (so that
+ * the good ones land). Returns how many are done with; *ep says why it stopped before the rest:
+ * the store is unreachable, and they are to be tried again.
+ */
+static size_t writes_run(struct store *s, struct store_job *jobs, size_t n, int *ep)
+{
+	size_t i;
+	int e = batch_try(s, jobs, n);
+
+	*ep = 0;
+	if (!e || unreachable(e)) {
+		*ep = e;
+		for (i = 0; !e && i < n; i++)
+			write_done(&jobs[i]);
+		return e ? 0 : n;
+	}
+	for (i = 0; i < n; i++) {
+		job_run(s, &jobs[i]);
+		if (unreachable(jobs[i].err)) {
+			*ep = jobs[i].err;
+			break;
+		}
+		write_done(&jobs[i]);
+	}
+	return i;
+}
+
+static size_t kept_len(const struct store *s)
+{
+	return s->nkept - s->kept_head;
+}
+
+/* Tells the loop thread how many writes are kept and when to nudge the worker. */
+static void kept_publish(struct store *s, int64_t delay_ms)
+{
+	__atomic_store_n(&s->delay_shared, delay_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->kept_shared, kept_len(s), __ATOMIC_RELEASE);
+}
+
+static void kept_drop(struct store *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		job_release(&s->kept[s->kept_head + i]);
+	s->kept_head += n;
+}
+
+/* Keeps writes after those kept already (it owns them from then on), the oldest dropped past
+ * KEPT_MAX. */
+static void kept_add(struct store *s, struct store_job *jobs, size_t n)
+{
+	size_t len = kept_len(s);
+
+	if (len + n > KEPT_MAX) {
+		size_t drop = len + n - KEPT_MAX > len ? len : len + n - KEPT_MAX;
+
+		kept_drop(s, drop);
+		len -= drop;
+		LOG_ERR("store", "still unreachable: dropped the %zu oldest writes kept for it",
+		        drop);
+	}
+	if (s->kept_head && (s->kept_head >= len || s->nkept + n > s->kept_cap)) {
+		memmove(s->kept, s->kept + s->kept_head, len * sizeof(*s->kept));
+		s->kept_head = 0;
+		s->nkept = len;
+	}
+	if (s->nkept + n > s->kept_cap) {
+		size_t cap = s->kept_cap ? s->kept_cap : BATCH_MAX;
+		struct store_job *grown;
+
+		while (cap < s->nkept + n)
+			cap *= 2;
+		grown = realloc(s->kept, cap * sizeof(*grown));
+		if (!grown) {
+			LOG_ERR("store",
+			        "dropped %zu writes for an unreachable store: out of memory", n);
+			for (size_t i = 0; i < n; i++)
+				job_release(&jobs[i]);
+			return;
+		}
+		s->kept = grown;
+		s->kept_cap = cap;
+	}
+	memcpy(s->kept + s->nkept, jobs, n * sizeof(*jobs));
+	s->nkept += n;
+}
+
+/* Runs the kept writes, oldest first, if their try is due (or now): 0 once none is kept. */
+static int kept_run(struct store *s, int now)
+{
+	size_t n;
+	int e = 0;
+
+	if (!kept_len(s))
+		return 0;
+	if (!now && mono_ms() < s->retry_at)
+		return s->kept_err;
+	while (!e && kept_len(s)) {
+		n = kept_len(s) < BATCH_MAX ? kept_len(s) : BATCH_MAX;
+		s->kept_head += writes_run(s, s->kept + s->kept_head, n, &e);
+	}
+	if (e) {
+		s->kept_err = e;
+		s->retry_at = mono_ms() + s->backoff_ms;
+		kept_publish(s, s->backoff_ms);
+		s->backoff_ms = s->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->backoff_ms * 2;
+		return e;
+	}
+	LOG_INFO("store", "the store is back: the writes kept for it landed");
+	s->kept_head = s->nkept = 0;
+	kept_publish(s, 0);
+	return 0;
+}
+
+/* A batch: after what is kept, and kept itself if the store cannot take it now. */
+static void batch_work(struct store *s, struct store_job *job)
+{
+	size_t done;
+	int e = 0;
+
+	if (kept_len(s)) {
+		kept_add(s, job->jobs, job->n);
+		e = kept_run(s, 0);
+	} else if (job->n) {
+		done = writes_run(s, job->jobs, job->n, &e);
+		if (e) {
+			LOG_ERR("store", "unreachable (%s): keeping %zu writes to try again",
+			        strerror(e), job->n - done);
+			kept_add(s, job->jobs + done, job->n - done);
+			s->kept_err = e;
+			s->backoff_ms = RETRY_MIN_MS;
+			s->retry_at = mono_ms() + s->backoff_ms;
+			kept_publish(s, s->backoff_ms);
+			s->backoff_ms *= 2;
+		}
+	}
+	free(job->jobs); /* its jobs were let go of, or kept */
+	job->jobs = NULL;
+	job->n = 0;
+	job->err = e;
+}
+
+/*
+ * On the worker. Nothing runs before the writes kept for an unreachable store: while they wait
+ * for their next try, a job fails at once with the store's error. A job nobody waits for is
+ * logged if it failed, and let go of here.
+ */
 static void node_work(void *arg)
 {
 	struct node *n = arg;
+	int e;
 
-	job_run(n->s, &n->job);
+	if (n->job.op == STORE_OP_BATCH) {
+		batch_work(n->s, &n->job);
+	} else {
+		e = kept_run(n->s, 0);
+		if (e)
+			n->job.err = e;
+		else
+			job_run(n->s, &n->job);
+	}
 	if (n->done)
 		return;
 	if (n->job.err)
 		LOG_ERR("store", "%s %s: %s", op_name(n->job.op), n->job.id, strerror(n->job.err));
 	node_free(n);
+}
+
+void store_kept_close(struct store *s)
+{
+	if (s->retry_timer)
+		su_timer_destroy(s->retry_timer);
+	s->retry_timer = NULL;
+	if (kept_len(s) && kept_run(s, 1)) {
+		LOG_ERR("store", "closing: dropped %zu writes the store could not take",
+		        kept_len(s));
+		kept_drop(s, kept_len(s));
+	}
+	free(s->kept);
+	s->kept = NULL;
+	s->kept_head = s->nkept = s->kept_cap = 0;
 }
 
 /* On the loop thread. */
@@ -239,11 +484,33 @@ int store_attach(struct store *s, struct su_root_s *root)
 		return EALREADY;
 	/* One worker: the store has one connection, and jobs run in order. */
 	s->batch_timer = su_timer_create(su_root_task(root), BATCH_MS);
+	s->retry_timer = su_timer_create(su_root_task(root), RETRY_MIN_MS);
 	return queue_alloc(&s->q, root, 1, 0);
 }
 
 static int submit_node(struct store *s, const struct store_job *job, store_done_h *done, void *arg,
                        struct store_job *jobs, size_t njobs);
+
+static void retry_due(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg);
+
+/* On the loop: while writes are kept, the worker is nudged when their next try is due. */
+static void batch_done(struct store_job *job, void *arg)
+{
+	struct store *s = arg;
+	int64_t delay = __atomic_load_n(&s->delay_shared, __ATOMIC_RELAXED);
+
+	if (__atomic_load_n(&s->kept_shared, __ATOMIC_ACQUIRE) && s->retry_timer)
+		su_timer_set_interval(s->retry_timer, retry_due, s, delay > 0 ? delay : 1);
+}
+
+static void retry_due(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
+{
+	struct store *s = arg;
+	struct store_job job = {.op = STORE_OP_BATCH};
+
+	if (__atomic_load_n(&s->kept_shared, __ATOMIC_ACQUIRE))
+		submit_node(s, &job, batch_done, s, NULL, 0);
+}
 
 void store_flush(struct store *s)
 {
@@ -255,9 +522,11 @@ void store_flush(struct store *s)
 	if (s->batch_timer)
 		su_timer_reset(s->batch_timer);
 	s->nbatch = 0;
-	if (submit_node(s, &job, NULL, NULL, s->batch, n)) {
+	if (submit_node(s, &job, batch_done, s, s->batch, n)) {
 		LOG_ERR("store", "cannot queue %zu writes", n);
-		free(s->batch);
+		job.jobs = s->batch;
+		job.n = n;
+		job_release(&job);
 	}
 	s->batch = NULL;
 	s->batch_cap = 0;
@@ -268,21 +537,37 @@ static void batch_due(su_root_magic_t *m, su_timer_t *t, su_timer_arg_t *arg)
 	store_flush(arg);
 }
 
+/* A copy of a submitted job: the outputs are the store's to fill, the blob is the store's. */
+static void job_copy(struct store_job *to, const struct store_job *job)
+{
+	*to = *job;
+	to->err = 0;
+	to->n = 0;
+	to->calls = NULL;
+	to->moves = NULL;
+	to->events = NULL;
+	to->jobs = NULL;
+	to->call.dialogs = NULL;
+}
+
 int store_submit_later(struct store *s, const struct store_job *job)
 {
-	if (!s->q)
+	if (!s->q) {
+		free(job->blob);
 		return ENOTCONN;
+	}
 	if (s->nbatch == s->batch_cap) {
 		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;
 		struct store_job *grown = realloc(s->batch, cap * sizeof(*grown));
 
-		if (!grown)
+		if (!grown) {
+			free(job->blob);
 			return ENOMEM;
+		}
 		s->batch = grown;
 		s->batch_cap = cap;
 	}
-	s->batch[s->nbatch] = *job;
-	s->batch[s->nbatch].err = 0;
+	job_copy(&s->batch[s->nbatch], job);
 	if (++s->nbatch >= BATCH_MAX || !s->batch_timer)
 		store_flush(s);
 	else if (s->nbatch == 1)
@@ -304,27 +589,29 @@ static int submit_node(struct store *s, const struct store_job *job, store_done_
 	unsigned flags = 0;
 	int e;
 
-	if (!s->q)
+	if (!s->q) {
+		free(job->blob);
 		return ENOTCONN;
+	}
 	n = malloc(sizeof(*n));
-	if (!n)
+	if (!n) {
+		free(job->blob);
 		return ENOMEM;
+	}
 	n->s = s;
 	n->done = done;
 	n->arg = arg;
-	n->job = *job;
-	n->job.err = 0;
-	n->job.n = 0;
-	n->job.calls = NULL;
-	n->job.moves = NULL;
-	n->job.events = NULL;
+	job_copy(&n->job, job);
 	n->job.jobs = jobs;
 	n->job.n = njobs;
 	/* A device waits on a redeem; it needs only the move's row, whose insert has finished. */
 	if (job->op == STORE_OP_MOVE_REDEEM || job->op == STORE_OP_MOVE_NODE)
 		flags = QUEUE_URGENT;
 	e = queue_submit(s->q, flags, node_work, done ? node_done : NULL, n);
-	if (e)
-		free(n);
+	if (e) {
+		n->job.jobs = NULL; /* the caller's still */
+		n->job.n = 0;
+		node_free(n);
+	}
 	return e;
 }

@@ -326,11 +326,21 @@ static int pg_begin(struct store_conn *c)
 	return e;
 }
 
+/* A transaction a statement failed in commits as a ROLLBACK, without an error: say so. */
 static int pg_commit(struct store_conn *c)
 {
-	int e = pg_exec(c, "COMMIT");
+	PGresult *res;
+	int e = 0;
 
+	res = run(c, "commit", "COMMIT", -1, NULL, &e);
 	c->in_tx = 0;
+	if (!res)
+		return e;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		e = pg_err(c, res, "commit");
+	else if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
+		e = EIO;
+	PQclear(res);
 	return e;
 }
 

@@ -277,7 +277,8 @@ int store_call_list_node(struct store *s, const char *node, store_call_h *each, 
  * taken, oldest first, after the commit, with its dialog state (NULL for a call that has none:
  * it cannot be served again); dead gets the dead node's name. ENOENT when no node is dead (or
  * its calls are gone, or it renewed meanwhile: no other node is tried). A node with live calls
- * and no lease row at all counts as dead; calls with no node ("") are never adopted.
+ * and no lease row at all counts as dead (so me beats before it adopts); calls with no node ("")
+ * are never adopted.
  */
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
                      store_call_h *each, void *arg);

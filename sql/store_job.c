@@ -339,6 +339,8 @@ static void kept_add(struct store *s, struct store_job *jobs, size_t n)
 {
 	size_t len = kept_len(s);
 
+	if (!n)
+		return;
 	if (len + n > KEPT_MAX) {
 		size_t drop = len + n - KEPT_MAX > len ? len : len + n - KEPT_MAX;
 

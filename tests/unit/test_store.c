@@ -1698,6 +1698,15 @@ static void pump(struct loop *l, int ms)
 		su_root_step(l->root, 10);
 }
 
+/* Runs the command pg.sh put in the environment variable name, quietly. */
+static int pg_ctl(const char *name)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>&1", getenv(name));
+	return system(cmd);
+}
+
 static void outage_end(void)
 {
 	if (locker) {
@@ -1706,7 +1715,7 @@ static void outage_end(void)
 		locker = NULL;
 	}
 	if (pg_stopped) {
-		pg_stopped = system(getenv("QRXFER_TEST_PG_START")) != 0;
+		pg_stopped = pg_ctl("QRXFER_TEST_PG_START") != 0;
 		cr_assert_eq(pg_stopped, 0, "cannot start PostgreSQL again");
 	}
 }
@@ -1762,7 +1771,7 @@ Test(store, batched_writes_survive_an_outage, .fini = outage_fini)
 	cr_assert(saved >= 0 && log);
 	dup2(fileno(log), 2);
 	if (pg_url()) {
-		cr_assert_eq(system(getenv("QRXFER_TEST_PG_STOP")), 0, "cannot stop PostgreSQL");
+		cr_assert_eq(pg_ctl("QRXFER_TEST_PG_STOP"), 0, "cannot stop PostgreSQL");
 		pg_stopped = 1;
 	} else {
 		snprintf(path, sizeof(path), "%s/store.db", dir);
@@ -1801,5 +1810,78 @@ Test(store, batched_writes_survive_an_outage, .fini = outage_fini)
 	store_close(st);
 	st = NULL;
 	loop_fini(&l);
+	finish();
+}
+
+/* A batch with a bad row: the good rows land all the same (PostgreSQL aborts the whole
+ * transaction on the bad one, and commits it as a rollback). */
+Test(store, a_bad_row_in_a_batch_does_not_sink_the_others)
+{
+	struct store_job job;
+	struct store_call c;
+	struct tag tags[1];
+	struct loop l;
+
+	loop_init(&l, tags, 1);
+	cr_assert_eq(store_attach(st, l.root), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c1", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	cr_assert_eq(store_submit_later(st, &job), 0); /* EEXIST */
+	make_call(&job.call, "c2", 1000);
+	snprintf(job.call.node, sizeof(job.call.node), NODE_ME);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_DIALOGS;
+	snprintf(job.id, sizeof(job.id), "c2");
+	job.blob = strdup("{\"c\":2}");
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	store_flush(st);
+	/* a second batch whose last row is the bad one */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c3", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	make_call(&job.call, "c1", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	store_flush(st);
+	/* only single-statement row writes go in batches: a move insert has its own transaction */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_INSERT;
+	make_move(&job.move, "m1", "c1", 9, 1000, 120000);
+	cr_assert_eq(store_submit_later(st, &job), EINVAL);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_LIST_NODE;
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	loop_wait(&l, 1);
+	cr_assert_eq(l.errs[0], 0);
+	cr_assert_eq(l.n[0], 1, "c2 with its dialogs");
+	cr_assert_str_eq(l.text[0], "|c2|{\"c\":2}");
+	cr_assert_eq(store_call_get(st, "c1", &c), 0);
+	cr_assert_eq(store_call_get(st, "c3", &c), 0);
+	store_close(st);
+	st = NULL;
+	loop_fini(&l);
+	finish();
+}
+
+/* A transaction a statement failed in does not report a commit it did not make. */
+Test(store, a_spoilt_transaction_does_not_claim_it_committed)
+{
+	struct store_call c;
+	int e;
+
+	add_call("c1", 1000);
+	cr_assert_eq(st->ops->begin(st->conn), 0);
+	make_call(&c, "c2", 1000);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	make_call(&c, "c1", 1000);
+	cr_assert_eq(store_call_insert(st, &c), EEXIST);
+	e = store_tx_end(st, 0);
+	if (pg_url())
+		cr_assert_neq(e, 0, "PostgreSQL rolled it back");
+	cr_assert_eq(store_call_get(st, "c2", &c), e ? ENOENT : 0, "commit said %d", e);
 	finish();
 }

@@ -277,7 +277,8 @@ int store_call_list_node(struct store *s, const char *node, store_call_h *each, 
  * taken, oldest first, after the commit, with its dialog state (NULL for a call that has none:
  * it cannot be served again); dead gets the dead node's name. ENOENT when no node is dead (or
  * its calls are gone, or it renewed meanwhile: no other node is tried). A node with live calls
- * and no lease row at all counts as dead; calls with no node ("") are never adopted.
+ * and no lease row at all counts as dead (so me beats before it adopts); calls with no node ("")
+ * are never adopted.
  */
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
                      store_call_h *each, void *arg);
@@ -375,7 +376,8 @@ int store_attach(struct store *s, struct su_root_s *root);
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
 
 /*
- * Queues a copy of a fire-and-forget write (the calls' rows) to go with others: within 50 ms, or
+ * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
+ * CALL_DIALOGS, NODE_BEAT; EINVAL for the others) to go with others: within 50 ms, or
  * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
  * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
  * fails for its own reason is logged and dropped (the others still land); writes the store cannot

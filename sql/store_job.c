@@ -278,11 +278,21 @@ static int batch_try(struct store *s, struct store_job *jobs, size_t n)
 	return e;
 }
 
+/* What a job is about, for a log line. */
+static const char *job_names(const struct store_job *job)
+{
+	if (job->op == STORE_OP_CALL_INSERT)
+		return job->call.id;
+	if (job->op == STORE_OP_MOVE_INSERT)
+		return job->move.id;
+	return job->id;
+}
+
 /* Logs a write that failed for its own reason and lets it go. */
 static void write_done(struct store_job *job)
 {
 	if (job->err)
-		LOG_ERR("store", "%s %s: %s", op_name(job->op), job->id, strerror(job->err));
+		LOG_ERR("store", "%s %s: %s", op_name(job->op), job_names(job), strerror(job->err));
 	job_release(job);
 }
 
@@ -339,6 +349,8 @@ static void kept_add(struct store *s, struct store_job *jobs, size_t n)
 {
 	size_t len = kept_len(s);
 
+	if (!n)
+		return;
 	if (len + n > KEPT_MAX) {
 		size_t drop = len + n - KEPT_MAX > len ? len : len + n - KEPT_MAX;
 
@@ -550,11 +562,19 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 	to->call.dialogs = NULL;
 }
 
+/* Writes of one statement each: those run inside a batch's transaction (the others open their
+ * own, and PostgreSQL would end the batch's with it). */
+static int batchable(enum store_op op)
+{
+	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
+	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS || op == STORE_OP_NODE_BEAT;
+}
+
 int store_submit_later(struct store *s, const struct store_job *job)
 {
-	if (!s->q) {
+	if (!s->q || !batchable(job->op)) {
 		free(job->blob);
-		return ENOTCONN;
+		return s->q ? EINVAL : ENOTCONN;
 	}
 	if (s->nbatch == s->batch_cap) {
 		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;

@@ -242,7 +242,8 @@ int store_call_take(struct store *s, const char *sip_call_id, const char *me, in
                     struct store_call *call)
 {
 	static const char find[] =
-	    "SELECT " NODE_COLS ", n.lease_until FROM calls c LEFT JOIN nodes n ON n.node = c.node "
+	    "SELECT " STORE_CALL_COLS ", c.node, c.dialogs, n.lease_until FROM calls c "
+	    "LEFT JOIN nodes n ON n.node = c.node "
 	    "WHERE (c.near_call_id = $1 OR c.far_call_id = $1) AND c.state <> 'ended' "
 	    "ORDER BY c.created_at DESC LIMIT 1";
 	/* holds the owner's row, so that its renewal waits for this take, or wins before it */

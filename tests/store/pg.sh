@@ -16,7 +16,9 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ] || [ ! -x "$pgbin/pg_ctl" ]; then
 	echo "FAIL: PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: install the Debian package postgresql" >&2
 	exit 1
 fi
+alone=1
 if [ "${1:-}" = --run ]; then
+	alone=
 	shift
 	suite=$1
 	shift
@@ -85,6 +87,17 @@ QRXFER_TEST_PG_DATA=$data
 export QRXFER_TEST_PG_URL QRXFER_TEST_PG_DATA
 "$suite" "$@"
 rc=$?
+# The test of a store that goes away stops the server: it runs alone, after the others (which
+# skip it), and is told how to stop the server and start it again.
+if [ $rc = 0 ] && [ -n "$alone" ]; then
+	pgas=
+	[ "$(id -u)" = 0 ] && pgas="runuser -u postgres --"
+	QRXFER_TEST_PG_STOP="$pgas $pgbin/pg_ctl -D $data -m fast -w stop"
+	QRXFER_TEST_PG_START="$pgas $pgbin/pg_ctl -D $data -l $tmp/server.log -w -t 30 -o '-k $tmp -c listen_addresses=127.0.0.1 -p $port -c fsync=off -c max_connections=200' start"
+	export QRXFER_TEST_PG_STOP QRXFER_TEST_PG_START
+	"$suite" --filter 'store/batched_writes_survive_an_outage' -j1
+	rc=$?
+fi
 if [ $rc != 0 ]; then
 	echo "pg.sh: suite failed ($rc) against $QRXFER_TEST_PG_URL; server log:" >&2
 	tail -n 30 "$tmp/server.log" >&2

@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -714,6 +715,18 @@ static void on_done(struct store_job *job, void *arg)
 			snprintf(l->text[tag->slot], STORE_ID_MAX, "%s",
 			         job->events[job->n - 1].step);
 		break;
+	case STORE_OP_CALL_LIST_NODE:
+	case STORE_OP_NODE_ADOPT:
+		if (job->n)
+			snprintf(l->text[tag->slot], STORE_ID_MAX, "%.24s|%.16s|%.16s", job->text,
+			         job->calls[job->n - 1].id,
+			         job->calls[job->n - 1].dialogs ? job->calls[job->n - 1].dialogs
+			                                        : "-");
+		break;
+	case STORE_OP_CALL_TAKE:
+		snprintf(l->text[tag->slot], STORE_ID_MAX, "%.16s|%.16s", job->call.id,
+		         job->call.dialogs ? job->call.dialogs : "-");
+		break;
 	default:
 		break;
 	}
@@ -1065,15 +1078,24 @@ Test(store, node_reset_ends_the_calls_a_dead_process_left)
 	make_call(&c, "c2", 1000);
 	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5062");
 	cr_assert_eq(store_call_insert(st, &c), 0);
+	make_call(&c, "c3", 1000);
+	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5060");
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	cr_assert_eq(store_call_dialogs_set(st, "c3", "{\"near\":1}", 1500), 0);
 	add_move("m1", "c1", 1, 1000, 120000);
+	add_move("m3", "c3", 3, 1000, 120000);
 	cr_assert_eq(store_node_reset(st, "sip:127.0.0.1:5060", 5000, &n), 0);
 	cr_assert_eq(n, 1);
 	cr_assert_eq(store_call_get(st, "c1", &c), 0);
 	cr_assert_eq(c.state, STORE_CALL_ENDED);
 	cr_assert_eq(store_call_get(st, "c2", &c), 0);
 	cr_assert_neq(c.state, STORE_CALL_ENDED, "another node's call is left alone");
+	cr_assert_eq(store_call_get(st, "c3", &c), 0);
+	cr_assert_neq(c.state, STORE_CALL_ENDED, "a call with a dialog state is the restart's");
 	cr_assert_eq(store_move_get(st, "m1", &m), 0);
 	cr_assert_eq(m.state, STORE_MOVE_FAILED);
+	cr_assert_eq(store_move_get(st, "m3", &m), 0);
+	cr_assert_eq(m.state, STORE_MOVE_OFFERED, "the kept call's move is left alone");
 	finish();
 }
 
@@ -1232,5 +1254,634 @@ Test(store, move_found_by_its_show_hash)
 	cr_assert_eq(store_move_by_show(st, h2, &got), ENOENT);
 	cr_assert_eq(store_move_by_show(st, h1, &got), 0);
 	cr_assert_str_eq(got.id, "m2");
+	finish();
+}
+
+/* ---- survival: dialog states, leases, adopting and taking calls over ---- */
+
+#define NODE_ME   "sip:10.0.0.1:5060"
+#define NODE_DEAD "sip:10.0.0.2:5060"
+#define NODE_LIVE "sip:10.0.0.3:5060"
+
+static void add_node_call(const char *id, const char *node, int64_t created, const char *dialogs)
+{
+	struct store_call c;
+
+	make_call(&c, id, created);
+	snprintf(c.node, sizeof(c.node), "%s", node);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	if (dialogs)
+		cr_assert_eq(store_call_dialogs_set(st, id, dialogs, created), 0);
+}
+
+#define SEEN_MAX 256
+
+struct seen {
+	int n;
+	char ids[SEEN_MAX][STORE_ID_MAX];
+	char dialogs[SEEN_MAX][64]; /* "(none)" for NULL */
+	char node[SEEN_MAX][STORE_URI_MAX];
+};
+
+static int see_call(const struct store_call *c, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n >= SEEN_MAX)
+		return 1;
+	snprintf(s->ids[s->n], STORE_ID_MAX, "%s", c->id);
+	snprintf(s->dialogs[s->n], 64, "%s", c->dialogs ? c->dialogs : "(none)");
+	snprintf(s->node[s->n], STORE_URI_MAX, "%s", c->node);
+	s->n++;
+	return 0;
+}
+
+static int row_text(const char *const *cols, int ncols, void *arg)
+{
+	snprintf(arg, STORE_URI_MAX, "%s", ncols > 0 && cols[0] ? cols[0] : "(null)");
+	return 1;
+}
+
+/* calls.node of a call, read with SQL (store_call_get does not read it). */
+static const char *node_of(const char *id)
+{
+	static const char sql[] = "SELECT node FROM calls WHERE call_id = $1";
+	static char node[STORE_URI_MAX];
+	struct store_val p[] = {t(id)};
+
+	snprintf(node, sizeof(node), "(no row)");
+	cr_assert_eq(store_query(st, sql, p, 1, row_text, node, NULL), 0);
+	return node;
+}
+
+static int64_t lease_of(const char *node)
+{
+	static const char sql[] = "SELECT lease_until FROM nodes WHERE node = $1";
+	struct store_val p[] = {t(node)};
+	int64_t v = INT64_MIN;
+
+	cr_assert_eq(store_query(st, sql, p, 1, store_row_int, &v, NULL), 0);
+	return v;
+}
+
+Test(store, dialogs_are_written_and_read_back_by_node)
+{
+	struct seen seen = {0};
+	struct store_call c;
+
+	add_node_call("c1", NODE_ME, 1000, "{\"v\":1}");
+	add_node_call("c2", NODE_ME, 900, "{\"v\":2}");
+	add_node_call("c3", NODE_ME, 800, NULL);   /* no state: not listed */
+	add_node_call("c4", NODE_LIVE, 700, "{}"); /* another node's */
+	add_node_call("c5", NODE_ME, 600, "{\"v\":5}");
+	cr_assert_eq(store_call_dialogs_set(st, "c1", "{\"v\":11}", 1100), 0,
+	             "the last write wins");
+	cr_assert_eq(store_call_state_set(st, "c5", STORE_CALL_ENDED, 1200), 0);
+	cr_assert_eq(store_call_dialogs_set(st, "c5", "{}", 1300), ENOENT, "an ended call");
+	cr_assert_eq(store_call_dialogs_set(st, "nope", "{}", 1300), ENOENT, "no such call");
+	cr_assert_eq(store_call_list_node(st, NODE_ME, see_call, &seen), 0);
+	cr_assert_eq(seen.n, 2);
+	cr_assert_str_eq(seen.ids[0], "c2", "oldest first");
+	cr_assert_str_eq(seen.dialogs[0], "{\"v\":2}");
+	cr_assert_str_eq(seen.ids[1], "c1");
+	cr_assert_str_eq(seen.dialogs[1], "{\"v\":11}");
+	cr_assert_str_eq(seen.node[1], NODE_ME);
+	memset(&seen, 0, sizeof(seen));
+	cr_assert_eq(store_call_list_node(st, "sip:nobody", see_call, &seen), 0);
+	cr_assert_eq(seen.n, 0);
+	/* the other reads are as they were: no dialogs */
+	cr_assert_eq(store_call_get(st, "c1", &c), 0);
+	cr_assert_null(c.dialogs);
+	finish();
+}
+
+Test(store, beat_creates_and_renews_a_lease)
+{
+	cr_assert_eq(lease_of(NODE_ME), INT64_MIN, "no row yet");
+	cr_assert_eq(store_node_beat(st, NODE_ME, 1000, 3000, 0), 0);
+	cr_assert_eq(lease_of(NODE_ME), 4000);
+	cr_assert_eq(store_node_beat(st, NODE_ME, 2000, 3000, 1), 0);
+	cr_assert_eq(lease_of(NODE_ME), 5000);
+	cr_assert_eq(store_node_beat(st, "", 2000, 3000, 0), EINVAL);
+	finish();
+}
+
+Test(store, adopt_takes_only_an_expired_nodes_live_calls)
+{
+	struct seen seen = {0};
+	char dead[STORE_URI_MAX] = "";
+
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
+	             ENOENT, "nothing to adopt");
+	cr_assert_eq(store_node_beat(st, NODE_ME, 1000, 1000, 0), 0); /* me expired: not adopted */
+	cr_assert_eq(store_node_beat(st, NODE_DEAD, 1000, 1000, 0), 0);
+	cr_assert_eq(store_node_beat(st, NODE_LIVE, 1000, 10000, 0), 0);
+	add_node_call("m1", NODE_ME, 1000, "{\"m\":1}");
+	add_node_call("d1", NODE_DEAD, 1200, "{\"d\":1}");
+	add_node_call("d2", NODE_DEAD, 1100, NULL); /* no state: taken, visited without */
+	add_node_call("d3", NODE_DEAD, 1000, "{\"d\":3}");
+	cr_assert_eq(store_call_state_set(st, "d3", STORE_CALL_ENDED, 1500), 0);
+	add_node_call("l1", NODE_LIVE, 1000, "{\"l\":1}");
+
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen), 0);
+	cr_assert_str_eq(dead, NODE_DEAD);
+	cr_assert_eq(seen.n, 2);
+	cr_assert_str_eq(seen.ids[0], "d2", "oldest first");
+	cr_assert_str_eq(seen.dialogs[0], "(none)");
+	cr_assert_str_eq(seen.ids[1], "d1");
+	cr_assert_str_eq(seen.dialogs[1], "{\"d\":1}");
+	cr_assert_str_eq(seen.node[1], NODE_ME);
+	cr_assert_str_eq(node_of("d1"), NODE_ME);
+	cr_assert_str_eq(node_of("d2"), NODE_ME);
+	cr_assert_str_eq(node_of("d3"), NODE_DEAD, "an ended call stays");
+	cr_assert_str_eq(node_of("l1"), NODE_LIVE, "a live node keeps its calls");
+	cr_assert_str_eq(node_of("m1"), NODE_ME);
+	cr_assert_eq(lease_of(NODE_DEAD), -1, "claimed");
+	memset(&seen, 0, sizeof(seen));
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
+	             ENOENT);
+	cr_assert_eq(seen.n, 0);
+	/* another node adopting finds nothing of mine while I am alive, and no call twice */
+	cr_assert_eq(store_node_beat(st, NODE_ME, 5000, 1000, 0), 0);
+	cr_assert_eq(store_node_adopt(st, NODE_LIVE, 5000, dead, sizeof(dead), see_call, &seen),
+	             ENOENT);
+
+	/* the dead node comes back: it renews, and lists only what it still serves */
+	add_node_call("d4", NODE_DEAD, 6000, "{\"d\":4}");
+	cr_assert_eq(store_node_beat(st, NODE_DEAD, 6000, 1000, 0), 0);
+	cr_assert_eq(lease_of(NODE_DEAD), 7000);
+	cr_assert_eq(store_call_list_node(st, NODE_DEAD, see_call, &seen), 0);
+	cr_assert_eq(seen.n, 1);
+	cr_assert_str_eq(seen.ids[0], "d4");
+	finish();
+}
+
+Test(store, adopt_leaves_a_node_that_renewed_and_treats_no_row_as_dead)
+{
+	struct seen seen = {0};
+	char dead[STORE_URI_MAX] = "";
+
+	cr_assert_eq(store_node_beat(st, NODE_DEAD, 1000, 1000, 0), 0);
+	add_node_call("d1", NODE_DEAD, 1000, "{}");
+	/* it renews before anyone adopts it */
+	cr_assert_eq(store_node_beat(st, NODE_DEAD, 4900, 1000, 0), 0);
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
+	             ENOENT);
+	cr_assert_str_eq(node_of("d1"), NODE_DEAD);
+
+	/* a node that never beat (calls from before leases) is dead, unless it is me */
+	add_node_call("o1", "sip:10.0.0.9:5060", 1000, "{\"o\":1}");
+	add_node_call("o2", NODE_ME, 1000, "{\"o\":2}");
+	add_node_call("o3", "", 1000, "{\"o\":3}"); /* nobody's */
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen), 0);
+	cr_assert_str_eq(dead, "sip:10.0.0.9:5060");
+	cr_assert_eq(seen.n, 1);
+	cr_assert_str_eq(seen.ids[0], "o1");
+	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
+	             ENOENT);
+	cr_assert_str_eq(node_of("o3"), "");
+	finish();
+}
+
+/* Two nodes adopting at once, each with its own connection: every call goes to one of them. */
+#define ADOPT_NODES 6
+#define ADOPT_CALLS 20
+
+struct adopter {
+	pthread_barrier_t *start;
+	char me[STORE_URI_MAX];
+	struct seen seen;
+	int err;
+};
+
+static void *adopter(void *arg)
+{
+	struct adopter *a = arg;
+	struct store *s = NULL;
+	char err[256], dead[STORE_URI_MAX];
+	int e, misses = 0;
+
+	e = store_open(&s, url, err, sizeof(err));
+	/* an adopter holds a lease: without one, its calls would look dead to the other */
+	if (!e)
+		e = store_node_beat(s, a->me, 10000, 100000, 0);
+	pthread_barrier_wait(a->start);
+	/* the other may win a node this one picked: ENOENT, and try again a few times */
+	while (!e && misses < 3) {
+		e = store_node_adopt(s, a->me, 10000, dead, sizeof(dead), see_call, &a->seen);
+		if (e == ENOENT) {
+			misses++;
+			e = 0;
+		}
+	}
+	a->err = e;
+	store_close(s);
+	return NULL;
+}
+
+Test(store, two_adopters_at_once_take_each_call_exactly_once)
+{
+	static struct adopter ad[2];
+	pthread_barrier_t start;
+	pthread_t th[2];
+	struct seen rest = {0};
+	char dead[STORE_URI_MAX], node[64], id[32];
+	int i, j, total;
+
+	for (i = 0; i < ADOPT_NODES; i++) {
+		snprintf(node, sizeof(node), "sip:10.0.1.%d:5060", i);
+		cr_assert_eq(store_node_beat(st, node, 1000, 1000, 0), 0);
+		for (j = 0; j < ADOPT_CALLS; j++) {
+			snprintf(id, sizeof(id), "n%dc%d", i, j);
+			add_node_call(id, node, 1000 + j, "{}");
+		}
+	}
+	pthread_barrier_init(&start, NULL, 3);
+	for (i = 0; i < 2; i++) {
+		memset(&ad[i], 0, sizeof(ad[i]));
+		ad[i].start = &start;
+		snprintf(ad[i].me, sizeof(ad[i].me), "sip:10.0.2.%d:5060", i);
+		cr_assert_eq(pthread_create(&th[i], NULL, adopter, &ad[i]), 0);
+	}
+	pthread_barrier_wait(&start);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+	cr_assert_eq(ad[0].err, 0, "%s", strerror(ad[0].err));
+	cr_assert_eq(ad[1].err, 0, "%s", strerror(ad[1].err));
+	/* what both left, if they gave up early */
+	cr_assert_eq(store_node_beat(st, "sip:10.0.2.9:5060", 10000, 100000, 0), 0);
+	while (store_node_adopt(st, "sip:10.0.2.9:5060", 10000, dead, sizeof(dead), see_call,
+	                        &rest) == 0)
+		;
+	total = ad[0].seen.n + ad[1].seen.n + rest.n;
+	cr_assert_eq(total, ADOPT_NODES * ADOPT_CALLS, "%d + %d + %d calls adopted", ad[0].seen.n,
+	             ad[1].seen.n, rest.n);
+	for (i = 0; i < 2; i++) {
+		for (j = 0; j < ad[i].seen.n; j++) {
+			const char *cid = ad[i].seen.ids[j];
+
+			cr_assert_str_eq(node_of(cid), ad[i].me, "%s", cid);
+			for (int k = 0; k < ad[!i].seen.n; k++)
+				cr_assert_str_neq(cid, ad[!i].seen.ids[k], "%s adopted twice", cid);
+		}
+	}
+	finish();
+}
+
+Test(store, take_answers_mine_busy_taken_or_none)
+{
+	struct store_call c;
+
+	add_node_call("c1", NODE_ME, 1000, "{\"c\":1}");
+	add_node_call("c2", NODE_LIVE, 1000, "{\"c\":2}");
+	add_node_call("c3", NODE_DEAD, 1000, "{\"c\":3}");
+	add_node_call("c4", "sip:10.0.0.9:5060", 1000, NULL); /* no lease row */
+	add_node_call("c5", NODE_DEAD, 900, "{}");
+	cr_assert_eq(store_call_state_set(st, "c5", STORE_CALL_ENDED, 1000), 0);
+	cr_assert_eq(store_node_beat(st, NODE_LIVE, 1000, 10000, 0), 0);
+	cr_assert_eq(store_node_beat(st, NODE_DEAD, 1000, 1000, 0), 0);
+
+	cr_assert_eq(store_call_take(st, "near-c1@127.0.0.1", NODE_ME, 5000, &c), 0,
+	             "mine, though I have no lease row");
+	cr_assert_str_eq(c.id, "c1");
+	cr_assert_str_eq(c.dialogs, "{\"c\":1}");
+	free(c.dialogs);
+
+	cr_assert_eq(store_call_take(st, "far-c2@127.0.0.1", NODE_ME, 5000, &c), EBUSY);
+	cr_assert_str_eq(c.node, NODE_LIVE);
+	cr_assert_null(c.dialogs);
+	cr_assert_str_eq(node_of("c2"), NODE_LIVE);
+
+	cr_assert_eq(store_call_take(st, "far-c3@127.0.0.1", NODE_ME, 5000, &c), 0);
+	cr_assert_str_eq(c.id, "c3");
+	cr_assert_str_eq(c.node, NODE_ME);
+	cr_assert_str_eq(c.dialogs, "{\"c\":3}");
+	free(c.dialogs);
+	cr_assert_str_eq(node_of("c3"), NODE_ME);
+	/* the node it was taken from, asking for it: it is mine now */
+	cr_assert_eq(store_node_beat(st, NODE_ME, 5000, 10000, 0), 0);
+	cr_assert_eq(store_call_take(st, "far-c3@127.0.0.1", NODE_DEAD, 5000, &c), EBUSY);
+	cr_assert_str_eq(c.node, NODE_ME);
+
+	cr_assert_eq(store_call_take(st, "near-c4@127.0.0.1", NODE_ME, 5000, &c), 0,
+	             "no lease row: not alive");
+	cr_assert_null(c.dialogs);
+	cr_assert_str_eq(node_of("c4"), NODE_ME);
+
+	cr_assert_eq(store_call_take(st, "near-c5@127.0.0.1", NODE_ME, 5000, &c), ENOENT, "ended");
+	cr_assert_eq(store_call_take(st, "nope@127.0.0.1", NODE_ME, 5000, &c), ENOENT);
+	cr_assert_null(c.dialogs);
+	finish();
+}
+
+/* The five survival operations through the worker; the store owns and frees the blobs. */
+Test(store, survival_jobs_through_the_worker)
+{
+	struct store_job job;
+	struct tag tags[6];
+	struct loop l;
+
+	loop_init(&l, tags, 6);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_DIALOGS;
+	job.blob = strdup("{}");
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), ENOTCONN,
+	             "its blob is freed all the same");
+	job.blob = strdup("{}");
+	cr_assert_eq(store_submit_later(st, &job), ENOTCONN);
+	cr_assert_eq(store_attach(st, l.root), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c1", 1000);
+	snprintf(job.call.node, sizeof(job.call.node), NODE_ME);
+	job.call.dialogs = (char *)"not the store's to free"; /* out only: ignored */
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	make_call(&job.call, "c2", 1000);
+	snprintf(job.call.node, sizeof(job.call.node), NODE_DEAD);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_DIALOGS;
+	snprintf(job.id, sizeof(job.id), "c1");
+	job.blob = strdup("{\"a\":1}");
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	snprintf(job.id, sizeof(job.id), "c2");
+	job.blob = strdup("{\"a\":2}");
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	snprintf(job.id, sizeof(job.id), "nope"); /* fails alone, logged; the others land */
+	job.blob = strdup("{}");
+	cr_assert_eq(store_submit_later(st, &job), 0);
+
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_NODE_BEAT;
+	snprintf(job.node, sizeof(job.node), NODE_DEAD);
+	job.at = 1000;
+	job.lease_ms = 1000;
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	job.lease_ms = 100000;
+	cr_assert_eq(store_submit(st, &job, NULL, NULL), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_LIST_NODE;
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_NODE_ADOPT;
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	job.at = 5000;
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[2]), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_TAKE;
+	snprintf(job.text, sizeof(job.text), "far-c2@127.0.0.1");
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	job.at = 5000;
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[3]), 0);
+	snprintf(job.node, sizeof(job.node), NODE_DEAD);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[4]), 0);
+	loop_wait(&l, 5);
+	cr_assert_eq(l.done, 5, "only %d of 5 completions arrived", l.done);
+	cr_assert_eq(l.errs[0], 0);
+	cr_assert_eq(l.errs[1], 0);
+	cr_assert_eq(l.n[1], 1);
+	cr_assert_str_eq(l.text[1], "|c1|{\"a\":1}");
+	cr_assert_eq(l.errs[2], 0);
+	cr_assert_eq(l.n[2], 1);
+	cr_assert_str_eq(l.text[2], NODE_DEAD "|c2|{\"a\":2}");
+	cr_assert_eq(l.errs[3], 0);
+	cr_assert_str_eq(l.text[3], "c2|{\"a\":2}");
+	cr_assert_eq(l.errs[4], EBUSY, "the dead node asks for a call I took over");
+	store_close(st);
+	st = NULL;
+	loop_fini(&l);
+	finish();
+}
+
+/* Writes batched while the store cannot take them land once it can: all of them, in order. */
+
+static sqlite3 *locker; /* SQLite: a second connection holding the write lock */
+static int pg_stopped;
+
+static void outage_writes(int from, int to)
+{
+	struct store_job job;
+	char text[32];
+
+	for (int i = from; i < to; i++) {
+		memset(&job, 0, sizeof(job));
+		job.op = STORE_OP_CALL_INSERT;
+		snprintf(text, sizeof(text), "o%d", i);
+		make_call(&job.call, text, 1000 + i);
+		snprintf(job.call.node, sizeof(job.call.node), NODE_ME);
+		cr_assert_eq(store_submit_later(st, &job), 0);
+		memset(&job, 0, sizeof(job));
+		job.op = STORE_OP_CALL_DIALOGS;
+		snprintf(job.id, sizeof(job.id), "o%d", i);
+		snprintf(text, sizeof(text), "d%d-1", i);
+		job.blob = strdup(text);
+		cr_assert_eq(store_submit_later(st, &job), 0);
+		snprintf(text, sizeof(text), "d%d-2", i);
+		job.blob = strdup(text);
+		cr_assert_eq(store_submit_later(st, &job), 0);
+		memset(&job, 0, sizeof(job));
+		job.op = STORE_OP_CALL_STATE;
+		snprintf(job.id, sizeof(job.id), "o%d", i);
+		job.call_state = STORE_CALL_ACTIVE;
+		job.at = 2000 + i;
+		cr_assert_eq(store_submit_later(st, &job), 0);
+	}
+}
+
+static void pump(struct loop *l, int ms)
+{
+	for (int i = 0; i < ms / 10; i++)
+		su_root_step(l->root, 10);
+}
+
+/* Runs the command pg.sh put in the environment variable name, quietly. */
+static int pg_ctl(const char *name)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>&1", getenv(name));
+	return system(cmd);
+}
+
+static void outage_end(void)
+{
+	if (locker) {
+		sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(locker);
+		locker = NULL;
+	}
+	if (pg_stopped) {
+		pg_stopped = pg_ctl("QRXFER_TEST_PG_START") != 0;
+		cr_assert_eq(pg_stopped, 0, "cannot start PostgreSQL again");
+	}
+}
+
+static void outage_fini(void)
+{
+	outage_end();
+	teardown();
+}
+
+static int count_landed(const struct store_call *c, void *arg)
+{
+	int i = atoi(c->id + 1);
+	char want[32];
+
+	snprintf(want, sizeof(want), "d%d-2", i);
+	if (c->state == STORE_CALL_ACTIVE && c->answered_at == 2000 + i && c->dialogs &&
+	    strcmp(c->dialogs, want) == 0)
+		(*(int *)arg)++;
+	return 0;
+}
+
+#define OUTAGE_CALLS 450
+
+Test(store, batched_writes_survive_an_outage, .fini = outage_fini)
+{
+	struct store_job job;
+	struct tag tags[2];
+	struct loop l;
+	char err[256], path[300], text[4096];
+	int landed = 0, saved, i;
+	size_t n;
+	FILE *log;
+
+	if (pg_url() && (!getenv("QRXFER_TEST_PG_STOP") || !getenv("QRXFER_TEST_PG_START")))
+		cr_skip_test("stops the server: pg.sh runs it alone, after the others");
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open_timeout(&st, url, 1000, err, sizeof(err)), 0, "%s", err);
+	loop_init(&l, tags, 2);
+	cr_assert_eq(store_attach(st, l.root), 0);
+	outage_writes(0, 10);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_LIST_NODE;
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	loop_wait(&l, 1);
+	cr_assert_eq(l.n[0], 10, "before the outage");
+
+	fflush(stderr);
+	saved = dup(2);
+	log = tmpfile(); /* a sanitizer's report goes there too: a silent FAIL (0.00s) is one */
+	cr_assert(saved >= 0 && log);
+	dup2(fileno(log), 2);
+	if (pg_url()) {
+		cr_assert_eq(pg_ctl("QRXFER_TEST_PG_STOP"), 0, "cannot stop PostgreSQL");
+		pg_stopped = 1;
+	} else {
+		snprintf(path, sizeof(path), "%s/store.db", dir);
+		cr_assert_eq(sqlite3_open(path, &locker), SQLITE_OK);
+		cr_assert_eq(sqlite3_exec(locker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	}
+	outage_writes(10, 400);
+	store_flush(st);
+	/* SQLite waits out its busy timeout (5 s) before it gives up on a batch */
+	pump(&l, pg_url() ? 1500 : 6500);
+	outage_writes(400, OUTAGE_CALLS); /* behind what is kept */
+	store_flush(st);
+	pump(&l, 300);
+	/* a later job never overtakes them: it fails at once, or runs after all landed */
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[1]), 0);
+	pump(&l, 300);
+	outage_end();
+	for (i = 0; i < 300 && (l.done < 2 || landed < OUTAGE_CALLS); i++) {
+		pump(&l, 100);
+		landed = 0;
+		if (l.done >= 2)
+			cr_assert_eq(store_call_list_node(st, NODE_ME, count_landed, &landed), 0);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(log);
+	n = fread(text, 1, sizeof(text) - 1, log);
+	text[n] = '\0';
+	fclose(log);
+	cr_assert(strstr(text, "unreachable ("), "the log says: %s", text);
+	cr_assert_eq(landed, OUTAGE_CALLS, "%d of %d calls landed whole; the log says: %s", landed,
+	             OUTAGE_CALLS, text);
+	cr_assert(l.errs[1] != 0 || l.n[1] == OUTAGE_CALLS, "a later job overtook them: %d, %zu",
+	          l.errs[1], (size_t)l.n[1]);
+	store_close(st);
+	st = NULL;
+	loop_fini(&l);
+	finish();
+}
+
+/* A batch with a bad row: the good rows land all the same (PostgreSQL aborts the whole
+ * transaction on the bad one, and commits it as a rollback). */
+Test(store, a_bad_row_in_a_batch_does_not_sink_the_others)
+{
+	struct store_job job;
+	struct store_call c;
+	struct tag tags[1];
+	struct loop l;
+
+	loop_init(&l, tags, 1);
+	cr_assert_eq(store_attach(st, l.root), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c1", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	cr_assert_eq(store_submit_later(st, &job), 0); /* EEXIST */
+	make_call(&job.call, "c2", 1000);
+	snprintf(job.call.node, sizeof(job.call.node), NODE_ME);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_DIALOGS;
+	snprintf(job.id, sizeof(job.id), "c2");
+	job.blob = strdup("{\"c\":2}");
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	store_flush(st);
+	/* a second batch whose last row is the bad one */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_INSERT;
+	make_call(&job.call, "c3", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	make_call(&job.call, "c1", 1000);
+	cr_assert_eq(store_submit_later(st, &job), 0);
+	store_flush(st);
+	/* only single-statement row writes go in batches: a move insert has its own transaction */
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_MOVE_INSERT;
+	make_move(&job.move, "m1", "c1", 9, 1000, 120000);
+	cr_assert_eq(store_submit_later(st, &job), EINVAL);
+	memset(&job, 0, sizeof(job));
+	job.op = STORE_OP_CALL_LIST_NODE;
+	snprintf(job.node, sizeof(job.node), NODE_ME);
+	cr_assert_eq(store_submit(st, &job, on_done, &tags[0]), 0);
+	loop_wait(&l, 1);
+	cr_assert_eq(l.errs[0], 0);
+	cr_assert_eq(l.n[0], 1, "c2 with its dialogs");
+	cr_assert_str_eq(l.text[0], "|c2|{\"c\":2}");
+	cr_assert_eq(store_call_get(st, "c1", &c), 0);
+	cr_assert_eq(store_call_get(st, "c3", &c), 0);
+	store_close(st);
+	st = NULL;
+	loop_fini(&l);
+	finish();
+}
+
+/* A transaction a statement failed in does not report a commit it did not make. */
+Test(store, a_spoilt_transaction_does_not_claim_it_committed)
+{
+	struct store_call c;
+	int e;
+
+	add_call("c1", 1000);
+	cr_assert_eq(st->ops->begin(st->conn), 0);
+	make_call(&c, "c2", 1000);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	make_call(&c, "c1", 1000);
+	cr_assert_eq(store_call_insert(st, &c), EEXIST);
+	e = store_tx_end(st, 0);
+	if (pg_url())
+		cr_assert_neq(e, 0, "PostgreSQL rolled it back");
+	cr_assert_eq(store_call_get(st, "c2", &c), e ? ENOENT : 0, "commit said %d", e);
 	finish();
 }

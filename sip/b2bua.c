@@ -120,16 +120,8 @@ static int on_stray(struct sip *s, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 	    sip->sip_to && sip->sip_to->a_tag)
 		leg = leg_by_dialog(s, sip->sip_call_id->i_id, sip->sip_from->a_tag,
 		                    sip->sip_to->a_tag);
-	if (leg && leg->acked_cseq && leg->acked_cseq <= sip->sip_cseq->cs_seq) {
-		uint32_t ours = leg->ack_cseq, acked = leg->acked_cseq;
-
-		/* An INVITE of ours may be out meanwhile: its ACK's CSeq stays its own. */
-		leg->ack_cseq = sip->sip_cseq->cs_seq;
-		leg_ack(leg, NULL, NULL);
-		leg->ack_cseq = ours;
-		if (acked > leg->acked_cseq)
-			leg->acked_cseq = acked;
-	}
+	if (leg && leg->acked_cseq && leg->acked_cseq <= sip->sip_cseq->cs_seq)
+		leg_ack_again(leg, sip->sip_cseq->cs_seq);
 	nta_msg_discard(agent, msg);
 	return 0;
 }

@@ -54,6 +54,7 @@ struct leg {
 	char *local, *remote; /* our address and the peer's (From/To as we see them) */
 	uint32_t acked_cseq;  /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
 	msg_t *rel_resp;      /* the last reliable provisional it sent us (RFC 3262), to PRACK */
+	uint32_t lseq_saved;  /* our CSeq in the dialog when its state was last written */
 };
 
 /* A leg's dialog as it can be written out and read back (sip/state.c). */
@@ -222,6 +223,7 @@ struct leg *leg_dial(struct call *c, int near, const url_t *target, const sip_ad
 int leg_invite(struct leg *leg, msg_t *like, const sip_payload_t *pl, tag_type_t tag,
                tag_value_t value, ...);
 int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl);
+int leg_ack_again(struct leg *leg, uint32_t cseq);
 int leg_answer(struct leg *leg, int status, const char *phrase, msg_t *like,
                const sip_payload_t *pl, tag_type_t tag, tag_value_t value, ...);
 int leg_answer_as(struct leg *leg, int status, const char *phrase, msg_t *like,

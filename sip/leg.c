@@ -204,9 +204,10 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 
 	if (sip)
 		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
-	/* Our CSeq went on, the peer's target may have: written within a second. */
+	/* Our CSeq went on, the peer's target may have: written within a second; at once for the
+	 * first request of ours in the dialog (nta numbered it from the clock: no gap covers that). */
 	if (final)
-		call_touch(to->call, 0);
+		call_touch(to->call, to->dlg && !to->lseq_saved && nta_leg_get_seq(to->dlg));
 	if (!phrase)
 		phrase = sip_status_phrase(status) ? sip_status_phrase(status) : "Local Error";
 	if (final) {
@@ -345,7 +346,7 @@ int leg_invite(struct leg *leg, msg_t *like, const sip_payload_t *pl, tag_type_t
 }
 
 /* ACK the 2xx to our last INVITE on leg, with SDP pl in late-offer calls. */
-int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
+static int ack_send(struct leg *leg, msg_t *like, const sip_payload_t *pl, const char *branch)
 {
 	struct sip *s = leg->call->sip;
 	sip_cseq_t cseq[1];
@@ -368,7 +369,8 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 	               TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
 	               TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END()) < 0 ||
 	    nta_msg_request_complete(msg, leg->dlg, SIP_METHOD_ACK, NULL) < 0 ||
-	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, NULL, msg, TAG_END()))) {
+	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, NULL, msg,
+	                                  TAG_IF(branch, NTATAG_ACK_BRANCH(branch)), TAG_END()))) {
 		msg_destroy(msg);
 		return EIO;
 	}
@@ -378,6 +380,36 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 	leg->acked_cseq = leg->ack_cseq;
 	leg->ack_cseq = 0;
 	return 0;
+}
+
+int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
+{
+	return ack_send(leg, like, pl, NULL);
+}
+
+/*
+ * The ACK for a 2xx that came again with no INVITE transaction left (ours lingered out, or died
+ * with a previous run): a transaction of its own (RFC 3261 17.1.1.3), its own branch, as nta
+ * has no INVITE to take one from.
+ */
+int leg_ack_again(struct leg *leg, uint32_t cseq)
+{
+	unsigned char raw[8];
+	char branch[40];
+	uint32_t ours = leg->ack_cseq, acked = leg->acked_cseq;
+	int err;
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return EIO;
+	snprintf(branch, sizeof(branch), "z9hG4bK%02x%02x%02x%02x%02x%02x%02x%02x", raw[0], raw[1],
+	         raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
+	leg->ack_cseq = cseq;
+	err = ack_send(leg, NULL, NULL, branch);
+	/* An INVITE of ours may be out meanwhile: its ACK's CSeq stays its own. */
+	leg->ack_cseq = ours;
+	if (acked > leg->acked_cseq)
+		leg->acked_cseq = acked;
+	return err;
 }
 
 static int on_prack(struct leg *leg, nta_reliable_t *rel, nta_incoming_t *prack, const sip_t *sip)

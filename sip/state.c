@@ -103,12 +103,13 @@ struct leg *leg_restore(struct call *c, const struct leg_state *st)
  * CSeq jump). */
 #define CSEQ_GAP 100
 
-static json_t *leg_json(const struct leg *leg)
+static json_t *leg_json(struct leg *leg)
 {
 	struct leg_state st;
 
 	if (!leg || leg->terminated || leg_state_get(leg, &st))
 		return NULL;
+	leg->lseq_saved = st.lseq;
 	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:I}",
 	                 "call_id", st.call_id, "ltag", st.ltag, "rtag", st.rtag, "lseq",
 	                 (json_int_t)st.lseq, "rseq", (json_int_t)st.rseq, "local", st.local,
@@ -176,7 +177,9 @@ static int leg_state_from(json_t *j, struct leg_state *st, const char **uri, jso
 		snprintf(why, len, "a dialog field is missing, too long or out of range");
 		return EINVAL;
 	}
-	st->lseq = (uint32_t)lseq + CSEQ_GAP;
+	/* No request of ours yet in that dialog: nta numbers the first from the clock, past any
+	 * number it gave before; else ours go on past the gap. */
+	st->lseq = lseq ? (uint32_t)lseq + CSEQ_GAP : 0;
 	st->rseq = (uint32_t)rseq;
 	st->secure = !!secure;
 	st->tcp = !!tcp;

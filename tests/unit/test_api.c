@@ -106,6 +106,13 @@ static int later(sip_move_h *cb, void *arg, int err)
 	return 0;
 }
 
+static int drained; /* times sip_drain was called */
+
+void sip_drain(struct sip *s)
+{
+	drained++;
+}
+
 void sip_calls_foreach(struct sip *s, sip_call_h *fn, void *arg)
 {
 	struct sip_call_info a = {.id = "call-1",
@@ -503,6 +510,28 @@ Test(api, calls_need_the_token_and_list_live_calls)
 	cr_assert_str_eq(str(json_array_get(calls, 0), "id"), "call-1");
 	cr_assert_str_eq(str(json_array_get(calls, 0), "state"), "answered");
 	cr_assert_str_eq(str(json_array_get(calls, 1), "state"), "early");
+	json_decref(j);
+	done_with(&c);
+}
+
+/* Drain is the admin's: a stranger's POST drains nothing. */
+Test(api, drain_needs_the_token)
+{
+	struct call c = post("/v1/drain", NULL, NULL, "", 0, NULL);
+	json_t *j;
+
+	cr_assert_eq(c.status, 401);
+	cr_assert_eq(drained, 0, "no drain without the token");
+	done_with(&c);
+	c = req("GET", "/v1/drain", ADMIN);
+	cr_assert_eq(c.status, 405, "GET does not drain (%ld)", c.status);
+	cr_assert_eq(drained, 0);
+	done_with(&c);
+	c = post("/v1/drain", ADMIN, NULL, "", 0, NULL);
+	cr_assert_eq(c.status, 200);
+	cr_assert_eq(drained, 1, "the stack was told to drain");
+	j = json_of(&c);
+	cr_assert(json_is_true(json_object_get(j, "draining")), "%s", c.in);
 	json_decref(j);
 	done_with(&c);
 }

@@ -306,7 +306,9 @@ static void beat(su_root_magic_t *rm, su_timer_t *t, void *arg)
 		sv->beating = 1;
 		sv->jobs++;
 	}
-	if (!sv->loaded || sv->adopting)
+	/* A draining node is on its way out: the load balancer sends it nothing new, so a dead
+	 * node's calls are better off on a node it does send to. */
+	if (!sv->loaded || sv->adopting || sip_draining(s))
 		return;
 	job.op = STORE_OP_NODE_ADOPT;
 	if (!store_submit(st, &job, on_adopted, sv)) {

@@ -13,6 +13,7 @@
 #define HELD_MAX      1000 /* requests waiting for the store to say whose call it is */
 #define HELD_RETRY_MS 500  /* the call's node still holds its lease: ask again this soon */
 #define BEAT_MS       1000
+#define FRESH_MS      2500 /* a node that renewed its lease this recently is alive */
 
 /* A request in an unknown dialog, until the store answers. */
 struct held {
@@ -115,6 +116,15 @@ static void held_retry(su_root_magic_t *rm, su_timer_t *t, void *arg)
 	held_ask(arg);
 }
 
+/* The request goes to the node serving its call (alive: it renewed its lease just now). */
+static void pass_on(struct survive *sv, struct held *h, const char *node)
+{
+	/* An INVITE's ACK follows it there (relay.c keeps the INVITE for it). */
+	LOG_INFO("call", "request in call %s of live node %s: passed on there", h->call_id, node);
+	relay_to_node(sv->sip, h->irq, node);
+	h->irq = NULL;
+}
+
 static void on_take(struct store_job *job, void *arg)
 {
 	struct held *h = arg;
@@ -134,6 +144,12 @@ static void on_take(struct store_job *job, void *arg)
 		load(s, job->call.id, job->call.dialogs, "taken over");
 		sip_dialog_resume(s, h->irq);
 		h->irq = NULL;
+		held_free(h);
+		return;
+	}
+	if (job->err == EBUSY && job->call.node[0] && strcmp(job->call.node, s->node) &&
+	    job->call.lease_until > store_now() + (long long)s->conf.lease_secs * 1000 - FRESH_MS) {
+		pass_on(sv, h, job->call.node);
 		held_free(h);
 		return;
 	}

@@ -145,6 +145,7 @@ struct txn {
 	nta_outgoing_t *orq;
 	LIST_ENTRY(txn) link;
 	su_timer_t *timer; /* REGISTER: [sip] register_timeout */
+	char *node; /* passed on to the node serving its call: its 2xx's ACK goes there too */
 	unsigned registering : 1;
 };
 
@@ -292,6 +293,7 @@ void invite_prack(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 /* relay.c: requests in a dialog passed to the other leg; out-of-dialog ones passed on */
 void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+void relay_to_node(struct sip *s, nta_incoming_t *irq, const char *node);
 void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *sip,
                   nta_outgoing_t *orq);
 struct txn *txn_new(struct sip *s, nta_incoming_t *irq);

@@ -205,7 +205,8 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 	if (sip)
 		metric_inc(METRIC_SIP_RESPONSES_TOTAL);
 	/* Our CSeq went on, the peer's target may have: written within a second; at once for the
-	 * first request of ours in the dialog (nta numbered it from the clock: no gap covers that). */
+	 * first request of ours in the dialog (nta numbered it from the clock: no gap covers that).
+	 */
 	if (final)
 		call_touch(to->call, to->dlg && !to->lseq_saved && nta_leg_get_seq(to->dlg));
 	if (!phrase)
@@ -370,7 +371,7 @@ static int ack_send(struct leg *leg, msg_t *like, const sip_payload_t *pl, const
 	               TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END()) < 0 ||
 	    nta_msg_request_complete(msg, leg->dlg, SIP_METHOD_ACK, NULL) < 0 ||
 	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, NULL, msg,
-	                                  TAG_IF(branch, NTATAG_ACK_BRANCH(branch)), TAG_END()))) {
+	                                 TAG_IF(branch, NTATAG_ACK_BRANCH(branch)), TAG_END()))) {
 		msg_destroy(msg);
 		return EIO;
 	}

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/rand.h>
 #include <sofia-sip/msg_addr.h>
 
 #include "sip/b2bua.h"
@@ -168,6 +169,7 @@ void txn_free(struct txn *t)
 	LIST_REMOVE(t, link);
 	if (t->timer)
 		su_timer_destroy(t->timer);
+	su_free(s->home, t->node);
 	if (t->orq)
 		nta_outgoing_destroy(t->orq);
 	if (t->irq) {
@@ -177,6 +179,27 @@ void txn_free(struct txn *t)
 	}
 	su_free(s->home, t);
 	b2bua_check_done(s);
+}
+
+static void ack_to_node(struct sip *s, msg_t *m, const char *node);
+
+/* The ACK for the 2xx of an INVITE passed on to another node: it goes there too. */
+static int node_ack(void *arg, nta_incoming_t *irq, const sip_t *sip)
+{
+	char *node = arg;
+	struct sip *s = *(struct sip **)node;
+	msg_t *ack;
+
+	if (sip && sip->sip_request->rq_method == sip_method_cancel)
+		return 0; /* nta answered it; the INVITE was answered already */
+	ack = sip ? nta_incoming_getrequest_ackcancel(irq) : NULL;
+	if (ack) {
+		ack_to_node(s, msg_copy(ack), node + sizeof(struct sip *));
+		msg_destroy(ack);
+	}
+	nta_incoming_destroy(irq);
+	free(node);
+	return 0;
 }
 
 /* The answer to a request we passed on: back to its sender without our Via. */
@@ -215,8 +238,23 @@ static int txn_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 		                    TAG_END());
 	}
 	msg_destroy(resp);
+	if (status >= 200 && status < 300 && t->node &&
+	    nta_incoming_method(t->irq) == sip_method_invite) {
+		/* The 2xx's ACK is a request of its own (RFC 3261 17.1.1.3): it comes to the INVITE
+		 * nta keeps for us, and goes on to the node. The sip and the node, in one block. */
+		size_t n = strlen(t->node) + 1;
+		char *arg = malloc(sizeof(struct sip *) + n);
+
+		if (arg) {
+			memcpy(arg, &t->sip, sizeof(struct sip *));
+			memcpy(arg + sizeof(struct sip *), t->node, n);
+			nta_incoming_bind(t->irq, node_ack, (void *)arg);
+			t->irq = NULL;
+		}
+	}
 	if (status >= 200) {
-		nta_incoming_destroy(t->irq);
+		if (t->irq)
+			nta_incoming_destroy(t->irq);
 		t->irq = NULL;
 		t->orq = NULL;
 		nta_outgoing_destroy(orq);
@@ -385,4 +423,76 @@ void relay_out_of_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip, m
 			su_timer_set_interval(t->timer, register_timeout, t,
 			                      (su_duration_t)s->conf.register_timeout * 1000);
 	}
+}
+
+/*
+ * A request in the dialog of a call another live node serves (a load balancer's failover sent
+ * it here, or a node took the call over while another got its requests): passed on to that
+ * node as a proxy would (RFC 3261 16.6), its answer back. An ACK goes on by itself.
+ */
+void relay_to_node(struct sip *s, nta_incoming_t *irq, const char *node)
+{
+	msg_t *req = nta_incoming_getrequest(irq);
+	msg_t *m = req ? msg_copy(req) : NULL;
+	sip_t *out = m ? sip_object(m) : NULL;
+	url_t *next = m ? url_hdup(msg_home(m), URL_STRING_MAKE(node)->us_url) : NULL;
+	struct txn *t = NULL;
+
+	msg_destroy(req);
+	if (out && out->sip_request->rq_method == sip_method_ack) {
+		ack_to_node(s, m, node);
+		nta_incoming_destroy(irq);
+		return;
+	}
+	if (!out || !next || route_is_self(s, next)) {
+		msg_destroy(m);
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	if (out->sip_max_forwards && out->sip_max_forwards->mf_count == 0) {
+		msg_destroy(m);
+		sip_reply(irq, SIP_483_TOO_MANY_HOPS, TAG_END());
+		return;
+	}
+	if (out->sip_max_forwards)
+		out->sip_max_forwards->mf_count--;
+	t = txn_new(s, irq);
+	if (t)
+		t->node = su_strdup(s->home, node);
+	if (t)
+		t->orq =
+		    nta_outgoing_mcreate(s->nta, txn_answer, t, (url_string_t *)next, m, TAG_END());
+	if (!t || !t->orq) {
+		msg_destroy(m);
+		if (t) {
+			t->irq = NULL;
+			txn_free(t);
+		}
+		sip_reply(irq, SIP_502_BAD_GATEWAY, TAG_END());
+	}
+}
+
+/* An ACK (m, ours to send or free) on to node: no INVITE of ours to take a branch from, so one
+ * of its own. */
+static void ack_to_node(struct sip *s, msg_t *m, const char *node)
+{
+	sip_t *out = m ? sip_object(m) : NULL;
+	url_t *next = m ? url_hdup(msg_home(m), URL_STRING_MAKE(node)->us_url) : NULL;
+	unsigned char raw[8];
+	char branch[40];
+	nta_outgoing_t *orq = NULL;
+
+	if (out && next && !route_is_self(s, next) && RAND_bytes(raw, sizeof(raw)) == 1 &&
+	    (!out->sip_max_forwards || out->sip_max_forwards->mf_count)) {
+		if (out->sip_max_forwards)
+			out->sip_max_forwards->mf_count--;
+		snprintf(branch, sizeof(branch), "z9hG4bK%02x%02x%02x%02x%02x%02x%02x%02x", raw[0],
+		         raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
+		orq = nta_outgoing_mcreate(s->nta, NULL, NULL, (url_string_t *)next, m,
+		                           NTATAG_ACK_BRANCH(branch), TAG_END());
+	}
+	if (orq)
+		nta_outgoing_destroy(orq);
+	else
+		msg_destroy(m);
 }

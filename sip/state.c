@@ -265,7 +265,7 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 	json_decref(o);
 	invite_max_timer(c);
 	LOG_DEBUG("call", "%s: served again: near leg %s (%s), far leg %s (%s)", c->id,
-	         c->near->call_id, c->near->uri, c->far->call_id, c->far->uri);
+	          c->near->call_id, c->near->uri, c->far->call_id, c->far->uri);
 	*cp = c;
 	hook_call_restored(c);
 	return 0;

@@ -50,6 +50,9 @@ struct store_call {
 	 * NULL when it has none; owned by the store, valid during the callback or until the job
 	 * is freed, except from store_call_take, where it is from malloc and the caller's */
 	char *dialogs;
+	/* out (store_call_take): until when the node serving it holds its lease (ms since the
+	 * epoch); 0 when it has no lease row */
+	int64_t lease_until;
 };
 
 enum store_move_state {

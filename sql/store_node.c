@@ -275,6 +275,7 @@ int store_call_take(struct store *s, const char *sip_call_id, const char *me, in
 		e = store_query(s, find, pf, 1, found_row, &f, NULL);
 		if (!e)
 			e = f.err ? f.err : f.n ? 0 : ENOENT;
+		call->lease_until = f.leased ? f.lease_until : 0;
 		if (e || strcmp(call->node, me) == 0)
 			goto end; /* none, or me serves it already */
 		if (f.leased && f.lease_until >= now) {

@@ -676,6 +676,15 @@ class Run:
     def on_killed(self):
         pass
 
+    def store_ctl(self, what):
+        """Ask the shell to freeze or thaw the PostgreSQL server."""
+        self.ctl_out.write(what + "\n")
+        self.ctl_out.flush()
+        line = self.ctl_in.readline().split()
+        if line[:2] != [what, "done"]:
+            self.fail("the shell did not %s the store (%s)" % (what, line))
+            raise SystemExit(self.summary())
+
     # -- checks after the restarts
     def no_bye_before(self, c, t_end):
         who = [w for w, d in (("A", c.a), ("C (the far party)", c.c))
@@ -889,7 +898,7 @@ def main():
     p.add_argument("--token", required=True)
     p.add_argument("--ctl-out")
     p.add_argument("--ctl-in")
-    p.add_argument("--phase", choices=("kill", "confirm", "term"), required=True)
+    p.add_argument("--phase", choices=("kill", "confirm", "term", "outage"), required=True)
     p.add_argument("--no-kill", action="store_true")
     p.add_argument("--plain", type=int, default=0)
     p.add_argument("--offered", type=int, default=0)
@@ -903,7 +912,24 @@ def main():
     # 1. every call up: A -> qrxferd -> C
     kinds = (["plain"] * o.plain + ["offered"] * o.offered + ["moving"] * o.moving
              + ["confirming"] * o.confirming)
-    calls = [r.call_up(i, k) for i, k in enumerate(kinds)]
+    if o.phase == "outage":
+        # half the calls up, the store frozen, the other half up and the first half
+        # re-INVITEd while it is: the node relays all of it, and its state catches up
+        half = len(kinds) // 2
+        calls = [r.call_up(i, k) for i, k in enumerate(kinds[:half])]
+        r.store_ctl("freeze")
+        t_frozen = time.time()
+        calls += [r.call_up(half + i, k) for i, k in enumerate(kinds[half:])]
+        for c in calls[:half]:
+            if not c.why:
+                r.reinvite(c, "A")
+        print("outage: %d calls set up and %d re-INVITEd in %.1f s with the store frozen"
+              % (len(kinds) - half, half, time.time() - t_frozen), flush=True)
+        time.sleep(max(0.0, 3.0 - (time.time() - t_frozen)))
+        r.store_ctl("thaw")
+        time.sleep(7.0)  # the kept writes are retried within 5 s (backoff) of the store's return
+    else:
+        calls = [r.call_up(i, k) for i, k in enumerate(kinds)]
     up = [c for c in calls if not c.why]
     r.find_ids(up)
     print("up: %d of %d calls answered and listed (%.1f s)"

@@ -144,6 +144,9 @@ Test(leg_state, call_round_trip)
 	char *text = call_state_dump(c1);
 
 	cr_assert_not_null(text, "an answered call has a state");
+	/* As if each dialog had carried 5 requests of ours (none was sent here). */
+	for (char *p = text; (p = strstr(p, "\"lseq\":0,"));)
+		p[7] = '5';
 	cr_assert_eq(leg_state_get(c1->near, &near1), 0);
 	cr_assert_eq(leg_state_get(c1->far, &far1), 0);
 	/* The old process is gone: its dialogs are no longer in nta. */
@@ -172,7 +175,8 @@ Test(leg_state, call_round_trip)
 	cr_expect_str_eq(far2.route, far1.route);
 	cr_expect_str_eq(far2.target, far1.target);
 	/* Our CSeq goes on past what may have been sent after the last write. */
-	cr_expect_gt(far2.lseq, far1.lseq);
+	cr_expect_gt(far2.lseq, 5);
+	cr_expect_gt(near2.lseq, 5);
 	cr_expect_eq(leg_by_dialog(s, far1.call_id, far1.ltag, far1.rtag), c2->far);
 	cr_expect_eq(leg_by_dialog(s, near1.call_id, near1.ltag, near1.rtag), c2->near);
 }

@@ -14,6 +14,7 @@
 #define HELD_RETRY_MS 500  /* the call's node still holds its lease: ask again this soon */
 #define BEAT_MS       1000
 #define FRESH_MS      2500 /* a node that renewed its lease this recently is alive */
+#define SLICE         200  /* calls read back per turn of the loop: it serves the rest between */
 
 /* A request in an unknown dialog, until the store answers. */
 struct held {
@@ -27,8 +28,22 @@ struct held {
 	char call_id[STORE_CALLID_MAX];
 };
 
+/* Calls read back from the store, a slice per turn of the loop. */
+struct batch {
+	struct batch *next;
+	char what[STORE_URI_MAX + 32]; /* "the previous run", "dead node X" */
+	size_t n, done, served;
+	long long t0; /* ms: when the store's answer came */
+	struct {
+		char id[STORE_ID_MAX];
+		char *dialogs;
+	} * calls;
+};
+
 struct survive {
 	struct sip *sip;
+	struct batch *batches; /* waiting to be read back, oldest first */
+	su_timer_t *slice;
 	su_timer_t *beat;
 	LIST_HEAD(, held) held;
 	unsigned nheld;
@@ -64,8 +79,11 @@ static void write_state(struct call *c)
 
 static void on_call_active(void *arg, struct call *c)
 {
-	/* The records' hook inserted its row just before (hooks run in order). */
+	/* The records' hook inserted its row just before (hooks run in order). Both go now, not
+	 * with the next batch: a crash in the batch's 50 ms would lose an answered call. */
 	write_state(c);
+	if (store_of(c->sip))
+		store_flush(c->sip->conf.store);
 }
 
 static void on_call_changed(void *arg, struct call *c)
@@ -241,10 +259,62 @@ static void on_call_restored(void *arg, struct call *c)
 		sv->jobs++;
 }
 
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->calls[i].dialogs);
+	free(b->calls);
+	free(b);
+}
+
+/* One slice of the oldest batch read back; the loop comes back for the next. */
+static void read_slice(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct survive *sv = arg;
+	struct batch *b = sv->batches;
+
+	for (unsigned k = 0; b && k < SLICE && b->done < b->n; k++, b->done++)
+		if (load(sv->sip, b->calls[b->done].id, b->calls[b->done].dialogs, b->what))
+			b->served++;
+	if (b && b->done == b->n) {
+		LOG_INFO("sip", "%zu of %zu calls of %s served again (read back in %lld ms)",
+		         b->served, b->n, b->what, store_now() - b->t0);
+		sv->batches = b->next;
+		batch_free(b);
+	}
+	if (sv->batches)
+		su_timer_set_interval(sv->slice, read_slice, sv, 0);
+}
+
+/* The calls of a job (owned by the store) kept to be read back a slice at a time. */
+static void batch_add(struct survive *sv, const struct store_job *job, const char *what)
+{
+	struct batch *b = calloc(1, sizeof(*b)), **bp;
+
+	if (!b || !(b->calls = calloc(job->n ? job->n : 1, sizeof(*b->calls)))) {
+		free(b);
+		LOG_ERR("sip", "no memory to read %zu calls of %s back", job->n, what);
+		return;
+	}
+	snprintf(b->what, sizeof(b->what), "%s", what);
+	b->t0 = store_now();
+	for (size_t i = 0; i < job->n; i++) {
+		snprintf(b->calls[i].id, sizeof(b->calls[i].id), "%s", job->calls[i].id);
+		b->calls[i].dialogs = job->calls[i].dialogs ? strdup(job->calls[i].dialogs) : NULL;
+	}
+	b->n = job->n;
+	for (bp = &sv->batches; *bp; bp = &(*bp)->next)
+		;
+	*bp = b;
+	if (sv->slice)
+		su_timer_set_interval(sv->slice, read_slice, sv, 0);
+	else
+		read_slice(NULL, NULL, sv);
+}
+
 static void on_listed(struct store_job *job, void *arg)
 {
 	struct survive *sv = arg;
-	unsigned n = 0;
 
 	sv->jobs--;
 	if (sv->stopped) {
@@ -257,17 +327,14 @@ static void on_listed(struct store_job *job, void *arg)
 		LOG_ERR("store", "cannot read this node's calls back: %s", strerror(job->err));
 		return;
 	}
-	for (size_t i = 0; i < job->n; i++)
-		if (load(sv->sip, job->calls[i].id, job->calls[i].dialogs, "restart"))
-			n++;
 	if (job->n)
-		LOG_INFO("sip", "%u of %zu calls of the previous run served again", n, job->n);
+		batch_add(sv, job, "the previous run");
 }
 
 static void on_adopted(struct store_job *job, void *arg)
 {
 	struct survive *sv = arg;
-	unsigned n = 0;
+	char what[sizeof(job->text) + 16];
 
 	sv->jobs--;
 	sv->adopting = 0;
@@ -282,11 +349,10 @@ static void on_adopted(struct store_job *job, void *arg)
 			         strerror(job->err));
 		return;
 	}
-	for (size_t i = 0; i < job->n; i++)
-		if (load(sv->sip, job->calls[i].id, job->calls[i].dialogs, "taken over"))
-			n++;
-	LOG_INFO("sip", "node %s is dead: %u of its %zu calls served here now", job->text, n,
+	LOG_INFO("sip", "node %s is dead: its %zu calls are served here from now", job->text,
 	         job->n);
+	snprintf(what, sizeof(what), "dead node %s", job->text);
+	batch_add(sv, job, what);
 }
 
 static void on_beat(struct store_job *job, void *arg)
@@ -342,6 +408,15 @@ static void on_stop(void *arg, struct sip *s)
 	if (sv->beat)
 		su_timer_destroy(sv->beat);
 	sv->beat = NULL;
+	if (sv->slice)
+		su_timer_destroy(sv->slice);
+	sv->slice = NULL;
+	while (sv->batches) {
+		struct batch *b = sv->batches;
+
+		sv->batches = b->next;
+		batch_free(b);
+	}
 	while ((h = LIST_FIRST(&sv->held))) {
 		LIST_REMOVE(h, link);
 		sv->nheld--;
@@ -401,6 +476,7 @@ int move_survive_init(struct sip *s)
 		sv->jobs++;
 	else
 		sv->loaded = 1;
+	sv->slice = su_timer_create(su_root_task(s->root), 0);
 	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);
 	if (sv->beat)
 		su_timer_run(sv->beat, beat, sv);

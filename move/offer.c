@@ -372,6 +372,8 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	move_index(m);
 	LIST_INSERT_HEAD(&ms->moves, m, link);
 	c->feature = m;
+	/* A restart must know to read this move back. */
+	call_touch(c, 1);
 
 	job->op = STORE_OP_MOVE_INSERT;
 	snprintf(job->move.id, sizeof(job->move.id), "%s", m->id);

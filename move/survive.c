@@ -252,8 +252,8 @@ static void on_call_restored(void *arg, struct call *c)
 	struct store *st = store_of(c->sip);
 	struct store_job job = {.op = STORE_OP_MOVE_LIST};
 
-	if (!st)
-		return;
+	if (!st || !c->had_feature)
+		return; /* no move was under way: nothing to read */
 	snprintf(job.id, sizeof(job.id), "%s", c->id);
 	if (!store_submit(st, &job, on_moves, sv))
 		sv->jobs++;

@@ -124,10 +124,11 @@ struct call {
 	char *far_origin;      /* the far party's o= line: user and session id */
 	char *far_origin_tail; /* and nettype, addrtype, address; the version is far_version */
 	unsigned long long far_version;
-	char *far_body;               /* the last SDP sent to far, as it came */
-	char *near_sdp;               /* the last SDP the near device sent, for a rollback */
-	unsigned recorded : 1;        /* its row is in the store (the records' hooks say so) */
-	unsigned dirty : 1;           /* its state changed since it was last written */
+	char *far_body;           /* the last SDP sent to far, as it came */
+	char *near_sdp;           /* the last SDP the near device sent, for a rollback */
+	unsigned recorded : 1;    /* its row is in the store (the records' hooks say so) */
+	unsigned dirty : 1;       /* its state changed since it was last written */
+	unsigned had_feature : 1; /* read back: its state said a feature (a move) was under way */
 	TAILQ_ENTRY(call) dirty_link; /* in the sip's list of calls to write */
 	/* REFERs relayed in the call (RFC 3515): the NOTIFYs for one name it by the CSeq its
 	 * recipient saw (Event: refer;id=), which its sender knows by its own CSeq. */

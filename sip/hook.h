@@ -56,7 +56,8 @@ struct sip_call_hooks {
 	 * lets the core answer it (sip_dialog_unknown).
 	 */
 	int (*unknown_dialog)(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip);
-	/* A call rebuilt from the store (call_state_load) is served again. */
+	/* A call rebuilt from the store (call_state_load) is served again; c->had_feature says
+	 * whether a feature (a move) was under way when its state was last written. */
 	void (*call_restored)(void *arg, struct call *c);
 	/* The stack is being freed: free what the feature holds. */
 	void (*stop)(void *arg, struct sip *s);

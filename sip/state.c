@@ -137,10 +137,10 @@ char *call_state_dump(struct call *c)
 		json_decref(far);
 		return NULL;
 	}
-	o = json_pack("{s:i, s:I, s:I, s:o, s:o, s:s, s:I}", "v", STATE_VERSION, "created",
+	o = json_pack("{s:i, s:I, s:I, s:o, s:o, s:s, s:I, s:b}", "v", STATE_VERSION, "created",
 	              (json_int_t)c->created, "answered", (json_int_t)c->answered, "near", near,
 	              "far", far, "in", c->in == c->far ? "far" : "near", "far_version",
-	              (json_int_t)c->far_version);
+	              (json_int_t)c->far_version, "feature", c->feature != NULL);
 	if (o && !set_str(o, "far_origin", c->far_origin) &&
 	    !set_str(o, "far_origin_tail", c->far_origin_tail) &&
 	    !set_str(o, "far_body", c->far_body) && !set_str(o, "near_sdp", c->near_sdp))
@@ -242,6 +242,7 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 	c->far_origin_tail = get_str(c->home, o, "far_origin_tail");
 	c->far_body = get_str(c->home, o, "far_body");
 	c->near_sdp = get_str(c->home, o, "near_sdp");
+	c->had_feature = json_is_true(json_object_get(o, "feature"));
 	/* A leg that cannot be rebuilt frees the call once no other is alive: hold it. */
 	su_home_ref(c->home);
 	c->far = leg_restore(c, &fst);

@@ -286,8 +286,9 @@ static void read_slice(su_root_magic_t *rm, su_timer_t *t, void *arg)
 		su_timer_set_interval(sv->slice, read_slice, sv, 0);
 }
 
-/* The calls of a job (owned by the store) kept to be read back a slice at a time. */
-static void batch_add(struct survive *sv, const struct store_job *job, const char *what)
+/* The calls of a job kept to be read back a slice at a time: their states are taken from the
+ * job (the store frees what is left of it). */
+static void batch_add(struct survive *sv, struct store_job *job, const char *what)
 {
 	struct batch *b = calloc(1, sizeof(*b)), **bp;
 
@@ -300,7 +301,8 @@ static void batch_add(struct survive *sv, const struct store_job *job, const cha
 	b->t0 = store_now();
 	for (size_t i = 0; i < job->n; i++) {
 		snprintf(b->calls[i].id, sizeof(b->calls[i].id), "%s", job->calls[i].id);
-		b->calls[i].dialogs = job->calls[i].dialogs ? strdup(job->calls[i].dialogs) : NULL;
+		b->calls[i].dialogs = job->calls[i].dialogs;
+		job->calls[i].dialogs = NULL;
 	}
 	b->n = job->n;
 	for (bp = &sv->batches; *bp; bp = &(*bp)->next)

@@ -48,7 +48,8 @@ struct store_call {
 	char node[STORE_URI_MAX]; /* the SIP URI of the node holding the dialogs */
 	/* out: the call's dialog state as the SIP core wrote it (store_call_dialogs_set), or
 	 * NULL when it has none; owned by the store, valid during the callback or until the job
-	 * is freed, except from store_call_take, where it is from malloc and the caller's */
+	 * is freed (a job's done callback may take it: it then frees it, and leaves NULL), except
+	 * from store_call_take, where it is from malloc and the caller's */
 	char *dialogs;
 	/* out (store_call_take): until when the node serving it holds its lease (ms since the
 	 * epoch); 0 when it has no lease row */

@@ -12,6 +12,11 @@
    call_state = yes against no (median of BENCH_SURVIVE_RUNS runs each, 3), beside Kamailio
    5.6 in the same runs (bench/kamailio.cfg, as make bench-sip).
 
+4. A dead node: two nodes on one PostgreSQL (QRXFER_TEST_PG_URL: run under
+   tests/store/pg.sh --run, as make bench-survive does) behind Kamailio with the shipped
+   etc/pbx/kamailio-dispatcher.cfg; SIPp calls at 200 calls/s with 1 s holds for 60 s through
+   Kamailio; one node SIGKILLed at 20 s and not started again. Counted as in part 1.
+
 Everything on 127.0.0.1; every process it starts is stopped at the end.
 """
 import os
@@ -173,10 +178,93 @@ def cost(scratch):
     return med
 
 
+class Cluster:
+    """Kamailio (the shipped config) in front of two qrxferd nodes on one PostgreSQL; a Target
+    for sipp_traffic: SIPp sends to Kamailio's phones socket, the nodes' upstream is its nodes
+    socket, which passes new calls on to the SIPp UAS."""
+
+    def __init__(self, scratch, uas_port):
+        self.kind = "cluster"
+        self.scratch = scratch
+        self.uas_port = uas_port
+        self.port = B.free_port(2)   # Kamailio: phones
+        self.k2 = B.free_port(2)     # Kamailio: nodes and the PBX
+        self.nodes = []
+
+    def start(self, tag):
+        d = os.path.join(self.scratch, f"cluster-{tag}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "admin.token"), "w") as f:
+            f.write("bench-token\n")
+        ports = []
+        for n in (1, 2):
+            port, http = B.free_port(2), B.free_port(1)
+            conf = os.path.join(d, f"node{n}.conf")
+            with open(conf, "w") as f:
+                f.write(f"[module]\nload = {B.MODULE}\n[log]\nlevel = info\n"
+                        f"[sip]\nlisten = sip:127.0.0.1:{port}\ndomain = qrxfer.test\n"
+                        f"upstream = sip:127.0.0.1:{self.k2}\n"
+                        f"[http]\nlisten = 127.0.0.1:{http}\n"
+                        f"admin_token_file = {d}/admin.token\n"
+                        f"[store]\nurl = {os.environ['QRXFER_TEST_PG_URL']}\nlease = 2\n"
+                        f"[codes]\nhmac_key_file = {d}/hmac.key\n")
+            p = spawn([B.QRXFERD, "-c", conf, "-M", B.MODDIR], os.path.join(d, f"node{n}.log"), d)
+            if not sip_ping(port, 15):
+                raise RuntimeError(f"node {n} not answering; see {d}/node{n}.log")
+            self.nodes.append(p)
+            ports.append(port)
+        with open(os.path.join(d, "nodes.list"), "w") as f:
+            f.write("".join(f"1 sip:127.0.0.1:{p}\n" for p in ports))
+        run = os.path.join(d, "kamrun")
+        os.makedirs(run, exist_ok=True)
+        self.kam = spawn([B.KAMAILIO, "-f", os.path.join(B.TOP_SRC, "etc/pbx/kamailio-dispatcher.cfg"),
+                          "-Y", run, "-DD", "-E", "-m", "256", "-M", "16",
+                          "-A", f"QRX_PHONES=udp:127.0.0.1:{self.port}",
+                          "-A", f"QRX_NODES=udp:127.0.0.1:{self.k2}",
+                          "-A", f'QRX_PBX="sip:127.0.0.1:{self.uas_port}"',
+                          "-A", f'QRX_LIST="{d}/nodes.list"', "-A", "QRX_PING=1",
+                          "-A", "QRX_PING_FAILS=1", "-A", "QRX_NODE_TIMEOUT=1500"],
+                         os.path.join(d, "kamailio.log"), d)
+        if not sip_ping(self.port, 15):
+            raise RuntimeError(f"kamailio not answering; see {d}/kamailio.log")
+        time.sleep(3.0)  # the probes mark both nodes up
+
+    def pids(self):
+        return [p.pid for p in self.nodes if p.poll() is None]
+
+    def stop(self, tag):
+        for p in self.nodes + [self.kam]:
+            stop(p, signal.SIGTERM, 10.0)
+
+
+def dead_node(scratch):
+    log(f"\n## 4. two nodes behind Kamailio, one SIGKILLed: {RATE} calls/s, 1 s holds, {SECS} s")
+    if not os.environ.get("QRXFER_TEST_PG_URL"):
+        log("  skipped: no QRXFER_TEST_PG_URL (run under tests/store/pg.sh --run)")
+        return None
+    cl = Cluster(scratch, B.free_port(2))
+    cl.start("dead")
+    killed = []
+
+    def during(d, t0, extra):
+        if not killed and time.monotonic() - t0 >= SECS / 3.0:
+            stop(cl.nodes[0], signal.SIGKILL, 5.0)
+            killed.append(time.monotonic() - t0)
+            log(f"  node 1 SIGKILLed at {killed[0]:.1f} s")
+
+    r = B.sipp_traffic(cl, "dead", RATE, RATE * SECS, 1000, 2, during=during)
+    lost_bye = r["uas_failed"] + max(0, r["calls"] - r["uas_ok"] - r["uas_failed"])
+    log(f"  {B.describe(r)}")
+    log(f"  calls that failed at the caller: {r['failed']} of {r['calls']}; calls whose far "
+        f"side got no BYE (or no ACK): {lost_bye} (goal 0)")
+    cl.stop("dead")
+    return r, lost_bye
+
+
 def main():
     scratch = tempfile.mkdtemp(prefix="qrxfer-bench-survive.")
     log(f"qrxferd {B.QRXFERD} ({B.MODULE}); {B.SIPP}; scratch {scratch}")
-    parts = os.environ.get("BENCH_SURVIVE_PARTS", "1,2,3").split(",")
+    parts = os.environ.get("BENCH_SURVIVE_PARTS", "1,2,3,4").split(",")
     rc = 0
     try:
         if "1" in parts:
@@ -189,6 +277,10 @@ def main():
                 rc = 1
         if "3" in parts:
             cost(scratch)
+        if "4" in parts:
+            res = dead_node(scratch)
+            if res and (res[0]["failed"] or res[1]):
+                rc = 1
     finally:
         cleanup()
     log(f"\nbench-survive: {'goals met' if rc == 0 else 'goals not met (see above)'}; "

@@ -82,7 +82,7 @@ static void on_call_active(void *arg, struct call *c)
 	/* The records' hook inserted its row just before (hooks run in order). Both go now, not
 	 * with the next batch: a crash in the batch's 50 ms would lose an answered call. */
 	write_state(c);
-	if (store_of(c->sip))
+	if (store_of(c->sip) && !c->sip->conf.no_call_state)
 		store_flush(c->sip->conf.store);
 }
 

@@ -93,6 +93,15 @@ class Node(B.Target):
         return None, 0, 0
 
 
+def losses(r):
+    """Prints what a run lost; returns the calls whose far side got no BYE (or no ACK)."""
+    lost_bye = r["uas_failed"] + max(0, r["calls"] - r["uas_ok"] - r["uas_failed"])
+    log(f"  {B.describe(r)}")
+    log(f"  calls that failed at the caller: {r['failed']} of {r['calls']}; calls whose far "
+        f"side got no BYE (or no ACK): {lost_bye} (goal 0)")
+    return lost_bye
+
+
 def restarts(scratch):
     log(f"\n## 1. SIGKILL + start twice under load: {RATE} calls/s, 1 s holds, {SECS} s")
     uas_port = B.free_port(2)
@@ -113,10 +122,7 @@ def restarts(scratch):
                     f"served again {took * 1000:.0f} ms after the start")
 
     r = B.sipp_traffic(node, "restarts", RATE, RATE * SECS, 1000, 2, during=during)
-    lost_bye = r["uas_failed"] + max(0, r["calls"] - r["uas_ok"] - r["uas_failed"])
-    log(f"  {B.describe(r)}")
-    log(f"  calls that failed at the caller: {r['failed']} of {r['calls']}; calls whose far "
-        f"side got no BYE (or no ACK): {lost_bye} (goal 0)")
+    lost_bye = losses(r)
     node.stop("restarts")
     return r, starts, lost_bye
 
@@ -253,10 +259,7 @@ def dead_node(scratch):
             log(f"  node 1 SIGKILLed at {killed[0]:.1f} s")
 
     r = B.sipp_traffic(cl, "dead", RATE, RATE * SECS, 1000, 2, during=during)
-    lost_bye = r["uas_failed"] + max(0, r["calls"] - r["uas_ok"] - r["uas_failed"])
-    log(f"  {B.describe(r)}")
-    log(f"  calls that failed at the caller: {r['failed']} of {r['calls']}; calls whose far "
-        f"side got no BYE (or no ACK): {lost_bye} (goal 0)")
+    lost_bye = losses(r)
     cl.stop("dead")
     return r, lost_bye
 

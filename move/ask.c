@@ -33,17 +33,17 @@ static int body_is(const sip_t *sip, const char *word)
 	return len == n && !strncasecmp(p, word, n);
 }
 
-/* A move asked on the near leg: its answer, or 0 when it waits for the caller's ACK. */
+/* A move asked on the near leg that move_start_on() refused for now (EAGAIN): 0 when it waits
+ * for the caller's ACK, else why it cannot. */
 static int ask_or_wait(struct leg *leg, nta_incoming_t *irq, const char *source, int refer,
                        const char *event)
 {
 	struct call *c = leg->call;
 	struct move_stack *ms = move_stack(c->sip);
 	struct early_ask *e;
-	int err = move_start_on(c, source, NULL, NULL);
 
-	if (err != EAGAIN || !c->ack_pending || c->state != SIP_CALL_ANSWERED)
-		return err;
+	if (!c->ack_pending || c->state != SIP_CALL_ANSWERED)
+		return EAGAIN;
 	LIST_FOREACH(e, &ms->early, link)
 	if (e->call == c)
 		return EBUSY; /* one is waiting already */

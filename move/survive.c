@@ -181,7 +181,7 @@ static void on_take(struct store_job *job, void *arg)
 		         job->call.node);
 	else if (job->err != ENOENT)
 		LOG_WARN("store", "whose call is %s: %s", h->call_id, strerror(job->err));
-	sip_dialog_unknown(s, h->irq);
+	sip_dialog_resume(s, h->irq);
 	h->irq = NULL;
 	held_free(h);
 }
@@ -196,7 +196,7 @@ static void held_ask(struct held *h)
 	snprintf(job.node, sizeof(job.node), "%s", s->node);
 	job.at = store_now();
 	if (!st || store_submit(st, &job, on_take, h)) {
-		sip_dialog_unknown(s, h->irq);
+		sip_dialog_resume(s, h->irq);
 		h->irq = NULL;
 		held_free(h);
 		return;

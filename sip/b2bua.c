@@ -75,7 +75,8 @@ static int default_known(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 	return 0;
 }
 
-/* A request the unknown_dialog hook held, now that its call may be served here. */
+/* A request the unknown_dialog hook held: to its call's leg if the call is served here now,
+ * else answered as a dialog nobody has. */
 void sip_dialog_resume(struct sip *s, nta_incoming_t *irq)
 {
 	msg_t *req = nta_incoming_getrequest(irq);
@@ -85,22 +86,9 @@ void sip_dialog_resume(struct sip *s, nta_incoming_t *irq)
 	if (sip && sip->sip_call_id && sip->sip_from && sip->sip_to)
 		leg = leg_by_dialog(s, sip->sip_call_id->i_id, sip->sip_to->a_tag,
 		                    sip->sip_from->a_tag);
-	if (leg) {
-		metric_dec(METRIC_SIP_REQUESTS_TOTAL); /* counted when it came */
-		leg_request_cb(leg, leg->dlg, irq, sip);
-	} else if (sip)
-		default_known(s, irq, sip);
-	else
-		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-	msg_destroy(req);
-}
-
-void sip_dialog_unknown(struct sip *s, nta_incoming_t *irq)
-{
-	msg_t *req = nta_incoming_getrequest(irq);
-	sip_t *sip = req ? sip_object(req) : NULL;
-
-	if (sip)
+	if (leg)
+		leg_dispatch(leg, irq, sip); /* counted when it came */
+	else if (sip)
 		default_known(s, irq, sip);
 	else
 		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -143,11 +131,8 @@ static void write_dirty(su_root_magic_t *m, su_timer_t *t, void *arg)
 	struct sip *s = arg;
 	struct call *c;
 
-	while ((c = TAILQ_FIRST(&s->dirty))) {
-		TAILQ_REMOVE(&s->dirty, c, dirty_link);
-		c->dirty = 0;
-		hook_call_changed(c);
-	}
+	while ((c = TAILQ_FIRST(&s->dirty)))
+		call_touch(c, 1); /* takes it off the list */
 }
 
 static void done_now(su_root_magic_t *m, su_timer_t *t, void *arg)
@@ -394,10 +379,7 @@ static void shutdown_keep(struct sip *s)
 
 	TAILQ_FOREACH(c, &s->calls, link)
 	if (c->state == SIP_CALL_ANSWERED && c->recorded) {
-		if (c->dirty)
-			TAILQ_REMOVE(&s->dirty, c, dirty_link);
-		c->dirty = 0;
-		hook_call_changed(c);
+		call_touch(c, 1);
 		n++;
 	}
 	LOG_INFO("sip",

@@ -77,10 +77,9 @@ char *call_state_dump(struct call *c);
  * when a call of that id is served here already. */
 int call_state_load(struct sip *s, const char *id, const char *text, struct call **cp, char *why,
                     size_t len);
-/* Hand a request the unknown_dialog hook took back to the stack: to the call's leg now
- * rebuilt, or answered as a dialog nobody has (481). */
+/* Hand a request the unknown_dialog hook took back to the stack: to the call's leg if it is
+ * served here now (rebuilt), else answered as a dialog nobody has (481). */
 void sip_dialog_resume(struct sip *s, nta_incoming_t *irq);
-void sip_dialog_unknown(struct sip *s, nta_incoming_t *irq);
 /* relay.c: whether a request was routed through us (its top Route names us) */
 int relay_routed_us(struct sip *s, const sip_t *sip);
 
@@ -215,6 +214,7 @@ struct leg *leg_by_dialog(struct sip *s, const char *call_id, const char *ltag, 
 
 /* leg.c: the narrow API features use to work a leg */
 int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip);
+void leg_dispatch(struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 struct ctx *leg_forward(struct leg *to, struct leg *from, nta_incoming_t *irq, const sip_t *sip,
                         const sip_payload_t *pl, tagi_t *tags);
 int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip);
@@ -226,6 +226,7 @@ int leg_invite(struct leg *leg, msg_t *like, const sip_payload_t *pl, tag_type_t
                tag_value_t value, ...);
 int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl);
 int leg_ack_again(struct leg *leg, uint32_t cseq);
+int leg_branch(char *buf, size_t len);
 int leg_answer(struct leg *leg, int status, const char *phrase, msg_t *like,
                const sip_payload_t *pl, tag_type_t tag, tag_value_t value, ...);
 int leg_answer_as(struct leg *leg, int status, const char *phrase, msg_t *like,

@@ -220,14 +220,15 @@ void call_touch(struct call *c, int now)
 {
 	struct sip *s = c->sip;
 
+	if (now && c->dirty) {
+		TAILQ_REMOVE(&s->dirty, c, dirty_link);
+		c->dirty = 0;
+	}
 	if (c->state != SIP_CALL_ANSWERED || c->freeing || !c->recorded)
 		return;
-	if (now) {
-		if (c->dirty)
-			TAILQ_REMOVE(&s->dirty, c, dirty_link);
-		c->dirty = 0;
+	if (now)
 		hook_call_changed(c);
-	} else if (!c->dirty) {
+	else if (!c->dirty) {
 		c->dirty = 1;
 		TAILQ_INSERT_TAIL(&s->dirty, c, dirty_link);
 	}

@@ -52,8 +52,8 @@ struct sip_call_hooks {
 	/*
 	 * A request in a dialog the stack does not know and that was not routed through it (a
 	 * call of a previous run, or of a dead node): 1 if taken, and then the hook later either
-	 * rebuilds the call (call_state_load) and hands the request back (sip_dialog_resume), or
-	 * lets the core answer it (sip_dialog_unknown).
+	 * rebuilds the call (call_state_load) or not, and hands the request back
+	 * (sip_dialog_resume).
 	 */
 	int (*unknown_dialog)(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip);
 	/* A call rebuilt from the store (call_state_load) is served again; c->had_feature says

@@ -33,31 +33,37 @@ static void refused(nta_incoming_t *irq, int status, const char *phrase)
 
 int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *sip)
 {
-	struct leg *leg = arg;
+	metric_inc(METRIC_SIP_REQUESTS_TOTAL);
+	leg_dispatch(arg, irq, sip);
+	return 0;
+}
+
+/* A request in leg's dialog (counted already): to the feature that takes it, or relayed. */
+void leg_dispatch(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
+{
 	struct sip *s = leg->call->sip;
 	sip_method_t method = sip->sip_request->rq_method;
 	msg_t *req;
 	int taken = 0;
 
-	metric_inc(METRIC_SIP_REQUESTS_TOTAL);
 	if (method == sip_method_ack) {
 		/* An ACK whose INVITE transaction is gone already: nothing waits for it. */
 		nta_incoming_destroy(irq);
-		return 0;
+		return;
 	}
 	if (leg->terminated || leg->call->freeing) {
 		refused(irq, SIP_481_NO_TRANSACTION);
-		return 0;
+		return;
 	}
 	/* The peer's CSeq, maybe its target: written with the others within a second. */
 	call_touch(leg->call, 0);
 	switch (method) {
 	case sip_method_invite:
 		invite_again(leg, irq, sip);
-		return 0;
+		return;
 	case sip_method_bye:
 		invite_bye(leg, irq);
-		return 0;
+		return;
 	case sip_method_refer:
 	case sip_method_message:
 		req = nta_incoming_getrequest(irq);
@@ -67,13 +73,12 @@ int leg_request_cb(void *arg, nta_leg_t *dlg, nta_incoming_t *irq, const sip_t *
 			taken = hook_message(s, leg, irq, sip, req);
 		msg_destroy(req);
 		if (taken)
-			return 0;
+			return;
 		break;
 	default:
 		break;
 	}
 	relay_in_dialog(leg, irq, sip);
-	return 0;
 }
 
 static int on_invite_ackcancel(void *arg, nta_incoming_t *irq, const sip_t *sip)
@@ -388,6 +393,18 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 	return ack_send(leg, like, pl, NULL);
 }
 
+/* A fresh Via branch (RFC 3261 8.1.1.7), for an ACK nta has no INVITE to take one from. */
+int leg_branch(char *buf, size_t len)
+{
+	unsigned char raw[8];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return EIO;
+	snprintf(buf, len, "z9hG4bK%02x%02x%02x%02x%02x%02x%02x%02x", raw[0], raw[1], raw[2],
+	         raw[3], raw[4], raw[5], raw[6], raw[7]);
+	return 0;
+}
+
 /*
  * The ACK for a 2xx that came again with no INVITE transaction left (ours lingered out, or died
  * with a previous run): a transaction of its own (RFC 3261 17.1.1.3), its own branch, as nta
@@ -395,15 +412,12 @@ int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
  */
 int leg_ack_again(struct leg *leg, uint32_t cseq)
 {
-	unsigned char raw[8];
 	char branch[40];
 	uint32_t ours = leg->ack_cseq, acked = leg->acked_cseq;
 	int err;
 
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
+	if (leg_branch(branch, sizeof(branch)))
 		return EIO;
-	snprintf(branch, sizeof(branch), "z9hG4bK%02x%02x%02x%02x%02x%02x%02x%02x", raw[0], raw[1],
-	         raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
 	leg->ack_cseq = cseq;
 	err = ack_send(leg, NULL, NULL, branch);
 	/* An INVITE of ours may be out meanwhile: its ACK's CSeq stays its own. */

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/rand.h>
 #include <sofia-sip/msg_addr.h>
 
 #include "sip/b2bua.h"
@@ -183,22 +182,27 @@ void txn_free(struct txn *t)
 
 static void ack_to_node(struct sip *s, msg_t *m, const char *node);
 
+/* Where the ACK of an INVITE passed on to another node goes. */
+struct node_ack {
+	struct sip *sip;
+	char node[];
+};
+
 /* The ACK for the 2xx of an INVITE passed on to another node: it goes there too. */
 static int node_ack(void *arg, nta_incoming_t *irq, const sip_t *sip)
 {
-	char *node = arg;
-	struct sip *s = *(struct sip **)node;
+	struct node_ack *na = arg;
 	msg_t *ack;
 
 	if (sip && sip->sip_request->rq_method == sip_method_cancel)
 		return 0; /* nta answered it; the INVITE was answered already */
 	ack = sip ? nta_incoming_getrequest_ackcancel(irq) : NULL;
 	if (ack) {
-		ack_to_node(s, msg_copy(ack), node + sizeof(struct sip *));
+		ack_to_node(na->sip, msg_copy(ack), na->node);
 		msg_destroy(ack);
 	}
 	nta_incoming_destroy(irq);
-	free(node);
+	free(na);
 	return 0;
 }
 
@@ -241,14 +245,14 @@ static int txn_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 	if (status >= 200 && status < 300 && t->node &&
 	    nta_incoming_method(t->irq) == sip_method_invite) {
 		/* The 2xx's ACK is a request of its own (RFC 3261 17.1.1.3): it comes to the INVITE
-		 * nta keeps for us, and goes on to the node. The sip and the node, in one block. */
+		 * nta keeps for us, and goes on to the node. */
 		size_t n = strlen(t->node) + 1;
-		char *arg = malloc(sizeof(struct sip *) + n);
+		struct node_ack *na = malloc(sizeof(*na) + n);
 
-		if (arg) {
-			memcpy(arg, &t->sip, sizeof(struct sip *));
-			memcpy(arg + sizeof(struct sip *), t->node, n);
-			nta_incoming_bind(t->irq, node_ack, (void *)arg);
+		if (na) {
+			na->sip = t->sip;
+			memcpy(na->node, t->node, n);
+			nta_incoming_bind(t->irq, node_ack, (void *)na);
 			t->irq = NULL;
 		}
 	}
@@ -478,16 +482,13 @@ static void ack_to_node(struct sip *s, msg_t *m, const char *node)
 {
 	sip_t *out = m ? sip_object(m) : NULL;
 	url_t *next = m ? url_hdup(msg_home(m), URL_STRING_MAKE(node)->us_url) : NULL;
-	unsigned char raw[8];
 	char branch[40];
 	nta_outgoing_t *orq = NULL;
 
-	if (out && next && !route_is_self(s, next) && RAND_bytes(raw, sizeof(raw)) == 1 &&
+	if (out && next && !route_is_self(s, next) && !leg_branch(branch, sizeof(branch)) &&
 	    (!out->sip_max_forwards || out->sip_max_forwards->mf_count)) {
 		if (out->sip_max_forwards)
 			out->sip_max_forwards->mf_count--;
-		snprintf(branch, sizeof(branch), "z9hG4bK%02x%02x%02x%02x%02x%02x%02x%02x", raw[0],
-		         raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
 		orq = nta_outgoing_mcreate(s->nta, NULL, NULL, (url_string_t *)next, m,
 		                           NTATAG_ACK_BRANCH(branch), TAG_END());
 	}

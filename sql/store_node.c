@@ -154,10 +154,11 @@ static int row_text(const char *const *cols, int ncols, void *arg)
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
                      store_call_h *each, void *arg)
 {
-	/* the dead node whose oldest live call is the oldest */
+	/* the dead node whose oldest live call is the oldest; every node asks every second, so
+	 * the live states are named (the calls_state index), not "<> 'ended'" (every call kept) */
 	static const char pick[] =
 	    "SELECT c.node FROM calls c LEFT JOIN nodes n ON n.node = c.node "
-	    "WHERE c.state <> 'ended' AND c.node <> '' AND c.node <> $1 "
+	    "WHERE c.state IN ('setup', 'early', 'active') AND c.node <> '' AND c.node <> $1 "
 	    "AND (n.node IS NULL OR n.lease_until < $2) ORDER BY c.created_at, c.call_id LIMIT 1";
 	/* a node without a row gets one, expired, so that the claim below locks something */
 	static const char row[] =

@@ -9,12 +9,16 @@
 #include <string.h>
 
 #include "move/move_int.h"
+#include "util/soon.h"
 
 #define HELD_MAX      1000 /* requests waiting for the store to say whose call it is */
 #define HELD_RETRY_MS 500  /* the call's node still holds its lease: ask again this soon */
 #define BEAT_MS       1000
 #define FRESH_MS      2500 /* a node that renewed its lease this recently is alive */
 #define SLICE         200  /* calls read back per turn of the loop: it serves the rest between */
+#define PAGE                                                                                       \
+	1000 /* calls a start asks the store for at once: it reads the next page                   \
+	        while the loop serves this one */
 
 /* A request in an unknown dialog, until the store answers. */
 struct held {
@@ -28,29 +32,30 @@ struct held {
 	char call_id[STORE_CALLID_MAX];
 };
 
-/* Calls read back from the store, a slice per turn of the loop. */
+/* Calls read back from the store (a page of this node's own, or a dead node's), a slice per
+ * turn of the loop. */
 struct batch {
 	struct batch *next;
-	char what[STORE_URI_MAX + 32]; /* "the previous run", "dead node X" */
+	char what[STORE_URI_MAX + 32]; /* "dead node X"; "" for a page of this node's own */
 	size_t n, done, served;
-	long long t0; /* ms: when the store's answer came */
-	struct {
-		char id[STORE_ID_MAX];
-		char *dialogs;
-	} * calls;
+	long long t0;             /* ms: when the store's answer came */
+	unsigned last;            /* the last page of this node's own */
+	struct store_live *calls; /* taken from the store's job */
 };
 
 struct survive {
 	struct sip *sip;
 	struct batch *batches; /* waiting to be read back, oldest first */
-	su_timer_t *slice;
+	struct soon *slice;    /* the next slice, on the loop's next turn */
 	su_timer_t *beat;
 	LIST_HEAD(, held) held;
 	unsigned nheld;
 	unsigned beating : 1, adopting : 1; /* a job of that kind is out */
 	unsigned loaded : 1;                /* this node's calls were read back */
 	unsigned stopped : 1;
-	unsigned jobs; /* store jobs that will call back with sv */
+	size_t own_n, own_served; /* this node's own calls read back so far */
+	long long own_t0;         /* ms: when the start asked for them */
+	unsigned jobs;            /* store jobs that will call back with sv */
 };
 
 static struct store *store_of(struct sip *s)
@@ -261,62 +266,77 @@ static void on_call_restored(void *arg, struct call *c)
 
 static void batch_free(struct batch *b)
 {
-	for (size_t i = 0; i < b->n; i++)
-		free(b->calls[i].dialogs);
-	free(b->calls);
+	store_live_free(b->calls, b->n);
 	free(b);
 }
 
 /* One slice of the oldest batch read back; the loop comes back for the next. */
-static void read_slice(su_root_magic_t *rm, su_timer_t *t, void *arg)
+static void read_slice(void *arg)
 {
 	struct survive *sv = arg;
 	struct batch *b = sv->batches;
 
 	for (unsigned k = 0; b && k < SLICE && b->done < b->n; k++, b->done++)
-		if (load(sv->sip, b->calls[b->done].id, b->calls[b->done].dialogs, b->what))
+		if (load(sv->sip, b->calls[b->done].id, b->calls[b->done].dialogs,
+		         b->what[0] ? b->what : "the previous run"))
 			b->served++;
 	if (b && b->done == b->n) {
-		LOG_INFO("sip", "%zu of %zu calls of %s served again (read back in %lld ms)",
-		         b->served, b->n, b->what, store_now() - b->t0);
+		if (b->what[0]) {
+			LOG_INFO("sip",
+			         "%zu of %zu calls of %s served again (read back in %lld ms)",
+			         b->served, b->n, b->what, store_now() - b->t0);
+		} else {
+			sv->own_n += b->n;
+			sv->own_served += b->served;
+			if (b->last)
+				LOG_INFO(
+				    "sip",
+				    "%zu of %zu calls of the previous run served again (read back "
+				    "in %lld ms)",
+				    sv->own_served, sv->own_n, store_now() - sv->own_t0);
+		}
 		sv->batches = b->next;
 		batch_free(b);
 	}
 	if (sv->batches)
-		su_timer_set_interval(sv->slice, read_slice, sv, 0);
+		soon_run(sv->slice);
 }
 
-/* The calls of a job kept to be read back a slice at a time: their states are taken from the
- * job (the store frees what is left of it). */
-static void batch_add(struct survive *sv, struct store_job *job, const char *what)
+/* The calls of a job kept to be read back a slice at a time: they are taken from the job. */
+static void batch_add(struct survive *sv, struct store_job *job, const char *what, int last)
 {
 	struct batch *b = calloc(1, sizeof(*b)), **bp;
 
-	if (!b || !(b->calls = calloc(job->n ? job->n : 1, sizeof(*b->calls)))) {
-		free(b);
-		LOG_ERR("sip", "no memory to read %zu calls of %s back", job->n, what);
+	if (!b) {
+		LOG_ERR("sip", "no memory to read %zu calls of %s back", job->n,
+		        what[0] ? what : "the previous run");
 		return;
 	}
 	snprintf(b->what, sizeof(b->what), "%s", what);
 	b->t0 = store_now();
-	for (size_t i = 0; i < job->n; i++) {
-		snprintf(b->calls[i].id, sizeof(b->calls[i].id), "%s", job->calls[i].id);
-		b->calls[i].dialogs = job->calls[i].dialogs;
-		job->calls[i].dialogs = NULL;
-	}
+	b->last = last;
+	b->calls = job->states;
 	b->n = job->n;
+	job->states = NULL;
+	job->n = 0;
 	for (bp = &sv->batches; *bp; bp = &(*bp)->next)
 		;
 	*bp = b;
 	if (sv->slice)
-		su_timer_set_interval(sv->slice, read_slice, sv, 0);
+		soon_run(sv->slice);
 	else
-		read_slice(NULL, NULL, sv);
+		while (sv->batches)
+			read_slice(sv);
 }
+
+/* Asks the store for the page of this node's calls after (at, id) ("": the first page). */
+static int list_page(struct survive *sv, int64_t at, const char *id);
 
 static void on_listed(struct store_job *job, void *arg)
 {
 	struct survive *sv = arg;
+	size_t n;
+	int more;
 
 	sv->jobs--;
 	if (sv->stopped) {
@@ -324,13 +344,40 @@ static void on_listed(struct store_job *job, void *arg)
 			free(sv);
 		return;
 	}
-	sv->loaded = 1;
 	if (job->err) {
+		sv->loaded = 1;
 		LOG_ERR("store", "cannot read this node's calls back: %s", strerror(job->err));
 		return;
 	}
-	if (job->n)
-		batch_add(sv, job, "the previous run");
+	/* Calls this run made since its start are in the store too, newest last: not ours to
+	 * read back, and no page after them. */
+	n = job->n;
+	while (job->n && job->states[job->n - 1].created_at >= sv->own_t0) {
+		job->n--;
+		free(job->states[job->n].dialogs);
+	}
+	/* The next page is read on the worker while the loop serves this one. */
+	more = n == PAGE && job->n == n &&
+	       !list_page(sv, job->states[n - 1].created_at, job->states[n - 1].id);
+	if (!more)
+		sv->loaded = 1;
+	if (job->n || sv->own_n)
+		batch_add(sv, job, "", !more);
+}
+
+static int list_page(struct survive *sv, int64_t at, const char *id)
+{
+	struct store_job job = {.op = STORE_OP_CALL_LIST_NODE, .at = at, .limit = PAGE};
+	int err;
+
+	snprintf(job.node, sizeof(job.node), "%s", sv->sip->node);
+	snprintf(job.id, sizeof(job.id), "%s", id);
+	err = store_submit(sv->sip->conf.store, &job, on_listed, sv);
+	if (err)
+		LOG_ERR("store", "cannot read this node's calls back: %s", strerror(err));
+	else
+		sv->jobs++;
+	return err;
 }
 
 static void on_adopted(struct store_job *job, void *arg)
@@ -354,7 +401,7 @@ static void on_adopted(struct store_job *job, void *arg)
 	LOG_INFO("sip", "node %s is dead: its %zu calls are served here from now", job->text,
 	         job->n);
 	snprintf(what, sizeof(what), "dead node %s", job->text);
-	batch_add(sv, job, what);
+	batch_add(sv, job, what, 0);
 }
 
 static void on_beat(struct store_job *job, void *arg)
@@ -410,8 +457,7 @@ static void on_stop(void *arg, struct sip *s)
 	if (sv->beat)
 		su_timer_destroy(sv->beat);
 	sv->beat = NULL;
-	if (sv->slice)
-		su_timer_destroy(sv->slice);
+	soon_free(sv->slice);
 	sv->slice = NULL;
 	while (sv->batches) {
 		struct batch *b = sv->batches;
@@ -473,12 +519,11 @@ int move_survive_init(struct sip *s)
 		sv->beating = 1;
 		sv->jobs++;
 	}
-	job.op = STORE_OP_CALL_LIST_NODE;
-	if (!store_submit(s->conf.store, &job, on_listed, sv))
-		sv->jobs++;
-	else
+	sv->own_t0 = store_now();
+	if (list_page(sv, 0, ""))
 		sv->loaded = 1;
-	sv->slice = su_timer_create(su_root_task(s->root), 0);
+	if (soon_alloc(&sv->slice, s->root, read_slice, sv))
+		sv->slice = NULL; /* then each batch is read back in one go */
 	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);
 	if (sv->beat)
 		su_timer_run(sv->beat, beat, sv);

@@ -271,21 +271,38 @@ int store_call_dialogs_set(struct store *s, const char *id, const char *dialogs,
  * it is draining. */
 int store_node_beat(struct store *s, const char *node, int64_t now, int64_t lease_ms, int draining);
 
-/* Visits the live calls node serves that have a dialog state, oldest first (call->dialogs set). */
-int store_call_list_node(struct store *s, const char *node, store_call_h *each, void *arg);
+/* A live call as a restart or a take-over reads it back: which, how old, and its state. */
+struct store_live {
+	char id[STORE_ID_MAX];
+	int64_t created_at;
+	char *dialogs; /* from malloc; NULL when the call has none (it cannot be served again) */
+};
+
+/* Frees a list of them (and their dialogs). */
+void store_live_free(struct store_live *v, size_t n);
+
+/*
+ * Lists up to limit of the live calls node serves that have a dialog state, oldest first (by
+ * created_at, then id), starting after the call (after_at, after_id): after_id "" (or NULL)
+ * starts at the first. A restart reads its calls back a page at a time, so the loop serves one
+ * page while the worker reads the next. *vp is from malloc (store_live_free), *np its
+ * length; NULL and 0 when there is none.
+ */
+int store_call_list_node(struct store *s, const char *node, int64_t after_at, const char *after_id,
+                         size_t limit, struct store_live **vp, size_t *np);
 
 /*
  * Takes over the live calls of one node other than me whose lease ran out before now: from
  * then on they are me's (calls.node), and no other node gets them (a node that renewed its
- * lease before the take keeps them; two nodes adopting at once: one wins). Visits each call
- * taken, oldest first, after the commit, with its dialog state (NULL for a call that has none:
- * it cannot be served again); dead gets the dead node's name. ENOENT when no node is dead (or
- * its calls are gone, or it renewed meanwhile: no other node is tried). A node with live calls
- * and no lease row at all counts as dead (so me beats before it adopts); calls with no node ("")
- * are never adopted.
+ * lease before the take keeps them; two nodes adopting at once: one wins). *vp gets the calls
+ * taken (from malloc, oldest first, *np of them), each with its dialog state (NULL for a call
+ * that has none: it cannot be served again); dead gets the dead node's name. ENOENT when no node is
+ * dead (or its calls are gone, or it renewed meanwhile: no other node is tried). A node with live
+ * calls and no lease row at all counts as dead (so me beats before it adopts); calls with no node
+ * ("") are never adopted.
  */
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
-                     store_call_h *each, void *arg);
+                     struct store_live **vp, size_t *np);
 
 /*
  * The live call one of whose legs has the SIP Call-ID sip_call_id, for me to serve: 0 and the
@@ -333,8 +350,9 @@ enum store_op {
 	STORE_OP_BATCH,          /* in: jobs, n: run in one transaction (store_submit_later) */
 	STORE_OP_CALL_DIALOGS,   /* in: id, blob (the state), at */
 	STORE_OP_NODE_BEAT,      /* in: node, at, lease_ms, draining */
-	STORE_OP_CALL_LIST_NODE, /* in: node; out: calls, n (each with dialogs) */
-	STORE_OP_NODE_ADOPT,     /* in: node (me), at; out: text (the dead node), calls, n */
+	STORE_OP_CALL_LIST_NODE, /* in: node, at + id (the page starts after that call; id "":
+	                            at the first), limit; out: states, n */
+	STORE_OP_NODE_ADOPT,     /* in: node (me), at; out: text (the dead node), states, n */
 	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
 };
 
@@ -358,11 +376,15 @@ struct store_job {
 	struct store_call *calls;        /* out: owned by the store, valid during the callback */
 	struct store_move *moves;        /* out: likewise */
 	struct store_move_event *events; /* out: likewise */
-	uint8_t hash[STORE_HASH_LEN];    /* in: MOVE_SHOW_SET, MOVE_BY_SHOW */
-	struct store_job *jobs;          /* in: BATCH (owned by the store) */
-	char node[STORE_URI_MAX];        /* in: this node (NODE_BEAT, LIST_NODE, ADOPT, TAKE) */
-	int64_t lease_ms;                /* in: NODE_BEAT */
-	int draining;                    /* in: NODE_BEAT */
+	/* out: LIST_NODE, ADOPT; owned by the store, but a done callback may take it (and set it
+	 * NULL): then it is the callback's to free (store_live_free) */
+	struct store_live *states;
+	size_t limit;                 /* in: LIST_NODE (0: no limit) */
+	uint8_t hash[STORE_HASH_LEN]; /* in: MOVE_SHOW_SET, MOVE_BY_SHOW */
+	struct store_job *jobs;       /* in: BATCH (owned by the store) */
+	char node[STORE_URI_MAX];     /* in: this node (NODE_BEAT, LIST_NODE, ADOPT, TAKE) */
+	int64_t lease_ms;             /* in: NODE_BEAT */
+	int draining;                 /* in: NODE_BEAT */
 	/* in: CALL_DIALOGS: the state, from malloc; the store owns it once submitted (it is
 	 * freed with the job, also when a submit fails) */
 	char *blob;

@@ -90,6 +90,7 @@ static void job_release(struct store_job *job)
 		else if (job->calls)
 			free(job->calls[i].dialogs);
 	}
+	store_live_free(job->states, job->states ? job->n : 0);
 	free(job->jobs);
 	free(job->calls);
 	free(job->moves);
@@ -98,6 +99,7 @@ static void job_release(struct store_job *job)
 	free(job->blob);
 	job->jobs = NULL;
 	job->calls = NULL;
+	job->states = NULL;
 	job->moves = NULL;
 	job->events = NULL;
 	job->call.dialogs = NULL;
@@ -186,11 +188,13 @@ static void job_run(struct store *s, struct store_job *job)
 		            : EINVAL;
 		break;
 	case STORE_OP_CALL_LIST_NODE:
-		e = node_ok ? store_call_list_node(s, job->node, collect_call, job) : EINVAL;
+		e = node_ok ? store_call_list_node(s, job->node, job->at, job->id, job->limit,
+		                                   &job->states, &job->n)
+		            : EINVAL;
 		break;
 	case STORE_OP_NODE_ADOPT:
 		e = node_ok ? store_node_adopt(s, job->node, job->at, job->text, sizeof(job->text),
-		                               collect_call, job)
+		                               &job->states, &job->n)
 		            : EINVAL;
 		break;
 	case STORE_OP_CALL_TAKE:
@@ -556,6 +560,7 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 	to->err = 0;
 	to->n = 0;
 	to->calls = NULL;
+	to->states = NULL;
 	to->moves = NULL;
 	to->events = NULL;
 	to->jobs = NULL;

@@ -63,82 +63,95 @@ int store_node_beat(struct store *s, const char *node, int64_t now, int64_t leas
 	return e;
 }
 
-struct visit {
-	store_call_h *each;
-	void *arg;
-};
+/* Live calls read back: rows of STATE_COLS appended, dialogs copied to malloc. */
+#define STATE_COLS "call_id, created_at, dialogs"
 
-static int visit_row(const char *const *cols, int ncols, void *arg)
-{
-	struct visit *v = arg;
-	struct store_call c;
-
-	if (call_full(&c, cols, ncols))
-		return 1;
-	return v->each(&c, v->arg);
-}
-
-int store_call_list_node(struct store *s, const char *node, store_call_h *each, void *arg)
-{
-	static const char sql[] = "SELECT " NODE_COLS " FROM calls WHERE node = $1 AND state <> "
-	                          "'ended' AND dialogs <> '' ORDER BY created_at, call_id";
-	struct store_val p[] = {t(node)};
-	struct visit v = {each, arg};
-	int e;
-
-	if (!node || !each)
-		return EINVAL;
-	pthread_mutex_lock(&s->lock);
-	e = store_query(s, sql, p, 1, visit_row, &v, NULL);
-	pthread_mutex_unlock(&s->lock);
-	return e;
-}
-
-/* Calls read inside a transaction, visited after it committed; dialogs from malloc. */
-struct taken {
-	struct store_call *calls;
+struct states {
+	struct store_live *v;
 	size_t n, cap;
 	int err;
 };
 
-static int taken_row(const char *const *cols, int ncols, void *arg)
+static int state_row(const char *const *cols, int ncols, void *arg)
 {
-	struct taken *tk = arg;
-	struct store_call c;
+	struct states *st = arg;
+	struct store_live *cs;
 
-	if (call_full(&c, cols, ncols)) {
-		tk->err = EIO;
+	if (ncols < 3 || !cols[0]) {
+		st->err = EIO;
 		return 1;
 	}
-	if (tk->n == tk->cap) {
-		size_t cap = tk->cap ? tk->cap * 2 : 16;
-		struct store_call *grown = realloc(tk->calls, cap * sizeof(*grown));
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		struct store_live *grown = realloc(st->v, cap * sizeof(*grown));
 
 		if (!grown) {
-			tk->err = ENOMEM;
+			st->err = ENOMEM;
 			return 1;
 		}
-		tk->calls = grown;
-		tk->cap = cap;
+		st->v = grown;
+		st->cap = cap;
 	}
-	if (c.dialogs && !(c.dialogs = strdup(c.dialogs))) {
-		tk->err = ENOMEM;
+	cs = &st->v[st->n];
+	store_copy(cs->id, sizeof(cs->id), cols[0]);
+	cs->created_at = store_num(cols[1]);
+	cs->dialogs = NULL;
+	if (cols[2] && cols[2][0] && !(cs->dialogs = strdup(cols[2]))) {
+		st->err = ENOMEM;
 		return 1;
 	}
-	tk->calls[tk->n++] = c;
+	st->n++;
 	return 0;
 }
 
-static void taken_free(struct taken *tk)
+void store_live_free(struct store_live *v, size_t n)
 {
-	for (size_t i = 0; i < tk->n; i++)
-		free(tk->calls[i].dialogs);
-	free(tk->calls);
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].dialogs);
+	free(v);
+}
+
+/* Hands the list over on success, frees it otherwise. */
+static int states_out(struct states *st, int e, struct store_live **vp, size_t *np)
+{
+	if (!e)
+		e = st->err;
+	if (e) {
+		store_live_free(st->v, st->n);
+		return e;
+	}
+	*vp = st->v;
+	*np = st->n;
+	return 0;
+}
+
+int store_call_list_node(struct store *s, const char *node, int64_t after_at, const char *after_id,
+                         size_t limit, struct store_live **vp, size_t *np)
+{
+	/* the partial index calls_node_live (migration 6) serves it in this order: a page costs
+	 * its rows, not the node's whole history of ended calls */
+	static const char sql[] = "SELECT " STATE_COLS " FROM calls WHERE node = $1 AND state <> "
+	                          "'ended' AND dialogs <> '' AND (created_at, call_id) > ($2, $3) "
+	                          "ORDER BY created_at, call_id LIMIT $4";
+	struct store_val p[] = {t(node), i64(after_id && after_id[0] ? after_at : INT64_MIN),
+	                        t(after_id ? after_id : ""),
+	                        i64(limit && limit < INT64_MAX ? (int64_t)limit : INT64_MAX)};
+	struct states st = {0};
+	int e;
+
+	if (!node || !vp || !np)
+		return EINVAL;
+	*vp = NULL;
+	*np = 0;
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 4, state_row, &st, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return states_out(&st, e, vp, np);
 }
 
 static int older(const void *a, const void *b)
 {
-	const struct store_call *x = a, *y = b;
+	const struct store_live *x = a, *y = b;
 
 	if (x->created_at != y->created_at)
 		return x->created_at < y->created_at ? -1 : 1;
@@ -152,7 +165,7 @@ static int row_text(const char *const *cols, int ncols, void *arg)
 }
 
 int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, size_t len,
-                     store_call_h *each, void *arg)
+                     struct store_live **vp, size_t *np)
 {
 	/* the dead node whose oldest live call is the oldest; every node asks every second, so
 	 * the live states are named (the calls_state index), not "<> 'ended'" (every call kept) */
@@ -167,15 +180,17 @@ int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, s
 	static const char claim[] =
 	    "UPDATE nodes SET lease_until = -1 WHERE node = $1 AND lease_until < $2";
 	static const char move[] = "UPDATE calls SET node = $2 WHERE node = $1 AND state <> "
-	                           "'ended' RETURNING " NODE_COLS;
+	                           "'ended' RETURNING " STATE_COLS;
 	struct store_val pp[] = {t(me), i64(now)};
 	struct store_val px[2];
-	struct taken tk = {0};
+	struct states st = {0};
 	char x[STORE_URI_MAX] = "";
 	int changes = 0, e;
 
-	if (!me || !me[0])
+	if (!me || !me[0] || !vp || !np)
 		return EINVAL;
+	*vp = NULL;
+	*np = 0;
 	pthread_mutex_lock(&s->lock);
 	e = s->ops->begin(s->conn);
 	if (e)
@@ -193,10 +208,10 @@ int store_node_adopt(struct store *s, const char *me, int64_t now, char *dead, s
 		e = ENOENT;
 	px[1] = t(me);
 	if (!e)
-		e = store_query(s, move, px, 2, taken_row, &tk, NULL);
+		e = store_query(s, move, px, 2, state_row, &st, NULL);
 	if (!e)
-		e = tk.err;
-	if (!e && !tk.n)
+		e = st.err;
+	if (!e && !st.n)
 		e = ENOENT; /* another adopter took them first */
 	e = store_tx_end(s, e);
 out:
@@ -204,14 +219,9 @@ out:
 	if (!e) {
 		if (dead && len)
 			store_copy(dead, len, x);
-		qsort(tk.calls, tk.n, sizeof(*tk.calls), older);
-		for (size_t i = 0; each && i < tk.n; i++) {
-			if (each(&tk.calls[i], arg))
-				break;
-		}
+		qsort(st.v, st.n, sizeof(*st.v), older);
 	}
-	taken_free(&tk);
-	return e;
+	return states_out(&st, e, vp, np);
 }
 
 /* The call a take found, with its dialogs from malloc and its node's lease if it has a row. */

@@ -263,3 +263,44 @@ Test(queue, bad_arguments)
 	queue_free(q);
 	queue_free(NULL);
 }
+
+/* util/soon: work for the loop's next turn. */
+#include "util/soon.h"
+
+struct slices {
+	struct soon *soon;
+	int runs, left;
+};
+
+/* A slice of work that asks for the next while some is left. */
+static void slice(void *arg)
+{
+	struct slices *sl = arg;
+
+	sl->runs++;
+	if (--sl->left > 0)
+		soon_run(sl->soon);
+}
+
+Test(queue, soon_runs_once_a_turn_while_asked_and_never_after_free)
+{
+	struct slices sl = {.left = 3};
+
+	cr_assert_eq(soon_alloc(&sl.soon, root, slice, &sl), 0);
+	soon_run(sl.soon);
+	soon_run(sl.soon); /* asked twice before it ran: it runs once */
+	cr_assert_eq(sl.runs, 0, "never inside soon_run()");
+	/* a slice a turn, each turn without a wait (timeout 0): the eventfd is ready */
+	for (int turn = 1; turn <= 3; turn++) {
+		su_root_step(root, 0);
+		cr_assert_eq(sl.runs, turn, "turn %d ran %d slices", turn, sl.runs);
+	}
+	su_root_step(root, 0);
+	cr_assert_eq(sl.runs, 3, "no slice asked for: none runs");
+	soon_run(sl.soon);
+	soon_free(sl.soon); /* freed before its turn: it never runs */
+	su_root_step(root, 0);
+	cr_assert_eq(sl.runs, 3);
+	cr_assert_eq(soon_alloc(&sl.soon, NULL, slice, &sl), EINVAL);
+	cr_assert_null(sl.soon);
+}

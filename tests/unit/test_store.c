@@ -719,9 +719,9 @@ static void on_done(struct store_job *job, void *arg)
 	case STORE_OP_NODE_ADOPT:
 		if (job->n)
 			snprintf(l->text[tag->slot], STORE_ID_MAX, "%.24s|%.16s|%.16s", job->text,
-			         job->calls[job->n - 1].id,
-			         job->calls[job->n - 1].dialogs ? job->calls[job->n - 1].dialogs
-			                                        : "-");
+			         job->states[job->n - 1].id,
+			         job->states[job->n - 1].dialogs ? job->states[job->n - 1].dialogs
+			                                         : "-");
 		break;
 	case STORE_OP_CALL_TAKE:
 		snprintf(l->text[tag->slot], STORE_ID_MAX, "%.16s|%.16s", job->call.id,
@@ -1280,19 +1280,45 @@ struct seen {
 	int n;
 	char ids[SEEN_MAX][STORE_ID_MAX];
 	char dialogs[SEEN_MAX][64]; /* "(none)" for NULL */
-	char node[SEEN_MAX][STORE_URI_MAX];
 };
 
-static int see_call(const struct store_call *c, void *arg)
+/* Adds the calls read back to seen, and frees them. */
+static void see_all(struct seen *s, struct store_live *v, size_t n)
 {
-	struct seen *s = arg;
+	for (size_t i = 0; i < n && s->n < SEEN_MAX; i++, s->n++) {
+		snprintf(s->ids[s->n], STORE_ID_MAX, "%s", v[i].id);
+		snprintf(s->dialogs[s->n], 64, "%s", v[i].dialogs ? v[i].dialogs : "(none)");
+	}
+	store_live_free(v, n);
+}
 
-	if (s->n >= SEEN_MAX)
-		return 1;
-	snprintf(s->ids[s->n], STORE_ID_MAX, "%s", c->id);
-	snprintf(s->dialogs[s->n], 64, "%s", c->dialogs ? c->dialogs : "(none)");
-	snprintf(s->node[s->n], STORE_URI_MAX, "%s", c->node);
-	s->n++;
+/* A node's calls read back, all at once. */
+static int list_node(const char *node, struct seen *seen)
+{
+	struct store_live *v = (struct store_live *)1;
+	size_t n = 1;
+	int e = store_call_list_node(st, node, 0, "", 0, &v, &n);
+
+	if (e) {
+		cr_assert_null(v, "nothing handed over on an error");
+		cr_assert_eq(n, 0);
+		return e;
+	}
+	see_all(seen, v, n);
+	return 0;
+}
+
+static int adopt(struct store *s, const char *me, int64_t now, char *dead, struct seen *seen)
+{
+	struct store_live *v = NULL;
+	size_t n = 0;
+	int e = store_node_adopt(s, me, now, dead, STORE_URI_MAX, &v, &n);
+
+	if (e) {
+		cr_assert_null(v, "nothing handed over on an error");
+		return e;
+	}
+	see_all(seen, v, n);
 	return 0;
 }
 
@@ -1339,19 +1365,57 @@ Test(store, dialogs_are_written_and_read_back_by_node)
 	cr_assert_eq(store_call_state_set(st, "c5", STORE_CALL_ENDED, 1200), 0);
 	cr_assert_eq(store_call_dialogs_set(st, "c5", "{}", 1300), ENOENT, "an ended call");
 	cr_assert_eq(store_call_dialogs_set(st, "nope", "{}", 1300), ENOENT, "no such call");
-	cr_assert_eq(store_call_list_node(st, NODE_ME, see_call, &seen), 0);
+	cr_assert_eq(list_node(NODE_ME, &seen), 0);
 	cr_assert_eq(seen.n, 2);
 	cr_assert_str_eq(seen.ids[0], "c2", "oldest first");
 	cr_assert_str_eq(seen.dialogs[0], "{\"v\":2}");
 	cr_assert_str_eq(seen.ids[1], "c1");
 	cr_assert_str_eq(seen.dialogs[1], "{\"v\":11}");
-	cr_assert_str_eq(seen.node[1], NODE_ME);
+	cr_assert_str_eq(node_of("c1"), NODE_ME);
 	memset(&seen, 0, sizeof(seen));
-	cr_assert_eq(store_call_list_node(st, "sip:nobody", see_call, &seen), 0);
+	cr_assert_eq(list_node("sip:nobody", &seen), 0);
 	cr_assert_eq(seen.n, 0);
 	/* the other reads are as they were: no dialogs */
 	cr_assert_eq(store_call_get(st, "c1", &c), 0);
 	cr_assert_null(c.dialogs);
+	finish();
+}
+
+/* A start reads its calls back a page at a time: every call once, oldest first, ties by id. */
+Test(store, list_node_pages_through_every_live_call_once)
+{
+	static const char *const want[] = {"p1", "p2a", "p2b", "p3", "p5"};
+	struct store_live *v = NULL;
+	char after[STORE_ID_MAX] = "";
+	int64_t at = 0;
+	size_t n = 0, got = 0, pages = 0;
+
+	add_node_call("p3", NODE_ME, 3000, "{\"p\":3}");
+	add_node_call("p2b", NODE_ME, 2000, "{\"p\":22}");
+	add_node_call("p1", NODE_ME, 1000, "{\"p\":1}");
+	add_node_call("p2a", NODE_ME, 2000, "{\"p\":21}");
+	add_node_call("p4", NODE_ME, 4000, "{\"p\":4}");
+	add_node_call("p5", NODE_ME, 5000, "{\"p\":5}");
+	add_node_call("q1", NODE_LIVE, 1500, "{}");
+	cr_assert_eq(store_call_state_set(st, "p4", STORE_CALL_ENDED, 4500), 0);
+	do {
+		cr_assert_eq(store_call_list_node(st, NODE_ME, at, after, 2, &v, &n), 0);
+		cr_assert_leq(n, 2, "a page holds at most its limit");
+		for (size_t i = 0; i < n; i++, got++) {
+			cr_assert_lt(got, 5, "a call listed twice");
+			cr_assert_str_eq(v[i].id, want[got], "page %zu", pages);
+			cr_assert_not_null(v[i].dialogs);
+		}
+		if (n) {
+			at = v[n - 1].created_at;
+			snprintf(after, sizeof(after), "%s", v[n - 1].id);
+		}
+		store_live_free(v, n);
+		pages++;
+	} while (n == 2 && pages < 10);
+	cr_assert_eq(got, 5, "%zu of 5 calls listed", got);
+	cr_assert_eq(pages, 3);
+	cr_assert_eq(store_call_list_node(st, NODE_ME, 0, NULL, 0, NULL, &n), EINVAL);
 	finish();
 }
 
@@ -1371,8 +1435,7 @@ Test(store, adopt_takes_only_an_expired_nodes_live_calls)
 	struct seen seen = {0};
 	char dead[STORE_URI_MAX] = "";
 
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
-	             ENOENT, "nothing to adopt");
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), ENOENT, "nothing to adopt");
 	cr_assert_eq(store_node_beat(st, NODE_ME, 1000, 1000, 0), 0); /* me expired: not adopted */
 	cr_assert_eq(store_node_beat(st, NODE_DEAD, 1000, 1000, 0), 0);
 	cr_assert_eq(store_node_beat(st, NODE_LIVE, 1000, 10000, 0), 0);
@@ -1383,14 +1446,13 @@ Test(store, adopt_takes_only_an_expired_nodes_live_calls)
 	cr_assert_eq(store_call_state_set(st, "d3", STORE_CALL_ENDED, 1500), 0);
 	add_node_call("l1", NODE_LIVE, 1000, "{\"l\":1}");
 
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen), 0);
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), 0);
 	cr_assert_str_eq(dead, NODE_DEAD);
 	cr_assert_eq(seen.n, 2);
 	cr_assert_str_eq(seen.ids[0], "d2", "oldest first");
 	cr_assert_str_eq(seen.dialogs[0], "(none)");
 	cr_assert_str_eq(seen.ids[1], "d1");
 	cr_assert_str_eq(seen.dialogs[1], "{\"d\":1}");
-	cr_assert_str_eq(seen.node[1], NODE_ME);
 	cr_assert_str_eq(node_of("d1"), NODE_ME);
 	cr_assert_str_eq(node_of("d2"), NODE_ME);
 	cr_assert_str_eq(node_of("d3"), NODE_DEAD, "an ended call stays");
@@ -1398,19 +1460,17 @@ Test(store, adopt_takes_only_an_expired_nodes_live_calls)
 	cr_assert_str_eq(node_of("m1"), NODE_ME);
 	cr_assert_eq(lease_of(NODE_DEAD), -1, "claimed");
 	memset(&seen, 0, sizeof(seen));
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
-	             ENOENT);
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), ENOENT);
 	cr_assert_eq(seen.n, 0);
 	/* another node adopting finds nothing of mine while I am alive, and no call twice */
 	cr_assert_eq(store_node_beat(st, NODE_ME, 5000, 1000, 0), 0);
-	cr_assert_eq(store_node_adopt(st, NODE_LIVE, 5000, dead, sizeof(dead), see_call, &seen),
-	             ENOENT);
+	cr_assert_eq(adopt(st, NODE_LIVE, 5000, dead, &seen), ENOENT);
 
 	/* the dead node comes back: it renews, and lists only what it still serves */
 	add_node_call("d4", NODE_DEAD, 6000, "{\"d\":4}");
 	cr_assert_eq(store_node_beat(st, NODE_DEAD, 6000, 1000, 0), 0);
 	cr_assert_eq(lease_of(NODE_DEAD), 7000);
-	cr_assert_eq(store_call_list_node(st, NODE_DEAD, see_call, &seen), 0);
+	cr_assert_eq(list_node(NODE_DEAD, &seen), 0);
 	cr_assert_eq(seen.n, 1);
 	cr_assert_str_eq(seen.ids[0], "d4");
 	finish();
@@ -1425,20 +1485,18 @@ Test(store, adopt_leaves_a_node_that_renewed_and_treats_no_row_as_dead)
 	add_node_call("d1", NODE_DEAD, 1000, "{}");
 	/* it renews before anyone adopts it */
 	cr_assert_eq(store_node_beat(st, NODE_DEAD, 4900, 1000, 0), 0);
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
-	             ENOENT);
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), ENOENT);
 	cr_assert_str_eq(node_of("d1"), NODE_DEAD);
 
 	/* a node that never beat (calls from before leases) is dead, unless it is me */
 	add_node_call("o1", "sip:10.0.0.9:5060", 1000, "{\"o\":1}");
 	add_node_call("o2", NODE_ME, 1000, "{\"o\":2}");
 	add_node_call("o3", "", 1000, "{\"o\":3}"); /* nobody's */
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen), 0);
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), 0);
 	cr_assert_str_eq(dead, "sip:10.0.0.9:5060");
 	cr_assert_eq(seen.n, 1);
 	cr_assert_str_eq(seen.ids[0], "o1");
-	cr_assert_eq(store_node_adopt(st, NODE_ME, 5000, dead, sizeof(dead), see_call, &seen),
-	             ENOENT);
+	cr_assert_eq(adopt(st, NODE_ME, 5000, dead, &seen), ENOENT);
 	cr_assert_str_eq(node_of("o3"), "");
 	finish();
 }
@@ -1468,7 +1526,7 @@ static void *adopter(void *arg)
 	pthread_barrier_wait(a->start);
 	/* the other may win a node this one picked: ENOENT, and try again a few times */
 	while (!e && misses < 3) {
-		e = store_node_adopt(s, a->me, 10000, dead, sizeof(dead), see_call, &a->seen);
+		e = adopt(s, a->me, 10000, dead, &a->seen);
 		if (e == ENOENT) {
 			misses++;
 			e = 0;
@@ -1511,8 +1569,7 @@ Test(store, two_adopters_at_once_take_each_call_exactly_once)
 	cr_assert_eq(ad[1].err, 0, "%s", strerror(ad[1].err));
 	/* what both left, if they gave up early */
 	cr_assert_eq(store_node_beat(st, "sip:10.0.2.9:5060", 10000, 100000, 0), 0);
-	while (store_node_adopt(st, "sip:10.0.2.9:5060", 10000, dead, sizeof(dead), see_call,
-	                        &rest) == 0)
+	while (adopt(st, "sip:10.0.2.9:5060", 10000, dead, &rest) == 0)
 		;
 	total = ad[0].seen.n + ad[1].seen.n + rest.n;
 	cr_assert_eq(total, ADOPT_NODES * ADOPT_CALLS, "%d + %d + %d calls adopted", ad[0].seen.n,
@@ -1726,16 +1783,27 @@ static void outage_fini(void)
 	teardown();
 }
 
-static int count_landed(const struct store_call *c, void *arg)
+/* The calls whose rows and states all landed: active, answered at 2000 + i, state "dI-2". */
+static int count_landed(void)
 {
-	int i = atoi(c->id + 1);
-	char want[32];
+	struct store_live *v = NULL;
+	struct store_call c;
+	size_t n = 0;
+	int landed = 0;
 
-	snprintf(want, sizeof(want), "d%d-2", i);
-	if (c->state == STORE_CALL_ACTIVE && c->answered_at == 2000 + i && c->dialogs &&
-	    strcmp(c->dialogs, want) == 0)
-		(*(int *)arg)++;
-	return 0;
+	cr_assert_eq(store_call_list_node(st, NODE_ME, 0, "", 0, &v, &n), 0);
+	for (size_t k = 0; k < n; k++) {
+		int i = atoi(v[k].id + 1);
+		char want[32];
+
+		snprintf(want, sizeof(want), "d%d-2", i);
+		if (v[k].dialogs && strcmp(v[k].dialogs, want) == 0 &&
+		    store_call_get(st, v[k].id, &c) == 0 && c.state == STORE_CALL_ACTIVE &&
+		    c.answered_at == 2000 + i)
+			landed++;
+	}
+	store_live_free(v, n);
+	return landed;
 }
 
 #define OUTAGE_CALLS 450
@@ -1791,9 +1859,8 @@ Test(store, batched_writes_survive_an_outage, .fini = outage_fini)
 	outage_end();
 	for (i = 0; i < 300 && (l.done < 2 || landed < OUTAGE_CALLS); i++) {
 		pump(&l, 100);
-		landed = 0;
 		if (l.done >= 2)
-			cr_assert_eq(store_call_list_node(st, NODE_ME, count_landed, &landed), 0);
+			landed = count_landed();
 	}
 	fflush(stderr);
 	dup2(saved, 2);

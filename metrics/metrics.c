@@ -33,6 +33,10 @@ static const struct series table[METRIC__COUNT] = {
                                             "SIP requests qrxfer refused itself (not relayed; "
                                             "not those the SIP stack refuses, such as "
                                             "unknown methods)."},
+    [METRIC_SIP_UNKNOWN_DIALOGS_REFUSED_TOTAL] =
+        {"qrxfer_sip_unknown_dialogs_refused_total", NULL, "counter",
+         "Requests in dialogs no node here knew, answered without asking the store: their "
+         "source (or all sources) spent its budget of lookups that found nothing."},
     [METRIC_MOVES_TOTAL] = {"qrxfer_moves_total", NULL, "counter", "Moves started."},
     [METRIC_MOVES_COMPLETED_TOTAL] = {"qrxfer_moves_completed_total", NULL, "counter",
                                       "Moves that put the new device in the call."},

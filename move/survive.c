@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "move/move_int.h"
+#include "metrics/metrics.h"
+#include "util/hash.h"
 #include "util/soon.h"
 
 #define HELD_MAX      1000 /* requests waiting for the store to say whose call it is */
@@ -16,9 +18,19 @@
 #define BEAT_MS       1000
 #define FRESH_MS      2500 /* a node that renewed its lease this recently is alive */
 #define SLICE         200  /* calls read back per turn of the loop: it serves the rest between */
-#define PAGE                                                                                       \
-	1000 /* calls a start asks the store for at once: it reads the next page                   \
-	        while the loop serves this one */
+/* calls a start asks the store for at once: it reads the next page while the loop serves this */
+#define PAGE 1000
+/* Asking the store about a dialog nobody here knows costs a store round trip; a stranger can
+ * make up Call-IDs for nothing. Lookups are budgeted, per source and in all: a token each,
+ * refilled at these rates (per second) up to the bursts; a lookup that finds a call (a restart,
+ * a dead node's call through the proxy) gets its token back, so what is spent is the lookups
+ * that found nothing. Over budget, the request is answered as a dialog nobody has (481) with no
+ * lookup. */
+#define MISS_RATE      20
+#define MISS_BURST     100
+#define MISS_RATE_ALL  200
+#define MISS_BURST_ALL 1000
+#define MISS_SLOTS     1024 /* sources tracked; one that collides starts afresh */
 
 /* A request in an unknown dialog, until the store answers. */
 struct held {
@@ -29,7 +41,16 @@ struct held {
 	long long since;       /* ms */
 	unsigned asking : 1;   /* a store job will call back with it */
 	unsigned orphaned : 1; /* the stack is going: the job's callback only frees it */
+	unsigned found : 1;    /* the store knows its call: its token went back */
 	char call_id[STORE_CALLID_MAX];
+	char source[STORE_SOURCE_MAX]; /* who sent it (store_source_key): its budget */
+};
+
+/* A budget of store lookups (tokens, refilled by time). */
+struct bucket {
+	char source[STORE_SOURCE_MAX];
+	double tokens;
+	long long at; /* ms: last refilled */
 };
 
 /* Calls read back from the store (a page of this node's own, or a dead node's), a slice per
@@ -53,10 +74,18 @@ struct survive {
 	unsigned beating : 1, adopting : 1; /* a job of that kind is out */
 	unsigned loaded : 1;                /* this node's calls were read back */
 	unsigned stopped : 1;
-	size_t own_n, own_served; /* this node's own calls read back so far */
-	long long own_t0;         /* ms: when the start asked for them */
-	unsigned jobs;            /* store jobs that will call back with sv */
+	struct bucket all, *miss; /* the lookups' budgets: in all, and per source (MISS_SLOTS) */
+	long long refused, refused_logged; /* over budget: answered without a lookup */
+	size_t own_n, own_served;          /* this node's own calls read back so far */
+	long long own_t0;                  /* ms: when the start asked for them */
+	unsigned jobs;                     /* store jobs that will call back with sv */
 };
+
+static void survive_free(struct survive *sv)
+{
+	free(sv->miss);
+	free(sv);
+}
 
 static struct store *store_of(struct sip *s)
 {
@@ -148,6 +177,69 @@ static void pass_on(struct survive *sv, struct held *h, const char *node)
 	h->irq = NULL;
 }
 
+static void refill(struct bucket *b, double rate, double burst, long long now)
+{
+	if (now > b->at)
+		b->tokens += (double)(now - b->at) * rate / 1000.0;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	b->at = now;
+}
+
+/* The source's bucket (a fresh one, full, for a source not seen lately). */
+static struct bucket *bucket_of(struct survive *sv, const char *source, long long now)
+{
+	struct bucket *b = &sv->miss[hash_str(source) % MISS_SLOTS];
+
+	if (strcmp(b->source, source)) {
+		snprintf(b->source, sizeof(b->source), "%s", source);
+		b->tokens = MISS_BURST;
+		b->at = now;
+	}
+	refill(b, MISS_RATE, MISS_BURST, now);
+	return b;
+}
+
+/* Takes a token from the source's budget and the budget in all: 0 when either is spent. */
+static int lookup_allowed(struct survive *sv, const char *source)
+{
+	long long now = store_now();
+	struct bucket *b;
+
+	if (!sv->miss)
+		return 1;
+	b = bucket_of(sv, source, now);
+	refill(&sv->all, MISS_RATE_ALL, MISS_BURST_ALL, now);
+	if (b->tokens < 1 || sv->all.tokens < 1) {
+		sv->refused++;
+		metric_inc(METRIC_SIP_UNKNOWN_DIALOGS_REFUSED_TOTAL);
+		/* a line a second at most: the flood is the sender's, not the log's */
+		if (now - sv->refused_logged >= 1000) {
+			LOG_WARN("sip",
+			         "requests in dialogs nobody has from %s: over the budget of store "
+			         "lookups (%lld refused so far), answered without one",
+			         source, sv->refused);
+			sv->refused_logged = now;
+		}
+		return 0;
+	}
+	b->tokens--;
+	sv->all.tokens--;
+	return 1;
+}
+
+/* A lookup found a call: the token it took goes back. */
+static void lookup_found(struct survive *sv, const char *source)
+{
+	struct bucket *b;
+
+	if (!sv->miss)
+		return;
+	b = bucket_of(sv, source, store_now());
+	b->tokens = b->tokens + 1 > MISS_BURST ? MISS_BURST : b->tokens + 1;
+	sv->all.tokens = sv->all.tokens + 1 > MISS_BURST_ALL ? MISS_BURST_ALL : sv->all.tokens + 1;
+}
+
 static void on_take(struct store_job *job, void *arg)
 {
 	struct held *h = arg;
@@ -161,6 +253,10 @@ static void on_take(struct store_job *job, void *arg)
 			sip_reply(h->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		held_free(h);
 		return;
+	}
+	if ((!job->err || job->err == EBUSY) && !h->found) {
+		lookup_found(sv, h->source);
+		h->found = 1; /* asked again while its node's lease runs: one token back */
 	}
 	if (!job->err) {
 		/* Ours now (or ours all along): served here from this request on. */
@@ -212,14 +308,22 @@ static void held_ask(struct held *h)
 static int on_unknown_dialog(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 {
 	struct survive *sv = arg;
+	char source[STORE_SOURCE_MAX];
 	struct held *h;
+	msg_t *req;
 
 	if (!store_of(s) || sv->stopped || !sip->sip_call_id || sv->nheld >= HELD_MAX ||
 	    strlen(sip->sip_call_id->i_id) >= sizeof(h->call_id))
 		return 0;
+	req = nta_incoming_getrequest(irq);
+	move_source_of(req, source, sizeof(source));
+	msg_destroy(req);
+	if (!lookup_allowed(sv, source))
+		return 0;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return 0;
+	snprintf(h->source, sizeof(h->source), "%s", source);
 	h->sv = sv;
 	h->irq = irq;
 	h->since = store_now();
@@ -239,7 +343,7 @@ static void on_moves(struct store_job *job, void *arg)
 	sv->jobs--;
 	if (sv->stopped) {
 		if (!sv->jobs)
-			free(sv);
+			survive_free(sv);
 		return;
 	}
 	if (job->err || !(c = call_find(sv->sip, job->id)))
@@ -341,7 +445,7 @@ static void on_listed(struct store_job *job, void *arg)
 	sv->jobs--;
 	if (sv->stopped) {
 		if (!sv->jobs)
-			free(sv);
+			survive_free(sv);
 		return;
 	}
 	if (job->err) {
@@ -389,7 +493,7 @@ static void on_adopted(struct store_job *job, void *arg)
 	sv->adopting = 0;
 	if (sv->stopped) {
 		if (!sv->jobs)
-			free(sv);
+			survive_free(sv);
 		return;
 	}
 	if (job->err) {
@@ -412,7 +516,7 @@ static void on_beat(struct store_job *job, void *arg)
 	sv->beating = 0;
 	if (sv->stopped) {
 		if (!sv->jobs)
-			free(sv);
+			survive_free(sv);
 		return;
 	}
 	if (job->err)
@@ -482,7 +586,7 @@ static void on_stop(void *arg, struct sip *s)
 		}
 	}
 	if (!sv->jobs)
-		free(sv);
+		survive_free(sv);
 }
 
 static const struct sip_call_hooks survive_hooks = {
@@ -506,9 +610,12 @@ int move_survive_init(struct sip *s)
 		return ENOMEM;
 	sv->sip = s;
 	LIST_INIT(&sv->held);
+	sv->miss = calloc(MISS_SLOTS, sizeof(*sv->miss)); /* without it: no budget */
+	sv->all.tokens = MISS_BURST_ALL;
+	sv->all.at = store_now();
 	err = sip_call_hooks_add(s, &survive_hooks, sv);
 	if (err) {
-		free(sv);
+		survive_free(sv);
 		return err;
 	}
 	/* Our lease first, then our calls: a node adopting them meanwhile sees us alive. */

@@ -364,6 +364,15 @@ sc_crlf_keepalive() {
 		sipp_start near client caller-bye.xml -t t1 -key ruri "$ruri_far"
 }
 
+# Requests in made-up dialogs (a stranger's Call-IDs): each would cost a store lookup; the
+# lookups that find nothing are budgeted per source and in all (dialog-flood.py). Then a call
+# from the flooded source still goes through: its own dialogs need no lookup.
+sc_unknown_dialog_flood() {
+	SC_WHY=$("$PYTHON" "$srcdir/dialog-flood.py" "$P" "$HTTP" "$LIB_TMP/admin.token" 2>&1)
+	sipp_start far server callee-recvbye.xml &&
+		sipp_start near client caller-bye.xml -key ruri "$ruri_far"
+}
+
 counted call-near-far sc_call_near_far qrxfer_calls_answered_total 1
 run call-far-near sc_call_far_near
 run call-near-far-tcp sc_call_near_far_tcp
@@ -400,6 +409,7 @@ relay publish-presence sc_publish_presence
 relay subscribe-blf sc_subscribe_blf
 relay message-to-move sc_message_to_move
 relay crlf-keepalive sc_crlf_keepalive
+run unknown-dialog-flood sc_unknown_dialog_flood
 
 stop_ok=1
 lib_stop_qrxferd || stop_ok=0

@@ -165,11 +165,15 @@ class Target:
         return rc
 
 
-def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=None, rec=None):
+def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=None, rec=None,
+                 uas_spare=0):
     """One SIPp run through target; returns a dict of what happened.
 
     rec (a Recorder) is told when the idle period, the traffic and the settle time start and
-    end, and is ticked every 0.5 s in between."""
+    end, and is ticked every 0.5 s in between. uas_spare: calls the UAS takes beyond calls
+    (a SIPp server counts every message that starts no known call as a call: the OPTIONS a
+    proxy passes on, a set-up retried through another node; without spare ones they would
+    starve the last calls); with spare calls it is stopped 10 s after the UAC ends."""
     d = os.path.join(target.scratch, f"sipp-{target.kind}-{tag}")
     os.makedirs(d, exist_ok=True)
     uas_port = target.uas_port
@@ -184,7 +188,7 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
               "-default_behaviors", "all,-abortunexp"]
     uas = spawn([SIPP, "-sf", os.path.join(HERE, "uas.xml"), "-p", str(uas_port),
                  "-mp", str(free_port(4)), "-stf", os.path.join(d, "uas.csv"),
-                 "-m", str(calls)] + common, os.path.join(d, "uas.out"), d)
+                 "-m", str(calls + uas_spare)] + common, os.path.join(d, "uas.out"), d)
     time.sleep(0.5)
     t_pids = target.pids()
     if rec:
@@ -261,6 +265,8 @@ def sipp_traffic(target, tag, rate, calls, hold_ms, settle, limit=None, during=N
         "created": stat_int(uac_st, "TotalCallCreated"),
         "uas_ok": stat_int(uas_st, "SuccessfulCall(C)"),
         "uas_failed": stat_int(uas_st, "FailedCall(C)"),
+        "uas_invites": col(uas_ct, "_INVITE_Recv"), "uas_acks": col(uas_ct, "_ACK_Recv"),
+        "uas_byes": col(uas_ct, "_BYE_Recv"),
         "retrans": stat_int(uac_st, "Retransmissions(C)") + stat_int(uas_st, "Retransmissions(C)"),
         "invites_100": col(uac_ct, "_100_Recv"),
         "cpu_s": (cpu1 - cpu0) / TICK, "cpu_traffic_s": (end_traffic - cpu0) / TICK,

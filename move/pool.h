@@ -35,10 +35,10 @@ struct move_pool_conf {
 	const struct code_keyring *keys; /* signs tokens and hashes numeric codes */
 	unsigned ttl;                    /* seconds a move's code is valid once bound */
 	enum code_uri_kind uri_kind;
-	const char *where;  /* the SIP domain or the public URL, by uri_kind */
-	unsigned digits;    /* numeric code length, 6..10 */
-	unsigned qr_px;     /* pixels a QR module in the PNG; 0: no QR PNG */
-	unsigned barcode;   /* 1: the numeric code's Code 128 PNG too */
+	const char *where; /* the SIP domain or the public URL, by uri_kind */
+	unsigned digits;   /* numeric code length, 6..10 */
+	unsigned qr_px;    /* pixels a QR module in the PNG; 0: no QR PNG */
+	unsigned barcode;  /* 1: the numeric code's Code 128 PNG too */
 };
 
 /* One code. Owner: the pool while ready, then whoever took it (move_code_free). */
@@ -59,16 +59,17 @@ struct move_code {
 };
 
 struct move_pool_stats {
-	unsigned ready;           /* codes ready now */
-	unsigned refilling;       /* codes a worker is making now */
-	unsigned long made;       /* by the worker */
-	unsigned long taken;      /* handed out ready */
-	unsigned long made_here;  /* made on the loop: the pool was empty, off or out of date */
-	unsigned long dropped;    /* made and let go unused: too old or out of date */
+	unsigned ready;          /* codes ready now */
+	unsigned refilling;      /* codes a worker is making now */
+	unsigned long made;      /* by the worker */
+	unsigned long taken;     /* handed out ready */
+	unsigned long made_here; /* made on the loop: the pool was empty, off or out of date */
+	unsigned long dropped;   /* made and let go unused: too old or out of date */
 };
 
 /* Starts a pool on root with conf (copied) and begins filling it; *pp set only on success. */
-int move_pool_alloc(struct move_pool **pp, struct su_root_s *root, const struct move_pool_conf *conf);
+int move_pool_alloc(struct move_pool **pp, struct su_root_s *root,
+                    const struct move_pool_conf *conf);
 
 /*
  * Hands out a code for a move bound now, under conf (what the caller's configuration says

@@ -69,6 +69,10 @@ int code_keyring_add(struct code_keyring *kr, unsigned id, const uint8_t *key, s
 int code_keyring_set_current(struct code_keyring *kr, unsigned id);
 /* Exchanges the keys of two keyrings: a reload puts new keys where every holder of a finds them. */
 void code_keyring_swap(struct code_keyring *a, struct code_keyring *b);
+/* A copy of kr (wiped by code_keyring_free), for a thread that must not see a reload. */
+int code_keyring_dup(struct code_keyring **krp, const struct code_keyring *kr);
+/* 1 if a and b hold the same keys in the same order with the same current one. */
+int code_keyring_equal(const struct code_keyring *a, const struct code_keyring *b);
 /* Number of keys. */
 unsigned code_keyring_count(const struct code_keyring *kr);
 /* Wipes and frees; NULL is fine. */

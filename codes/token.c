@@ -89,6 +89,33 @@ void code_keyring_swap(struct code_keyring *a, struct code_keyring *b)
 	OPENSSL_cleanse(&t, sizeof(t));
 }
 
+int code_keyring_dup(struct code_keyring **krp, const struct code_keyring *kr)
+{
+	struct code_keyring *c;
+
+	if (!krp || !kr)
+		return EINVAL;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return ENOMEM;
+	*c = *kr;
+	*krp = c;
+	return 0;
+}
+
+int code_keyring_equal(const struct code_keyring *a, const struct code_keyring *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->n != b->n || a->current != b->current)
+		return 0;
+	for (unsigned i = 0; i < a->n; i++)
+		if (a->keys[i].id != b->keys[i].id || a->keys[i].len != b->keys[i].len ||
+		    CRYPTO_memcmp(a->keys[i].key, b->keys[i].key, a->keys[i].len))
+			return 0;
+	return 1;
+}
+
 unsigned code_keyring_count(const struct code_keyring *kr)
 {
 	return kr ? kr->n : 0;

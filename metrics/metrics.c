@@ -47,6 +47,9 @@ static const struct series table[METRIC__COUNT] = {
     [METRIC_CODES_PAUSED_TOTAL] = {"qrxfer_codes_paused_total", NULL, "counter",
                                    "Numeric codes refused while the node-wide budget of "
                                    "wrong codes was spent."},
+    [METRIC_CODES_MADE_ON_LOOP_TOTAL] = {"qrxfer_codes_made_on_loop_total", NULL, "counter",
+                                         "Move codes made on the SIP loop because none was "
+                                         "ready made ([codes] pool empty or off)."},
     [METRIC_CODES_REJECTED_TOTAL] = {"qrxfer_codes_rejected_total", NULL, "counter",
                                      "Codes presented that were wrong, expired or used."},
     [METRIC_CONFIRMS_TOTAL] = {"qrxfer_confirms_total", NULL, "counter",

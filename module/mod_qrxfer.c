@@ -31,6 +31,7 @@ static struct {
 	int store_keep_ended, store_timeout, store_lease, store_call_state;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
 	int codes_lockout, codes_numeric_budget, codes_budget_window;
+	int codes_send_barcode_image, codes_pool;
 	char *move_dial_domains;
 	char *codes_hmac_key_file;
 	char *move_feature_code;
@@ -95,6 +96,9 @@ static const struct mod_conf_param params[] = {
     {"codes", "numeric_budget", MOD_CONF_INT, &conf.codes_numeric_budget, "30", 1, 100000},
     {"codes", "budget_window", MOD_CONF_INT, &conf.codes_budget_window, "60", 1, 3600},
     {"codes", "send_qr_image", MOD_CONF_BOOL, &conf.codes_send_qr_image, "yes", .flags = R},
+    {"codes", "send_barcode_image", MOD_CONF_BOOL, &conf.codes_send_barcode_image, "no",
+     .flags = R},
+    {"codes", "pool", MOD_CONF_INT, &conf.codes_pool, "8", 0, 64},
     {"move", "feature_code", MOD_CONF_STR, &conf.move_feature_code, "*8"},
     {"move", "dial_domains", MOD_CONF_STR, &conf.move_dial_domains, ""},
     {"move", "scans", MOD_CONF_ENUM, &conf.move_scans, "none", .choices = scan_policies,
@@ -252,6 +256,8 @@ static void fill_sip_conf(void)
 	sc.code_digits = (unsigned)conf.codes_digits;
 	sc.move_feature = nonempty(conf.move_feature_code);
 	sc.send_qr_image = conf.codes_send_qr_image;
+	sc.send_barcode_image = conf.codes_send_barcode_image;
+	sc.code_pool = (unsigned)conf.codes_pool;
 	sc.confirm = map[conf.confirm_policy];
 	sc.confirm_sms_near = near_sms;
 	sc.confirm_sms_far = far_sms;

@@ -253,6 +253,7 @@ void move_free(struct move *m)
 	free(m->target);
 	free(m->b_sdp);
 	free(m->refer_event);
+	move_code_free(m->made);
 	OPENSSL_cleanse(m->token, sizeof(m->token));
 	OPENSSL_cleanse(m->code, sizeof(m->code));
 	OPENSSL_cleanse(m->show, sizeof(m->show));
@@ -275,6 +276,8 @@ void move_detach(struct move *m)
 		m->call->feature = NULL;
 	m->call = NULL;
 	m->b = NULL;
+	move_code_free(m->made);
+	m->made = NULL;
 	su_timer_set_interval(m->timer, linger_expired, m, MOVE_LINGER_MS);
 }
 
@@ -494,6 +497,7 @@ static void on_stop(void *arg, struct sip *s)
 		m->jobs = 0;
 		move_free(m);
 	}
+	move_pool_free(ms->pool);
 	free(ms->scan);
 	free(ms->move_table);
 	free(ms->code_table);
@@ -536,6 +540,17 @@ int move_init(struct sip *s)
 		err = move_survive_init(s);
 	if (!err)
 		err = sip_call_hooks_add(s, &move_hooks, ms);
+	if (!err && s->conf.code_pool && s->conf.keys) {
+		struct move_pool_conf pc;
+		int perr;
+
+		move_pool_conf_of(s, &pc);
+		perr = move_pool_alloc(&ms->pool, s->root, &pc);
+		if (perr)
+			LOG_ERR("move",
+			        "codes pool: cannot start it (codes are made on the loop): %s",
+			        strerror(perr));
+	}
 	if (err) {
 		free(ms->move_table);
 		free(ms->code_table);

@@ -10,6 +10,7 @@
 #include "sql/store.h"
 #include "sip/b2bua.h"
 #include "move/move.h"
+#include "move/pool.h"
 
 #define MOVE_LINGER_MS  60000 /* an ended move stays readable this long */
 #define MOVE_RETRY_MS   20    /* waiting for the far leg to be free */
@@ -20,6 +21,7 @@
 #define MOVE_CODE_TRIES 8     /* numeric codes made before giving up on a unique one */
 #define MOVE_NONCE_LEN  8     /* digits an answer out of dialog must carry */
 #define MOVE_BUCKETS    16384
+#define MOVE_QR_PX      6 /* pixels a QR module in the code MESSAGE's image */
 
 /* The move's part of one stack. Owned by the move's hooks on it: freed by their stop. */
 struct move_stack {
@@ -35,6 +37,8 @@ struct move_stack {
 	char sms_seen[64][40];           /* the gateway's ids of the last SMS answers, taken once */
 	unsigned sms_seen_next;
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
+	struct move_pool *pool;       /* codes made ahead, or NULL ([codes] pool = 0) */
+	unsigned pool_said : 1;       /* the log said once that a code was made on the loop */
 };
 
 /*
@@ -99,6 +103,7 @@ struct move {
 	void *cb_arg;
 	unsigned long sms_ref[2]; /* near, far */
 	char near_number[32], far_number[32];
+	struct move_code *made; /* the code as made (its images), while it may be sent again */
 };
 
 /* An INVITE or a dial request waiting for the store to redeem its code. */
@@ -177,6 +182,7 @@ void move_source_of(msg_t *req, char *out, size_t len);
 void move_guess_failed(struct sip *s, const char *source, enum store_key kind, const char *named);
 
 /* offer.c */
+void move_pool_conf_of(struct sip *s, struct move_pool_conf *pc);
 int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg);
 void move_revive(struct call *c, const struct store_move *sm);
 

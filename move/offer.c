@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "move/move_int.h"
+#include "util/buf.h"
 
 static int numeric_new(struct move *m, struct store_move *sm);
 
@@ -156,13 +157,24 @@ void move_code_messages_free(struct move_stack *ms)
 		code_msg_free(LIST_FIRST(&ms->code_msgs));
 }
 
+/* A part of the code MESSAGE: an image/png named name. */
+static void add_png(struct buf *b, const char *name, const uint8_t *png, size_t len)
+{
+	buf_printf(b,
+	           "\r\n--qrxfer-code\r\nContent-Type: image/png\r\n"
+	           "Content-Disposition: inline; filename=%s\r\n\r\n",
+	           name);
+	buf_add(b, png, len);
+}
+
 static void send_code(struct move *m)
 {
 	struct sip *s = m->sip;
 	char text[1024], link[512] = "";
 	struct code_qr *qr = NULL;
-	uint8_t *png = NULL;
-	size_t pnglen = 0;
+	const uint8_t *png = NULL, *bar = NULL;
+	uint8_t *png_here = NULL, *bar_here = NULL;
+	size_t pnglen = 0, barlen = 0;
 	long long left;
 
 	if (!m->call || !m->call->near)
@@ -177,32 +189,45 @@ static void send_code(struct move *m)
 	         "Move this call: on the other phone dial *88%s or scan the code (%s). It works "
 	         "once, for %lld seconds.%s\r\n",
 	         m->code, m->qr_uri, left > 0 ? left : 1, link);
-	if (s->conf.send_qr_image && !code_qr_make(&qr, m->qr_uri, CODE_ECC_M) &&
-	    !code_qr_png(qr, 6, 4, &png, &pnglen)) {
-		/* multipart/mixed (RFC 2046): the text, then the QR as image/png. */
-		char head[1200];
-		static const char tail[] = "\r\n--qrxfer-code--\r\n";
-		int hn =
-		    snprintf(head, sizeof(head),
-		             "--qrxfer-code\r\nContent-Type: text/plain;charset=utf-8\r\n\r\n%s"
-		             "\r\n--qrxfer-code\r\nContent-Type: image/png\r\n"
-		             "Content-Disposition: inline; filename=move.png\r\n\r\n",
-		             text);
-		size_t total = (size_t)hn + pnglen + sizeof(tail) - 1;
-		char *body = malloc(total);
-
-		if (body) {
-			memcpy(body, head, (size_t)hn);
-			memcpy(body + hn, png, pnglen);
-			memcpy(body + hn + pnglen, tail, sizeof(tail) - 1);
-			move_code_message(m, "multipart/mixed;boundary=qrxfer-code", body, total,
-			                  text);
-			free(body);
+	/* The images made with the code (on the pool's worker), else made here. */
+	if (s->conf.send_qr_image && m->qr_uri[0]) {
+		if (m->made && m->made->qr_png) {
+			png = m->made->qr_png;
+			pnglen = m->made->qr_png_len;
+		} else if (!code_qr_make(&qr, m->qr_uri, CODE_ECC_M) &&
+		           !code_qr_png(qr, MOVE_QR_PX, 4, &png_here, &pnglen)) {
+			png = png_here;
 		}
+	}
+	if (s->conf.send_barcode_image && m->code[0]) {
+		if (m->made && m->made->barcode_png && !strcmp(m->made->code, m->code)) {
+			bar = m->made->barcode_png;
+			barlen = m->made->barcode_png_len;
+		} else if (!code_barcode_png(m->code, 3, 80, 10, &bar_here, &barlen)) {
+			bar = bar_here;
+		}
+	}
+	if (png || bar) {
+		/* multipart/mixed (RFC 2046): the text, then the QR and the barcode as image/png.
+		 */
+		struct buf b = {0};
+
+		buf_printf(&b, "--qrxfer-code\r\nContent-Type: text/plain;charset=utf-8\r\n\r\n%s",
+		           text);
+		if (png)
+			add_png(&b, "move.png", png, pnglen);
+		if (bar)
+			add_png(&b, "move-barcode.png", bar, barlen);
+		buf_puts(&b, "\r\n--qrxfer-code--\r\n");
+		if (!b.failed)
+			move_code_message(m, "multipart/mixed;boundary=qrxfer-code", b.data, b.len,
+			                  text);
+		buf_release(&b);
 	} else {
 		move_code_message(m, "text/plain;charset=utf-8", text, strlen(text), NULL);
 	}
-	free(png);
+	free(png_here);
+	free(bar_here);
 	code_qr_free(qr);
 }
 
@@ -270,24 +295,85 @@ static const char *uri_number(const char *uri, char *out, size_t len)
 	return out;
 }
 
-/* A numeric code no other move on offer here has, and its hashes under every key (the store
- * checks the other nodes' codes on insert). The move must not be in the code table. */
-static int numeric_new(struct move *m, struct store_move *sm)
+/*
+ * The move's numeric code and its hashes under every key: the one its made code has (fresh: a
+ * new one), made again while another move on offer here has it (the store checks the other
+ * nodes' codes on insert). The move must not be in the code table.
+ */
+static int numeric_take(struct move *m, struct store_move *sm, int fresh)
 {
 	struct sip *s = m->sip;
-	unsigned nkeys = code_keyring_count(s->conf.keys);
-	int err;
+	struct move_code *c = m->made;
+	int err = 0;
 
-	do
-		err = code_numeric_make(s->conf.code_digits, m->code, sizeof(m->code));
-	while (!err && move_by_code(s, m->code));
+	if (fresh)
+		err = move_code_renumber(c, s->conf.keys, s->conf.code_digits,
+		                         s->conf.send_barcode_image);
+	while (!err && move_by_code(s, c->code))
+		err = move_code_renumber(c, s->conf.keys, s->conf.code_digits,
+		                         s->conf.send_barcode_image);
 	m->code_tries++;
-	if (!err)
-		err = code_numeric_hash(s->conf.keys, 0, m->code, sm->code_hash);
+	if (err)
+		return err;
+	snprintf(m->code, sizeof(m->code), "%s", c->code);
+	memcpy(sm->code_hash, c->code_hash[0], sizeof(sm->code_hash));
 	sm->ncode_alt = 0;
-	for (unsigned i = 1; !err && i < nkeys && i < STORE_HASHES_MAX; i++)
-		err = code_numeric_hash(s->conf.keys, i, m->code, sm->code_alt[sm->ncode_alt++]);
-	return err;
+	for (unsigned i = 1; i < c->ncode_hash && i < STORE_HASHES_MAX; i++)
+		memcpy(sm->code_alt[sm->ncode_alt++], c->code_hash[i], sizeof(sm->code_alt[0]));
+	return 0;
+}
+
+static int numeric_new(struct move *m, struct store_move *sm)
+{
+	return m->made ? numeric_take(m, sm, 1) : ENOENT;
+}
+
+void move_pool_conf_of(struct sip *s, struct move_pool_conf *pc)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->size = s->conf.code_pool;
+	pc->keys = s->conf.keys;
+	pc->ttl = s->conf.code_ttl;
+	pc->uri_kind = s->conf.qr_uri_https ? CODE_URI_HTTPS : CODE_URI_SIP;
+	pc->where = s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain;
+	pc->digits = s->conf.code_digits;
+	pc->qr_px = s->conf.send_qr_image ? MOVE_QR_PX : 0;
+	pc->barcode = s->conf.send_barcode_image ? 1 : 0;
+}
+
+/* The move's code, ready made if the pool has one: only copies are left for the loop. */
+static int code_take(struct move *m, struct store_move *sm, uint8_t *token_hash)
+{
+	struct sip *s = m->sip;
+	struct move_stack *ms = move_stack(s);
+	struct move_pool_conf pc;
+	struct move_code *c = NULL;
+	int err, here = 0;
+
+	move_pool_conf_of(s, &pc);
+	do {
+		move_code_free(c);
+		err = move_pool_take(ms->pool, &pc, m->created, &c, &here);
+		if (!err && here) {
+			metric_inc(METRIC_CODES_MADE_ON_LOOP_TOTAL);
+			if (ms->pool && !ms->pool_said) {
+				ms->pool_said = 1;
+				LOG_WARN("move",
+				         "codes pool empty: a code was made on the loop "
+				         "(qrxfer_codes_made_on_loop_total counts them; a larger "
+				         "[codes] pool helps)");
+			}
+		}
+	} while (!err && move_by_id64(s, c->id64));
+	if (err)
+		return err;
+	m->made = c;
+	m->id64 = c->id64;
+	snprintf(m->id, sizeof(m->id), "%016llx", (unsigned long long)m->id64);
+	memcpy(m->token, c->token, sizeof(m->token));
+	snprintf(m->qr_uri, sizeof(m->qr_uri), "%s", c->qr_uri);
+	memcpy(token_hash, c->token_hash, CODE_HASH_LEN);
+	return numeric_take(m, sm, 0);
 }
 
 int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
@@ -329,27 +415,14 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	}
 	m->sip = s;
 	m->call = c;
-	do {
-		if (RAND_bytes((unsigned char *)&m->id64, sizeof(m->id64)) != 1) {
-			err = EIO;
-			goto fail;
-		}
-	} while (!m->id64 || move_by_id64(s, m->id64));
-	snprintf(m->id, sizeof(m->id), "%016llx", (unsigned long long)m->id64);
 	snprintf(m->call_id, sizeof(m->call_id), "%s", c->id);
+	/* The code's time starts now, when it is bound to the move (a pooled token signs a
+	 * later expiry: see move/pool.h). */
 	m->created = time(NULL);
 	m->expires = m->created + s->conf.code_ttl;
-	err = code_token_make(s->conf.keys, m->id64, m->expires, m->token, sizeof(m->token));
-	if (!err)
-		err = numeric_new(m, &job->move);
+	err = code_take(m, &job->move, token_hash);
 	if (!err)
 		err = code_numeric_make(MOVE_NONCE_LEN, m->nonce, sizeof(m->nonce));
-	if (!err)
-		err = code_uri(s->conf.qr_uri_https ? CODE_URI_HTTPS : CODE_URI_SIP, m->token,
-		               s->conf.qr_uri_https ? s->conf.public_url : s->conf.domain,
-		               m->qr_uri, sizeof(m->qr_uri));
-	if (!err)
-		err = code_token_hash(m->token, token_hash);
 	if (!err)
 		err = code_secret_make(m->show, sizeof(m->show));
 	if (!err)
@@ -408,6 +481,7 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	return 0;
 fail:
 	free(job);
+	move_code_free(m->made);
 	free(m->refer_event);
 	OPENSSL_cleanse(m->show, sizeof(m->show));
 	free(m);

@@ -433,6 +433,7 @@ void sip_reconf(struct sip *s, const struct sip_conf *conf)
 	s->conf.code_ttl = conf->code_ttl;
 	s->conf.code_digits = conf->code_digits;
 	s->conf.send_qr_image = conf->send_qr_image;
+	s->conf.send_barcode_image = conf->send_barcode_image;
 	s->conf.confirm = conf->confirm;
 	s->conf.confirm_sms_near = conf->confirm_sms_near;
 	s->conf.confirm_sms_far = conf->confirm_sms_far;

@@ -32,6 +32,8 @@ struct sip_conf {
 	unsigned code_digits;      /* length of the numeric code, 6..10 */
 	const char *move_feature;  /* DTMF feature code that asks for a move, e.g. "*8" */
 	int send_qr_image;         /* add the QR as image/png to the code MESSAGE */
+	int send_barcode_image;    /* add the numeric code's Code 128 as image/png too */
+	unsigned code_pool;        /* codes made ahead on a worker; 0: made on the loop */
 	enum sip_confirm {
 		SIP_CONFIRM_NONE,
 		SIP_CONFIRM_NEAR,

@@ -570,6 +570,7 @@ static const struct route routes[] = {
     {"GET", "/m/{secret}/show", MOD_HTTP_PUBLIC, web_get_show},
     {"GET", "/m/{secret}/state", MOD_HTTP_PUBLIC, web_get_state},
     {"GET", "/m/{secret}/qr.svg", MOD_HTTP_PUBLIC, web_get_public_qr_svg},
+    {"GET", "/m/{secret}/barcode.png", MOD_HTTP_PUBLIC, web_get_public_barcode_png},
     {"POST", "/m/{secret}/scan", MOD_HTTP_PUBLIC, post_show_scan},
     {"GET", "/m/{token}", MOD_HTTP_PUBLIC, web_get_landing},
     {"POST", "/m/{token}", MOD_HTTP_PUBLIC, web_post_landing},

@@ -111,6 +111,7 @@ void web_page_message(struct mod_http_req *req, unsigned status, const char *tit
 void web_get_show(struct mod_http_req *req, void *arg);
 void web_get_state(struct mod_http_req *req, void *arg);
 void web_get_public_qr_svg(struct mod_http_req *req, void *arg);
+void web_get_public_barcode_png(struct mod_http_req *req, void *arg);
 void web_get_landing(struct mod_http_req *req, void *arg);
 
 /* webhooks.c */

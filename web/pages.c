@@ -316,6 +316,11 @@ void web_get_public_qr_svg(struct mod_http_req *req, void *arg)
 	public_move(req, arg, web_reply_image, IMG_QR_SVG);
 }
 
+void web_get_public_barcode_png(struct mod_http_req *req, void *arg)
+{
+	public_move(req, arg, web_reply_image, IMG_BARCODE_PNG);
+}
+
 /* ---- the landing page of a code's link ---- */
 
 void web_get_landing(struct mod_http_req *req, void *arg)

@@ -46,7 +46,7 @@
                                                   writes the raw body of the first MESSAGE
                                                   it gets into OUT (its Content-Type into
                                                   OUT.type), answers 200, hangs up (BYE, 200)
-  mv.py mimepart BODY CTYPE PARTTYPE OUT        the first part of type PARTTYPE of a
+  mv.py mimepart BODY CTYPE PARTTYPE OUT [N]    the first (Nth) part of type PARTTYPE of a
                                                   multipart BODY (its Content-Type CTYPE)
                                                   into OUT; exit 1 if there is none
   mv.py sipmsg SIPPORT RURI FROM TO CALLID CSEQ CTYPE FILE [SECS]
@@ -489,8 +489,12 @@ def main(a):
         import email
         raw = b"Content-Type: " + a[2].encode() + b"\r\n\r\n" + open(a[1], "rb").read()
         msg = email.message_from_bytes(raw)
+        nth = int(a[5]) if len(a) > 5 else 1
         for part in (msg.walk() if msg.is_multipart() else []):
             if part.get_content_type() == a[3]:
+                nth -= 1
+                if nth:
+                    continue
                 open(a[4], "wb").write(part.get_payload(decode=True))
                 return 0
         print("no %s part in %s" % (a[3], a[2]), file=sys.stderr)

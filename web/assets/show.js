@@ -4,10 +4,14 @@
 		tl=document.getElementById('left'),
 		qr=document.getElementById('qr'),
 		code=document.getElementById('code'),
+		dial=document.getElementById('dial'),
+		bar=document.getElementById('barcode'),
 		over=false;
 	function hide(){
 		qr.style.display='none';
 		code.style.display='none';
+		dial.style.display='none';
+		bar.style.display='none';
 		tl.textContent=''
 	}
 	function show(s){

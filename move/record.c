@@ -101,20 +101,6 @@ static void on_call_gone(void *arg, struct call *c)
 	record_state(c, STORE_CALL_ENDED);
 }
 
-static void on_node_reset(struct store_job *job, void *arg)
-{
-	struct sip *s = arg;
-
-	if (s->detached)
-		return;
-	if (job->err)
-		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
-		         strerror(job->err));
-	else if (job->n)
-		LOG_INFO("sip", "store: %zu calls of a previous run without a state marked ended",
-		         job->n);
-}
-
 static const struct sip_call_hooks record_hooks = {
     .call_active = on_call_active,
     .call_gone = on_call_gone,
@@ -122,12 +108,6 @@ static const struct sip_call_hooks record_hooks = {
 
 int move_record_init(struct sip *s)
 {
-	if (s->conf.store) {
-		/* Calls of the last run without a dialog state cannot be served again: ended.
-		 * Those with one are read back (survive.c). */
-		struct store_job job = {.op = STORE_OP_NODE_RESET, .at = store_now()};
-		snprintf(job.text, sizeof(job.text), "%s", s->node);
-		store_submit(s->conf.store, &job, on_node_reset, s);
-	}
+	/* The calls a previous run left: read back, or ended (survive.c). */
 	return sip_call_hooks_add(s, &record_hooks, NULL);
 }

@@ -436,6 +436,36 @@ static void batch_add(struct survive *sv, struct store_job *job, const char *wha
 /* Asks the store for the page of this node's calls after (at, id) ("": the first page). */
 static int list_page(struct survive *sv, int64_t at, const char *id);
 
+static void on_reset(struct store_job *job, void *arg)
+{
+	struct survive *sv = arg;
+
+	sv->jobs--;
+	if (sv->stopped) {
+		if (!sv->jobs)
+			survive_free(sv);
+		return;
+	}
+	if (job->err)
+		LOG_WARN("sip", "store: cannot end the calls a previous run left: %s",
+		         strerror(job->err));
+	else if (job->n)
+		LOG_INFO("sip", "store: %zu calls of a previous run without a state marked ended",
+		         job->n);
+}
+
+/* This node's calls read back, those of the previous run without a state (in set-up when it
+ * stopped: they cannot be served again) are ended, and their moves failed. After the read-back,
+ * not before: it visits every live call of the node, and nothing else waits for it. */
+static void reset_stateless(struct survive *sv)
+{
+	struct store_job job = {.op = STORE_OP_NODE_RESET, .at = sv->own_t0};
+
+	snprintf(job.text, sizeof(job.text), "%s", sv->sip->node);
+	if (!store_submit(sv->sip->conf.store, &job, on_reset, sv))
+		sv->jobs++;
+}
+
 static void on_listed(struct store_job *job, void *arg)
 {
 	struct survive *sv = arg;
@@ -451,6 +481,7 @@ static void on_listed(struct store_job *job, void *arg)
 	if (job->err) {
 		sv->loaded = 1;
 		LOG_ERR("store", "cannot read this node's calls back: %s", strerror(job->err));
+		reset_stateless(sv);
 		return;
 	}
 	/* Calls this run made since its start are in the store too, newest last: not ours to
@@ -463,8 +494,10 @@ static void on_listed(struct store_job *job, void *arg)
 	/* The next page is read on the worker while the loop serves this one. */
 	more = n == PAGE && job->n == n &&
 	       !list_page(sv, job->states[n - 1].created_at, job->states[n - 1].id);
-	if (!more)
+	if (!more) {
 		sv->loaded = 1;
+		reset_stateless(sv);
+	}
 	if (job->n || sv->own_n)
 		batch_add(sv, job, "", !more);
 }
@@ -627,8 +660,10 @@ int move_survive_init(struct sip *s)
 		sv->jobs++;
 	}
 	sv->own_t0 = store_now();
-	if (list_page(sv, 0, ""))
+	if (list_page(sv, 0, "")) {
 		sv->loaded = 1;
+		reset_stateless(sv);
+	}
 	if (soon_alloc(&sv->slice, s->root, read_slice, sv))
 		sv->slice = NULL; /* then each batch is read back in one go */
 	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);

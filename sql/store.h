@@ -252,9 +252,10 @@ int store_source_check(struct store *s, const char *source, int64_t now, struct 
 int store_guess_check(struct store *s, const char *source, enum store_key kind, int64_t now,
                       struct store_failure *f);
 
-/* Marks this node's calls still live in the store without a dialog state as ended and their
- * unfinished moves as failed (a start after a stop or a crash: those dialogs cannot be served
- * again); calls with a dialog state are left to store_call_list_node. n gets the calls ended. */
+/* Marks this node's calls made before now still live in the store without a dialog state as
+ * ended (at now) and their unfinished moves as failed (a start after a stop or a crash: those
+ * dialogs cannot be served again); calls with a dialog state are left to store_call_list_node,
+ * calls made since now to the run that made them. n gets the calls ended. */
 int store_node_reset(struct store *s, const char *node, int64_t now, int *np);
 
 /*

@@ -50,11 +50,12 @@ int store_node_reset(struct store *s, const char *node, int64_t now, int *np)
 	    "UPDATE moves SET state = 'failed', updated_at = $2, finished_at = $2, reason = "
 	    "'the node restarted' WHERE state IN ('offered', 'redeemed', 'confirming', 'moving') "
 	    "AND call_id IN (SELECT call_id FROM calls WHERE node = $1 AND state <> 'ended' AND "
-	    "dialogs = '')";
-	/* calls with a dialog state are the restart's to read back (store_call_list_node) */
+	    "dialogs = '' AND created_at < $2)";
+	/* calls with a dialog state are the restart's to read back (store_call_list_node); calls
+	 * made since now are this run's (in set-up: no state yet) */
 	static const char calls[] =
 	    "UPDATE calls SET state = 'ended', ended_at = $2 WHERE node = $1 "
-	    "AND state <> 'ended' AND dialogs = ''";
+	    "AND state <> 'ended' AND dialogs = '' AND created_at < $2";
 	struct store_val p[] = {t(node), i64(now)};
 	int n = 0, e;
 

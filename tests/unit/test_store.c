@@ -1082,10 +1082,18 @@ Test(store, node_reset_ends_the_calls_a_dead_process_left)
 	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5060");
 	cr_assert_eq(store_call_insert(st, &c), 0);
 	cr_assert_eq(store_call_dialogs_set(st, "c3", "{\"near\":1}", 1500), 0);
+	make_call(&c, "c4", 5000); /* this run's, in set-up: no state yet */
+	snprintf(c.node, sizeof(c.node), "sip:127.0.0.1:5060");
+	cr_assert_eq(store_call_insert(st, &c), 0);
 	add_move("m1", "c1", 1, 1000, 120000);
 	add_move("m3", "c3", 3, 1000, 120000);
+	add_move("m4", "c4", 4, 5000, 120000);
 	cr_assert_eq(store_node_reset(st, "sip:127.0.0.1:5060", 5000, &n), 0);
 	cr_assert_eq(n, 1);
+	cr_assert_eq(store_call_get(st, "c4", &c), 0);
+	cr_assert_neq(c.state, STORE_CALL_ENDED, "a call made since the start is this run's");
+	cr_assert_eq(store_move_get(st, "m4", &m), 0);
+	cr_assert_eq(m.state, STORE_MOVE_OFFERED, "and so is its move");
 	cr_assert_eq(store_call_get(st, "c1", &c), 0);
 	cr_assert_eq(c.state, STORE_CALL_ENDED);
 	cr_assert_eq(store_call_get(st, "c2", &c), 0);

@@ -385,6 +385,12 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	struct move *m;
 	int err;
 
+	if (call_move(c) && call_move(c)->phase == MOVE_OFFERED && !call_move(c)->code[0])
+		/* Read back after a restart or a takeover: its digits and token were not kept
+		 * (their hashes only), so it cannot be shown again. A new code replaces it. */
+		move_fail(call_move(c), 480,
+		          "replaced by a new code: this one was read back "
+		          "from the store, where its digits are not kept");
 	if (call_move(c) && call_move(c)->phase == MOVE_OFFERED) {
 		/* Asked again: the same code again, rather than a second one. */
 		m = call_move(c);

@@ -600,8 +600,9 @@ class Run:
         if st != 201 or not j:
             c.bad("POST /v1/calls/%s/moves answered %d %s" % (st, c.id, j))
             return False
-        c.move, c.code = j["id"], j["code"]
-        c.token = j["qr_uri"].split(":", 1)[1].split("@")[0][2:]
+        c.move, c.code = j.get("id"), j.get("code")
+        uri = j.get("qr_uri") or ""
+        c.token = uri.split(":", 1)[1].split("@")[0][2:] if ":" in uri else ""
         return True
 
     def b_dial(self, c, how):
@@ -778,6 +779,27 @@ class Run:
             c.bad("GET /v1/moves/%s: state %s after B took the code, not done" % (c.move, st))
         self.twice(c, how)
         self.bye(c, "B", d, c.c, "C")
+
+    def check_reasked(self, c, t_end):
+        """A asks for the code again after the restarts: the code read back cannot be shown
+        again (only its hashes are stored), so a new move with a new code replaces it; the
+        new code works once, the old one no more."""
+        if c.why:
+            return
+        old_move, old_code = c.move, c.code
+        if not self.start_move(c):
+            return
+        if c.move == old_move or not c.code or c.code == old_code:
+            c.bad("asked again after the restarts: move %s code %r (before: %s, %r), not a "
+                  "new move with a new code" % (c.move, c.code, old_move, old_code))
+            return
+        m = self.api.move(old_move)
+        if not m or m.get("state") != "failed":
+            c.bad("the move read back (%s) is %s after A asked again, not failed"
+                  % (old_move, m.get("state") if m else "(gone)"))
+        self.check_offered(c, t_end, "digits")
+        c.code = old_code
+        self.twice(c, "digits")
 
     def twice(self, c, how):
         """No code works twice: dialling it again gets a failure."""
@@ -982,7 +1004,10 @@ def main():
         if c.kind == "plain":
             r.check_plain(c, t_end)
     for n, c in enumerate([c for c in calls if c.kind == "offered"]):
-        r.check_offered(c, t_end, "digits" if n % 2 == 0 else "token")
+        if n == 3:
+            r.check_reasked(c, t_end)
+        else:
+            r.check_offered(c, t_end, "digits" if n % 2 == 0 else "token")
     r.settle_b(calls)
     for c in calls:
         if c.kind in ("moving", "confirming"):

@@ -37,7 +37,8 @@ static void submit(struct sip *s, const struct store_job *job)
 		LOG_ERR("store", "queue %d: %s", (int)job->op, strerror(err));
 }
 
-/* The call's row is written once both dialogs are known: when answered, or when it ends. */
+/* The call's row is written once both dialogs are known: when answered (before the caller
+ * hears of it), or when it ends. */
 static void call_insert(struct call *c, enum store_call_state st)
 {
 	struct store_job *job = calloc(1, sizeof(*job));
@@ -91,9 +92,19 @@ void move_record_near(struct call *c)
 	free(job);
 }
 
+/* Answered: the row goes in before the state that survive.c writes then (hooks run in order);
+ * the answer is not held here. */
+static int on_call_answering(void *arg, struct call *c)
+{
+	if (!c->recorded)
+		call_insert(c, STORE_CALL_ACTIVE);
+	return 0;
+}
+
 static void on_call_active(void *arg, struct call *c)
 {
-	record_state(c, STORE_CALL_ACTIVE);
+	if (!c->recorded)
+		call_insert(c, STORE_CALL_ACTIVE); /* no store then, or an answer not held */
 }
 
 static void on_call_gone(void *arg, struct call *c)
@@ -102,6 +113,7 @@ static void on_call_gone(void *arg, struct call *c)
 }
 
 static const struct sip_call_hooks record_hooks = {
+    .call_answering = on_call_answering,
     .call_active = on_call_active,
     .call_gone = on_call_gone,
 };

@@ -31,6 +31,12 @@
 #define MISS_RATE_ALL  200
 #define MISS_BURST_ALL 1000
 #define MISS_SLOTS     1024 /* sources tracked; one that collides starts afresh */
+/* A call's answer waits for its state to be in the store (call_answering): the answers of this
+ * many ms go in one transaction, a group; a group the store has not taken within the guard goes
+ * to the callers anyway (the store is slow or gone: calls go on, unwritten, as in an outage). */
+#define GROUP_MS       20
+#define GROUP_MAX      64
+#define GROUP_GUARD_MS 500
 
 /* A request in an unknown dialog, until the store answers. */
 struct held {
@@ -44,6 +50,15 @@ struct held {
 	unsigned found : 1;    /* the store knows its call: its token went back */
 	char call_id[STORE_CALLID_MAX];
 	char source[STORE_SOURCE_MAX]; /* who sent it (store_source_key): its budget */
+};
+
+/* Answers held until their calls' states are in the store: one transaction for them all. */
+struct group {
+	struct group *next; /* in sv's list of groups out */
+	struct survive *sv;
+	su_timer_t *guard;
+	size_t n;
+	char ids[GROUP_MAX][STORE_ID_MAX];
 };
 
 /* A budget of store lookups (tokens, refilled by time). */
@@ -74,6 +89,9 @@ struct survive {
 	unsigned beating : 1, adopting : 1; /* a job of that kind is out */
 	unsigned loaded : 1;                /* this node's calls were read back */
 	unsigned stopped : 1;
+	struct group *gathering;  /* answers held for the next group, or NULL */
+	struct group *groups;     /* groups whose transaction is out */
+	su_timer_t *gather;       /* the gathering group goes at GROUP_MS */
 	struct bucket all, *miss; /* the lookups' budgets: in all, and per source (MISS_SLOTS) */
 	long long refused, refused_logged; /* over budget: answered without a lookup */
 	size_t own_n, own_served;          /* this node's own calls read back so far */
@@ -111,13 +129,124 @@ static void write_state(struct call *c)
 		LOG_ERR("store", "%s: cannot queue its state: %s", c->id, strerror(err));
 }
 
+/* The group's calls get their answers (those still waiting: a call may have ended). */
+static void group_release(struct survive *sv, struct group *g)
+{
+	struct call *c;
+
+	for (size_t i = 0; i < g->n; i++)
+		if ((c = call_find(sv->sip, g->ids[i])))
+			sip_call_answer_release(c);
+	g->n = 0;
+}
+
+static void group_free(struct group *g)
+{
+	if (g->guard)
+		su_timer_destroy(g->guard);
+	free(g);
+}
+
+static void group_unlink(struct survive *sv, struct group *g)
+{
+	for (struct group **gp = &sv->groups; *gp; gp = &(*gp)->next)
+		if (*gp == g) {
+			*gp = g->next;
+			break;
+		}
+}
+
+/* The group's states are in the store (or it cannot take them now): the answers go. */
+static void on_group_written(struct store_job *job, void *arg)
+{
+	struct group *g = arg;
+	struct survive *sv = g->sv;
+
+	sv->jobs--;
+	if (sv->stopped) {
+		group_free(g); /* on_stop released it and took it off the list */
+		if (!sv->jobs)
+			survive_free(sv);
+		return;
+	}
+	if (job->err && g->n)
+		LOG_WARN("store", "%zu answered calls go on with their state unwritten: %s", g->n,
+		         strerror(job->err));
+	group_release(sv, g);
+	group_unlink(sv, g);
+	group_free(g);
+}
+
+/* The store is slow: the answers go without waiting any longer. */
+static void on_group_guard(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct group *g = arg;
+
+	if (g->n)
+		LOG_WARN("store",
+		         "%zu answered calls go on before the store took their state "
+		         "(%d ms)",
+		         g->n, GROUP_GUARD_MS);
+	group_release(g->sv, g);
+}
+
+/* The gathering group's states go in one transaction; its answers once it committed. */
+static void group_send(struct survive *sv)
+{
+	struct group *g = sv->gathering;
+	struct store_job job = {.op = STORE_OP_NOOP};
+	struct store *st = store_of(sv->sip);
+
+	sv->gathering = NULL;
+	if (sv->gather)
+		su_timer_reset(sv->gather);
+	if (!g)
+		return;
+	if (!st || store_submit(st, &job, on_group_written, g)) {
+		group_release(sv, g);
+		group_free(g);
+		return;
+	}
+	sv->jobs++;
+	g->next = sv->groups;
+	sv->groups = g;
+	g->guard = su_timer_create(su_root_task(sv->sip->root), GROUP_GUARD_MS);
+	if (g->guard)
+		su_timer_set(g->guard, on_group_guard, g);
+}
+
+static void on_gather(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	group_send(arg);
+}
+
+/* The called side answered: its state is written before the caller hears of it. */
+static int on_call_answering(void *arg, struct call *c)
+{
+	struct survive *sv = arg;
+	struct store *st = store_of(c->sip);
+	struct group *g;
+
+	if (!st || c->sip->conf.no_call_state || sv->stopped || !sv->gather)
+		return 0;
+	if (!sv->gathering && !(sv->gathering = calloc(1, sizeof(*sv->gathering))))
+		return 0;
+	g = sv->gathering;
+	g->sv = sv;
+	write_state(c); /* with the next batch: store_submit() below flushes it first */
+	snprintf(g->ids[g->n++], sizeof(g->ids[0]), "%s", c->id);
+	if (g->n == 1)
+		su_timer_set_interval(sv->gather, on_gather, sv, GROUP_MS);
+	if (g->n == GROUP_MAX)
+		group_send(sv);
+	return 1;
+}
+
 static void on_call_active(void *arg, struct call *c)
 {
-	/* The records' hook inserted its row just before (hooks run in order). Both go now, not
-	 * with the next batch: a crash in the batch's 50 ms would lose an answered call. */
+	/* Written when it was answered (on_call_answering); now that the caller's ACK came,
+	 * with the next batch. */
 	write_state(c);
-	if (store_of(c->sip) && !c->sip->conf.no_call_state)
-		store_flush(c->sip->conf.store);
 }
 
 static void on_call_changed(void *arg, struct call *c)
@@ -591,6 +720,22 @@ static void on_stop(void *arg, struct sip *s)
 	struct held *h;
 
 	sv->stopped = 1;
+	/* Held answers go to their callers: the calls are kept or ended as on_stop says. */
+	if (sv->gathering) {
+		group_release(sv, sv->gathering);
+		group_free(sv->gathering);
+		sv->gathering = NULL;
+	}
+	for (struct group *g = sv->groups; g; g = g->next) {
+		group_release(sv, g);
+		if (g->guard)
+			su_timer_destroy(g->guard);
+		g->guard = NULL;
+	}
+	sv->groups = NULL; /* each is freed by its job's callback */
+	if (sv->gather)
+		su_timer_destroy(sv->gather);
+	sv->gather = NULL;
 	if (sv->beat)
 		su_timer_destroy(sv->beat);
 	sv->beat = NULL;
@@ -623,6 +768,7 @@ static void on_stop(void *arg, struct sip *s)
 }
 
 static const struct sip_call_hooks survive_hooks = {
+    .call_answering = on_call_answering,
     .call_active = on_call_active,
     .call_changed = on_call_changed,
     .unknown_dialog = on_unknown_dialog,
@@ -664,6 +810,7 @@ int move_survive_init(struct sip *s)
 		sv->loaded = 1;
 		reset_stateless(sv);
 	}
+	sv->gather = su_timer_create(su_root_task(s->root), GROUP_MS);
 	if (soon_alloc(&sv->slice, s->root, read_slice, sv))
 		sv->slice = NULL; /* then each batch is read back in one go */
 	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);

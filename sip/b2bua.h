@@ -31,15 +31,16 @@
  */
 struct leg {
 	struct call *call;
-	nta_leg_t *dlg;          /* the dialog; NULL until made */
-	nta_incoming_t *inv;     /* the peer's INVITE (first or re-) until answered and ACKed */
-	nta_outgoing_t *oinv;    /* our INVITE (first or re-) until its final answer */
-	uint32_t ack_cseq;       /* CSeq of our INVITE whose 2xx we ACK */
-	unsigned near : 1;       /* faces the device the user holds */
-	unsigned answered : 1;   /* its initial INVITE got a 2xx */
-	unsigned terminated : 1; /* the dialog is over: no request goes on it any more */
-	unsigned ending : 1;     /* we sent BYE or CANCEL on it */
-	unsigned incoming : 1;   /* the peer sent the initial INVITE */
+	nta_leg_t *dlg;              /* the dialog; NULL until made */
+	nta_incoming_t *inv;         /* the peer's INVITE (first or re-) until answered and ACKed */
+	nta_outgoing_t *oinv;        /* our INVITE (first or re-) until its final answer */
+	uint32_t ack_cseq;           /* CSeq of our INVITE whose 2xx we ACK */
+	unsigned ack_own_branch : 1; /* that INVITE died with a previous run: no transaction */
+	unsigned near : 1;           /* faces the device the user holds */
+	unsigned answered : 1;       /* its initial INVITE got a 2xx */
+	unsigned terminated : 1;     /* the dialog is over: no request goes on it any more */
+	unsigned ending : 1;         /* we sent BYE or CANCEL on it */
+	unsigned incoming : 1;       /* the peer sent the initial INVITE */
 	unsigned cancel_sent : 1;
 	unsigned secure : 1;   /* it runs over TLS: our Contact is sips */
 	unsigned tcp : 1;      /* it runs over TCP */
@@ -80,6 +81,9 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 /* Hand a request the unknown_dialog hook took back to the stack: to the call's leg if it is
  * served here now (rebuilt), else answered as a dialog nobody has (481). */
 void sip_dialog_resume(struct sip *s, nta_incoming_t *irq);
+/* The answer the call_answering hook held goes to the caller now (if the call still waits for
+ * it); nothing when none is held. */
+void sip_call_answer_release(struct call *c);
 /* relay.c: whether a request was routed through us (its top Route names us) */
 int relay_routed_us(struct sip *s, const sip_t *sip);
 
@@ -118,6 +122,8 @@ struct call {
 	unsigned reinvite_ack : 1; /* the relayed re-INVITE's 2xx waits for an ACK */
 	unsigned freeing : 1;
 	struct leg *reinvite_from;
+	msg_t *held_answer;           /* the called side's 2xx, held by call_answering */
+	const sip_payload_t *held_pl; /* its body as the caller gets it */
 	su_timer_t *max_timer;
 	time_t created, answered;
 	char *far_origin;      /* the far party's o= line: user and session id */
@@ -264,6 +270,7 @@ void hook_stop(struct sip *s);
 void hook_call_changed(struct call *c);
 int hook_unknown_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
 void hook_call_restored(struct call *c);
+int hook_call_answering(struct call *c);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);

@@ -251,6 +251,8 @@ static void call_free(struct call *c)
 			break;
 		}
 	metric_dec(METRIC_CALLS_ACTIVE);
+	msg_destroy(c->held_answer);
+	c->held_answer = NULL;
 	if (c->max_timer)
 		su_timer_destroy(c->max_timer);
 	while (!LIST_EMPTY(&c->ctxs))

@@ -181,6 +181,19 @@ int hook_unknown_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 	return 0;
 }
 
+int hook_call_answering(struct call *c)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->call_answering && h->call_answering(s->hooks[i].arg, c))
+			return 1;
+	}
+	return 0;
+}
+
 void hook_call_restored(struct call *c)
 {
 	struct sip *s = c->sip;

@@ -27,6 +27,13 @@ struct sip_call_hooks {
 	int (*leg_left)(void *arg, struct call *c, struct leg *leg);
 	/* The stack let go of a leg of c: 1 keeps the call going without it. */
 	int (*leg_terminated)(void *arg, struct call *c, struct leg *leg);
+	/*
+	 * The called side answered (2xx) and the call is about to be up: 1 holds the answer back
+	 * from the caller until the hook calls sip_call_answer_release(c). For the calls' state:
+	 * written where a restart finds it before the caller hears of the answer, a crash cannot
+	 * lose a call both sides were told is up.
+	 */
+	int (*call_answering)(void *arg, struct call *c);
 	/* The call is established: the caller's ACK for the answer came. */
 	void (*call_active)(void *arg, struct call *c);
 	/* The call is ending (a side hung up, shutdown); its legs are ended after this. */

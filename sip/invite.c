@@ -255,6 +255,12 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		c->answered = time(NULL);
 		metric_inc(METRIC_CALLS_ANSWERED_TOTAL);
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
+		if (hook_call_answering(c)) {
+			/* To the caller once its state is written (sip_call_answer_release). */
+			c->held_answer = msg_ref_create(resp);
+			c->held_pl = pl;
+			return;
+		}
 		leg_answer_as(c->in, status, phrase, resp, NULL, 0,
 		              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
 		return;
@@ -266,6 +272,20 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 	call_leg_terminated(out);
 	if (!c->in->terminated)
 		relay_failure(c, status, phrase, sip, resp);
+}
+
+void sip_call_answer_release(struct call *c)
+{
+	msg_t *resp = c->held_answer;
+	const sip_t *sip = resp ? sip_object(resp) : NULL;
+
+	c->held_answer = NULL;
+	if (sip && sip->sip_status && c->state == SIP_CALL_ANSWERED && c->ack_pending && c->in &&
+	    c->in->inv && !c->in->terminated)
+		leg_answer_as(c->in, sip->sip_status->st_status, sip->sip_status->st_phrase, resp,
+		              NULL, 0, (tagi_t[]){BODY_TAGI(sip, c->held_pl), {TAG_END()}});
+	c->held_pl = NULL;
+	msg_destroy(resp);
 }
 
 void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip, msg_t *resp)

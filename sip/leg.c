@@ -47,7 +47,10 @@ void leg_dispatch(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 	int taken = 0;
 
 	if (method == sip_method_ack) {
-		/* An ACK whose INVITE transaction is gone already: nothing waits for it. */
+		/* An ACK whose INVITE transaction is gone already: nothing waits for it, unless
+		 * the call was read back while its answer waited for this ACK (call_state_load). */
+		if (leg->call->ack_pending && leg == leg->call->in && !leg->inv)
+			invite_ack(leg, sip);
 		nta_incoming_destroy(irq);
 		return;
 	}
@@ -390,7 +393,15 @@ static int ack_send(struct leg *leg, msg_t *like, const sip_payload_t *pl, const
 
 int leg_ack(struct leg *leg, msg_t *like, const sip_payload_t *pl)
 {
-	return ack_send(leg, like, pl, NULL);
+	char branch[40];
+
+	if (!leg->ack_own_branch)
+		return ack_send(leg, like, pl, NULL);
+	/* Its INVITE was a previous run's (a call read back before its ACK came). */
+	leg->ack_own_branch = 0;
+	if (leg_branch(branch, sizeof(branch)))
+		return EIO;
+	return ack_send(leg, like, pl, branch);
 }
 
 /* A fresh Via branch (RFC 3261 8.1.1.7), for an ACK nta has no INVITE to take one from. */

@@ -137,10 +137,13 @@ char *call_state_dump(struct call *c)
 		json_decref(far);
 		return NULL;
 	}
-	o = json_pack("{s:i, s:I, s:I, s:o, s:o, s:s, s:I, s:b}", "v", STATE_VERSION, "created",
-	              (json_int_t)c->created, "answered", (json_int_t)c->answered, "near", near,
-	              "far", far, "in", c->in == c->far ? "far" : "near", "far_version",
-	              (json_int_t)c->far_version, "feature", c->feature != NULL);
+	/* ack_cseq: written before the caller's ACK came (call_answering), the CSeq of our
+	 * INVITE whose 2xx that ACK is to be passed on for; 0 once it came. */
+	o = json_pack("{s:i, s:I, s:I, s:o, s:o, s:s, s:I, s:b, s:I}", "v", STATE_VERSION,
+	              "created", (json_int_t)c->created, "answered", (json_int_t)c->answered,
+	              "near", near, "far", far, "in", c->in == c->far ? "far" : "near",
+	              "far_version", (json_int_t)c->far_version, "feature", c->feature != NULL,
+	              "ack_cseq", (json_int_t)(c->ack_pending && c->out ? c->out->ack_cseq : 0));
 	if (o && !set_str(o, "far_origin", c->far_origin) &&
 	    !set_str(o, "far_origin_tail", c->far_origin_tail) &&
 	    !set_str(o, "far_body", c->far_body) && !set_str(o, "near_sdp", c->near_sdp))
@@ -200,7 +203,7 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 {
 	struct leg_state nst, fst;
 	const char *nuri = NULL, *furi = NULL, *in = NULL;
-	json_int_t nacked = 0, facked = 0, created = 0, answered = 0, version = 0;
+	json_int_t nacked = 0, facked = 0, created = 0, answered = 0, version = 0, ack_cseq = 0;
 	json_error_t e;
 	json_t *o;
 	struct call *c;
@@ -216,10 +219,16 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 		snprintf(why, len, "not JSON: %s", e.text);
 		return EINVAL;
 	}
-	if (json_unpack_ex(o, &e, 0, "{s:i, s:I, s:I, s:s, s:I}", "v", &v, "created", &created,
-	                   "answered", &answered, "in", &in, "far_version", &version) ||
+	if (json_unpack_ex(o, &e, 0, "{s:i, s:I, s:I, s:s, s:I, s?I}", "v", &v, "created", &created,
+	                   "answered", &answered, "in", &in, "far_version", &version, "ack_cseq",
+	                   &ack_cseq) ||
 	    v != STATE_VERSION) {
 		snprintf(why, len, "%s", v && v != STATE_VERSION ? "unknown version" : e.text);
+		json_decref(o);
+		return EINVAL;
+	}
+	if (ack_cseq < 0 || ack_cseq > 0x7fffffff) {
+		snprintf(why, len, "ack_cseq out of range");
 		json_decref(o);
 		return EINVAL;
 	}
@@ -263,6 +272,13 @@ int call_state_load(struct sip *s, const char *id, const char *text, struct call
 	c->far->acked_cseq = (uint32_t)facked;
 	c->in = strcmp(in, "far") ? c->near : c->far;
 	c->out = c->in == c->near ? c->far : c->near;
+	if (ack_cseq) {
+		/* Read back before the caller's ACK came: passed on when it comes, on a
+		 * transaction of its own (the INVITE died with the previous run). */
+		c->ack_pending = 1;
+		c->out->ack_cseq = (uint32_t)ack_cseq;
+		c->out->ack_own_branch = 1;
+	}
 	json_decref(o);
 	invite_max_timer(c);
 	LOG_DEBUG("call", "%s: served again: near leg %s (%s), far leg %s (%s)", c->id,

@@ -355,6 +355,8 @@ enum store_op {
 	                            at the first), limit; out: states, n */
 	STORE_OP_NODE_ADOPT,     /* in: node (me), at; out: text (the dead node), states, n */
 	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
+	STORE_OP_NOOP,           /* nothing: done once the jobs before it ran (err: the writes
+	                            kept for an unreachable store are still waiting) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -197,6 +197,9 @@ static void job_run(struct store *s, struct store_job *job)
 		                               &job->states, &job->n)
 		            : EINVAL;
 		break;
+	case STORE_OP_NOOP:
+		e = 0;
+		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -236,6 +239,7 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_NODE_BEAT] = "renew the node's lease",
 	    [STORE_OP_CALL_LIST_NODE] = "list the node's calls",
 	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
+	    [STORE_OP_NOOP] = "wait for the jobs before",
 	    [STORE_OP_CALL_TAKE] = "take a call over",
 	};
 

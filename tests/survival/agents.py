@@ -3,7 +3,7 @@
 
   agents.py --sip PORT --http PORT --token FILE --a PORT --b PORT --c PORT
             --ctl-out FIFO --ctl-in FIFO --phase kill|confirm|term [--no-kill]
-            [--plain N] [--offered N] [--moving N] [--confirming N]
+            [--plain N] [--offered N] [--moving N] [--confirming N] [--unacked N]
 
 One process plays every party over UDP on 127.0.0.1, standard library only:
   A  the near phones (one socket): each plain or move call is an INVITE from A to qrxferd;
@@ -151,6 +151,8 @@ class Dialog:
         self.ended = False
         self.got = []              # (time, method, m=audio port or None) of requests received
         self.hold_reinvite = False  # C: park the next re-INVITE (100 only) until released
+        self.hold_ack = False       # A: keep the ACK for the answer until told (held_ack)
+        self.held_ack = None
         self.parked = None
         self.acked = threading.Event()
         self.notes = []            # what this agent refused on the dialog, for the verdict
@@ -223,7 +225,9 @@ class Endpoint:
         if m.method == "INVITE" and 200 <= m.status < 300:
             ack = self.acks.get((m.call_id(), m.cseq()))
             if ack is not None:     # a 2xx again: our ACK was lost or not yet seen
-                self.send(ack)
+                d = self.dialogs.get(m.call_id())
+                if d is None or not d.hold_ack:
+                    self.send(ack)
                 return
         if tx is None or tx.final is not None or m.method != tx.method:
             return
@@ -251,7 +255,10 @@ class Endpoint:
                 d.routes = list(reversed(rr))
             ack = self.build(d, "ACK", cseq=m.cseq())
             self.acks[(m.call_id(), m.cseq())] = ack
-            self.send(ack)
+            if d.hold_ack:
+                d.held_ack = ack
+            else:
+                self.send(ack)
         else:
             # hop-by-hop ACK of a failure: the INVITE's branch, its Request-URI
             ack = ("ACK %s SIP/2.0\r\nVia: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\n"
@@ -520,7 +527,8 @@ class Run:
         self.counts = {k: 0 for k in (
             "A sent re-INVITE, got 200", "C sent re-INVITE, got 200", "A sent BYE, got 200",
             "C sent BYE, got 200", "B sent BYE, got 200",
-            "A got BYE", "C got BYE", "B got BYE", "A got re-INVITE", "C got re-INVITE")}
+            "A got BYE", "C got BYE", "B got BYE", "A got re-INVITE", "C got re-INVITE",
+            "late ACK reached C")}
         self.ctl_out = open(o.ctl_out, "w") if o.ctl_out else None
         self.ctl_in = open(o.ctl_in) if o.ctl_in else None
         self.restart_marks = []
@@ -562,6 +570,7 @@ class Run:
         d = Dialog(self.A, cid, "a%d" % i, "<sip:alice%d@127.0.0.1:%d>" % (i, self.o.a),
                    "<sip:far%d@127.0.0.1:%d>" % (i, self.o.c), i)
         d.port = 20000 + i
+        d.hold_ack = kind == "unacked"
         with LOCK:
             self.A.dialogs[cid] = d
         c.a = d
@@ -752,6 +761,27 @@ class Run:
         else:
             self.bye(c, "C", c.c, c.a, "A")
 
+    def check_unacked(self, c, t_end):
+        """A got C's answer just before the kill and ACKs it only after the restarts (a late
+        ACK): the answer reached A only once the call's state was written, so the call was
+        read back; the ACK reaches C, then the call goes on as a plain one."""
+        if c.why:
+            return
+        with LOCK:
+            c.a.hold_ack = False
+            ack = c.a.held_ack
+        if ack is None:
+            c.bad("A kept no ACK to send late")
+            return
+        if c.c.acked.is_set():
+            c.bad("C had an ACK before A sent its own")
+        self.A.send(ack)
+        if not self.wait_until(lambda: c.c.acked.is_set(), 5):
+            c.bad("A's late ACK (sent after the restarts) did not reach C")
+            return
+        self.counts["late ACK reached C"] += 1
+        self.check_plain(c, t_end)
+
     def check_offered(self, c, t_end, how):
         if c.why:
             return
@@ -926,6 +956,7 @@ def main():
     p.add_argument("--offered", type=int, default=0)
     p.add_argument("--moving", type=int, default=0)
     p.add_argument("--confirming", type=int, default=0)
+    p.add_argument("--unacked", type=int, default=0)
     o = p.parse_args()
     r = Run(o)
     how = "term" if o.phase == "term" else "kill"
@@ -933,7 +964,7 @@ def main():
 
     # 1. every call up: A -> qrxferd -> C
     kinds = (["plain"] * o.plain + ["offered"] * o.offered + ["moving"] * o.moving
-             + ["confirming"] * o.confirming)
+             + ["confirming"] * o.confirming + ["unacked"] * o.unacked)
     if o.phase == "outage":
         # half the calls up, the store frozen, the other half up and the first half
         # re-INVITEd while it is: the node relays all of it, and its state catches up
@@ -960,7 +991,7 @@ def main():
 
     # 2. the moves, each left in its state
     for c in calls:
-        if c.kind == "plain" or c.why:
+        if c.kind in ("plain", "unacked") or c.why:
             continue
         if not r.start_move(c):
             continue
@@ -970,7 +1001,7 @@ def main():
                 c.c.hold_reinvite = True
             c.b, c.b_tx = r.b_dial(c, "digits")
     for c in calls:
-        if c.why or c.kind == "plain":
+        if c.why or c.kind in ("plain", "unacked"):
             continue
         want = {"offered": "offered", "moving": "moving", "confirming": "confirming"}[c.kind]
         st = r.wait_state(c, (want,), 10)
@@ -1003,6 +1034,8 @@ def main():
     for c in calls:
         if c.kind == "plain":
             r.check_plain(c, t_end)
+        elif c.kind == "unacked":
+            r.check_unacked(c, t_end)
     for n, c in enumerate([c for c in calls if c.kind == "offered"]):
         if n == 3:
             r.check_reasked(c, t_end)

@@ -179,6 +179,34 @@ Test(leg_state, call_round_trip)
 	cr_expect_gt(near2.lseq, 5);
 	cr_expect_eq(leg_by_dialog(s, far1.call_id, far1.ltag, far1.rtag), c2->far);
 	cr_expect_eq(leg_by_dialog(s, near1.call_id, near1.ltag, near1.rtag), c2->near);
+	cr_expect(!c2->ack_pending, "its ACK had come");
+	cr_expect_eq(c2->far->ack_cseq, 0);
+}
+
+/* Written while the answer waited for the caller's ACK: read back, that ACK is still owed to
+ * the far side, for the INVITE the previous run sent, on a transaction of its own. */
+Test(leg_state, call_read_back_before_its_ack)
+{
+	struct call *c1 = answered_call(), *c2 = NULL;
+	char why[160] = "";
+	char *text;
+
+	c1->ack_pending = 1;
+	c1->far->ack_cseq = 4711;
+	text = call_state_dump(c1);
+	cr_assert_not_null(text);
+	cr_expect_not_null(strstr(text, "\"ack_cseq\":4711"), "%s", text);
+	leg_release(c1->near);
+	leg_release(c1->far);
+	cr_assert_eq(
+	    call_state_load(s, "0123456789abcdef0123456789abcdef", text, &c2, why, sizeof(why)), 0,
+	    "read back: %s", why);
+	free(text);
+	cr_expect(c2->ack_pending);
+	cr_expect_eq(c2->out, c2->far);
+	cr_expect_eq(c2->far->ack_cseq, 4711);
+	cr_expect(c2->far->ack_own_branch);
+	cr_expect(!c2->near->ack_own_branch);
 }
 
 Test(leg_state, bad_call_state_is_refused)
@@ -214,5 +242,18 @@ Test(leg_state, bad_call_state_is_refused)
 	cr_expect_eq(call_state_load(s, "a4", text, &c2, why, sizeof(why)), EINVAL);
 	cr_expect(why[0]);
 	cr_expect_null(call_find(s, "a4"), "nothing of a refused call stays");
+	free(text);
+	/* An ACK owed for a CSeq no INVITE can have. */
+	c1->ack_pending = 1;
+	c1->far->ack_cseq = 1000000000;
+	text = call_state_dump(c1);
+	cr_assert_not_null(text);
+	p = strstr(text, "\"ack_cseq\":1000000000");
+	cr_assert_not_null(p);
+	p[11] = '9'; /* 9,000,000,000: past 2^31 - 1 */
+	why[0] = 0;
+	cr_expect_eq(call_state_load(s, "a5", text, &c2, why, sizeof(why)), EINVAL);
+	cr_expect(strstr(why, "ack_cseq") != NULL, "why: %s", why);
+	cr_expect_null(call_find(s, "a5"));
 	free(text);
 }

@@ -256,7 +256,10 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		metric_inc(METRIC_CALLS_ANSWERED_TOTAL);
 		LOG_INFO("call", "%s: answered by %s", c->id, call_side(out));
 		if (hook_call_answering(c)) {
-			/* To the caller once its state is written (sip_call_answer_release). */
+			/* To the caller once its state is written (sip_call_answer_release). Until
+			 * then its leg is not answered: a CANCEL or the call's end gets its INVITE
+			 * a failure, not a BYE. */
+			c->in->answered = 0;
 			c->held_answer = msg_ref_create(resp);
 			c->held_pl = pl;
 			return;
@@ -281,9 +284,11 @@ void sip_call_answer_release(struct call *c)
 
 	c->held_answer = NULL;
 	if (sip && sip->sip_status && c->state == SIP_CALL_ANSWERED && c->ack_pending && c->in &&
-	    c->in->inv && !c->in->terminated)
+	    c->in->inv && !c->in->terminated && !c->in->ending) {
+		c->in->answered = 1;
 		leg_answer_as(c->in, sip->sip_status->st_status, sip->sip_status->st_phrase, resp,
 		              NULL, 0, (tagi_t[]){BODY_TAGI(sip, c->held_pl), {TAG_END()}});
+	}
 	c->held_pl = NULL;
 	msg_destroy(resp);
 }

@@ -31,10 +31,10 @@
 #define MISS_RATE_ALL  200
 #define MISS_BURST_ALL 1000
 #define MISS_SLOTS     1024 /* sources tracked; one that collides starts afresh */
-/* A call's answer waits for its state to be in the store (call_answering): the answers of this
- * many ms go in one transaction, a group; a group the store has not taken within the guard goes
- * to the callers anyway (the store is slow or gone: calls go on, unwritten, as in an outage). */
-#define GROUP_MS       20
+/* A call's answer waits for its state to be in the store (call_answering): the answers of
+ * [store] answer_group_ms go in one transaction, a group; a group the store has not taken
+ * within the guard goes to the callers anyway (the store is slow or gone: calls go on,
+ * unwritten, as in an outage). */
 #define GROUP_MAX      64
 #define GROUP_GUARD_MS 500
 
@@ -91,7 +91,7 @@ struct survive {
 	unsigned stopped : 1;
 	struct group *gathering;  /* answers held for the next group, or NULL */
 	struct group *groups;     /* groups whose transaction is out */
-	su_timer_t *gather;       /* the gathering group goes at GROUP_MS */
+	su_timer_t *gather;       /* the gathering group goes at [store] answer_group_ms */
 	struct bucket all, *miss; /* the lookups' budgets: in all, and per source (MISS_SLOTS) */
 	long long refused, refused_logged; /* over budget: answered without a lookup */
 	size_t own_n, own_served;          /* this node's own calls read back so far */
@@ -235,10 +235,11 @@ static int on_call_answering(void *arg, struct call *c)
 	g->sv = sv;
 	write_state(c); /* with the next batch: store_submit() below flushes it first */
 	snprintf(g->ids[g->n++], sizeof(g->ids[0]), "%s", c->id);
-	if (g->n == 1)
-		su_timer_set_interval(sv->gather, on_gather, sv, GROUP_MS);
-	if (g->n == GROUP_MAX)
+	if (g->n == GROUP_MAX || !c->sip->conf.answer_group_ms)
 		group_send(sv);
+	else if (g->n == 1)
+		su_timer_set_interval(sv->gather, on_gather, sv,
+		                      (su_duration_t)c->sip->conf.answer_group_ms);
 	return 1;
 }
 
@@ -810,7 +811,7 @@ int move_survive_init(struct sip *s)
 		sv->loaded = 1;
 		reset_stateless(sv);
 	}
-	sv->gather = su_timer_create(su_root_task(s->root), GROUP_MS);
+	sv->gather = su_timer_create(su_root_task(s->root), 0);
 	if (soon_alloc(&sv->slice, s->root, read_slice, sv))
 		sv->slice = NULL; /* then each batch is read back in one go */
 	sv->beat = su_timer_create(su_root_task(s->root), BEAT_MS);

@@ -50,9 +50,10 @@ struct sip_conf {
 	/* Domains a code holder may have us dial directly (comma or space separated); any other
 	 * target must be in our domain and goes through the upstream. */
 	const char *dial_domains;
-	unsigned store_timeout;  /* seconds a move may wait for the store before it fails */
-	int on_stop_keep;        /* a stop leaves the calls up for the next start (else BYE) */
-	unsigned lease_secs;     /* a node silent this long is dead: its calls go to another */
+	unsigned store_timeout;   /* seconds a move may wait for the store before it fails */
+	int on_stop_keep;         /* a stop leaves the calls up for the next start (else BYE) */
+	unsigned lease_secs;      /* a node silent this long is dead: its calls go to another */
+	unsigned answer_group_ms; /* answers held this long to share one store transaction */
 	int no_call_state;       /* the calls' dialogs are not written: they end with the process */
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */
 };

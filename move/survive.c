@@ -9,8 +9,7 @@
 #include <string.h>
 
 #include "move/move_int.h"
-#include "metrics/metrics.h"
-#include "util/hash.h"
+#include "move/lookups.h"
 #include "util/soon.h"
 
 #define HELD_MAX      1000 /* requests waiting for the store to say whose call it is */
@@ -20,17 +19,6 @@
 #define SLICE         200  /* calls read back per turn of the loop: it serves the rest between */
 /* calls a start asks the store for at once: it reads the next page while the loop serves this */
 #define PAGE 1000
-/* Asking the store about a dialog nobody here knows costs a store round trip; a stranger can
- * make up Call-IDs for nothing. Lookups are budgeted, per source and in all: a token each,
- * refilled at these rates (per second) up to the bursts; a lookup that finds a call (a restart,
- * a dead node's call through the proxy) gets its token back, so what is spent is the lookups
- * that found nothing. Over budget, the request is answered as a dialog nobody has (481) with no
- * lookup. */
-#define MISS_RATE      20
-#define MISS_BURST     100
-#define MISS_RATE_ALL  200
-#define MISS_BURST_ALL 1000
-#define MISS_SLOTS     1024 /* sources tracked; one that collides starts afresh */
 /* A call's answer waits for its state to be in the store (call_answering): the answers of
  * [store] answer_group_ms go in one transaction, a group; a group the store has not taken
  * within the guard goes to the callers anyway (the store is slow or gone: calls go on,
@@ -61,13 +49,6 @@ struct group {
 	char ids[GROUP_MAX][STORE_ID_MAX];
 };
 
-/* A budget of store lookups (tokens, refilled by time). */
-struct bucket {
-	char source[STORE_SOURCE_MAX];
-	double tokens;
-	long long at; /* ms: last refilled */
-};
-
 /* Calls read back from the store (a page of this node's own, or a dead node's), a slice per
  * turn of the loop. */
 struct batch {
@@ -92,16 +73,15 @@ struct survive {
 	struct group *gathering;  /* answers held for the next group, or NULL */
 	struct group *groups;     /* groups whose transaction is out */
 	su_timer_t *gather;       /* the gathering group goes at [store] answer_group_ms */
-	struct bucket all, *miss; /* the lookups' budgets: in all, and per source (MISS_SLOTS) */
-	long long refused, refused_logged; /* over budget: answered without a lookup */
-	size_t own_n, own_served;          /* this node's own calls read back so far */
-	long long own_t0;                  /* ms: when the start asked for them */
-	unsigned jobs;                     /* store jobs that will call back with sv */
+	struct lookups *lookups;  /* their budget (move/lookups.c) */
+	size_t own_n, own_served; /* this node's own calls read back so far */
+	long long own_t0;         /* ms: when the start asked for them */
+	unsigned jobs;            /* store jobs that will call back with sv */
 };
 
 static void survive_free(struct survive *sv)
 {
-	free(sv->miss);
+	lookups_free(sv->lookups);
 	free(sv);
 }
 
@@ -307,69 +287,6 @@ static void pass_on(struct survive *sv, struct held *h, const char *node)
 	h->irq = NULL;
 }
 
-static void refill(struct bucket *b, double rate, double burst, long long now)
-{
-	if (now > b->at)
-		b->tokens += (double)(now - b->at) * rate / 1000.0;
-	if (b->tokens > burst)
-		b->tokens = burst;
-	b->at = now;
-}
-
-/* The source's bucket (a fresh one, full, for a source not seen lately). */
-static struct bucket *bucket_of(struct survive *sv, const char *source, long long now)
-{
-	struct bucket *b = &sv->miss[hash_str(source) % MISS_SLOTS];
-
-	if (strcmp(b->source, source)) {
-		snprintf(b->source, sizeof(b->source), "%s", source);
-		b->tokens = MISS_BURST;
-		b->at = now;
-	}
-	refill(b, MISS_RATE, MISS_BURST, now);
-	return b;
-}
-
-/* Takes a token from the source's budget and the budget in all: 0 when either is spent. */
-static int lookup_allowed(struct survive *sv, const char *source)
-{
-	long long now = store_now();
-	struct bucket *b;
-
-	if (!sv->miss)
-		return 1;
-	b = bucket_of(sv, source, now);
-	refill(&sv->all, MISS_RATE_ALL, MISS_BURST_ALL, now);
-	if (b->tokens < 1 || sv->all.tokens < 1) {
-		sv->refused++;
-		metric_inc(METRIC_SIP_UNKNOWN_DIALOGS_REFUSED_TOTAL);
-		/* a line a second at most: the flood is the sender's, not the log's */
-		if (now - sv->refused_logged >= 1000) {
-			LOG_WARN("sip",
-			         "requests in dialogs nobody has from %s: over the budget of store "
-			         "lookups (%lld refused so far), answered without one",
-			         source, sv->refused);
-			sv->refused_logged = now;
-		}
-		return 0;
-	}
-	b->tokens--;
-	sv->all.tokens--;
-	return 1;
-}
-
-/* A lookup found a call: the token it took goes back. */
-static void lookup_found(struct survive *sv, const char *source)
-{
-	struct bucket *b;
-
-	if (!sv->miss)
-		return;
-	b = bucket_of(sv, source, store_now());
-	b->tokens = b->tokens + 1 > MISS_BURST ? MISS_BURST : b->tokens + 1;
-	sv->all.tokens = sv->all.tokens + 1 > MISS_BURST_ALL ? MISS_BURST_ALL : sv->all.tokens + 1;
-}
-
 static void on_take(struct store_job *job, void *arg)
 {
 	struct held *h = arg;
@@ -385,7 +302,7 @@ static void on_take(struct store_job *job, void *arg)
 		return;
 	}
 	if ((!job->err || job->err == EBUSY) && !h->found) {
-		lookup_found(sv, h->source);
+		lookup_found(sv->lookups, h->source);
 		h->found = 1; /* asked again while its node's lease runs: one token back */
 	}
 	if (!job->err) {
@@ -448,7 +365,7 @@ static int on_unknown_dialog(void *arg, struct sip *s, nta_incoming_t *irq, cons
 	req = nta_incoming_getrequest(irq);
 	move_source_of(req, source, sizeof(source));
 	msg_destroy(req);
-	if (!lookup_allowed(sv, source))
+	if (!lookup_allowed(sv->lookups, source))
 		return 0;
 	h = calloc(1, sizeof(*h));
 	if (!h)
@@ -790,9 +707,8 @@ int move_survive_init(struct sip *s)
 		return ENOMEM;
 	sv->sip = s;
 	LIST_INIT(&sv->held);
-	sv->miss = calloc(MISS_SLOTS, sizeof(*sv->miss)); /* without it: no budget */
-	sv->all.tokens = MISS_BURST_ALL;
-	sv->all.at = store_now();
+	if (lookups_alloc(&sv->lookups))
+		sv->lookups = NULL; /* then no budget */
 	err = sip_call_hooks_add(s, &survive_hooks, sv);
 	if (err) {
 		survive_free(sv);

@@ -28,7 +28,8 @@ static struct {
 	int http_admin_loopback_only, http_body_max, http_rate, http_burst, http_qr_px;
 	int http_per_ip_limit, http_header_timeout, http_body_timeout;
 	char *store_url;
-	int store_keep_ended, store_timeout, store_lease, store_call_state, store_answer_group;
+	int store_keep_ended, store_timeout, store_lease, store_call_state, store_answer_group,
+	    store_hold_answer;
 	int codes_ttl, codes_digits, codes_qr_uri, codes_max_failures, codes_send_qr_image;
 	int codes_lockout, codes_numeric_budget, codes_budget_window;
 	int codes_send_barcode_image, codes_pool;
@@ -85,6 +86,7 @@ static const struct mod_conf_param params[] = {
      .flags = R},
     {"store", "timeout", MOD_CONF_INT, &conf.store_timeout, "5", 1, 3600},
     {"store", "lease", MOD_CONF_INT, &conf.store_lease, "5", 2, 3600},
+    {"store", "hold_answer", MOD_CONF_BOOL, &conf.store_hold_answer, "no"},
     {"store", "answer_group_ms", MOD_CONF_INT, &conf.store_answer_group, "20", 0, 200},
     {"store", "call_state", MOD_CONF_BOOL, &conf.store_call_state, "yes"},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
@@ -269,6 +271,7 @@ static void fill_sip_conf(void)
 	sc.on_stop_keep = conf.on_stop == 0;
 	sc.lease_secs = (unsigned)conf.store_lease;
 	sc.answer_group_ms = (unsigned)conf.store_answer_group;
+	sc.hold_answer = conf.store_hold_answer;
 	sc.no_call_state = !conf.store_call_state;
 	sc.scan_queue = (unsigned)conf.move_scan_queue;
 	sc.scan_rate = (unsigned)conf.move_scan_rate;

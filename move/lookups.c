@@ -74,7 +74,6 @@ static struct bucket *bucket_of(struct lookups *lk, const char *source, long lon
 	return b;
 }
 
-
 int lookup_allowed(struct lookups *lk, const char *source)
 {
 	long long now = store_now();
@@ -102,7 +101,6 @@ int lookup_allowed(struct lookups *lk, const char *source)
 	return 1;
 }
 
-
 void lookup_found(struct lookups *lk, const char *source)
 {
 	struct bucket *b;
@@ -113,4 +111,3 @@ void lookup_found(struct lookups *lk, const char *source)
 	b->tokens = b->tokens + 1 > MISS_BURST ? MISS_BURST : b->tokens + 1;
 	lk->all.tokens = lk->all.tokens + 1 > MISS_BURST_ALL ? MISS_BURST_ALL : lk->all.tokens + 1;
 }
-

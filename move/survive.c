@@ -207,7 +207,8 @@ static int on_call_answering(void *arg, struct call *c)
 	struct store *st = store_of(c->sip);
 	struct group *g;
 
-	if (!st || c->sip->conf.no_call_state || sv->stopped || !sv->gather)
+	if (!st || c->sip->conf.no_call_state || !c->sip->conf.hold_answer || sv->stopped ||
+	    !sv->gather)
 		return 0;
 	if (!sv->gathering && !(sv->gathering = calloc(1, sizeof(*sv->gathering))))
 		return 0;
@@ -225,9 +226,12 @@ static int on_call_answering(void *arg, struct call *c)
 
 static void on_call_active(void *arg, struct call *c)
 {
-	/* Written when it was answered (on_call_answering); now that the caller's ACK came,
-	 * with the next batch. */
+	/* Held answers: written when it was answered (on_call_answering); now that the
+	 * caller's ACK came, with the next batch. Otherwise at once, not with the next batch: a
+	 * crash in the batch's 50 ms would lose an answered call. */
 	write_state(c);
+	if (store_of(c->sip) && !c->sip->conf.no_call_state && !c->sip->conf.hold_answer)
+		store_flush(c->sip->conf.store);
 }
 
 static void on_call_changed(void *arg, struct call *c)

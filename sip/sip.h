@@ -53,6 +53,7 @@ struct sip_conf {
 	unsigned store_timeout;   /* seconds a move may wait for the store before it fails */
 	int on_stop_keep;         /* a stop leaves the calls up for the next start (else BYE) */
 	unsigned lease_secs;      /* a node silent this long is dead: its calls go to another */
+	int hold_answer;          /* an answer waits for its call's state to be in the store */
 	unsigned answer_group_ms; /* answers held this long to share one store transaction */
 	int no_call_state;       /* the calls' dialogs are not written: they end with the process */
 	struct sip_hooks *hooks; /* what the module does for us; may be NULL */

@@ -1,6 +1,7 @@
 /* Scanning: zbar (QR and Code 128 only) over a few preprocessed versions of an image. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +16,12 @@
 /* Passes in the order tried: cheapest and most often successful first (see bench-codes). */
 enum pass {
 	PASS_ADAPT_HALF,
+	PASS_REGION,
+	PASS_REGION_ADAPT,
 	PASS_HALF,
-	PASS_DESPECKLE,
 	PASS_BLUR_ADAPT,
+	PASS_DESPECKLE,
+	PASS_REGION_DEBLUR,
 	PASS_VSMOOTH,
 	PASS_STRETCH,
 	PASS_FULL,
@@ -27,8 +31,9 @@ enum pass {
 };
 
 static const char *const pass_names[PASS_N] = {
-    "adaptive-half", "half", "despeckle",     "blur-adaptive", "vsmooth-half",
-    "stretch",       "full", "adaptive-full", "inverted",
+    "adaptive-half", "region",   "region-adaptive", "half",          "blur-adaptive",
+    "despeckle",     "region-deblur", "vsmooth-half", "stretch", "full", "adaptive-full",
+    "inverted",
 };
 
 const char *code_scan_pass_name(unsigned i)
@@ -41,6 +46,20 @@ void code_scan_opts_default(struct code_scan_opts *o)
 	code_limits_default(&o->lim);
 	o->budget_ms = 400;
 	o->pass_mask = 0;
+	o->accept = code_scan_accept_ours;
+	o->accept_arg = NULL;
+}
+
+int code_scan_accept_ours(const struct code_symbol *s, void *arg)
+{
+	char tok[CODE_TOKEN_LEN + 1];
+	size_t n;
+
+	(void)arg;
+	if (s->kind == CODE_SYM_QR)
+		return code_uri_token(s->text, tok, sizeof(tok)) == 0;
+	n = strlen(s->text);
+	return n >= 6 && n <= 10 && strspn(s->text, "0123456789") == n;
 }
 
 static double now_ms(void)
@@ -137,15 +156,12 @@ static int vsmooth(struct code_grey *g)
 	return 0;
 }
 
-/* Local-mean binarisation: dark where a pixel is below its neighbourhood's mean. */
-static int adaptive(struct code_grey *g)
+/* Local-mean binarisation: dark where a pixel is below the mean of its (2r+1)^2 square. */
+static int adaptive_r(struct code_grey *g, unsigned r)
 {
-	unsigned w = g->w, h = g->h, r;
+	unsigned w = g->w, h = g->h;
 	uint32_t *ii;
 
-	r = (w < h ? w : h) / 40;
-	if (r < 6)
-		r = 6;
 	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
 	if (!ii)
 		return ENOMEM;
@@ -178,6 +194,13 @@ static int adaptive(struct code_grey *g)
 	return 0;
 }
 
+static int adaptive(struct code_grey *g)
+{
+	unsigned r = (g->w < g->h ? g->w : g->h) / 40;
+
+	return adaptive_r(g, r < 6 ? 6 : r);
+}
+
 /*
  * 3x3 majority on a binarised image (borders kept): a screen's pixel grid leaves dots in the
  * quiet zone that zbar takes for bars; bars and QR modules are wider and stay.
@@ -208,23 +231,302 @@ static int despeckle(struct code_grey *g)
 	return 0;
 }
 
-static void add_symbol(struct code_scan_result *res, enum code_sym_kind kind, const char *data,
-                       unsigned len)
+/*
+ * Unsharp mask in place: p + amount% of (p - the mean of its (2r+1)^2 square). Undoes some of
+ * a blur about r px wide.
+ */
+static int sharpen(struct code_grey *g, unsigned r, unsigned amount)
 {
-	if (len >= CODE_TEXT_MAX || res->n == CODE_SCAN_MAX || memchr(data, '\0', len))
+	unsigned w = g->w, h = g->h;
+	uint32_t *ii;
+
+	/* Sums of up to 2^24 px of 255 fit in 32 bits; larger images are not sharpened. */
+	if ((uint64_t)w * h > (1u << 24))
+		return 0;
+	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
+	if (!ii)
+		return ENOMEM;
+	memset(ii, 0, sizeof(*ii) * (w + 1));
+	for (unsigned y = 0; y < h; y++) {
+		uint32_t row = 0;
+
+		ii[(size_t)(y + 1) * (w + 1)] = 0;
+		for (unsigned x = 0; x < w; x++) {
+			row += g->px[(size_t)y * w + x];
+			ii[(size_t)(y + 1) * (w + 1) + x + 1] =
+			    ii[(size_t)y * (w + 1) + x + 1] + row;
+		}
+	}
+	for (unsigned y = 0; y < h; y++) {
+		unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
+
+		for (unsigned x = 0; x < w; x++) {
+			unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
+			uint32_t s = ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
+			             ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
+			int cnt = (int)((x1 - x0) * (y1 - y0)), p = g->px[(size_t)y * w + x];
+			int v = p + (int)amount * (p * cnt - (int)s) / (100 * cnt);
+
+			g->px[(size_t)y * w + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+		}
+	}
+	free(ii);
+	return 0;
+}
+
+/* Where a code may be: a square of side px around (cx, cy) in the full image, to be read at
+ * scale times its size, turned by angle (radians) so a barcode's bars stand upright. */
+struct region {
+	double cx, cy, side, scale, angle;
+	double score;
+};
+
+#define REGION_MAX   3    /* regions tried, the busiest first */
+#define REGION_BLOCK 8    /* px of the image regions are looked for in, a block */
+#define REGION_OUT   1024 /* cap on the side of a region as read */
+#define REGION_CORE  600  /* a code larger than this (full-image px) is left to the full passes */
+
+/* Edge activity of each block: mean |dx| + |dy| over its px. */
+static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
+{
+	for (unsigned by = 0; by < bh; by++)
+		for (unsigned bx = 0; bx < bw; bx++) {
+			uint32_t sum = 0;
+
+			for (unsigned y = by * REGION_BLOCK; y < (by + 1) * REGION_BLOCK; y++) {
+				const uint8_t *p = g->px + (size_t)y * g->w;
+				const uint8_t *q = y + 1 < g->h ? p + g->w : p;
+
+				for (unsigned x = bx * REGION_BLOCK; x < (bx + 1) * REGION_BLOCK;
+				     x++) {
+					unsigned x1 = x + 1 < g->w ? x + 1 : x;
+
+					sum += (unsigned)abs(p[x1] - p[x]) + (unsigned)abs(q[x] - p[x]);
+				}
+			}
+			act[(size_t)by * bw + bx] = (float)sum / (REGION_BLOCK * REGION_BLOCK);
+		}
+}
+
+/* The dominant gradient direction over a box of g, and how dominant it is (0..1). */
+static double orientation(const struct code_grey *g, unsigned x0, unsigned y0, unsigned x1,
+                          unsigned y1, double *coherence)
+{
+	double jxx = 0, jyy = 0, jxy = 0, d;
+
+	for (unsigned y = y0 + 1; y + 1 < y1; y++)
+		for (unsigned x = x0 + 1; x + 1 < x1; x++) {
+			const uint8_t *p = g->px + (size_t)y * g->w + x;
+			double gx = p[1] - p[-1], gy = p[g->w] - p[-(ptrdiff_t)g->w];
+
+			jxx += gx * gx;
+			jyy += gy * gy;
+			jxy += gx * gy;
+		}
+	d = sqrt((jxx - jyy) * (jxx - jyy) + 4 * jxy * jxy);
+	*coherence = jxx + jyy > 0 ? d / (jxx + jyy) : 0;
+	return 0.5 * atan2(2 * jxy, jxx - jyy);
+}
+
+/*
+ * Finds up to REGION_MAX regions of g (the image reduced by f) busy with edges: blocks well
+ * above the frame's typical activity, joined 8-connected, the largest sums first.
+ */
+static int find_regions(const struct code_grey *g, unsigned f, struct region *out, unsigned *np)
+{
+	unsigned bw = g->w / REGION_BLOCK, bh = g->h / REGION_BLOCK, nb = bw * bh, n = 0;
+	unsigned hist[64] = {0}, acc = 0, med = 0;
+	float *act = NULL, thr;
+	uint8_t *mark = NULL;
+	unsigned *queue = NULL;
+	int err = 0;
+
+	*np = 0;
+	if (bw < 3 || bh < 3)
+		return 0;
+	act = malloc(sizeof(*act) * nb);
+	mark = calloc(nb, 1);
+	queue = malloc(sizeof(*queue) * nb);
+	if (!act || !mark || !queue) {
+		err = ENOMEM;
+		goto out;
+	}
+	block_activity(g, bw, bh, act);
+	for (unsigned i = 0; i < nb; i++)
+		hist[act[i] < 63 ? (unsigned)act[i] : 63]++;
+	while (med < 63 && (acc += hist[med]) < nb / 2)
+		med++;
+	/* Noise and screen grids stay under a few times the median; a code's edges do not. */
+	thr = 3.0f * (float)(med + 1);
+	if (thr < 8)
+		thr = 8;
+	for (unsigned i = 0; i < nb; i++)
+		mark[i] = act[i] > thr;
+	for (unsigned seed = 0; seed < nb; seed++) {
+		unsigned head = 0, tail = 0, x0, y0, x1, y1;
+		double sum = 0;
+		struct region r;
+
+		if (mark[seed] != 1)
+			continue;
+		mark[seed] = 2;
+		queue[tail++] = seed;
+		x0 = x1 = seed % bw;
+		y0 = y1 = seed / bw;
+		while (head < tail) {
+			unsigned b = queue[head++], bx = b % bw, by = b / bw;
+
+			sum += act[b];
+			x0 = bx < x0 ? bx : x0;
+			x1 = bx > x1 ? bx : x1;
+			y0 = by < y0 ? by : y0;
+			y1 = by > y1 ? by : y1;
+			for (int dy = -1; dy <= 1; dy++)
+				for (int dx = -1; dx <= 1; dx++) {
+					long nx = (long)bx + dx, ny = (long)by + dy;
+					unsigned nbk;
+
+					if (nx < 0 || ny < 0 || nx >= (long)bw || ny >= (long)bh)
+						continue;
+					nbk = (unsigned)ny * bw + (unsigned)nx;
+					if (mark[nbk] == 1) {
+						mark[nbk] = 2;
+						queue[tail++] = nbk;
+					}
+				}
+		}
+		/* A code at 2 px a module is still some 4 x 4 blocks of the half image. */
+		if (tail < 4)
+			continue;
+		double core = (double)((x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) + 1) * REGION_BLOCK * f;
+		double coh;
+
+		if (core > REGION_CORE)
+			continue;
+		r.cx = (x0 + x1 + 1) * REGION_BLOCK * f / 2.0;
+		r.cy = (y0 + y1 + 1) * REGION_BLOCK * f / 2.0;
+		r.score = sum;
+		r.angle = orientation(g, x0 * REGION_BLOCK, y0 * REGION_BLOCK,
+		                      (x1 + 1) * REGION_BLOCK, (y1 + 1) * REGION_BLOCK, &coh);
+		/* Bars: one gradient direction dominates; turn it to the x axis. QR: leave it. */
+		if (coh < 0.5)
+			r.angle = 0;
+		/* The quiet zone and what the blocks cut off; turned, the corners need more. */
+		r.side = core * (r.angle != 0 ? 1.5 : 1.3) + 2.0 * REGION_BLOCK * f;
+		r.scale = 300.0 / core;
+		r.scale = r.scale < 1 ? 1 : r.scale > 4 ? 4 : r.scale;
+		if (r.side * r.scale > REGION_OUT)
+			r.scale = REGION_OUT / r.side;
+		/* Keep the REGION_MAX busiest, in order. */
+		unsigned k = n < REGION_MAX ? n++ : REGION_MAX;
+
+		while (k > 0 && out[k - 1].score < r.score) {
+			if (k < REGION_MAX)
+				out[k] = out[k - 1];
+			k--;
+		}
+		if (k < REGION_MAX)
+			out[k] = r;
+	}
+	*np = n;
+out:
+	free(act);
+	free(mark);
+	free(queue);
+	return err;
+}
+
+/* Catmull-Rom weights for fraction t. */
+static void cubic(double t, double w[4])
+{
+	double t2 = t * t, t3 = t2 * t;
+
+	w[0] = (-t3 + 2 * t2 - t) / 2;
+	w[1] = (3 * t3 - 5 * t2 + 2) / 2;
+	w[2] = (-3 * t3 + 4 * t2 + t) / 2;
+	w[3] = (t3 - t2) / 2;
+}
+
+/* The region as read: r->side * r->scale px square, bicubic from g, turned by r->angle. */
+static int resample(const struct code_grey *g, const struct region *r, struct code_grey *out)
+{
+	unsigned n = (unsigned)(r->side * r->scale);
+	double c = cos(r->angle) / r->scale, s = sin(r->angle) / r->scale;
+
+	if (n < 16)
+		n = 16;
+	if (n > REGION_OUT)
+		n = REGION_OUT;
+	out->px = malloc((size_t)n * n);
+	if (!out->px)
+		return ENOMEM;
+	out->w = out->h = n;
+	for (unsigned y = 0; y < n; y++)
+		for (unsigned x = 0; x < n; x++) {
+			double dx = x - n / 2.0, dy = y - n / 2.0;
+			double sx = r->cx + c * dx - s * dy, sy = r->cy + s * dx + c * dy;
+			double fx = floor(sx), fy = floor(sy), wx[4], wy[4], v = 0;
+			long ix = (long)fx, iy = (long)fy;
+
+			cubic(sx - fx, wx);
+			cubic(sy - fy, wy);
+			for (int j = 0; j < 4; j++) {
+				long yy = iy - 1 + j;
+				const uint8_t *row;
+				double rv = 0;
+
+				yy = yy < 0 ? 0 : yy >= (long)g->h ? (long)g->h - 1 : yy;
+				row = g->px + (size_t)yy * g->w;
+				for (int i = 0; i < 4; i++) {
+					long xx = ix - 1 + i;
+
+					xx = xx < 0 ? 0 : xx >= (long)g->w ? (long)g->w - 1 : xx;
+					rv += wx[i] * row[xx];
+				}
+				v += wy[j] * rv;
+			}
+			out->px[(size_t)y * n + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+		}
+	return 0;
+}
+
+static int accepted(const struct code_scan_opts *o, const struct code_symbol *s)
+{
+	return !o->accept || o->accept(s, o->accept_arg);
+}
+
+static void add_symbol(struct code_scan_result *res, const struct code_scan_opts *o,
+                       enum code_sym_kind kind, const char *data, unsigned len)
+{
+	struct code_symbol sym;
+	unsigned slot = res->n;
+
+	if (len >= CODE_TEXT_MAX || memchr(data, '\0', len))
 		return;
 	for (unsigned i = 0; i < res->n; i++)
 		if (res->sym[i].kind == kind && strlen(res->sym[i].text) == len &&
 		    !memcmp(res->sym[i].text, data, len))
 			return;
-	res->sym[res->n].kind = kind;
-	memcpy(res->sym[res->n].text, data, len);
-	res->sym[res->n].text[len] = '\0';
-	res->n++;
+	sym.kind = kind;
+	memcpy(sym.text, data, len);
+	sym.text[len] = '\0';
+	/* Full: a symbol worth stopping for takes the place of one that is not. */
+	if (slot == CODE_SCAN_MAX) {
+		if (!accepted(o, &sym))
+			return;
+		while (slot > 0 && accepted(o, &res->sym[slot - 1]))
+			slot--;
+		if (slot-- == 0)
+			return;
+	} else {
+		res->n++;
+	}
+	res->sym[slot] = sym;
 }
 
-/* Runs zbar over g; the number of symbols kept, or -1 on failure. */
-static int zscan(zbar_image_scanner_t *sc, const struct code_grey *g, struct code_scan_result *res)
+/* Runs zbar over g; 1 if a symbol o accepts is now in res, 0 if not, -1 on failure. */
+static int zscan(zbar_image_scanner_t *sc, const struct code_grey *g,
+                 const struct code_scan_opts *o, struct code_scan_result *res)
 {
 	zbar_image_t *img = zbar_image_create();
 	const zbar_symbol_t *s;
@@ -240,11 +542,16 @@ static int zscan(zbar_image_scanner_t *sc, const struct code_grey *g, struct cod
 		zbar_symbol_type_t t = zbar_symbol_get_type(s);
 
 		if (t == ZBAR_QRCODE || t == ZBAR_CODE128)
-			add_symbol(res, t == ZBAR_QRCODE ? CODE_SYM_QR : CODE_SYM_CODE128,
+			add_symbol(res, o, t == ZBAR_QRCODE ? CODE_SYM_QR : CODE_SYM_CODE128,
 			           zbar_symbol_get_data(s), zbar_symbol_get_data_length(s));
 	}
 	zbar_image_destroy(img);
-	return n < 0 ? -1 : (int)res->n;
+	if (n < 0)
+		return -1;
+	for (unsigned i = 0; i < res->n; i++)
+		if (accepted(o, &res->sym[i]))
+			return 1;
+	return 0;
 }
 
 static int copy_grey(const struct code_grey *in, struct code_grey *out)
@@ -260,13 +567,114 @@ static int copy_grey(const struct code_grey *in, struct code_grey *out)
 	return 0;
 }
 
+/* One scan's state: the image, its half, the regions found (once) and read (once each). */
+struct scan {
+	const struct code_grey *g;
+	struct code_grey small;
+	const struct code_scan_opts *o;
+	struct code_scan_result *res;
+	zbar_image_scanner_t *sc;
+	struct region reg[REGION_MAX];
+	struct code_grey up[REGION_MAX];
+	unsigned nreg;
+	int regions_done;
+};
+
+/* Reads each region in turn, prepared by pass p; 1 when one gives a symbol o accepts. */
+static int scan_regions(struct scan *s, enum pass p)
+{
+	int err;
+
+	if (!s->regions_done) {
+		s->regions_done = 1;
+		err = find_regions(s->small.px ? &s->small : s->g, s->small.px ? 2 : 1, s->reg,
+		                   &s->nreg);
+		if (err)
+			return -err;
+	}
+	for (unsigned i = 0; i < s->nreg; i++) {
+		struct code_grey work = {0};
+		unsigned px = (unsigned)(s->reg[i].scale + 0.5);
+		int found = 0;
+
+		if (!s->up[i].px) {
+			err = resample(s->g, &s->reg[i], &s->up[i]);
+			if (err)
+				return -err;
+		}
+		err = copy_grey(&s->up[i], &work);
+		if (err)
+			return -err;
+		/* px: one source px as read; a sharpening that wide undoes a px or two of blur. */
+		if (p == PASS_REGION)
+			err = sharpen(&work, px, 100);
+		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, 100)))
+			err = adaptive_r(&work, 4 * px + 8);
+		else if (p == PASS_REGION_DEBLUR)
+			err = sharpen(&work, 2 * px, 250);
+		if (!err) {
+			s->res->tries++;
+			found = zscan(s->sc, &work, s->o, s->res);
+		}
+		code_grey_release(&work);
+		if (err)
+			return -err;
+		if (found > 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Runs one full-image pass; 1 when it gives a symbol o accepts, 0 if not, -errno. */
+static int scan_full(struct scan *s, enum pass p)
+{
+	int half_pass = p == PASS_HALF || p == PASS_STRETCH || p == PASS_ADAPT_HALF ||
+	                p == PASS_INVERT || p == PASS_DESPECKLE;
+	const struct code_grey *base;
+	struct code_grey work = {0};
+	int e = 0, found;
+
+	if (half_pass && !s->small.px && p == PASS_HALF)
+		return 0;
+	base = half_pass && s->small.px ? &s->small : s->g;
+	if (p == PASS_HALF || p == PASS_FULL) {
+		s->res->tries++;
+		return zscan(s->sc, base, s->o, s->res) > 0;
+	}
+	e = copy_grey(base, &work);
+	if (!e && p == PASS_STRETCH)
+		stretch(&work);
+	if (!e && (p == PASS_ADAPT_HALF || p == PASS_ADAPT_FULL))
+		e = adaptive(&work);
+	if (!e && p == PASS_VSMOOTH)
+		e = vsmooth(&work);
+	if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
+		e = blur(&work);
+	if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
+		e = adaptive(&work);
+	/* A second round clears the grid dots that the first one only thins. */
+	if (!e && p == PASS_DESPECKLE)
+		e = despeckle(&work);
+	if (!e && p == PASS_DESPECKLE)
+		e = despeckle(&work);
+	if (!e && p == PASS_INVERT)
+		for (size_t i = 0; i < (size_t)work.w * work.h; i++)
+			work.px[i] = (uint8_t)~work.px[i];
+	if (e) {
+		code_grey_release(&work);
+		return -e;
+	}
+	s->res->tries++;
+	found = zscan(s->sc, &work, s->o, s->res);
+	code_grey_release(&work);
+	return found > 0;
+}
+
 int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
                    struct code_scan_result *res)
 {
 	struct code_scan_opts def;
-	struct code_grey small = {0}, work = {0};
-	const struct code_grey *base;
-	zbar_image_scanner_t *sc = NULL;
+	struct scan s = {0};
 	double t0 = now_ms();
 	int err = CODE_ENOCODE;
 
@@ -278,74 +686,49 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 	}
 	memset(res, 0, sizeof(*res));
 	res->pass = -1;
-	sc = zbar_image_scanner_create();
-	if (!sc)
+	s.g = g;
+	s.o = o;
+	s.res = res;
+	s.sc = zbar_image_scanner_create();
+	if (!s.sc)
 		return ENOMEM;
-	zbar_image_scanner_set_config(sc, 0, ZBAR_CFG_ENABLE, 0);
-	zbar_image_scanner_set_config(sc, ZBAR_QRCODE, ZBAR_CFG_ENABLE, 1);
-	zbar_image_scanner_set_config(sc, ZBAR_CODE128, ZBAR_CFG_ENABLE, 1);
+	zbar_image_scanner_set_config(s.sc, 0, ZBAR_CFG_ENABLE, 0);
+	zbar_image_scanner_set_config(s.sc, ZBAR_QRCODE, ZBAR_CFG_ENABLE, 1);
+	zbar_image_scanner_set_config(s.sc, ZBAR_CODE128, ZBAR_CFG_ENABLE, 1);
 	/* Small images gain nothing from halving. */
 	if (g->w >= 640 && g->h >= 360) {
-		err = half(g, &small);
+		err = half(g, &s.small);
 		if (err)
 			goto out;
 		err = CODE_ENOCODE;
 	}
 	for (unsigned p = 0; p < PASS_N; p++) {
-		int half_pass = p == PASS_HALF || p == PASS_STRETCH || p == PASS_ADAPT_HALF ||
-		                p == PASS_INVERT || p == PASS_DESPECKLE;
-		int e = 0;
+		int r;
 
 		if (o->pass_mask && !(o->pass_mask & (1u << p)))
 			continue;
-		if (half_pass && !small.px && p == PASS_HALF)
-			continue;
 		if (res->tries > 0 && o->budget_ms && now_ms() - t0 > o->budget_ms)
 			break;
-		base = half_pass && small.px ? &small : g;
-		code_grey_release(&work);
-		if (p == PASS_HALF || p == PASS_FULL) {
-			work = *base; /* read only: scanned in place, not released */
-		} else {
-			e = copy_grey(base, &work);
-			if (!e && p == PASS_STRETCH)
-				stretch(&work);
-			if (!e && (p == PASS_ADAPT_HALF || p == PASS_ADAPT_FULL))
-				e = adaptive(&work);
-			if (!e && p == PASS_VSMOOTH)
-				e = vsmooth(&work);
-			if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
-				e = blur(&work);
-			if (!e && (p == PASS_BLUR_ADAPT || p == PASS_DESPECKLE))
-				e = adaptive(&work);
-			/* A second round clears the grid dots that the first one only thins. */
-			if (!e && p == PASS_DESPECKLE)
-				e = despeckle(&work);
-			if (!e && p == PASS_DESPECKLE)
-				e = despeckle(&work);
-			if (!e && p == PASS_INVERT)
-				for (size_t i = 0; i < (size_t)work.w * work.h; i++)
-					work.px[i] = (uint8_t)~work.px[i];
-		}
-		if (e) {
-			err = e;
+		if (p == PASS_REGION || p == PASS_REGION_ADAPT || p == PASS_REGION_DEBLUR)
+			r = scan_regions(&s, p);
+		else
+			r = scan_full(&s, p);
+		if (r < 0) {
+			err = -r;
 			goto out;
 		}
-		res->tries++;
-		if (zscan(sc, &work, res) > 0) {
+		if (r > 0) {
 			res->pass = (int)p;
-			err = 0;
-		}
-		if (p == PASS_HALF || p == PASS_FULL)
-			work.px = NULL;
-		if (!err)
 			break;
+		}
 	}
+	/* Symbols nobody accepted still answer the question "what is in this image". */
+	err = res->n > 0 ? 0 : CODE_ENOCODE;
 out:
-	if (work.px && work.px != g->px && work.px != small.px)
-		code_grey_release(&work);
-	code_grey_release(&small);
-	zbar_image_scanner_destroy(sc);
+	for (unsigned i = 0; i < REGION_MAX; i++)
+		code_grey_release(&s.up[i]);
+	code_grey_release(&s.small);
+	zbar_image_scanner_destroy(s.sc);
 	return err;
 }
 

@@ -16,24 +16,25 @@
 /* Passes in the order tried: cheapest and most often successful first (see bench-codes). */
 enum pass {
 	PASS_ADAPT_HALF,
-	PASS_REGION,
 	PASS_REGION_ADAPT,
+	PASS_REGION,
+	PASS_REGION_DENOISE,
 	PASS_HALF,
 	PASS_BLUR_ADAPT,
-	PASS_DESPECKLE,
 	PASS_REGION_DEBLUR,
+	PASS_DESPECKLE,
 	PASS_VSMOOTH,
-	PASS_STRETCH,
-	PASS_FULL,
 	PASS_ADAPT_FULL,
+	PASS_FULL,
+	PASS_STRETCH,
 	PASS_INVERT,
 	PASS_N
 };
 
 static const char *const pass_names[PASS_N] = {
-    "adaptive-half", "region",   "region-adaptive", "half",          "blur-adaptive",
-    "despeckle",     "region-deblur", "vsmooth-half", "stretch", "full", "adaptive-full",
-    "inverted",
+    "adaptive-half", "region-adaptive", "region", "region-denoise", "half",
+    "blur-adaptive", "region-deblur", "despeckle", "vsmooth-half", "adaptive-full",
+    "full", "stretch", "inverted",
 };
 
 const char *code_scan_pass_name(unsigned i)
@@ -233,9 +234,9 @@ static int despeckle(struct code_grey *g)
 
 /*
  * Unsharp mask in place: p + amount% of (p - the mean of its (2r+1)^2 square). Undoes some of
- * a blur about r px wide.
+ * a blur about r px wide; amount -100 is the mean itself (smooths noise).
  */
-static int sharpen(struct code_grey *g, unsigned r, unsigned amount)
+static int sharpen(struct code_grey *g, unsigned r, int amount)
 {
 	unsigned w = g->w, h = g->h;
 	uint32_t *ii;
@@ -265,7 +266,7 @@ static int sharpen(struct code_grey *g, unsigned r, unsigned amount)
 			uint32_t s = ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
 			             ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
 			int cnt = (int)((x1 - x0) * (y1 - y0)), p = g->px[(size_t)y * w + x];
-			int v = p + (int)amount * (p * cnt - (int)s) / (100 * cnt);
+			int v = p + amount * (p * cnt - (int)s) / (100 * cnt);
 
 			g->px[(size_t)y * w + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 		}
@@ -283,8 +284,7 @@ struct region {
 
 #define REGION_MAX   3    /* regions tried, the busiest first */
 #define REGION_BLOCK 8    /* px of the image regions are looked for in, a block */
-#define REGION_OUT   1024 /* cap on the side of a region as read */
-#define REGION_CORE  600  /* a code larger than this (full-image px) is left to the full passes */
+#define REGION_OUT   640  /* cap on the side of a region as read */
 
 /* Edge activity of each block: mean |dx| + |dy| over its px. */
 static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
@@ -401,8 +401,6 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 		double core = (double)((x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) + 1) * REGION_BLOCK * f;
 		double coh;
 
-		if (core > REGION_CORE)
-			continue;
 		r.cx = (x0 + x1 + 1) * REGION_BLOCK * f / 2.0;
 		r.cy = (y0 + y1 + 1) * REGION_BLOCK * f / 2.0;
 		r.score = sum;
@@ -414,7 +412,7 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 		/* The quiet zone and what the blocks cut off; turned, the corners need more. */
 		r.side = core * (r.angle != 0 ? 1.5 : 1.3) + 2.0 * REGION_BLOCK * f;
 		r.scale = 300.0 / core;
-		r.scale = r.scale < 1 ? 1 : r.scale > 4 ? 4 : r.scale;
+		r.scale = r.scale < 0.5 ? 0.5 : r.scale > 4 ? 4 : r.scale;
 		if (r.side * r.scale > REGION_OUT)
 			r.scale = REGION_OUT / r.side;
 		/* Keep the REGION_MAX busiest, in order. */
@@ -447,6 +445,30 @@ static void cubic(double t, double w[4])
 	w[3] = (t3 - t2) / 2;
 }
 
+/* A bicubic sample near the image's edge: taps outside take the nearest edge px. */
+static double cubic_edge(const struct code_grey *g, long ix, long iy, const double wx[4],
+                         const double wy[4])
+{
+	double v = 0;
+
+	for (int j = 0; j < 4; j++) {
+		long yy = iy - 1 + j;
+		const uint8_t *row;
+		double rv = 0;
+
+		yy = yy < 0 ? 0 : yy >= (long)g->h ? (long)g->h - 1 : yy;
+		row = g->px + (size_t)yy * g->w;
+		for (int i = 0; i < 4; i++) {
+			long xx = ix - 1 + i;
+
+			xx = xx < 0 ? 0 : xx >= (long)g->w ? (long)g->w - 1 : xx;
+			rv += wx[i] * row[xx];
+		}
+		v += wy[j] * rv;
+	}
+	return v;
+}
+
 /* The region as read: r->side * r->scale px square, bicubic from g, turned by r->angle. */
 static int resample(const struct code_grey *g, const struct region *r, struct code_grey *out)
 {
@@ -470,20 +492,14 @@ static int resample(const struct code_grey *g, const struct region *r, struct co
 
 			cubic(sx - fx, wx);
 			cubic(sy - fy, wy);
-			for (int j = 0; j < 4; j++) {
-				long yy = iy - 1 + j;
-				const uint8_t *row;
-				double rv = 0;
+			if (ix >= 1 && iy >= 1 && ix + 2 < (long)g->w && iy + 2 < (long)g->h) {
+				const uint8_t *p = g->px + (size_t)(iy - 1) * g->w + ix - 1;
 
-				yy = yy < 0 ? 0 : yy >= (long)g->h ? (long)g->h - 1 : yy;
-				row = g->px + (size_t)yy * g->w;
-				for (int i = 0; i < 4; i++) {
-					long xx = ix - 1 + i;
-
-					xx = xx < 0 ? 0 : xx >= (long)g->w ? (long)g->w - 1 : xx;
-					rv += wx[i] * row[xx];
-				}
-				v += wy[j] * rv;
+				for (int j = 0; j < 4; j++, p += g->w)
+					v += wy[j] * (wx[0] * p[0] + wx[1] * p[1] + wx[2] * p[2] +
+					              wx[3] * p[3]);
+			} else {
+				v = cubic_edge(g, ix, iy, wx, wy);
 			}
 			out->px[(size_t)y * n + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
 		}
@@ -581,7 +597,7 @@ struct scan {
 };
 
 /* Reads each region in turn, prepared by pass p; 1 when one gives a symbol o accepts. */
-static int scan_regions(struct scan *s, enum pass p)
+static int scan_regions(struct scan *s, enum pass p, double t0)
 {
 	int err;
 
@@ -597,6 +613,8 @@ static int scan_regions(struct scan *s, enum pass p)
 		unsigned px = (unsigned)(s->reg[i].scale + 0.5);
 		int found = 0;
 
+		if (i > 0 && s->o->budget_ms && now_ms() - t0 > s->o->budget_ms)
+			return 0;
 		if (!s->up[i].px) {
 			err = resample(s->g, &s->reg[i], &s->up[i]);
 			if (err)
@@ -609,6 +627,8 @@ static int scan_regions(struct scan *s, enum pass p)
 		if (p == PASS_REGION)
 			err = sharpen(&work, px, 100);
 		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, 100)))
+			err = adaptive_r(&work, 4 * px + 8);
+		else if (p == PASS_REGION_DENOISE && !(err = sharpen(&work, px, -100)))
 			err = adaptive_r(&work, 4 * px + 8);
 		else if (p == PASS_REGION_DEBLUR)
 			err = sharpen(&work, 2 * px, 250);
@@ -709,8 +729,9 @@ int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,
 			continue;
 		if (res->tries > 0 && o->budget_ms && now_ms() - t0 > o->budget_ms)
 			break;
-		if (p == PASS_REGION || p == PASS_REGION_ADAPT || p == PASS_REGION_DEBLUR)
-			r = scan_regions(&s, p);
+		if (p == PASS_REGION || p == PASS_REGION_ADAPT || p == PASS_REGION_DENOISE ||
+		    p == PASS_REGION_DEBLUR)
+			r = scan_regions(&s, p, t0);
 		else
 			r = scan_full(&s, p);
 		if (r < 0) {

@@ -256,9 +256,9 @@ static void bench_encode(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: codes_bench [-v] [-p] [-n N] [DIR]\n"
+	fprintf(stderr, "usage: codes_bench [-v] [-p] [-n N] [-b MS] [DIR]\n"
 	                "  -v  list the misses   -p  also run each pass alone (first 320 frames)\n"
-	                "  -n  frames (default %u)\n",
+	                "  -n  frames (default %u)   -b  time budget (default: the scanner's)\n",
 	        PHOTO_COUNT);
 }
 
@@ -268,7 +268,8 @@ int main(int argc, char **argv)
 	struct photo_entry *e = NULL;
 	struct code_scan_opts o;
 	struct img *im;
-	unsigned n = 0, want = PHOTO_COUNT;
+	unsigned n = 0, want = PHOTO_COUNT, budget = 0;
+	int set_budget = 0;
 	int err, verbose = 0, passes = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -278,6 +279,10 @@ int main(int argc, char **argv)
 			passes = 1;
 		else if (!strcmp(argv[i], "-n") && i + 1 < argc)
 			want = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "-b") && i + 1 < argc) {
+			budget = (unsigned)strtoul(argv[++i], NULL, 10);
+			set_budget = 1;
+		}
 		else if (argv[i][0] == '-') {
 			usage();
 			return 2;
@@ -302,6 +307,9 @@ int main(int argc, char **argv)
 		}
 	printf("set: %u images %dx%d (JPEG q20-85), seed %u\n", n, PHOTO_W, PHOTO_H, PHOTO_SEED);
 	code_scan_opts_default(&o);
+	if (set_budget)
+		o.budget_ms = budget;
+	printf("time budget %u ms%s\n", o.budget_ms, o.budget_ms ? "" : " (none: every pass)");
 	run("all passes (default)", im, e, n, &o, 1, verbose);
 	for (unsigned p = 0; passes && code_scan_pass_name(p); p++) {
 		char label[64];

@@ -289,6 +289,15 @@ struct region {
 #define REGION_MAX   3    /* regions tried, the busiest first */
 #define REGION_BLOCK 8    /* px of the image regions are looked for in, a block */
 #define REGION_OUT   512  /* cap on the side of a region as read */
+#ifndef REGION_TARGET
+#define REGION_TARGET 300.0
+#endif
+#ifndef KEY_OUT
+#define KEY_OUT 320
+#endif
+#ifndef RA_SHARP
+#define RA_SHARP 100
+#endif
 
 /* Edge activity of each block: mean |dx| + |dy| over its px. */
 static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
@@ -416,7 +425,7 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 		/* The quiet zone and what the blocks cut off; turned, the corners need more. */
 		r.side = core * (r.angle != 0 ? 1.5 : 1.3) + 2.0 * REGION_BLOCK * f;
 		/* About 5 px a module for a QR code of 45 modules with its quiet zone. */
-		r.scale = 240.0 / core;
+		r.scale = REGION_TARGET / core;
 		r.scale = r.scale < 0.5 ? 0.5 : r.scale > 4 ? 4 : r.scale;
 		if (r.side * r.scale > REGION_OUT)
 			r.scale = REGION_OUT / r.side;
@@ -531,22 +540,33 @@ static int resample(const struct code_grey *g, const struct region *r, struct co
 			code_grey_release(out);
 		return err;
 	}
-	for (unsigned y = 0; y < n; y++)
-		for (unsigned x = 0; x < n; x++) {
-			double dx = x - n / 2.0, dy = y - n / 2.0;
-			double k = 1 + (r->kx * dx + r->ky * dy) / (n / 2.0);
-			double sx = r->cx + (c * dx - s * dy) / k, sy = r->cy + (s * dx + c * dy) / k;
-			long ix = clampl((long)floor(sx), (long)g->w - 2);
-			long iy = clampl((long)floor(sy), (long)g->h - 2);
-			double fx = sx - ix, fy = sy - iy, v;
-			const uint8_t *p = g->px + (size_t)iy * g->w + ix;
+	/* Along a row, the keystone's divisor and both numerators are linear in x. */
+	for (unsigned y = 0; y < n; y++) {
+		double dy = y - n / 2.0, h = n / 2.0;
+		double k0 = 1 + (r->ky * dy - r->kx * h) / h, kd = r->kx / h;
+		double x0 = -c * h - s * dy, y0 = -s * h + c * dy;
+		float maxx = (float)g->w - 1.001f, maxy = (float)g->h - 1.001f;
 
-			fx = fx < 0 ? 0 : fx > 1 ? 1 : fx;
-			fy = fy < 0 ? 0 : fy > 1 ? 1 : fy;
+		for (unsigned x = 0; x < n; x++) {
+			double inv = 1 / (k0 + kd * x);
+			float sx = (float)(r->cx + (x0 + c * x) * inv);
+			float sy = (float)(r->cy + (y0 + s * x) * inv);
+			unsigned ix, iy;
+			float fx, fy, v;
+			const uint8_t *p;
+
+			sx = sx < 0 ? 0 : sx > maxx ? maxx : sx;
+			sy = sy < 0 ? 0 : sy > maxy ? maxy : sy;
+			ix = (unsigned)sx;
+			iy = (unsigned)sy;
+			fx = sx - (float)ix;
+			fy = sy - (float)iy;
+			p = g->px + (size_t)iy * g->w + ix;
 			v = (p[0] + (p[1] - p[0]) * fx) * (1 - fy) +
 			    (p[g->w] + (p[g->w + 1] - p[g->w]) * fx) * fy;
-			out->px[(size_t)y * n + x] = (uint8_t)(v + 0.5);
+			out->px[(size_t)y * n + x] = (uint8_t)(v + 0.5f);
 		}
+	}
 	return 0;
 }
 
@@ -670,7 +690,7 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 		/* px: one source px as read; a sharpening that wide undoes a px or two of blur. */
 		if (p == PASS_REGION)
 			err = sharpen(&work, px, 100);
-		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, 100)))
+		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, RA_SHARP)))
 			err = adaptive_r(&work, 4 * px + 8);
 		else if (p == PASS_REGION_DENOISE && !(err = sharpen(&work, px, -100)))
 			err = adaptive_r(&work, 4 * px + 8);
@@ -716,8 +736,8 @@ static int scan_keystone(struct scan *s, double t0)
 			return 0;
 		r.kx = 0.3 * cos(d * M_PI / 4);
 		r.ky = 0.3 * sin(d * M_PI / 4);
-		if (r.side * r.scale > 400)
-			r.scale = 400 / r.side;
+		if (r.side * r.scale > KEY_OUT)
+			r.scale = KEY_OUT / r.side;
 		err = resample(s->g, &r, &work);
 		if (!err)
 			err = adaptive_r(&work, 4 * px + 8);

@@ -74,6 +74,19 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static int copy_grey(const struct code_grey *in, struct code_grey *out)
+{
+	size_t n = (size_t)in->w * in->h;
+
+	out->px = malloc(n);
+	if (!out->px)
+		return ENOMEM;
+	memcpy(out->px, in->px, n);
+	out->w = in->w;
+	out->h = in->h;
+	return 0;
+}
+
 /* 2x2 box downscale. */
 static int half(const struct code_grey *in, struct code_grey *out)
 {
@@ -341,6 +354,22 @@ static double orientation(const struct code_grey *g, unsigned x0, unsigned y0, u
 	return 0.5 * atan2(2 * jxy, jxx - jyy);
 }
 
+/* What a block's activity must pass to count: well above the frame's typical (median) block;
+ * noise and screen grids stay under a few times that, a code's edges do not. */
+static float activity_floor(const float *act, unsigned nb)
+{
+	unsigned hist[256] = {0}, acc = 0, med = 0;
+	float thr;
+
+	/* Quarter steps: a smoothed dim frame's typical block is well under 1. */
+	for (unsigned i = 0; i < nb; i++)
+		hist[act[i] < 63.75f ? (unsigned)(act[i] * 4) : 255]++;
+	while (med < 255 && (acc += hist[med]) < nb / 2)
+		med++;
+	thr = 3.0f * (float)(med + 1) / 4;
+	return thr < 1 ? 1 : thr;
+}
+
 /*
  * Finds up to REGION_MAX regions of g (the image reduced by f) busy with edges: blocks well
  * above the frame's typical activity, joined 8-connected, the largest sums first.
@@ -348,8 +377,8 @@ static double orientation(const struct code_grey *g, unsigned x0, unsigned y0, u
 static int find_regions(const struct code_grey *g, unsigned f, struct region *out, unsigned *np)
 {
 	unsigned bw = g->w / REGION_BLOCK, bh = g->h / REGION_BLOCK, nb = bw * bh, n = 0;
-	unsigned hist[64] = {0}, acc = 0, med = 0;
-	float *act = NULL, thr;
+	struct code_grey soft = {0};
+	float *act = NULL, *act2 = NULL, thr;
 	uint8_t *mark = NULL;
 	unsigned *queue = NULL;
 	int err = 0;
@@ -358,23 +387,31 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 	if (bw < 3 || bh < 3)
 		return 0;
 	act = malloc(sizeof(*act) * nb);
+	act2 = malloc(sizeof(*act2) * nb);
 	mark = calloc(nb, 1);
 	queue = malloc(sizeof(*queue) * nb);
-	if (!act || !mark || !queue) {
+	if (!act || !act2 || !mark || !queue) {
 		err = ENOMEM;
 		goto out;
 	}
 	block_activity(g, bw, bh, act);
+	thr = activity_floor(act, nb);
 	for (unsigned i = 0; i < nb; i++)
-		hist[act[i] < 63 ? (unsigned)act[i] : 63]++;
-	while (med < 63 && (acc += hist[med]) < nb / 2)
-		med++;
-	/* Noise and screen grids stay under a few times the median; a code's edges do not. */
-	thr = 3.0f * (float)(med + 1);
-	if (thr < 8)
-		thr = 8;
-	for (unsigned i = 0; i < nb; i++)
-		mark[i] = act[i] > thr;
+		act[i] /= thr;
+	/* Again on a smoothed copy, where a dim code's edges stand above the sensor noise. */
+	err = copy_grey(g, &soft);
+	if (!err)
+		err = blur(&soft);
+	if (!err)
+		err = blur(&soft);
+	if (err)
+		goto out;
+	block_activity(&soft, bw, bh, act2);
+	thr = activity_floor(act2, nb);
+	for (unsigned i = 0; i < nb; i++) {
+		act[i] = act[i] > act2[i] / thr ? act[i] : act2[i] / thr;
+		mark[i] = act[i] > 1;
+	}
 	for (unsigned seed = 0; seed < nb; seed++) {
 		unsigned head = 0, tail = 0, x0, y0, x1, y1;
 		double sum = 0;
@@ -442,6 +479,8 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 	}
 	*np = n;
 out:
+	code_grey_release(&soft);
+	free(act2);
 	free(act);
 	free(mark);
 	free(queue);
@@ -631,19 +670,6 @@ static int zscan(zbar_image_scanner_t *sc, const struct code_grey *g,
 	for (unsigned i = 0; i < res->n; i++)
 		if (accepted(o, &res->sym[i]))
 			return 1;
-	return 0;
-}
-
-static int copy_grey(const struct code_grey *in, struct code_grey *out)
-{
-	size_t n = (size_t)in->w * in->h;
-
-	out->px = malloc(n);
-	if (!out->px)
-		return ENOMEM;
-	memcpy(out->px, in->px, n);
-	out->w = in->w;
-	out->h = in->h;
 	return 0;
 }
 

@@ -15,8 +15,8 @@
 
 /* Passes in the order tried: cheapest and most often successful first (see bench-codes). */
 enum pass {
-	PASS_ADAPT_HALF,
 	PASS_REGION_ADAPT,
+	PASS_ADAPT_HALF,
 	PASS_REGION_DENOISE,
 	PASS_REGION_KEYSTONE,
 	PASS_BLUR_ADAPT,
@@ -33,7 +33,7 @@ enum pass {
 };
 
 static const char *const pass_names[PASS_N] = {
-    "adaptive-half", "region-adaptive", "region-denoise", "region-keystone",
+    "region-adaptive", "adaptive-half", "region-denoise", "region-keystone",
     "blur-adaptive", "half",            "region",         "region-deblur",
     "despeckle",     "stretch",         "vsmooth-half",    "adaptive-full",
     "full",          "inverted",

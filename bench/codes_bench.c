@@ -90,7 +90,7 @@ static void report(const struct photo_entry *e, const unsigned char *ok, unsigne
 {
 	struct tally b[PHOTO_SIZE_BUCKETS][PHOTO_BLUR_BUCKETS] = {{{0}}}, leg = {0}, ill = {0};
 	struct tally kind[4] = {{0}}, rot[3] = {{0}}, tilt[2] = {{0}}, q[3] = {{0}}, low[2] = {{0}},
-		     glare[2] = {{0}}, moire[3] = {{0}}, code[2] = {{0}};
+	             glare[2] = {{0}}, moire[3] = {{0}}, code[2] = {{0}};
 	static const char *const kinds[] = {"blur none", "blur motion", "blur defocus",
 	                                    "blur gaussian"};
 	double worst = 101;
@@ -256,9 +256,10 @@ static void bench_encode(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: codes_bench [-v] [-p] [-n N] [-b MS] [DIR]\n"
-	                "  -v  list the misses   -p  also run each pass alone (first 320 frames)\n"
-	                "  -n  frames (default %u)   -b  time budget (default: the scanner's)\n",
+	fprintf(stderr,
+	        "usage: codes_bench [-v] [-p] [-n N] [-b MS] [DIR]\n"
+	        "  -v  list the misses   -p  also run each pass alone (first 320 frames)\n"
+	        "  -n  frames (default %u)   -b  time budget (default: the scanner's)\n",
 	        PHOTO_COUNT);
 }
 
@@ -282,8 +283,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "-b") && i + 1 < argc) {
 			budget = (unsigned)strtoul(argv[++i], NULL, 10);
 			set_budget = 1;
-		}
-		else if (argv[i][0] == '-') {
+		} else if (argv[i][0] == '-') {
 			usage();
 			return 2;
 		} else

@@ -33,10 +33,20 @@ enum pass {
 };
 
 static const char *const pass_names[PASS_N] = {
-    "region-adaptive", "adaptive-half", "region-denoise", "region-keystone",
-    "blur-adaptive", "half",            "region",         "region-deblur",
-    "despeckle",     "stretch",         "vsmooth-half",    "adaptive-full",
-    "full",          "inverted",
+    "region-adaptive",
+    "adaptive-half",
+    "region-denoise",
+    "region-keystone",
+    "blur-adaptive",
+    "half",
+    "region",
+    "region-deblur",
+    "despeckle",
+    "stretch",
+    "vsmooth-half",
+    "adaptive-full",
+    "full",
+    "inverted",
 };
 
 const char *code_scan_pass_name(unsigned i)
@@ -225,8 +235,12 @@ static int adaptive(struct code_grey *g)
 static int despeckle(struct code_grey *g)
 {
 	unsigned w = g->w, h = g->h;
-	uint8_t *src = malloc((size_t)w * h);
+	uint8_t *src;
 
+	/* The window reads columns 0 and 1 before the loop looks at the width. */
+	if (w < 3 || h < 3)
+		return 0;
+	src = malloc((size_t)w * h);
 	if (!src)
 		return ENOMEM;
 	memcpy(src, g->px, (size_t)w * h);
@@ -295,22 +309,16 @@ static int sharpen(struct code_grey *g, unsigned r, int amount)
  * scale times its size, turned by angle (radians) so a barcode's bars stand upright. */
 struct region {
 	double cx, cy, side, scale, angle;
-	double kx, ky; /* keystone: a side's length as read over its length seen is 1 + k */
+	double kx,
+	    ky; /* keystone: offsets are divided by 1 + kx dx + ky dy (dx, dy in half sides) */
 	double score;
 };
 
-#define REGION_MAX   3    /* regions tried, the busiest first */
-#define REGION_BLOCK 8    /* px of the image regions are looked for in, a block */
-#define REGION_OUT   512  /* cap on the side of a region as read */
-#ifndef REGION_TARGET
-#define REGION_TARGET 300.0
-#endif
-#ifndef KEY_OUT
-#define KEY_OUT 320
-#endif
-#ifndef RA_SHARP
-#define RA_SHARP 100
-#endif
+#define REGION_MAX    3   /* regions tried, the busiest first */
+#define REGION_BLOCK  8   /* px of the image regions are looked for in, a block */
+#define REGION_OUT    512 /* cap on the side of a region as read */
+#define REGION_TARGET 300 /* a region's code as read, px: ~6.7 a module for 45 modules */
+#define KEY_OUT       320 /* cap on the side of a keystone view */
 
 /* Edge activity of each block: mean |dx| + |dy| over its px. */
 static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
@@ -327,7 +335,8 @@ static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, 
 				     x++) {
 					unsigned x1 = x + 1 < g->w ? x + 1 : x;
 
-					sum += (unsigned)abs(p[x1] - p[x]) + (unsigned)abs(q[x] - p[x]);
+					sum += (unsigned)abs(p[x1] - p[x]) +
+					       (unsigned)abs(q[x] - p[x]);
 				}
 			}
 			act[(size_t)by * bw + bx] = (float)sum / (REGION_BLOCK * REGION_BLOCK);
@@ -448,7 +457,8 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 		/* A code at 2 px a module is still some 4 x 4 blocks of the half image. */
 		if (tail < 4)
 			continue;
-		double core = (double)((x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) + 1) * REGION_BLOCK * f;
+		double core =
+		    (double)((x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) + 1) * REGION_BLOCK * f;
 		double coh;
 
 		r.cx = (x0 + x1 + 1) * REGION_BLOCK * f / 2.0;
@@ -461,7 +471,6 @@ static int find_regions(const struct code_grey *g, unsigned f, struct region *ou
 			r.angle = 0;
 		/* The quiet zone and what the blocks cut off; turned, the corners need more. */
 		r.side = core * (r.angle != 0 ? 1.5 : 1.3) + 2.0 * REGION_BLOCK * f;
-		/* About 5 px a module for a QR code of 45 modules with its quiet zone. */
 		r.scale = REGION_TARGET / core;
 		r.scale = r.scale < 0.5 ? 0.5 : r.scale > 4 ? 4 : r.scale;
 		if (r.side * r.scale > REGION_OUT)
@@ -529,21 +538,24 @@ static int resample_cubic(const struct code_grey *g, const struct region *r, str
 		cubic(sy - fy, wy);
 		/* The four source rows, each filtered across. */
 		for (int j = 0; j < 4; j++) {
-			const uint8_t *p = g->px + (size_t)clampl((long)fy - 1 + j, (long)g->h - 1) * g->w;
+			const uint8_t *p =
+			    g->px + (size_t)clampl((long)fy - 1 + j, (long)g->h - 1) * g->w;
 
 			for (unsigned x = 0; x < n; x++) {
 				const long *ix = cx + 4 * x;
 				const float *w = cw + 4 * x;
 
-				row[j * n + x] = w[0] * p[ix[0]] + w[1] * p[ix[1]] + w[2] * p[ix[2]] +
-				                 w[3] * p[ix[3]];
+				row[j * n + x] = w[0] * p[ix[0]] + w[1] * p[ix[1]] +
+				                 w[2] * p[ix[2]] + w[3] * p[ix[3]];
 			}
 		}
 		for (unsigned x = 0; x < n; x++) {
 			float v = wy[0] * row[x] + wy[1] * row[n + x] + wy[2] * row[2 * n + x] +
 			          wy[3] * row[3 * n + x];
 
-			out->px[(size_t)y * n + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+			out->px[(size_t)y * n + x] = (uint8_t)(v < 0     ? 0
+			                                       : v > 255 ? 255
+			                                                 : v + 0.5f);
 		}
 	}
 out:
@@ -716,7 +728,7 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 		/* px: one source px as read; a sharpening that wide undoes a px or two of blur. */
 		if (p == PASS_REGION)
 			err = sharpen(&work, px, 100);
-		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, RA_SHARP)))
+		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, 100)))
 			err = adaptive_r(&work, 4 * px + 8);
 		else if (p == PASS_REGION_DENOISE && !(err = sharpen(&work, px, -100)))
 			err = adaptive_r(&work, 4 * px + 8);

@@ -126,7 +126,8 @@ static void splat(float *k, int r, double x, double y, double w)
 			int kx = ix + i + r, ky = iy + j + r;
 
 			if (kx >= 0 && ky >= 0 && kx < n && ky < n)
-				k[ky * n + kx] += (float)(w * (i ? fx : 1 - fx) * (j ? fy : 1 - fy));
+				k[ky * n + kx] +=
+				    (float)(w * (i ? fx : 1 - fx) * (j ? fy : 1 - fy));
 		}
 }
 
@@ -347,7 +348,8 @@ int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, str
 		for (int i = 0; i < 4; i++) {
 			double q[2];
 
-			project(&po, (i == 1 || i == 2) * (double)tex.w, (i >= 2) * (double)tex.h, q);
+			project(&po, (i == 1 || i == 2) * (double)tex.w, (i >= 2) * (double)tex.h,
+			        q);
 			bb[0] = fmin(bb[0], q[0]);
 			bb[1] = fmin(bb[1], q[1]);
 			bb[2] = fmax(bb[2], q[0]);
@@ -417,7 +419,8 @@ int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, str
 			double val = 0;
 			int on_screen = 0;
 
-			/* 2x2 samples a px: the sensor integrates, so fine detail aliases as it would. */
+			/* 2x2 samples a px: the sensor integrates, so fine detail aliases as it
+			 * would. */
 			for (int sj = 0; sj < 2; sj++)
 				for (int si = 0; si < 2; si++) {
 					double sx = x - 0.25 + 0.5 * si, sy = y - 0.25 + 0.5 * sj;
@@ -429,7 +432,8 @@ int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, str
 					if (u >= 0 && v >= 0 && u < tex.w - 1 && v < tex.h - 1) {
 						int iu = (int)u, iv = (int)v;
 						double fu = u - iu, fv = v - iv;
-						const uint8_t *tp = tex.px + (size_t)iv * tex.w + iu;
+						const uint8_t *tp =
+						    tex.px + (size_t)iv * tex.w + iu;
 						double t0 = tp[0] + (tp[1] - tp[0]) * fu;
 						double t1 =
 						    tp[tex.w] + (tp[tex.w + 1] - tp[tex.w]) * fu;
@@ -665,10 +669,12 @@ int photo_set_load(const char *dir, struct photo_entry **list, unsigned *n)
 			if (tail)
 				tail++;
 		}
-		if (!tail || sscanf(line, "%63s %d %lf %lf %d %d %lf %lf %lf %d %d%n", en.file,
-		                    &en.barcode, &en.cond.ppm, &en.cond.blur_px, &en.cond.blur_kind,
-		                    &en.cond.quality, &en.cond.rot, &en.cond.tilt, &en.cond.moire,
-		                    &en.cond.low_light, &en.cond.glare, &k) != 11 || k == 0)
+		if (!tail ||
+		    sscanf(line, "%63s %d %lf %lf %d %d %lf %lf %lf %d %d%n", en.file, &en.barcode,
+		           &en.cond.ppm, &en.cond.blur_px, &en.cond.blur_kind, &en.cond.quality,
+		           &en.cond.rot, &en.cond.tilt, &en.cond.moire, &en.cond.low_light,
+		           &en.cond.glare, &k) != 11 ||
+		    k == 0)
 			continue;
 		snprintf(en.expect, sizeof(en.expect), "%.255s", tail);
 		if (cnt == cap) {

@@ -309,8 +309,9 @@ static int sharpen(struct code_grey *g, unsigned r, int amount)
  * scale times its size, turned by angle (radians) so a barcode's bars stand upright. */
 struct region {
 	double cx, cy, side, scale, angle;
-	double kx,
-	    ky; /* keystone: offsets are divided by 1 + kx dx + ky dy (dx, dy in half sides) */
+	/* Keystone: offsets from the centre are divided by 1 + kx dx + ky dy (dx, dy in half
+	 * sides), so one side of the view takes in more of the image than the opposite one. */
+	double kx, ky;
 	double score;
 };
 
@@ -319,6 +320,7 @@ struct region {
 #define REGION_OUT    512 /* cap on the side of a region as read */
 #define REGION_TARGET 300 /* a region's code as read, px: ~6.7 a module for 45 modules */
 #define KEY_OUT       320 /* cap on the side of a keystone view */
+#define KEY_STRENGTH  0.3 /* a keystone view's divisor runs 0.7 .. 1.3 side to side */
 
 /* Edge activity of each block: mean |dx| + |dy| over its px. */
 static void block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
@@ -772,11 +774,14 @@ static int scan_keystone(struct scan *s, double t0)
 
 		if (d > 0 && s->o->budget_ms && now_ms() - t0 > s->o->budget_ms)
 			return 0;
-		r.kx = 0.3 * cos(d * M_PI / 4);
-		r.ky = 0.3 * sin(d * M_PI / 4);
+		r.kx = KEY_STRENGTH * cos(d * M_PI / 4);
+		r.ky = KEY_STRENGTH * sin(d * M_PI / 4);
 		if (r.side * r.scale > KEY_OUT)
 			r.scale = KEY_OUT / r.side;
 		err = resample(s->g, &r, &work);
+		/* A 3x3 mean first: the oblique views are the dim frames' last chance too. */
+		if (!err)
+			err = sharpen(&work, 1, -100);
 		if (!err)
 			err = adaptive_r(&work, 4 * px + 8);
 		if (!err) {

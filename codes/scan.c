@@ -305,6 +305,57 @@ static int sharpen(struct code_grey *g, unsigned r, int amount)
 	return 0;
 }
 
+/* Sum of the (2r+1)^2 square around (x, y) in integral image ii (w+1 wide), and its px count. */
+static uint32_t box_sum(const uint32_t *ii, unsigned w, unsigned h, unsigned x, unsigned y,
+                        unsigned r, uint32_t *cnt)
+{
+	unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
+	unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
+
+	*cnt = (x1 - x0) * (y1 - y0);
+	return ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
+	       ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
+}
+
+/*
+ * sharpen(g, r1, amount) then adaptive_r(g, r2) in one go, from one integral image: the wide
+ * mean of the sharpened image is, r2 being several times r1, the wide mean of the image.
+ */
+static int sharp_adaptive(struct code_grey *g, unsigned r1, int amount, unsigned r2)
+{
+	unsigned w = g->w, h = g->h;
+	uint32_t *ii;
+
+	if ((uint64_t)w * h > (1u << 24))
+		return 0;
+	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
+	if (!ii)
+		return ENOMEM;
+	memset(ii, 0, sizeof(*ii) * (w + 1));
+	for (unsigned y = 0; y < h; y++) {
+		uint32_t row = 0;
+
+		ii[(size_t)(y + 1) * (w + 1)] = 0;
+		for (unsigned x = 0; x < w; x++) {
+			row += g->px[(size_t)y * w + x];
+			ii[(size_t)(y + 1) * (w + 1) + x + 1] =
+			    ii[(size_t)y * (w + 1) + x + 1] + row;
+		}
+	}
+	for (unsigned y = 0; y < h; y++)
+		for (unsigned x = 0; x < w; x++) {
+			uint32_t c1, c2, s1 = box_sum(ii, w, h, x, y, r1, &c1);
+			uint32_t s2 = box_sum(ii, w, h, x, y, r2, &c2);
+			int p = g->px[(size_t)y * w + x];
+			int v = p + amount * (p * (int)c1 - (int)s1) / (100 * (int)c1);
+
+			v = v < 0 ? 0 : v > 255 ? 255 : v;
+			g->px[(size_t)y * w + x] = (uint32_t)v * c2 + 4 * c2 < s2 ? 0 : 255;
+		}
+	free(ii);
+	return 0;
+}
+
 /* Where a code may be: a square of side px around (cx, cy) in the full image, to be read at
  * scale times its size, turned by angle (radians) so a barcode's bars stand upright. */
 struct region {
@@ -520,6 +571,7 @@ static int resample_cubic(const struct code_grey *g, const struct region *r, str
 	unsigned n = out->w;
 	long *cx = malloc(sizeof(*cx) * n * 4);
 	float *cw = malloc(sizeof(*cw) * n * 4), *row = malloc(sizeof(*row) * n * 4);
+	long have[4] = {-1, -1, -1, -1};
 	int err = 0;
 
 	if (!cx || !cw || !row) {
@@ -535,25 +587,31 @@ static int resample_cubic(const struct code_grey *g, const struct region *r, str
 	}
 	for (unsigned y = 0; y < n; y++) {
 		double sy = r->cy + (y - n / 2.0) / r->scale, fy = floor(sy);
+		const float *rows[4];
 		float wy[4];
 
 		cubic(sy - fy, wy);
-		/* The four source rows, each filtered across. */
+		/* The four source rows, each filtered across once: slot sr % 4 keeps row sr. */
 		for (int j = 0; j < 4; j++) {
-			const uint8_t *p =
-			    g->px + (size_t)clampl((long)fy - 1 + j, (long)g->h - 1) * g->w;
+			long sr = clampl((long)fy - 1 + j, (long)g->h - 1);
+			float *o = row + (size_t)(sr & 3) * n;
 
+			rows[j] = o;
+			if (have[sr & 3] == sr)
+				continue;
+			have[sr & 3] = sr;
 			for (unsigned x = 0; x < n; x++) {
+				const uint8_t *p = g->px + (size_t)sr * g->w;
 				const long *ix = cx + 4 * x;
 				const float *w = cw + 4 * x;
 
-				row[j * n + x] = w[0] * p[ix[0]] + w[1] * p[ix[1]] +
-				                 w[2] * p[ix[2]] + w[3] * p[ix[3]];
+				o[x] = w[0] * p[ix[0]] + w[1] * p[ix[1]] + w[2] * p[ix[2]] +
+				       w[3] * p[ix[3]];
 			}
 		}
 		for (unsigned x = 0; x < n; x++) {
-			float v = wy[0] * row[x] + wy[1] * row[n + x] + wy[2] * row[2 * n + x] +
-			          wy[3] * row[3 * n + x];
+			float v = wy[0] * rows[0][x] + wy[1] * rows[1][x] + wy[2] * rows[2][x] +
+			          wy[3] * rows[3][x];
 
 			out->px[(size_t)y * n + x] = (uint8_t)(v < 0     ? 0
 			                                       : v > 255 ? 255
@@ -730,8 +788,8 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 		/* px: one source px as read; a sharpening that wide undoes a px or two of blur. */
 		if (p == PASS_REGION)
 			err = sharpen(&work, px, 100);
-		else if (p == PASS_REGION_ADAPT && !(err = sharpen(&work, px, 100)))
-			err = adaptive_r(&work, 4 * px + 8);
+		else if (p == PASS_REGION_ADAPT)
+			err = sharp_adaptive(&work, px, 100, 4 * px + 8);
 		else if (p == PASS_REGION_DENOISE && !(err = sharpen(&work, px, -100)))
 			err = adaptive_r(&work, 4 * px + 8);
 		else if (p == PASS_REGION_DEBLUR)

@@ -366,7 +366,7 @@ struct region {
 	double score;
 };
 
-#define REGION_MAX    3   /* regions tried, the busiest first */
+#define REGION_MAX    2   /* regions tried, the busiest first (a third read none of 600) */
 #define REGION_BLOCK  8   /* px of the image regions are looked for in, a block */
 #define REGION_OUT    512 /* cap on the side of a region as read */
 #define REGION_TARGET 300 /* a region's code as read, px: ~6.7 a module for 45 modules */

@@ -14,13 +14,13 @@
 #include "tests/unit/leakcheck.h"
 
 /*
- * Floors for generated_photo_set_read_rate: measured 73-74 of 100 (QR 64-65/88, Code 128
- * 9/12, legible 64-65/74) over four sets (the tokens' nonces differ between sets), less 3.
+ * Floors for generated_photo_set_read_rate: measured 75-77 of 100 (QR 65-67/88, Code 128
+ * 10/12, legible 66/74) over three sets (the tokens' nonces differ between sets), less 3.
  */
-#define PHOTO_TEST_FLOOR_ALL     70
-#define PHOTO_TEST_FLOOR_QR      61
+#define PHOTO_TEST_FLOOR_ALL     72
+#define PHOTO_TEST_FLOOR_QR      62
 #define PHOTO_TEST_FLOOR_BC      8
-#define PHOTO_TEST_FLOOR_LEGIBLE 61
+#define PHOTO_TEST_FLOOR_LEGIBLE 63
 
 TestSuite(code_scan, .fini = leakcheck);
 

@@ -758,6 +758,23 @@ struct scan {
 	int regions_done;
 };
 
+/*
+ * A region read at less than its size is taken from the half image, whose 2x2 means average
+ * the sensor noise that resampling alone would keep.
+ */
+static int resample_from(const struct scan *s, const struct region *r, struct code_grey *out)
+{
+	struct region h = *r;
+
+	if (r->scale >= 1 || !s->small.px)
+		return resample(s->g, r, out);
+	h.cx = r->cx / 2;
+	h.cy = r->cy / 2;
+	h.side = r->side / 2;
+	h.scale = r->scale * 2;
+	return resample(&s->small, &h, out);
+}
+
 /* Reads each region in turn, prepared by pass p; 1 when one gives a symbol o accepts. */
 static int scan_regions(struct scan *s, enum pass p, double t0)
 {
@@ -778,7 +795,7 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 		if (i > 0 && s->o->budget_ms && now_ms() - t0 > s->o->budget_ms)
 			return 0;
 		if (!s->up[i].px) {
-			err = resample(s->g, &s->reg[i], &s->up[i]);
+			err = resample_from(s, &s->reg[i], &s->up[i]);
 			if (err)
 				return -err;
 		}
@@ -836,7 +853,7 @@ static int scan_keystone(struct scan *s, double t0)
 		r.ky = KEY_STRENGTH * sin(d * M_PI / 4);
 		if (r.side * r.scale > KEY_OUT)
 			r.scale = KEY_OUT / r.side;
-		err = resample(s->g, &r, &work);
+		err = resample_from(s, &r, &work);
 		/* A 3x3 mean first: the oblique views are the dim frames' last chance too. */
 		if (!err)
 			err = sharpen(&work, 1, -100);

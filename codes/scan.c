@@ -758,6 +758,15 @@ struct scan {
 	int regions_done;
 };
 
+/* Finds the regions once per scan, in the half image when there is one. */
+static int regions(struct scan *s)
+{
+	if (s->regions_done)
+		return 0;
+	s->regions_done = 1;
+	return find_regions(s->small.px ? &s->small : s->g, s->small.px ? 2 : 1, s->reg, &s->nreg);
+}
+
 /*
  * A region read at less than its size is taken from the half image, whose 2x2 means average
  * the sensor noise that resampling alone would keep.
@@ -780,13 +789,9 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 {
 	int err;
 
-	if (!s->regions_done) {
-		s->regions_done = 1;
-		err = find_regions(s->small.px ? &s->small : s->g, s->small.px ? 2 : 1, s->reg,
-		                   &s->nreg);
-		if (err)
-			return -err;
-	}
+	err = regions(s);
+	if (err)
+		return -err;
 	for (unsigned i = 0; i < s->nreg; i++) {
 		struct code_grey work = {0};
 		unsigned px = (unsigned)(s->reg[i].scale + 0.5);
@@ -832,13 +837,9 @@ static int scan_keystone(struct scan *s, double t0)
 {
 	int err;
 
-	if (!s->regions_done) {
-		s->regions_done = 1;
-		err = find_regions(s->small.px ? &s->small : s->g, s->small.px ? 2 : 1, s->reg,
-		                   &s->nreg);
-		if (err)
-			return -err;
-	}
+	err = regions(s);
+	if (err)
+		return -err;
 	if (!s->nreg)
 		return 0;
 	for (unsigned d = 0; d < 8; d++) {

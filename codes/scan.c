@@ -33,20 +33,9 @@ enum pass {
 };
 
 static const char *const pass_names[PASS_N] = {
-    "region-adaptive",
-    "adaptive-half",
-    "region-denoise",
-    "region-keystone",
-    "region",
-    "region-deblur",
-    "blur-adaptive",
-    "half",
-    "despeckle",
-    "stretch",
-    "vsmooth-half",
-    "adaptive-full",
-    "full",
-    "inverted",
+    "region-adaptive", "adaptive-half", "region-denoise", "region-keystone", "region",
+    "region-deblur",   "blur-adaptive", "half",           "despeckle",       "stretch",
+    "vsmooth-half",    "adaptive-full", "full",           "inverted",
 };
 
 const char *code_scan_pass_name(unsigned i)

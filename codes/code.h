@@ -207,13 +207,22 @@ struct code_scan_result {
 	unsigned tries; /* passes run */
 };
 
+/* Whether a symbol read is one worth stopping for (1) or scanning should go on (0). */
+typedef int code_scan_accept_h(const struct code_symbol *s, void *arg);
+
 struct code_scan_opts {
 	struct code_limits lim;
-	unsigned budget_ms; /* stop trying further passes after this; 0 = all passes */
+	unsigned budget_ms; /* no pass is started that may end past this; 0 = all passes */
 	unsigned pass_mask; /* bit i enables pass i; 0 = all */
+	/* Passes stop at the first symbol accept() takes; NULL takes any. Others are kept too. */
+	code_scan_accept_h *accept;
+	void *accept_arg;
 };
 
+/* Defaults: code_limits_default, 85 ms, all passes, accept = code_scan_accept_ours. */
 void code_scan_opts_default(struct code_scan_opts *o);
+/* Takes a QR holding a token (code_uri_token; not verified) or a Code 128 of 6..10 digits. */
+int code_scan_accept_ours(const struct code_symbol *s, void *arg);
 /* Name of preprocessing pass i, or NULL past the last. */
 const char *code_scan_pass_name(unsigned i);
 /* Looks for QR and Code 128 symbols; CODE_ENOCODE if none after all passes. */

@@ -107,33 +107,105 @@ static int homography(const double src[4][2], const double dst[4][2], double h[9
 	return 0;
 }
 
-/* Box blur of radius r, horizontal then vertical, on a float image. */
-static void box_blur(float *img, float *tmp, int w, int h, int r)
+/* One tap of a blur kernel. */
+struct tap {
+	int dx, dy;
+	float w;
+};
+
+#define TAPS_MAX 512
+
+/* Adds weight w at (x, y) spread over the four nearest taps (bilinear splat). */
+static void splat(float *k, int r, double x, double y, double w)
 {
-	float n = (float)(2 * r + 1);
+	int n = 2 * r + 1, ix = (int)floor(x), iy = (int)floor(y);
+	double fx = x - ix, fy = y - iy;
 
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++) {
-			float s = 0;
+	for (int j = 0; j < 2; j++)
+		for (int i = 0; i < 2; i++) {
+			int kx = ix + i + r, ky = iy + j + r;
 
-			for (int k = -r; k <= r; k++) {
-				int xx = x + k < 0 ? 0 : x + k >= w ? w - 1 : x + k;
-
-				s += img[y * w + xx];
-			}
-			tmp[y * w + x] = s / n;
+			if (kx >= 0 && ky >= 0 && kx < n && ky < n)
+				k[ky * n + kx] +=
+				    (float)(w * (i ? fx : 1 - fx) * (j ? fy : 1 - fy));
 		}
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++) {
-			float s = 0;
+}
 
-			for (int k = -r; k <= r; k++) {
-				int yy = y + k < 0 ? 0 : y + k >= h ? h - 1 : y + k;
+/* The kernel of a motion blur (length size, angle a) or a defocus disc (diameter size). */
+static int make_taps(int kind, double size, double a, struct tap *t)
+{
+	enum { R = 8, N = 2 * R + 1 };
+	float k[N * N] = {0}, sum = 0;
+	int n = 0;
 
-				s += tmp[yy * w + x];
-			}
-			img[y * w + x] = s / n;
+	if (kind == PHOTO_BLUR_MOTION) {
+		for (int i = 0; i <= 64; i++) {
+			double s = (i / 64.0 - 0.5) * size;
+
+			splat(k, R, s * cos(a), s * sin(a), 1.0);
 		}
+	} else {
+		double rr = size / 2;
+
+		/* Disc coverage of each px, 8x8 samples a px. */
+		for (int y = -R; y <= R; y++)
+			for (int x = -R; x <= R; x++)
+				for (int j = 0; j < 8; j++)
+					for (int i = 0; i < 8; i++) {
+						double sx = x + (i + 0.5) / 8 - 0.5;
+						double sy = y + (j + 0.5) / 8 - 0.5;
+
+						if (sx * sx + sy * sy <= rr * rr)
+							k[(y + R) * N + x + R] += 1.0f / 64;
+					}
+	}
+	for (int i = 0; i < N * N; i++)
+		sum += k[i];
+	for (int i = 0; i < N * N && n < TAPS_MAX; i++)
+		if (k[i] > 1e-4f * sum)
+			t[n++] = (struct tap){i % N - R, i / N - R, k[i] / sum};
+	return n;
+}
+
+/* Gaussian taps, one row (dy 0) or one column (dx 0), for a separable blur of sigma. */
+static int gauss_taps(double sigma, int vertical, struct tap *t)
+{
+	int r = (int)ceil(3 * sigma), n = 0;
+	double sum = 0;
+
+	for (int i = -r; i <= r; i++)
+		sum += exp(-i * i / (2 * sigma * sigma));
+	for (int i = -r; i <= r; i++)
+		t[n++] = (struct tap){vertical ? 0 : i, vertical ? i : 0,
+		                      (float)(exp(-i * i / (2 * sigma * sigma)) / sum)};
+	return n;
+}
+
+/* img = img convolved with taps (borders replicated); pad is a (w+2R)*(h+2R) scratch. */
+static void convolve(float *img, float *pad, int w, int h, const struct tap *t, int n)
+{
+	enum { R = 12 };
+	int pw = w + 2 * R;
+
+	for (int y = -R; y < h + R; y++) {
+		int yy = y < 0 ? 0 : y >= h ? h - 1 : y;
+		float *row = pad + (size_t)(y + R) * pw;
+
+		for (int x = -R; x < w + R; x++)
+			row[x + R] = img[(size_t)yy * w + (x < 0 ? 0 : x >= w ? w - 1 : x)];
+	}
+	memset(img, 0, sizeof(*img) * (size_t)w * h);
+	for (int i = 0; i < n; i++) {
+		float wt = t[i].w;
+
+		for (int y = 0; y < h; y++) {
+			const float *s = pad + (size_t)(y + R + t[i].dy) * pw + R + t[i].dx;
+			float *o = img + (size_t)y * w;
+
+			for (int x = 0; x < w; x++)
+				o[x] += wt * s[x];
+		}
+	}
 }
 
 static int jpeg_encode(const uint8_t *px, int w, int h, int quality, uint8_t **out, size_t *len)
@@ -167,7 +239,7 @@ static int jpeg_encode(const uint8_t *px, int w, int h, int quality, uint8_t **o
 
 /* What is drawn on the screen: the code with its quiet zone, as 8-bit grey, 6 px a module. */
 static int render_code(struct rng *r, unsigned index, const struct code_keyring *kr,
-                       struct photo *p, struct code_grey *tex, unsigned *quiet_px)
+                       struct photo *p, struct code_grey *tex, unsigned *mpx)
 {
 	uint8_t *png = NULL;
 	size_t len = 0;
@@ -180,7 +252,7 @@ static int render_code(struct rng *r, unsigned index, const struct code_keyring 
 			p->expect[i] = (char)('0' + rng_next(r) % 10);
 		p->expect[8] = '\0';
 		err = code_barcode_png(p->expect, 4, 160, 10, &png, &len);
-		*quiet_px = 40;
+		*mpx = 4;
 	} else {
 		struct code_qr *q = NULL;
 
@@ -196,7 +268,7 @@ static int render_code(struct rng *r, unsigned index, const struct code_keyring 
 		if (!err)
 			err = code_qr_png(q, 6, 4, &png, &len);
 		code_qr_free(q);
-		*quiet_px = 24;
+		*mpx = 6;
 	}
 	if (!err)
 		err = code_image_decode(png, len, NULL, tex);
@@ -204,113 +276,184 @@ static int render_code(struct rng *r, unsigned index, const struct code_keyring 
 	return err;
 }
 
+/* Where the camera sees texture point (tx, ty): the code turned by rot, tilted by tilt about an
+ * axis at psi, at distance f (so the centre keeps scale s), centred on (0, 0). */
+struct pose {
+	double s, rot, tilt, psi, f, cx, cy, tw, th;
+};
+
+static void project(const struct pose *po, double tx, double ty, double out[2])
+{
+	double x = (tx - po->tw / 2) * po->s, y = (ty - po->th / 2) * po->s;
+	double X = x * cos(po->rot) - y * sin(po->rot), Y = x * sin(po->rot) + y * cos(po->rot);
+	double ax = cos(po->psi), ay = sin(po->psi), dot = ax * X + ay * Y;
+	double ct = cos(po->tilt), st = sin(po->tilt);
+	double px = X * ct + ax * dot * (1 - ct), py = Y * ct + ay * dot * (1 - ct);
+	double pz = po->f + (ax * Y - ay * X) * st;
+
+	out[0] = po->cx + po->f * px / pz;
+	out[1] = po->cy + po->f * py / pz;
+}
+
+/* Camera px per texture px at the texture's centre: sqrt of the local area scale. */
+static double centre_scale(const struct pose *po)
+{
+	double a[2], b[2], c[2];
+
+	project(po, po->tw / 2, po->th / 2, a);
+	project(po, po->tw / 2 + 1, po->th / 2, b);
+	project(po, po->tw / 2, po->th / 2 + 1, c);
+	return sqrt(fabs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])));
+}
+
+/*
+ * The distribution, fixed before the reader was tuned (see bench/README.md): px per module
+ * log-uniform 1.8..12, rotation uniform +-45 degrees, tilt 0..40 degrees about any axis,
+ * blur none 20% / motion 30% (1..7 px, any direction) / defocus 25% (disc 1.5..6 px) /
+ * Gaussian 25% (sigma 0.5..2 px), JPEG quality 20..85, screen px per module 2..8 with a grid
+ * of depth 0..0.35, a glare spot on 30%, low light (dim, noisy) on 25%.
+ */
 int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, struct photo *p)
 {
 	const int W = PHOTO_W, H = PHOTO_H;
 	struct rng r = {(uint64_t)seed * 1000003u + index};
 	struct code_grey tex = {0};
-	double src[4][2], dst[4][2], hm[9];
-	float *img = NULL, *tmp = NULL;
+	struct photo_cond *cd = &p->cond;
+	struct pose po;
+	double src[4][2], dst[4][2], hm[9], bb[4];
+	float *img = NULL, *pad = NULL;
 	uint8_t *out = NULL;
-	unsigned quiet_px;
+	struct tap *taps = NULL;
+	unsigned mpx = 1;
 	int err;
 
 	memset(p, 0, sizeof(*p));
-	err = render_code(&r, index, kr, p, &tex, &quiet_px);
+	err = render_code(&r, index, kr, p, &tex, &mpx);
 	if (err)
 		goto out;
-	/* Code (with quiet zone) covers 10..40% of the frame; its aspect is the texture's. */
-	double cover = rng_uni(&r, 0.10, 0.40), aspect = (double)tex.w / tex.h;
-	double ch = sqrt(cover * W * H / aspect), cw = ch * aspect;
-	double maxrot = p->barcode ? 12 : 30, theta, c, s, bw, bh;
-
+	cd->ppm = exp(rng_uni(&r, log(1.8), log(12.0)));
+	cd->rot = rng_uni(&r, -45, 45);
+	cd->tilt = rng_uni(&r, 0, 40);
+	po = (struct pose){.s = cd->ppm / mpx,
+	                   .rot = cd->rot * M_PI / 180,
+	                   .tilt = cd->tilt * M_PI / 180,
+	                   .psi = rng_uni(&r, 0, M_PI),
+	                   .f = 900,
+	                   .tw = tex.w,
+	                   .th = tex.h};
+	/* Too big to fit in the frame this way: shrink until it does. */
 	for (;;) {
-		theta = rng_uni(&r, -maxrot, maxrot) * M_PI / 180;
-		c = fabs(cos(theta));
-		s = fabs(sin(theta));
-		bw = cw * c + ch * s;
-		bh = cw * s + ch * c;
-		if (bw < W * 0.97 && bh < H * 0.97)
+		bb[0] = bb[1] = 1e9;
+		bb[2] = bb[3] = -1e9;
+		for (int i = 0; i < 4; i++) {
+			double q[2];
+
+			project(&po, (i == 1 || i == 2) * (double)tex.w, (i >= 2) * (double)tex.h,
+			        q);
+			bb[0] = fmin(bb[0], q[0]);
+			bb[1] = fmin(bb[1], q[1]);
+			bb[2] = fmax(bb[2], q[0]);
+			bb[3] = fmax(bb[3], q[1]);
+		}
+		if (bb[2] - bb[0] < W - 8 && bb[3] - bb[1] < H - 8)
 			break;
-		/* Too big to fit at this angle: shrink a little and draw again. */
-		cw *= 0.97;
-		ch *= 0.97;
+		po.s *= 0.97;
 	}
-	p->coverage = cw * ch / (W * H);
-	double cx = rng_uni(&r, bw / 2 + 4, W - bw / 2 - 4);
-	double cy = rng_uni(&r, bh / 2 + 4, H - bh / 2 - 4);
-	/* Keystone: each corner pulled up to 6% of the size, as a phone held off-axis. */
-	double kx = 0.06 * cw, ky = 0.06 * ch;
-	static const int corner[4][2] = {{0, 0}, {1, 0}, {1, 1}, {0, 1}};
-
+	po.cx = rng_uni(&r, 4 - bb[0], W - 4 - bb[2]);
+	po.cy = rng_uni(&r, 4 - bb[1], H - 4 - bb[3]);
+	cd->ppm = centre_scale(&po) * mpx;
 	for (int i = 0; i < 4; i++) {
-		double lx = (corner[i][0] - 0.5) * cw + rng_uni(&r, -kx, kx);
-		double ly = (corner[i][1] - 0.5) * ch + rng_uni(&r, -ky, ky);
-
-		dst[i][0] = corner[i][0] * (double)tex.w;
-		dst[i][1] = corner[i][1] * (double)tex.h;
-		src[i][0] = cx + lx * cos(theta) - ly * sin(theta);
-		src[i][1] = cy + lx * sin(theta) + ly * cos(theta);
+		dst[i][0] = (i == 1 || i == 2) * (double)tex.w;
+		dst[i][1] = (i >= 2) * (double)tex.h;
+		project(&po, dst[i][0], dst[i][1], src[i]);
 	}
 	err = homography(src, dst, hm);
 	if (err)
 		goto out;
 
-	/* Screen: light and dark levels, a margin of screen around the code, a pixel grid. */
-	double light = rng_uni(&r, 160, 250), dark = rng_uni(&r, 15, 70);
+	/* Screen and light. */
+	cd->low_light = rng_uni(&r, 0, 1) < 0.25;
+	double light = cd->low_light ? rng_uni(&r, 40, 100) : rng_uni(&r, 140, 250);
+	double dark = cd->low_light ? rng_uni(&r, 3, 25) : rng_uni(&r, 10, 80);
+	double noise = cd->low_light ? rng_uni(&r, 5, 14) : rng_uni(&r, 1, 8);
 	double margin = rng_uni(&r, 0.05, 0.5) * tex.w;
-	double grid_pitch = rng_uni(&r, 2.0, 4.0) * tex.w / 300.0;
-	double grid_amp = rng_uni(&r, 0.0, 0.3);
+	cd->moire = rng_uni(&r, 2, 8);
+	double grid_pitch = mpx / cd->moire, grid_amp = rng_uni(&r, 0.0, 0.35);
 	double bezel = rng_uni(&r, 10, 90);
 	double gx = rng_uni(&r, -0.35, 0.35), gy = rng_uni(&r, -0.35, 0.35);
-	double glare = rng_uni(&r, 0, 1) < 0.3 ? rng_uni(&r, 20, 70) : 0;
-	double glx = rng_uni(&r, 0, W), gly = rng_uni(&r, 0, H), glr = rng_uni(&r, 80, 260);
-	double gamma = rng_uni(&r, 0.7, 1.6), noise = rng_uni(&r, 2, 10);
-	int blur = (int)rng_uni(&r, 0, 3.999) - 1; /* -1: sharp; 0..2: box radius 1..3 */
-	int quality = (int)rng_uni(&r, 30, 80.999);
+	cd->glare = rng_uni(&r, 0, 1) < 0.3;
+	double glare = cd->glare ? rng_uni(&r, 30, 150) : 0;
+	double glx = (po.cx + (bb[0] + bb[2]) / 2) + rng_uni(&r, -1, 1) * (bb[2] - bb[0]) / 2;
+	double gly = (po.cy + (bb[1] + bb[3]) / 2) + rng_uni(&r, -1, 1) * (bb[3] - bb[1]) / 2;
+	double glr = rng_uni(&r, 40, 250);
+	double gamma = rng_uni(&r, 0.6, 1.8);
+	double bk = rng_uni(&r, 0, 1);
+
+	cd->blur_kind = bk < 0.2    ? PHOTO_BLUR_NONE
+	                : bk < 0.5  ? PHOTO_BLUR_MOTION
+	                : bk < 0.75 ? PHOTO_BLUR_DEFOCUS
+	                            : PHOTO_BLUR_GAUSS;
+	double blur_a = rng_uni(&r, 0, M_PI), sigma = rng_uni(&r, 0.5, 2.0);
+	double motion = rng_uni(&r, 1, 7), disc = rng_uni(&r, 1.5, 6);
+
+	cd->blur_px = cd->blur_kind == PHOTO_BLUR_MOTION    ? motion
+	              : cd->blur_kind == PHOTO_BLUR_DEFOCUS ? disc
+	              : cd->blur_kind == PHOTO_BLUR_GAUSS   ? 2.3548 * sigma
+	                                                    : 0;
+	cd->quality = (int)rng_uni(&r, 20, 85.999);
 
 	double coslut[1024], grid_k = 1024.0 / grid_pitch;
 
 	for (int i = 0; i < 1024; i++)
 		coslut[i] = 0.5 + 0.5 * cos(2 * M_PI * i / 1024.0);
 	img = malloc(sizeof(*img) * W * H);
-	tmp = malloc(sizeof(*tmp) * W * H);
+	pad = malloc(sizeof(*pad) * (W + 24) * (H + 24));
 	out = malloc((size_t)W * H);
-	if (!img || !tmp || !out) {
+	taps = malloc(sizeof(*taps) * TAPS_MAX);
+	if (!img || !pad || !out || !taps) {
 		err = ENOMEM;
 		goto out;
 	}
 	for (int y = 0; y < H; y++) {
 		for (int x = 0; x < W; x++) {
-			double d = hm[6] * x + hm[7] * y + hm[8];
-			double u = (hm[0] * x + hm[1] * y + hm[2]) / d;
-			double v = (hm[3] * x + hm[4] * y + hm[5]) / d;
-			double val;
+			double val = 0;
+			int on_screen = 0;
 
-			if (u >= 0 && v >= 0 && u < tex.w - 1 && v < tex.h - 1) {
-				int iu = (int)u, iv = (int)v;
-				double fu = u - iu, fv = v - iv;
-				const uint8_t *t = tex.px + (size_t)iv * tex.w + iu;
-				double t0 = t[0] + (t[1] - t[0]) * fu;
-				double t1 = t[tex.w] + (t[tex.w + 1] - t[tex.w]) * fu;
+			/* 2x2 samples a px: the sensor integrates, so fine detail aliases as it
+			 * would. */
+			for (int sj = 0; sj < 2; sj++)
+				for (int si = 0; si < 2; si++) {
+					double sx = x - 0.25 + 0.5 * si, sy = y - 0.25 + 0.5 * sj;
+					double d = hm[6] * sx + hm[7] * sy + hm[8];
+					double u = (hm[0] * sx + hm[1] * sy + hm[2]) / d;
+					double v = (hm[3] * sx + hm[4] * sy + hm[5]) / d;
+					double t = 1.0;
 
-				val = (t0 + (t1 - t0) * fv) / 255.0;
-			} else if (u > -margin && v > -margin && u < tex.w + margin &&
-			           v < tex.h + margin) {
-				val = 1.0;
-			} else {
-				val = -1;
-			}
-			if (val >= 0) {
-				/* The screen's pixel grid, sampled without a filter: moiré. */
-				double gu = coslut[(int)(u * grid_k) & 1023];
-				double gv = coslut[(int)(v * grid_k) & 1023];
+					if (u >= 0 && v >= 0 && u < tex.w - 1 && v < tex.h - 1) {
+						int iu = (int)u, iv = (int)v;
+						double fu = u - iu, fv = v - iv;
+						const uint8_t *tp =
+						    tex.px + (size_t)iv * tex.w + iu;
+						double t0 = tp[0] + (tp[1] - tp[0]) * fu;
+						double t1 =
+						    tp[tex.w] + (tp[tex.w + 1] - tp[tex.w]) * fu;
 
-				val = dark + (light - dark) * val;
-				val *= 1.0 - grid_amp * (1.0 - gu * gv);
-			} else {
-				val = bezel + 15 * sin(x * 0.013 + y * 0.007);
-			}
+						t = (t0 + (t1 - t0) * fv) / 255.0;
+					} else if (!(u > -margin && v > -margin &&
+					             u < tex.w + margin && v < tex.h + margin)) {
+						val += bezel + 15 * sin(sx * 0.013 + sy * 0.007);
+						continue;
+					}
+					on_screen = 1;
+					/* The screen's pixel grid. */
+					double gu = coslut[(int)((u + 4096) * grid_k) & 1023];
+					double gv = coslut[(int)((v + 4096) * grid_k) & 1023];
+
+					val += (dark + (light - dark) * t) *
+					       (1.0 - grid_amp * (1.0 - gu * gv));
+				}
+			val /= 4;
+			(void)on_screen;
 			val *= 1.0 + gx * (x - W / 2.0) / W + gy * (y - H / 2.0) / H;
 			if (glare > 0 && fabs(x - glx) < 3 * glr && fabs(y - gly) < 3 * glr) {
 				double dx = x - glx, dy = y - gly;
@@ -320,8 +463,17 @@ int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, str
 			img[y * W + x] = (float)val;
 		}
 	}
-	if (blur >= 0)
-		box_blur(img, tmp, W, H, blur + 1);
+	if (cd->blur_kind == PHOTO_BLUR_GAUSS) {
+		int n = gauss_taps(sigma, 0, taps);
+
+		convolve(img, pad, W, H, taps, n);
+		n = gauss_taps(sigma, 1, taps);
+		convolve(img, pad, W, H, taps, n);
+	} else if (cd->blur_kind != PHOTO_BLUR_NONE) {
+		int n = make_taps(cd->blur_kind, cd->blur_px, blur_a, taps);
+
+		convolve(img, pad, W, H, taps, n);
+	}
 	/* Gamma through a table, sensor noise from a table of Gaussian draws: same result, fast. */
 	float glut[1025], gauss[4096];
 
@@ -337,14 +489,45 @@ int photo_make(unsigned index, uint32_t seed, const struct code_keyring *kr, str
 		v += gauss[rn & 4095];
 		out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
 	}
-	err = jpeg_encode(out, W, H, quality, &p->jpeg, &p->len);
+	err = jpeg_encode(out, W, H, cd->quality, &p->jpeg, &p->len);
 out:
-	(void)quiet_px;
 	code_grey_release(&tex);
 	free(img);
-	free(tmp);
+	free(pad);
 	free(out);
+	free(taps);
 	return err;
+}
+
+unsigned photo_size_bucket(const struct photo_cond *c)
+{
+	return c->ppm < 2.5 ? 0 : c->ppm < 3.5 ? 1 : c->ppm < 5 ? 2 : 3;
+}
+
+unsigned photo_blur_bucket(const struct photo_cond *c)
+{
+	double m = c->blur_px / c->ppm;
+
+	return m < 0.25 ? 0 : m <= 1.0 ? 1 : 2;
+}
+
+const char *photo_size_name(unsigned b)
+{
+	static const char *const n[] = {"<2.5 px/mod", "2.5-3.5", "3.5-5", ">=5"};
+
+	return b < PHOTO_SIZE_BUCKETS ? n[b] : "?";
+}
+
+const char *photo_blur_name(unsigned b)
+{
+	static const char *const n[] = {"none", "light", "heavy"};
+
+	return b < PHOTO_BLUR_BUCKETS ? n[b] : "?";
+}
+
+int photo_legible(const struct photo_cond *c)
+{
+	return c->ppm >= 2.5 && c->blur_px <= c->ppm;
 }
 
 static int write_file(const char *path, const void *buf, size_t len)
@@ -387,7 +570,7 @@ int photo_set_ensure(const char *dir, unsigned n, uint32_t seed)
 	FILE *f = NULL;
 	int err;
 
-	snprintf(header, sizeof(header), "# set %u %u\n", n, seed);
+	snprintf(header, sizeof(header), "# set2 %u %u\n", n, seed);
 	snprintf(path, sizeof(path), "%s/set.txt", dir);
 	f = fopen(path, "r");
 	if (f) {
@@ -420,10 +603,13 @@ int photo_set_ensure(const char *dir, unsigned n, uint32_t seed)
 		err = photo_make(i, seed, kr, &p);
 		if (err)
 			break;
-		snprintf(name, sizeof(name), "%03u.jpg", i);
+		snprintf(name, sizeof(name), "%04u.jpg", i);
 		snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
 		err = write_file(path, p.jpeg, p.len);
-		fprintf(f, "%s\t%d\t%s\n", name, p.barcode, p.expect);
+		fprintf(f, "%s\t%d\t%.3f\t%.3f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\n", name,
+		        p.barcode, p.cond.ppm, p.cond.blur_px, p.cond.blur_kind, p.cond.quality,
+		        p.cond.rot, p.cond.tilt, p.cond.moire, p.cond.low_light, p.cond.glare,
+		        p.expect);
 		photo_release(&p);
 	}
 	if (fclose(f) && !err)
@@ -468,16 +654,29 @@ int photo_set_load(const char *dir, struct photo_entry **list, unsigned *n)
 	if (!f)
 		return errno;
 	while (fgets(line, sizeof(line), f)) {
-		char *a, *b;
+		struct photo_entry en;
+		char *tail;
+		int k = 0;
 
 		if (line[0] == '#')
 			continue;
 		line[strcspn(line, "\n")] = '\0';
-		a = strchr(line, '\t');
-		b = a ? strchr(a + 1, '\t') : NULL;
-		if (!b)
+		memset(&en, 0, sizeof(en));
+		/* The expected text comes last: it is the rest of the line after the 11th tab. */
+		tail = line;
+		for (int t = 0; t < 11 && tail; t++) {
+			tail = strchr(tail, '\t');
+			if (tail)
+				tail++;
+		}
+		if (!tail ||
+		    sscanf(line, "%63s %d %lf %lf %d %d %lf %lf %lf %d %d%n", en.file, &en.barcode,
+		           &en.cond.ppm, &en.cond.blur_px, &en.cond.blur_kind, &en.cond.quality,
+		           &en.cond.rot, &en.cond.tilt, &en.cond.moire, &en.cond.low_light,
+		           &en.cond.glare, &k) != 11 ||
+		    k == 0)
 			continue;
-		*a = *b = '\0';
+		snprintf(en.expect, sizeof(en.expect), "%.255s", tail);
 		if (cnt == cap) {
 			struct photo_entry *nl;
 
@@ -490,10 +689,7 @@ int photo_set_load(const char *dir, struct photo_entry **list, unsigned *n)
 			}
 			l = nl;
 		}
-		snprintf(l[cnt].file, sizeof(l[cnt].file), "%.63s", line);
-		l[cnt].barcode = atoi(a + 1);
-		snprintf(l[cnt].expect, sizeof(l[cnt].expect), "%.255s", b + 1);
-		cnt++;
+		l[cnt++] = en;
 	}
 	fclose(f);
 	*list = l;

@@ -13,6 +13,15 @@
 #include "tests/codes/photo.h"
 #include "tests/unit/leakcheck.h"
 
+/*
+ * Floors for generated_photo_set_read_rate: measured 75-77 of 100 (QR 65-67/88, Code 128
+ * 10/12, legible 66/74) over three sets (the tokens' nonces differ between sets), less 3.
+ */
+#define PHOTO_TEST_FLOOR_ALL     72
+#define PHOTO_TEST_FLOOR_QR      62
+#define PHOTO_TEST_FLOOR_BC      8
+#define PHOTO_TEST_FLOOR_LEGIBLE 63
+
 TestSuite(code_scan, .fini = leakcheck);
 
 static uint8_t *qr_png(size_t *len)
@@ -304,32 +313,166 @@ Test(code_scan, describe_prints_verdicts)
 }
 
 /*
- * The phone-photo-like set (tests/codes/photo.c) reads back. bench-codes measured 100% (QR
- * 280/280, Code 128 40/40; 35/40 before the despeckle pass); the floors (95% overall and for
- * QR, 85% for Code 128) leave room for the random token nonces
- * (the set's geometry is seeded, its tokens are real) and libjpeg/zbar differences.
- * All passes run (no time budget) so the outcome does not depend on the machine's speed.
+ * Every pass alone, on images too small, flat or thin for it: nothing found, nothing read out
+ * of bounds (ASan), no error. The noise and corner-block images make the region passes find,
+ * turn and resample regions touching the image's edges.
  */
+Test(code_scan, passes_on_degenerate_images)
+{
+	static const unsigned dims[][2] = {{1, 1},     {2, 2},    {3, 3},    {23, 23},
+	                                   {24, 24},   {25, 17},  {8192, 1}, {1, 8192},
+	                                   {640, 360}, {700, 24}, {24, 700}, {641, 361}};
+	uint32_t s = 777;
+
+	for (unsigned d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+		unsigned w = dims[d][0], h = dims[d][1];
+		uint8_t *px = malloc((size_t)w * h);
+
+		for (unsigned fill = 0; fill < 4; fill++) {
+			struct code_grey g = {0};
+
+			for (size_t i = 0; i < (size_t)w * h; i++) {
+				s = s * 1103515245u + 12345u;
+				/* white, black, noise, a high-contrast block in each corner */
+				px[i] = fill == 0   ? 255
+				        : fill == 1 ? 0
+				        : fill == 2 ? (uint8_t)(s >> 16)
+				                    : (uint8_t)(((i % w < 40 || i % w + 40 >= w) &&
+				                                 (i / w < 40 || i / w + 40 >= h) &&
+				                                 ((i % w / 3 + i / w / 3) & 1))
+				                                    ? 0
+				                                    : 230);
+			}
+			cr_assert_eq(code_image_raw(px, (size_t)w * h, w, h, NULL, &g), 0);
+			for (unsigned p = 0; code_scan_pass_name(p); p++) {
+				struct code_scan_opts o;
+				struct code_scan_result res;
+				int err;
+
+				code_scan_opts_default(&o);
+				o.budget_ms = 0;
+				o.pass_mask = 1u << p;
+				err = code_scan_grey(&g, &o, &res);
+				cr_assert(err == CODE_ENOCODE || err == 0,
+				          "%ux%u fill %u pass %s: %s", w, h, fill,
+				          code_scan_pass_name(p), code_strerror(err));
+			}
+			code_grey_release(&g);
+		}
+		free(px);
+	}
+}
+
+/* A code drawn up to the frame's edge and at 2 px a module: the region passes read it. */
+Test(code_scan, region_pass_reads_a_small_code_at_the_edge)
+{
+	static const uint8_t key[32] = "0123456789abcdef0123456789abcdef";
+	char tok[CODE_TOKEN_LEN + 1], uri[200];
+	struct code_keyring *kr;
+	struct code_qr *q;
+	struct code_grey g = {0};
+	struct code_scan_opts o;
+	struct code_scan_result res;
+	unsigned w = 1280, h = 720, mod = 2, x0, y0;
+
+	cr_assert_eq(code_keyring_alloc(&kr), 0);
+	cr_assert_eq(code_keyring_add(kr, 1, key, sizeof(key)), 0);
+	cr_assert_eq(code_token_make(kr, 5, 5000, tok, sizeof(tok)), 0);
+	cr_assert_eq(code_uri(CODE_URI_SIP, tok, "example.net", uri, sizeof(uri)), 0);
+	cr_assert_eq(code_qr_make(&q, uri, CODE_ECC_M), 0);
+	g.w = w;
+	g.h = h;
+	g.px = malloc((size_t)w * h);
+	memset(g.px, 120, (size_t)w * h);
+	/* Bottom-right corner, quiet zone of 4 modules on the frame's side cut to 2. */
+	x0 = w - (unsigned)(q->width + 2) * mod;
+	y0 = h - (unsigned)(q->width + 2) * mod;
+	for (unsigned y = y0 - 8; y < h; y++)
+		for (unsigned x = x0 - 8; x < w; x++) {
+			int mx = ((int)x - (int)x0) / (int)mod, my = ((int)y - (int)y0) / (int)mod;
+			int dark = x >= x0 && y >= y0 && mx < q->width && my < q->width &&
+			           q->modules[my * q->width + mx];
+
+			g.px[(size_t)y * w + x] = dark ? 30 : 220;
+		}
+	code_scan_opts_default(&o);
+	o.budget_ms = 0;
+	o.pass_mask = 1u << 0; /* region-adaptive */
+	cr_assert_str_eq(code_scan_pass_name(0), "region-adaptive");
+	cr_assert_eq(code_scan_grey(&g, &o, &res), 0);
+	cr_assert_eq(code_scan_match(&res, tok, NULL), 0);
+	cr_assert_eq(res.pass, 0);
+	code_grey_release(&g);
+	code_qr_free(q);
+	code_keyring_free(kr);
+}
+
+/* The accept predicate: a foreign QR code is kept but does not stop the passes. */
+static int accept_none(const struct code_symbol *s, void *arg)
+{
+	(void)s;
+	++*(unsigned *)arg;
+	return 0;
+}
+
+Test(code_scan, accept_predicate)
+{
+	struct code_scan_opts o;
+	struct code_scan_result res;
+	struct code_symbol sym = {CODE_SYM_CODE128, "12345678"};
+	unsigned asked = 0;
+	size_t len;
+	uint8_t *png = qr_png(&len);
+
+	code_scan_opts_default(&o);
+	o.budget_ms = 0;
+	o.accept = accept_none;
+	o.accept_arg = &asked;
+	cr_assert_eq(code_scan_buffer(png, len, &o, &res), 0);
+	cr_assert_eq(res.n, 1);
+	cr_assert_eq(res.pass, -1, "nothing accepted, so no pass is credited");
+	cr_assert_gt(res.tries, 1, "the passes went on");
+	cr_assert_gt(asked, 0);
+	/* The default takes our forms only: the test URI's token is too short to be one. */
+	code_scan_opts_default(&o);
+	cr_assert_eq(o.accept(&res.sym[0], NULL), 0);
+	cr_assert_eq(o.accept(&sym, NULL), 1);
+	snprintf(sym.text, sizeof(sym.text), "12345");
+	cr_assert_eq(o.accept(&sym, NULL), 0);
+	snprintf(sym.text, sizeof(sym.text), "1234a678");
+	cr_assert_eq(o.accept(&sym, NULL), 0);
+	free(png);
+}
+
+/*
+ * The first PHOTO_TEST_COUNT frames of the bench's set (tests/codes/photo.c) read back through
+ * the passes a frame reaches within the time budget in bench-codes (PHOTO_TEST_PASSES), so
+ * the outcome does not depend on the machine's speed. 100 frames and these passes keep the
+ * suite within the time the 320 frames of the earlier, easier set took under ASan.
+ */
+#define PHOTO_TEST_COUNT  100
+#define PHOTO_TEST_PASSES 0x0f /* region-adaptive .. region-keystone */
 Test(code_scan, generated_photo_set_read_rate, .timeout = 900)
 {
 	const char *top = getenv("top_builddir");
 	struct photo_entry *e = NULL;
 	struct code_keyring *kr;
 	struct code_scan_opts o;
-	unsigned n = 0, ok = 0, qr = 0, qr_ok = 0, bc = 0, bc_ok = 0;
+	unsigned n = 0, ok = 0, qr = 0, qr_ok = 0, bc = 0, bc_ok = 0, leg = 0, leg_ok = 0;
 	char dir[1024];
 
 	snprintf(dir, sizeof(dir), "%s/tests/codes/set", top ? top : ".");
-	cr_assert_eq(photo_set_ensure(dir, PHOTO_COUNT, PHOTO_SEED), 0);
+	cr_assert_eq(photo_set_ensure(dir, PHOTO_TEST_COUNT, PHOTO_SEED), 0);
 	cr_assert_eq(photo_set_load(dir, &e, &n), 0);
-	cr_assert_geq(n, 300);
+	cr_assert_eq(n, PHOTO_TEST_COUNT);
 	cr_assert_eq(photo_keyring(&kr), 0);
 	code_scan_opts_default(&o);
 	o.budget_ms = 0;
+	o.pass_mask = PHOTO_TEST_PASSES;
 	for (unsigned i = 0; i < n; i++) {
 		struct code_scan_result res;
 		char path[1200], tok[CODE_TOKEN_LEN + 1];
-		int err;
+		int err, read = 0;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, e[i].file);
 		err = code_scan_file(path, &o, &res);
@@ -337,26 +480,31 @@ Test(code_scan, generated_photo_set_read_rate, .timeout = 900)
 			qr++;
 		else
 			bc++;
-		if (err)
-			continue;
-		if (e[i].barcode) {
-			bc_ok += code_scan_match(&res, NULL, e[i].expect) == 0;
-			continue;
-		}
-		cr_assert_eq(code_uri_token(e[i].expect, tok, sizeof(tok)), 0);
-		if (code_scan_match(&res, tok, NULL) == 0) {
+		if (!err && e[i].barcode) {
+			read = code_scan_match(&res, NULL, e[i].expect) == 0;
+			bc_ok += read;
+		} else if (!err) {
+			cr_assert_eq(code_uri_token(e[i].expect, tok, sizeof(tok)), 0);
+			read = code_scan_match(&res, tok, NULL) == 0;
 			/* What was read is a token of ours, signed and in date. */
-			cr_assert_eq(code_token_verify(kr, tok, 1000000000, NULL, NULL), 0);
-			ok++;
-			qr_ok++;
+			if (read)
+				cr_assert_eq(code_token_verify(kr, tok, 1000000000, NULL, NULL), 0);
+			qr_ok += read;
+		}
+		ok += read;
+		if (photo_legible(&e[i].cond)) {
+			leg++;
+			leg_ok += read;
 		}
 	}
+	cr_log_info("photo set: read %u/%u (QR %u/%u, Code 128 %u/%u, legible %u/%u)\n", ok, n,
+	            qr_ok, qr, bc_ok, bc, leg_ok, leg);
 	/* Each kind has its own floor: an overall one let Code 128 fall to a third unseen. */
-	ok += bc_ok;
-	cr_assert_geq(bc, 30);
-	cr_assert_geq(ok * 100, n * 95, "read %u of %u", ok, n);
-	cr_assert_geq(qr_ok * 100, qr * 95, "QR read %u of %u", qr_ok, qr);
-	cr_assert_geq(bc_ok * 100, bc * 85, "Code 128 read %u of %u", bc_ok, bc);
+	cr_assert_geq(bc, 10);
+	cr_assert_geq(ok, PHOTO_TEST_FLOOR_ALL, "read %u of %u", ok, n);
+	cr_assert_geq(qr_ok, PHOTO_TEST_FLOOR_QR, "QR read %u of %u", qr_ok, qr);
+	cr_assert_geq(bc_ok, PHOTO_TEST_FLOOR_BC, "Code 128 read %u of %u", bc_ok, bc);
+	cr_assert_geq(leg_ok, PHOTO_TEST_FLOOR_LEGIBLE, "legible read %u of %u", leg_ok, leg);
 	code_keyring_free(kr);
 	free(e);
 }

@@ -107,15 +107,17 @@ int prep_vsmooth(struct code_grey *g)
 	return 0;
 }
 
-/* Local-mean binarisation: dark where a pixel is below the mean of its (2r+1)^2 square. */
-int prep_adaptive_r(struct code_grey *g, unsigned r)
+/* Sums of up to 2^24 px of 255 fit in 32 bits: the integral image's bound. */
+#define INTEGRAL_MAX_PX (1u << 24)
+
+/* g's integral image, (w + 1) x (h + 1), from malloc; NULL without memory. */
+static uint32_t *integral(const struct code_grey *g)
 {
 	unsigned w = g->w, h = g->h;
-	uint32_t *ii;
+	uint32_t *ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
 
-	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
 	if (!ii)
-		return ENOMEM;
+		return NULL;
 	memset(ii, 0, sizeof(*ii) * (w + 1));
 	for (unsigned y = 0; y < h; y++) {
 		uint32_t row = 0;
@@ -127,6 +129,20 @@ int prep_adaptive_r(struct code_grey *g, unsigned r)
 			    ii[(size_t)y * (w + 1) + x + 1] + row;
 		}
 	}
+	return ii;
+}
+
+/* Local-mean binarisation: dark where a pixel is below the mean of its (2r+1)^2 square. */
+int prep_adaptive_r(struct code_grey *g, unsigned r)
+{
+	unsigned w = g->w, h = g->h;
+	uint32_t *ii;
+
+	if ((uint64_t)w * h > INTEGRAL_MAX_PX)
+		return 0; /* its sums would not fit: left as it is */
+	ii = integral(g);
+	if (!ii)
+		return ENOMEM;
 	for (unsigned y = 0; y < h; y++) {
 		unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
 
@@ -195,23 +211,11 @@ int prep_sharpen(struct code_grey *g, unsigned r, int amount)
 	unsigned w = g->w, h = g->h;
 	uint32_t *ii;
 
-	/* Sums of up to 2^24 px of 255 fit in 32 bits; larger images are not sharpened. */
-	if ((uint64_t)w * h > (1u << 24))
-		return 0;
-	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
+	if ((uint64_t)w * h > INTEGRAL_MAX_PX)
+		return 0; /* its sums would not fit: not sharpened */
+	ii = integral(g);
 	if (!ii)
 		return ENOMEM;
-	memset(ii, 0, sizeof(*ii) * (w + 1));
-	for (unsigned y = 0; y < h; y++) {
-		uint32_t row = 0;
-
-		ii[(size_t)(y + 1) * (w + 1)] = 0;
-		for (unsigned x = 0; x < w; x++) {
-			row += g->px[(size_t)y * w + x];
-			ii[(size_t)(y + 1) * (w + 1) + x + 1] =
-			    ii[(size_t)y * (w + 1) + x + 1] + row;
-		}
-	}
 	for (unsigned y = 0; y < h; y++) {
 		unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
 
@@ -231,7 +235,7 @@ int prep_sharpen(struct code_grey *g, unsigned r, int amount)
 
 /* Sum of the (2r+1)^2 square around (x, y) in integral image ii (w+1 wide), and its px count. */
 static uint32_t prep_box_sum(const uint32_t *ii, unsigned w, unsigned h, unsigned x, unsigned y,
-                        unsigned r, uint32_t *cnt)
+                             unsigned r, uint32_t *cnt)
 {
 	unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
 	unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
@@ -242,30 +246,19 @@ static uint32_t prep_box_sum(const uint32_t *ii, unsigned w, unsigned h, unsigne
 }
 
 /*
- * prep_sharpen(g, r1, amount) then prep_adaptive_r(g, r2) in one go, from one integral image: the wide
- * mean of the sharpened image is, r2 being several times r1, the wide mean of the image.
+ * prep_sharpen(g, r1, amount) then prep_adaptive_r(g, r2) in one go, from one integral image: the
+ * wide mean of the sharpened image is, r2 being several times r1, the wide mean of the image.
  */
 int prep_sharp_adaptive(struct code_grey *g, unsigned r1, int amount, unsigned r2)
 {
 	unsigned w = g->w, h = g->h;
 	uint32_t *ii;
 
-	if ((uint64_t)w * h > (1u << 24))
+	if ((uint64_t)w * h > INTEGRAL_MAX_PX)
 		return 0;
-	ii = malloc(sizeof(*ii) * (size_t)(w + 1) * (h + 1));
+	ii = integral(g);
 	if (!ii)
 		return ENOMEM;
-	memset(ii, 0, sizeof(*ii) * (w + 1));
-	for (unsigned y = 0; y < h; y++) {
-		uint32_t row = 0;
-
-		ii[(size_t)(y + 1) * (w + 1)] = 0;
-		for (unsigned x = 0; x < w; x++) {
-			row += g->px[(size_t)y * w + x];
-			ii[(size_t)(y + 1) * (w + 1) + x + 1] =
-			    ii[(size_t)y * (w + 1) + x + 1] + row;
-		}
-	}
 	for (unsigned y = 0; y < h; y++)
 		for (unsigned x = 0; x < w; x++) {
 			uint32_t c1, c2, s1 = prep_box_sum(ii, w, h, x, y, r1, &c1);
@@ -279,4 +272,3 @@ int prep_sharp_adaptive(struct code_grey *g, unsigned r1, int amount, unsigned r
 	free(ii);
 	return 0;
 }
-

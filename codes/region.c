@@ -8,7 +8,6 @@
 
 #include "codes/scan_int.h"
 
-
 /* Edge activity of each block: mean |dx| + |dy| over its px. */
 static void region_block_activity(const struct code_grey *g, unsigned bw, unsigned bh, float *act)
 {
@@ -34,7 +33,7 @@ static void region_block_activity(const struct code_grey *g, unsigned bw, unsign
 
 /* The dominant gradient direction over a box of g, and how dominant it is (0..1). */
 static double region_orientation(const struct code_grey *g, unsigned x0, unsigned y0, unsigned x1,
-                          unsigned y1, double *coherence)
+                                 unsigned y1, double *coherence)
 {
 	double jxx = 0, jyy = 0, jxy = 0, d;
 
@@ -153,8 +152,9 @@ int region_find(const struct code_grey *g, unsigned f, struct region *out, unsig
 		r.cx = (x0 + x1 + 1) * REGION_BLOCK * f / 2.0;
 		r.cy = (y0 + y1 + 1) * REGION_BLOCK * f / 2.0;
 		r.score = sum;
-		r.angle = region_orientation(g, x0 * REGION_BLOCK, y0 * REGION_BLOCK,
-		                      (x1 + 1) * REGION_BLOCK, (y1 + 1) * REGION_BLOCK, &coh);
+		r.angle =
+		    region_orientation(g, x0 * REGION_BLOCK, y0 * REGION_BLOCK,
+		                       (x1 + 1) * REGION_BLOCK, (y1 + 1) * REGION_BLOCK, &coh);
 		/* Bars: one gradient direction dominates; turn it to the x axis. QR: leave it. */
 		if (coh < 0.5)
 			r.angle = 0;
@@ -202,7 +202,8 @@ static long region_clampl(long v, long hi)
 }
 
 /* Axis-aligned: bicubic, separable (columns' taps once, then rows). */
-static int region_resample_cubic(const struct code_grey *g, const struct region *r, struct code_grey *out)
+static int region_resample_cubic(const struct code_grey *g, const struct region *r,
+                                 struct code_grey *out)
 {
 	unsigned n = out->w;
 	long *cx = malloc(sizeof(*cx) * n * 4);
@@ -316,4 +317,3 @@ int region_resample(const struct code_grey *g, const struct region *r, struct co
 	}
 	return 0;
 }
-

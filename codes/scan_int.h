@@ -30,8 +30,8 @@ int prep_despeckle(struct code_grey *g);
  */
 int prep_sharpen(struct code_grey *g, unsigned r, int amount);
 /*
- * prep_sharpen(g, r1, amount) then prep_adaptive_r(g, r2) in one go, from one integral image: the wide
- * mean of the sharpened image is, r2 being several times r1, the wide mean of the image.
+ * prep_sharpen(g, r1, amount) then prep_adaptive_r(g, r2) in one go, from one integral image: the
+ * wide mean of the sharpened image is, r2 being several times r1, the wide mean of the image.
  */
 int prep_sharp_adaptive(struct code_grey *g, unsigned r1, int amount, unsigned r2);
 

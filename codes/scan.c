@@ -458,12 +458,26 @@ int code_scan_match(const struct code_scan_result *res, const char *token, const
 	return CODE_ENOTOURS;
 }
 
+/* Takes nothing: every pass runs, and what each finds is kept. */
+static int accept_none(const struct code_symbol *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	return 0;
+}
+
 int code_scan_describe(const char *path, const struct code_keyring *kr, time_t now, FILE *out)
 {
 	struct code_scan_result res;
+	struct code_scan_opts o;
 	int err;
 
-	err = code_scan_file(path, NULL, &res);
+	/* "What is in this image": every symbol any pass finds (a page may show a QR code and a
+	 * barcode), not only the first code of ours, and no time budget (not on the SIP loop). */
+	code_scan_opts_default(&o);
+	o.accept = accept_none;
+	o.budget_ms = 0;
+	err = code_scan_file(path, &o, &res);
 	if (err) {
 		fprintf(out, "%s: error: %s\n", path, code_strerror(err));
 		return err;

@@ -132,6 +132,19 @@ static uint32_t *integral(const struct code_grey *g)
 	return ii;
 }
 
+/* Sum of the (2r+1)^2 square around (x, y) cut to the image, from its integral image ii, and
+ * how many px it holds. */
+static uint32_t box_sum(const uint32_t *ii, unsigned w, unsigned h, unsigned x, unsigned y,
+                        unsigned r, uint32_t *cnt)
+{
+	unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
+	unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
+
+	*cnt = (x1 - x0) * (y1 - y0);
+	return ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
+	       ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
+}
+
 /* Local-mean binarisation: dark where a pixel is below the mean of its (2r+1)^2 square. */
 int prep_adaptive_r(struct code_grey *g, unsigned r)
 {
@@ -143,20 +156,14 @@ int prep_adaptive_r(struct code_grey *g, unsigned r)
 	ii = integral(g);
 	if (!ii)
 		return ENOMEM;
-	for (unsigned y = 0; y < h; y++) {
-		unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
-
+	for (unsigned y = 0; y < h; y++)
 		for (unsigned x = 0; x < w; x++) {
-			unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
-			uint32_t s = ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
-			             ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
-			uint32_t cnt = (x1 - x0) * (y1 - y0);
+			uint32_t cnt, s = box_sum(ii, w, h, x, y, r, &cnt);
 			uint8_t *p = &g->px[(size_t)y * w + x];
 
 			/* A small offset keeps flat areas (quiet zone, background) light. */
 			*p = (uint32_t)*p * cnt + 4 * cnt < s ? 0 : 255;
 		}
-	}
 	free(ii);
 	return 0;
 }
@@ -216,33 +223,16 @@ int prep_sharpen(struct code_grey *g, unsigned r, int amount)
 	ii = integral(g);
 	if (!ii)
 		return ENOMEM;
-	for (unsigned y = 0; y < h; y++) {
-		unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
-
+	for (unsigned y = 0; y < h; y++)
 		for (unsigned x = 0; x < w; x++) {
-			unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
-			uint32_t s = ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
-			             ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
-			int cnt = (int)((x1 - x0) * (y1 - y0)), p = g->px[(size_t)y * w + x];
+			uint32_t c, s = box_sum(ii, w, h, x, y, r, &c);
+			int cnt = (int)c, p = g->px[(size_t)y * w + x];
 			int v = p + amount * (p * cnt - (int)s) / (100 * cnt);
 
 			g->px[(size_t)y * w + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 		}
-	}
 	free(ii);
 	return 0;
-}
-
-/* Sum of the (2r+1)^2 square around (x, y) in integral image ii (w+1 wide), and its px count. */
-static uint32_t prep_box_sum(const uint32_t *ii, unsigned w, unsigned h, unsigned x, unsigned y,
-                             unsigned r, uint32_t *cnt)
-{
-	unsigned x0 = x > r ? x - r : 0, x1 = x + r + 1 < w ? x + r + 1 : w;
-	unsigned y0 = y > r ? y - r : 0, y1 = y + r + 1 < h ? y + r + 1 : h;
-
-	*cnt = (x1 - x0) * (y1 - y0);
-	return ii[(size_t)y1 * (w + 1) + x1] - ii[(size_t)y0 * (w + 1) + x1] -
-	       ii[(size_t)y1 * (w + 1) + x0] + ii[(size_t)y0 * (w + 1) + x0];
 }
 
 /*
@@ -261,8 +251,8 @@ int prep_sharp_adaptive(struct code_grey *g, unsigned r1, int amount, unsigned r
 		return ENOMEM;
 	for (unsigned y = 0; y < h; y++)
 		for (unsigned x = 0; x < w; x++) {
-			uint32_t c1, c2, s1 = prep_box_sum(ii, w, h, x, y, r1, &c1);
-			uint32_t s2 = prep_box_sum(ii, w, h, x, y, r2, &c2);
+			uint32_t c1, c2, s1 = box_sum(ii, w, h, x, y, r1, &c1);
+			uint32_t s2 = box_sum(ii, w, h, x, y, r2, &c2);
 			int p = g->px[(size_t)y * w + x];
 			int v = p + amount * (p * (int)c1 - (int)s1) / (100 * (int)c1);
 

@@ -177,6 +177,20 @@ static int resample_from(const struct scan *s, const struct region *r, struct co
 	return region_resample(&s->small, &h, out);
 }
 
+/* A prepared image read by zbar (unless preparing it failed with err), then let go of: 1 when
+ * it gave a symbol o accepts, 0 if not, -errno. */
+static int scan_work(struct scan *s, struct code_grey *work, int err)
+{
+	int found = 0;
+
+	if (!err) {
+		s->res->tries++;
+		found = zscan(s->sc, work, s->o, s->res);
+	}
+	code_grey_release(work);
+	return err ? -err : found > 0;
+}
+
 /* Reads each region in turn, prepared by pass p; 1 when one gives a symbol o accepts. */
 static int scan_regions(struct scan *s, enum pass p, double t0)
 {
@@ -188,7 +202,7 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 	for (unsigned i = 0; i < s->nreg; i++) {
 		struct code_grey work = {0};
 		unsigned px = (unsigned)(s->reg[i].scale + 0.5);
-		int found = 0;
+		int found;
 
 		if (i > 0 && s->o->budget_ms && now_ms() - t0 > s->o->budget_ms)
 			return 0;
@@ -209,15 +223,9 @@ static int scan_regions(struct scan *s, enum pass p, double t0)
 			err = prep_adaptive_r(&work, 4 * px + 8);
 		else if (p == PASS_REGION_DEBLUR)
 			err = prep_sharpen(&work, 2 * px, 250);
-		if (!err) {
-			s->res->tries++;
-			found = zscan(s->sc, &work, s->o, s->res);
-		}
-		code_grey_release(&work);
-		if (err)
-			return -err;
-		if (found > 0)
-			return 1;
+		found = scan_work(s, &work, err);
+		if (found)
+			return found;
 	}
 	return 0;
 }
@@ -239,7 +247,7 @@ static int scan_keystone(struct scan *s, double t0)
 		struct region r = s->reg[0];
 		struct code_grey work = {0};
 		unsigned px = (unsigned)(r.scale + 0.5);
-		int found = 0;
+		int found;
 
 		if (d > 0 && s->o->budget_ms && now_ms() - t0 > s->o->budget_ms)
 			return 0;
@@ -253,15 +261,9 @@ static int scan_keystone(struct scan *s, double t0)
 			err = prep_sharpen(&work, 1, -100);
 		if (!err)
 			err = prep_adaptive_r(&work, 4 * px + 8);
-		if (!err) {
-			s->res->tries++;
-			found = zscan(s->sc, &work, s->o, s->res);
-		}
-		code_grey_release(&work);
-		if (err)
-			return -err;
-		if (found > 0)
-			return 1;
+		found = scan_work(s, &work, err);
+		if (found)
+			return found;
 	}
 	return 0;
 }
@@ -273,7 +275,7 @@ static int scan_full(struct scan *s, enum pass p)
 	                p == PASS_INVERT || p == PASS_DESPECKLE;
 	const struct code_grey *base;
 	struct code_grey work = {0};
-	int e = 0, found;
+	int e = 0;
 
 	if (half_pass && !s->small.px && p == PASS_HALF)
 		return 0;
@@ -301,14 +303,7 @@ static int scan_full(struct scan *s, enum pass p)
 	if (!e && p == PASS_INVERT)
 		for (size_t i = 0; i < (size_t)work.w * work.h; i++)
 			work.px[i] = (uint8_t)~work.px[i];
-	if (e) {
-		code_grey_release(&work);
-		return -e;
-	}
-	s->res->tries++;
-	found = zscan(s->sc, &work, s->o, s->res);
-	code_grey_release(&work);
-	return found > 0;
+	return scan_work(s, &work, e);
 }
 
 int code_scan_grey(const struct code_grey *g, const struct code_scan_opts *o,

@@ -1,4 +1,4 @@
-/* What the phones send: asking for a move (REFER, MESSAGE, DTMF INFO), answers, images. */
+/* What the phones send: asking for a move (REFER, MESSAGE), answers, images. */
 #define _GNU_SOURCE /* memmem */
 #include <ctype.h>
 #include <stdio.h>
@@ -231,66 +231,6 @@ int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 		LOG_INFO("move", "MESSAGE out of dialog to %s from %s: not a call of ours",
 		         ru->url_user, source);
 		sip_reply(irq, 404, "No Call Here: Send move In Your Call", TAG_END());
-		return 1;
-	}
-	return 0;
-}
-
-/* DTMF as SIP INFO, relayed and answered: the feature code asks for a move. */
-int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
-{
-	const char *feature = s->conf.move_feature;
-	const sip_payload_t *pl = body_pl(sip);
-	const char *t = sip->sip_content_type ? sip->sip_content_type->c_type : "";
-	char digit = 0;
-	size_t n, fl;
-	long long now = move_now_us();
-
-	if (!leg || leg != leg->call->near || !pl || !feature || !*feature)
-		return 0;
-	if (!strcasecmp(t, "application/dtmf-relay")) {
-		const char *p = memmem(pl->pl_data, pl->pl_len, "Signal", 6);
-		const char *end = pl->pl_data + pl->pl_len;
-		if (!p)
-			return 0;
-		for (p += 6; p < end && (*p == ' ' || *p == '='); p++)
-			;
-		digit = p < end ? *p : 0;
-	} else if (!strcasecmp(t, "application/dtmf")) {
-		for (n = 0; n < pl->pl_len && isspace((unsigned char)pl->pl_data[n]); n++)
-			;
-		digit = n < pl->pl_len ? pl->pl_data[n] : 0;
-		if (isdigit((unsigned char)digit) && n + 1 < pl->pl_len &&
-		    isdigit((unsigned char)pl->pl_data[n + 1])) {
-			/* RFC 2833 event numbers: 10 is '*', 11 is '#'. */
-			int ev = atoi(pl->pl_data + n);
-			digit = ev == 10 ? '*' : ev == 11 ? '#' : (char)('0' + ev % 10);
-		}
-	} else {
-		return 0;
-	}
-	if (!digit || !strchr("0123456789*#ABCDabcd", digit))
-		return 0;
-	/* Digits more than 3 s apart do not make one code. */
-	if (now - leg->dtmf_at > 3000000)
-		leg->dtmf_len = 0;
-	leg->dtmf_at = now;
-	if (leg->dtmf_len + 1 >= sizeof(leg->dtmf)) {
-		memmove(leg->dtmf, leg->dtmf + 1, sizeof(leg->dtmf) - 2);
-		leg->dtmf_len--;
-	}
-	leg->dtmf[leg->dtmf_len++] = digit;
-	leg->dtmf[leg->dtmf_len] = 0;
-	fl = strlen(feature);
-	if (leg->dtmf_len >= fl && !strcmp(leg->dtmf + leg->dtmf_len - fl, feature)) {
-		char source[STORE_SOURCE_MAX];
-		leg->dtmf_len = 0;
-		move_source_of(req, source, sizeof(source));
-		/* The core calls this once the INFO is answered: our code MESSAGE never meets
-		 * it still open (a phone answers that 491). */
-		if (move_start_on(leg->call, source, NULL, NULL))
-			LOG_INFO("move", "call %s: feature code %s, but the call cannot move now",
-			         leg->call->id, feature);
 		return 1;
 	}
 	return 0;

@@ -498,6 +498,7 @@ static void on_stop(void *arg, struct sip *s)
 		move_free(m);
 	}
 	move_pool_free(ms->pool);
+	move_dtmf_free(ms);
 	free(ms->scan);
 	free(ms->move_table);
 	free(ms->code_table);
@@ -533,6 +534,7 @@ int move_init(struct sip *s)
 		return ENOMEM;
 	ms->move_table = calloc(MOVE_BUCKETS, sizeof(*ms->move_table));
 	ms->code_table = calloc(MOVE_BUCKETS, sizeof(*ms->code_table));
+	ms->sip = s;
 	/* The calls' rows first: at a call's answer its row is in before a move asked early is
 	 * (a move's row names its call's). */
 	err = ms->move_table && ms->code_table ? move_record_init(s) : ENOMEM;

@@ -11,4 +11,16 @@
  */
 int move_init(struct sip *s);
 
+/*
+ * A DTMF code (digits as SIP INFO in a call) for a feature beside the move: fn is called on the
+ * loop with the leg it came on once the last digit is in (and answered), with the sender's
+ * address key as source. sides: which legs may send it. The move's own [move] feature_code is
+ * one of them (near side); a code that a longer one starts with waits 1.5 s for more digits.
+ * EINVAL (empty, too long, not DTMF), EEXIST, ENOMEM. Call after move_init().
+ */
+enum { MOVE_DTMF_NEAR = 1, MOVE_DTMF_FAR = 2 };
+struct leg;
+typedef void move_dtmf_h(void *arg, struct leg *leg, const char *code, const char *source);
+int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *fn, void *arg);
+
 #endif

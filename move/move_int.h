@@ -39,6 +39,10 @@ struct move_stack {
 	struct log_limit refused_log; /* refused codes: 10 lines a second at most */
 	struct move_pool *pool;       /* codes made ahead, or NULL ([codes] pool = 0) */
 	unsigned pool_said : 1;       /* the log said once that a code was made on the loop */
+	struct sip *sip;
+	struct dtmf_code *dtmf; /* the features' DTMF codes (dtmf.c) */
+	unsigned ndtmf;
+	LIST_HEAD(, dtmf_wait) dtmf_waits; /* codes heard that a longer one may still extend */
 };
 
 /*
@@ -204,6 +208,9 @@ int move_for_us(struct sip *s, const url_t *u);
 
 /* ask.c */
 void move_early_asks_run(struct sip *s, struct call *c, int up);
+
+/* dtmf.c */
+void move_dtmf_free(struct move_stack *ms);
 
 /* refer.c */
 void move_refer_out_free(struct refer_out *ro);

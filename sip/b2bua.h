@@ -116,6 +116,7 @@ struct call {
 	LIST_HEAD(, ctx) ctxs;  /* client transactions still waiting for a final answer */
 	struct leg *in, *out;   /* the leg the INVITE came in on, the one we made */
 	void *feature;          /* what a hooked feature keeps for this call (a move), or NULL */
+	void *slot[SIP_CALL_SLOTS]; /* what the other features keep (sip_call_slot_new) */
 	enum sip_call_state state;
 	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
 	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
@@ -183,6 +184,7 @@ struct sip {
 		void *arg;
 	} hooks[SIP_HOOKS_MAX]; /* what features registered, in order */
 	unsigned nhooks;
+	unsigned nslots; /* call slots taken by features */
 	sip_done_h *done;
 	void *done_arg;
 	su_timer_t *shutdown_timer;

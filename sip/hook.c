@@ -19,6 +19,13 @@ void *sip_call_hooks_arg(struct sip *s, const struct sip_call_hooks *h)
 	return NULL;
 }
 
+int sip_call_slot_new(struct sip *s)
+{
+	if (s->nslots >= SIP_CALL_SLOTS)
+		return -1;
+	return (int)s->nslots++;
+}
+
 int hook_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	for (unsigned i = 0; i < s->nhooks; i++) {

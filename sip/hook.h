@@ -70,12 +70,22 @@ struct sip_call_hooks {
 	void (*stop)(void *arg, struct sip *s);
 };
 
-#define SIP_HOOKS_MAX 4
+#define SIP_HOOKS_MAX 8
+
+/* Per-call places for what features keep (struct call's slot[]), one taken per feature. */
+#define SIP_CALL_SLOTS 8
 
 /* Add a table of hooks (kept by pointer, with arg); ENOSPC past SIP_HOOKS_MAX. */
 int sip_call_hooks_add(struct sip *s, const struct sip_call_hooks *h, void *arg);
 
 /* The arg registered with table h, or NULL if h is not registered. */
 void *sip_call_hooks_arg(struct sip *s, const struct sip_call_hooks *h);
+
+/*
+ * A place of its own in every call of s for a feature (the index into struct call's slot[]),
+ * or -1 when all SIP_CALL_SLOTS are taken. A feature takes one at its init and frees what it
+ * put there in its call_gone hook; the core never looks into a slot.
+ */
+int sip_call_slot_new(struct sip *s);
 
 #endif

@@ -139,7 +139,8 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *
 {
 	char host[64], port[8];
 	const char *p, *colon;
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
+	                         .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	size_t hl;
 

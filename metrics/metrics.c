@@ -82,6 +82,11 @@ static const struct series table[METRIC__COUNT] = {
          "HTTP connections closed for late request headers or body."},
     [METRIC_START_TIME_SECONDS] = {"qrxfer_start_time_seconds", NULL, "gauge",
                                    "When the module started, seconds since the epoch."},
+    [METRIC_MEDIA_ANCHORED_TOTAL] = {"qrxfer_media_anchored_total", NULL, "counter",
+                                     "Calls whose media rtpengine took ([media] rtpengine)."},
+    [METRIC_MEDIA_UNANCHORED_TOTAL] = {"qrxfer_media_unanchored_total", NULL, "counter",
+                                       "Calls left unanchored or let go because rtpengine "
+                                       "did not answer or refused."},
 };
 
 static int64_t values[METRIC__COUNT];

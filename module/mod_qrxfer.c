@@ -43,6 +43,8 @@ static struct {
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
 	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
+	char *media_rtpengine;
+	int media_verify_timeout, move_undo_secs;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -132,6 +134,9 @@ static const struct mod_conf_param params[] = {
     {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
     {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
     {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
+    {"media", "rtpengine", MOD_CONF_STR, &conf.media_rtpengine, ""},
+    {"media", "verify_timeout", MOD_CONF_INT, &conf.media_verify_timeout, "5", 1, 60},
+    {"move", "undo_secs", MOD_CONF_INT, &conf.move_undo_secs, "10", 0, 3600},
     {NULL},
 };
 
@@ -396,6 +401,13 @@ static int mod_init(const struct mod_host *h)
 	err = move_init(sip);
 	if (err) {
 		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
+		return err;
+	}
+	err = move_anchor_init(sip, nonempty(conf.media_rtpengine));
+	if (err) {
+		LOG_ERR("media", "[media] rtpengine = %s: %s", conf.media_rtpengine,
+		        err == EINVAL ? "not udp:<IPv4>:<port> or udp:[<IPv6>]:<port>"
+		                      : strerror(err));
 		return err;
 	}
 

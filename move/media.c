@@ -12,6 +12,7 @@
 #include "move/move_int.h"
 
 static void reinvite_far(struct move *m);
+static void anchor_switch(struct move *m);
 static void reinvite_silent(su_root_magic_t *rm, su_timer_t *t, void *arg);
 
 /* C took B's media but the move cannot finish: give C the near device's media back. */
@@ -21,6 +22,13 @@ void move_rollback(struct move *m)
 	sip_payload_t *pl = NULL;
 
 	if (!c || !c->far || !c->near_sdp || c->far->terminated) {
+		move_detach(m);
+		return;
+	}
+	if (move_anchored(c)) {
+		/* rtpengine sends the far party's media to A again; nothing goes to far */
+		move_event(m, "rollback", "rtpengine re-points the near side to the near device");
+		move_anchor_repoint(c, c->near_sdp, NULL, NULL);
 		move_detach(m);
 		return;
 	}
@@ -75,6 +83,97 @@ static void complete(struct move *m)
 	move_detach(m);
 }
 
+static void complete(struct move *m);
+
+static sip_payload_t *payload_of(struct call *c, const char *sdp, size_t len)
+{
+	return sdp ? sip_payload_create(c->home, sdp, (isize_t)len) : NULL;
+}
+
+/* Anchored: rtpengine sends the near side's media to B now; B gets rtpengine's SDP. */
+static void anchor_switched(void *arg, int err, const char *sdp, size_t len,
+                            const struct benc *reply)
+{
+	struct move *m = arg;
+	struct call *c = m->call;
+	sip_payload_t *pl;
+
+	if (!c || m->phase != MOVE_REINVITING)
+		return;
+	m->t_answer = move_now_us();
+	if (err || !sdp) {
+		move_fail(m, 500, "rtpengine could not re-point the near side: %s",
+		          err ? strerror(err) : "no SDP");
+		move_anchor_repoint(c, c->near_sdp, NULL, NULL);
+		return;
+	}
+	if (m->b_gone || !m->b) {
+		move_fail(m, 487, "the new device left during the move");
+		move_anchor_repoint(c, c->near_sdp, NULL, NULL);
+		return;
+	}
+	pl = payload_of(c, sdp, len);
+	move_to(m, MOVE_ANSWERING, "rtpengine took the new device's media");
+	if (m->third_party) {
+		leg_ack(m->b, NULL, pl);
+		complete(m);
+		return;
+	}
+	if (!m->b_offered) {
+		/* B answered our offer in its ACK (move_ack): that was the switch. */
+		complete(m);
+		return;
+	}
+	m->b->answered = 1;
+	leg_answer(m->b, SIP_200_OK, NULL, pl, TAG_END());
+}
+
+/* Anchored: the far party keeps its media and its dialog untouched, no re-INVITE. */
+static void anchor_switch(struct move *m)
+{
+	struct call *c = m->call;
+	const char *near = move_anchor_near_sdp(c);
+	int err;
+
+	m->t_reinvite = move_now_us();
+	if (!m->b_sdp) {
+		/* B came without an offer: rtpengine's near-side SDP is ours; B answers in ACK. */
+		if (!near) {
+			move_fail(m, 500, "no anchored SDP to offer the new device");
+			return;
+		}
+		move_to(m, MOVE_REINVITING, "the far leg is free");
+		move_to(m, MOVE_ANSWERING, "the new device gets the anchor's offer");
+		move_event(m, "anchor", "offer rtpengine's near-side media to the new device");
+		m->b->answered = 1;
+		leg_answer(m->b, SIP_200_OK, NULL, payload_of(c, near, strlen(near)), TAG_END());
+		return;
+	}
+	move_to(m, MOVE_REINVITING, "the far leg is free");
+	err = move_anchor_repoint(c, m->b_sdp, anchor_switched, m);
+	if (err) {
+		move_fail(m, 500, "rtpengine: cannot re-point the near side: %s", strerror(err));
+		return;
+	}
+	move_event(m, "anchor", "rtpengine re-points the near side to %s; no re-INVITE to far",
+	           m->b && m->b->uri ? m->b->uri : "the new device");
+}
+
+/* Anchored, B answered our offer in its ACK: point the near side at B, then done. */
+static void anchor_acked(void *arg, int err, const char *sdp, size_t len, const struct benc *reply)
+{
+	struct move *m = arg;
+
+	if (!m->call || m->phase != MOVE_ANSWERING)
+		return;
+	m->t_answer = move_now_us();
+	if (err) {
+		move_fail(m, 500, "rtpengine could not re-point the near side: %s", strerror(err));
+		return;
+	}
+	complete(m);
+}
+
 static void retry_reinvite(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
 	reinvite_far(arg);
@@ -105,6 +204,10 @@ static void reinvite_far(struct move *m)
 
 	if (!c || !c->far || c->far->terminated || c->state != SIP_CALL_ANSWERED) {
 		move_fail(m, 480, "the far leg is gone");
+		return;
+	}
+	if (move_anchored(c)) {
+		anchor_switch(m);
 		return;
 	}
 	/* Requests on one leg are serialised: wait for what is in flight. */
@@ -292,6 +395,16 @@ int move_ack(struct move *m, struct leg *leg, const sip_t *sip)
 		return 0;
 	if (m->phase != MOVE_ANSWERING || m->third_party)
 		return 1;
+	if (move_anchored(c)) {
+		if (m->b_offered) {
+			complete(m);
+			return 1;
+		}
+		copy_payload(&m->b_sdp, sip);
+		if (!m->b_sdp || move_anchor_repoint(c, m->b_sdp, anchor_acked, m))
+			move_fail(m, 488, "the new device answered without SDP in its ACK");
+		return 1;
+	}
 	if (!m->b_offered) {
 		copy_payload(&m->b_sdp, sip);
 		pl = m->b_sdp ? sip_payload_create(c->home, m->b_sdp, (isize_t)strlen(m->b_sdp))

@@ -23,4 +23,10 @@ struct leg;
 typedef void move_dtmf_h(void *arg, struct leg *leg, const char *code, const char *source);
 int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *fn, void *arg);
 
+/*
+ * The media anchor: rtpengine at addr (udp:host:port) relays every call's media, so a move
+ * re-points only the near side. Nothing when addr is empty. EINVAL for a malformed addr.
+ */
+int move_anchor_init(struct sip *s, const char *addr);
+
 #endif

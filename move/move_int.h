@@ -242,6 +242,15 @@ int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *
  * EPERM for a target outside our domain and [move] dial_domains, EINVAL for a malformed one. */
 int move_dial_target(struct sip *s, const char *target, char *out, size_t len, int *direct);
 
+/* anchor.c: the media anchor (rtpengine), when [media] rtpengine is set */
+struct benc;
+typedef void move_anchor_h(void *arg, int err, const char *sdp, size_t len,
+                           const struct benc *reply);
+int move_anchored(struct call *c);
+const char *move_anchor_near_sdp(struct call *c);
+int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void *arg);
+int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg);
+
 /* record.c: the calls' rows in the store */
 int move_record_init(struct sip *s);
 void move_record_near(struct call *c);

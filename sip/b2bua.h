@@ -118,9 +118,10 @@ struct call {
 	void *feature;          /* what a hooked feature keeps for this call (a move), or NULL */
 	void *slot[SIP_CALL_SLOTS]; /* what the other features keep (sip_call_slot_new) */
 	enum sip_call_state state;
-	unsigned ack_pending : 1;  /* out's 2xx waits for in's ACK */
-	unsigned offer_busy : 1;   /* a re-INVITE or UPDATE is in flight */
-	unsigned reinvite_ack : 1; /* the relayed re-INVITE's 2xx waits for an ACK */
+	unsigned ack_pending : 1;      /* out's 2xx waits for in's ACK */
+	unsigned offer_busy : 1;       /* a re-INVITE or UPDATE is in flight */
+	unsigned reinvite_ack : 1;     /* the relayed re-INVITE's 2xx waits for an ACK */
+	unsigned reinvite_offered : 1; /* the relayed re-INVITE carried an offer */
 	unsigned freeing : 1;
 	struct leg *reinvite_from;
 	msg_t *held_answer;           /* the called side's 2xx, held by call_answering */
@@ -130,8 +131,10 @@ struct call {
 	char *far_origin;      /* the far party's o= line: user and session id */
 	char *far_origin_tail; /* and nettype, addrtype, address; the version is far_version */
 	unsigned long long far_version;
-	char *far_body;           /* the last SDP sent to far, as it came */
-	char *near_sdp;           /* the last SDP the near device sent, for a rollback */
+	char *far_body;       /* the last SDP sent to far, as it came */
+	char *near_sdp;       /* the last SDP the near device sent, for a rollback */
+	const sip_t *sdp_msg; /* a held message going on now: its body is sdp_pl */
+	sip_payload_t *sdp_pl;
 	unsigned recorded : 1;    /* its row is in the store (the records' hooks say so) */
 	unsigned dirty : 1;       /* its state changed since it was last written */
 	unsigned had_feature : 1; /* read back: its state said a feature (a move) was under way */
@@ -273,10 +276,28 @@ void hook_call_changed(struct call *c);
 int hook_unknown_dialog(struct sip *s, nta_incoming_t *irq, const sip_t *sip);
 void hook_call_restored(struct call *c);
 int hook_call_answering(struct call *c);
+int hook_sdp(struct call *c, struct leg *from, struct leg *to, int offer, const char *body,
+             size_t len, struct sip_sdp_wait *w);
+int hook_has_sdp(struct sip *s);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
 sip_payload_t *body_for(struct leg *dst, const sip_t *sip);
+
+/* A message held while a hook rewrites its SDP (the media anchor): go sends it on. */
+struct sip_sdp_wait {
+	struct call *c;
+	struct leg *from, *to;
+	msg_t *msg; /* a reference to the request or response held */
+	int status;
+	char phrase[64];
+	void (*go)(struct sip_sdp_wait *w);
+	char mf[16];        /* invite_bridge: Max-Forwards */
+	sip_replaces_t *rp; /* invite_bridge: the Replaces, in the call's home */
+};
+/* 1 when a hook holds the message (w is copied); 0: send it now (no SDP hook, no SDP body, or
+ * this is the held message going on). */
+int sdp_hold(const struct sip_sdp_wait *w, const sip_t *sip, int offer);
 
 /* route.c */
 int route_from_upstream(struct sip *s, msg_t *req);

@@ -209,3 +209,25 @@ void hook_call_restored(struct call *c)
 		if (s->hooks[i].h->call_restored)
 			s->hooks[i].h->call_restored(s->hooks[i].arg, c);
 }
+
+int hook_sdp(struct call *c, struct leg *from, struct leg *to, int offer, const char *body,
+             size_t len, struct sip_sdp_wait *w)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->sdp && h->sdp(s->hooks[i].arg, c, from, to, offer, body, len, w))
+			return 1;
+	}
+	return 0;
+}
+
+int hook_has_sdp(struct sip *s)
+{
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->sdp)
+			return 1;
+	return 0;
+}

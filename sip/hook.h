@@ -13,6 +13,7 @@
 struct sip;
 struct call;
 struct leg;
+struct sip_sdp_wait;
 
 struct sip_call_hooks {
 	/* An INVITE outside any dialog, before it becomes a new call (a device presenting a code).
@@ -68,7 +69,20 @@ struct sip_call_hooks {
 	void (*call_restored)(void *arg, struct call *c);
 	/* The stack is being freed: free what the feature holds. */
 	void (*stop)(void *arg, struct sip *s);
+	/*
+	 * An SDP offer (offer 1) or answer from leg from is about to go out on leg to (the media
+	 * anchor): 1 if taken. The core holds the message; the hook later calls, never from within
+	 * this call, sip_sdp_resume(w, ...) once with the body to send instead, or sip_sdp_drop(w)
+	 * when the call is gone (its call_gone hook).
+	 */
+	int (*sdp)(void *arg, struct call *c, struct leg *from, struct leg *to, int offer,
+	           const char *body, size_t len, struct sip_sdp_wait *w);
 };
+
+/* Send the held message on with body (len bytes; NULL: the body as it came); frees w. */
+void sip_sdp_resume(struct sip_sdp_wait *w, const char *body, size_t len);
+/* Let go of a held message without sending it (its call is gone); frees w. */
+void sip_sdp_drop(struct sip_sdp_wait *w);
 
 #define SIP_HOOKS_MAX 8
 

@@ -100,6 +100,29 @@ static sip_replaces_t *replaces_mapped(struct call *c, const sip_replaces_t *rp)
 	return out;
 }
 
+/* The new call's INVITE goes out (its SDP perhaps rewritten by a hook, sdp_hold). */
+static void bridge_go(struct sip_sdp_wait *w)
+{
+	struct call *c = w->c;
+	struct leg *in = w->from, *out = w->to;
+	const sip_t *sip = sip_object(w->msg);
+	sip_payload_t *pl;
+	int err;
+
+	if (c->state == SIP_CALL_ENDING || in->terminated || in->ending) {
+		call_leg_terminated(out); /* the caller left while its offer was held */
+		return;
+	}
+	pl = body_for(out, sip);
+	err = leg_invite(out, w->msg, NULL, SIPTAG_MAX_FORWARDS_STR(w->mf),
+	                 TAG_IF(w->rp, SIPTAG_REPLACES(w->rp)), BODY_TAGS_PL(sip, pl), TAG_END());
+	if (err) {
+		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
+		call_leg_terminated(in);
+		call_leg_terminated(out);
+	}
+}
+
 /*
  * Bridge an INVITE to target as a new call: near is the side that is not the upstream.
  * via_upstream routes the new leg through the upstream (a loose Route), else straight there.
@@ -112,10 +135,8 @@ void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int fro
 	struct call *c;
 	struct leg *in, *out;
 	sip_addr_t *from, *to;
-	sip_payload_t *pl;
 	sip_replaces_t *rp = NULL;
 	msg_t *req;
-	int err;
 
 	if (call_alloc(&c, s)) {
 		refuse(irq, SIP_500_INTERNAL_SERVER_ERROR, "out of memory");
@@ -160,16 +181,16 @@ void invite_bridge(struct sip *s, nta_incoming_t *irq, const sip_t *sip, int fro
 	         out->uri);
 	/* The caller hears that we are on it, whatever the far side takes (RFC 3261 8.2.6.1). */
 	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
-	pl = body_for(out, sip);
 	req = nta_incoming_getrequest(irq);
-	err = leg_invite(out, req, NULL, SIPTAG_MAX_FORWARDS_STR(mfbuf),
-	                 TAG_IF(rp, SIPTAG_REPLACES(rp)), BODY_TAGS_PL(sip, pl), TAG_END());
-	msg_destroy(req);
-	if (err) {
-		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
-		call_leg_terminated(in);
-		call_leg_terminated(out);
+	{
+		struct sip_sdp_wait w = {
+		    .c = c, .from = in, .to = out, .msg = req, .go = bridge_go, .rp = rp};
+
+		snprintf(w.mf, sizeof(w.mf), "%s", mfbuf);
+		if (!sdp_hold(&w, sip, 1))
+			bridge_go(&w);
 	}
+	msg_destroy(req);
 }
 /* The answer to the other leg for a failed initial INVITE, with why. */
 static void relay_failure(struct call *c, int status, const char *phrase, const sip_t *sip,
@@ -214,6 +235,25 @@ static int wants_prack(struct call *c, const sip_t *sip)
 }
 
 static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip,
+                             msg_t *resp);
+
+static void initial_go(struct sip_sdp_wait *w)
+{
+	initial_response(w->from, w->status, w->phrase, sip_object(w->msg), w->msg);
+}
+
+/* Whether the caller's INVITE carried an offer (then the called side's SDP answers it). */
+static int initial_offered(struct call *c)
+{
+	msg_t *req = c->in && c->in->inv ? nta_incoming_getrequest(c->in->inv) : NULL;
+	const sip_t *rq = req ? sip_object(req) : NULL;
+	int offered = rq && rq->sip_payload && rq->sip_payload->pl_len;
+
+	msg_destroy(req);
+	return offered;
+}
+
+static void initial_response(struct leg *out, int status, const char *phrase, const sip_t *sip,
                              msg_t *resp)
 {
 	struct call *c = out->call;
@@ -233,6 +273,18 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 			call_leg_terminated(out);
 		}
 		return;
+	}
+	{
+		struct sip_sdp_wait w = {.c = c,
+		                         .from = out,
+		                         .to = c->in,
+		                         .msg = resp,
+		                         .status = status,
+		                         .go = initial_go};
+
+		snprintf(w.phrase, sizeof(w.phrase), "%s", phrase ? phrase : "");
+		if (sdp_hold(&w, sip, !initial_offered(c)))
+			return;
 	}
 	invite_note_near_sdp(out, sip);
 	pl = body_for(c->in, sip);
@@ -293,11 +345,13 @@ void sip_call_answer_release(struct call *c)
 	msg_destroy(resp);
 }
 
+static void reinvite_answer(struct leg *leg, struct leg *from, int status, const char *phrase,
+                            const sip_t *sip, msg_t *resp);
+
 void invite_response(struct leg *leg, int status, const char *phrase, const sip_t *sip, msg_t *resp)
 {
 	struct call *c = leg->call;
 	struct leg *from = c->reinvite_from;
-	sip_payload_t *pl;
 
 	if (hook_invite_response(c, leg, status, phrase, sip))
 		return;
@@ -336,10 +390,59 @@ void invite_response(struct leg *leg, int status, const char *phrase, const sip_
 			return;
 		}
 	}
+	reinvite_answer(leg, from, status, phrase, sip, resp);
+}
+
+static void reinvite_answer_go(struct sip_sdp_wait *w)
+{
+	reinvite_answer(w->from, w->to, w->status, w->phrase, sip_object(w->msg), w->msg);
+}
+
+/* The answer to a re-INVITE relayed from leg from, to it (its SDP perhaps held first). */
+static void reinvite_answer(struct leg *leg, struct leg *from, int status, const char *phrase,
+                            const sip_t *sip, msg_t *resp)
+{
+	struct call *c = leg->call;
+	struct sip_sdp_wait w = {.c = c,
+	                         .from = leg,
+	                         .to = from,
+	                         .msg = resp,
+	                         .status = status,
+	                         .go = reinvite_answer_go};
+	sip_payload_t *pl;
+
+	snprintf(w.phrase, sizeof(w.phrase), "%s", phrase ? phrase : "");
+	if (status < 300 && sdp_hold(&w, sip, !c->reinvite_offered))
+		return;
+	if (c->sdp_msg == sip && (from->terminated || !from->inv))
+		return; /* its sender left while the answer was held */
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
 	leg_answer_as(from, status, phrase, resp, NULL, 0,
 	              (tagi_t[]){BODY_TAGI(sip, pl), {TAG_END()}});
+}
+
+/* A re-INVITE goes on to the other leg (its SDP perhaps rewritten by a hook, sdp_hold). */
+static void reinvite_go(struct sip_sdp_wait *w)
+{
+	struct call *c = w->c;
+	struct leg *leg = w->from, *other = w->to;
+	const sip_t *sip = sip_object(w->msg);
+	sip_payload_t *pl;
+
+	if (c->state != SIP_CALL_ANSWERED || other->terminated || leg->terminated) {
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		if (leg->inv && !leg->terminated)
+			leg_answer(leg, SIP_481_NO_TRANSACTION, NULL, NULL, TAG_END());
+		return;
+	}
+	pl = body_for(other, sip);
+	if (leg_invite(other, w->msg, NULL, BODY_TAGS_PL(sip, pl), TAG_END())) {
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		leg_answer(leg, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+	}
 }
 
 /* A re-INVITE on an established leg: pass it on, unless another offer is in flight. */
@@ -347,7 +450,6 @@ void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 {
 	struct call *c = leg->call;
 	struct leg *other = call_other(leg);
-	sip_payload_t *pl;
 	msg_t *req;
 
 	if (leg->inv) {
@@ -369,14 +471,16 @@ void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 	leg_take_invite(leg, irq);
 	c->offer_busy = 1;
 	c->reinvite_from = leg;
+	c->reinvite_offered = body_pl(sip) && body_pl(sip)->pl_len;
 	LOG_DEBUG("call", "%s: re-INVITE from %s", c->id, call_side(leg));
 	invite_note_near_sdp(leg, sip);
-	pl = body_for(other, sip);
 	req = nta_incoming_getrequest(irq);
-	if (leg_invite(other, req, NULL, BODY_TAGS_PL(sip, pl), TAG_END())) {
-		c->offer_busy = 0;
-		c->reinvite_from = NULL;
-		leg_answer(leg, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+	{
+		struct sip_sdp_wait w = {
+		    .c = c, .from = leg, .to = other, .msg = req, .go = reinvite_go};
+
+		if (!sdp_hold(&w, sip, 1))
+			reinvite_go(&w);
 	}
 	msg_destroy(req);
 }

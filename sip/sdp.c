@@ -1,5 +1,6 @@
 /* SDP toward the far leg: one stable origin (RFC 3264 section 8), whoever is near. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sip/b2bua.h"
@@ -90,9 +91,62 @@ sip_payload_t *body_for(struct leg *dst, const sip_t *sip)
 {
 	sip_payload_t *pl = body_pl(sip);
 
+	if (dst && dst->call->sdp_msg == sip && dst->call->sdp_pl)
+		pl = dst->call->sdp_pl;
 	if (!pl || !dst || dst != dst->call->far)
 		return pl;
 	if (!sip->sip_content_type || strcasecmp(sip->sip_content_type->c_type, "application/sdp"))
 		return pl;
 	return sdp_to_far(dst->call, pl);
+}
+
+static int is_sdp(const sip_t *sip)
+{
+	const sip_payload_t *pl = body_pl(sip);
+
+	return pl && pl->pl_len && sip->sip_content_type && sip->sip_content_type->c_type &&
+	       !strcasecmp(sip->sip_content_type->c_type, "application/sdp");
+}
+
+int sdp_hold(const struct sip_sdp_wait *tmpl, const sip_t *sip, int offer)
+{
+	struct call *c = tmpl->c;
+	struct sip_sdp_wait *w;
+	const sip_payload_t *pl = body_pl(sip);
+
+	if (c->sdp_msg == sip || !is_sdp(sip) || !hook_has_sdp(c->sip))
+		return 0;
+	w = malloc(sizeof(*w));
+	if (!w)
+		return 0;
+	*w = *tmpl;
+	w->msg = msg_ref_create(tmpl->msg);
+	if (hook_sdp(c, w->from, w->to, offer, pl->pl_data, pl->pl_len, w))
+		return 1;
+	msg_destroy(w->msg);
+	free(w);
+	return 0;
+}
+
+void sip_sdp_resume(struct sip_sdp_wait *w, const char *body, size_t len)
+{
+	struct call *c = w->c;
+
+	su_home_ref(c->home);
+	c->sdp_msg = sip_object(w->msg);
+	c->sdp_pl = body ? sip_payload_create(c->home, body, (isize_t)len) : NULL;
+	w->go(w);
+	c->sdp_msg = NULL;
+	su_free(c->home, c->sdp_pl);
+	c->sdp_pl = NULL;
+	su_home_unref(c->home);
+	sip_sdp_drop(w);
+}
+
+void sip_sdp_drop(struct sip_sdp_wait *w)
+{
+	if (!w)
+		return;
+	msg_destroy(w->msg);
+	free(w);
 }

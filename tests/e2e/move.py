@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--hold", type=float, default=5.0, help="seconds B and C talk after the move")
     ap.add_argument("--min-packets", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--anchored", help="rtpengine's RTP ports LO-HI: media goes through them "
+                    "and C gets no re-INVITE")
     args = ap.parse_args()
     token = open(args.token_file).read().strip()
     t0 = time.time()
@@ -251,15 +253,29 @@ def main():
         print(f"C: re-INVITE {'seen' if 'got re-INVITE' in c_text else 'NOT seen'}; incoming "
               f"RTP after it from {', '.join(c_src) or 'nobody'} (B's RTP ports {args.b_rtp})",
               flush=True)
-        if not b_src or not all(in_range(x, args.c_rtp) for x in b_src):
-            failures.append(f"B's RTP came from {b_src}, not from C's ports {args.c_rtp}")
-        if "got re-INVITE" not in c_text:
-            failures.append("C's log shows no re-INVITE after B dialed")
-        # A keeps sending until qrxferd's BYE reaches it, so a last packet or two of A's may
-        # reach C after the re-INVITE (C logs the SSRC change): what C ends up with counts.
-        if not c_src or not in_range(c_src[-1], args.b_rtp):
-            failures.append(f"C's RTP after the move came last from {c_src[-1:]}, not from B's "
-                            f"ports {args.b_rtp}")
+        if args.anchored:
+            # Anchored: every stream comes from rtpengine's ports; C is never re-INVITEd.
+            with open(args.a_log, errors="replace") as f:
+                a_src = re.findall(r"receiving from ([0-9.]+:\d+)", f.read())
+            print(f"A: incoming RTP from {', '.join(a_src) or 'nobody'} (rtpengine's ports "
+                  f"{args.anchored})", flush=True)
+            for name, src in (("A", a_src), ("B", b_src), ("C", c_src)):
+                if not src or not all(in_range(x, args.anchored) for x in src):
+                    failures.append(f"{name}'s RTP came from {src}, not from rtpengine's "
+                                    f"ports {args.anchored}")
+            if "got re-INVITE" in c_text:
+                failures.append("C got a re-INVITE: the anchored move must not send one")
+        else:
+            if not b_src or not all(in_range(x, args.c_rtp) for x in b_src):
+                failures.append(f"B's RTP came from {b_src}, not from C's ports {args.c_rtp}")
+            if "got re-INVITE" not in c_text:
+                failures.append("C's log shows no re-INVITE after B dialed")
+            # A keeps sending until qrxferd's BYE reaches it, so a last packet or two of A's
+            # may reach C after the re-INVITE (C logs the SSRC change): what C ends up with
+            # counts.
+            if not c_src or not in_range(c_src[-1], args.b_rtp):
+                failures.append(f"C's RTP after the move came last from {c_src[-1:]}, not "
+                                f"from B's ports {args.b_rtp}")
 
         # Tones: B's received audio is C's tone; C's received audio at the end is B's tone.
         wants = (("B", args.b_rec, t_move, args.c_tone, "C"),

@@ -39,6 +39,23 @@ def ports(n, span):
     print(" ".join(str(p) for p in got))
 
 
+def ngping(port, seconds):
+    """rtpengine's ng ping answered with pong within seconds."""
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.3)
+        try:
+            s.sendto(b"p1 d7:command4:pinge", ("127.0.0.1", int(port)))
+            if b"pong" in s.recv(1000):
+                return
+        except OSError:
+            time.sleep(0.2)
+        finally:
+            s.close()
+    sys.exit(1)
+
+
 def options(port, seconds):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -73,6 +90,8 @@ def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "ports":
         ports(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)
         return 0
+    if len(sys.argv) >= 3 and sys.argv[1] == "ngping":
+        return ngping(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 10.0)
     if len(sys.argv) >= 3 and sys.argv[1] == "options":
         return options(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 10.0)
     sys.exit(__doc__)

@@ -89,28 +89,28 @@ Test(bencode, writes_what_it_reads)
 Test(bencode, refuses_malformed_input)
 {
 	static const char *const bad[] = {
-	    "",          /* nothing */
-	    "i12",       /* int without end */
-	    "ie",        /* int without digits */
-	    "i-0e",      /* negative zero */
-	    "i03e",      /* leading zero */
-	    "i1-2e",     /* junk in an int */
-	    "i99999999999999999999e", /* past long long */
-	    "5:abc",     /* string longer than the input */
-	    "05:abcde",  /* length with a leading zero */
-	    "-1:a",      /* negative length */
+	    "",                          /* nothing */
+	    "i12",                       /* int without end */
+	    "ie",                        /* int without digits */
+	    "i-0e",                      /* negative zero */
+	    "i03e",                      /* leading zero */
+	    "i1-2e",                     /* junk in an int */
+	    "i99999999999999999999e",    /* past long long */
+	    "5:abc",                     /* string longer than the input */
+	    "05:abcde",                  /* length with a leading zero */
+	    "-1:a",                      /* negative length */
 	    "99999999999999999999999:a", /* length past any size */
-	    "3abc",      /* no colon */
-	    "l",         /* list without end */
-	    "li1e",      /* list without end */
-	    "d",         /* dict without end */
-	    "di1ei2ee",  /* key not a string */
-	    "d1:ae",     /* key without value */
-	    "d1:a",      /* key at the end */
-	    "x",         /* no such type */
-	    "i1ei2e",    /* trailing value */
-	    "d1:ai1ee ", /* trailing byte */
-	    "e",         /* end alone */
+	    "3abc",                      /* no colon */
+	    "l",                         /* list without end */
+	    "li1e",                      /* list without end */
+	    "d",                         /* dict without end */
+	    "di1ei2ee",                  /* key not a string */
+	    "d1:ae",                     /* key without value */
+	    "d1:a",                      /* key at the end */
+	    "x",                         /* no such type */
+	    "i1ei2e",                    /* trailing value */
+	    "d1:ai1ee ",                 /* trailing byte */
+	    "e",                         /* end alone */
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -130,7 +130,9 @@ Test(bencode, bounds_depth_and_nodes)
 	deep[n] = 0;
 	cr_assert_eq(parses(deep), E2BIG);
 	/* nesting up to the bound is fine */
-	cr_assert_eq(parses("llllee" "ee"), 0);
+	cr_assert_eq(parses("llllee"
+	                    "ee"),
+	             0);
 
 	benc_put_list(&many);
 	for (int i = 0; i < BENC_MAX_NODES + 10; i++)
@@ -148,7 +150,8 @@ Test(bencode, survives_every_truncation_and_byte_flip)
 
 	for (size_t cut = 0; cut < len; cut++) {
 		struct benc *b = NULL;
-		int err = benc_parse(good, cut, &b); /* malloc'd copies would catch over-reads too */
+		int err =
+		    benc_parse(good, cut, &b); /* malloc'd copies would catch over-reads too */
 
 		cr_expect_neq(err, 0, "a truncation at %zu parsed", cut);
 		benc_free(b);
@@ -206,9 +209,16 @@ Test(ng, refuses_bad_addresses)
 {
 	su_root_t *root;
 	struct ng *n = NULL;
-	static const char *const bad[] = {"",        "127.0.0.1:22222",  "tcp:127.0.0.1:1",
-	                                  "udp:127.0.0.1", "udp:localhost:22222", "udp:1.2.3.4:0",
-	                                  "udp:1.2.3.4:70000", "udp:[::1:5", "udp::5", "udp:1.2.3.4:5x"};
+	static const char *const bad[] = {"",
+	                                  "127.0.0.1:22222",
+	                                  "tcp:127.0.0.1:1",
+	                                  "udp:127.0.0.1",
+	                                  "udp:localhost:22222",
+	                                  "udp:1.2.3.4:0",
+	                                  "udp:1.2.3.4:70000",
+	                                  "udp:[::1:5",
+	                                  "udp::5",
+	                                  "udp:1.2.3.4:5x"};
 
 	su_init();
 	root = su_root_create(NULL);

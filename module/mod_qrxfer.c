@@ -403,7 +403,8 @@ static int mod_init(const struct mod_host *h)
 		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
 		return err;
 	}
-	err = move_anchor_init(sip, nonempty(conf.media_rtpengine));
+	err = move_anchor_init(sip, nonempty(conf.media_rtpengine),
+	                       (unsigned)conf.media_verify_timeout, (unsigned)conf.move_undo_secs);
 	if (err) {
 		LOG_ERR("media", "[media] rtpengine = %s: %s", conf.media_rtpengine,
 		        err == EINVAL ? "not udp:<IPv4>:<port> or udp:[<IPv6>]:<port>"

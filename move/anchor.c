@@ -38,10 +38,11 @@ struct anchor_call {
 	struct call *c;
 	LIST_ENTRY(anchor_call) link;
 	enum anchor_state state;
-	char *far_raw;        /* the far party's last SDP, as it came */
-	char *to_near;        /* rtpengine's last SDP for the near device */
-	const char *offerer;  /* the tag whose offer waits for its answer */
+	char *far_raw;                /* the far party's last SDP, as it came */
+	char *to_near;                /* rtpengine's last SDP for the near device */
+	const char *offerer;          /* the tag whose offer waits for its answer */
 	STAILQ_HEAD(, anchor_op) ops; /* the first is in flight */
+	struct leg *reinvited[2];     /* legs we re-INVITEd ourselves: we ACK their 2xx */
 	struct ng_req *req;
 	unsigned in_reply : 1, gone : 1;
 };
@@ -51,6 +52,7 @@ struct anchor {
 	struct ng *ng;
 	char *addr;
 	int slot;
+	unsigned verify_ms, undo_secs;
 	LIST_HEAD(, anchor_call) calls;
 	su_timer_t *ping;
 	struct ng_req *ping_req;
@@ -104,8 +106,7 @@ static struct anchor_call *ac_of(struct call *c, int make)
 }
 
 static void put_sdp_command(struct buf *b, const char *command, const char *call_id,
-                            const char *from_tag, const char *to_tag, const char *sdp,
-                            size_t len)
+                            const char *from_tag, const char *to_tag, const char *sdp, size_t len)
 {
 	benc_put_dict(b);
 	benc_put_kv(b, "command", command);
@@ -195,7 +196,8 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 		if (ac->state == ANCHOR_NONE) {
 			ac->state = ANCHOR_ON;
 			metric_inc(METRIC_MEDIA_ANCHORED_TOTAL);
-			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->c->id, ac->a->addr);
+			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->c->id,
+			         ac->a->addr);
 		}
 		if (op->w->to == ac->c->near) {
 			free(ac->to_near);
@@ -307,6 +309,59 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	                NULL, NULL);
 }
 
+/* The answer to a re-INVITE we sent ourselves (a hold, a resume): ACK it. */
+static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
+                              const char *phrase, const sip_t *sip)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+	unsigned i;
+
+	if (!ac)
+		return 0;
+	for (i = 0; i < 2 && ac->reinvited[i] != leg; i++)
+		;
+	if (i == 2 || !leg)
+		return 0;
+	if (status < 200)
+		return 1;
+	ac->reinvited[i] = NULL;
+	if (status < 300)
+		leg_ack(leg, NULL, NULL);
+	else
+		LOG_INFO("media", "%s: %s answered %d %s to our re-INVITE", c->id, call_side(leg),
+		         status, phrase ? phrase : "");
+	return 1;
+}
+
+int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+	sip_payload_t *pl;
+	unsigned i;
+
+	if (!ac || !leg || leg->terminated || leg->oinv)
+		return EBUSY;
+	for (i = 0; i < 2 && ac->reinvited[i] && ac->reinvited[i] != leg; i++)
+		;
+	if (i == 2)
+		return EBUSY;
+	pl = sip_payload_create(c->home, sdp, (isize_t)strlen(sdp));
+	if (leg_invite(leg, NULL, pl, TAG_END()))
+		return EIO;
+	ac->reinvited[i] = leg;
+	return 0;
+}
+
+unsigned move_anchor_verify_ms(void)
+{
+	return the_anchor ? the_anchor->verify_ms : 5000;
+}
+
+unsigned move_anchor_undo_secs(void)
+{
+	return the_anchor ? the_anchor->undo_secs : 0;
+}
+
 static void on_call_gone(void *arg, struct call *c)
 {
 	struct anchor *a = arg;
@@ -372,12 +427,13 @@ static void on_stop(void *arg, struct sip *s)
 }
 
 static const struct sip_call_hooks anchor_hooks = {
+    .invite_response = on_invite_response,
     .call_gone = on_call_gone,
     .stop = on_stop,
     .sdp = on_sdp,
 };
 
-int move_anchor_init(struct sip *s, const char *rtpengine)
+int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs, unsigned undo_secs)
 {
 	struct anchor *a;
 	int err;
@@ -388,6 +444,8 @@ int move_anchor_init(struct sip *s, const char *rtpengine)
 	if (!a)
 		return ENOMEM;
 	a->s = s;
+	a->verify_ms = verify_secs * 1000;
+	a->undo_secs = undo_secs;
 	a->lim.per_second = 10;
 	LIST_INIT(&a->calls);
 	a->addr = strdup(rtpengine);

@@ -60,10 +60,20 @@ static void complete(struct move *m)
 	c->offer_busy = 0;
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->b_sdp ? su_strdup(c->home, m->b_sdp) : NULL;
-	m->b = NULL;
-	metric_inc(METRIC_MOVES_COMPLETED_TOTAL);
 	free(m->taken_by);
 	m->taken_by = b->uri ? strdup(b->uri) : NULL;
+	if (move_anchored(c) && m->a_sdp && !m->a_gone && !old->terminated && !old->ending) {
+		/* Make-before-break: A waits on hold until B's media is seen (verify.c). */
+		su_timer_reset(m->timer);
+		move_event(
+		    m, "moved", "near leg moved to %s; redeem to switch %lld us, to answer %lld us",
+		    b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem, m->t_answer - m->t_redeem);
+		call_touch(c, 1);
+		move_verify_start(m, old);
+		return;
+	}
+	m->b = NULL;
+	metric_inc(METRIC_MOVES_COMPLETED_TOTAL);
 	move_event(m, "moved",
 	           "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
 	           b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem, m->t_answer - m->t_redeem);
@@ -136,6 +146,12 @@ static void anchor_switch(struct move *m)
 	int err;
 
 	m->t_reinvite = move_now_us();
+	/* What A has and what A got, to put A on hold and to take the call back to it. */
+	free(m->a_sdp);
+	free(m->a_sdp_out);
+	m->a_sdp = c->near_sdp ? strdup(c->near_sdp) : NULL;
+	m->a_sdp_out = near ? strdup(near) : NULL;
+	m->a_bump = 0;
 	if (!m->b_sdp) {
 		/* B came without an offer: rtpengine's near-side SDP is ours; B answers in ACK. */
 		if (!near) {
@@ -422,6 +438,8 @@ int move_leg_left(struct move *m, struct leg *leg)
 
 	if (!c)
 		return 0;
+	if (move_verify_b_left(m, leg))
+		return 1;
 	if (leg == m->b) {
 		if (m->phase == MOVE_REINVITING) {
 			m->b_gone = 1; /* finish with C first, then give it A's media back */
@@ -447,6 +465,10 @@ int move_leg_terminated(struct move *m, struct leg *leg)
 
 	if (!c)
 		return 0;
+	if (leg == m->held) {
+		m->held = NULL; /* A hung up while held: the move goes on without it */
+		return 1;
+	}
 	if (leg == m->b && m->phase != MOVE_DONE) {
 		if (m->phase == MOVE_REINVITING)
 			m->b_gone = 1;

@@ -90,6 +90,8 @@ static const char *const phase_names[] = {
     [MOVE_DONE] = "done",
     [MOVE_FAILED] = "failed",
     [MOVE_ROLLING_BACK] = "rolling-back",
+    [MOVE_VERIFYING] = "verifying",
+    [MOVE_UNDONE] = "undone",
 };
 
 #define TO(p) (1u << (p))
@@ -104,8 +106,10 @@ static const unsigned next_phases[] = {
     [MOVE_DIALING] = TO(MOVE_REINVITING) | TO(MOVE_FAILED),
     [MOVE_REINVITING] = TO(MOVE_GLARE) | TO(MOVE_ANSWERING) | TO(MOVE_FAILED),
     [MOVE_GLARE] = TO(MOVE_REINVITING) | TO(MOVE_FAILED),
-    [MOVE_ANSWERING] = TO(MOVE_DONE) | TO(MOVE_FAILED),
-    [MOVE_DONE] = 0,
+    [MOVE_ANSWERING] = TO(MOVE_DONE) | TO(MOVE_FAILED) | TO(MOVE_VERIFYING),
+    [MOVE_VERIFYING] = TO(MOVE_DONE) | TO(MOVE_FAILED),
+    [MOVE_DONE] = TO(MOVE_UNDONE),
+    [MOVE_UNDONE] = 0,
     [MOVE_FAILED] = TO(MOVE_ROLLING_BACK),
     [MOVE_ROLLING_BACK] = TO(MOVE_FAILED),
 };
@@ -126,11 +130,13 @@ enum sip_move_state move_state(const struct move *m)
 	case MOVE_REINVITING:
 	case MOVE_GLARE:
 	case MOVE_ANSWERING:
+	case MOVE_VERIFYING:
 		return SIP_MOVE_MOVING;
 	case MOVE_DONE:
 		return SIP_MOVE_DONE;
 	case MOVE_FAILED:
 	case MOVE_ROLLING_BACK:
+	case MOVE_UNDONE:
 		break;
 	}
 	return SIP_MOVE_FAILED;
@@ -252,6 +258,8 @@ void move_free(struct move *m)
 	free(m->taken_by);
 	free(m->target);
 	free(m->b_sdp);
+	free(m->a_sdp);
+	free(m->a_sdp_out);
 	free(m->refer_event);
 	move_code_free(m->made);
 	OPENSSL_cleanse(m->token, sizeof(m->token));
@@ -429,6 +437,12 @@ static int on_leg_left(void *arg, struct call *c, struct leg *leg)
 	return call_move(c) && move_leg_left(call_move(c), leg);
 }
 
+static int on_reinvite(void *arg, struct call *c, struct leg *leg, nta_incoming_t *irq,
+                       const sip_t *sip)
+{
+	return call_move(c) && move_verify_reinvite(call_move(c), leg, irq, sip);
+}
+
 static int on_leg_terminated(void *arg, struct call *c, struct leg *leg)
 {
 	return call_move(c) && move_leg_terminated(call_move(c), leg);
@@ -518,6 +532,7 @@ static const struct sip_call_hooks move_hooks = {
     .message = on_message,
     .info = on_info,
     .stop = on_stop,
+    .reinvite = on_reinvite,
 };
 
 struct move_stack *move_stack(struct sip *s)

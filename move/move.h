@@ -25,8 +25,10 @@ int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *
 
 /*
  * The media anchor: rtpengine at addr (udp:host:port) relays every call's media, so a move
- * re-points only the near side. Nothing when addr is empty. EINVAL for a malformed addr.
+ * re-points only the near side; A is held until B's media is seen both ways within
+ * verify_secs, then may take the call back for undo_secs. Nothing when addr is empty. EINVAL
+ * for a malformed addr.
  */
-int move_anchor_init(struct sip *s, const char *addr);
+int move_anchor_init(struct sip *s, const char *addr, unsigned verify_secs, unsigned undo_secs);
 
 #endif

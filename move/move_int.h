@@ -61,6 +61,8 @@ enum move_phase {
 	MOVE_DONE,         /* B holds the near leg; A got a BYE */
 	MOVE_FAILED,       /* A keeps the call (or the call ended) */
 	MOVE_ROLLING_BACK, /* failed after C took B's media: the re-INVITE with A's media is out */
+	MOVE_VERIFYING,    /* anchored: B has the near leg, A is on hold, B's media not seen yet */
+	MOVE_UNDONE,       /* anchored: A took the call back in the undo window */
 };
 
 /* One move. Owned by its stack's list (move_stack.moves) until its record lingers out. */
@@ -108,6 +110,13 @@ struct move {
 	unsigned long sms_ref[2]; /* near, far */
 	char near_number[32], far_number[32];
 	struct move_code *made; /* the code as made (its images), while it may be sent again */
+	/* Anchored moves (verify.c): A on hold until B's media is seen, then for the undo. */
+	struct leg *held;     /* A's leg, kept on hold */
+	char *a_sdp;          /* A's own SDP, to point rtpengine at it again */
+	char *a_sdp_out;      /* what A last got from us (rtpengine's), for its hold */
+	unsigned a_bump;      /* o= versions A has been sent past a_sdp_out's */
+	unsigned counted : 1; /* the counters' baseline is taken */
+	long long base_b, base_c, base_rtcp, t_verified;
 };
 
 /* An INVITE or a dial request waiting for the store to redeem its code. */
@@ -250,6 +259,14 @@ int move_anchored(struct call *c);
 const char *move_anchor_near_sdp(struct call *c);
 int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void *arg);
 int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg);
+int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp);
+unsigned move_anchor_verify_ms(void);
+unsigned move_anchor_undo_secs(void);
+
+/* verify.c: make-before-break and undo of anchored moves */
+void move_verify_start(struct move *m, struct leg *a);
+int move_verify_b_left(struct move *m, struct leg *leg);
+int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 
 /* record.c: the calls' rows in the store */
 int move_record_init(struct sip *s);

@@ -279,6 +279,7 @@ int hook_call_answering(struct call *c);
 int hook_sdp(struct call *c, struct leg *from, struct leg *to, int offer, const char *body,
              size_t len, struct sip_sdp_wait *w);
 int hook_has_sdp(struct sip *s);
+int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);

@@ -231,3 +231,16 @@ int hook_has_sdp(struct sip *s)
 			return 1;
 	return 0;
 }
+
+int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct sip *s = c->sip;
+
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->reinvite && h->reinvite(s->hooks[i].arg, c, leg, irq, sip))
+			return 1;
+	}
+	return 0;
+}

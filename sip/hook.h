@@ -77,6 +77,10 @@ struct sip_call_hooks {
 	 */
 	int (*sdp)(void *arg, struct call *c, struct leg *from, struct leg *to, int offer,
 	           const char *body, size_t len, struct sip_sdp_wait *w);
+	/* A re-INVITE on a leg of c that is neither near nor far (a device a move put on hold):
+	 * 1 if taken, and then the hook answers irq. Untaken, it gets 491 as before. */
+	int (*reinvite)(void *arg, struct call *c, struct leg *leg, nta_incoming_t *irq,
+	                const sip_t *sip);
 };
 
 /* Send the held message on with body (len bytes; NULL: the body as it came); frees w. */

@@ -1,0 +1,313 @@
+/*
+ * Anchored moves, make-before-break: once rtpengine sends the near side's media to B, A is put
+ * on hold (a=inactive) rather than hung up, and the move is done only when rtpengine's
+ * counters show media both ways on B within [media] verify_timeout; else the call goes back to
+ * A and B gets a BYE. For [move] undo_secs after that, A's resume (a re-INVITE sendrecv) takes
+ * the call back; then A gets its BYE.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "media/bencode.h"
+#include "move/move_int.h"
+
+#define VERIFY_POLL_MS 200
+#define VERIFY_PACKETS 5 /* RTP packets each way that count as media flowing */
+
+/* sdp with its direction set to dir and its o= version raised by bump (RFC 3264 8). */
+static char *sdp_with(const char *sdp, const char *dir, unsigned bump)
+{
+	struct buf b = {0};
+	const char *p = sdp;
+	int had_dir = 0;
+
+	while (p && *p) {
+		size_t n = strcspn(p, "\r\n"), e = n;
+		char user[64], sess[32], rest[200];
+		unsigned long long ver;
+
+		while (p[e] == '\r' || p[e] == '\n')
+			e++;
+		if (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
+		    !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n)) {
+			if (n == 10) {
+				buf_printf(&b, "a=%s\r\n", dir);
+				had_dir = 1;
+				p += e;
+				continue;
+			}
+		}
+		if (!strncmp(p, "o=", 2) && n < 300) {
+			char line[300];
+
+			snprintf(line, sizeof(line), "%.*s", (int)n, p);
+			if (sscanf(line, "o=%63s %31s %llu %199[^\r\n]", user, sess, &ver, rest) == 4) {
+				buf_printf(&b, "o=%s %s %llu %s\r\n", user, sess, ver + bump, rest);
+				p += e;
+				continue;
+			}
+		}
+		buf_printf(&b, "%.*s\r\n", (int)n, p);
+		p += e;
+	}
+	if (!had_dir)
+		buf_printf(&b, "a=%s\r\n", dir);
+	return buf_take(&b, NULL);
+}
+
+/* Whether an SDP asks to send and receive (no direction attribute means sendrecv). */
+static int sdp_sendrecv(const char *body, size_t len)
+{
+	char *s = strndup(body, len);
+	int yes = s && !strstr(s, "a=sendonly") && !strstr(s, "a=recvonly") &&
+	          !strstr(s, "a=inactive") && !strstr(s, "c=IN IP4 0.0.0.0");
+
+	free(s);
+	return yes;
+}
+
+/* A stream's packets in a query's reply: tags.<tag>.medias[0].streams[idx].stats.packets. */
+static long long packets(const struct benc *reply, const char *tag, int idx)
+{
+	const struct benc *t = benc_get(benc_get(reply, "tags"), tag);
+	const struct benc *md = benc_get(t, "medias"), *st;
+
+	if (!md || md->type != BENC_LIST || !md->child)
+		return -1;
+	st = benc_get(md->child, "streams");
+	if (!st || st->type != BENC_LIST)
+		return -1;
+	st = st->child;
+	for (int i = 0; st && i < idx; i++)
+		st = st->next;
+	st = benc_get(benc_get(st, "stats"), "packets");
+	return st && st->type == BENC_INT ? st->i : -1;
+}
+
+static void swap_near(struct call *c, struct leg *to, struct leg *from)
+{
+	c->near = to;
+	to->near = 1;
+	from->near = 0;
+	if (c->in == from)
+		c->in = to;
+	if (c->out == from)
+		c->out = to;
+}
+
+static void end_held(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct move *m = arg;
+	struct leg *a = m->held;
+
+	m->held = NULL;
+	if (a && !a->terminated) {
+		call_leg_end(a, "SIP;cause=200;text=\"Call moved\"");
+		if (a->terminated)
+			call_leg_terminated(a);
+	}
+	if (m->call)
+		move_detach(m);
+}
+
+static void verified(struct move *m, long long from_b, long long from_c, long long rtcp)
+{
+	struct call *c = m->call;
+	unsigned undo = move_anchor_undo_secs();
+
+	m->t_verified = move_now_us();
+	metric_inc(METRIC_MOVES_COMPLETED_TOTAL);
+	move_event(m, "verified",
+	           "media both ways on the new device %lld ms after its answer: %lld RTP packets "
+	           "from it, %lld from far towards it, %lld RTCP from it",
+	           (m->t_verified - m->t_answer) / 1000, from_b, from_c, rtcp);
+	m->b = NULL;
+	move_to(m, MOVE_DONE, "the new device's media is verified");
+	move_notify_refer(m, 200, "OK", 1);
+	move_reply(m, 0);
+	move_record_near(c);
+	call_touch(c, 1);
+	if (!undo) {
+		end_held(NULL, NULL, m);
+		return;
+	}
+	move_event(m, "undo", "the near device may take the call back for %u s", undo);
+	su_timer_set_interval(m->timer, end_held, m, undo * 1000);
+}
+
+static void back_to_a(void *arg, int err, const char *sdp, size_t len, const struct benc *reply)
+{
+	struct move *m = arg;
+	struct call *c = m->call;
+	char *s;
+
+	if (!c || !m->held)
+		return;
+	if (err || !sdp) {
+		LOG_WARN("move", "%s: rtpengine did not take the near device back: %s", m->id,
+		         err ? strerror(err) : "no SDP");
+		return;
+	}
+	s = strndup(sdp, len);
+	free(m->a_sdp_out);
+	m->a_sdp_out = s ? sdp_with(s, "sendrecv", ++m->a_bump) : NULL;
+	free(s);
+	if (m->a_sdp_out)
+		move_anchor_reinvite(c, m->held, m->a_sdp_out);
+	m->held = NULL;
+	move_detach(m);
+}
+
+/* The call goes back to A: rtpengine points the near side at A again, A is taken off hold. */
+static void take_back(struct move *m, int status, const char *why)
+{
+	struct call *c = m->call;
+	struct leg *a = m->held, *b = c->near;
+
+	swap_near(c, a, b);
+	su_free(c->home, c->near_sdp);
+	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
+	m->b = b;
+	move_fail(m, status, "%s", why); /* B gets its BYE; the move stays on the call */
+	c->feature = m;
+	m->call = c;
+	if (!m->a_sdp || move_anchor_repoint(c, m->a_sdp, back_to_a, m)) {
+		m->held = NULL;
+		move_detach(m);
+	}
+	call_touch(c, 1);
+}
+
+static void poll_query(su_root_magic_t *rm, su_timer_t *t, void *arg);
+
+static void on_counters(void *arg, int err, const char *sdp, size_t len, const struct benc *reply)
+{
+	struct move *m = arg;
+	long long b, fc, rtcp;
+
+	if (!m->call || m->phase != MOVE_VERIFYING)
+		return;
+	b = err ? -1 : packets(reply, "near", 0);
+	fc = err ? -1 : packets(reply, "far", 0);
+	rtcp = err ? -1 : packets(reply, "near", 1);
+	if (!m->counted && b >= 0 && fc >= 0) {
+		m->counted = 1;
+		m->base_b = b;
+		m->base_c = fc;
+		m->base_rtcp = rtcp > 0 ? rtcp : 0;
+	} else if (m->counted && b - m->base_b >= VERIFY_PACKETS &&
+	           fc - m->base_c >= VERIFY_PACKETS) {
+		verified(m, b - m->base_b, fc - m->base_c, rtcp > 0 ? rtcp - m->base_rtcp : 0);
+		return;
+	}
+	if (move_now_us() - m->t_answer >= (long long)move_anchor_verify_ms() * 1000) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "no media from the new device");
+		move_event(m, "unverified",
+		           "in %u ms: %lld RTP packets from the new device, %lld from far towards it "
+		           "(%d each way needed)%s",
+		           move_anchor_verify_ms(), m->counted ? b - m->base_b : -1,
+		           m->counted ? fc - m->base_c : -1, VERIFY_PACKETS,
+		           err ? ": rtpengine did not answer the query" : "");
+		take_back(m, 480, why);
+		return;
+	}
+	su_timer_set_interval(m->timer, poll_query, m, VERIFY_POLL_MS);
+}
+
+static void poll_query(su_root_magic_t *rm, su_timer_t *t, void *arg)
+{
+	struct move *m = arg;
+
+	if (m->call && move_anchor_query(m->call, on_counters, m))
+		on_counters(m, ENOENT, NULL, 0, NULL);
+}
+
+void move_verify_start(struct move *m, struct leg *a)
+{
+	struct call *c = m->call;
+	const char *out = m->a_sdp_out;
+
+	m->held = a;
+	m->counted = 0;
+	move_to(m, MOVE_VERIFYING, "the new device holds the near leg");
+	if (out && !a->terminated && !a->ending) {
+		char *hold = sdp_with(out, "inactive", ++m->a_bump);
+
+		if (hold)
+			move_anchor_reinvite(c, a, hold);
+		free(hold);
+		move_event(m, "hold", "the near device is put on hold (a=inactive), not hung up");
+	}
+	poll_query(NULL, NULL, m);
+}
+
+/* The new device left before its media was verified: A takes the call back. */
+int move_verify_b_left(struct move *m, struct leg *leg)
+{
+	if (m->phase != MOVE_VERIFYING || !m->call || leg != m->call->near || !m->held)
+		return 0;
+	take_back(m, 487, "the new device left before its media was verified");
+	return 1;
+}
+
+static void undone(void *arg, int err, const char *sdp, size_t len, const struct benc *reply)
+{
+	struct move *m = arg;
+	struct call *c = m->call;
+	struct leg *a = m->held, *b;
+
+	if (!c || !a || a->terminated || !a->inv)
+		return;
+	if (err || !sdp) {
+		leg_answer(a, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+		return;
+	}
+	b = c->near;
+	leg_answer(a, SIP_200_OK, NULL, sip_payload_create(c->home, sdp, (isize_t)len),
+	           TAG_END());
+	swap_near(c, a, b);
+	su_free(c->home, c->near_sdp);
+	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
+	m->held = NULL;
+	move_to(m, MOVE_UNDONE, "the near device took the call back");
+	move_event(m, "undone", "the near device resumed within the undo window: it has the call "
+	                        "again, the new device gets a BYE");
+	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
+	move_record_near(c);
+	call_touch(c, 1);
+	move_detach(m);
+}
+
+/* A re-INVITE from the held near device: a resume in the undo window takes the call back;
+ * anything else is answered with the hold. */
+int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct call *c = m->call;
+	const sip_payload_t *pl = sip->sip_payload;
+
+	if (!c || leg != m->held)
+		return 0;
+	leg_take_invite(leg, irq);
+	if (m->phase == MOVE_DONE && pl && pl->pl_len && sdp_sendrecv(pl->pl_data, pl->pl_len)) {
+		free(m->a_sdp);
+		m->a_sdp = strndup(pl->pl_data, pl->pl_len);
+		move_event(m, "undo", "the near device resumed: it takes the call back");
+		if (!m->a_sdp || move_anchor_repoint(c, m->a_sdp, undone, m))
+			leg_answer(leg, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+		return 1;
+	}
+	if (m->a_sdp_out) {
+		char *hold = sdp_with(m->a_sdp_out, "inactive", ++m->a_bump);
+
+		leg_answer(leg, SIP_200_OK, NULL,
+		           hold ? sip_payload_create(c->home, hold, (isize_t)strlen(hold)) : NULL,
+		           TAG_END());
+		free(hold);
+	} else {
+		leg_answer(leg, SIP_488_NOT_ACCEPTABLE, NULL, NULL, TAG_END());
+	}
+	return 1;
+}

@@ -62,6 +62,51 @@ struct anchor {
 
 static struct anchor *the_anchor; /* one stack a process; NULL without [media] rtpengine */
 
+/* sdp with its direction set to dir (NULL: kept) and its o= version raised by bump (RFC 3264
+ * 8); free() it. */
+char *move_sdp_with(const char *sdp, const char *dir, unsigned bump)
+{
+	struct buf b = {0};
+	const char *p = sdp;
+	int had_dir = 0;
+
+	while (p && *p) {
+		size_t n = strcspn(p, "\r\n"), e = n;
+		char user[64], sess[32], rest[200];
+		unsigned long long ver;
+
+		while (p[e] == '\r' || p[e] == '\n')
+			e++;
+		if (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
+		    !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n)) {
+			if (n == 10 && dir) {
+				buf_printf(&b, "a=%s\r\n", dir);
+				had_dir = 1;
+				p += e;
+				continue;
+			}
+		}
+		if (!strncmp(p, "o=", 2) && n < 300) {
+			char line[300];
+
+			snprintf(line, sizeof(line), "%.*s", (int)n, p);
+			if (sscanf(line, "o=%63s %31s %llu %199[^\r\n]", user, sess, &ver, rest) ==
+			    4) {
+				buf_printf(&b, "o=%s %s %llu %s\r\n", user, sess, ver + bump, rest);
+				p += e;
+				continue;
+			}
+		}
+		buf_printf(&b, "%.*s\r\n", (int)n, p);
+		p += e;
+	}
+	if (!had_dir && dir)
+		buf_printf(&b, "a=%s\r\n", dir);
+	return buf_take(&b, NULL);
+}
+
+static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp);
+
 static void op_free(struct anchor_op *op)
 {
 	free(op->body);
@@ -336,16 +381,25 @@ static int on_invite_response(void *arg, struct call *c, struct leg *leg, int st
 int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp)
 {
 	struct anchor_call *ac = ac_of(c, 0);
+
+	return ac ? reinvite_with(ac, leg, sdp) : ENOENT;
+}
+
+static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp)
+{
+	struct call *c = ac->c;
 	sip_payload_t *pl;
 	unsigned i;
 
-	if (!ac || !leg || leg->terminated || leg->oinv)
+	if (!leg || leg->terminated || leg->oinv || !sdp)
 		return EBUSY;
 	for (i = 0; i < 2 && ac->reinvited[i] && ac->reinvited[i] != leg; i++)
 		;
 	if (i == 2)
 		return EBUSY;
 	pl = sip_payload_create(c->home, sdp, (isize_t)strlen(sdp));
+	if (leg == c->far)
+		pl = sdp_to_far(c, pl);
 	if (leg_invite(leg, NULL, pl, TAG_END()))
 		return EIO;
 	ac->reinvited[i] = leg;
@@ -384,16 +438,43 @@ static void on_call_gone(void *arg, struct call *c)
 	ac_free(ac);
 }
 
+/* rtpengine is gone: each side gets the other's own media again, in a re-INVITE. */
+static int ac_unanchor(struct anchor_call *ac)
+{
+	struct call *c = ac->c;
+	char *to_near;
+	int sent = 0;
+
+	ac->state = ANCHOR_OFF;
+	metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
+	if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || !c->near_sdp || !ac->far_raw)
+		return 0;
+	to_near = move_sdp_with(ac->far_raw, NULL, 1);
+	sent = !reinvite_with(ac, c->far, c->near_sdp) && to_near &&
+	       !reinvite_with(ac, c->near, to_near);
+	free(to_near);
+	return sent;
+}
+
 static void on_ping(void *arg, int err, const struct benc *reply)
 {
 	struct anchor *a = arg;
 	int down = err || !benc_is(benc_get(reply, "result"), "pong");
+	struct anchor_call *ac;
+	unsigned n = 0, moved = 0;
 
 	a->ping_req = NULL;
-	if (down && !a->down)
-		LOG_ERR("media", "rtpengine %s does not answer (%s): new calls go unanchored",
-		        a->addr, err ? strerror(err) : "no pong");
-	else if (!down && a->down)
+	if (down && !a->down) {
+		LIST_FOREACH(ac, &a->calls, link)
+		if (ac->state == ANCHOR_ON) {
+			n++;
+			moved += ac_unanchor(ac);
+		}
+		LOG_ERR("media",
+		        "rtpengine %s does not answer (%s): new calls go unanchored; %u anchored "
+		        "calls go on unanchored (%u re-INVITEd with each other's media)",
+		        a->addr, err ? strerror(err) : "no pong", n, moved);
+	} else if (!down && a->down)
 		LOG_INFO("media", "rtpengine %s answers again: new calls are anchored", a->addr);
 	a->down = down;
 }

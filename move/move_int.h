@@ -262,6 +262,7 @@ int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg);
 int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp);
 unsigned move_anchor_verify_ms(void);
 unsigned move_anchor_undo_secs(void);
+char *move_sdp_with(const char *sdp, const char *dir, unsigned bump);
 
 /* verify.c: make-before-break and undo of anchored moves */
 void move_verify_start(struct move *m, struct leg *a);

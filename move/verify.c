@@ -15,47 +15,6 @@
 #define VERIFY_POLL_MS 200
 #define VERIFY_PACKETS 5 /* RTP packets each way that count as media flowing */
 
-/* sdp with its direction set to dir and its o= version raised by bump (RFC 3264 8). */
-static char *sdp_with(const char *sdp, const char *dir, unsigned bump)
-{
-	struct buf b = {0};
-	const char *p = sdp;
-	int had_dir = 0;
-
-	while (p && *p) {
-		size_t n = strcspn(p, "\r\n"), e = n;
-		char user[64], sess[32], rest[200];
-		unsigned long long ver;
-
-		while (p[e] == '\r' || p[e] == '\n')
-			e++;
-		if (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
-		    !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n)) {
-			if (n == 10) {
-				buf_printf(&b, "a=%s\r\n", dir);
-				had_dir = 1;
-				p += e;
-				continue;
-			}
-		}
-		if (!strncmp(p, "o=", 2) && n < 300) {
-			char line[300];
-
-			snprintf(line, sizeof(line), "%.*s", (int)n, p);
-			if (sscanf(line, "o=%63s %31s %llu %199[^\r\n]", user, sess, &ver, rest) == 4) {
-				buf_printf(&b, "o=%s %s %llu %s\r\n", user, sess, ver + bump, rest);
-				p += e;
-				continue;
-			}
-		}
-		buf_printf(&b, "%.*s\r\n", (int)n, p);
-		p += e;
-	}
-	if (!had_dir)
-		buf_printf(&b, "a=%s\r\n", dir);
-	return buf_take(&b, NULL);
-}
-
 /* Whether an SDP asks to send and receive (no direction attribute means sendrecv). */
 static int sdp_sendrecv(const char *body, size_t len)
 {
@@ -151,7 +110,7 @@ static void back_to_a(void *arg, int err, const char *sdp, size_t len, const str
 	}
 	s = strndup(sdp, len);
 	free(m->a_sdp_out);
-	m->a_sdp_out = s ? sdp_with(s, "sendrecv", ++m->a_bump) : NULL;
+	m->a_sdp_out = s ? move_sdp_with(s, "sendrecv", ++m->a_bump) : NULL;
 	free(s);
 	if (m->a_sdp_out)
 		move_anchor_reinvite(c, m->held, m->a_sdp_out);
@@ -205,12 +164,13 @@ static void on_counters(void *arg, int err, const char *sdp, size_t len, const s
 		char why[128];
 
 		snprintf(why, sizeof(why), "no media from the new device");
-		move_event(m, "unverified",
-		           "in %u ms: %lld RTP packets from the new device, %lld from far towards it "
-		           "(%d each way needed)%s",
-		           move_anchor_verify_ms(), m->counted ? b - m->base_b : -1,
-		           m->counted ? fc - m->base_c : -1, VERIFY_PACKETS,
-		           err ? ": rtpengine did not answer the query" : "");
+		move_event(
+		    m, "unverified",
+		    "in %u ms: %lld RTP packets from the new device, %lld from far towards it "
+		    "(%d each way needed)%s",
+		    move_anchor_verify_ms(), m->counted ? b - m->base_b : -1,
+		    m->counted ? fc - m->base_c : -1, VERIFY_PACKETS,
+		    err ? ": rtpengine did not answer the query" : "");
 		take_back(m, 480, why);
 		return;
 	}
@@ -234,7 +194,7 @@ void move_verify_start(struct move *m, struct leg *a)
 	m->counted = 0;
 	move_to(m, MOVE_VERIFYING, "the new device holds the near leg");
 	if (out && !a->terminated && !a->ending) {
-		char *hold = sdp_with(out, "inactive", ++m->a_bump);
+		char *hold = move_sdp_with(out, "inactive", ++m->a_bump);
 
 		if (hold)
 			move_anchor_reinvite(c, a, hold);
@@ -266,15 +226,16 @@ static void undone(void *arg, int err, const char *sdp, size_t len, const struct
 		return;
 	}
 	b = c->near;
-	leg_answer(a, SIP_200_OK, NULL, sip_payload_create(c->home, sdp, (isize_t)len),
-	           TAG_END());
+	leg_answer(a, SIP_200_OK, NULL, sip_payload_create(c->home, sdp, (isize_t)len), TAG_END());
 	swap_near(c, a, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
 	m->held = NULL;
+	snprintf(m->reason, sizeof(m->reason), "undone: the near device took the call back");
 	move_to(m, MOVE_UNDONE, "the near device took the call back");
-	move_event(m, "undone", "the near device resumed within the undo window: it has the call "
-	                        "again, the new device gets a BYE");
+	move_event(m, "undone",
+	           "the near device resumed within the undo window: it has the call "
+	           "again, the new device gets a BYE");
 	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
 	move_record_near(c);
 	call_touch(c, 1);
@@ -300,7 +261,7 @@ int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, c
 		return 1;
 	}
 	if (m->a_sdp_out) {
-		char *hold = sdp_with(m->a_sdp_out, "inactive", ++m->a_bump);
+		char *hold = move_sdp_with(m->a_sdp_out, "inactive", ++m->a_bump);
 
 		leg_answer(leg, SIP_200_OK, NULL,
 		           hold ? sip_payload_create(c->home, hold, (isize_t)strlen(hold)) : NULL,

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""The media anchor's other promises, on the processes tests/e2e/move.test started with
+E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to C:
+
+  rollback  a SIPp B that answers and sends no media: within [media] verify_timeout the move
+            fails "no media from the new device", SIPp B gets a BYE, A was held and is taken
+            back (A hears C's tone again, C hears A's), C never gets a re-INVITE;
+  undo      B takes the call and its media is verified; A then holds and resumes (a re-INVITE
+            sendrecv) within [move] undo_secs: A has the call back, B gets a BYE;
+  killed    rtpengine is SIGKILLed mid-call: qrxferd logs it, re-INVITEs both sides with each
+            other's media, and A and C hear each other again, straight from each other's ports.
+Exit 0 when all hold, 1 otherwise.
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bctl import Ctrl, CtrlError  # noqa: E402
+from call import log_size  # noqa: E402
+import move as mv  # noqa: E402
+
+
+class Fail(Exception):
+    pass
+
+
+def tail_of(path, off):
+    with open(path, "rb") as f:
+        f.seek(off)
+        return f.read().decode("utf-8", "replace")
+
+
+def heard(rec, after, seconds=1.5):
+    """The strongest tone in the newest recording made since after (its last seconds)."""
+    deadline = time.monotonic() + 3
+    f = None
+    while f is None and time.monotonic() < deadline:
+        f = mv.newest(os.path.join(rec, "*-dec.wav"), after - 1)
+        if f is None:
+            time.sleep(0.2)
+    if f is None:
+        return None, 0.0
+    _, rms, _, best, _ = mv.tone_of(f, seconds)
+    return best, rms
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.token = open(args.token_file).read().strip()
+        self.a = Ctrl("A", args.a_ctrl)
+        self.b = Ctrl("B", args.b_ctrl)
+        self.c = Ctrl("C", args.c_ctrl)
+        self.ctrls = (self.a, self.b, self.c)
+        self.failures = []
+
+    def since(self):
+        return {x: len(x.events) for x in self.ctrls}
+
+    def api(self, method, path):
+        return mv.api(self.args.http, self.token, method, path, b"" if method == "POST" else None)
+
+    def call(self):
+        """A calls C; the new call's id once RTP flows both ways."""
+        st, body = self.api("GET", "/v1/calls")
+        before = {x["id"] for x in body.get("calls", [])} if st == 200 else set()
+        since = self.since()
+        t = time.time()
+        r = self.a.command("dial", self.args.dial)
+        if not r.get("ok"):
+            raise Fail(f"A: dial refused: {r.get('data')}")
+        want = [(self.a, "CALL_ESTABLISHED"), (self.c, "CALL_ESTABLISHED"),
+                (self.a, "CALL_RTPESTAB"), (self.c, "CALL_RTPESTAB")]
+        if not mv.wait_events(self.ctrls, want, since, 10):
+            raise Fail("A -> C: not established with RTP both ways within 10 s")
+        mv.pump(self.ctrls, 1.0)
+        st, body = self.api("GET", "/v1/calls")
+        new = [x["id"] for x in body.get("calls", []) if x["id"] not in before]
+        if len(new) != 1:
+            raise Fail(f"GET /v1/calls: new calls {new}, expected one")
+        return new[0], t
+
+    def move(self, call_id):
+        deadline = time.monotonic() + 5
+        while True:
+            st, body = self.api("POST", f"/v1/calls/{call_id}/moves")
+            if st != 429 or time.monotonic() > deadline:
+                break
+            mv.pump(self.ctrls, 0.1)
+        if st != 201:
+            raise Fail(f"POST /v1/calls/{call_id}/moves: {st} {body}")
+        return body["id"], body["qr_uri"]
+
+    def move_state(self, move_id):
+        st, m = self.api("GET", f"/v1/moves/{move_id}")
+        if st != 200 or not isinstance(m, dict):
+            return None, None, []
+        return m.get("state"), m.get("reason"), m.get("events", [])
+
+    def check_talk(self, what, t_call):
+        """A hears C and C hears A at the end of the call started at t_call: they talk 2.5 s
+        more, A hangs up, and the closed recordings are read."""
+        mv.pump(self.ctrls, 2.5)
+        self.hangup()
+        for name, rec, want, src in (("A", self.args.a_rec, self.args.c_tone, "C"),
+                                     ("C", self.args.c_rec, self.args.a_tone, "A")):
+            best, rms = heard(rec, t_call)
+            print(f"{what}: {name} hears {best} Hz (RMS {rms:.3f}) at the end", flush=True)
+            if rms < 0.01:
+                self.failures.append(f"{what}: {name} hears silence at the end")
+            elif best != want:
+                self.failures.append(f"{what}: {name} hears {best} Hz, expected {src}'s {want}")
+
+    def hangup(self):
+        since = self.since()
+        self.a.command("hangup")
+        if not mv.wait_events(self.ctrls, [(self.a, "CALL_CLOSED"), (self.c, "CALL_CLOSED")],
+                              since, 10):
+            self.failures.append("A hung up: no CALL_CLOSED on both A and C")
+        mv.pump(self.ctrls, 0.5)
+
+    def rollback(self):
+        args = self.args
+        call_id, t_call = self.call()
+        move_id, uri = self.move(call_id)
+        token = uri.split(":", 1)[1].split("@", 1)[0]
+        c_off = log_size(args.c_log)
+        since = self.since()
+        print(f"rollback: silent SIPp B dials {uri}", flush=True)
+        t0 = time.monotonic()
+        p = subprocess.Popen([args.sipp, "-sf", args.silent_xml, "-s", token,
+                              f"127.0.0.1:{args.qport}", "-i", "127.0.0.1", "-p",
+                              str(args.sipp_port), "-mp", str(args.sipp_media), "-m", "1",
+                              "-timeout", "25", "-timeout_error", "-nostdin",
+                              "-trace_err", "-error_file", os.path.join(args.dir, "sipp.err")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        rc = None
+        while rc is None and time.monotonic() - t0 < 25:
+            mv.pump(self.ctrls, 0.2)
+            rc = p.poll()
+        if rc is None:
+            p.kill()
+            p.wait()
+        took = time.monotonic() - t0
+        print(f"rollback: SIPp B ended ({rc}) after {took:.1f} s", flush=True)
+        if rc != 0:
+            self.failures.append(f"rollback: SIPp B exited {rc} (no BYE after answering?)")
+        state, reason, events = self.move_state(move_id)
+        steps = [e.get("step") for e in events]
+        texts = " | ".join(e.get("text", "") for e in events if e.get("step") == "unverified")
+        print(f"rollback: move {state} ({reason}); steps {' '.join(steps)}; {texts}", flush=True)
+        if state != "failed" or reason != "no media from the new device":
+            self.failures.append(f"rollback: move {state} ({reason}), expected failed with "
+                                 "'no media from the new device'")
+        for step in ("hold", "unverified"):
+            if step not in steps:
+                self.failures.append(f"rollback: no '{step}' event")
+        if self.a.seen("CALL_CLOSED", since[self.a]) or self.c.seen("CALL_CLOSED", since[self.c]):
+            self.failures.append("rollback: A or C lost the call")
+        if "got re-INVITE" in tail_of(args.c_log, c_off):
+            self.failures.append("rollback: C got a re-INVITE")
+        self.check_talk("rollback", t_call)
+
+    def undo(self):
+        args = self.args
+        call_id, t_call = self.call()
+        move_id, uri = self.move(call_id)
+        since = self.since()
+        print(f"undo: B dials {uri}", flush=True)
+        self.b.command("dial", uri)
+        if not mv.wait_events(self.ctrls, [(self.b, "CALL_ESTABLISHED")], since, 10):
+            raise Fail("undo: B not established")
+        deadline = time.monotonic() + 8
+        state = None
+        while time.monotonic() < deadline:
+            state, reason, events = self.move_state(move_id)
+            if state != "moving":
+                break
+            mv.pump(self.ctrls, 0.1)
+        if state != "done":
+            raise Fail(f"undo: the move is {state}, expected done (verified) before the undo")
+        print("undo: the move is done; A holds and resumes", flush=True)
+        self.a.command("hold")
+        mv.pump(self.ctrls, 0.5)
+        self.a.command("resume")
+        if not mv.wait_events(self.ctrls, [(self.b, "CALL_CLOSED")], since, args.undo_secs + 3):
+            self.failures.append("undo: B got no BYE after A resumed")
+        state, reason, events = self.move_state(move_id)
+        steps = [e.get("step") for e in events]
+        print(f"undo: move {state} ({reason}); steps {' '.join(steps)}", flush=True)
+        if "undone" not in steps or not (reason or "").startswith("undone"):
+            self.failures.append(f"undo: move {state} ({reason}), no 'undone' event")
+        if self.a.seen("CALL_CLOSED", since[self.a]) or self.c.seen("CALL_CLOSED", since[self.c]):
+            self.failures.append("undo: A or C lost the call")
+        self.check_talk("undo", t_call)
+
+    def killed(self):
+        args = self.args
+        call_id, t_call = self.call()
+        q_off = log_size(args.qrxferd_log)
+        a_off = log_size(args.a_log)
+        print(f"killed: rtpengine (pid {args.rtpengine_pid}) gets SIGKILL mid-call", flush=True)
+        os.kill(args.rtpengine_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        line = None
+        while time.monotonic() < deadline and not line:
+            mv.pump(self.ctrls, 0.2)
+            m = re.search(r".*rtpengine .* does not answer.*", tail_of(args.qrxferd_log, q_off))
+            line = m.group(0) if m else None
+        print(f"killed: qrxferd says: {line}", flush=True)
+        if not line or "1 anchored calls go on unanchored (1 re-INVITEd" not in line:
+            self.failures.append("killed: no log line saying the call goes on unanchored")
+        mv.pump(self.ctrls, 2.5)
+        # A's SIP trace (-s): the re-INVITE qrxferd sent it carries C's own media port; with
+        # rtpengine dead, the tones heard at the end can only come straight from each other.
+        ports = [int(p) for p in re.findall(r"m=audio (\d+)", tail_of(args.a_log, a_off))]
+        lo, hi = (int(v) for v in args.c_rtp.split("-"))
+        print(f"killed: SDP ports in A's SIP trace since the kill: {ports} (C's {args.c_rtp})",
+              flush=True)
+        if not any(lo <= p <= hi for p in ports):
+            self.failures.append("killed: A was not offered C's own media port")
+        self.check_talk("killed", t_call)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for who in ("a", "b", "c"):
+        ap.add_argument(f"--{who}-ctrl", type=int, required=True)
+    for who in ("a", "c"):
+        ap.add_argument(f"--{who}-log", required=True)
+        ap.add_argument(f"--{who}-rec", required=True)
+        ap.add_argument(f"--{who}-tone", type=int, required=True)
+    ap.add_argument("--c-rtp", required=True)
+    ap.add_argument("--dial", required=True)
+    ap.add_argument("--http", type=int, required=True)
+    ap.add_argument("--token-file", required=True)
+    ap.add_argument("--qrxferd-log", required=True)
+    ap.add_argument("--qport", type=int, required=True)
+    ap.add_argument("--sipp", required=True)
+    ap.add_argument("--silent-xml", required=True)
+    ap.add_argument("--sipp-port", type=int, required=True)
+    ap.add_argument("--sipp-media", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--rtpengine-pid", type=int, required=True)
+    ap.add_argument("--undo-secs", type=float, required=True)
+    ap.add_argument("scenarios", nargs="*", default=["rollback", "undo", "killed"])
+    args = ap.parse_args()
+    run = None
+    try:
+        run = Run(args)
+        for name in args.scenarios:
+            try:
+                getattr(run, name)()
+            except Fail as e:
+                run.failures.append(str(e))
+    except (CtrlError, OSError) as e:
+        print(f"FAIL: {type(e).__name__}: {e}", flush=True)
+        return 1
+    finally:
+        if run:
+            for x in run.ctrls:
+                x.close()
+    for f in run.failures:
+        print(f"FAIL: {f}", flush=True)
+    return 1 if run.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

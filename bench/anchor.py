@@ -122,11 +122,11 @@ def run_mode(scratch, anchored):
     try:
         ng_port = free_port(1)
         if anchored:
-            rtp_lo = free_port(CALLS * 4 + 200)
+            rtp_lo = free_port(CALLS * 8 + 400)  # a re-point takes new ports
             rte = spawn([RTPENGINE, "--foreground", "--log-stderr", "--config-file=none",
                          "--table=-1", "--interface=127.0.0.1",
                          f"--listen-ng=127.0.0.1:{ng_port}", f"--port-min={rtp_lo}",
-                         f"--port-max={rtp_lo + CALLS * 4 + 198}", "-L", "4"],
+                         f"--port-max={rtp_lo + CALLS * 8 + 398}", "-L", "4"],
                         os.path.join(d, "rtpengine.log"), d)
             time.sleep(1.0)
         c_dir = os.path.join(d, "c")

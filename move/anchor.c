@@ -29,6 +29,7 @@ struct anchor_op {
 	size_t len;
 	move_anchor_h *cb;
 	void *arg;
+	unsigned paired : 1; /* a re-point's offer: its answer is the next op */
 };
 
 /* A call's anchor. Owned by the call's slot; freed at its call_gone (or after the reply being
@@ -223,12 +224,28 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 		err = EPROTO;
 	}
 	if (err) {
-		if (op->cb && !op->w) {
-			/* the move's own request failed: it decides; the call's SDPs go on */
+		if (!op->w && (err == EPROTO || op->cb || op->paired)) {
+			/* The move's own request was refused (or it waits for the answer): the move
+			 * decides; the call stays anchored. A refused re-point's answer goes too.
+			 */
+			struct anchor_op *next = op->paired ? STAILQ_NEXT(op, link) : NULL;
+
 			STAILQ_REMOVE_HEAD(&ac->ops, link);
 			LOG_WARN("media", "rtpengine %s: call %s: %s", ac->a->addr, ac->c->id, why);
-			op->cb(op->arg, err, NULL, 0, NULL);
+			if (next) {
+				STAILQ_REMOVE_HEAD(&ac->ops, link);
+				op_free(op);
+				op = next;
+			}
+			ac->in_reply = 1;
+			if (op->cb)
+				op->cb(op->arg, err, NULL, 0, NULL);
+			ac->in_reply = 0;
 			op_free(op);
+			if (ac->gone) {
+				ac_free(ac);
+				return;
+			}
 			ac_next(ac);
 			return;
 		}
@@ -576,6 +593,13 @@ int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void
 	if (!ac || ac->state != ANCHOR_ON || !ac->far_raw || !sdp)
 		return ENOENT;
 	err = ac_push(ac, NULL, "offer", TAG_NEAR, TAG_FAR, sdp, strlen(sdp), NULL, NULL);
+	if (!err) {
+		struct anchor_op *op, *last = NULL;
+
+		STAILQ_FOREACH(op, &ac->ops, link)
+		last = op;
+		last->paired = 1;
+	}
 	if (!err)
 		err = ac_push(ac, NULL, "answer", TAG_NEAR, TAG_FAR, ac->far_raw,
 		              strlen(ac->far_raw), cb, arg);

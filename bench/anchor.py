@@ -15,6 +15,7 @@ rtpengine, apart) spent per call while A placed the calls, and per move while B 
 Environment: BENCH_ANCHOR_CALLS [300], BENCH_ANCHOR_RATES [25 50 100], BENCH_ANCHOR_PPS [50],
 RTPENGINE [from PATH], SIPP, QRXFERD (as bench-move), BENCH_KEEP.
 """
+import json
 import os
 import random
 import re
@@ -151,8 +152,7 @@ def run_mode(scratch, anchored):
             if not sip_ping(daemon.port, 15):
                 raise RuntimeError("qrxferd with the anchor does not answer OPTIONS")
         q0, r0 = bm.cpu_s(daemon.proc.pid), bm.cpu_s(rte.pid) if rte else None
-        bm.CALLS = CALLS
-        a, a_dir, up, fill, acked = bm.fill_calls(d, daemon, c_port)
+        a, a_dir, up, fill, acked = fill_calls(d, daemon, c_port)
         q1, r1 = bm.cpu_s(daemon.proc.pid), bm.cpu_s(rte.pid) if rte else None
         res["up"] = len(up)
         res["fill_s"] = fill
@@ -220,6 +220,33 @@ def run_mode(scratch, anchored):
         if daemon:
             stop(daemon.proc)
     return res
+
+
+def fill_calls(d, daemon, c_port):
+    """bench/move.py's fill_calls with anchor-a.xml (A takes the anchor's hold re-INVITE)."""
+    a_dir = os.path.join(d, "a")
+    os.makedirs(a_dir)
+    a = spawn([bm.SIPP, "-sf", os.path.join(HERE, "anchor-a.xml"), f"127.0.0.1:{daemon.port}",
+               "-s", "far", "-key", "upport", str(c_port), "-p", str(free_port(1)),
+               "-mp", str(free_port(4)), "-r", "200",
+               "-m", str(CALLS), "-l", str(CALLS), "-max_socket", bm.max_socket(),
+               "-stf", os.path.join(a_dir, "a.csv"), "-trace_err", "-error_file",
+               os.path.join(a_dir, "a.err"), "-timeout", "600s"] + bm.SIPP_COMMON,
+              os.path.join(a_dir, "a.out"), a_dir)
+    t0 = time.monotonic()
+
+    def acks():
+        return bm.count_col(bm.last_row(bm.counts_file(a_dir, "anchor-a_")), "_ACK_Sent")
+
+    while acks() < CALLS and a.poll() is None and time.monotonic() - t0 < 60:
+        time.sleep(0.5)
+    fill = time.monotonic() - t0
+    time.sleep(1.0)
+    api = bm.Api(daemon.http, daemon.token)
+    st, body = api.call("GET", "/v1/calls")
+    api.close()
+    calls = json.loads(body)["calls"] if st == 200 else []
+    return a, a_dir, [c["id"] for c in calls if c.get("state") == "answered"], fill, acks()
 
 
 def run_b(d, daemon, rate, codes):

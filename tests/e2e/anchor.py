@@ -7,6 +7,8 @@ E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to 
             back (A hears C's tone again, C hears A's), C never gets a re-INVITE;
   undo      B takes the call and its media is verified; A then holds and resumes (a re-INVITE
             sendrecv) within [move] undo_secs: A has the call back, B gets a BYE;
+  badsdp    a stranger's INVITE whose SDP rtpengine refuses: it goes on as it came (C answers
+            it), the log says the call is unanchored and why, qrxferd still answers;
   killed    rtpengine is SIGKILLed mid-call: qrxferd logs it, re-INVITEs both sides with each
             other's media, and A and C hear each other again, straight from each other's ports.
 Exit 0 when all hold, 1 otherwise.
@@ -15,6 +17,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,6 +202,58 @@ class Run:
             self.failures.append("undo: A or C lost the call")
         self.check_talk("undo", t_call)
 
+    def badsdp(self):
+        args = self.args
+        q_off = log_size(args.qrxferd_log)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.5)
+        port = s.getsockname()[1]
+        body = "hello, this is not SDP\r\n"
+        head = (f"sip:c@127.0.0.1:{args.qport} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-bad-{port}\r\n"
+                f"From: <sip:stranger@127.0.0.1:{port}>;tag=bad{port}\r\n"
+                f"To: <sip:c@127.0.0.1:{args.qport}>\r\nCall-ID: bad-sdp-{port}@127.0.0.1\r\n")
+        inv = (f"INVITE {head}CSeq: 1 INVITE\r\nContact: <sip:stranger@127.0.0.1:{port}>\r\n"
+               f"Max-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}")
+        print("badsdp: a stranger's INVITE with an SDP rtpengine cannot parse", flush=True)
+        s.sendto(inv.encode(), ("127.0.0.1", args.qport))
+        final, to = None, None
+        deadline = time.monotonic() + 10
+        while final is None and time.monotonic() < deadline:
+            mv.pump(self.ctrls, 0.05)
+            try:
+                msg = s.recv(65535).decode("utf-8", "replace")
+            except socket.timeout:
+                continue
+            m = re.match(r"SIP/2.0 (\d{3})", msg)
+            if m and int(m.group(1)) >= 200 and "INVITE" in msg.split("CSeq:", 1)[1][:20]:
+                final = int(m.group(1))
+                to = re.search(r"(?im)^To: (.*)$", msg).group(1).strip()
+        print(f"badsdp: final answer {final}", flush=True)
+        if final is None:
+            self.failures.append("badsdp: no final answer to the INVITE within 10 s")
+        else:
+            ack_head = head.replace(f"To: <sip:c@127.0.0.1:{args.qport}>", f"To: {to}")
+            s.sendto(f"ACK {ack_head}CSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+                     f"Content-Length: 0\r\n\r\n".encode(), ("127.0.0.1", args.qport))
+            if final < 300:
+                bye = ack_head.replace(f"branch=z9hG4bK-bad-{port}", f"branch=z9hG4bK-bye-{port}")
+                s.sendto(f"BYE {bye}CSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+                         f"Content-Length: 0\r\n\r\n".encode(), ("127.0.0.1", args.qport))
+        s.close()
+        mv.pump(self.ctrls, 1.0)
+        text = tail_of(args.qrxferd_log, q_off)
+        line = re.search(r".*offer refused: .*goes on unanchored.*", text)
+        print(f"badsdp: qrxferd says: {line.group(0) if line else None}", flush=True)
+        if not line:
+            self.failures.append("badsdp: no log line saying the call goes on unanchored")
+        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "netutil.py"),
+                            "options", str(args.qport), "5"], capture_output=True)
+        if r.returncode != 0:
+            self.failures.append("badsdp: qrxferd no longer answers OPTIONS")
+
     def killed(self):
         args = self.args
         call_id, t_call = self.call()
@@ -248,7 +303,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--rtpengine-pid", type=int, required=True)
     ap.add_argument("--undo-secs", type=float, required=True)
-    ap.add_argument("scenarios", nargs="*", default=["rollback", "undo", "killed"])
+    ap.add_argument("scenarios", nargs="*", default=["rollback", "undo", "badsdp", "killed"])
     args = ap.parse_args()
     run = None
     try:

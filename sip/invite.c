@@ -283,7 +283,7 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 		                         .go = initial_go};
 
 		snprintf(w.phrase, sizeof(w.phrase), "%s", phrase ? phrase : "");
-		if (sdp_hold(&w, sip, !initial_offered(c)))
+		if (hook_has_sdp(c->sip) && sdp_hold(&w, sip, !initial_offered(c)))
 			return;
 	}
 	invite_note_near_sdp(out, sip);

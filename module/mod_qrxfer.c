@@ -19,6 +19,7 @@
 #include "move/move.h"
 #include "util/log.h"
 #include "sip/sip.h"
+#include "move/context.h"
 #include "sql/store.h"
 
 static struct {
@@ -43,6 +44,8 @@ static struct {
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
 	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
+	int own_resume_ttl, meet_channel;
+	char *meet_url_template, *meet_conference_uri;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -132,6 +135,10 @@ static const struct mod_conf_param params[] = {
     {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
     {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
     {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
+    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "600", 0, 86400},
+    {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
+    {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
+    {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},
     {NULL},
 };
 
@@ -397,6 +404,20 @@ static int mod_init(const struct mod_host *h)
 	if (err) {
 		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
 		return err;
+	}
+	{
+		struct move_context_conf cc = {
+		    .resume_ttl = (unsigned)conf.own_resume_ttl,
+		    .meet_url_template = nonempty(conf.meet_url_template),
+		    .meet_conference_uri = nonempty(conf.meet_conference_uri),
+		    .meet_sms = conf.meet_channel == 1,
+		};
+		err = move_context_init(sip, &cc);
+		if (err) {
+			LOG_ERR("context", "cannot hook the context into the stack: %s",
+			        strerror(err));
+			return err;
+		}
 	}
 
 	if (http) {

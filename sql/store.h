@@ -356,7 +356,13 @@ struct store_context {
 int store_context_put(struct store *s, const struct store_context *ctx,
                       const uint8_t hash[STORE_HASH_LEN]);
 
-/* Adds a note (text cut to STORE_NOTE_MAX - 1); ENOSPC when the context holds max notes,
+/*
+ * A note as it is kept: n bytes of text trimmed, control characters as spaces, into out (len
+ * bytes). EINVAL when empty or not UTF-8, EMSGSIZE over STORE_NOTE_MAX - 1 bytes.
+ */
+int store_note_clean(const char *text, size_t n, char *out, size_t len);
+
+/* Adds a note (store_note_clean: EINVAL, EMSGSIZE); ENOSPC when the context holds max notes,
  * ENOENT when there is no context for call_id. */
 int store_note_add(struct store *s, const char *call_id, int64_t at, const char *text, size_t max);
 

@@ -1,4 +1,5 @@
 /* A call's context (far identity, start, notes), its page's secret hash, and resume codes. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,12 +57,70 @@ int store_context_put(struct store *s, const struct store_context *ctx,
 	return e;
 }
 
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t want, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0 && p[0] >= 0xc2)
+		want = 2;
+	else if ((p[0] & 0xf0) == 0xe0)
+		want = 3;
+	else if ((p[0] & 0xf8) == 0xf0 && p[0] <= 0xf4)
+		want = 4;
+	else
+		return 0;
+	if (n < want)
+		return 0;
+	for (i = 1; i < want; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong three-byte forms and UTF-16 surrogates are no text. */
+	if (want == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+		return 0;
+	if (want == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+		return 0;
+	return want;
+}
+
+int store_note_clean(const char *text, size_t n, char *out, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t o = 0, k;
+
+	if (!text || !out || len < 2)
+		return EINVAL;
+	while (n && isspace(*p))
+		p++, n--;
+	while (n && isspace(p[n - 1]))
+		n--;
+	if (!n)
+		return EINVAL;
+	if (n > (STORE_NOTE_MAX - 1) || n >= len)
+		return EMSGSIZE;
+	while (n) {
+		k = utf8_seq(p, n);
+		if (!k)
+			return EINVAL;
+		if (k == 1 && (*p < 0x20 || *p == 0x7f))
+			out[o++] = ' ';
+		else
+			memcpy(out + o, p, k), o += k;
+		p += k;
+		n -= k;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 int store_note_add(struct store *s, const char *call_id, int64_t at, const char *text, size_t max)
 {
 	static const char has[] = "SELECT COUNT(*) FROM contexts WHERE call_id = $1";
 	static const char add[] =
 	    "INSERT INTO context_notes (call_id, seq, at, text) VALUES ($1, $2, $3, $4)";
 	char cut[STORE_NOTE_MAX];
+	size_t len = text ? strlen(text) : 0;
 	int64_t n = 0;
 	struct {
 		int64_t n, last;
@@ -70,7 +129,9 @@ int store_note_add(struct store *s, const char *call_id, int64_t at, const char 
 
 	if (!call_id || !text)
 		return EINVAL;
-	store_copy(cut, sizeof(cut), text);
+	e = store_note_clean(text, len, cut, sizeof(cut));
+	if (e)
+		return e;
 	struct store_val p1[] = {t(call_id)};
 	pthread_mutex_lock(&s->lock);
 	e = s->ops->begin(s->conn);

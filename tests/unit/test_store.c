@@ -1984,6 +1984,10 @@ Test(store, context_notes_secret_and_resume_codes)
 	memset(longnote, 'n', sizeof(longnote) - 1);
 	longnote[sizeof(longnote) - 1] = '\0';
 	cr_assert_eq(store_note_add(st, "c-ctx", 1100, "<b>one</b>", 2), 0);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1150, longnote, 2), EMSGSIZE);
+	longnote[STORE_NOTE_MAX - 1] = '\0';
+	cr_assert_eq(store_note_add(st, "c-ctx", 1160, "  \r\n ", 2), EINVAL);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1170, "bad \xc0\xaf utf-8", 2), EINVAL);
 	cr_assert_eq(store_note_add(st, "c-ctx", 1200, longnote, 2), 0);
 	cr_assert_eq(store_note_add(st, "c-ctx", 1300, "three", 2), ENOSPC);
 	cr_assert_eq(store_context_get(st, NULL, other, got), ENOENT);
@@ -1993,6 +1997,16 @@ Test(store, context_notes_secret_and_resume_codes)
 	cr_assert_str_eq(got->far_identity, "\"Carol\" <sip:carol@x>");
 	cr_assert_eq(got->nnotes, 2);
 	cr_assert_str_eq(got->notes[0].text, "<b>one</b>");
+	{
+		char clean[STORE_NOTE_MAX];
+		cr_assert_eq(store_note_clean(" a\tb\x01"
+		                              "c ",
+		                              7, clean, sizeof(clean)),
+		             0);
+		cr_assert_str_eq(clean, "a b c");
+		cr_assert_eq(store_note_clean("caf\xc3\xa9", 5, clean, sizeof(clean)), 0);
+		cr_assert_str_eq(clean, "caf\xc3\xa9");
+	}
 	cr_assert_eq(strlen(got->notes[1].text), STORE_NOTE_MAX - 1);
 	cr_assert_eq(got->nmoves, 1);
 	cr_assert_str_eq(got->moves[0].id, "m-ctx");

@@ -333,13 +333,15 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 			rest++, n--;
 		if (n)
 			return 0; /* "meet me at noon": a message for the other party */
-		err = move_meet(s, c->id, link, sizeof(link));
-		if (err == ENOTSUP)
+		if (!cs->url_template) {
 			sip_reply(irq, 501, "No Meeting Service Here", TAG_END());
-		else if (err && err != EALREADY)
-			sip_reply(irq, 500, "Cannot Start A Meeting", TAG_END());
-		else
-			sip_reply(irq, SIP_200_OK, TAG_END());
+			return 1;
+		}
+		/* Answered first: the join link MESSAGE comes after, as its sender expects. */
+		sip_reply(irq, SIP_200_OK, TAG_END());
+		err = move_meet(s, c->id, link, sizeof(link));
+		if (err && err != EALREADY)
+			LOG_ERR("meet", "%s: cannot start a meeting: %s", c->id, strerror(err));
 		return 1;
 	}
 	return 0;
@@ -357,6 +359,9 @@ static void on_stop(void *arg, struct sip *s)
 		w->irq = NULL;
 	}
 	context_resume_stop(cs);
+	/* Calls the stop leaves up (on_stop = keep) are let go of without call_gone. */
+	for (struct call *c = TAILQ_FIRST(&s->calls); c; c = TAILQ_NEXT(c, link))
+		on_gone(cs, c);
 	free(cs->url_template);
 	free(cs->conference_uri);
 	cs->stopped = 1;

@@ -8,8 +8,8 @@
 #include "sip/sip.h"
 
 struct move_context_conf {
-	unsigned resume_ttl;             /* seconds a resume code works; 0: none is given */
-	const char *meet_url_template;   /* a meeting's join link, {room} in it; NULL: no meetings */
+	unsigned resume_ttl;           /* seconds a resume code works; 0: none is given */
+	const char *meet_url_template; /* a meeting's join link, {room} in it; NULL: no meetings */
 	const char *meet_conference_uri; /* a SIP conference bridge, or NULL */
 	int meet_sms;                    /* join links go by SMS to a party with a number */
 };

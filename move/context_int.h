@@ -12,13 +12,13 @@
  * store answer still to come after it (pending). */
 struct context_stack {
 	struct sip *sip;
-	int slot;                  /* its place in every call (struct call's slot[]) */
-	unsigned resume_ttl;       /* seconds; 0: no resume codes */
-	char *url_template;        /* [meet] url_template, or NULL */
-	char *conference_uri;      /* [meet] conference_uri, or NULL */
-	int meet_sms;              /* join links to a party with a number go by SMS */
-	unsigned pending;          /* store answers still to come (notes, resume codes) */
-	unsigned stopped : 1;      /* the stack stopped: the last store answer frees this */
+	int slot;             /* its place in every call (struct call's slot[]) */
+	unsigned resume_ttl;  /* seconds; 0: no resume codes */
+	char *url_template;   /* [meet] url_template, or NULL */
+	char *conference_uri; /* [meet] conference_uri, or NULL */
+	int meet_sms;         /* join links to a party with a number go by SMS */
+	unsigned pending;     /* store answers still to come (notes, resume codes) */
+	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;
 	LIST_HEAD(, resume_wait) resume_waits;
 	LIST_HEAD(, ood_message) messages; /* out-of-dialog MESSAGEs until answered */
@@ -30,9 +30,9 @@ struct cctx {
 	uint8_t hash[CODE_HASH_LEN];
 	char far_identity[256]; /* P-Asserted-Identity or From of the far party */
 	time_t started;
-	unsigned moves, notes;            /* seen on this node */
-	char room[CODE_SECRET_LEN + 1];   /* the meeting's, once asked */
-	char resumed_from[33];            /* the call this one continues */
+	unsigned moves, notes;          /* seen on this node */
+	char room[CODE_SECRET_LEN + 1]; /* the meeting's, once asked */
+	char resumed_from[33];          /* the call this one continues */
 	unsigned restored : 1;
 	unsigned saved : 1; /* its page secret's hash went to the store */
 };

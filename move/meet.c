@@ -100,8 +100,9 @@ int move_meet(struct sip *s, const char *call_id, char *link, size_t len)
 	tell(cs, c, c->far, link);
 	LOG_INFO("meet", "%s: %s: %s", c->id, again ? "meeting asked again" : "a meeting", link);
 	if (cs->conference_uri)
-		LOG_WARN("meet", "%s: [meet] conference_uri: moving the legs into a bridge is not "
-		                 "built yet; the call stays as it is",
+		LOG_WARN("meet",
+		         "%s: [meet] conference_uri: moving the legs into a bridge is not "
+		         "built yet; the call stays as it is",
 		         c->id);
 	return again ? EALREADY : 0;
 }

@@ -66,10 +66,9 @@ void context_message_out(struct context_stack *cs, const char *target, const cha
 	m->dlg = nta_leg_tcreate(s->nta, NULL, NULL, SIPTAG_FROM_STR(from), SIPTAG_TO_STR(target),
 	                         TAG_END());
 	if (m->dlg && nta_leg_tag(m->dlg, NULL))
-		m->orq = nta_outgoing_tcreate(m->dlg, ood_answered, m, NULL, SIP_METHOD_MESSAGE,
-		                              URL_STRING_MAKE(target),
-		                              SIPTAG_CONTENT_TYPE_STR("text/plain"),
-		                              SIPTAG_PAYLOAD_STR(text), TAG_END());
+		m->orq = nta_outgoing_tcreate(
+		    m->dlg, ood_answered, m, NULL, SIP_METHOD_MESSAGE, URL_STRING_MAKE(target),
+		    SIPTAG_CONTENT_TYPE_STR("text/plain"), SIPTAG_PAYLOAD_STR(text), TAG_END());
 	if (!m->orq) {
 		LOG_ERR("context", "cannot send a MESSAGE to %s", target);
 		ood_free(m);
@@ -100,9 +99,8 @@ void context_resume_give(struct context_stack *cs, struct call *c)
 		OPENSSL_cleanse(token, sizeof(token));
 		return;
 	}
-	snprintf(text, sizeof(text),
-	         "To call %s again, dial sip:r.%s@%s (once, within %u minutes)", job.call.far.uri,
-	         token, s->conf.domain, (cs->resume_ttl + 59) / 60);
+	snprintf(text, sizeof(text), "To call %s again, dial sip:r.%s@%s (once, within %u minutes)",
+	         job.call.far.uri, token, s->conf.domain, (cs->resume_ttl + 59) / 60);
 	context_message_out(cs, st.target, "resume", text);
 	LOG_INFO("context", "%s: resume code sent to %s", c->id, st.target);
 	OPENSSL_cleanse(token, sizeof(token));
@@ -190,7 +188,8 @@ static void resume_call(struct context_stack *cs, struct resume_wait *w, const c
 	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
 	pl = body_for(out, sip);
 	if (leg_invite(out, w->req, NULL, SIPTAG_MAX_FORWARDS_STR("69"),
-	               TAG_IF(info[0], SIPTAG_HEADER_STR(info)), BODY_TAGS_PL(sip, pl), TAG_END())) {
+	               TAG_IF(info[0], SIPTAG_HEADER_STR(info)), BODY_TAGS_PL(sip, pl),
+	               TAG_END())) {
 		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
 		call_leg_terminated(in);
 		call_leg_terminated(out);

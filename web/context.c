@@ -47,8 +47,8 @@ static void note_added(struct store_job *job, void *arg)
 	if (r->req) {
 		switch (job->err) {
 		case 0:
-			mod_http_reply_json(r->req, 201,
-			                    json_pack("{s:s, s:s}", "call", job->id, "text", r->text));
+			mod_http_reply_json(
+			    r->req, 201, json_pack("{s:s, s:s}", "call", job->id, "text", r->text));
 			break;
 		case ENOENT:
 			mod_http_reply_errorf(r->req, 404, "no call %s with a context", job->id);
@@ -232,14 +232,15 @@ static void page_send(struct ctx_req *r)
 	if (notes.failed || moves.failed || earlier.failed) {
 		mod_http_reply_error(r->req, 500, "out of memory");
 	} else {
-		const struct page_slot slots[] = {{"title", "Call context"},
-		                                  {"who", c->far_identity},
-		                                  {"since", since},
-		                                  {"state", state},
-		                                  {"notes", NULL, notes.data ? notes.data : ""},
-		                                  {"moves", NULL, moves.data ? moves.data : ""},
-		                                  {"earlier", NULL, earlier.data ? earlier.data : ""},
-		                                  {NULL}};
+		const struct page_slot slots[] = {
+		    {"title", "Call context"},
+		    {"who", c->far_identity},
+		    {"since", since},
+		    {"state", state},
+		    {"notes", NULL, notes.data ? notes.data : ""},
+		    {"moves", NULL, moves.data ? moves.data : ""},
+		    {"earlier", NULL, earlier.data ? earlier.data : ""},
+		    {NULL}};
 
 		web_page_send(r->req, 200, "context.html", slots);
 	}

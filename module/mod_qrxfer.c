@@ -44,7 +44,7 @@ static struct {
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
 	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
-	int own_resume_ttl, meet_channel;
+	int own_resume_ttl, meet_channel, context_summary;
 	char *meet_url_template, *meet_conference_uri;
 } conf;
 
@@ -135,7 +135,8 @@ static const struct mod_conf_param params[] = {
     {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
     {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
     {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
-    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "600", 0, 86400},
+    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "0", 0, 86400},
+    {"context", "summary", MOD_CONF_BOOL, &conf.context_summary, "no"},
     {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
     {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
     {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},
@@ -411,6 +412,7 @@ static int mod_init(const struct mod_host *h)
 		    .meet_url_template = nonempty(conf.meet_url_template),
 		    .meet_conference_uri = nonempty(conf.meet_conference_uri),
 		    .meet_sms = conf.meet_channel == 1,
+		    .summary = conf.context_summary,
 		};
 		err = move_context_init(sip, &cc);
 		if (err) {

@@ -196,6 +196,7 @@ static void new_device_headers(void *arg, struct call *c, char *out, size_t len)
 
 static void moved(void *arg, struct call *c, struct leg *leg)
 {
+	struct context_stack *cs = arg;
 	struct cctx *x = context_of(c, 0);
 	char link[512], text[1024], since[32];
 	struct tm tm;
@@ -203,6 +204,8 @@ static void moved(void *arg, struct call *c, struct leg *leg)
 	if (!x)
 		return;
 	x->moves++;
+	if (!cs->summary)
+		return;
 	context_link(c->sip, x, link, sizeof(link));
 	gmtime_r(&x->started, &tm);
 	strftime(since, sizeof(since), "%H:%M UTC", &tm);
@@ -331,12 +334,9 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 			n--;
 		while (n && isspace((unsigned char)*rest))
 			rest++, n--;
-		if (n)
-			return 0; /* "meet me at noon": a message for the other party */
-		if (!cs->url_template) {
-			sip_reply(irq, 501, "No Meeting Service Here", TAG_END());
-			return 1;
-		}
+		/* "meet me at noon", or no meetings here: a message for the other party. */
+		if (n || !cs->url_template)
+			return 0;
 		/* Answered first: the join link MESSAGE comes after, as its sender expects. */
 		sip_reply(irq, SIP_200_OK, TAG_END());
 		err = move_meet(s, c->id, link, sizeof(link));
@@ -432,6 +432,7 @@ int move_context_init(struct sip *s, const struct move_context_conf *conf)
 	cs->slot = sip_call_slot_new(s);
 	cs->resume_ttl = conf ? conf->resume_ttl : 0;
 	cs->meet_sms = conf ? conf->meet_sms : 0;
+	cs->summary = conf ? conf->summary : 0;
 	if (conf && conf->meet_url_template && *conf->meet_url_template)
 		cs->url_template = strdup(conf->meet_url_template);
 	if (conf && conf->meet_conference_uri && *conf->meet_conference_uri)

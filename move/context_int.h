@@ -17,6 +17,7 @@ struct context_stack {
 	char *url_template;   /* [meet] url_template, or NULL */
 	char *conference_uri; /* [meet] conference_uri, or NULL */
 	int meet_sms;         /* join links to a party with a number go by SMS */
+	int summary;          /* the device that takes a call gets a summary MESSAGE */
 	unsigned pending;     /* store answers still to come (notes, resume codes) */
 	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;

@@ -78,7 +78,12 @@ static int on_invite_response(void *arg, struct call *c, struct leg *leg, int st
 {
 	if (leg == c->far && leg == c->out && status >= 200 && status < 300 && !leg->answered)
 		note_identity(c, sip);
-	return 0;
+	return context_bridge_response(c, leg, status, sip);
+}
+
+static int on_leg_gone(void *arg, struct call *c, struct leg *leg)
+{
+	return leg != c->near && leg != c->far && context_bridge_leg_gone(c, leg);
 }
 
 static int on_answering(void *arg, struct call *c)
@@ -167,6 +172,7 @@ static void on_gone(void *arg, struct call *c)
 	struct cctx *x = c->slot[cs->slot];
 
 	if (x) {
+		context_bridge_free(x);
 		OPENSSL_cleanse(x, sizeof(*x));
 		free(x);
 	}
@@ -387,6 +393,8 @@ static void on_ending(void *arg, struct call *c)
 static const struct sip_call_hooks context_hooks = {
     .invite = context_resume_invite,
     .invite_response = on_invite_response,
+    .leg_left = on_leg_gone,
+    .leg_terminated = on_leg_gone,
     .call_answering = on_answering,
     .call_active = on_active,
     .call_ending = on_ending,

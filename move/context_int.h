@@ -25,6 +25,16 @@ struct context_stack {
 	LIST_HEAD(, ood_message) messages; /* out-of-dialog MESSAGEs until answered */
 };
 
+/* A meeting's bridge, per call (bridge.c). */
+enum bridge_phase {
+	BRIDGE_NONE,
+	BRIDGE_DIALING,       /* both legs to the bridge are on their way, without an offer */
+	BRIDGE_REINVITE_NEAR, /* the near party is re-INVITEd with its bridge leg's offer */
+	BRIDGE_REINVITE_FAR,  /* then the far party */
+	BRIDGE_DONE,
+	BRIDGE_FAILED, /* the bridge refused: the call stayed as it was */
+};
+
 /* One call's context on this node. Owned by the call (its slot), freed by call_gone. */
 struct cctx {
 	char secret[CODE_SECRET_LEN + 1]; /* the page's: told to the devices that take the call */
@@ -36,6 +46,10 @@ struct cctx {
 	char resumed_from[33];          /* the call this one continues */
 	unsigned restored : 1;
 	unsigned saved : 1; /* its page secret's hash went to the store */
+	enum bridge_phase bridge;
+	struct leg *bridge_leg[2]; /* to the bridge: for the near party, for the far party */
+	char *bridge_offer[2];     /* what each bridge leg offered (malloc) */
+	char bridge_uri[256];
 };
 
 /* context.c */
@@ -46,6 +60,12 @@ void context_link(struct sip *s, const struct cctx *x, char *out, size_t len);
 void context_addr_uri(const char *name_addr, char *out, size_t len);
 /* One store answer came for cs: frees it when it stopped and nothing else is to come. */
 void context_pending_done(struct context_stack *cs);
+
+/* bridge.c */
+int context_bridge_start(struct context_stack *cs, struct call *c, struct cctx *x, const char *uri);
+int context_bridge_response(struct call *c, struct leg *leg, int status, const sip_t *sip);
+int context_bridge_leg_gone(struct call *c, struct leg *leg);
+void context_bridge_free(struct cctx *x);
 
 /* resume.c */
 int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,

@@ -99,10 +99,12 @@ int move_meet(struct sip *s, const char *call_id, char *link, size_t len)
 	tell(cs, c, c->near, link);
 	tell(cs, c, c->far, link);
 	LOG_INFO("meet", "%s: %s: %s", c->id, again ? "meeting asked again" : "a meeting", link);
-	if (cs->conference_uri)
-		LOG_WARN("meet",
-		         "%s: [meet] conference_uri: moving the legs into a bridge is not "
-		         "built yet; the call stays as it is",
-		         c->id);
+	if (cs->conference_uri) {
+		char uri[256];
+
+		/* The bridge's address may name the room too. */
+		if (!link_of(cs->conference_uri, x->room, uri, sizeof(uri)))
+			context_bridge_start(cs, c, x, uri);
+	}
 	return again ? EALREADY : 0;
 }

@@ -1,9 +1,9 @@
 /*
  * A meeting's conference bridge ([meet] conference_uri), RFC 3725 flow I: qrxfer dials the
  * bridge twice without an offer (one leg per party, one after the other), and only once both
- * legs are answered re-INVITEs the near party, then the far party, each with its own bridge leg's offer, and
- * ACKs that leg with the party's answer. The call's dialogs with A and C stay as they are:
- * only their media go to the bridge. If the bridge refuses either leg (488 or anything else),
+ * legs are answered re-INVITEs the near party, then the far party, each with its own bridge leg's
+ * offer, and ACKs that leg with the party's answer. The call's dialogs with A and C stay as they
+ * are: only their media go to the bridge. If the bridge refuses either leg (488 or anything else),
  * the other is let go of and the call stays exactly as it was.
  */
 #include <stdarg.h>
@@ -66,15 +66,15 @@ static int dial(struct call *c, struct cctx *x, int i, const char *uri)
 	return leg_invite(k, NULL, NULL, TAG_END()) ? EIO : 0;
 }
 
-int context_bridge_start(struct context_stack *cs, struct call *c, struct cctx *x,
-                         const char *uri)
+int context_bridge_start(struct context_stack *cs, struct call *c, struct cctx *x, const char *uri)
 {
 	if (x->bridge == BRIDGE_DIALING || x->bridge == BRIDGE_REINVITE_NEAR ||
 	    x->bridge == BRIDGE_REINVITE_FAR || x->bridge == BRIDGE_DONE)
 		return EALREADY;
 	if (call_move(c) || c->offer_busy || c->ack_pending || c->reinvite_ack) {
-		LOG_INFO("meet", "%s: bridge: the call is busy (a move or an offer under way): "
-		                 "links only",
+		LOG_INFO("meet",
+		         "%s: bridge: the call is busy (a move or an offer under way): "
+		         "links only",
 		         c->id);
 		return EBUSY;
 	}
@@ -158,9 +158,9 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 		leg_ack(c->near, NULL, NULL);
 		{
 			char *answer = body_dup(sip);
-			sip_payload_t *pl = answer ? sip_payload_create(c->home, answer,
-			                                                (isize_t)strlen(answer))
-			                           : NULL;
+			sip_payload_t *pl =
+			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
+			           : NULL;
 			leg_ack(x->bridge_leg[0], NULL, pl);
 			free(answer);
 		}
@@ -175,8 +175,9 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 		c->offer_busy = 0;
 		if (status >= 300) {
 			/* The near party is on the bridge already: it stays there, alone. */
-			LOG_WARN("meet", "%s: bridge: the far party answered %d: only the near party "
-			                 "is in the meeting",
+			LOG_WARN("meet",
+			         "%s: bridge: the far party answered %d: only the near party "
+			         "is in the meeting",
 			         c->id, status);
 			x->bridge = BRIDGE_DONE;
 			return 1;
@@ -184,9 +185,9 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 		leg_ack(c->far, NULL, NULL);
 		{
 			char *answer = body_dup(sip);
-			sip_payload_t *pl = answer ? sip_payload_create(c->home, answer,
-			                                                (isize_t)strlen(answer))
-			                           : NULL;
+			sip_payload_t *pl =
+			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
+			           : NULL;
 			leg_ack(x->bridge_leg[1], NULL, pl);
 			free(answer);
 		}

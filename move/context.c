@@ -120,7 +120,8 @@ static void context_put(struct call *c, struct cctx *x, int fresh)
 	if (fresh)
 		memcpy(job.hash, x->hash, sizeof(job.hash));
 	job.context = sc;
-	store_submit(c->sip->conf.store, &job, NULL, NULL);
+	/* One statement: it goes with the calls' rows, in the next batch's transaction. */
+	store_submit_later(c->sip->conf.store, &job);
 }
 
 int context_secret_new(struct cctx *x)
@@ -385,7 +386,7 @@ static void on_ending(void *arg, struct call *c)
 	if (c->sip->conf.store) {
 		snprintf(job.id, sizeof(job.id), "%s", c->id);
 		job.at = store_now();
-		store_submit(c->sip->conf.store, &job, NULL, NULL);
+		store_submit_later(c->sip->conf.store, &job);
 	}
 	context_resume_give(cs, c);
 }

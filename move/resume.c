@@ -235,9 +235,11 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
 	struct store_job job = {.op = STORE_OP_RESUME_TAKE};
 	struct resume_wait *w;
 
-	if (!u->url_user || strncasecmp(u->url_user, "r.", 2) || !move_for_us(s, u))
+	/* Without resume codes, r.<anything> is nobody's here: it goes on like any call. */
+	if (!cs->resume_ttl || !u->url_user || strncasecmp(u->url_user, "r.", 2) ||
+	    !move_for_us(s, u))
 		return 0;
-	if (!cs->resume_ttl || !s->conf.store) {
+	if (!s->conf.store) {
 		sip_reply(irq, 404, "No Such Resume Code", TAG_END());
 		return 1;
 	}

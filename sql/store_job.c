@@ -606,13 +606,15 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 static int batchable(enum store_op op)
 {
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
-	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS || op == STORE_OP_NODE_BEAT;
+	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
+	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT || op == STORE_OP_CONTEXT_END;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)
 {
 	if (!s->q || !batchable(job->op)) {
 		free(job->blob);
+		free(job->context);
 		return s->q ? EINVAL : ENOTCONN;
 	}
 	if (s->nbatch == s->batch_cap) {
@@ -621,6 +623,7 @@ int store_submit_later(struct store *s, const struct store_job *job)
 
 		if (!grown) {
 			free(job->blob);
+			free(job->context);
 			return ENOMEM;
 		}
 		s->batch = grown;

@@ -6,6 +6,7 @@ ctx.py listen PORT SECS FILE [UNTIL]  answer 200 to every SIP request on 127.0.0
                                       until a body holds UNTIL (a regex) or SECS pass (exit 1)
 ctx.py get URL                        print the status, then the body (a page)
 ctx.py post HTTPPORT TOKENFILE PATH JSON   print "status error" of an admin POST
+ctx.py posts HTTPPORT TOKENFILE       the same for each line "PATH JSON" of stdin, in order
 """
 import json
 import re
@@ -90,6 +91,12 @@ def main(a):
         return get(a[1])
     if a[0] == "post":
         return post(a[1], a[2], a[3], a[4])
+    if a[0] == "posts":
+        for line in sys.stdin:
+            path, _, body = line.rstrip("\n").partition(" ")
+            if path:
+                post(a[1], a[2], path, body)
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -2035,6 +2035,16 @@ Test(store, context_notes_secret_and_resume_codes)
 	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.3", 10020, call_id, far, &wait),
 	             EAGAIN);
 	cr_assert_gt(wait, 0);
+
+	/* The purge: an ended context (and its notes) after the retention, expired codes at once.
+	 */
+	cr_assert_eq(store_purge(st, 6000, 10000, NULL), 0);
+	cr_assert_eq(store_context_get(st, "c-ctx", NULL, got), 0, "kept within the retention");
+	cr_assert_eq(store_purge(st, 100000, 10000, NULL), 0);
+	cr_assert_eq(store_context_get(st, "c-ctx", NULL, got), ENOENT);
+	/* Asked as of before it expired, it would work: it is gone. */
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.9", 10030, call_id, far, &wait), ENOENT,
+	             "purged once expired");
 	free(ctx);
 	free(got);
 }

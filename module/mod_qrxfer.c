@@ -19,6 +19,7 @@
 #include "move/move.h"
 #include "util/log.h"
 #include "sip/sip.h"
+#include "move/context.h"
 #include "sql/store.h"
 
 static struct {
@@ -45,6 +46,8 @@ static struct {
 	int sms_timeout, sms_retries;
 	char *media_rtpengine;
 	int media_verify_timeout, move_undo_secs;
+	int own_resume_ttl, meet_channel, context_summary;
+	char *meet_url_template, *meet_conference_uri;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -137,6 +140,11 @@ static const struct mod_conf_param params[] = {
     {"media", "rtpengine", MOD_CONF_STR, &conf.media_rtpengine, ""},
     {"media", "verify_timeout", MOD_CONF_INT, &conf.media_verify_timeout, "5", 1, 60},
     {"move", "undo_secs", MOD_CONF_INT, &conf.move_undo_secs, "10", 0, 3600},
+    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "0", 0, 86400},
+    {"context", "summary", MOD_CONF_BOOL, &conf.context_summary, "no"},
+    {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
+    {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
+    {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},
     {NULL},
 };
 
@@ -410,6 +418,21 @@ static int mod_init(const struct mod_host *h)
 		        err == EINVAL ? "not udp:<IPv4>:<port> or udp:[<IPv6>]:<port>"
 		                      : strerror(err));
 		return err;
+	}
+	{
+		struct move_context_conf cc = {
+		    .resume_ttl = (unsigned)conf.own_resume_ttl,
+		    .meet_url_template = nonempty(conf.meet_url_template),
+		    .meet_conference_uri = nonempty(conf.meet_conference_uri),
+		    .meet_sms = conf.meet_channel == 1,
+		    .summary = conf.context_summary,
+		};
+		err = move_context_init(sip, &cc);
+		if (err) {
+			LOG_ERR("context", "cannot hook the context into the stack: %s",
+			        strerror(err));
+			return err;
+		}
 	}
 
 	if (http) {

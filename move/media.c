@@ -46,6 +46,33 @@ void move_rollback(struct move *m)
 	su_timer_set_interval(m->timer, reinvite_silent, m, MOVE_SILENT_MS);
 }
 
+void move_new_device_headers(struct call *c, char *out, size_t len)
+{
+	struct move_stack *ms = move_stack(c->sip);
+	size_t n;
+
+	out[0] = '\0';
+	for (unsigned i = 0; ms && i < ms->nobservers; i++) {
+		if (!ms->observers[i].o->new_device_headers)
+			continue;
+		n = strlen(out);
+		if (n && n + 2 < len)
+			memcpy(out + n, "\r\n", 3), n += 2;
+		ms->observers[i].o->new_device_headers(ms->observers[i].arg, c, out + n, len - n);
+		if (strlen(out) == n && n >= 2)
+			out[n - 2] = '\0'; /* it added nothing: no empty line */
+	}
+}
+
+static void observers_moved(struct call *c, struct leg *leg)
+{
+	struct move_stack *ms = move_stack(c->sip);
+
+	for (unsigned i = 0; ms && i < ms->nobservers; i++)
+		if (ms->observers[i].o->moved)
+			ms->observers[i].o->moved(ms->observers[i].arg, c, leg);
+}
+
 static void complete(struct move *m)
 {
 	struct call *c = m->call;
@@ -91,6 +118,7 @@ static void complete(struct move *m)
 	/* The near dialog is B's now: a restart must find B, not A. */
 	call_touch(c, 1);
 	move_detach(m);
+	observers_moved(c, b);
 }
 
 static void complete(struct move *m);
@@ -285,7 +313,9 @@ static void dial_b(struct move *m)
 	m->b = b;
 	move_to(m, MOVE_DIALING, "the new device is to be called");
 	move_event(m, "dial", "INVITE without an offer to %s", m->target);
-	if (leg_invite(b, NULL, NULL, TAG_END()))
+	char extra[1024];
+	move_new_device_headers(c, extra, sizeof(extra));
+	if (leg_invite(b, NULL, NULL, TAG_IF(extra[0], SIPTAG_HEADER_STR(extra)), TAG_END()))
 		move_fail(m, 500, "cannot send the INVITE to %s", m->target);
 }
 
@@ -398,7 +428,10 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		leg_ack(c->far, NULL, NULL);
 	pl = body_pl(sip);
 	m->b->answered = 1;
-	leg_answer(m->b, SIP_200_OK, NULL, pl, TAG_END());
+	char extra[1024];
+	move_new_device_headers(c, extra, sizeof(extra));
+	leg_answer(m->b, SIP_200_OK, NULL, pl, TAG_IF(extra[0], SIPTAG_HEADER_STR(extra)),
+	           TAG_END());
 	return 1;
 }
 

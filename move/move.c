@@ -540,6 +540,19 @@ struct move_stack *move_stack(struct sip *s)
 	return sip_call_hooks_arg(s, &move_hooks);
 }
 
+int move_observer_add(struct sip *s, const struct move_observer *o, void *arg)
+{
+	struct move_stack *ms = move_stack(s);
+
+	if (!ms || !o)
+		return EINVAL;
+	if (ms->nobservers >= MOVE_OBSERVERS_MAX)
+		return ENOSPC;
+	ms->observers[ms->nobservers].o = o;
+	ms->observers[ms->nobservers++].arg = arg;
+	return 0;
+}
+
 int move_init(struct sip *s)
 {
 	struct move_stack *ms = calloc(1, sizeof(*ms));

@@ -31,4 +31,21 @@ int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *
  */
 int move_anchor_init(struct sip *s, const char *addr, unsigned verify_secs, unsigned undo_secs);
 
+/*
+ * What a feature beside the move hears of every move (code, pull, push, meeting) and adds to
+ * it. Both may be NULL; they run on the loop in the order added.
+ */
+struct call;
+struct move_observer {
+	/* Header lines ("Name: value", CRLF between two) for the INVITE or the 200 toward the
+	 * device about to take the near leg of c: appended to out, which holds len bytes. */
+	void (*new_device_headers)(void *arg, struct call *c, char *out, size_t len);
+	/* A move of c is done: leg is the near leg now (the new device's). */
+	void (*moved)(void *arg, struct call *c, struct leg *leg);
+};
+#define MOVE_OBSERVERS_MAX 4
+
+/* Add an observer (kept by pointer, with arg); ENOSPC past MOVE_OBSERVERS_MAX. */
+int move_observer_add(struct sip *s, const struct move_observer *o, void *arg);
+
 #endif

@@ -43,6 +43,11 @@ struct move_stack {
 	struct dtmf_code *dtmf; /* the features' DTMF codes (dtmf.c) */
 	unsigned ndtmf;
 	LIST_HEAD(, dtmf_wait) dtmf_waits; /* codes heard that a longer one may still extend */
+	struct {
+		const struct move_observer *o;
+		void *arg;
+	} observers[MOVE_OBSERVERS_MAX]; /* move_observer_add */
+	unsigned nobservers;
 };
 
 /*
@@ -203,6 +208,8 @@ void move_revive(struct call *c, const struct store_move *sm);
 int move_survive_init(struct sip *s);
 
 /* media.c */
+/* The observers' header lines for the new device of c, into out (NUL-terminated, may be ""). */
+void move_new_device_headers(struct call *c, char *out, size_t len);
 void move_rollback(struct move *m);
 void move_go(struct move *m);
 

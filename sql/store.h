@@ -323,6 +323,66 @@ int store_call_take(struct store *s, const char *sip_call_id, const char *me, in
  */
 int store_source_key(const struct sockaddr *sa, char *out, size_t len);
 
+/*
+ * Context that travels with a call (sql/store_context.c): the far party's identity, when the
+ * call started, its notes and moves, keyed by the call's id or by its page's secret (hashed),
+ * and the resume codes an ended call leaves (used once, before they expire, counted as guesses
+ * like codes when wrong).
+ */
+#define STORE_NOTES_MAX 32  /* notes one context keeps at most */
+#define STORE_NOTE_MAX  241 /* a note's text, with its NUL */
+#define STORE_CTX_MOVES 16  /* moves a context read lists at most */
+
+struct store_note {
+	int seq;
+	int64_t at;
+	char text[STORE_NOTE_MAX];
+};
+
+struct store_context {
+	char call_id[STORE_ID_MAX];
+	char far_identity[STORE_URI_MAX]; /* P-Asserted-Identity or From of the far party */
+	char far_uri[STORE_URI_MAX];      /* what a resume calls again */
+	char near_uri[STORE_URI_MAX];
+	char resumed_from[STORE_ID_MAX]; /* the call this one continues, or "" */
+	int64_t started_at, ended_at;
+	struct store_note notes[STORE_NOTES_MAX];
+	size_t nnotes;
+	struct store_move moves[STORE_CTX_MOVES];
+	size_t nmoves;
+};
+
+/* Writes a call's context (its notes stay); an empty hash keeps the page secret it had. */
+int store_context_put(struct store *s, const struct store_context *ctx,
+                      const uint8_t hash[STORE_HASH_LEN]);
+
+/*
+ * A note as it is kept: n bytes of text trimmed, control characters as spaces, into out (len
+ * bytes). EINVAL when empty or not UTF-8, EMSGSIZE over STORE_NOTE_MAX - 1 bytes.
+ */
+int store_note_clean(const char *text, size_t n, char *out, size_t len);
+
+/* Adds a note (store_note_clean: EINVAL, EMSGSIZE); ENOSPC when the context holds max notes,
+ * ENOENT when there is no context for call_id. */
+int store_note_add(struct store *s, const char *call_id, int64_t at, const char *text, size_t max);
+
+/* Sets a context's end. */
+int store_context_end(struct store *s, const char *call_id, int64_t at);
+
+/* Reads a context by its call's id (hash NULL) or by its page secret's hash; ENOENT if none. */
+int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
+                      struct store_context *ctx);
+
+/* Keeps a resume code (its token's hash) for call_id, to call far_uri again until expires. */
+int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
+                        const char *far_uri, int64_t expires);
+
+/* Uses a resume code once: 0 with call_id and far_uri (STORE_ID_MAX, STORE_URI_MAX) for exactly
+ * one caller; ENOENT when unknown, expired or used (a failure is then counted against source),
+ * EAGAIN when source must wait (*wait_ms). */
+int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *source,
+                      int64_t now, char *call_id, char *far_uri, int64_t *wait_ms);
+
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
 enum store_op {
@@ -357,6 +417,12 @@ enum store_op {
 	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
 	STORE_OP_NOOP,           /* nothing: done once the jobs before it ran (err: the writes
 	                            kept for an unreachable store are still waiting) */
+	STORE_OP_CONTEXT_PUT,    /* in: context (from malloc), hash (all zero: keep) */
+	STORE_OP_NOTE_ADD,       /* in: id (call id), at, blob (the text), limit (max notes) */
+	STORE_OP_CONTEXT_END,    /* in: id, at */
+	STORE_OP_CONTEXT_GET,    /* in: id (call id) or, with id "", hash; out: context */
+	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires) */
+	STORE_OP_RESUME_TAKE,    /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -391,6 +457,9 @@ struct store_job {
 	/* in: CALL_DIALOGS: the state, from malloc; the store owns it once submitted (it is
 	 * freed with the job, also when a submit fails) */
 	char *blob;
+	/* in: CONTEXT_PUT (from malloc, the store owns it once submitted); out: CONTEXT_GET
+	 * (owned by the store, valid during the callback) */
+	struct store_context *context;
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */

@@ -97,6 +97,8 @@ static void job_release(struct store_job *job)
 	free(job->events);
 	free(job->call.dialogs);
 	free(job->blob);
+	free(job->context);
+	job->context = NULL;
 	job->jobs = NULL;
 	job->calls = NULL;
 	job->states = NULL;
@@ -204,6 +206,28 @@ static void job_run(struct store *s, struct store_job *job)
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
 		break;
+	case STORE_OP_CONTEXT_PUT:
+		e = job->context ? store_context_put(s, job->context, job->hash) : EINVAL;
+		break;
+	case STORE_OP_NOTE_ADD:
+		e = store_note_add(s, job->id, job->at, job->blob ? job->blob : "", job->limit);
+		break;
+	case STORE_OP_CONTEXT_END:
+		e = store_context_end(s, job->id, job->at);
+		break;
+	case STORE_OP_CONTEXT_GET:
+		job->context = calloc(1, sizeof(*job->context));
+		e = !job->context ? ENOMEM
+		                  : store_context_get(s, *job->id ? job->id : NULL,
+		                                      *job->id ? NULL : job->hash, job->context);
+		break;
+	case STORE_OP_RESUME_INSERT:
+		e = store_resume_insert(s, job->hash, job->id, job->call.far.uri, job->at);
+		break;
+	case STORE_OP_RESUME_TAKE:
+		e = store_resume_take(s, job->hash, job->source, job->at, job->id,
+		                      job->call.far.uri, &job->redeem.wait_ms);
+		break;
 	default:
 		e = EINVAL;
 		break;
@@ -241,6 +265,12 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
 	    [STORE_OP_NOOP] = "wait for the jobs before",
 	    [STORE_OP_CALL_TAKE] = "take a call over",
+	    [STORE_OP_CONTEXT_PUT] = "write a call's context",
+	    [STORE_OP_NOTE_ADD] = "add a note",
+	    [STORE_OP_CONTEXT_END] = "end a call's context",
+	    [STORE_OP_CONTEXT_GET] = "read a call's context",
+	    [STORE_OP_RESUME_INSERT] = "keep a resume code",
+	    [STORE_OP_RESUME_TAKE] = "use a resume code",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
@@ -576,13 +606,15 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 static int batchable(enum store_op op)
 {
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
-	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS || op == STORE_OP_NODE_BEAT;
+	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
+	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT || op == STORE_OP_CONTEXT_END;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)
 {
 	if (!s->q || !batchable(job->op)) {
 		free(job->blob);
+		free(job->context);
 		return s->q ? EINVAL : ENOTCONN;
 	}
 	if (s->nbatch == s->batch_cap) {
@@ -591,6 +623,7 @@ int store_submit_later(struct store *s, const struct store_job *job)
 
 		if (!grown) {
 			free(job->blob);
+			free(job->context);
 			return ENOMEM;
 		}
 		s->batch = grown;
@@ -620,11 +653,13 @@ static int submit_node(struct store *s, const struct store_job *job, store_done_
 
 	if (!s->q) {
 		free(job->blob);
+		free(job->context);
 		return ENOTCONN;
 	}
 	n = malloc(sizeof(*n));
 	if (!n) {
 		free(job->blob);
+		free(job->context);
 		return ENOMEM;
 	}
 	n->s = s;

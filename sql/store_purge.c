@@ -14,6 +14,12 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 	                            "WHERE state = 'ended' AND ended_at < $1)";
 	static const char calls[] = "DELETE FROM calls WHERE state = 'ended' AND ended_at < $1";
 	static const char failures[] = "DELETE FROM failures WHERE at < $1";
+	/* Contexts go with their calls' retention; resume codes once they expired. */
+	static const char notes[] = "DELETE FROM context_notes WHERE call_id IN (SELECT call_id "
+	                            "FROM contexts WHERE ended_at > 0 AND ended_at < $1)";
+	static const char contexts[] = "DELETE FROM contexts WHERE ended_at > 0 AND ended_at < $1";
+	static const char resumes[] = "DELETE FROM resumes WHERE expires_at < $1";
+	struct store_val at_now[] = {i64(now)};
 	struct store_val before[] = {i64(now - retention_ms)};
 	struct store_val forgotten[1];
 	int n = 0, e;
@@ -33,7 +39,13 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 			e = store_query(s, moves, before, 1, NULL, NULL, NULL);
 		if (!e)
 			e = store_query(s, calls, before, 1, NULL, NULL, &n);
+		if (!e)
+			e = store_query(s, notes, before, 1, NULL, NULL, NULL);
+		if (!e)
+			e = store_query(s, contexts, before, 1, NULL, NULL, NULL);
 	}
+	if (!e)
+		e = store_query(s, resumes, at_now, 1, NULL, NULL, NULL);
 	if (!e)
 		e = store_query(s, failures, forgotten, 1, NULL, NULL, NULL);
 	e = store_tx_end(s, e);

@@ -574,6 +574,9 @@ static const struct route routes[] = {
     {"POST", "/m/{secret}/scan", MOD_HTTP_PUBLIC, post_show_scan},
     {"GET", "/m/{token}", MOD_HTTP_PUBLIC, web_get_landing},
     {"POST", "/m/{token}", MOD_HTTP_PUBLIC, web_post_landing},
+    {"POST", "/v1/calls/{id}/notes", MOD_HTTP_ADMIN, web_post_note},
+    {"POST", "/v1/calls/{id}/meeting", MOD_HTTP_ADMIN, web_post_meeting},
+    {"GET", "/c/{secret}", MOD_HTTP_PUBLIC, web_get_context},
 };
 
 int mod_api_alloc(struct mod_api **ap, struct mod_http *http, struct sip *sip, struct store *store,

@@ -114,6 +114,11 @@ void web_get_public_qr_svg(struct mod_http_req *req, void *arg);
 void web_get_public_barcode_png(struct mod_http_req *req, void *arg);
 void web_get_landing(struct mod_http_req *req, void *arg);
 
+/* context.c: a call's notes, its meeting, its context page */
+void web_post_note(struct mod_http_req *req, void *arg);
+void web_post_meeting(struct mod_http_req *req, void *arg);
+void web_get_context(struct mod_http_req *req, void *arg);
+
 /* webhooks.c */
 
 void web_post_sms_inbound(struct mod_http_req *req, void *arg);

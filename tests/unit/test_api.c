@@ -173,6 +173,12 @@ const char *sip_move_state_name(enum sip_move_state st)
 	return n[st];
 }
 
+/* The meetings' part of move/ (move/context.h): none here. */
+int move_meet(struct sip *s, const char *call_id, char *link, size_t len)
+{
+	return ENOENT;
+}
+
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,
                    void *arg)
 {

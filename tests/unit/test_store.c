@@ -1960,3 +1960,91 @@ Test(store, a_spoilt_transaction_does_not_claim_it_committed)
 	cr_assert_eq(store_call_get(st, "c2", &c), e ? ENOENT : 0, "commit said %d", e);
 	finish();
 }
+
+Test(store, context_notes_secret_and_resume_codes)
+{
+	struct store_context *ctx = calloc(1, sizeof(*ctx)), *got = calloc(1, sizeof(*got));
+	uint8_t secret[STORE_HASH_LEN], other[STORE_HASH_LEN], tok[STORE_HASH_LEN], zero[32] = {0};
+	char call_id[STORE_ID_MAX], far[STORE_URI_MAX], longnote[600];
+	int64_t wait = 0;
+
+	hash_of(secret, 71);
+	hash_of(other, 72);
+	hash_of(tok, 73);
+	add_call("c-ctx", 1000);
+	add_move("m-ctx", "c-ctx", 74, 1000, 120000);
+	snprintf(ctx->call_id, sizeof(ctx->call_id), "c-ctx");
+	snprintf(ctx->far_identity, sizeof(ctx->far_identity), "\"Carol\" <sip:carol@x>");
+	snprintf(ctx->far_uri, sizeof(ctx->far_uri), "sip:carol@x");
+	ctx->started_at = 1000;
+	cr_assert_eq(store_note_add(st, "c-ctx", 1, "before", 4), ENOENT);
+	cr_assert_eq(store_context_put(st, ctx, secret), 0);
+	/* Written again without a secret: the page's secret stays. */
+	cr_assert_eq(store_context_put(st, ctx, zero), 0);
+	memset(longnote, 'n', sizeof(longnote) - 1);
+	longnote[sizeof(longnote) - 1] = '\0';
+	cr_assert_eq(store_note_add(st, "c-ctx", 1100, "<b>one</b>", 2), 0);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1150, longnote, 2), EMSGSIZE);
+	longnote[STORE_NOTE_MAX - 1] = '\0';
+	cr_assert_eq(store_note_add(st, "c-ctx", 1160, "  \r\n ", 2), EINVAL);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1170, "bad \xc0\xaf utf-8", 2), EINVAL);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1200, longnote, 2), 0);
+	cr_assert_eq(store_note_add(st, "c-ctx", 1300, "three", 2), ENOSPC);
+	cr_assert_eq(store_context_get(st, NULL, other, got), ENOENT);
+	cr_assert_eq(store_context_get(st, NULL, zero, got), ENOENT);
+	cr_assert_eq(store_context_get(st, NULL, secret, got), 0);
+	cr_assert_str_eq(got->call_id, "c-ctx");
+	cr_assert_str_eq(got->far_identity, "\"Carol\" <sip:carol@x>");
+	cr_assert_eq(got->nnotes, 2);
+	cr_assert_str_eq(got->notes[0].text, "<b>one</b>");
+	{
+		char clean[STORE_NOTE_MAX];
+		cr_assert_eq(store_note_clean(" a\tb\x01"
+		                              "c ",
+		                              7, clean, sizeof(clean)),
+		             0);
+		cr_assert_str_eq(clean, "a b c");
+		cr_assert_eq(store_note_clean("caf\xc3\xa9", 5, clean, sizeof(clean)), 0);
+		cr_assert_str_eq(clean, "caf\xc3\xa9");
+	}
+	cr_assert_eq(strlen(got->notes[1].text), STORE_NOTE_MAX - 1);
+	cr_assert_eq(got->nmoves, 1);
+	cr_assert_str_eq(got->moves[0].id, "m-ctx");
+	cr_assert_eq(store_context_end(st, "c-ctx", 5000), 0);
+	int ge = store_context_get(st, "c-ctx", NULL, got);
+	cr_assert_eq(ge, 0, "get by id: %d", ge);
+	cr_assert_eq(got->ended_at, 5000);
+
+	cr_assert_eq(store_resume_insert(st, tok, "c-ctx", "sip:carol@x", 10000), 0);
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.1", 10001, call_id, far, &wait), ENOENT,
+	             "expired");
+	hash_of(tok, 75);
+	cr_assert_eq(store_resume_insert(st, tok, "c-ctx", "sip:carol@x", 20000), 0);
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.2", 10001, call_id, far, &wait), 0);
+	cr_assert_str_eq(call_id, "c-ctx");
+	cr_assert_str_eq(far, "sip:carol@x");
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.2", 10002, call_id, far, &wait), ENOENT,
+	             "reused");
+	/* Wrong codes count as guesses: after max_failures the source waits, right code or not. */
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(
+		    store_resume_take(st, other, "ip:192.0.2.3", 10010 + i, call_id, far, &wait),
+		    ENOENT);
+	hash_of(tok, 76);
+	cr_assert_eq(store_resume_insert(st, tok, "c-ctx", "sip:carol@x", 90000), 0);
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.3", 10020, call_id, far, &wait),
+	             EAGAIN);
+	cr_assert_gt(wait, 0);
+
+	/* The purge: an ended context (and its notes) after the retention, expired codes at once.
+	 */
+	cr_assert_eq(store_purge(st, 6000, 10000, NULL), 0);
+	cr_assert_eq(store_context_get(st, "c-ctx", NULL, got), 0, "kept within the retention");
+	cr_assert_eq(store_purge(st, 100000, 10000, NULL), 0);
+	cr_assert_eq(store_context_get(st, "c-ctx", NULL, got), ENOENT);
+	/* Asked as of before it expired, it would work: it is gone. */
+	cr_assert_eq(store_resume_take(st, tok, "ip:192.0.2.9", 10030, call_id, far, &wait), ENOENT,
+	             "purged once expired");
+	free(ctx);
+	free(got);
+}

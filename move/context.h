@@ -1,0 +1,31 @@
+/* Beside the move: a call's context (who, since when, its moves, notes, a page), meetings and
+ * the resume code a call leaves behind. */
+#ifndef QRXFER_MOVE_CONTEXT_H
+#define QRXFER_MOVE_CONTEXT_H
+
+#include <stddef.h>
+
+#include "sip/sip.h"
+
+struct move_context_conf {
+	unsigned resume_ttl;           /* seconds a resume code works; 0: none is given */
+	const char *meet_url_template; /* a meeting's join link, {room} in it; NULL: no meetings */
+	const char *meet_conference_uri; /* a SIP conference bridge, or NULL */
+	int meet_sms;                    /* join links go by SMS to a party with a number */
+	int summary;                     /* the device that takes a call gets a summary MESSAGE */
+};
+
+/*
+ * Hook the context, meetings and resume codes into a stack after move_init() (they use the
+ * move's observers and DTMF codes): ENOMEM, ENOSPC when the stack has no room left.
+ */
+int move_context_init(struct sip *s, const struct move_context_conf *conf);
+
+/*
+ * Turn call_id's call into a meeting: both parties are sent the join link (link gets it).
+ * ENOENT: no live call; ENOTSUP: no [meet] url_template; EALREADY: it is a meeting already
+ * (link gets the room's); ENOMEM.
+ */
+int move_meet(struct sip *s, const char *call_id, char *link, size_t len);
+
+#endif

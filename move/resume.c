@@ -1,0 +1,283 @@
+/*
+ * Resume codes: when a call ends, its last near device gets a MESSAGE with a one-time code
+ * (128 random bits, only its hash stored, [own] resume_ttl seconds); an INVITE to
+ * sip:r.<code>@<domain> calls the same far party again through the upstream, once, with the
+ * new call's context page (which shows the call it continues) as Call-Info. A wrong, used or
+ * expired code is one answer (404) and counts as a wrong guess from its source, as codes do.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "move/context_int.h"
+
+/* A MESSAGE sent outside any dialog, until its final answer. */
+struct ood_message {
+	LIST_ENTRY(ood_message) link;
+	nta_leg_t *dlg;
+	nta_outgoing_t *orq;
+};
+
+/* An INVITE with a resume code, while the store looks it up. */
+struct resume_wait {
+	LIST_ENTRY(resume_wait) link;
+	struct context_stack *cs;
+	nta_incoming_t *irq; /* NULL once it is no longer ours (CANCEL, stop) */
+	msg_t *req;
+	char source[STORE_SOURCE_MAX];
+};
+
+static void ood_free(struct ood_message *m)
+{
+	LIST_REMOVE(m, link);
+	if (m->orq)
+		nta_outgoing_destroy(m->orq);
+	if (m->dlg)
+		nta_leg_destroy(m->dlg);
+	free(m);
+}
+
+static int ood_answered(void *arg, nta_outgoing_t *orq, const sip_t *sip)
+{
+	struct ood_message *m = arg;
+	int status = sip && sip->sip_status ? sip->sip_status->st_status : 408;
+
+	if (status < 200)
+		return 0;
+	if (status >= 300)
+		LOG_INFO("context", "MESSAGE out of dialog answered %d", status);
+	ood_free(m);
+	return 0;
+}
+
+void context_message_out(struct context_stack *cs, const char *target, const char *user,
+                         const char *text)
+{
+	struct sip *s = cs->sip;
+	struct ood_message *m = calloc(1, sizeof(*m));
+	char from[300];
+
+	if (!m)
+		return;
+	LIST_INSERT_HEAD(&cs->messages, m, link);
+	snprintf(from, sizeof(from), "<sip:%s@%s>", user, s->conf.domain);
+	m->dlg = nta_leg_tcreate(s->nta, NULL, NULL, SIPTAG_FROM_STR(from), SIPTAG_TO_STR(target),
+	                         TAG_END());
+	if (m->dlg && nta_leg_tag(m->dlg, NULL))
+		m->orq = nta_outgoing_tcreate(
+		    m->dlg, ood_answered, m, NULL, SIP_METHOD_MESSAGE, URL_STRING_MAKE(target),
+		    SIPTAG_CONTENT_TYPE_STR("text/plain"), SIPTAG_PAYLOAD_STR(text), TAG_END());
+	if (!m->orq) {
+		LOG_ERR("context", "cannot send a MESSAGE to %s", target);
+		ood_free(m);
+	}
+}
+
+void context_resume_give(struct context_stack *cs, struct call *c)
+{
+	struct sip *s = cs->sip;
+	struct store_job job = {.op = STORE_OP_RESUME_INSERT};
+	struct leg_state st;
+	char token[CODE_SECRET_LEN + 1], text[700];
+
+	if (!cs->resume_ttl || !s->conf.store || !c->near || !c->far || !c->near->dlg)
+		return;
+	context_addr_uri(c->far->remote, job.call.far.uri, sizeof(job.call.far.uri));
+	if (!job.call.far.uri[0] || leg_state_get(c->near, &st) || !st.target[0])
+		return;
+	if (code_secret_make(token, sizeof(token)) || code_secret_hash(token, job.hash)) {
+		LOG_ERR("context", "%s: cannot make a resume code", c->id);
+		return;
+	}
+	snprintf(job.id, sizeof(job.id), "%s", c->id);
+	job.at = store_now() + (int64_t)cs->resume_ttl * 1000;
+	/* The store's worker runs jobs in order: the code is in before anyone can dial it. */
+	if (store_submit(s->conf.store, &job, NULL, NULL)) {
+		LOG_ERR("context", "%s: store: keep a resume code: cannot queue it", c->id);
+		OPENSSL_cleanse(token, sizeof(token));
+		return;
+	}
+	snprintf(text, sizeof(text), "To call %s again, dial sip:r.%s@%s (once, within %u minutes)",
+	         job.call.far.uri, token, s->conf.domain, (cs->resume_ttl + 59) / 60);
+	context_message_out(cs, st.target, "resume", text);
+	LOG_INFO("context", "%s: resume code sent to %s", c->id, st.target);
+	OPENSSL_cleanse(token, sizeof(token));
+	OPENSSL_cleanse(text, sizeof(text));
+}
+
+static void wait_free(struct resume_wait *w)
+{
+	struct context_stack *cs = w->cs;
+
+	LIST_REMOVE(w, link);
+	if (w->irq)
+		nta_incoming_bind(w->irq, NULL, NULL);
+	msg_destroy(w->req);
+	free(w);
+	context_pending_done(cs);
+}
+
+static int resume_cancelled(void *arg, nta_incoming_t *irq, const sip_t *sip)
+{
+	struct resume_wait *w = arg;
+
+	if (!sip || sip->sip_request->rq_method == sip_method_cancel) {
+		/* nta answers the INVITE 487 when this returns: it is no longer ours. */
+		if (w->irq == irq) {
+			nta_incoming_bind(irq, NULL, NULL);
+			nta_incoming_destroy(irq);
+			w->irq = NULL;
+		}
+	}
+	return 0;
+}
+
+/* The code was good: a new call from the device to the far party, through the upstream. */
+static void resume_call(struct context_stack *cs, struct resume_wait *w, const char *old_id,
+                        const char *far_uri)
+{
+	struct sip *s = cs->sip;
+	nta_incoming_t *irq = w->irq;
+	const sip_t *sip = sip_object(w->req);
+	struct call *c;
+	struct leg *in, *out;
+	struct cctx *x;
+	sip_addr_t *from, *to;
+	url_t *target;
+	sip_payload_t *pl;
+	char link[512], info[600] = "";
+
+	nta_incoming_bind(irq, NULL, NULL);
+	w->irq = NULL;
+	if (call_alloc(&c, s)) {
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	in = leg_accept(c, 1, irq, sip);
+	if (!in) {
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	x = context_of(c, 1);
+	if (x && !context_secret_new(x)) {
+		snprintf(x->resumed_from, sizeof(x->resumed_from), "%s", old_id);
+		context_link(s, x, link, sizeof(link));
+		if (link[0])
+			snprintf(info, sizeof(info), "Call-Info: <%s>;purpose=info", link);
+	}
+	target = url_make(c->home, far_uri);
+	to = sip_to_make(c->home, far_uri);
+	from = invite_addr_untagged(c->home, sip->sip_from);
+	out = target && to && from ? leg_dial(c, 0, target, from, to, 1) : NULL;
+	c->in = in;
+	c->out = out;
+	c->near = in;
+	c->far = out;
+	if (!out) {
+		LOG_ERR("context", "%s: resume: cannot call %s", c->id, far_uri);
+		leg_answer(in, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+		in->ending = 1;
+		call_leg_terminated(in);
+		return;
+	}
+	invite_note_near_sdp(in, sip);
+	invite_max_timer(c);
+	LOG_INFO("context", "%s: resumes call %s: calling %s again", c->id, old_id, far_uri);
+	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
+	pl = body_for(out, sip);
+	if (leg_invite(out, w->req, NULL, SIPTAG_MAX_FORWARDS_STR("69"),
+	               TAG_IF(info[0], SIPTAG_HEADER_STR(info)), BODY_TAGS_PL(sip, pl),
+	               TAG_END())) {
+		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
+		call_leg_terminated(in);
+		call_leg_terminated(out);
+	}
+}
+
+static void resume_taken(struct store_job *job, void *arg)
+{
+	struct resume_wait *w = arg;
+	struct context_stack *cs = w->cs;
+	char secs[24];
+
+	if (!w->irq || cs->stopped) {
+		wait_free(w);
+		return;
+	}
+	if (!job->err) {
+		resume_call(cs, w, job->id, job->call.far.uri);
+	} else if (job->err == EAGAIN) {
+		snprintf(secs, sizeof(secs), "%lld", (long long)(job->redeem.wait_ms + 999) / 1000);
+		LOG_INFO("context", "resume code from %s refused: it must wait %s s", w->source,
+		         secs);
+		sip_reply(w->irq, 480, "Too Many Wrong Codes", SIPTAG_RETRY_AFTER_STR(secs),
+		          TAG_END());
+	} else if (job->err == ENOENT) {
+		LOG_INFO("context", "resume code from %s refused: unknown, used or expired",
+		         w->source);
+		sip_reply(w->irq, 404, "No Such Resume Code", TAG_END());
+	} else {
+		LOG_ERR("context", "store: use a resume code: %s", strerror(job->err));
+		sip_reply(w->irq, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("5"),
+		          TAG_END());
+	}
+	w->irq = NULL;
+	wait_free(w);
+}
+
+int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,
+                          msg_t *req)
+{
+	struct context_stack *cs = arg;
+	const url_t *u = sip->sip_request->rq_url;
+	struct store_job job = {.op = STORE_OP_RESUME_TAKE};
+	struct resume_wait *w;
+
+	/* Without resume codes, r.<anything> is nobody's here: it goes on like any call. */
+	if (!cs->resume_ttl || !u->url_user || strncasecmp(u->url_user, "r.", 2) ||
+	    !move_for_us(s, u))
+		return 0;
+	if (!s->conf.store) {
+		sip_reply(irq, 404, "No Such Resume Code", TAG_END());
+		return 1;
+	}
+	/* A malformed code is looked up all the same (as a hash nothing has): it counts. */
+	if (code_secret_hash(u->url_user + 2, job.hash))
+		memset(job.hash, 0xff, sizeof(job.hash));
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return 1;
+	}
+	w->cs = cs;
+	w->irq = irq;
+	w->req = nta_incoming_getrequest(irq);
+	move_source_of(req, w->source, sizeof(w->source));
+	snprintf(job.source, sizeof(job.source), "%s", w->source);
+	job.at = store_now();
+	LIST_INSERT_HEAD(&cs->resume_waits, w, link);
+	cs->pending++;
+	nta_incoming_bind(irq, resume_cancelled, w);
+	if (store_submit(s->conf.store, &job, resume_taken, w)) {
+		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		w->irq = NULL;
+		wait_free(w);
+	}
+	return 1;
+}
+
+void context_resume_stop(struct context_stack *cs)
+{
+	struct resume_wait *w;
+
+	LIST_FOREACH(w, &cs->resume_waits, link)
+	if (w->irq) {
+		nta_incoming_bind(w->irq, NULL, NULL);
+		sip_reply(w->irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		w->irq = NULL;
+	}
+	while (!LIST_EMPTY(&cs->messages))
+		ood_free(LIST_FIRST(&cs->messages));
+}

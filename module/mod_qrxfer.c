@@ -19,6 +19,7 @@
 #include "move/move.h"
 #include "util/log.h"
 #include "sip/sip.h"
+#include "move/own.h"
 #include "sql/store.h"
 
 static struct {
@@ -43,6 +44,8 @@ static struct {
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
 	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
+	char *own_pull_code, *own_push_code;
+	int own_confirm, own_near_ttl, own_near_ring, own_ring_timeout;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -132,6 +135,12 @@ static const struct mod_conf_param params[] = {
     {"sms", "twilio_auth_token_file", MOD_CONF_STR, &conf.sms_twilio_auth_token_file, ""},
     {"sms", "webhook_secret_file", MOD_CONF_STR, &conf.sms_webhook_secret_file, ""},
     {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
+    {"own", "pull_code", MOD_CONF_STR, &conf.own_pull_code, "*11"},
+    {"own", "push_code", MOD_CONF_STR, &conf.own_push_code, "*81"},
+    {"own", "confirm", MOD_CONF_BOOL, &conf.own_confirm, "no"},
+    {"own", "near_ttl", MOD_CONF_INT, &conf.own_near_ttl, "300", 1, 86400},
+    {"own", "near_ring", MOD_CONF_INT, &conf.own_near_ring, "8", 0, 120},
+    {"own", "ring_timeout", MOD_CONF_INT, &conf.own_ring_timeout, "30", 1, 300},
     {NULL},
 };
 
@@ -397,6 +406,22 @@ static int mod_init(const struct mod_host *h)
 	if (err) {
 		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
 		return err;
+	}
+	{
+		struct own_conf oc = {
+		    .pull_code = nonempty(conf.own_pull_code),
+		    .push_code = nonempty(conf.own_push_code),
+		    .confirm = conf.own_confirm,
+		    .near_ttl = (unsigned)conf.own_near_ttl,
+		    .near_ring = (unsigned)conf.own_near_ring,
+		    .ring_timeout = (unsigned)conf.own_ring_timeout,
+		};
+
+		err = own_init(sip, &oc);
+		if (err) {
+			LOG_ERR("own", "cannot hook own devices into the stack: %s", strerror(err));
+			return err;
+		}
 	}
 
 	if (http) {

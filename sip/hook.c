@@ -209,3 +209,10 @@ void hook_call_restored(struct call *c)
 		if (s->hooks[i].h->call_restored)
 			s->hooks[i].h->call_restored(s->hooks[i].arg, c);
 }
+
+void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const char *flow)
+{
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->registered)
+			s->hooks[i].h->registered(s->hooks[i].arg, s, req, resp, flow);
+}

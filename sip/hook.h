@@ -68,6 +68,13 @@ struct sip_call_hooks {
 	void (*call_restored)(void *arg, struct call *c);
 	/* The stack is being freed: free what the feature holds. */
 	void (*stop)(void *arg, struct sip *s);
+	/*
+	 * The upstream (the registrar) answered 2xx to a REGISTER we relayed with our Path: req is
+	 * the REGISTER as the device sent it, resp the answer, flow the device's flow as
+	 * sip_flow_key() writes it. Before the device hears the answer.
+	 */
+	void (*registered)(void *arg, struct sip *s, const sip_t *req, const sip_t *resp,
+	                   const char *flow);
 };
 
 #define SIP_HOOKS_MAX 8

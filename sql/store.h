@@ -323,6 +323,28 @@ int store_call_take(struct store *s, const char *sip_call_id, const char *me, in
  */
 int store_source_key(const struct sockaddr *sa, char *out, size_t len);
 
+/*
+ * Own devices: a binding (AOR -> contact) as the registrar's 2xx to a REGISTER we relayed gave
+ * it, with the flow (transport:address:port) that REGISTER came on: the device's identity.
+ */
+struct store_binding {
+	char aor[STORE_URI_MAX];
+	char contact[STORE_URI_MAX];
+	char flow[STORE_SOURCE_MAX];
+	int64_t expires_at;
+	int64_t updated_at;
+};
+
+/* Writes a binding (insert or refresh); one whose expires_at is not after now is removed. */
+int store_binding_put(struct store *s, const struct store_binding *b, int64_t now);
+
+/* The newest live binding registered on flow; ENOENT when there is none. */
+int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct store_binding *b);
+
+/* The live bindings of aor, newest first: *vp from malloc (free()), *np of them. */
+int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
+                       size_t *np);
+
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
 enum store_op {
@@ -357,6 +379,9 @@ enum store_op {
 	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
 	STORE_OP_NOOP,           /* nothing: done once the jobs before it ran (err: the writes
 	                            kept for an unreachable store are still waiting) */
+	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
+	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
+	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -391,6 +416,8 @@ struct store_job {
 	/* in: CALL_DIALOGS: the state, from malloc; the store owns it once submitted (it is
 	 * freed with the job, also when a submit fails) */
 	char *blob;
+	struct store_binding binding;   /* in/out: BINDING_* */
+	struct store_binding *bindings; /* out: BINDING_LIST; owned by the store */
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */
@@ -406,7 +433,7 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT; EINVAL for the others) to go with others: within 50 ms, or
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT; EINVAL for the others) to go with others: within 50 ms, or
  * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
  * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
  * fails for its own reason is logged and dropped (the others still land); writes the store cannot

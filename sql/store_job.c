@@ -97,6 +97,8 @@ static void job_release(struct store_job *job)
 	free(job->events);
 	free(job->call.dialogs);
 	free(job->blob);
+	free(job->bindings);
+	job->bindings = NULL;
 	job->jobs = NULL;
 	job->calls = NULL;
 	job->states = NULL;
@@ -200,6 +202,15 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_NOOP:
 		e = 0;
 		break;
+	case STORE_OP_BINDING_PUT:
+		e = store_binding_put(s, &job->binding, job->at);
+		break;
+	case STORE_OP_BINDING_FLOW:
+		e = store_binding_by_flow(s, job->text, job->at, &job->binding);
+		break;
+	case STORE_OP_BINDING_LIST:
+		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
+		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -241,6 +252,9 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
 	    [STORE_OP_NOOP] = "wait for the jobs before",
 	    [STORE_OP_CALL_TAKE] = "take a call over",
+	    [STORE_OP_BINDING_PUT] = "write a binding",
+	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
+	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
@@ -576,7 +590,8 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 static int batchable(enum store_op op)
 {
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
-	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS || op == STORE_OP_NODE_BEAT;
+	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
+	       op == STORE_OP_NODE_BEAT || op == STORE_OP_BINDING_PUT;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)

@@ -14,6 +14,8 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 	                            "WHERE state = 'ended' AND ended_at < $1)";
 	static const char calls[] = "DELETE FROM calls WHERE state = 'ended' AND ended_at < $1";
 	static const char failures[] = "DELETE FROM failures WHERE at < $1";
+	static const char bindings[] = "DELETE FROM bindings WHERE expires_at <= $1";
+	struct store_val now_v[] = {i64(now)};
 	struct store_val before[] = {i64(now - retention_ms)};
 	struct store_val forgotten[1];
 	int n = 0, e;
@@ -36,6 +38,8 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 	}
 	if (!e)
 		e = store_query(s, failures, forgotten, 1, NULL, NULL, NULL);
+	if (!e)
+		e = store_query(s, bindings, now_v, 1, NULL, NULL, NULL);
 	e = store_tx_end(s, e);
 out:
 	pthread_mutex_unlock(&s->lock);

@@ -379,7 +379,10 @@ static int mine_body(const sip_t *sip)
 
 static void push_refused(nta_incoming_t *irq, int err)
 {
-	sip_reply(irq, err == EBUSY ? 491 : err == ENODEV ? 480 : 488,
+	sip_reply(irq,
+	          err == EBUSY    ? 491
+	          : err == ENODEV ? 480
+	                          : 488,
 	          err == EBUSY    ? "A Move Is Under Way"
 	          : err == ENODEV ? "No Other Device"
 	                          : "Call Cannot Move Now",
@@ -506,7 +509,8 @@ int own_init(struct sip *s, const struct own_conf *conf)
 	if (o->conf.push_code) {
 		err = move_dtmf_add(s, o->conf.push_code, MOVE_DTMF_NEAR, on_dtmf, o);
 		if (err)
-			LOG_ERR("own", "cannot listen for %s: %s", o->conf.push_code, strerror(err));
+			LOG_ERR("own", "cannot listen for %s: %s", o->conf.push_code,
+			        strerror(err));
 	}
 	return err;
 }

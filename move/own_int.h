@@ -68,8 +68,7 @@ int own_hint_rank(struct own *o, const char *aor, const struct store_binding *b,
 /* own_move.c */
 void own_pull_found(struct own_ask *a, const struct store_binding *b);
 void own_push_found(struct own_ask *a, struct store_binding *v, size_t n);
-int own_push_response(struct own *o, struct call *c, struct leg *leg, int status,
-                      const sip_t *sip);
+int own_push_response(struct own *o, struct call *c, struct leg *leg, int status, const sip_t *sip);
 void own_push_free(struct own_push *p);
 
 #endif

@@ -29,8 +29,7 @@ static void on_inserted(struct store_job *job, void *arg)
 }
 
 /* A move on c that no code can redeem, already redeemed (how: "pull", "push"). */
-static struct move *own_move_new(struct own *o, struct call *c, const char *how,
-                                 const char *source)
+static struct move *own_move_new(struct own *o, struct call *c, const char *how, const char *source)
 {
 	struct sip *s = o->sip;
 	struct move_stack *ms = move_stack(s);
@@ -70,6 +69,8 @@ static struct move *own_move_new(struct own *o, struct call *c, const char *how,
 	snprintf(job.move.call_id, sizeof(job.move.call_id), "%s", c->id);
 	job.move.created_at = store_now();
 	job.move.expires_at = job.move.created_at + (int64_t)o->conf.ring_timeout * 1000;
+	job.move.state = STORE_MOVE_REDEEMED;
+	snprintf(job.move.redeemed_by, sizeof(job.move.redeemed_by), "%s", source ? source : "?");
 	m->jobs++;
 	if (store_submit(s->conf.store, &job, on_inserted, m))
 		m->jobs--;
@@ -169,7 +170,8 @@ static int ring(struct own_push *p, const struct store_binding *b)
 	tu = url_make(c->home, b->contact);
 	if (tu)
 		tu->url_headers = NULL; /* a contact's headers are no business of ours */
-	to = tu ? sip_to_create(c->home, (url_string_t *)tu) : NULL;
+	/* To names the user (the AOR), the Request-URI the device's contact. */
+	to = sip_to_make(c->home, from);
 	fr = sip_from_make(c->home, from);
 	leg = tu && to && fr ? leg_dial(c, 1, tu, fr, to, 0) : NULL;
 	if (!leg)
@@ -235,8 +237,7 @@ static void give_up(su_root_magic_t *rm, su_timer_t *t, void *arg)
 	push_fail(p, "no device of the user answered in time");
 }
 
-int own_push_response(struct own *o, struct call *c, struct leg *leg, int status,
-                      const sip_t *sip)
+int own_push_response(struct own *o, struct call *c, struct leg *leg, int status, const sip_t *sip)
 {
 	struct own_push *p = c->slot[o->slot];
 	struct move *m;
@@ -296,14 +297,17 @@ static void push_answer(struct own_ask *a, int err, struct move *m)
 {
 	if (a->irq) {
 		if (err)
-			sip_reply(a->irq, err == EBUSY ? 491 : err == ENODEV ? 480 : 488,
+			sip_reply(a->irq,
+			          err == EBUSY    ? 491
+			          : err == ENODEV ? 480
+			                          : 488,
 			          err == EBUSY    ? "A Move Is Under Way"
 			          : err == ENODEV ? "No Other Device"
 			                          : "Call Cannot Move Now",
 			          TAG_END());
 		else
-			sip_reply(a->irq, a->refer_leg ? 202 : 200, a->refer_leg ? "Accepted" : "OK",
-			          TAG_END());
+			sip_reply(a->irq, a->refer_leg ? 202 : 200,
+			          a->refer_leg ? "Accepted" : "OK", TAG_END());
 		a->irq = NULL;
 	}
 	if (m && a->refer_leg && a->refer_event[0]) {
@@ -367,7 +371,7 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 		err = ENODEV;
 	if (err) {
 		LOG_INFO("own", "push on %s refused: %s", a->call_id,
-		         err == ENODEV ? "no other live device of the user"
+		         err == ENODEV  ? "no other live device of the user"
 		         : err == EBUSY ? "a move is under way"
 		                        : "the call cannot move now");
 		free(cand);

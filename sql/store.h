@@ -198,7 +198,8 @@ int store_call_list_live(struct store *s, store_call_h *each, void *arg);
 /* Deletes calls ended before now - retention_ms with their moves, and forgotten failures. */
 int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp);
 
-/* Inserts a move in state offered (its state, counters and later times are ignored). */
+/* Inserts a move in state offered (its counters and later times are ignored), or redeemed by
+ * redeemed_by when its state is STORE_MOVE_REDEEMED (a move without a code: own devices). */
 int store_move_insert(struct store *s, const struct store_move *move);
 
 /* Uses a code once: 0 and r->move_id/call_id for exactly one caller, ENOENT when expired, wrong,

@@ -17,6 +17,9 @@ expired. In order:
      who would answer at once, does not ring), A3 accepts and takes the call.
   6. Nobody answers: A1 and A2 ring unanswered until [own] ring_timeout; both are cancelled,
      A3 and C stay in the call, the move failed.
+  7. A raw phone of alice calls C and asks for the push in its dialog by MESSAGE "mine",
+     REFER to sip:mine@ (202, NOTIFY 200 sipfrag) and DTMF *81 as INFO: each time A3 (still
+     hinted) takes the call with RTP and the phone gets BYE "Call moved".
 Exit 0 when all hold, 1 otherwise.
 """
 import argparse
@@ -93,6 +96,93 @@ class Raw:
 
     def close(self):
         self.s.close()
+
+
+SDP = ("v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+
+
+class RawPhone(Raw):
+    """A registered phone of alice on a raw socket that places a call and speaks in it:
+    MESSAGE, REFER and INFO in its dialog; every request it gets is answered 200."""
+
+    def __init__(self, qport):
+        super().__init__(qport, "alice")
+        self.got = []  # (method, text) of the requests it received
+
+    def _fields(self, data):
+        return {k.lower(): v for k, v in re.findall(
+            r"^(Via|From|To|Call-ID|CSeq|Contact):\s*(.*?)\r?$", data, re.M | re.I)}
+
+    def pump(self, seconds, want=None):
+        """Answer requests for a while; the first response whose CSeq method is want is
+        returned as (status, text) once final."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.s.recv(65535).decode("utf-8", "replace")
+            except socket.timeout:
+                break
+            m = re.match(r"SIP/2\.0 (\d+)", data)
+            if m:
+                meth = re.search(r"CSeq:\s*\d+\s+(\w+)", data, re.I).group(1)
+                if want and meth == want and int(m.group(1)) >= 200:
+                    return int(m.group(1)), data
+                continue
+            meth = data.split(" ", 1)[0]
+            self.got.append((meth, data))
+            if meth == "ACK":
+                continue
+            f = self._fields(data)
+            vias = re.findall(r"^Via:\s*(.*?)\r?$", data, re.M | re.I)
+            self.send("SIP/2.0 200 OK\n" + "".join(f"Via: {v}\n" for v in vias) +
+                      f"From: {f['from']}\nTo: {f['to']}\nCall-ID: {f['call-id']}\n"
+                      f"CSeq: {f['cseq']}\nContent-Length: 0\n\n")
+        return None
+
+    def call(self, ruri):
+        """INVITE with an offer; True once answered and ACKed."""
+        self.n += 1
+        self.cid = f"own-call-{self.port}-{self.n}@127.0.0.1"
+        self.ltag = f"p{self.port}{self.n}"
+        self.cseq = 1
+        body = SDP.format(port=self.port + 2)
+        branch = f"z9hG4bK-c{self.port}-{self.n}"
+        self.send(f"INVITE {ruri} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\n"
+                  f"Max-Forwards: 70\nFrom: <sip:alice@qrxfer.test>;tag={self.ltag}\n"
+                  f"To: <{ruri}>\nCall-ID: {self.cid}\nCSeq: 1 INVITE\n"
+                  f"Contact: <sip:alice@127.0.0.1:{self.port}>\nContent-Type: application/sdp\n"
+                  f"Content-Length: {len(body)}\n\n" + body.replace("\r\n", "\n"))
+        r = self.pump(10.0, "INVITE")
+        if not r or r[0] != 200:
+            return False
+        f = self._fields(r[1])
+        self.to = f["to"]
+        self.target = re.search(r"<([^>]+)>", f["contact"]).group(1)
+        self.dialog_send("ACK", cseq=1)
+        return True
+
+    def dialog_send(self, method, headers="", body="", ctype=None, cseq=None):
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        self.n += 1
+        hdr = headers + (f"Content-Type: {ctype}\n" if ctype else "")
+        self.send(f"{method} {self.target} SIP/2.0\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK-d{self.port}-{self.n};rport\n"
+                  f"Max-Forwards: 70\nFrom: <sip:alice@qrxfer.test>;tag={self.ltag}\nTo: {self.to}\n"
+                  f"Call-ID: {self.cid}\nCSeq: {cseq} {method}\n"
+                  f"Contact: <sip:alice@127.0.0.1:{self.port}>\n{hdr}"
+                  f"Content-Length: {len(body)}\n\n{body}")
+
+    def ask(self, method, headers="", body="", ctype=None):
+        self.dialog_send(method, headers, body, ctype)
+        r = self.pump(5.0, method)
+        return r[0] if r else None
+
+    def bye_seen(self):
+        return [d for m, d in self.got if m == "BYE" and self.cid in d]
 
 
 def bindings(db, aor):
@@ -298,6 +388,48 @@ def main():
         a3.command("hangup")
         check(wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout),
               "A3 hung up: C's call not closed")
+
+        # 7. A asks by MESSAGE "mine", REFER to sip:mine@ and DTMF *81 (INFO): a raw phone of
+        # alice calls C each time; A3 (the hint of step 5 still holds; now auto) takes it.
+        a3.command("answermode", "auto")
+        p = RawPhone(args.qport)
+        raws.append(p)
+        st = p.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 60\n")
+        check(st == 200, f"the raw phone's REGISTER: {st}")
+        for how in ("MESSAGE mine", "REFER sip:mine@", "INFO *81"):
+            since = {x: len(x.events) for x in allc}
+            if not p.call("sip:carol@qrxfer.test"):
+                raise Fail(f"{how}: the raw phone's call to C was not answered")
+            wait_events(allc, [(c, "CALL_ESTABLISHED")], since, args.timeout)
+            if how.startswith("MESSAGE"):
+                st = p.ask("MESSAGE", body="mine", ctype="text/plain")
+                ok_st = st == 200
+            elif how.startswith("REFER"):
+                st = p.ask("REFER", headers="Refer-To: <sip:mine@qrxfer.test>\n")
+                ok_st = st == 202
+            else:
+                for d in "*81":
+                    p.dialog_send("INFO", body=f"Signal={d}\r\nDuration=160\r\n",
+                                  ctype="application/dtmf-relay")
+                    p.pump(0.2)
+                st, ok_st = "sent", True
+            ok = wait_events(allc, [(a3, "CALL_ESTABLISHED"), (a3, "CALL_RTPESTAB")], since,
+                             args.timeout)
+            p.pump(1.0)
+            bye = p.bye_seen()
+            print(f"7. push by {how}: answered {st}, A3 took the call: {ok}, the phone got "
+                  f"BYE: {bool(bye)}", flush=True)
+            check(ok_st, f"push by {how}: answered {st}")
+            check(ok, f"push by {how}: A3 did not take the call with RTP")
+            check(bye and 'text="Call moved"' in bye[-1], f"push by {how}: no BYE 'Call moved'")
+            if how.startswith("REFER"):
+                frags = [d for m, d in p.got if m == "NOTIFY" and p.cid in d]
+                check(any("SIP/2.0 200" in d for d in frags),
+                      f"push by REFER: no NOTIFY with a 200 sipfrag ({len(frags)} NOTIFYs)")
+            check(not c.seen("CALL_CLOSED", since[c]), f"push by {how}: C's call closed")
+            since = {x: len(x.events) for x in allc}
+            a3.command("hangup")
+            wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout)
     except Fail as e:
         failures.append(str(e))
     except (CtrlError, OSError) as e:

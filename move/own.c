@@ -47,6 +47,32 @@ int own_leg_aor(struct leg *leg, char *out, size_t len)
 	return err;
 }
 
+/* The call's near AOR, read once per near leg: a pull compares it with every live call's. */
+const char *own_call_aor(struct own *o, struct call *c)
+{
+	struct own_aor *a = c->slot[o->aor_slot];
+
+	if (!c->near)
+		return NULL;
+	if (a && a->leg == c->near)
+		return a->key[0] ? a->key : NULL;
+	if (!a) {
+		a = su_zalloc(c->home, sizeof(*a)); /* freed with the call */
+		if (!a)
+			return NULL;
+		c->slot[o->aor_slot] = a;
+	}
+	a->leg = c->near;
+	if (own_leg_aor(c->near, a->key, sizeof(a->key)))
+		a->key[0] = 0;
+	return a->key[0] ? a->key : NULL;
+}
+
+static void on_call_active(void *arg, struct call *c)
+{
+	own_call_aor(arg, c); /* read now, at the call's set-up, not at the first pull */
+}
+
 void own_ask_free(struct own_ask *a)
 {
 	LIST_REMOVE(a, link);
@@ -472,6 +498,7 @@ static void on_stop(void *arg, struct sip *s)
 static const struct sip_call_hooks own_hooks = {
     .invite = on_invite,
     .invite_response = on_invite_response,
+    .call_active = on_call_active,
     .call_gone = on_call_gone,
     .refer = on_refer,
     .message = on_message,
@@ -492,7 +519,8 @@ int own_init(struct sip *s, const struct own_conf *conf)
 	o->conf.push_code = conf->push_code && conf->push_code[0] ? strdup(conf->push_code) : NULL;
 	LIST_INIT(&o->asks);
 	o->slot = sip_call_slot_new(s);
-	if (o->slot < 0) {
+	o->aor_slot = o->slot < 0 ? -1 : sip_call_slot_new(s);
+	if (o->slot < 0 || o->aor_slot < 0) {
 		free((char *)o->conf.pull_code);
 		free((char *)o->conf.push_code);
 		free(o);

@@ -21,9 +21,16 @@ struct own {
 	struct sip *sip;
 	struct own_conf conf; /* pull_code, push_code: strdup'd */
 	int slot;             /* the calls' place for a push (struct own_push) */
+	int aor_slot;         /* the calls' place for their near party's AOR (struct own_aor) */
 	struct own_hint hints[OWN_HINTS];
 	unsigned hint_next;
 	LIST_HEAD(, own_ask) asks; /* waiting for the store's bindings */
+};
+
+/* A call's near party as an AOR key, for the leg it was read from. In the call's home. */
+struct own_aor {
+	const struct leg *leg;
+	char key[OWN_KEY_MAX];
 };
 
 /* A pull or a push waiting for the store to say which bindings count. */
@@ -61,6 +68,7 @@ struct own_push {
 struct own *own_of(struct sip *s);
 int own_aor_key(const url_t *u, char *out, size_t len);
 int own_leg_aor(struct leg *leg, char *out, size_t len);
+const char *own_call_aor(struct own *o, struct call *c);
 void own_ask_free(struct own_ask *a);
 int own_hint_rank(struct own *o, const char *aor, const struct store_binding *b,
                   const char *near_flow);

@@ -85,14 +85,15 @@ static struct move *own_move_new(struct own *o, struct call *c, const char *how,
 static struct call *aor_call(struct own *o, const char *aor)
 {
 	struct call *c, *found = NULL;
-	char key[OWN_KEY_MAX];
+	const char *key;
 
 	TAILQ_FOREACH(c, &o->sip->calls, link)
 	{
 		if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || c->ack_pending ||
 		    call_move(c) || c->slot[o->slot])
 			continue;
-		if (!own_leg_aor(c->near, key, sizeof(key)) && !strcmp(key, aor))
+		key = own_call_aor(o, c);
+		if (key && !strcmp(key, aor))
 			found = c;
 	}
 	return found;

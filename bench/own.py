@@ -301,30 +301,31 @@ def main():
         pulls, pulls_own, pushes_ring, pushes_ans, pushes_own = [], [], [], [], []
         off = os.path.getsize(os.path.join(scratch, "qrxferd.log"))
         bad = []
-        for cid, aor in aors[:PULLS]:
+        # Every device registers first (a phone registers long before it pulls): a pull or
+        # push then does not wait for its own binding's commit.
+        devs = []
+        for cid, aor in aors[:PULLS + PUSHES]:
             dev = Device(qport)
             if dev.register(aor):
+                devs.append((cid, aor, dev))
+            else:
+                bad.append(f"REGISTER {aor} refused")
+                dev.close()
+        time.sleep(1.0)
+        pushed = []
+        for i, (cid, aor, dev) in enumerate(devs):
+            if i < PULLS:
                 dt, resp = dev.pull(aor, "*11")
                 if dt is None:
                     bad.append(f"pull {aor}: {resp.splitlines()[0] if resp else 'no answer'}")
                 else:
                     pulls.append(dt * 1e6)
-            else:
-                bad.append(f"REGISTER {aor} refused")
-            dev.close()
-        pushed = []
-        for cid, aor in aors[PULLS:PULLS + PUSHES]:
-            dev = Device(qport)
-            if not dev.register(aor):
-                bad.append(f"REGISTER {aor} refused")
-                dev.close()
                 continue
             request("GET", "/metrics")  # the connection is open and warm before the clock starts
             t0 = time.perf_counter()
             st, body = request("POST", f"/v1/calls/{cid}/moves?to=mine")
             if st != 201:
                 bad.append(f"push {cid}: {st} {body[:80]}")
-                dev.close()
                 continue
             pushed.append(json.loads(body)["id"])
             t_inv, dt, answered = dev.answer_push(10)
@@ -333,6 +334,7 @@ def main():
             else:
                 pushes_ring.append((t_inv - t0) * 1e6)
                 pushes_ans.append(dt * 1e6)
+        for _, _, dev in devs:
             dev.close()
         time.sleep(1.0)
         with open(os.path.join(scratch, "qrxferd.log"), "rb") as f:

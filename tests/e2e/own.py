@@ -20,6 +20,8 @@ expired. In order:
   7. A raw phone of alice calls C and asks for the push in its dialog by MESSAGE "mine",
      REFER to sip:mine@ (202, NOTIFY 200 sipfrag) and DTMF *81 as INFO: each time A3 (still
      hinted) takes the call with RTP and the phone gets BYE "Call moved".
+  8. The nearest (a newer hint: A1, manual) rings alone and does not answer; after
+     [own] near_ring A2 and A3 ring too, A2 takes the call, A1 and A3 are cancelled.
 Exit 0 when all hold, 1 otherwise.
 """
 import argparse
@@ -430,6 +432,35 @@ def main():
             since = {x: len(x.events) for x in allc}
             a3.command("hangup")
             wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout)
+
+        # 8. The nearest does not answer: after [own] near_ring the others ring too, and one of
+        # them takes the call. A1 (manual) is the newest hint; A2 (auto) and A3 (manual) wait.
+        a3.command("answermode", "manual")
+        a2.command("answermode", "auto")
+        since = {x: len(x.events) for x in allc}
+        if not p.call("sip:carol@qrxfer.test"):
+            raise Fail("the raw phone's last call to C was not answered")
+        st, body = api(args.http, token, "POST", "/v1/devices/near",
+                       json.dumps({"aor": "alice@qrxfer.test",
+                                   "device": f"udp:127.0.0.1:{args.a1_port}"}).encode())
+        check(st == 200, f"POST /v1/devices/near for A1: {st} {body}")
+        st = p.ask("MESSAGE", body="mine", ctype="text/plain")
+        check(st == 200, f"push to the nearest that does not answer: MESSAGE mine {st}")
+        wait_events(allc, [(a1, "CALL_INCOMING")], since, args.timeout)
+        first_alone = a1.seen("CALL_INCOMING", since[a1]) and not a2.seen("CALL_INCOMING",
+                                                                          since[a2])
+        ok = wait_events(allc, [(a2, "CALL_ESTABLISHED"), (a1, "CALL_CLOSED"),
+                                (a3, "CALL_CLOSED")], since, args.ring_timeout + args.timeout)
+        p.pump(1.0)
+        print(f"8. the nearest (A1) rang alone first: {bool(first_alone)}; then A2 took the "
+              f"call and A1, A3 were cancelled: {ok}", flush=True)
+        check(first_alone, "near_ring: A1 did not ring alone first")
+        check(ok, "near_ring: A2 did not take the call after the nearest, or A1/A3 not cancelled")
+        check(p.bye_seen(), "near_ring: the raw phone got no BYE")
+        since = {x: len(x.events) for x in allc}
+        a2.command("hangup")
+        check(wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout),
+              "A2 hung up: C's call not closed")
     except Fail as e:
         failures.append(str(e))
     except (CtrlError, OSError) as e:

@@ -25,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -173,6 +174,8 @@ def moved_lines(text):
 
 
 def main():
+    # a timeout's SIGTERM still stops what this started (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     scratch = tempfile.mkdtemp(prefix="qrx-bench-own-")
     keep = os.environ.get("BENCH_KEEP")
     qport, hport, kport, cport = free_port(1), free_port(1), free_port(1), free_port(1)

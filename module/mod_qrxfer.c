@@ -20,6 +20,7 @@
 #include "util/log.h"
 #include "sip/sip.h"
 #include "move/context.h"
+#include "move/own.h"
 #include "sql/store.h"
 
 static struct {
@@ -48,6 +49,8 @@ static struct {
 	int media_verify_timeout, move_undo_secs;
 	int own_resume_ttl, meet_channel, context_summary;
 	char *meet_url_template, *meet_conference_uri;
+	char *own_pull_code, *own_push_code;
+	int own_confirm, own_near_ttl, own_near_ring, own_ring_timeout;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -145,6 +148,12 @@ static const struct mod_conf_param params[] = {
     {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
     {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
     {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},
+    {"own", "pull_code", MOD_CONF_STR, &conf.own_pull_code, "*11"},
+    {"own", "push_code", MOD_CONF_STR, &conf.own_push_code, "*81"},
+    {"own", "confirm", MOD_CONF_BOOL, &conf.own_confirm, "no"},
+    {"own", "near_ttl", MOD_CONF_INT, &conf.own_near_ttl, "300", 1, 86400},
+    {"own", "near_ring", MOD_CONF_INT, &conf.own_near_ring, "8", 0, 120},
+    {"own", "ring_timeout", MOD_CONF_INT, &conf.own_ring_timeout, "30", 1, 300},
     {NULL},
 };
 
@@ -431,6 +440,22 @@ static int mod_init(const struct mod_host *h)
 		if (err) {
 			LOG_ERR("context", "cannot hook the context into the stack: %s",
 			        strerror(err));
+			return err;
+		}
+	}
+	{
+		struct own_conf oc = {
+		    .pull_code = nonempty(conf.own_pull_code),
+		    .push_code = nonempty(conf.own_push_code),
+		    .confirm = conf.own_confirm,
+		    .near_ttl = (unsigned)conf.own_near_ttl,
+		    .near_ring = (unsigned)conf.own_near_ring,
+		    .ring_timeout = (unsigned)conf.own_ring_timeout,
+		};
+
+		err = own_init(sip, &oc);
+		if (err) {
+			LOG_ERR("own", "cannot hook own devices into the stack: %s", strerror(err));
 			return err;
 		}
 	}

@@ -280,6 +280,7 @@ int hook_sdp(struct call *c, struct leg *from, struct leg *to, int offer, const 
              size_t len, struct sip_sdp_wait *w);
 int hook_has_sdp(struct sip *s);
 int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
+void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const char *flow);
 
 /* sdp.c */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
@@ -330,6 +331,9 @@ void relay_to_node(struct sip *s, nta_incoming_t *irq, const char *node);
 void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *sip,
                   nta_outgoing_t *orq);
 struct txn *txn_new(struct sip *s, nta_incoming_t *irq);
+/* A device's flow, the transport and source its request came on: "udp:192.0.2.1:5060",
+ * "tcp:[2001:db8::1]:40312". EINVAL when the request has no source address. */
+int sip_flow_key(struct sip *s, nta_incoming_t *irq, msg_t *req, char *out, size_t len);
 void txn_free(struct txn *t);
 
 static inline sip_content_type_t *body_ct(const sip_t *sip)

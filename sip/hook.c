@@ -244,3 +244,10 @@ int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const si
 	}
 	return 0;
 }
+
+void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const char *flow)
+{
+	for (unsigned i = 0; i < s->nhooks; i++)
+		if (s->hooks[i].h->registered)
+			s->hooks[i].h->registered(s->hooks[i].arg, s, req, resp, flow);
+}

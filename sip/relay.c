@@ -6,10 +6,14 @@
  * refreshes, expiry, 481) run end to end through us with no state here to lose; PUBLISH,
  * NOTIFY, MESSAGE, OPTIONS to where they are addressed.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <sofia-sip/msg_addr.h>
 
@@ -206,6 +210,50 @@ static int node_ack(void *arg, nta_incoming_t *irq, const sip_t *sip)
 	return 0;
 }
 
+int sip_flow_key(struct sip *s, nta_incoming_t *irq, msg_t *req, char *out, size_t len)
+{
+	su_addrinfo_t *ai = req ? msg_addrinfo(req) : NULL;
+	const struct sockaddr *sa = ai ? (const struct sockaddr *)ai->ai_addr : NULL;
+	char host[INET6_ADDRSTRLEN];
+	int secure = 0, tcp = 0;
+	const char *proto;
+
+	if (!sa)
+		return EINVAL;
+	b2bua_transport_of(s, irq, &secure, &tcp);
+	proto = secure ? "tls" : tcp ? "tcp" : "udp";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%s:%u", proto, host, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "%s:[%s]:%u", proto, host, ntohs(in6->sin6_port));
+	} else {
+		return EINVAL;
+	}
+	return 0;
+}
+
+/* A 2xx from the registrar to a REGISTER we relayed: the features keep its bindings. Only the
+ * upstream's answer counts. */
+static void registered(struct txn *t, const sip_t *sip, msg_t *resp)
+{
+	msg_t *req = nta_incoming_getrequest(t->irq);
+	char flow[128];
+
+	if (req && route_from_upstream(t->sip, resp) &&
+	    !sip_flow_key(t->sip, t->irq, req, flow, sizeof(flow)))
+		hook_registered(t->sip, sip_object(req), sip, flow);
+	else if (req)
+		LOG_WARN("register",
+		         "a 2xx to a REGISTER not from the upstream: bindings not kept");
+	msg_destroy(req);
+}
+
 /* The answer to a request we passed on: back to its sender without our Via. */
 static int txn_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 {
@@ -222,6 +270,8 @@ static int txn_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 	}
 	if (t->registering && status >= 200)
 		LOG_INFO("register", "registrar answered %d", status);
+	if (t->registering && status >= 200 && status < 300 && sip && resp && t->irq)
+		registered(t, sip, resp);
 	if (resp) {
 		copy = msg_copy(resp);
 		out = copy ? sip_object(copy) : NULL;

@@ -198,7 +198,8 @@ int store_call_list_live(struct store *s, store_call_h *each, void *arg);
 /* Deletes calls ended before now - retention_ms with their moves, and forgotten failures. */
 int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp);
 
-/* Inserts a move in state offered (its state, counters and later times are ignored). */
+/* Inserts a move in state offered (its counters and later times are ignored), or redeemed by
+ * redeemed_by when its state is STORE_MOVE_REDEEMED (a move without a code: own devices). */
 int store_move_insert(struct store *s, const struct store_move *move);
 
 /* Uses a code once: 0 and r->move_id/call_id for exactly one caller, ENOENT when expired, wrong,
@@ -382,6 +383,26 @@ int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], con
  * EAGAIN when source must wait (*wait_ms). */
 int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *source,
                       int64_t now, char *call_id, char *far_uri, int64_t *wait_ms);
+ * Own devices: a binding (AOR -> contact) as the registrar's 2xx to a REGISTER we relayed gave
+ * it, with the flow (transport:address:port) that REGISTER came on: the device's identity.
+ */
+struct store_binding {
+	char aor[STORE_URI_MAX];
+	char contact[STORE_URI_MAX];
+	char flow[STORE_SOURCE_MAX];
+	int64_t expires_at;
+	int64_t updated_at;
+};
+
+/* Writes a binding (insert or refresh); one whose expires_at is not after now is removed. */
+int store_binding_put(struct store *s, const struct store_binding *b, int64_t now);
+
+/* The newest live binding registered on flow; ENOENT when there is none. */
+int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct store_binding *b);
+
+/* The live bindings of aor, newest first: *vp from malloc (free()), *np of them. */
+int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
+                       size_t *np);
 
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
@@ -423,6 +444,9 @@ enum store_op {
 	STORE_OP_CONTEXT_GET,    /* in: id (call id) or, with id "", hash; out: context */
 	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires) */
 	STORE_OP_RESUME_TAKE,    /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
+	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
+	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
+	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -460,6 +484,8 @@ struct store_job {
 	/* in: CONTEXT_PUT (from malloc, the store owns it once submitted); out: CONTEXT_GET
 	 * (owned by the store, valid during the callback) */
 	struct store_context *context;
+	struct store_binding binding;   /* in/out: BINDING_* */
+	struct store_binding *bindings; /* out: BINDING_LIST; owned by the store */
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */
@@ -475,7 +501,7 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT; EINVAL for the others) to go with others: within 50 ms, or
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT; EINVAL for the others) to go with others: within 50 ms, or
  * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
  * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
  * fails for its own reason is logged and dropped (the others still land); writes the store cannot

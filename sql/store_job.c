@@ -99,6 +99,8 @@ static void job_release(struct store_job *job)
 	free(job->blob);
 	free(job->context);
 	job->context = NULL;
+	free(job->bindings);
+	job->bindings = NULL;
 	job->jobs = NULL;
 	job->calls = NULL;
 	job->states = NULL;
@@ -202,6 +204,15 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_NOOP:
 		e = 0;
 		break;
+	case STORE_OP_BINDING_PUT:
+		e = store_binding_put(s, &job->binding, job->at);
+		break;
+	case STORE_OP_BINDING_FLOW:
+		e = store_binding_by_flow(s, job->text, job->at, &job->binding);
+		break;
+	case STORE_OP_BINDING_LIST:
+		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
+		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -271,6 +282,9 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_CONTEXT_GET] = "read a call's context",
 	    [STORE_OP_RESUME_INSERT] = "keep a resume code",
 	    [STORE_OP_RESUME_TAKE] = "use a resume code",
+	    [STORE_OP_BINDING_PUT] = "write a binding",
+	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
+	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
@@ -607,7 +621,8 @@ static int batchable(enum store_op op)
 {
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
 	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
-	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT || op == STORE_OP_CONTEXT_END;
+	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT ||
+	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)

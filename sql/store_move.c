@@ -168,6 +168,20 @@ int store_move_insert(struct store *s, const struct store_move *m)
 		e = store_query(s, ins, p, 6, NULL, NULL, NULL);
 	if (!e)
 		e = store_event_add_locked(s, m->id, m->created_at, "offered", "");
+	if (!e && m->state == STORE_MOVE_REDEEMED) {
+		/* A move with no code to present (own devices): taken at once by who asked. */
+		static const char taken[] =
+		    "UPDATE moves SET state = 'redeemed', redeemed_at = $2, "
+		    "redeemed_by = $3, updated_at = $2 WHERE move_id = $1";
+		struct store_val r[] = {t(m->id), i64(m->created_at), t(m->redeemed_by)};
+
+		e = store_bounded(m->redeemed_by, sizeof(m->redeemed_by))
+		        ? store_query(s, taken, r, 3, NULL, NULL, NULL)
+		        : EINVAL;
+		if (!e)
+			e = store_event_add_locked(s, m->id, m->created_at, "redeemed",
+			                           m->redeemed_by);
+	}
 	e = store_tx_end(s, e);
 out:
 	pthread_mutex_unlock(&s->lock);

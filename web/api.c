@@ -18,6 +18,7 @@
 
 #include "web/api_int.h"
 #include "web/forms.h"
+#include "move/own.h"
 
 #define DEFAULT_QR_PX 8
 
@@ -141,11 +142,16 @@ static void post_move(struct mod_http_req *req, void *arg)
 	const char *id = mod_http_param(req, "id");
 	struct call_find f = {.id = id};
 	char source[STORE_SOURCE_MAX];
+	const char *to = mod_http_query(req, "to");
 	struct job *j;
 	int err;
 
 	if (!a->sip) {
 		mod_http_reply_error(req, 503, "no SIP stack");
+		return;
+	}
+	if (to && strcmp(to, "mine")) {
+		mod_http_reply_error(req, 400, "query to must be mine (or absent: a code)");
 		return;
 	}
 	sip_call_get(a->sip, id, each_call, &f);
@@ -167,12 +173,60 @@ static void post_move(struct mod_http_req *req, void *arg)
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	web_source_of(req, source, sizeof(source));
 	j->pending++;
-	err = sip_move_start(a->sip, id, source, web_on_live, j);
+	/* to=mine: ring the user's other devices (own devices), no code */
+	err = to ? own_push(a->sip, id, source, web_on_live, j)
+	         : sip_move_start(a->sip, id, source, web_on_live, j);
 	if (err) {
 		j->pending--;
 		j->live_err = err;
 	}
 	web_job_go(j);
+}
+
+/* A proximity hint from a presence, badge or Wi-Fi app: {"aor", "device", "seen_at"}. */
+static void post_devices_near(struct mod_http_req *req, void *arg)
+{
+	struct mod_api *a = arg;
+	json_t *j = NULL, *seen;
+	const char *aor, *device;
+	json_int_t at = 0;
+	int err;
+
+	if (!a->sip) {
+		mod_http_reply_error(req, 503, "no SIP stack");
+		return;
+	}
+	if (mod_http_body_json(req, &j))
+		return; /* answered 400 */
+	aor = json_string_value(json_object_get(j, "aor"));
+	device = json_string_value(json_object_get(j, "device"));
+	seen = json_object_get(j, "seen_at");
+	if (seen && !json_is_integer(seen)) {
+		json_decref(j);
+		mod_http_reply_error(req, 400,
+		                     "\"seen_at\" must be an integer (seconds since 1970)");
+		return;
+	}
+	at = seen ? json_integer_value(seen) : 0;
+	if (at < 0 || at > (json_int_t)time(NULL) + 60) {
+		json_decref(j);
+		mod_http_reply_error(req, 400, "\"seen_at\" must not be in the future");
+		return;
+	}
+	err = aor && device ? own_near(a->sip, aor, device, (int64_t)at) : EINVAL;
+	json_decref(j);
+	if (err == EINVAL) {
+		mod_http_reply_error(
+		    req, 400,
+		    "\"aor\" (user@host or a sip: URI) and \"device\" (a registered "
+		    "contact or flow) are needed, each under 320 characters");
+		return;
+	}
+	if (err) {
+		mod_http_reply_errorf(req, 503, "own devices: %s", strerror(err));
+		return;
+	}
+	mod_http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
 /* ---- admin: moves ---- */
@@ -558,6 +612,7 @@ static const struct route routes[] = {
     {"POST", "/v1/drain", MOD_HTTP_ADMIN, post_drain},
     {"GET", "/v1/calls/{id}", MOD_HTTP_ADMIN, get_call},
     {"POST", "/v1/calls/{id}/moves", MOD_HTTP_ADMIN, post_move},
+    {"POST", "/v1/devices/near", MOD_HTTP_ADMIN, post_devices_near},
     {"GET", "/v1/moves", MOD_HTTP_ADMIN, get_moves},
     {"GET", "/v1/moves/{id}", MOD_HTTP_ADMIN, get_move},
     {"GET", "/v1/moves/{id}/qr.png", MOD_HTTP_ADMIN, get_qr_png},

@@ -75,6 +75,7 @@ unsigned web_err_status(int err)
 	case ENOTCONN:
 	case EINPROGRESS:
 	case EEXIST:
+	case ENODEV: /* a push: the user has no other live device */
 		return 409;
 	case EINVAL:
 		return 400;

@@ -27,6 +27,7 @@
 #include "web/http.h"
 #include "tests/unit/leakcheck.h"
 #include "sip/sip.h"
+#include "move/own.h"
 #include "sql/store.h"
 
 #define ADMIN   "Bearer adm-token"
@@ -217,6 +218,33 @@ int sip_move_dial(struct sip *s, const char *token, const char *target, const ch
 	mv.state = SIP_MOVE_REDEEMED;
 	snprintf(mv.taken_by, sizeof(mv.taken_by), "%s", target);
 	return later(cb, arg, 0);
+}
+
+/* Own devices (move/own.h): a push on call-1 rings, a hint is recorded. */
+static struct {
+	char aor[320], device[512];
+	long long seen_at;
+	int nears, pushes, no_device;
+} own_seen;
+
+int own_push(struct sip *s, const char *call_id, const char *source, sip_move_h *cb, void *arg)
+{
+	own_seen.pushes++;
+	if (strcmp(call_id, "call-1"))
+		return ENOENT;
+	mv.state = SIP_MOVE_MOVING;
+	return later(cb, arg, own_seen.no_device ? ENODEV : 0);
+}
+
+int own_near(struct sip *s, const char *aor, const char *device, int64_t seen_at)
+{
+	if (!aor[0] || !device[0])
+		return EINVAL;
+	own_seen.nears++;
+	snprintf(own_seen.aor, sizeof(own_seen.aor), "%s", aor);
+	snprintf(own_seen.device, sizeof(own_seen.device), "%s", device);
+	own_seen.seen_at = seen_at;
+	return 0;
 }
 
 int sip_move_refer(struct sip *s, const char *move_id, const char *target, sip_move_h *cb,
@@ -1069,4 +1097,64 @@ Test(api, metrics_route)
 	cr_assert_eq(c.status, 200);
 	cr_assert(strstr(c.in, "qrxfer_"), "%s", c.in);
 	done_with(&c);
+}
+
+/* A push (to=mine) rings the user's devices, no code made; any other "to" is refused. */
+Test(api, push_to_mine)
+{
+	struct call c = post("/v1/calls/call-1/moves?to=mine", ADMIN, NULL, "", 0, NULL);
+	json_t *j;
+
+	cr_assert_eq(c.status, 201, "%ld %s", c.status, c.in);
+	j = json_of(&c);
+	cr_assert_str_eq(str(j, "state"), "moving");
+	json_decref(j);
+	done_with(&c);
+	cr_assert_eq(own_seen.pushes, 1);
+	cr_assert_eq(seen.starts, 0, "a push makes no code");
+	c = post("/v1/calls/call-1/moves?to=elsewhere", ADMIN, NULL, "", 0, NULL);
+	cr_assert_eq(c.status, 400, "%s", c.in);
+	done_with(&c);
+	c = post("/v1/calls/call-1/moves?to=mine", NULL, NULL, "", 0, NULL);
+	cr_assert_eq(c.status, 401);
+	done_with(&c);
+	cr_assert_eq(own_seen.pushes, 1, "neither a bad 'to' nor a stranger pushed");
+	own_seen.no_device = 1;
+	c = post("/v1/calls/call-1/moves?to=mine", ADMIN, NULL, "", 0, NULL);
+	cr_assert_eq(c.status, 409, "no other device: %ld %s", c.status, c.in);
+	done_with(&c);
+	own_seen.no_device = 0;
+}
+
+/* A proximity hint: JSON with aor and device (seen_at optional, never in the future). */
+Test(api, devices_near)
+{
+	static const char good[] = "{\"aor\":\"alice@qrxfer.test\",\"device\":\"udp:192.0.2.1:"
+	                           "5060\",\"seen_at\":1700000000}";
+	static const char *const bad[] = {
+	    "{\"aor\":\"alice@qrxfer.test\"",
+	    "{\"aor\":\"alice@qrxfer.test\"}",
+	    "{\"aor\":\"a@b\",\"device\":\"d\",\"seen_at\":\"now\"}",
+	    "{\"aor\":\"a@b\",\"device\":\"d\",\"seen_at\":99999999999}",
+	    "{\"aor\":\"\",\"device\":\"d\"}",
+	};
+	struct call c =
+	    post("/v1/devices/near", NULL, "application/json", good, strlen(good), NULL);
+
+	cr_assert_eq(c.status, 401);
+	done_with(&c);
+	c = post("/v1/devices/near", ADMIN, "application/json", good, strlen(good), NULL);
+	cr_assert_eq(c.status, 200, "%ld %s", c.status, c.in);
+	done_with(&c);
+	cr_assert_eq(own_seen.nears, 1);
+	cr_assert_str_eq(own_seen.aor, "alice@qrxfer.test");
+	cr_assert_str_eq(own_seen.device, "udp:192.0.2.1:5060");
+	cr_assert_eq(own_seen.seen_at, 1700000000);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c = post("/v1/devices/near", ADMIN, "application/json", bad[i], strlen(bad[i]),
+		         NULL);
+		cr_assert_eq(c.status, 400, "%s: %ld %s", bad[i], c.status, c.in);
+		done_with(&c);
+	}
+	cr_assert_eq(own_seen.nears, 1, "no bad hint was taken");
 }

@@ -2048,3 +2048,65 @@ Test(store, context_notes_secret_and_resume_codes)
 	free(ctx);
 	free(got);
 }
+
+static struct store_binding binding(const char *aor, const char *contact, const char *flow,
+                                    int64_t updated, int64_t expires)
+{
+	struct store_binding b;
+
+	memset(&b, 0, sizeof(b));
+	snprintf(b.aor, sizeof(b.aor), "%s", aor);
+	snprintf(b.contact, sizeof(b.contact), "%s", contact);
+	snprintf(b.flow, sizeof(b.flow), "%s", flow);
+	b.updated_at = updated;
+	b.expires_at = expires;
+	return b;
+}
+
+/* Own devices: a binding is found by its flow while live, listed newest first, refreshed in
+ * place, removed by an expiry in the past, and purged once expired. */
+Test(store, bindings_found_by_flow_listed_refreshed_removed_and_purged)
+{
+	const int64_t now = 1700000000000LL;
+	struct store_binding b1 = binding("alice@example.net", "sip:alice@192.0.2.1:5060",
+	                                  "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding b2 = binding("alice@example.net", "sip:alice@192.0.2.2:5060",
+	                                  "udp:192.0.2.2:5060", now + 1, now + 1000);
+	struct store_binding got, *v = NULL, bad = binding("", "sip:x@h", "udp:h:1", now, now + 1);
+	size_t n = 0;
+
+	cr_assert_eq(store_binding_put(st, &b1, now), 0);
+	cr_assert_eq(store_binding_put(st, &b2, now), 0);
+	cr_assert_eq(store_binding_put(st, &bad, now), EINVAL, "an empty AOR");
+	cr_assert_eq(store_binding_by_flow(st, "udp:192.0.2.1:5060", now, &got), 0);
+	cr_assert_str_eq(got.aor, "alice@example.net");
+	cr_assert_str_eq(got.contact, "sip:alice@192.0.2.1:5060");
+	cr_assert_eq(got.expires_at, now + 60000);
+	cr_assert_eq(store_binding_by_flow(st, "udp:192.0.2.1:5061", now, &got), ENOENT,
+	             "another port is another flow");
+	cr_assert_eq(store_binding_list(st, "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(v[0].contact, "sip:alice@192.0.2.2:5060", "newest first");
+	free(v);
+	/* b2 expired: not found, not listed */
+	cr_assert_eq(store_binding_by_flow(st, "udp:192.0.2.2:5060", now + 2000, &got), ENOENT);
+	cr_assert_eq(store_binding_list(st, "alice@example.net", now + 2000, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	free(v);
+	/* a refresh from another flow replaces the flow */
+	b1.updated_at = now + 10;
+	snprintf(b1.flow, sizeof(b1.flow), "tcp:192.0.2.1:40312");
+	cr_assert_eq(store_binding_put(st, &b1, now + 10), 0);
+	cr_assert_eq(store_binding_by_flow(st, "udp:192.0.2.1:5060", now + 10, &got), ENOENT);
+	cr_assert_eq(store_binding_by_flow(st, "tcp:192.0.2.1:40312", now + 10, &got), 0);
+	/* an expiry in the past removes it (a REGISTER with Expires: 0) */
+	b1.expires_at = 0;
+	cr_assert_eq(store_binding_put(st, &b1, now + 20), 0);
+	cr_assert_eq(store_binding_by_flow(st, "tcp:192.0.2.1:40312", now, &got), ENOENT);
+	/* the purge drops the expired b2: at `now` it would still be live */
+	cr_assert_eq(store_purge(st, now + 2000, 0, NULL), 0);
+	cr_assert_eq(store_binding_list(st, "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_null(v);
+	finish();
+}

@@ -1,0 +1,82 @@
+/* Internal to own devices (own.c, own_move.c). */
+#ifndef QRXFER_MOVE_OWN_INT_H
+#define QRXFER_MOVE_OWN_INT_H
+
+#include "move/move_int.h"
+#include "move/own.h"
+
+#define OWN_HINTS    256 /* proximity hints kept (the oldest goes first) */
+#define OWN_RING_MAX 16  /* devices one push rings at most */
+#define OWN_KEY_MAX  320 /* an AOR as user@host */
+
+/* A proximity hint: a device seen near its user. */
+struct own_hint {
+	char aor[OWN_KEY_MAX];
+	char device[STORE_URI_MAX];
+	int64_t seen_at; /* seconds since the epoch; 0: a free place */
+};
+
+/* Own devices on one stack. Owned by its hooks: freed by their stop. */
+struct own {
+	struct sip *sip;
+	struct own_conf conf; /* pull_code, push_code: strdup'd */
+	int slot;             /* the calls' place for a push (struct own_push) */
+	int aor_slot;         /* the calls' place for their near party's AOR (struct own_aor) */
+	struct own_hint hints[OWN_HINTS];
+	unsigned hint_next;
+	LIST_HEAD(, own_ask) asks; /* waiting for the store's bindings */
+};
+
+/* A call's near party as an AOR key, for the leg it was read from. In the call's home. */
+struct own_aor {
+	const struct leg *leg;
+	char key[OWN_KEY_MAX];
+};
+
+/* A pull or a push waiting for the store to say which bindings count. */
+struct own_ask {
+	LIST_ENTRY(own_ask) link;
+	struct own *own;
+	nta_incoming_t *irq; /* pull: the device's INVITE */
+	msg_t *req;
+	char flow[STORE_SOURCE_MAX];
+	char source[STORE_SOURCE_MAX];
+	char call_id[33]; /* push: the call */
+	char near_contact[STORE_URI_MAX];
+	struct leg *refer_leg; /* push asked by REFER: NOTIFYs go there */
+	char refer_event[40];
+	long long arrived;
+	unsigned cancelled : 1, push : 1;
+	sip_move_h *cb;
+	void *cb_arg;
+};
+
+/* A push ringing the user's devices: the call's slot while it rings. */
+struct own_push {
+	struct own *own;
+	struct call *call;
+	struct move *m;
+	struct leg *ring[OWN_RING_MAX];
+	unsigned nring, nfailed;
+	struct store_binding *later; /* rung once the nearest had near_ring seconds alone */
+	size_t nlater;
+	su_timer_t *timer, *give_up;
+	unsigned done : 1;
+};
+
+/* own.c */
+struct own *own_of(struct sip *s);
+int own_aor_key(const url_t *u, char *out, size_t len);
+int own_leg_aor(struct leg *leg, char *out, size_t len);
+const char *own_call_aor(struct own *o, struct call *c);
+void own_ask_free(struct own_ask *a);
+int own_hint_rank(struct own *o, const char *aor, const struct store_binding *b,
+                  const char *near_flow);
+
+/* own_move.c */
+void own_pull_found(struct own_ask *a, const struct store_binding *b);
+void own_push_found(struct own_ask *a, struct store_binding *v, size_t n);
+int own_push_response(struct own *o, struct call *c, struct leg *leg, int status, const sip_t *sip);
+void own_push_free(struct own_push *p);
+
+#endif

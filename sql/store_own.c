@@ -1,0 +1,111 @@
+/* Own devices: the bindings (AOR -> contact, with the flow the REGISTER came on). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sql/store.h"
+#include "sql/store_int.h"
+
+#define BINDING_COLS "aor, contact, flow, expires_at, updated_at"
+#define BINDINGS_MAX 64 /* contacts of one AOR listed at most */
+
+static void binding_from_row(struct store_binding *b, const char *const *cols)
+{
+	store_copy(b->aor, sizeof(b->aor), cols[0]);
+	store_copy(b->contact, sizeof(b->contact), cols[1]);
+	store_copy(b->flow, sizeof(b->flow), cols[2]);
+	b->expires_at = store_num(cols[3]);
+	b->updated_at = store_num(cols[4]);
+}
+
+int store_binding_put(struct store *s, const struct store_binding *b, int64_t now)
+{
+	static const char put[] =
+	    "INSERT INTO bindings (" BINDING_COLS ") VALUES ($1, $2, $3, $4, $5) "
+	    "ON CONFLICT (aor, contact) DO UPDATE SET flow = excluded.flow, "
+	    "expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+	static const char del[] = "DELETE FROM bindings WHERE aor = $1 AND contact = $2";
+	struct store_val p[] = {t(b->aor), t(b->contact), t(b->flow), i64(b->expires_at),
+	                        i64(b->updated_at ? b->updated_at : now)};
+	int e;
+
+	if (!store_bounded(b->aor, sizeof(b->aor)) || !b->aor[0] ||
+	    !store_bounded(b->contact, sizeof(b->contact)) || !b->contact[0] ||
+	    !store_bounded(b->flow, sizeof(b->flow)))
+		return EINVAL;
+	pthread_mutex_lock(&s->lock);
+	e = b->expires_at > now ? store_query(s, put, p, 5, NULL, NULL, NULL)
+	                        : store_query(s, del, p, 2, NULL, NULL, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return e;
+}
+
+static int one_row(const char *const *cols, int ncols, void *arg)
+{
+	if (ncols < 5)
+		return EIO;
+	binding_from_row(arg, cols);
+	return 1;
+}
+
+int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct store_binding *b)
+{
+	static const char sql[] = "SELECT " BINDING_COLS " FROM bindings WHERE flow = $1 AND "
+	                          "expires_at > $2 ORDER BY updated_at DESC LIMIT 1";
+	struct store_val p[] = {t(flow), i64(now)};
+	int e;
+
+	if (!flow || !b)
+		return EINVAL;
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, one_row, b, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (e == 1)
+		e = 0;
+	return e ? e : b->aor[0] ? 0 : ENOENT;
+}
+
+struct binding_rows {
+	struct store_binding *v;
+	size_t n;
+};
+
+static int list_row(const char *const *cols, int ncols, void *arg)
+{
+	struct binding_rows *r = arg;
+
+	if (ncols < 5)
+		return EIO;
+	if (r->n >= BINDINGS_MAX)
+		return 1;
+	binding_from_row(&r->v[r->n++], cols);
+	return 0;
+}
+
+int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
+                       size_t *np)
+{
+	static const char sql[] = "SELECT " BINDING_COLS " FROM bindings WHERE aor = $1 AND "
+	                          "expires_at > $2 ORDER BY updated_at DESC";
+	struct store_val p[] = {t(aor), i64(now)};
+	struct binding_rows r = {calloc(BINDINGS_MAX, sizeof(struct store_binding)), 0};
+	int e;
+
+	*vp = NULL;
+	*np = 0;
+	if (!r.v)
+		return ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, list_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (e == 1)
+		e = 0;
+	if (e || !r.n) {
+		free(r.v);
+		return e;
+	}
+	*vp = r.v;
+	*np = r.n;
+	return 0;
+}

@@ -81,6 +81,7 @@ struct sip_call_hooks {
 	 * 1 if taken, and then the hook answers irq. Untaken, it gets 491 as before. */
 	int (*reinvite)(void *arg, struct call *c, struct leg *leg, nta_incoming_t *irq,
 	                const sip_t *sip);
+	/*
 	 * The upstream (the registrar) answered 2xx to a REGISTER we relayed with our Path: req is
 	 * the REGISTER as the device sent it, resp the answer, flow the device's flow as
 	 * sip_flow_key() writes it. Before the device hears the answer.

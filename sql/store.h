@@ -383,6 +383,8 @@ int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], con
  * EAGAIN when source must wait (*wait_ms). */
 int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *source,
                       int64_t now, char *call_id, char *far_uri, int64_t *wait_ms);
+
+/*
  * Own devices: a binding (AOR -> contact) as the registrar's 2xx to a REGISTER we relayed gave
  * it, with the flow (transport:address:port) that REGISTER came on: the device's identity.
  */

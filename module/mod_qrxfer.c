@@ -17,6 +17,7 @@
 #include "host/mod.h"
 #include "client/sms.h"
 #include "move/move.h"
+#include "move/react.h"
 #include "util/log.h"
 #include "sip/sip.h"
 #include "sql/store.h"
@@ -43,6 +44,8 @@ static struct {
 	char *sms_url, *sms_auth_header_file, *sms_from, *sms_body_template;
 	char *sms_twilio_auth_token_file, *sms_webhook_secret_file, *sms_webhook_url;
 	int sms_timeout, sms_retries;
+	char *react_dtmf;
+	int react_rate, react_burst, react_listeners, react_per_address, react_poll_secs;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -89,6 +92,14 @@ static const struct mod_conf_param params[] = {
     {"store", "hold_answer", MOD_CONF_BOOL, &conf.store_hold_answer, "no"},
     {"store", "answer_group_ms", MOD_CONF_INT, &conf.store_answer_group, "20", 0, 200},
     {"store", "call_state", MOD_CONF_BOOL, &conf.store_call_state, "yes"},
+    {"react", "dtmf", MOD_CONF_STR, &conf.react_dtmf,
+     "*1=\xf0\x9f\x91\x8d,*2=\xf0\x9f\x91\x8f,*3=\xf0\x9f\x98\x82,*4=\xe2\x9d\xa4\xef\xb8\x8f,"
+     "*5=\xf0\x9f\x98\xae"},
+    {"react", "rate", MOD_CONF_INT, &conf.react_rate, "2", 1, 1000},
+    {"react", "burst", MOD_CONF_INT, &conf.react_burst, "5", 1, 1000},
+    {"react", "listeners", MOD_CONF_INT, &conf.react_listeners, "32", 1, 10000},
+    {"react", "per_address", MOD_CONF_INT, &conf.react_per_address, "4", 1, 10000},
+    {"react", "poll_secs", MOD_CONF_INT, &conf.react_poll_secs, "25", 1, 300},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
     {"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
     {"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris, .flags = R},
@@ -397,6 +408,22 @@ static int mod_init(const struct mod_host *h)
 	if (err) {
 		LOG_ERR("move", "cannot hook the move into the stack: %s", strerror(err));
 		return err;
+	}
+	{
+		struct react_conf rc = {
+		    .dtmf = conf.react_dtmf,
+		    .rate = (unsigned)conf.react_rate,
+		    .burst = (unsigned)conf.react_burst,
+		    .listeners = (unsigned)conf.react_listeners,
+		    .per_address = (unsigned)conf.react_per_address,
+		    .poll_secs = (unsigned)conf.react_poll_secs,
+		};
+
+		err = react_init(sip, &rc);
+		if (err) {
+			LOG_ERR("react", "cannot hook reactions into the stack: %s", strerror(err));
+			return err;
+		}
 	}
 
 	if (http) {

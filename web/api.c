@@ -572,6 +572,10 @@ static const struct route routes[] = {
     {"GET", "/m/{secret}/qr.svg", MOD_HTTP_PUBLIC, web_get_public_qr_svg},
     {"GET", "/m/{secret}/barcode.png", MOD_HTTP_PUBLIC, web_get_public_barcode_png},
     {"POST", "/m/{secret}/scan", MOD_HTTP_PUBLIC, post_show_scan},
+    {"POST", "/v1/calls/{id}/share", MOD_HTTP_ADMIN, web_post_share},
+    {"GET", "/w/{secret}", MOD_HTTP_PUBLIC, web_get_watch},
+    {"GET", "/w/{secret}/events", MOD_HTTP_PUBLIC, web_get_watch_events},
+    {"POST", "/w/{secret}/control", MOD_HTTP_PUBLIC, web_post_watch_control},
     {"GET", "/m/{token}", MOD_HTTP_PUBLIC, web_get_landing},
     {"POST", "/m/{token}", MOD_HTTP_PUBLIC, web_post_landing},
 };

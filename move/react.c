@@ -148,7 +148,8 @@ int react_parse(const char *body, size_t len, char *emoji, double *x, double *y,
 	e = json_object_get(o, "emoji");
 	s = json_string_value(e);
 	if (!s || !react_emoji_ok(s, json_string_length(e))) {
-		snprintf(why, whylen, "emoji is not one emoji of at most %d bytes", REACT_EMOJI_MAX);
+		snprintf(why, whylen, "emoji is not one emoji of at most %d bytes",
+		         REACT_EMOJI_MAX);
 		goto out;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -310,7 +311,8 @@ static int react_send(struct react_stack *rs, struct call *c, struct leg *from, 
 	to = side ? c->near : c->far;
 	json = to && takes_json(rc, to);
 	if (json)
-		snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}", emoji, x, y);
+		snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}", emoji, x,
+		         y);
 	else
 		snprintf(body, sizeof(body), "%s (reaction)", emoji);
 	if (to && to->dlg && !to->terminated && !to->ending && c->state == SIP_CALL_ANSWERED)
@@ -481,7 +483,11 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	}
 	if (err)
 		LOG_INFO("react", "call %s: share refused: %s", c->id, why);
-	sip_reply(irq, !err ? 200 : err == EINVAL ? 400 : err == ENOTCONN ? 488 : 500,
+	sip_reply(irq,
+	          !err              ? 200
+	          : err == EINVAL   ? 400
+	          : err == ENOTCONN ? 488
+	                            : 500,
 	          !err ? "OK" : why, TAG_END());
 	return 1;
 }

@@ -18,11 +18,11 @@
 #define REACT_URL_MAX   1024 /* a shared URL's bytes */
 
 struct react_conf {
-	const char *dtmf;        /* "*1=👍,*2=👏": DTMF codes that send a reaction; "" none */
-	unsigned rate, burst;    /* reactions a second per call and side, and the burst */
-	unsigned listeners;      /* long polls waiting on one watch page at once */
-	unsigned per_address;    /* of them from one address (IPv6: its /64) */
-	unsigned poll_secs;      /* how long a poll waits for news before it is answered */
+	const char *dtmf;     /* "*1=👍,*2=👏": DTMF codes that send a reaction; "" none */
+	unsigned rate, burst; /* reactions a second per call and side, and the burst */
+	unsigned listeners;   /* long polls waiting on one watch page at once */
+	unsigned per_address; /* of them from one address (IPv6: its /64) */
+	unsigned poll_secs;   /* how long a poll waits for news before it is answered */
 };
 
 /*

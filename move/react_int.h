@@ -41,10 +41,10 @@ struct react_waiter {
 struct watch {
 	LIST_ENTRY(watch) link;
 	struct react_stack *rs;
-	struct react_call *rc; /* whose watch it is */
+	struct react_call *rc;       /* whose watch it is */
 	uint8_t hash[CODE_HASH_LEN]; /* of its secret: the secret itself is never kept */
 	char url[REACT_URL_MAX + 1];
-	unsigned long seq;   /* one up per change (control, reaction, new URL) */
+	unsigned long seq; /* one up per change (control, reaction, new URL) */
 	int playing;
 	double pos;          /* seconds, at pos_at */
 	long long pos_at_us; /* monotonic */

@@ -15,7 +15,7 @@
 
 #include "move/react_int.h"
 
-#define WATCH_POS_MAX 86400.0 /* seconds: a seek past a day is refused */
+#define WATCH_POS_MAX 86400.0    /* seconds: a seek past a day is refused */
 #define WATCH_SHOW_US 10000000LL /* a reaction is news to a page that arrives this soon after */
 
 static double pos_now(const struct watch *w, long long now)
@@ -39,8 +39,8 @@ static char *state_json(struct watch *w, unsigned long since)
 			                                   (json_int_t)e->seq, "emoji", e->emoji,
 			                                   "x", e->x, "y", e->y));
 	}
-	o = json_pack("{s:I,s:s,s:b,s:f,s:o}", "seq", (json_int_t)w->seq, "url", w->url,
-	              "playing", w->playing, "pos", pos_now(w, now), "reactions", a);
+	o = json_pack("{s:I,s:s,s:b,s:f,s:o}", "seq", (json_int_t)w->seq, "url", w->url, "playing",
+	              w->playing, "pos", pos_now(w, now), "reactions", a);
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return text;

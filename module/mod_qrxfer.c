@@ -350,6 +350,20 @@ static int start_http(void)
 	return err;
 }
 
+/* [react] as the reactions take it. */
+static void react_conf_fill(struct react_conf *rc)
+{
+	*rc = (struct react_conf){
+	    .dtmf = conf.react_dtmf,
+	    .rate = (unsigned)conf.react_rate,
+	    .burst = (unsigned)conf.react_burst,
+	    .listeners = (unsigned)conf.react_listeners,
+	    .per_address = (unsigned)conf.react_per_address,
+	    .poll_secs = (unsigned)conf.react_poll_secs,
+	    .conf_path = host->conf_path,
+	};
+}
+
 static int mod_init(const struct mod_host *h)
 {
 	struct store_limits lim = {0};
@@ -373,6 +387,13 @@ static int mod_init(const struct mod_host *h)
 	if (nonempty(conf.http_admin_listen) && !nonempty(conf.http_listen)) {
 		LOG_ERR("conf", "[http] admin_listen needs [http] listen");
 		return EINVAL;
+	}
+	{
+		struct react_conf rc;
+
+		react_conf_fill(&rc);
+		if (react_conf_check(&rc, conf.move_feature_code))
+			return EINVAL;
 	}
 	err = load_keys();
 	if (err)
@@ -410,15 +431,9 @@ static int mod_init(const struct mod_host *h)
 		return err;
 	}
 	{
-		struct react_conf rc = {
-		    .dtmf = conf.react_dtmf,
-		    .rate = (unsigned)conf.react_rate,
-		    .burst = (unsigned)conf.react_burst,
-		    .listeners = (unsigned)conf.react_listeners,
-		    .per_address = (unsigned)conf.react_per_address,
-		    .poll_secs = (unsigned)conf.react_poll_secs,
-		};
+		struct react_conf rc;
 
+		react_conf_fill(&rc);
 		err = react_init(sip, &rc);
 		if (err) {
 			LOG_ERR("react", "cannot hook reactions into the stack: %s", strerror(err));

@@ -585,8 +585,8 @@ static int dtmf_parse(struct react_stack *rs, const char *map)
 			p++, n--;
 		eq = strcspn(p, "=");
 		if (eq >= n || !eq || eq >= sizeof(d->code) || rs->ndtmf >= REACT_DTMF_MAX) {
-			LOG_ERR("conf", "[react] dtmf: \"%.*s\" is not CODE=EMOJI (at most %d)",
-			        (int)n, p, REACT_DTMF_MAX);
+			LOG_ERR("conf", "%s: [react] dtmf: \"%.*s\" is not CODE=EMOJI (at most %d)",
+			        rs->conf.conf_path, (int)n, p, REACT_DTMF_MAX);
 			return EINVAL;
 		}
 		memcpy(d->code, p, eq);
@@ -598,7 +598,8 @@ static int dtmf_parse(struct react_stack *rs, const char *map)
 			while (el && isspace((unsigned char)e[el - 1]))
 				el--;
 			if (!react_emoji_ok(e, el)) {
-				LOG_ERR("conf", "[react] dtmf: \"%.*s\": not one emoji", (int)n, p);
+				LOG_ERR("conf", "%s: [react] dtmf: \"%.*s\": not one emoji",
+				        rs->conf.conf_path, (int)n, p);
 				return EINVAL;
 			}
 			memcpy(d->emoji, e, el);
@@ -611,6 +612,33 @@ static int dtmf_parse(struct react_stack *rs, const char *map)
 			p++;
 	}
 	return 0;
+}
+
+int react_conf_check(const struct react_conf *conf, const char *move_feature)
+{
+	struct react_stack *rs = calloc(1, sizeof(*rs));
+	int err;
+
+	if (!rs)
+		return ENOMEM;
+	rs->conf = *conf;
+	err = dtmf_parse(rs, conf->dtmf);
+	for (unsigned i = 0; !err && i < rs->ndtmf; i++) {
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(rs->dtmf[i].code, rs->dtmf[j].code))
+				err = EEXIST;
+		if (move_feature && !strcmp(rs->dtmf[i].code, move_feature))
+			err = EEXIST;
+		if (strspn(rs->dtmf[i].code, "0123456789*#ABCDabcd") != strlen(rs->dtmf[i].code))
+			err = EINVAL;
+		if (err)
+			LOG_ERR("conf", "%s: [react] dtmf: code %s: %s", conf->conf_path,
+			        rs->dtmf[i].code,
+			        err == EEXIST ? "given twice, or the move's [move] feature_code"
+			                      : "not DTMF digits");
+	}
+	free(rs);
+	return err ? EINVAL : 0;
 }
 
 int react_init(struct sip *s, const struct react_conf *conf)
@@ -639,7 +667,8 @@ int react_init(struct sip *s, const struct react_conf *conf)
 		err = move_dtmf_add(s, rs->dtmf[i].code, MOVE_DTMF_NEAR | MOVE_DTMF_FAR, dtmf_heard,
 		                    &rs->dtmf[i]);
 		if (err) {
-			LOG_ERR("conf", "[react] dtmf: code %s: %s", rs->dtmf[i].code,
+			LOG_ERR("conf", "%s: [react] dtmf: code %s: %s", rs->conf.conf_path,
+			        rs->dtmf[i].code,
 			        err == EEXIST ? "taken by another feature" : "not a DTMF code");
 			return EINVAL; /* rs is the hooks' now: freed by their stop */
 		}

@@ -18,11 +18,12 @@
 #define REACT_URL_MAX   1024 /* a shared URL's bytes */
 
 struct react_conf {
-	const char *dtmf;     /* "*1=👍,*2=👏": DTMF codes that send a reaction; "" none */
-	unsigned rate, burst; /* reactions a second per call and side, and the burst */
-	unsigned listeners;   /* long polls waiting on one watch page at once */
-	unsigned per_address; /* of them from one address (IPv6: its /64) */
-	unsigned poll_secs;   /* how long a poll waits for news before it is answered */
+	const char *dtmf;      /* "*1=👍,*2=👏": DTMF codes that send a reaction; "" none */
+	unsigned rate, burst;  /* reactions a second per call and side, and the burst */
+	unsigned listeners;    /* long polls waiting on one watch page at once */
+	unsigned per_address;  /* of them from one address (IPv6: its /64) */
+	unsigned poll_secs;    /* how long a poll waits for news before it is answered */
+	const char *conf_path; /* the config file, for error lines (kept) */
 };
 
 /*
@@ -31,6 +32,10 @@ struct react_conf {
  * naming the entry) for a bad dtmf map, ENOMEM, ENOSPC.
  */
 int react_init(struct sip *s, const struct react_conf *conf);
+
+/* Checks conf (the dtmf map, and its codes against the move's feature code) before anything
+ * starts: 0, or EINVAL with a line naming the file and the key logged. */
+int react_conf_check(const struct react_conf *conf, const char *move_feature);
 
 /*
  * Parses one reaction body: 0, or EINVAL with why ("x is not a number in [0,1]"). emoji gets

@@ -177,7 +177,8 @@ class Phone:
         self.dlg = {"call_id": call_id, "ltag": ltag, "rtag": None, "target": ruri,
                     "cseq": 1, "from_": from_, "to": "<%s>" % ruri}
         sdp = SDP % (self.name.lower(), 30000 + self.port % 1000)
-        b = self.request("INVITE", ruri, from_, "<%s>" % ruri, call_id, 1, sdp, "application/sdp")
+        b = self.request("INVITE", ruri, from_, "<%s>" % ruri, call_id, 1, sdp, "application/sdp",
+                         "Accept: application/sdp, %s\r\n" % CT if self.accept_json else "")
         st, h, _ = self.wait_final(b, secs)
         if st != 200:
             raise Fail("%s: INVITE to %s answered %d" % (self.name, ruri, st))
@@ -380,6 +381,39 @@ def case_moved(e):
         raise Fail("B's BYE answered %d" % st)
 
 
+def case_accept(e):
+    """A's INVITE lists REACT_CTYPE in Accept: C's DTMF reaction reaches A as JSON at once."""
+    e.A.accept_json = True
+    e.up()
+    dtmf(e.C, "*3")
+    e.A.wait_message(is_json("\U0001F602", 0.5, 0.5), what="JSON for C's *3")
+    e.hangup()
+
+
+def polls(http_port, secret, since, sources):
+    """One long poll from each source address at once: [(status, body)] in order."""
+    import http.client
+    import threading
+    out = [None] * len(sources)
+
+    def one(i, src):
+        c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=20,
+                                       source_address=(src, 0))
+        try:
+            c.request("GET", "/w/%s/events?since=%d" % (secret, since))
+            r = c.getresponse()
+            out[i] = (r.status, r.read().decode())
+        except OSError as x:
+            out[i] = (0, str(x))
+        finally:
+            c.close()
+    ts = [threading.Thread(target=one, args=(i, src)) for i, src in enumerate(sources)]
+    for t in ts:
+        t.start()
+        time.sleep(0.05)
+    return ts, out
+
+
 def link_of(phone, since=0):
     h, b = phone.wait_message(lambda h, b: b"Watch together: " in b, since=since,
                               what="the watch link")
@@ -423,6 +457,22 @@ def case_share(e):
         st, _ = http(e.http, "POST", "/w/%s/control" % secret, body=body)
         if st != 400:
             raise Fail("control %s answered %d, not 400" % (body, st))
+    # Listeners are bounded: [react] per_address 4 and listeners 6 (this case's config).
+    st, news = http(e.http, "GET", "/w/%s/events?since=0" % secret)
+    seq = json.loads(news)["seq"]
+    ts, out = polls(e.http, secret, seq, ["127.0.0.1"] * 5 + ["127.0.0.2"] * 2 + ["127.0.0.3"])
+    time.sleep(0.5)
+    early = [o for o in out if o is not None]
+    if sorted(o[0] for o in early) != [429, 429] or \
+            not any("this address" in o[1] for o in early) or \
+            not any("this watch" in o[1] for o in early):
+        raise Fail("over the bounds: %s, not one 429 per address and one for the watch" % early)
+    st, _ = http(e.http, "POST", "/w/%s/control" % secret, body='{"action":"seek","pos":3}')
+    for t in ts:
+        t.join(10)
+    woken = [o for o in out if o and o[0] == 200 and json.loads(o[1])["pos"] >= 3]
+    if st != 200 or len(woken) != 6:
+        raise Fail("the seek woke %d of the 6 waiting pages: %s" % (len(woken), out))
     wrong = ("B" if secret[0] != "B" else "C") + secret[1:]
     for path in ["/w/" + wrong, "/w/%s/events?since=0" % wrong, "/w/x", "/w/../v1/calls"]:
         st, _ = http(e.http, "GET", path)

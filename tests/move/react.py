@@ -330,6 +330,16 @@ def case_reactions(e):
     pump(0.3)
     if len(C.messages()) != before:
         raise Fail("a bad reaction reached C")
+    # Out of any call: 404, never passed on to the PBX.
+    b = A.request("MESSAGE", "sip:c@qrxfer.test", "<sip:x@127.0.0.1>;tag=x1", "<sip:c@qrxfer.test>",
+                  "ood-%d@react" % random.getrandbits(32), 1,
+                  json.dumps({"emoji": "\U0001F44D", "x": 0, "y": 0}), CT)
+    st = A.wait_final(b)[0]
+    if st != 404:
+        raise Fail("a reaction out of any call answered %d, not 404" % st)
+    pump(0.3)
+    if len(C.messages()) != before:
+        raise Fail("a reaction out of any call reached C")
     # Flood: 20 back to back from A; [react] burst 5, rate 2/s.
     pump(3.0)  # the bucket refills
     before = len(C.messages())

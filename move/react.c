@@ -466,6 +466,9 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	if (!c || (ct && ct->c_type && strncasecmp(ct->c_type, "text/plain", 10)) ||
 	    !(url = after_word(sip, "share", &len)))
 		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (isspace((unsigned char)url[i]))
+			return 0; /* "share" and more words: a chat message, passed on */
 	if (leg != c->near && leg != c->far) {
 		sip_reply(irq, 403, "Not A Party Of The Call", TAG_END());
 		return 1;

@@ -441,6 +441,11 @@ def case_share(e):
         st = A.wait_final(A.in_dialog("MESSAGE", "share " + url, "text/plain"))[0]
         if st != 400:
             raise Fail("share %r answered %d, not 400" % (url[:40], st))
+    # "share" and more words is a chat message: passed on to C untouched.
+    st = A.wait_final(A.in_dialog("MESSAGE", "share my screen please", "text/plain"))[0]
+    C.wait_message(lambda h, b: b == b"share my screen please", what="A's chat MESSAGE")
+    if st != 200:
+        raise Fail("a chat MESSAGE starting with share answered %d" % st)
     url = "https://v.example/clip.mp4"
     st = A.wait_final(A.in_dialog("MESSAGE", "share " + url, "text/plain"))[0]
     if st != 200:

@@ -71,8 +71,18 @@ static size_t utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
 
 static int emoji_base(uint32_t c)
 {
+	if ((c >= 0x2060 && c <= 0x206f) || c == 0x3000)
+		return 0; /* invisible and bidirectional controls, the ideographic space */
 	return c == 0xa9 || c == 0xae || (c >= 0x203c && c <= 0x3299) ||
 	       (c >= 0x1f000 && c <= 0x1faff);
+}
+
+/* why goes into a SIP reason phrase and a log line: printable ASCII only. */
+static void why_clean(char *why)
+{
+	for (unsigned char *p = (unsigned char *)why; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			*p = '?';
 }
 
 static int regional(uint32_t c)
@@ -132,6 +142,7 @@ int react_parse(const char *body, size_t len, char *emoji, double *x, double *y,
 	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o) {
 		snprintf(why, whylen, "not JSON: %s at %d", jerr.text, jerr.position);
+		why_clean(why);
 		return EINVAL;
 	}
 	if (!json_is_object(o)) {
@@ -167,6 +178,8 @@ int react_parse(const char *body, size_t len, char *emoji, double *x, double *y,
 	err = 0;
 out:
 	json_decref(o);
+	if (err)
+		why_clean(why);
 	return err;
 }
 

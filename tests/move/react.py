@@ -320,6 +320,8 @@ def case_reactions(e):
            ('{"emoji":"\U0001F44D\U0001F44D","x":0,"y":0}', "emoji"),
            ('{"emoji":"<script>","x":0,"y":0}', "emoji"),
            ('{"emoji":"\U0001F44D","x":0,"y":0,"z":1}', "unknown member"),
+           ('{"emoji":"\U0001F44D","x":0,"y":0,"a\\r\\nX-Evil: 1":1}', "unknown member \"a??X-Evil"),
+           ('{"emoji":"\u2066","x":0,"y":0}', "emoji"),
            ('{"emoji":"\U0001F44D","x":0,"y":0,"x":1}', "not JSON"),
            ('{"emoji":"\U0001F44D","x":0,"y":0}' + " " * 300, "over 256")]
     for body, want in bad:

@@ -399,6 +399,12 @@ def case_accept(e):
     e.up()
     dtmf(e.C, "*3")
     e.A.wait_message(is_json("\U0001F602", 0.5, 0.5), what="JSON for C's *3")
+    # The admin shares in a call without a page: 201 with the link both parties get.
+    st, text = http(e.http, "POST", "/v1/calls/%s/share" % e.call_id(), e.token,
+                    '{"url":"https://v.example/a.mp4"}')
+    link = json.loads(text).get("link", "") if st == 201 else ""
+    if "/w/" not in link or link_of(e.A) != link or link_of(e.C) != link:
+        raise Fail("POST share: %d %s, or the parties got another link" % (st, text))
     e.hangup()
 
 
@@ -433,8 +439,14 @@ def link_of(phone, since=0):
 
 
 def case_share(e):
-    e.up()
+    cid = e.up()
     A, C = e.A, e.C
+    for path, body, want in [("/v1/calls/%s/share" % cid, '{"url":"http://v.example/a"}', 400),
+                             ("/v1/calls/%s/share" % cid, '{"url":5}', 400),
+                             ("/v1/calls/nope/share", '{"url":"https://v.example/a"}', 404)]:
+        st, text = http(e.http, "POST", path, e.token, body)
+        if st != want:
+            raise Fail("POST %s %s: %d %s, not %d" % (path, body, st, text, want))
     for url, why in [("javascript:alert(1)", "https"), ("http://v.example/a.mp4", "https"),
                      ("https://user:pw@v.example/a.mp4", "credentials"),
                      ("https://v.example/" + "a" * 1100, "1024"),
@@ -490,6 +502,17 @@ def case_share(e):
     woken = [o for o in out if o and o[0] == 200 and json.loads(o[1])["pos"] >= 3]
     if st != 200 or len(woken) != 6:
         raise Fail("the seek woke %d of the 6 waiting pages: %s" % (len(woken), out))
+    # The admin shares another URL in the call: the same page plays it, both parties told.
+    n = len(C.got)
+    st, text = http(e.http, "POST", "/v1/calls/%s/share" % cid, e.token,
+                    '{"url":"https://v.example/other.webm"}')
+    if st != 200 or json.loads(text).get("url") != "https://v.example/other.webm":
+        raise Fail("POST share on a call with a page: %d %s" % (st, text))
+    C.wait_message(lambda h, b: b"now plays https://v.example/other.webm" in b, since=n,
+                   what="the new URL's MESSAGE")
+    st, news = http(e.http, "GET", "/w/%s/events?since=0" % secret)
+    if st != 200 or json.loads(news).get("url") != "https://v.example/other.webm":
+        raise Fail("the page does not play the new URL: %d %s" % (st, news[:200]))
     wrong = ("B" if secret[0] != "B" else "C") + secret[1:]
     for path in ["/w/" + wrong, "/w/%s/events?since=0" % wrong, "/w/x", "/w/../v1/calls"]:
         st, _ = http(e.http, "GET", path)

@@ -11,7 +11,7 @@
 	function follow(){
 		if(!srv)return;
 		var want=expected();
-		if(v.readyState>0&&Math.abs(v.currentTime-want)>(srv.playing?0.2:0.05))v.currentTime=want;
+		if(v.readyState>0&&Math.abs(v.currentTime-want)>(srv.playing?0.15:0.05))v.currentTime=want;
 		if(srv.playing&&v.paused)v.play().catch(function(){});
 		if(!srv.playing&&!v.paused)v.pause();
 	}

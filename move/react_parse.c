@@ -202,4 +202,3 @@ int react_url_ok(const char *url, char *why, size_t whylen)
 		}
 	return 0;
 }
-

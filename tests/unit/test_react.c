@@ -44,7 +44,8 @@ Test(react, not_one_emoji)
 	cr_assert(!emoji("\xf0\x9f\x91"), "cut short");
 	cr_assert(!emoji("\xf4\x90\x80\x80"), "past U+10FFFF");
 	cr_assert(!react_emoji_ok("\U0001F44D", 5), "a NUL inside");
-	cr_assert(!emoji("\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466\u200D\U0001F466\u200D\U0001F466"),
+	cr_assert(!emoji("\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466\u200D"
+	                 "\U0001F466\u200D\U0001F466"),
 	          "over 32 bytes");
 }
 
@@ -82,7 +83,8 @@ Test(react, body_refused_with_why)
 	    {"{\"emoji\":1,\"x\":0,\"y\":0}", "emoji is not"},
 	    {"{\"emoji\":\"\\u0000\",\"x\":0,\"y\":0}", "not JSON"},
 	    {"{\"emoji\":\"\U0001F44D\",\"x\":0,\"y\":0,\"x\":0}", "not JSON"},
-	    {"{\"emoji\":\"\U0001F44D\",\"x\":0,\"y\":0,\"a\\r\\nX: 1\":0}", "unknown member \"a??X: 1\""},
+	    {"{\"emoji\":\"\U0001F44D\",\"x\":0,\"y\":0,\"a\\r\\nX: 1\":0}",
+	     "unknown member \"a??X: 1\""},
 	};
 	char why[160];
 

@@ -15,8 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int err;
 
 	err = react_parse((const char *)data, size, emoji, &x, &y, why, sizeof(why));
-	if (!err && (!react_emoji_ok(emoji, strlen(emoji)) || !(x >= 0 && x <= 1) ||
-	             !(y >= 0 && y <= 1)))
+	if (!err &&
+	    (!react_emoji_ok(emoji, strlen(emoji)) || !(x >= 0 && x <= 1) || !(y >= 0 && y <= 1)))
 		abort(); /* what is taken is one emoji at a position in the frame */
 	if (err && (err != EINVAL || !why[0]))
 		abort(); /* a refusal says why */

@@ -75,6 +75,41 @@ static void json_leg_add(struct react_call *rc, uint32_t key)
 		rc->njson = REACT_JSON_LEGS;
 }
 
+static void json_leg_drop(struct react_call *rc, uint32_t key)
+{
+	for (unsigned i = 0; i < rc->njson; i++)
+		if (rc->json_legs[i] == key)
+			rc->json_legs[i] = rc->json_legs[--rc->njson];
+}
+
+static void send_text(struct leg *to, const char *emoji)
+{
+	char body[REACT_EMOJI_MAX + 32];
+
+	snprintf(body, sizeof(body), "%s (reaction)", emoji);
+	leg_send(to, SIP_METHOD_MESSAGE, NULL, NULL,
+	         SIPTAG_CONTENT_TYPE_STR("text/plain;charset=utf-8"), SIPTAG_PAYLOAD_STR(body),
+	         TAG_END());
+}
+
+/*
+ * The answer to a JSON reaction: a party that says it takes no such body (415, 488, 606)
+ * gets it again as text, and text from then on. Runs only while the call (so rc) lives.
+ */
+static void json_answered(void *arg, struct leg *leg, int status, const char *phrase,
+                          const sip_t *sip)
+{
+	struct react_sent *rs = arg;
+
+	if (status != 415 && status != 488 && status != 606)
+		return;
+	json_leg_drop(rs->rc, leg_key(leg));
+	if (leg->dlg && !leg->terminated && !leg->ending)
+		send_text(leg, rs->emoji);
+	LOG_INFO("react", "call %s: %s answered %d to a reaction's JSON: text from now on",
+	         leg->call->id, leg->uri ? leg->uri : "a party", status);
+}
+
 static int takes_json(struct react_call *rc, const struct leg *leg)
 {
 	uint32_t key = leg_key(leg);
@@ -133,15 +168,21 @@ static int react_send(struct react_stack *rs, struct call *c, struct leg *from, 
 	}
 	to = side ? c->near : c->far;
 	json = to && takes_json(rc, to);
-	if (json)
-		snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}", emoji, x,
-		         y);
-	else
-		snprintf(body, sizeof(body), "%s (reaction)", emoji);
-	if (to && to->dlg && !to->terminated && !to->ending && c->state == SIP_CALL_ANSWERED)
-		leg_send(to, SIP_METHOD_MESSAGE, NULL, NULL,
-		         SIPTAG_CONTENT_TYPE_STR(json ? REACT_CTYPE : "text/plain;charset=utf-8"),
-		         SIPTAG_PAYLOAD_STR(body), TAG_END());
+	if (to && to->dlg && !to->terminated && !to->ending && c->state == SIP_CALL_ANSWERED) {
+		if (json) {
+			struct react_sent *sent = &rc->sent[rc->next_sent++ % REACT_IN_FLIGHT];
+
+			sent->rc = rc;
+			snprintf(sent->emoji, sizeof(sent->emoji), "%s", emoji);
+			snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}",
+			         emoji, x, y);
+			leg_send(to, SIP_METHOD_MESSAGE, json_answered, sent,
+			         SIPTAG_CONTENT_TYPE_STR(REACT_CTYPE), SIPTAG_PAYLOAD_STR(body),
+			         TAG_END());
+		} else {
+			send_text(to, emoji);
+		}
+	}
 	if (rc->watch)
 		watch_reaction(rc->watch, emoji, x, y);
 	LOG_INFO("react", "call %s: %s from the %s side by %s, to %s as %s", c->id, emoji,

@@ -54,8 +54,18 @@ struct watch {
 	unsigned nwaiters;
 };
 
+#define REACT_IN_FLIGHT 8 /* JSON reactions of a call awaiting their answer (for 415) */
+
+/* A JSON reaction sent: if its leg answers that it takes no such body, it goes again as text. */
+struct react_sent {
+	struct react_call *rc;
+	char emoji[REACT_EMOJI_MAX + 1];
+};
+
 /* A call's reactions: its rate per side, the legs known to take JSON, its watch. */
 struct react_call {
+	struct react_sent sent[REACT_IN_FLIGHT];
+	unsigned next_sent;
 	double tokens[2]; /* [near, far] */
 	long long stamp_us[2];
 	uint32_t json_legs[REACT_JSON_LEGS];

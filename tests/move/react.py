@@ -167,6 +167,9 @@ class Phone:
                             "cseq": 100, "from_": h["to"] + ";tag=" + ltag, "to": h["from"]}
             sdp = (SDP % (self.name.lower(), 30000 + self.port % 1000)).encode()
             self.answer(h, 200, "OK", sdp, "application/sdp", totag=self.dlg["ltag"])
+        elif method == "MESSAGE" and getattr(self, "refuse_json", False) and \
+                h.get("content-type", "").split(";")[0].strip().lower() == CT:
+            self.answer(h, 415, "Unsupported Media Type", totag=self.dlg["ltag"] if self.dlg else None)
         else:
             self.answer(h, 200, "OK", totag=self.dlg["ltag"] if self.dlg else None)
 
@@ -405,6 +408,26 @@ def case_accept(e):
     link = json.loads(text).get("link", "") if st == 201 else ""
     if "/w/" not in link or link_of(e.A) != link or link_of(e.C) != link:
         raise Fail("POST share: %d %s, or the parties got another link" % (st, text))
+    e.hangup()
+
+
+def case_refused(e):
+    """C's answer said Accept: REACT_CTYPE but C answers a reaction's JSON 415: C gets it again
+    as text, and the next one as text at once (one JSON try)."""
+    e.C.refuse_json = True
+    e.up()
+    A, C = e.A, e.C
+    if react(A, "\U0001F44D", 0.3, 0.3)[0] != 200:
+        raise Fail("A's reaction refused")
+    C.wait_message(is_text("\U0001F44D"), what="the reaction again as text after 415")
+    if react(A, "\U0001F62E", 0.3, 0.3)[0] != 200:
+        raise Fail("A's second reaction refused")
+    C.wait_message(is_text("\U0001F62E"), what="the second reaction as text")
+    pump(0.3)
+    tries = [b for m, h, b in C.got if m == "MESSAGE" and
+             h.get("content-type", "").split(";")[0].strip().lower() == CT]
+    if len(tries) != 1:
+        raise Fail("C was sent the JSON %d times, not once" % len(tries))
     e.hangup()
 
 

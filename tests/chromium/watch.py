@@ -39,6 +39,7 @@ class Page:
         while page is None:
             with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=5) as r:
                 pages = [t for t in json.load(r) if t.get("type") == "page"]
+            pages = [t for t in pages if "/w/" in t.get("url", "")]
             if pages:
                 page = pages[0]
             elif time.monotonic() > deadline:
@@ -65,6 +66,8 @@ def state(p):
     v = p.js("(function(){var v=document.getElementById('v');return JSON.stringify({t:v.currentTime,"
              "now:Date.now(),paused:v.paused,ready:v.readyState,"
              "status:document.getElementById('status').textContent})})()")
+    if not isinstance(v, str):  # the page is not there yet (still loading)
+        return {"t": 0, "now": 0, "paused": True, "ready": 0, "status": ""}
     return json.loads(v)
 
 

@@ -17,6 +17,7 @@
 #include "host/mod.h"
 #include "client/sms.h"
 #include "move/move.h"
+#include "move/react.h"
 #include "util/log.h"
 #include "sip/sip.h"
 #include "move/context.h"
@@ -51,6 +52,8 @@ static struct {
 	char *meet_url_template, *meet_conference_uri;
 	char *own_pull_code, *own_push_code;
 	int own_confirm, own_near_ttl, own_near_ring, own_ring_timeout;
+	char *react_dtmf;
+	int react_rate, react_burst, react_listeners, react_per_address, react_poll_secs;
 } conf;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -97,6 +100,14 @@ static const struct mod_conf_param params[] = {
     {"store", "hold_answer", MOD_CONF_BOOL, &conf.store_hold_answer, "no"},
     {"store", "answer_group_ms", MOD_CONF_INT, &conf.store_answer_group, "20", 0, 200},
     {"store", "call_state", MOD_CONF_BOOL, &conf.store_call_state, "yes"},
+    {"react", "dtmf", MOD_CONF_STR, &conf.react_dtmf,
+     "*1=\xf0\x9f\x91\x8d,*2=\xf0\x9f\x91\x8f,*3=\xf0\x9f\x98\x82,*4=\xe2\x9d\xa4\xef\xb8\x8f,"
+     "*5=\xf0\x9f\x98\xae"},
+    {"react", "rate", MOD_CONF_INT, &conf.react_rate, "2", 1, 1000},
+    {"react", "burst", MOD_CONF_INT, &conf.react_burst, "5", 1, 1000},
+    {"react", "listeners", MOD_CONF_INT, &conf.react_listeners, "32", 1, 10000},
+    {"react", "per_address", MOD_CONF_INT, &conf.react_per_address, "4", 1, 10000},
+    {"react", "poll_secs", MOD_CONF_INT, &conf.react_poll_secs, "25", 1, 300},
     {"codes", "ttl", MOD_CONF_INT, &conf.codes_ttl, "120", 10, 3600, .flags = R},
     {"codes", "digits", MOD_CONF_INT, &conf.codes_digits, "8", 6, 10, .flags = R},
     {"codes", "qr_uri", MOD_CONF_ENUM, &conf.codes_qr_uri, "sip", .choices = qr_uris, .flags = R},
@@ -361,6 +372,20 @@ static int start_http(void)
 	return err;
 }
 
+/* [react] as the reactions take it. */
+static void react_conf_fill(struct react_conf *rc)
+{
+	*rc = (struct react_conf){
+	    .dtmf = conf.react_dtmf,
+	    .rate = (unsigned)conf.react_rate,
+	    .burst = (unsigned)conf.react_burst,
+	    .listeners = (unsigned)conf.react_listeners,
+	    .per_address = (unsigned)conf.react_per_address,
+	    .poll_secs = (unsigned)conf.react_poll_secs,
+	    .conf_path = host->conf_path,
+	};
+}
+
 static int mod_init(const struct mod_host *h)
 {
 	struct store_limits lim = {0};
@@ -384,6 +409,13 @@ static int mod_init(const struct mod_host *h)
 	if (nonempty(conf.http_admin_listen) && !nonempty(conf.http_listen)) {
 		LOG_ERR("conf", "[http] admin_listen needs [http] listen");
 		return EINVAL;
+	}
+	{
+		struct react_conf rc;
+
+		react_conf_fill(&rc);
+		if (react_conf_check(&rc, conf.move_feature_code))
+			return EINVAL;
 	}
 	err = load_keys();
 	if (err)
@@ -456,6 +488,16 @@ static int mod_init(const struct mod_host *h)
 		err = own_init(sip, &oc);
 		if (err) {
 			LOG_ERR("own", "cannot hook own devices into the stack: %s", strerror(err));
+			return err;
+		}
+	}
+	{
+		struct react_conf rc;
+
+		react_conf_fill(&rc);
+		err = react_init(sip, &rc);
+		if (err) {
+			LOG_ERR("react", "cannot hook reactions into the stack: %s", strerror(err));
 			return err;
 		}
 	}

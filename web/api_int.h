@@ -105,6 +105,9 @@ struct page_slot {
 /* Sends page file (web/assets/) with status, its marks filled from slots ({NULL} ends). */
 void web_page_send(struct mod_http_req *req, unsigned status, const char *file,
                    const struct page_slot *slots);
+/* The same with its own Content-Security-Policy (the watch page plays https: media). */
+void web_page_send_csp(struct mod_http_req *req, unsigned status, const char *file,
+                       const struct page_slot *slots, const char *csp);
 /* A page with a title and one message in a paragraph of class cls. */
 void web_page_message(struct mod_http_req *req, unsigned status, const char *title, const char *cls,
                       const char *msg);
@@ -118,6 +121,11 @@ void web_get_landing(struct mod_http_req *req, void *arg);
 void web_post_note(struct mod_http_req *req, void *arg);
 void web_post_meeting(struct mod_http_req *req, void *arg);
 void web_get_context(struct mod_http_req *req, void *arg);
+/* watch.c: the watch-together pages and the share route */
+void web_get_watch(struct mod_http_req *req, void *arg);
+void web_get_watch_events(struct mod_http_req *req, void *arg);
+void web_post_watch_control(struct mod_http_req *req, void *arg);
+void web_post_share(struct mod_http_req *req, void *arg);
 
 /* webhooks.c */
 

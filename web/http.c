@@ -66,12 +66,21 @@ static void sha256(const void *data, size_t len, uint8_t out[32])
 /* ---- the loop ---- */
 
 static void arm(struct face *f);
+static void on_timer(su_root_magic_t *magic, su_timer_t *t, void *arg);
 
 static void run(struct face *f)
 {
 	f->running = true;
+	f->kicked = false;
 	MHD_run(f->d);
 	f->running = false;
+	if (f->kicked) {
+		/* a handler answered a deferred request (watch pages): send it now, not at the
+		 * next timeout MHD asks for */
+		f->kicked = false;
+		su_timer_set_interval(f->timer, on_timer, f, 0);
+		return;
+	}
 	arm(f);
 }
 
@@ -105,8 +114,10 @@ static void arm(struct face *f)
 /* Runs MHD on the next loop turn (never re-entered from inside a callback). */
 void web_kick(struct face *f)
 {
-	if (f->running)
+	if (f->running) {
+		f->kicked = true;
 		return;
+	}
 	su_timer_set_interval(f->timer, on_timer, f, 0);
 }
 

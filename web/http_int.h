@@ -95,6 +95,7 @@ struct face {
 	int widx;
 	su_timer_t *timer;
 	bool running; /* inside MHD_run: no re-arming from replies */
+	bool kicked;  /* a reply was queued inside MHD_run: run again on the next turn */
 	unsigned port;
 	struct peer *peers; /* conn_max slots: no more addresses than connections */
 	unsigned npeers;

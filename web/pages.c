@@ -96,8 +96,19 @@ static int render(struct buf *b, const char *file, const struct page_slot *slots
 	return 0;
 }
 
+#define PAGE_CSP                                                                                   \
+	"default-src 'none'; style-src 'unsafe-inline'; "                                          \
+	"script-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "                         \
+	"form-action 'self'; frame-ancestors 'none'"
+
 void web_page_send(struct mod_http_req *req, unsigned status, const char *file,
                    const struct page_slot *slots)
+{
+	web_page_send_csp(req, status, file, slots, PAGE_CSP);
+}
+
+void web_page_send_csp(struct mod_http_req *req, unsigned status, const char *file,
+                       const struct page_slot *slots, const char *csp)
 {
 	struct buf b = {0};
 	int err;
@@ -112,11 +123,7 @@ void web_page_send(struct mod_http_req *req, unsigned status, const char *file,
 		mod_http_reply_header(req, "Cache-Control", "no-store");
 		mod_http_reply_header(req, "X-Content-Type-Options", "nosniff");
 		mod_http_reply_header(req, "Referrer-Policy", "no-referrer");
-		mod_http_reply_header(
-		    req, "Content-Security-Policy",
-		    "default-src 'none'; style-src 'unsafe-inline'; "
-		    "script-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
-		    "form-action 'self'; frame-ancestors 'none'");
+		mod_http_reply_header(req, "Content-Security-Policy", csp);
 		mod_http_reply(req, status, "text/html; charset=utf-8", b.data, b.len);
 	}
 	buf_release(&b);

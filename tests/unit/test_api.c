@@ -23,6 +23,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "codes/code.h"
+#include "move/react.h"
 #include "web/api.h"
 #include "web/http.h"
 #include "tests/unit/leakcheck.h"
@@ -296,6 +297,45 @@ int sip_sms_reply(struct sip *s, const char *number, const char *body, const cha
 	return 0;
 }
 
+/* The fake's reactions (move/react.h): no watch pages; share knows only "c1". */
+int react_share(struct sip *s, const char *call_id, const char *url, char *link, size_t linklen,
+                char *why, size_t whylen)
+{
+	if (strcmp(call_id, "c1")) {
+		snprintf(why, whylen, "no call %s", call_id);
+		return ENOENT;
+	}
+	if (strncmp(url, "https://", 8)) {
+		snprintf(why, whylen, "only https:// URLs can be shared");
+		return EINVAL;
+	}
+	snprintf(link, linklen, "http://x/w/secret");
+	return 0;
+}
+
+int react_watch_exists(struct sip *s, const char *secret)
+{
+	return ENOENT;
+}
+
+int react_watch_poll(struct sip *s, const char *secret, unsigned long since, const char *key,
+                     react_watch_h *cb, void *arg, struct react_waiter **wp)
+{
+	*wp = NULL;
+	return ENOENT;
+}
+
+void react_watch_cancel(struct react_waiter *w)
+{
+}
+
+int react_watch_control(struct sip *s, const char *secret, const char *action, double pos,
+                        char *why, size_t whylen)
+{
+	snprintf(why, whylen, "no such watch page");
+	return ENOENT;
+}
+
 /* ---- fixture ---- */
 
 static struct mod_http *srv;
@@ -567,6 +607,44 @@ Test(api, drain_needs_the_token)
 	j = json_of(&c);
 	cr_assert(json_is_true(json_object_get(j, "draining")), "%s", c.in);
 	json_decref(j);
+	done_with(&c);
+}
+
+Test(api, share_and_watch_routes)
+{
+	static const char ok[] = "{\"url\":\"https://v.example/a.mp4\"}";
+	static const char http[] = "{\"url\":\"http://v.example/a.mp4\"}";
+	struct call c = post("/v1/calls/c1/share", NULL, "application/json", ok, strlen(ok), NULL);
+	json_t *j;
+
+	cr_assert_eq(c.status, 401, "share is an admin route");
+	done_with(&c);
+	c = post("/v1/calls/c1/share", ADMIN, "application/json", ok, strlen(ok), NULL);
+	cr_assert_eq(c.status, 201, "%s", c.in);
+	j = json_of(&c);
+	cr_assert_str_eq(str(j, "link"), "http://x/w/secret");
+	json_decref(j);
+	done_with(&c);
+	c = post("/v1/calls/c1/share", ADMIN, "application/json", http, strlen(http), NULL);
+	cr_assert_eq(c.status, 400, "%s", c.in);
+	done_with(&c);
+	c = post("/v1/calls/nope/share", ADMIN, "application/json", ok, strlen(ok), NULL);
+	cr_assert_eq(c.status, 404, "%s", c.in);
+	done_with(&c);
+	c = post("/v1/calls/c1/share", ADMIN, "application/json", "[1]", 3, NULL);
+	cr_assert_eq(c.status, 400, "%s", c.in);
+	done_with(&c);
+	c = req("GET", "/w/AAAAAAAAAAAAAAAAAAAAAA", NULL);
+	cr_assert_eq(c.status, 404);
+	done_with(&c);
+	c = req("GET", "/w/AAAAAAAAAAAAAAAAAAAAAA/events?since=0", NULL);
+	cr_assert_eq(c.status, 404);
+	done_with(&c);
+	c = req("GET", "/w/AAAAAAAAAAAAAAAAAAAAAA/events?since=x", NULL);
+	cr_assert_eq(c.status, 400, "a since that is no number");
+	done_with(&c);
+	c = post("/w/AAAAAAAAAAAAAAAAAAAAAA/control", NULL, "application/json", "{}", 2, NULL);
+	cr_assert_eq(c.status, 404);
 	done_with(&c);
 }
 

@@ -14,7 +14,7 @@
 #include "util/log.h"
 
 #define DTMF_WAIT_MS 1500
-#define DTMF_GAP_US 3000000LL /* digits further apart do not make one code */
+#define DTMF_GAP_US  3000000LL /* digits further apart do not make one code */
 
 struct dtmf_code {
 	char code[12];
@@ -102,9 +102,9 @@ static struct dtmf_wait *wait_of(struct move_stack *ms, const struct leg *leg)
 {
 	struct dtmf_wait *w;
 
-	LIST_FOREACH (w, &ms->dtmf_waits, link)
-		if (w->near == (leg == leg->call->near) && !strcmp(w->call_id, leg->call->id))
-			return w;
+	LIST_FOREACH(w, &ms->dtmf_waits, link)
+	if (w->near == (leg == leg->call->near) && !strcmp(w->call_id, leg->call->id))
+		return w;
 	return NULL;
 }
 

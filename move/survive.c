@@ -513,7 +513,7 @@ static void reset_stateless(struct survive *sv)
 	struct store_job job = {.op = STORE_OP_NODE_RESET, .at = sv->own_t0};
 
 	snprintf(job.text, sizeof(job.text), "%s", sv->sip->node);
-	if (!store_submit(sv->sip->conf.store, &job, on_reset, sv))
+	if (!store_submit(store_of(sv->sip), &job, on_reset, sv))
 		sv->jobs++;
 }
 

@@ -627,10 +627,10 @@ static int batchable(enum store_op op)
 
 int store_submit_later(struct store *s, const struct store_job *job)
 {
-	if (!s->q || !batchable(job->op)) {
+	if (!s || !s->q || !batchable(job->op)) {
 		free(job->blob);
 		free(job->context);
-		return s->q ? EINVAL : ENOTCONN;
+		return s && s->q ? EINVAL : ENOTCONN;
 	}
 	if (s->nbatch == s->batch_cap) {
 		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;
@@ -654,6 +654,9 @@ int store_submit_later(struct store *s, const struct store_job *job)
 
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
 {
+	/* No store (none configured, or closing: a callback run by store_close submits again). */
+	if (!s)
+		return EINVAL;
 	/* What waits in a batch was asked for first: it goes first. */
 	store_flush(s);
 	return submit_node(s, job, done, arg, NULL, 0);

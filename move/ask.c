@@ -109,27 +109,36 @@ void move_early_asks_run(struct sip *s, struct call *c, int up)
 	}
 }
 
+int move_refer_ours(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                    msg_t *req, const char *user, char source[STORE_SOURCE_MAX], char event[40])
+{
+	const sip_refer_to_t *rt = sip->sip_refer_to;
+
+	if (!rt || !rt->r_url->url_user || strcasecmp(rt->r_url->url_user, user) ||
+	    !move_for_us(s, rt->r_url))
+		return 0;
+	if (!leg || leg != leg->call->near) {
+		/* Our URI: never passed on (there is no call of the sender's to move). */
+		sip_reply(irq, 403, "No Call To Move Here", TAG_END());
+		return -1;
+	}
+	/* RFC 3515 2.4.6: NOTIFYs for a REFER after the first carry its CSeq as id. */
+	snprintf(event, 40, "refer;id=%u", sip->sip_cseq->cs_seq);
+	move_source_of(req, source, STORE_SOURCE_MAX);
+	return 1;
+}
+
 /*
  * A REFER to sip:move@ in a call: the near device asks for a move; the REFER's implicit
  * subscription (RFC 3515) hears how it goes. Any other REFER is relayed: the PBX transfers.
  */
 int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
-	const sip_refer_to_t *rt = sip->sip_refer_to;
 	char source[STORE_SOURCE_MAX], event[40];
-	int err;
+	int err, ours = move_refer_ours(s, leg, irq, sip, req, "move", source, event);
 
-	if (!rt || !rt->r_url->url_user || strcasecmp(rt->r_url->url_user, "move") ||
-	    !move_for_us(s, rt->r_url))
-		return 0;
-	if (!leg || leg != leg->call->near) {
-		/* Our URI: never passed on (there is no call of the sender's to move). */
-		sip_reply(irq, 403, "No Call To Move Here", TAG_END());
-		return 1;
-	}
-	/* RFC 3515 2.4.6: NOTIFYs for a REFER after the first carry its CSeq as id. */
-	snprintf(event, sizeof(event), "refer;id=%u", sip->sip_cseq->cs_seq);
-	move_source_of(req, source, sizeof(source));
+	if (ours <= 0)
+		return ours != 0;
 	err = move_start_on(leg->call, source, NULL, NULL);
 	if (err == EAGAIN && leg->call->ack_pending) {
 		err = ask_or_wait(leg, irq, source, 1, event);

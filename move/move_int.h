@@ -252,6 +252,13 @@ int move_leg_terminated(struct move *m, struct leg *leg);
 void move_call_ending(struct move *m);
 void move_call_gone(struct move *m);
 int move_refer(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
+/*
+ * A REFER in a call whose Refer-To is sip:<user>@ of ours: 0 when it is not (relay it), -1 when
+ * it was answered (403: not from a call's near device; our URI is never passed on), 1 with the
+ * sender's address key in source and the NOTIFYs' Event (RFC 3515 2.4.6) in event.
+ */
+int move_refer_ours(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip,
+                    msg_t *req, const char *user, char source[STORE_SOURCE_MAX], char event[40]);
 int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 int move_info(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 /* Where a code holder may have us call: out is the URI, *direct says not through the upstream;

@@ -435,19 +435,11 @@ static int on_refer(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *i
                     const sip_t *sip, msg_t *req)
 {
 	struct own *o = arg;
-	const sip_refer_to_t *rt = sip->sip_refer_to;
 	char source[STORE_SOURCE_MAX], event[40];
-	int err;
+	int err, ours = move_refer_ours(s, leg, irq, sip, req, "mine", source, event);
 
-	if (!rt || !rt->r_url->url_user || strcasecmp(rt->r_url->url_user, "mine") ||
-	    !move_for_us(s, rt->r_url))
-		return 0;
-	if (!leg || leg != leg->call->near) {
-		sip_reply(irq, 403, "No Call To Move Here", TAG_END());
-		return 1;
-	}
-	snprintf(event, sizeof(event), "refer;id=%u", sip->sip_cseq->cs_seq);
-	move_source_of(req, source, sizeof(source));
+	if (ours <= 0)
+		return ours != 0;
 	err = push_ask(o, leg->call, source, irq, leg, event, NULL, NULL);
 	if (err)
 		push_refused(irq, err);

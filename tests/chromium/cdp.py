@@ -79,9 +79,9 @@ def ws_recv(s):
                 return msg.decode("utf-8", "replace")
 
 
-def main(a):
-    profile, expr, want, secs = a[0], a[1], a[2], float(a[3])
-    deadline = time.monotonic() + secs
+def find_page(profile, deadline, url_part=""):
+    """The first page (whose URL holds url_part) of the Chromium using profile, by the
+    deadline (time.monotonic()), or SystemExit."""
     port = None
     while port is None:
         try:
@@ -90,16 +90,22 @@ def main(a):
             if time.monotonic() > deadline:
                 raise SystemExit("cdp: no DevToolsActivePort in %s" % profile)
             time.sleep(0.05)
-    page = None
-    while page is None:
+    while True:
         with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=5) as r:
             pages = [t for t in json.load(r) if t.get("type") == "page"]
+        pages = [t for t in pages if url_part in t.get("url", "")]
         if pages:
-            page = pages[0]
-        elif time.monotonic() > deadline:
-            raise SystemExit("cdp: no page")
-        else:
-            time.sleep(0.05)
+            return pages[0]
+        if time.monotonic() > deadline:
+            raise SystemExit("cdp: no page%s in %s" % (" at " + url_part if url_part else "",
+                                                       profile))
+        time.sleep(0.05)
+
+
+def main(a):
+    profile, expr, want, secs = a[0], a[1], a[2], float(a[3])
+    deadline = time.monotonic() + secs
+    page = find_page(profile, deadline)
     s = ws_connect(page["webSocketDebuggerUrl"])
     seq, value = 0, None
     while True:

@@ -26,26 +26,7 @@ T0 = time.monotonic()
 
 class Page:
     def __init__(self, profile, secs=30):
-        deadline = time.monotonic() + secs
-        port = None
-        while port is None:
-            try:
-                port = int(open(os.path.join(profile, "DevToolsActivePort")).readline())
-            except (OSError, ValueError):
-                if time.monotonic() > deadline:
-                    raise SystemExit("no DevToolsActivePort in %s" % profile)
-                time.sleep(0.05)
-        page = None
-        while page is None:
-            with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=5) as r:
-                pages = [t for t in json.load(r) if t.get("type") == "page"]
-            pages = [t for t in pages if "/w/" in t.get("url", "")]
-            if pages:
-                page = pages[0]
-            elif time.monotonic() > deadline:
-                raise SystemExit("no page in %s" % profile)
-            else:
-                time.sleep(0.05)
+        page = cdp.find_page(profile, time.monotonic() + secs, "/w/")
         self.s = cdp.ws_connect(page["webSocketDebuggerUrl"])
         self.seq = 0
 

@@ -60,6 +60,7 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 static const char *const qr_uris[] = {"sip", "https", NULL};
 static const char *const policies[] = {"none", "near", "far", "both", NULL};
 static const char *const channels[] = {"sip", "sms", NULL};
+static const char *const summaries[] = {"no", "yes", "auto", NULL};
 static const char *const side_channels[] = {"default", "sip", "sms", NULL};
 static const char *const scan_policies[] = {"none", "both", NULL};
 static const char *const on_stops[] = {"keep", "end", NULL};
@@ -154,8 +155,8 @@ static const struct mod_conf_param params[] = {
     {"media", "rtpengine", MOD_CONF_STR, &conf.media_rtpengine, ""},
     {"media", "verify_timeout", MOD_CONF_INT, &conf.media_verify_timeout, "5", 1, 60},
     {"move", "undo_secs", MOD_CONF_INT, &conf.move_undo_secs, "10", 0, 3600},
-    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "0", 0, 86400},
-    {"context", "summary", MOD_CONF_BOOL, &conf.context_summary, "no"},
+    {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "3600", 0, 86400},
+    {"context", "summary", MOD_CONF_ENUM, &conf.context_summary, "auto", .choices = summaries},
     {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
     {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
     {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},

@@ -211,7 +211,7 @@ static void moved(void *arg, struct call *c, struct leg *leg)
 	if (!x)
 		return;
 	x->moves++;
-	if (!cs->summary)
+	if (!context_tells(cs, leg))
 		return;
 	context_link(c->sip, x, link, sizeof(link));
 	gmtime_r(&x->started, &tm);

@@ -12,7 +12,7 @@ struct move_context_conf {
 	const char *meet_url_template; /* a meeting's join link, {room} in it; NULL: no meetings */
 	const char *meet_conference_uri; /* a SIP conference bridge, or NULL */
 	int meet_sms;                    /* join links go by SMS to a party with a number */
-	int summary;                     /* the device that takes a call gets a summary MESSAGE */
+	int summary; /* who gets the summary and resume MESSAGEs: 0 none, 1 all, 2 auto (Allow) */
 };
 
 /*

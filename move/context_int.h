@@ -17,7 +17,8 @@ struct context_stack {
 	char *url_template;   /* [meet] url_template, or NULL */
 	char *conference_uri; /* [meet] conference_uri, or NULL */
 	int meet_sms;         /* join links to a party with a number go by SMS */
-	int summary;          /* the device that takes a call gets a summary MESSAGE */
+	int summary; /* [context] summary: 0 no, 1 yes, 2 auto (a device whose Allow lists MESSAGE)
+	              */
 	unsigned pending;     /* store answers still to come (notes, resume codes) */
 	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;
@@ -75,5 +76,12 @@ void context_resume_stop(struct context_stack *cs);
 /* Sends text to a device outside any dialog (its contact), from sip:<user>@<domain>. */
 void context_message_out(struct context_stack *cs, const char *target, const char *user,
                          const char *text);
+
+/* Whether qrxfer's own MESSAGEs about the call (the summary when a device takes it, the
+ * resume code when it ends) go to the device on leg: [context] summary. */
+static inline int context_tells(const struct context_stack *cs, const struct leg *leg)
+{
+	return cs->summary == 1 || (cs->summary == 2 && leg && leg->takes_message);
+}
 
 #endif

@@ -82,7 +82,8 @@ void context_resume_give(struct context_stack *cs, struct call *c)
 	struct leg_state st;
 	char token[CODE_SECRET_LEN + 1], text[700];
 
-	if (!cs->resume_ttl || !s->conf.store || !c->near || !c->far || !c->near->dlg)
+	if (!cs->resume_ttl || !s->conf.store || !c->near || !c->far || !c->near->dlg ||
+	    !context_tells(cs, c->near))
 		return;
 	context_addr_uri(c->far->remote, job.call.far.uri, sizeof(job.call.far.uri));
 	if (!job.call.far.uri[0] || leg_state_get(c->near, &st) || !st.target[0])

@@ -42,10 +42,11 @@ struct leg {
 	unsigned ending : 1;         /* we sent BYE or CANCEL on it */
 	unsigned incoming : 1;       /* the peer sent the initial INVITE */
 	unsigned cancel_sent : 1;
-	unsigned secure : 1;   /* it runs over TLS: our Contact is sips */
-	unsigned tcp : 1;      /* it runs over TCP */
-	SLIST_ENTRY(leg) link; /* in the call's list of every leg it has */
-	char dtmf[12];         /* the last DTMF digits from this leg, for the feature code */
+	unsigned secure : 1;        /* it runs over TLS: our Contact is sips */
+	unsigned tcp : 1;           /* it runs over TCP */
+	unsigned takes_message : 1; /* its peer's INVITE or 2xx listed MESSAGE in Allow */
+	SLIST_ENTRY(leg) link;      /* in the call's list of every leg it has */
+	char dtmf[12];              /* the last DTMF digits from this leg, for the feature code */
 	size_t dtmf_len;
 	long long dtmf_at;
 	char *call_id;     /* in the call's home */

@@ -125,6 +125,27 @@ void leg_take_invite(struct leg *leg, nta_incoming_t *irq)
 	leg->inv = irq;
 }
 
+/* Whether an Allow header lists method (RFC 3261 20.5): what a peer says it takes. */
+static int items_hold(msg_param_t const *p, const char *method)
+{
+	for (; p && *p; p++)
+		if (!strcasecmp(*p, method))
+			return 1;
+	return 0;
+}
+
+static int allow_lists(const sip_allow_t *allow, const char *method)
+{
+	if (!allow)
+		return 0;
+	if (items_hold(allow->k_items, method))
+		return 1;
+	for (const msg_list_t *k = allow->k_next; k; k = k->k_next)
+		if (items_hold(k->k_items, method))
+			return 1;
+	return 0;
+}
+
 /* A server leg for an INVITE the peer sent outside any dialog. */
 struct leg *leg_accept(struct call *c, int near, nta_incoming_t *irq, const sip_t *sip)
 {
@@ -146,6 +167,7 @@ struct leg *leg_accept(struct call *c, int near, nta_incoming_t *irq, const sip_
 	leg->uri = url_as_string(c->home, sip->sip_from->a_url);
 	leg->local = sip_header_as_string(c->home, (const sip_header_t *)sip->sip_to);
 	leg->remote = sip_header_as_string(c->home, (const sip_header_t *)sip->sip_from);
+	leg->takes_message = allow_lists(sip->sip_allow, "MESSAGE");
 	{
 		int secure = 0, tcp = 0;
 
@@ -235,6 +257,8 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 			nta_leg_rtag(to->dlg, sip->sip_to->a_tag);
 			nta_leg_client_reroute(to->dlg, sip->sip_record_route, sip->sip_contact,
 			                       !to->answered);
+			if (sip->sip_allow)
+				to->takes_message = allow_lists(sip->sip_allow, "MESSAGE");
 		}
 		if (sip)
 			resp = nta_outgoing_getresponse(orq);

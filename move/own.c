@@ -403,7 +403,7 @@ static int mine_body(const sip_t *sip)
 	return len == 4 && !strncasecmp(p, "mine", 4);
 }
 
-static void push_refused(nta_incoming_t *irq, int err)
+void own_push_refused(nta_incoming_t *irq, int err)
 {
 	sip_reply(irq,
 	          err == EBUSY    ? 491
@@ -427,7 +427,7 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	move_source_of(req, source, sizeof(source));
 	err = push_ask(o, leg->call, source, irq, NULL, NULL, NULL, NULL);
 	if (err)
-		push_refused(irq, err);
+		own_push_refused(irq, err);
 	return 1;
 }
 
@@ -442,7 +442,7 @@ static int on_refer(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *i
 		return ours != 0;
 	err = push_ask(o, leg->call, source, irq, leg, event, NULL, NULL);
 	if (err)
-		push_refused(irq, err);
+		own_push_refused(irq, err);
 	return 1;
 }
 

@@ -65,6 +65,9 @@ struct own_push {
 };
 
 /* own.c */
+/* A push that cannot go answered: 491 a move under way (EBUSY), 480 no other device (ENODEV),
+ * 488 otherwise. */
+void own_push_refused(nta_incoming_t *irq, int err);
 struct own *own_of(struct sip *s);
 int own_aor_key(const url_t *u, char *out, size_t len);
 int own_leg_aor(struct leg *leg, char *out, size_t len);

@@ -298,14 +298,7 @@ static void push_answer(struct own_ask *a, int err, struct move *m)
 {
 	if (a->irq) {
 		if (err)
-			sip_reply(a->irq,
-			          err == EBUSY    ? 491
-			          : err == ENODEV ? 480
-			                          : 488,
-			          err == EBUSY    ? "A Move Is Under Way"
-			          : err == ENODEV ? "No Other Device"
-			                          : "Call Cannot Move Now",
-			          TAG_END());
+			own_push_refused(a->irq, err);
 		else
 			sip_reply(a->irq, a->refer_leg ? 202 : 200,
 			          a->refer_leg ? "Accepted" : "OK", TAG_END());

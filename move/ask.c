@@ -16,21 +16,33 @@ static int is_image(const sip_t *sip)
 	return t && body_pl(sip) && (!strcasecmp(t, "image/png") || !strcasecmp(t, "image/jpeg"));
 }
 
-static int body_is(const sip_t *sip, const char *word)
+const char *move_body_word(const sip_t *sip, const char *word, size_t *restp)
 {
 	const sip_payload_t *pl = body_pl(sip);
 	const char *p;
 	size_t len, n = strlen(word);
 
 	if (!pl)
-		return 0;
+		return NULL;
 	p = pl->pl_data;
 	len = pl->pl_len;
 	while (len && isspace((unsigned char)*p))
 		p++, len--;
 	while (len && isspace((unsigned char)p[len - 1]))
 		len--;
-	return len == n && !strncasecmp(p, word, n);
+	if (len < n || strncasecmp(p, word, n) || (len > n && !isspace((unsigned char)p[n])))
+		return NULL;
+	for (p += n, len -= n; len && isspace((unsigned char)*p); p++, len--)
+		;
+	*restp = len;
+	return p;
+}
+
+int move_body_is(const sip_t *sip, const char *word)
+{
+	size_t n;
+
+	return move_body_word(sip, word, &n) && !n;
 }
 
 /* A move asked on the near leg that move_start_on() refused for now (EAGAIN): 0 when it waits
@@ -167,7 +179,7 @@ int move_message(struct sip *s, struct leg *leg, nta_incoming_t *irq, const sip_
 		sip_reply(irq, SIP_200_OK, TAG_END());
 		return 1;
 	}
-	if (leg && leg == c->near && body_is(sip, "move")) {
+	if (leg && leg == c->near && move_body_is(sip, "move")) {
 		int err = move_start_on(c, source, NULL, NULL);
 
 		if (err == EAGAIN && c->ack_pending) {

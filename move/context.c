@@ -302,20 +302,6 @@ static void note_message(struct context_stack *cs, struct call *c, nta_incoming_
 	}
 }
 
-/* The word a MESSAGE body starts with (case-insensitive), then space or its end: what follows. */
-static const char *word_then(const sip_payload_t *pl, const char *word, size_t *restp)
-{
-	const char *p = pl ? pl->pl_data : NULL;
-	size_t len = pl ? pl->pl_len : 0, n = strlen(word);
-
-	while (len && isspace((unsigned char)*p))
-		p++, len--;
-	if (len < n || strncasecmp(p, word, n) || (len > n && !isspace((unsigned char)p[n])))
-		return NULL;
-	*restp = len - n;
-	return p + n;
-}
-
 static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
                       const sip_t *sip, msg_t *req)
 {
@@ -329,18 +315,14 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 		return 0;
 	if (sip->sip_content_type && strncasecmp(sip->sip_content_type->c_type, "text/", 5))
 		return 0;
-	if ((rest = word_then(pl, "note", &n))) {
+	if ((rest = move_body_word(sip, "note", &n))) {
 		note_message(cs, c, irq, rest, n);
 		return 1;
 	}
-	if ((rest = word_then(pl, "meet", &n))) {
+	if ((rest = move_body_word(sip, "meet", &n))) {
 		char link[512];
 		int err;
 
-		while (n && isspace((unsigned char)rest[n - 1]))
-			n--;
-		while (n && isspace((unsigned char)*rest))
-			rest++, n--;
 		/* "meet me at noon", or no meetings here: a message for the other party. */
 		if (n || !cs->url_template)
 			return 0;

@@ -2,6 +2,8 @@
 #ifndef QRXFER_MOVE_MOVE_H
 #define QRXFER_MOVE_MOVE_H
 
+#include <sofia-sip/sip.h>
+
 #include "sip/sip.h"
 
 /*
@@ -19,6 +21,15 @@ int move_init(struct sip *s);
  * EINVAL (empty, too long, not DTMF), EEXIST, ENOMEM. Call after move_init().
  */
 enum { MOVE_DTMF_NEAR = 1, MOVE_DTMF_FAR = 2 };
+
+/*
+ * The words a MESSAGE's body says (the move's and its neighbours'): when the body, blanks
+ * around it aside, starts with word (any case) and then a blank or its end, what follows the
+ * word, blanks around it aside (*restp bytes; 0 for the word alone); else NULL. move_body_is:
+ * the body is word alone.
+ */
+const char *move_body_word(const sip_t *sip, const char *word, size_t *restp);
+int move_body_is(const sip_t *sip, const char *word);
 struct leg;
 typedef void move_dtmf_h(void *arg, struct leg *leg, const char *code, const char *source);
 int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *fn, void *arg);

@@ -390,19 +390,6 @@ int own_push(struct sip *s, const char *call_id, const char *source, sip_move_h 
 	return push_ask(o, c, source, NULL, NULL, NULL, cb, arg);
 }
 
-static int mine_body(const sip_t *sip)
-{
-	const sip_payload_t *pl = body_pl(sip);
-	const char *p = pl ? pl->pl_data : NULL;
-	size_t len = pl ? pl->pl_len : 0;
-
-	while (len && isspace((unsigned char)*p))
-		p++, len--;
-	while (len && isspace((unsigned char)p[len - 1]))
-		len--;
-	return len == 4 && !strncasecmp(p, "mine", 4);
-}
-
 void own_push_refused(nta_incoming_t *irq, int err)
 {
 	sip_reply(irq,
@@ -422,7 +409,7 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	char source[STORE_SOURCE_MAX];
 	int err;
 
-	if (!leg || leg != leg->call->near || !mine_body(sip))
+	if (!leg || leg != leg->call->near || !move_body_is(sip, "mine"))
 		return 0;
 	move_source_of(req, source, sizeof(source));
 	err = push_ask(o, leg->call, source, irq, NULL, NULL, NULL, NULL);

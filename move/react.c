@@ -191,30 +191,6 @@ static int react_send(struct react_stack *rs, struct call *c, struct leg *from, 
 	return 0;
 }
 
-/* The body's text without surrounding blanks, if it starts with word and a blank. */
-static const char *after_word(const sip_t *sip, const char *word, size_t *lenp)
-{
-	const sip_payload_t *pl = body_pl(sip);
-	const char *p;
-	size_t len, n = strlen(word);
-
-	if (!pl)
-		return NULL;
-	p = pl->pl_data;
-	len = pl->pl_len;
-	while (len && isspace((unsigned char)*p))
-		p++, len--;
-	while (len && isspace((unsigned char)p[len - 1]))
-		len--;
-	if (len <= n || strncasecmp(p, word, n) || !isspace((unsigned char)p[n]))
-		return NULL;
-	p += n, len -= n;
-	while (len && isspace((unsigned char)*p))
-		p++, len--;
-	*lenp = len;
-	return p;
-}
-
 /* Both sides get the watch page's link (or only what now plays, for a URL changed). */
 static void share_tell(struct call *c, const char *link, const char *url)
 {
@@ -328,7 +304,7 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 		return 1;
 	}
 	if (!c || (ct && ct->c_type && strncasecmp(ct->c_type, "text/plain", 10)) ||
-	    !(url = after_word(sip, "share", &len)))
+	    !(url = move_body_word(sip, "share", &len)) || !len)
 		return 0;
 	for (size_t i = 0; i < len; i++)
 		if (isspace((unsigned char)url[i]))

@@ -98,7 +98,9 @@ int move_meet(struct sip *s, const char *call_id, char *link, size_t len)
 	/* Asked again: the same room, the links sent again. */
 	tell(cs, c, c->near, link);
 	tell(cs, c, c->far, link);
-	LOG_INFO("meet", "%s: %s: %s", c->id, again ? "meeting asked again" : "a meeting", link);
+	/* The link holds the room's secret: not for the log. */
+	LOG_INFO("meet", "%s: %s: join links sent", c->id,
+	         again ? "meeting asked again" : "a meeting");
 	if (cs->conference_uri) {
 		char uri[256];
 

@@ -7,6 +7,7 @@
 
 #include "codes/code.h"
 #include "move/react.h"
+#include "sql/store.h"
 #include "sip/b2bua.h"
 #include "util/log.h"
 
@@ -14,7 +15,7 @@
 #define REACT_JSON_LEGS 8  /* legs of a call known to take REACT_CTYPE */
 #define REACT_DTMF_MAX  10 /* DTMF codes mapped to reactions */
 #define REACT_ACCEPTS   64 /* dialogs whose INVITE said Accept: REACT_CTYPE, until answered */
-#define REACT_KEY_MAX   48 /* an address key */
+#define REACT_KEY_MAX   STORE_SOURCE_MAX /* an address key (web_source_of's, whole) */
 
 struct watch;
 

@@ -313,7 +313,9 @@ static void initial_response(struct leg *out, int status, const char *phrase, co
 			 * a failure, not a BYE. */
 			c->in->answered = 0;
 			c->held_answer = msg_ref_create(resp);
-			c->held_pl = pl;
+			/* A body the media anchor rewrote lives only while it goes on
+			 * (sip_sdp_resume): the held answer keeps its own copy. */
+			c->held_pl = pl == c->sdp_pl ? sip_payload_dup(c->home, pl) : pl;
 			return;
 		}
 		leg_answer_as(c->in, status, phrase, resp, NULL, 0,

@@ -7,7 +7,7 @@
 #include "sql/store_int.h"
 
 #define BINDING_COLS "aor, contact, flow, expires_at, updated_at"
-#define BINDINGS_MAX 64 /* contacts of one AOR listed at most */
+#define BINDINGS_MAX 64 /* contacts of one AOR listed at most (the LIMIT below) */
 
 static void binding_from_row(struct store_binding *b, const char *const *cols)
 {
@@ -87,7 +87,7 @@ int store_binding_list(struct store *s, const char *aor, int64_t now, struct sto
                        size_t *np)
 {
 	static const char sql[] = "SELECT " BINDING_COLS " FROM bindings WHERE aor = $1 AND "
-	                          "expires_at > $2 ORDER BY updated_at DESC";
+	                          "expires_at > $2 ORDER BY updated_at DESC LIMIT 64";
 	struct store_val p[] = {t(aor), i64(now)};
 	struct binding_rows r = {calloc(BINDINGS_MAX, sizeof(struct store_binding)), 0};
 	int e;

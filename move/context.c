@@ -160,7 +160,6 @@ static void on_restored(void *arg, struct call *c)
 
 	if (!x || context_secret_new(x))
 		return;
-	x->restored = 1;
 	x->saved = 1;
 	if (c->far && c->far->remote)
 		snprintf(x->far_identity, sizeof(x->far_identity), "%s", c->far->remote);

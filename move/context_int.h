@@ -45,8 +45,7 @@ struct cctx {
 	unsigned moves, notes;          /* seen on this node */
 	char room[CODE_SECRET_LEN + 1]; /* the meeting's, once asked */
 	char resumed_from[33];          /* the call this one continues */
-	unsigned restored : 1;
-	unsigned saved : 1; /* its page secret's hash went to the store */
+	unsigned saved : 1;             /* its page secret's hash went to the store */
 	enum bridge_phase bridge;
 	struct leg *bridge_leg[2]; /* to the bridge: for the near party, for the far party */
 	char *bridge_offer[2];     /* what each bridge leg offered (malloc) */

@@ -359,7 +359,6 @@ static int push_ask(struct own *o, struct call *c, const char *source, nta_incom
 	a = ask_new(o, source);
 	if (!a)
 		return ENOMEM;
-	a->push = 1;
 	snprintf(a->call_id, sizeof(a->call_id), "%s", c->id);
 	if (!leg_state_get(c->near, &st))
 		snprintf(a->near_contact, sizeof(a->near_contact), "%s", st.target);

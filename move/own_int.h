@@ -46,7 +46,7 @@ struct own_ask {
 	struct leg *refer_leg; /* push asked by REFER: NOTIFYs go there */
 	char refer_event[40];
 	long long arrived;
-	unsigned cancelled : 1, push : 1;
+	unsigned cancelled : 1;
 	sip_move_h *cb;
 	void *cb_arg;
 };

@@ -460,7 +460,7 @@ void invite_again(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 		          TAG_END());
 		return;
 	}
-	if (!other && !leg->inv && c->state == SIP_CALL_ANSWERED && hook_reinvite(c, leg, irq, sip))
+	if (!other && c->state == SIP_CALL_ANSWERED && hook_reinvite(c, leg, irq, sip))
 		return;
 	if (!other || c->state != SIP_CALL_ANSWERED || !other->dlg || other->terminated ||
 	    c->ack_pending || c->offer_busy || other->oinv) {

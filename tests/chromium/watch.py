@@ -68,6 +68,9 @@ def in_sync(p1, p2, what, secs=1.5):
     end = time.monotonic() + secs
     while time.monotonic() < end:
         a, b = state(p1), state(p2)
+        # A page that did not answer (or lost its media) reads as 0 and paused: never "in sync".
+        if not a["ready"] or not b["ready"]:
+            raise SystemExit("FAIL %s: a page has no media to compare (%r, %r)" % (what, a, b))
         playing = not a["paused"] and not b["paused"]
         d = abs(a["t"] + ((b["now"] - a["now"]) / 1000.0 if playing else 0) - b["t"])
         worst = max(worst, d)

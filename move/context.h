@@ -13,6 +13,7 @@ struct move_context_conf {
 	const char *meet_conference_uri; /* a SIP conference bridge, or NULL */
 	int meet_sms;                    /* join links go by SMS to a party with a number */
 	int summary; /* who gets the summary and resume MESSAGEs: 0 none, 1 all, 2 auto (Allow) */
+	int far_call_info; /* a resumed call's INVITE to the far party names the context page */
 };
 
 /*

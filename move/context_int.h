@@ -19,6 +19,7 @@ struct context_stack {
 	int meet_sms;         /* join links to a party with a number go by SMS */
 	int summary; /* [context] summary: 0 no, 1 yes, 2 auto (a device whose Allow lists MESSAGE)
 	              */
+	int far_call_info;    /* [context] far_call_info: the far party may read the page */
 	unsigned pending;     /* store answers still to come (notes, resume codes) */
 	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;

@@ -188,9 +188,10 @@ static void resume_call(struct context_stack *cs, struct resume_wait *w, const c
 	LOG_INFO("context", "%s: resumes call %s: calling %s again", c->id, old_id, far_uri);
 	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
 	pl = body_for(out, sip);
+	/* The page holds the caller's notes: the far party sees it only when [context] says. */
 	if (leg_invite(out, w->req, NULL, SIPTAG_MAX_FORWARDS_STR("69"),
-	               TAG_IF(info[0], SIPTAG_HEADER_STR(info)), BODY_TAGS_PL(sip, pl),
-	               TAG_END())) {
+	               TAG_IF(info[0] && cs->far_call_info, SIPTAG_HEADER_STR(info)),
+	               BODY_TAGS_PL(sip, pl), TAG_END())) {
 		leg_answer(in, SIP_503_SERVICE_UNAVAILABLE, NULL, NULL, TAG_END());
 		call_leg_terminated(in);
 		call_leg_terminated(out);

@@ -293,6 +293,12 @@ static void note_message(struct context_stack *cs, struct call *c, nta_incoming_
 		          err == EMSGSIZE ? "Note Too Long" : "Note Empty Or Not UTF-8", TAG_END());
 		return;
 	}
+	if (cs->pending >= CONTEXT_PENDING_MAX) {
+		log_limited(&cs->refused_log, LOG_LEVEL_WARN, "context",
+		            "%s: note: over the budget of store jobs in flight: 503", c->id);
+		sip_reply(irq, 503, "Notes Not Available", SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+		return;
+	}
 	if (!c->sip->conf.store || !(w = calloc(1, sizeof(*w)))) {
 		sip_reply(irq, 503, "Notes Not Available", TAG_END());
 		return;

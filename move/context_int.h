@@ -8,6 +8,13 @@
 #include "move/context.h"
 #include "move/move_int.h"
 
+/* Store jobs in flight that strangers can cause (a resume code dialled: in all and per
+ * source; note MESSAGEs count in all): past these a request is answered 503 with no job, so a
+ * flood cannot queue the store's worker without bound (as move/lookups.c budgets lookups). */
+#define CONTEXT_PENDING_MAX       64
+#define CONTEXT_RESUME_MAX        32
+#define CONTEXT_RESUME_PER_SOURCE 8
+
 /* The context's part of one stack. Owned by its hooks: freed by their stop, or by the last
  * store answer still to come after it (pending). */
 struct context_stack {
@@ -19,9 +26,11 @@ struct context_stack {
 	int meet_sms;         /* join links to a party with a number go by SMS */
 	int summary; /* [context] summary: 0 no, 1 yes, 2 auto (a device whose Allow lists MESSAGE)
 	              */
-	int far_call_info;    /* [context] far_call_info: the far party may read the page */
-	unsigned pending;     /* store answers still to come (notes, resume codes) */
-	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
+	int far_call_info;            /* [context] far_call_info: the far party may read the page */
+	unsigned pending;             /* store answers still to come (notes, resume codes) */
+	unsigned resume_waiting;      /* resume_waits */
+	struct log_limit refused_log; /* resume codes and notes refused */
+	unsigned stopped : 1;         /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;
 	LIST_HEAD(, resume_wait) resume_waits;
 	LIST_HEAD(, ood_message) messages; /* out-of-dialog MESSAGEs until answered */

@@ -113,6 +113,7 @@ static void wait_free(struct resume_wait *w)
 	struct context_stack *cs = w->cs;
 
 	LIST_REMOVE(w, link);
+	cs->resume_waiting--;
 	if (w->irq)
 		nta_incoming_bind(w->irq, NULL, NULL);
 	msg_destroy(w->req);
@@ -212,13 +213,13 @@ static void resume_taken(struct store_job *job, void *arg)
 		resume_call(cs, w, job->id, job->call.far.uri);
 	} else if (job->err == EAGAIN) {
 		snprintf(secs, sizeof(secs), "%lld", (long long)(job->redeem.wait_ms + 999) / 1000);
-		LOG_INFO("context", "resume code from %s refused: it must wait %s s", w->source,
-		         secs);
+		log_limited(&cs->refused_log, LOG_LEVEL_INFO, "context",
+		            "resume code from %s refused: it must wait %s s", w->source, secs);
 		sip_reply(w->irq, 480, "Too Many Wrong Codes", SIPTAG_RETRY_AFTER_STR(secs),
 		          TAG_END());
 	} else if (job->err == ENOENT) {
-		LOG_INFO("context", "resume code from %s refused: unknown, used or expired",
-		         w->source);
+		log_limited(&cs->refused_log, LOG_LEVEL_INFO, "context",
+		            "resume code from %s refused: unknown, used or expired", w->source);
 		sip_reply(w->irq, 404, "No Such Resume Code", TAG_END());
 	} else {
 		LOG_ERR("context", "store: use a resume code: %s", strerror(job->err));
@@ -229,9 +230,24 @@ static void resume_taken(struct store_job *job, void *arg)
 	wait_free(w);
 }
 
+/* Whether one more store job for a resume code from source fits the budget. */
+static int resume_budget(struct context_stack *cs, const char *source)
+{
+	const struct resume_wait *w;
+	unsigned mine = 0;
+
+	if (cs->pending >= CONTEXT_PENDING_MAX || cs->resume_waiting >= CONTEXT_RESUME_MAX)
+		return 0;
+	LIST_FOREACH(w, &cs->resume_waits, link)
+	if (!strcmp(w->source, source) && ++mine >= CONTEXT_RESUME_PER_SOURCE)
+		return 0;
+	return 1;
+}
+
 int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,
                           msg_t *req)
 {
+	char source[STORE_SOURCE_MAX];
 	struct context_stack *cs = arg;
 	const url_t *u = sip->sip_request->rq_url;
 	struct store_job job = {.op = STORE_OP_RESUME_TAKE};
@@ -245,6 +261,15 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
 		sip_reply(irq, 404, "No Such Resume Code", TAG_END());
 		return 1;
 	}
+	move_source_of(req, source, sizeof(source));
+	if (!resume_budget(cs, source)) {
+		log_limited(&cs->refused_log, LOG_LEVEL_WARN, "context",
+		            "resume code from %s: over the budget of store jobs in flight (%u): "
+		            "503 without a lookup",
+		            source, cs->resume_waiting);
+		sip_reply(irq, 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+		return 1;
+	}
 	/* A malformed code is looked up all the same (as a hash nothing has): it counts. */
 	if (code_secret_hash(u->url_user + 2, job.hash))
 		memset(job.hash, 0xff, sizeof(job.hash));
@@ -256,11 +281,12 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
 	w->cs = cs;
 	w->irq = irq;
 	w->req = nta_incoming_getrequest(irq);
-	move_source_of(req, w->source, sizeof(w->source));
+	snprintf(w->source, sizeof(w->source), "%s", source);
 	snprintf(job.source, sizeof(job.source), "%s", w->source);
 	job.at = store_now();
 	LIST_INSERT_HEAD(&cs->resume_waits, w, link);
 	cs->pending++;
+	cs->resume_waiting++;
 	nta_incoming_bind(irq, resume_cancelled, w);
 	if (store_submit(s->conf.store, &job, resume_taken, w)) {
 		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());

@@ -106,6 +106,18 @@ static char *body_dup(const sip_t *sip)
 	return pl && pl->pl_len ? strndup(pl->pl_data, pl->pl_len) : NULL;
 }
 
+/* The party answered its re-INVITE: ACK it, and ACK its bridge leg with the party's answer. */
+static void ack_both(struct call *c, struct leg *party, struct leg *bridge_leg, const sip_t *sip)
+{
+	const sip_payload_t *answer = body_pl(sip);
+	sip_payload_t *pl = answer && answer->pl_len
+	                        ? sip_payload_create(c->home, answer->pl_data, answer->pl_len)
+	                        : NULL;
+
+	leg_ack(party, NULL, NULL);
+	leg_ack(bridge_leg, NULL, pl);
+}
+
 /* A response to one of our INVITEs on c: 1 when it was the bridge's business. */
 int context_bridge_response(struct call *c, struct leg *leg, int status, const sip_t *sip)
 {
@@ -155,15 +167,7 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 			bridge_fail(c, x, "the near party answered %d", status);
 			return 1;
 		}
-		leg_ack(c->near, NULL, NULL);
-		{
-			char *answer = body_dup(sip);
-			sip_payload_t *pl =
-			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
-			           : NULL;
-			leg_ack(x->bridge_leg[0], NULL, pl);
-			free(answer);
-		}
+		ack_both(c, c->near, x->bridge_leg[0], sip);
 		x->bridge = BRIDGE_REINVITE_FAR;
 		if (reinvite(c, c->far, x->bridge_offer[1]))
 			LOG_ERR("meet", "%s: bridge: cannot re-INVITE the far party", c->id);
@@ -182,15 +186,7 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 			x->bridge = BRIDGE_DONE;
 			return 1;
 		}
-		leg_ack(c->far, NULL, NULL);
-		{
-			char *answer = body_dup(sip);
-			sip_payload_t *pl =
-			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
-			           : NULL;
-			leg_ack(x->bridge_leg[1], NULL, pl);
-			free(answer);
-		}
+		ack_both(c, c->far, x->bridge_leg[1], sip);
 		x->bridge = BRIDGE_DONE;
 		LOG_INFO("meet", "%s: bridge: both parties are on %s", c->id, x->bridge_uri);
 		return 1;

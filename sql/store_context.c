@@ -7,17 +7,6 @@
 
 #include "sql/store_int.h"
 
-static void hex_of(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN])
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < STORE_HASH_LEN; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * STORE_HASH_LEN] = '\0';
-}
-
 static int all_zero(const uint8_t *h)
 {
 	for (size_t i = 0; i < STORE_HASH_LEN; i++)
@@ -43,7 +32,7 @@ int store_context_put(struct store *s, const struct store_context *ctx,
 	if (!ctx || !store_bounded(ctx->call_id, sizeof(ctx->call_id)) || !ctx->call_id[0])
 		return EINVAL;
 	if (hash && !all_zero(hash))
-		hex_of(hex, hash);
+		store_hex_encode(hex, hash);
 	p[0] = t(ctx->call_id);
 	p[1] = t(hex);
 	p[2] = t(ctx->far_identity);
@@ -233,7 +222,7 @@ int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
 	if (hash) {
 		if (all_zero(hash))
 			return ENOENT;
-		hex_of(hex, hash);
+		store_hex_encode(hex, hash);
 		p[0] = t(hex);
 	} else {
 		p[0] = t(call_id);
@@ -262,7 +251,7 @@ int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], con
 
 	if (!hash || !call_id || !far_uri)
 		return EINVAL;
-	hex_of(hex, hash);
+	store_hex_encode(hex, hash);
 	struct store_val p[] = {t(hex), t(call_id), t(far_uri), i64(expires)};
 	pthread_mutex_lock(&s->lock);
 	e = store_query(s, sql, p, 4, NULL, NULL, NULL);
@@ -305,7 +294,7 @@ int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const
 	r.key = STORE_KEY_TOKEN;
 	r.now = now;
 	store_copy(r.by, sizeof(r.by), source);
-	hex_of(hex, hash);
+	store_hex_encode(hex, hash);
 	struct store_val p[] = {t(hex), i64(now)};
 	pthread_mutex_lock(&s->lock);
 	e = s->ops->begin(s->conn);

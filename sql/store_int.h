@@ -111,6 +111,8 @@ static inline struct store_val null(void)
 
 /* Copies src (NULL: "") into dst, cut to n - 1 characters. */
 void store_copy(char *dst, size_t n, const char *src);
+/* A hash as the store keeps it: lowercase hex, NUL-terminated. */
+void store_hex_encode(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN]);
 
 /* Reads a column as a number (NULL: 0). */
 int64_t store_num(const char *text);

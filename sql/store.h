@@ -378,6 +378,21 @@ int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
 int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
                         const char *far_uri, int64_t expires);
 
+/* The same with the HMAC of its digits as a second row (digits NULL: none; *digits_kept says
+ * whether it went in: not when another code has that hash) and the device it went to. */
+int store_resume_keep(struct store *s, const uint8_t token[STORE_HASH_LEN], const uint8_t *digits,
+                      const char *call_id, const char *far_uri, const char *device, int64_t expires,
+                      int *digits_kept);
+
+/* Uses a resume code once (peek: only reads it) by the first of n hashes that names a live one
+ * (a token's hash, or its digits' HMAC under each key): 0 with call_id, far_uri and device
+ * (NULL: not wanted); using either form of a code uses both. ENOENT when none is live (a wrong
+ * guess of kind is counted against source: STORE_KEY_CODE spends the node-wide budget too),
+ * EAGAIN when source must wait, EBUSY when numeric codes are paused node-wide (*wait_ms). */
+int store_resume_use(struct store *s, const uint8_t (*hashes)[STORE_HASH_LEN], unsigned n,
+                     enum store_key kind, int peek, const char *source, int64_t now, char *call_id,
+                     char *far_uri, char *device, int64_t *wait_ms);
+
 /* Uses a resume code once: 0 with call_id and far_uri (STORE_ID_MAX, STORE_URI_MAX) for exactly
  * one caller; ENOENT when unknown, expired or used (a failure is then counted against source),
  * EAGAIN when source must wait (*wait_ms). */
@@ -444,8 +459,12 @@ enum store_op {
 	STORE_OP_NOTE_ADD,       /* in: id (call id), at, blob (the text), limit (max notes) */
 	STORE_OP_CONTEXT_END,    /* in: id, at */
 	STORE_OP_CONTEXT_GET,    /* in: id (call id) or, with id "", hash; out: context */
-	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires) */
-	STORE_OP_RESUME_TAKE,    /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
+	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires); with
+	                            redeem.key CODE, redeem.hash (the digits' HMAC) and
+	                            call.near.uri (the device); out: n (1: the digits were kept) */
+	STORE_OP_RESUME_TAKE,    /* in: hash, redeem.alt (nalt more), redeem.key (kind), source,
+	                            at, limit (1: peek); out: id, call.far.uri, call.near.uri (the
+	                            device), redeem.wait_ms */
 	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
 	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
 	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */

@@ -232,13 +232,27 @@ static void job_run(struct store *s, struct store_job *job)
 		                  : store_context_get(s, *job->id ? job->id : NULL,
 		                                      *job->id ? NULL : job->hash, job->context);
 		break;
-	case STORE_OP_RESUME_INSERT:
-		e = store_resume_insert(s, job->hash, job->id, job->call.far.uri, job->at);
+	case STORE_OP_RESUME_INSERT: {
+		int kept = 0;
+
+		e = store_resume_keep(
+		    s, job->hash, job->redeem.key == STORE_KEY_CODE ? job->redeem.hash : NULL,
+		    job->id, job->call.far.uri, job->call.near.uri, job->at, &kept);
+		job->n = (size_t)kept;
 		break;
-	case STORE_OP_RESUME_TAKE:
-		e = store_resume_take(s, job->hash, job->source, job->at, job->id,
-		                      job->call.far.uri, &job->redeem.wait_ms);
+	}
+	case STORE_OP_RESUME_TAKE: {
+		uint8_t h[STORE_HASHES_MAX][STORE_HASH_LEN];
+		unsigned n = 1;
+
+		memcpy(h[0], job->hash, STORE_HASH_LEN);
+		for (unsigned i = 0; i < job->redeem.nalt && n < STORE_HASHES_MAX; i++)
+			memcpy(h[n++], job->redeem.alt[i], STORE_HASH_LEN);
+		e = store_resume_use(s, (const uint8_t(*)[STORE_HASH_LEN])h, n, job->redeem.key,
+		                     job->limit == 1, job->source, job->at, job->id,
+		                     job->call.far.uri, job->call.near.uri, &job->redeem.wait_ms);
 		break;
+	}
 	default:
 		e = EINVAL;
 		break;

@@ -2110,3 +2110,51 @@ Test(store, bindings_found_by_flow_listed_refreshed_removed_and_purged)
 	cr_assert_null(v);
 	finish();
 }
+
+Test(store, resume_code_digits_link_and_device)
+{
+	uint8_t tok[STORE_HASH_LEN], dig[2][STORE_HASH_LEN], wrong[1][STORE_HASH_LEN];
+	char call_id[STORE_ID_MAX], far[STORE_URI_MAX], device[STORE_URI_MAX];
+	int64_t wait = 0;
+	int kept = 0;
+
+	hash_of(tok, 81);
+	hash_of(dig[0], 82); /* under an older key: not this one */
+	hash_of(dig[1], 83); /* the digits' HMAC under the key that made them */
+	hash_of(wrong[0], 84);
+	cr_assert_eq(store_resume_keep(st, tok, dig[1], "c-r", "sip:carol@x", "sip:bob@192.0.2.5",
+	                               50000, &kept),
+	             0);
+	cr_assert_eq(kept, 1);
+	/* A peek (the link's page) reads the code and names the device, using nothing. */
+	cr_assert_eq(store_resume_use(st, (const uint8_t(*)[STORE_HASH_LEN]) & tok, 1,
+	                              STORE_KEY_TOKEN, 1, "ip:192.0.2.1", 1000, call_id, far,
+	                              device, &wait),
+	             0);
+	cr_assert_str_eq(device, "sip:bob@192.0.2.5");
+	/* By its digits (tried under every key): the code is used, in both forms. */
+	cr_assert_eq(store_resume_use(st, dig, 2, STORE_KEY_CODE, 0, "ip:192.0.2.1", 1001, call_id,
+	                              far, device, &wait),
+	             0);
+	cr_assert_str_eq(call_id, "c-r");
+	cr_assert_str_eq(far, "sip:carol@x");
+	cr_assert_eq(store_resume_use(st, (const uint8_t(*)[STORE_HASH_LEN]) & tok, 1,
+	                              STORE_KEY_TOKEN, 0, "ip:192.0.2.1", 1002, call_id, far,
+	                              device, &wait),
+	             ENOENT, "its token was used with its digits");
+	/* Two codes cannot share the digits' hash: the second keeps its token only. */
+	hash_of(tok, 85);
+	cr_assert_eq(store_resume_keep(st, tok, dig[1], "c-r2", "sip:dave@x", "", 50000, &kept), 0);
+	cr_assert_eq(kept, 0);
+	/* Wrong digits are wrong numeric codes: they spend the node-wide budget. */
+	struct store_limits lim = {
+	    .max_failures = 5, .numeric_budget = 3, .budget_window_ms = 60000};
+	const char *from[] = {"ip:192.0.2.7", "ip:192.0.2.8", "ip:192.0.2.9", "ip:192.0.2.10"};
+
+	store_limits_set(st, &lim);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(store_resume_use(st, wrong, 1, STORE_KEY_CODE, 0, from[i], 2000 + i,
+		                              call_id, far, NULL, &wait),
+		             i < 3 ? ENOENT : EBUSY, "wrong digits %d", i);
+	cr_assert_gt(wait, 0);
+}

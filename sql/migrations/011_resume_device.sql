@@ -1,0 +1,4 @@
+-- Resume codes by digits and by link (issue 13): a resume code has a second row keyed by the
+-- HMAC of its digits (only the hash, as the move's numeric codes), and both rows name the device
+-- the code went to (its Contact), which the link's POST calls back. Using either row uses both.
+ALTER TABLE resumes ADD COLUMN device TEXT NOT NULL DEFAULT '';

@@ -15,6 +15,10 @@
 #define CONTEXT_RESUME_MAX        32
 #define CONTEXT_RESUME_PER_SOURCE 8
 
+/* A resume code dialled by its digits: sip:*87<16 digits>@<domain>. */
+#define RESUME_PREFIX "*87"
+#define RESUME_DIGITS 16
+
 /* The context's part of one stack. Owned by its hooks: freed by their stop, or by the last
  * store answer still to come after it (pending). */
 struct context_stack {

@@ -1,9 +1,13 @@
 /*
  * Resume codes: when a call ends, its last near device gets a MESSAGE with a one-time code
- * (128 random bits, only its hash stored, [own] resume_ttl seconds); an INVITE to
- * sip:r.<code>@<domain> calls the same far party again through the upstream, once, with the
- * new call's context page (which shows the call it continues) as Call-Info. A wrong, used or
- * expired code is one answer (404) and counts as a wrong guess from its source, as codes do.
+ * (128 random bits, only its hash stored, [own] resume_ttl seconds) in three forms: an INVITE
+ * to sip:r.<code>@<domain>, or to sip:*87<16 digits>@<domain> (a desk phone's; only the
+ * digits' HMAC stored), calls the same far party again through the upstream, once; the link
+ * {public_url}/r/<code> (web/context.c) has qrxfer call the device, then the far party.
+ * Using one form uses all. The new call's context page (which shows the call it continues)
+ * goes to the device, not to the far party (unless [context] far_call_info). A wrong, used
+ * or expired code is one answer (404) and counts as a wrong guess from its source, as codes
+ * do (wrong digits as a wrong numeric code: they spend the node-wide budget too).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,12 +79,76 @@ void context_message_out(struct context_stack *cs, const char *target, const cha
 	}
 }
 
+/* A resume code on its way into the store: its MESSAGE goes once the store has it. */
+struct resume_keep {
+	struct context_stack *cs;
+	char target[256]; /* the device's Contact */
+	char far[STORE_URI_MAX];
+	char token[CODE_SECRET_LEN + 1];
+	char digits[RESUME_DIGITS + 1];
+};
+
+static void keep_free(struct resume_keep *k)
+{
+	struct context_stack *cs = k->cs;
+
+	OPENSSL_cleanse(k, sizeof(*k));
+	free(k);
+	context_pending_done(cs);
+}
+
+static void resume_kept(struct store_job *job, void *arg)
+{
+	struct resume_keep *k = arg;
+	struct context_stack *cs = k->cs;
+	struct sip *s = cs->sip;
+	char text[900], digits[64] = "", link[400] = "";
+
+	if (cs->stopped) {
+		keep_free(k);
+		return;
+	}
+	if (job->err) {
+		LOG_ERR("context", "%s: store: keep a resume code: %s", job->id,
+		        strerror(job->err));
+		keep_free(k);
+		return;
+	}
+	if (job->n)
+		snprintf(digits, sizeof(digits), "%s%s, or ", RESUME_PREFIX, k->digits);
+	if (s->conf.public_url && *s->conf.public_url)
+		snprintf(link, sizeof(link), ", or open %s/r/%s", s->conf.public_url, k->token);
+	snprintf(text, sizeof(text),
+	         "To call %s again (once, within %u minutes): dial %ssip:r.%s@%s%s", k->far,
+	         (cs->resume_ttl + 59) / 60, digits, k->token, s->conf.domain, link);
+	context_message_out(cs, k->target, "resume", text);
+	LOG_INFO("context", "%s: resume code sent to %s%s", job->id, k->target,
+	         job->n ? "" : " (without digits: another code has them)");
+	OPENSSL_cleanse(text, sizeof(text));
+	OPENSSL_cleanse(digits, sizeof(digits));
+	OPENSSL_cleanse(link, sizeof(link));
+	keep_free(k);
+}
+
+/* A resume code's digits: RESUME_DIGITS uniform decimal digits (two draws of 8). */
+static int digits_make(char *out, size_t len)
+{
+	int err = len > RESUME_DIGITS ? 0 : EINVAL;
+
+	if (!err)
+		err = code_numeric_make(8, out, len);
+	if (!err)
+		err = code_numeric_make(8, out + 8, len - 8);
+	return err;
+}
+
 void context_resume_give(struct context_stack *cs, struct call *c)
 {
 	struct sip *s = cs->sip;
 	struct store_job job = {.op = STORE_OP_RESUME_INSERT};
 	struct leg_state st;
-	char token[CODE_SECRET_LEN + 1], text[700];
+	struct resume_keep *k;
+	int err;
 
 	if (!cs->resume_ttl || !s->conf.store || !c->near || !c->far || !c->near->dlg ||
 	    !context_tells(cs, c->near))
@@ -88,24 +156,33 @@ void context_resume_give(struct context_stack *cs, struct call *c)
 	context_addr_uri(c->far->remote, job.call.far.uri, sizeof(job.call.far.uri));
 	if (!job.call.far.uri[0] || leg_state_get(c->near, &st) || !st.target[0])
 		return;
-	if (code_secret_make(token, sizeof(token)) || code_secret_hash(token, job.hash)) {
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return;
+	k->cs = cs;
+	snprintf(k->target, sizeof(k->target), "%s", st.target);
+	snprintf(k->far, sizeof(k->far), "%s", job.call.far.uri);
+	snprintf(job.call.near.uri, sizeof(job.call.near.uri), "%s", st.target);
+	err = code_secret_make(k->token, sizeof(k->token)) || code_secret_hash(k->token, job.hash);
+	/* Digits need the keyring (their hash is an HMAC): without one, SIP URI and link only. */
+	if (!err && s->conf.keys && !digits_make(k->digits, sizeof(k->digits)) &&
+	    !code_numeric_hash(s->conf.keys, 0, k->digits, job.redeem.hash))
+		job.redeem.key = STORE_KEY_CODE;
+	if (err) {
 		LOG_ERR("context", "%s: cannot make a resume code", c->id);
+		OPENSSL_cleanse(k, sizeof(*k));
+		free(k);
 		return;
 	}
 	snprintf(job.id, sizeof(job.id), "%s", c->id);
 	job.at = store_now() + (int64_t)cs->resume_ttl * 1000;
-	/* The store's worker runs jobs in order: the code is in before anyone can dial it. */
-	if (store_submit(s->conf.store, &job, NULL, NULL)) {
+	cs->pending++;
+	/* The MESSAGE goes once the store has the code: nobody can dial it before. */
+	if (store_submit(s->conf.store, &job, resume_kept, k)) {
 		LOG_ERR("context", "%s: store: keep a resume code: cannot queue it", c->id);
-		OPENSSL_cleanse(token, sizeof(token));
-		return;
+		keep_free(k);
 	}
-	snprintf(text, sizeof(text), "To call %s again, dial sip:r.%s@%s (once, within %u minutes)",
-	         job.call.far.uri, token, s->conf.domain, (cs->resume_ttl + 59) / 60);
-	context_message_out(cs, st.target, "resume", text);
-	LOG_INFO("context", "%s: resume code sent to %s", c->id, st.target);
-	OPENSSL_cleanse(token, sizeof(token));
-	OPENSSL_cleanse(text, sizeof(text));
+	OPENSSL_cleanse(&job, sizeof(job));
 }
 
 static void wait_free(struct resume_wait *w)
@@ -217,6 +294,13 @@ static void resume_taken(struct store_job *job, void *arg)
 		            "resume code from %s refused: it must wait %s s", w->source, secs);
 		sip_reply(w->irq, 480, "Too Many Wrong Codes", SIPTAG_RETRY_AFTER_STR(secs),
 		          TAG_END());
+	} else if (job->err == EBUSY) {
+		snprintf(secs, sizeof(secs), "%lld", (long long)(job->redeem.wait_ms + 999) / 1000);
+		log_limited(&cs->refused_log, LOG_LEVEL_INFO, "context",
+		            "resume digits from %s refused: numeric codes paused node-wide",
+		            w->source);
+		sip_reply(w->irq, 503, "Numeric Codes Paused", SIPTAG_RETRY_AFTER_STR(secs),
+		          TAG_END());
 	} else if (job->err == ENOENT) {
 		log_limited(&cs->refused_log, LOG_LEVEL_INFO, "context",
 		            "resume code from %s refused: unknown, used or expired", w->source);
@@ -228,6 +312,24 @@ static void resume_taken(struct store_job *job, void *arg)
 	}
 	w->irq = NULL;
 	wait_free(w);
+}
+
+/* The digits' HMAC under every key (a code made before a rotation has an older one's), and
+ * the kind of guess they are: a numeric code's, which spends the node-wide budget too. */
+static void resume_digits_hashes(struct sip *s, const char *digits, struct store_job *job)
+{
+	size_t n = strlen(digits);
+	unsigned keys = s->conf.keys ? code_keyring_count(s->conf.keys) : 0;
+
+	job->redeem.key = STORE_KEY_CODE;
+	if (n != RESUME_DIGITS || strspn(digits, "0123456789") != n || !keys ||
+	    code_numeric_hash(s->conf.keys, 0, digits, job->hash)) {
+		memset(job->hash, 0xff, sizeof(job->hash));
+		return;
+	}
+	for (unsigned i = 1; i < keys && job->redeem.nalt < STORE_HASHES_MAX - 1; i++)
+		if (!code_numeric_hash(s->conf.keys, i, digits, job->redeem.alt[job->redeem.nalt]))
+			job->redeem.nalt++;
 }
 
 /* Whether one more store job for a resume code from source fits the budget. */
@@ -252,10 +354,15 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
 	const url_t *u = sip->sip_request->rq_url;
 	struct store_job job = {.op = STORE_OP_RESUME_TAKE};
 	struct resume_wait *w;
+	const char *user = u->url_user;
+	int by_digits;
 
-	/* Without resume codes, r.<anything> is nobody's here: it goes on like any call. */
-	if (!cs->resume_ttl || !u->url_user || strncasecmp(u->url_user, "r.", 2) ||
-	    !move_for_us(s, u))
+	/* Without resume codes, r.<anything> and *87<anything> are nobody's here: they go on
+	 * like any call. */
+	if (!cs->resume_ttl || !user)
+		return 0;
+	by_digits = !strncmp(user, RESUME_PREFIX, strlen(RESUME_PREFIX));
+	if ((!by_digits && strncasecmp(user, "r.", 2)) || !move_for_us(s, u))
 		return 0;
 	if (!s->conf.store) {
 		sip_reply(irq, 404, "No Such Resume Code", TAG_END());
@@ -271,7 +378,9 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
 		return 1;
 	}
 	/* A malformed code is looked up all the same (as a hash nothing has): it counts. */
-	if (code_secret_hash(u->url_user + 2, job.hash))
+	if (by_digits)
+		resume_digits_hashes(s, user + strlen(RESUME_PREFIX), &job);
+	else if (code_secret_hash(user + 2, job.hash))
 		memset(job.hash, 0xff, sizeof(job.hash));
 	w = calloc(1, sizeof(*w));
 	if (!w) {

@@ -79,6 +79,8 @@ static int on_invite_response(void *arg, struct call *c, struct leg *leg, int st
 {
 	if (leg == c->far && leg == c->out && status >= 200 && status < 300 && !leg->answered)
 		note_identity(c, sip);
+	if (context_link_response(c, leg, status, sip))
+		return 1;
 	return context_bridge_response(c, leg, status, sip);
 }
 
@@ -179,6 +181,7 @@ static void on_gone(void *arg, struct call *c)
 
 	if (x) {
 		context_bridge_free(x);
+		free(x->link_offer);
 		OPENSSL_cleanse(x, sizeof(*x));
 		free(x);
 	}

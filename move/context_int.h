@@ -64,6 +64,9 @@ struct cctx {
 	struct leg *bridge_leg[2]; /* to the bridge: for the near party, for the far party */
 	char *bridge_offer[2];     /* what each bridge leg offered (malloc) */
 	char bridge_uri[256];
+	/* Resume by link (resume.c): qrxfer calls the device, then the far party. */
+	enum { LINK_NONE, LINK_DEVICE, LINK_FAR, LINK_DONE } link;
+	char *link_offer; /* the device's offer (malloc), for the far party */
 };
 
 /* context.c */
@@ -86,6 +89,8 @@ int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const s
                           msg_t *req);
 void context_resume_give(struct context_stack *cs, struct call *c);
 void context_resume_stop(struct context_stack *cs);
+/* A response on a call the link set up: 1 when it was the link's business. */
+int context_link_response(struct call *c, struct leg *leg, int status, const sip_t *sip);
 /* Sends text to a device outside any dialog (its contact), from sip:<user>@<domain>. */
 void context_message_out(struct context_stack *cs, const char *target, const char *user,
                          const char *text);

@@ -24,10 +24,13 @@ struct ood_message {
 	nta_outgoing_t *orq;
 };
 
-/* An INVITE with a resume code, while the store looks it up. */
+/* An INVITE with a resume code (or a link's request), while the store looks it up. */
 struct resume_wait {
 	LIST_ENTRY(resume_wait) link;
 	struct context_stack *cs;
+	move_resume_h *cb; /* a link's: irq and req are NULL */
+	void *cb_arg;
+	int use;
 	nta_incoming_t *irq; /* NULL once it is no longer ours (CANCEL, stop) */
 	msg_t *req;
 	char source[STORE_SOURCE_MAX];
@@ -276,12 +279,40 @@ static void resume_call(struct context_stack *cs, struct resume_wait *w, const c
 	}
 }
 
+static int link_call(struct context_stack *cs, const char *old_id, const char *far_uri,
+                     const char *device);
+
+/* A link's answer: the page's (peek) or the call's (use). */
+static void link_taken(struct context_stack *cs, struct resume_wait *w, struct store_job *job)
+{
+	int err = cs->stopped ? ECANCELED : job->err;
+	unsigned after = 0;
+
+	if (err == EAGAIN || err == EBUSY)
+		after = (unsigned)((job->redeem.wait_ms + 999) / 1000);
+	else if (err == ENOENT)
+		log_limited(&cs->refused_log, LOG_LEVEL_INFO, "context",
+		            "resume link from %s refused: unknown, used or expired", w->source);
+	/* A code kept before devices were (no device to call): as good as none. */
+	if (!err && !job->call.near.uri[0])
+		err = ENOENT;
+	if (!err && w->use)
+		err = link_call(cs, job->id, job->call.far.uri, job->call.near.uri);
+	w->cb(w->cb_arg, err, job->call.far.uri, job->call.near.uri, after);
+	w->cb = NULL;
+	wait_free(w);
+}
+
 static void resume_taken(struct store_job *job, void *arg)
 {
 	struct resume_wait *w = arg;
 	struct context_stack *cs = w->cs;
 	char secs[24];
 
+	if (w->cb) {
+		link_taken(cs, w, job);
+		return;
+	}
 	if (!w->irq || cs->stopped) {
 		wait_free(w);
 		return;
@@ -417,4 +448,164 @@ void context_resume_stop(struct context_stack *cs)
 	}
 	while (!LIST_EMPTY(&cs->messages))
 		ood_free(LIST_FIRST(&cs->messages));
+}
+
+/* ---- resume by link: qrxfer calls the device, then the far party (RFC 3725 flow I) ---- */
+
+static void link_fail(struct call *c, struct cctx *x, const char *why)
+{
+	LOG_INFO("context", "%s: resume by link: %s", c->id, why);
+	free(x->link_offer);
+	x->link_offer = NULL;
+	x->link = LINK_NONE;
+	call_end(c, 480, "SIP;cause=480;text=\"Resume failed\"");
+}
+
+int context_link_response(struct call *c, struct leg *leg, int status, const sip_t *sip)
+{
+	struct cctx *x = context_of(c, 0);
+	const sip_payload_t *pl = body_pl(sip);
+
+	if (!x || x->link == LINK_NONE || x->link == LINK_DONE || status < 200)
+		return x && x->link != LINK_NONE && x->link != LINK_DONE;
+	if (x->link == LINK_DEVICE && leg == c->near) {
+		if (status >= 300) {
+			call_leg_terminated(leg);
+			link_fail(c, x, "the device did not answer");
+			return 1;
+		}
+		leg->answered = 1;
+		call_leg_tags(leg, sip);
+		if (!pl || !pl->pl_len || !(x->link_offer = strndup(pl->pl_data, pl->pl_len))) {
+			link_fail(c, x, "the device answered without an offer");
+			return 1;
+		}
+		x->link = LINK_FAR;
+		/* The far party gets the device's offer, through the upstream. */
+		if (leg_invite(c->far, NULL,
+		               sdp_to_far(c, sip_payload_create(c->home, x->link_offer,
+		                                                (isize_t)strlen(x->link_offer))),
+		               SIPTAG_MAX_FORWARDS_STR("69"), TAG_END()))
+			link_fail(c, x, "cannot call the far party");
+		return 1;
+	}
+	if (x->link == LINK_FAR && leg == c->far) {
+		if (status >= 300) {
+			call_leg_terminated(leg);
+			/* The device's 2xx is owed an ACK before its BYE. */
+			leg_ack(c->near, NULL, NULL);
+			link_fail(c, x, "the far party did not answer");
+			return 1;
+		}
+		leg->answered = 1;
+		call_leg_tags(leg, sip);
+		leg_ack(c->far, NULL, NULL);
+		leg_ack(c->near, NULL,
+		        pl && pl->pl_len ? sip_payload_create(c->home, pl->pl_data, pl->pl_len)
+		                         : NULL);
+		free(x->link_offer);
+		x->link_offer = NULL;
+		x->link = LINK_DONE;
+		c->state = SIP_CALL_ANSWERED;
+		c->answered = time(NULL);
+		LOG_INFO("context", "%s: resume by link: the device and %s are talking", c->id,
+		         c->far->uri);
+		return 1;
+	}
+	return 0;
+}
+
+/* The link's code was good: a new call, qrxfer's INVITE to the device without an offer. */
+static int link_call(struct context_stack *cs, const char *old_id, const char *far_uri,
+                     const char *device)
+{
+	struct sip *s = cs->sip;
+	char target[320], from[400], link[512], info[600] = "";
+	int direct = 0, err;
+	struct call *c;
+	struct cctx *x;
+	url_t *du, *fu;
+	sip_addr_t *dfrom, *dto, *ffrom, *fto;
+
+	err = move_dial_target(s, device, target, sizeof(target), &direct);
+	if (err) {
+		LOG_INFO("context", "resume by link: the device %s is not one qrxfer may call (%s)",
+		         device, err == EPERM ? "[move] dial_domains" : "not a SIP user URI");
+		return err;
+	}
+	if (call_alloc(&c, s))
+		return ENOMEM;
+	x = context_of(c, 1);
+	if (!x || context_secret_new(x)) {
+		call_end(c, 500, NULL);
+		return ENOMEM;
+	}
+	snprintf(x->resumed_from, sizeof(x->resumed_from), "%s", old_id);
+	context_link(s, x, link, sizeof(link));
+	if (link[0])
+		snprintf(info, sizeof(info), "Call-Info: <%s>;purpose=info", link);
+	/* The device sees the far party calling; the far party sees the device's user at our
+	 * domain (never the device's address). */
+	du = url_make(c->home, target);
+	fu = url_make(c->home, far_uri);
+	snprintf(from, sizeof(from), "<sip:%s@%s>", du && du->url_user ? du->url_user : "resume",
+	         s->conf.domain);
+	dfrom = sip_from_make(c->home, far_uri);
+	dto = sip_to_make(c->home, target);
+	ffrom = sip_from_make(c->home, from);
+	fto = sip_to_make(c->home, far_uri);
+	c->near = du && dfrom && dto ? leg_dial(c, 1, du, dfrom, dto, !direct) : NULL;
+	c->far = c->near && fu && ffrom && fto ? leg_dial(c, 0, fu, ffrom, fto, 1) : NULL;
+	c->out = c->near;
+	c->in = c->far;
+	x->link = LINK_DEVICE;
+	if (!c->far ||
+	    leg_invite(c->near, NULL, NULL, TAG_IF(info[0], SIPTAG_HEADER_STR(info)), TAG_END())) {
+		LOG_ERR("context", "%s: resume by link: cannot call %s", c->id, target);
+		x->link = LINK_NONE;
+		call_end(c, 500, NULL);
+		return EIO;
+	}
+	invite_max_timer(c);
+	LOG_INFO("context", "%s: resumes call %s by link: calling the device %s, then %s", c->id,
+	         old_id, target, far_uri);
+	return 0;
+}
+
+int move_resume_link(struct sip *s, const char *secret, const char *source, int use,
+                     move_resume_h *cb, void *arg)
+{
+	struct context_stack *cs = s ? context_stack_of(s) : NULL;
+	struct store_job job = {.op = STORE_OP_RESUME_TAKE, .limit = use ? 0 : 1};
+	struct resume_wait *w;
+
+	if (!cs || !cs->resume_ttl || !s->conf.store)
+		return ENOTSUP;
+	if (!resume_budget(cs, source)) {
+		log_limited(&cs->refused_log, LOG_LEVEL_WARN, "context",
+		            "resume link from %s: over the budget of store jobs in flight", source);
+		return EBUSY;
+	}
+	/* A malformed secret is looked up all the same (as a hash nothing has): it counts. */
+	if (!secret || code_secret_hash(secret, job.hash))
+		memset(job.hash, 0xff, sizeof(job.hash));
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return ENOMEM;
+	w->cs = cs;
+	w->cb = cb;
+	w->cb_arg = arg;
+	w->use = use;
+	snprintf(w->source, sizeof(w->source), "%s", source);
+	snprintf(job.source, sizeof(job.source), "%s", source);
+	job.at = store_now();
+	LIST_INSERT_HEAD(&cs->resume_waits, w, link);
+	cs->pending++;
+	cs->resume_waiting++;
+	if (store_submit(s->conf.store, &job, resume_taken, w)) {
+		w->cb = NULL;
+		wait_free(w);
+		return EIO;
+	}
+	return 0;
 }

@@ -166,6 +166,8 @@ static void on_restored(void *arg, struct call *c)
 {
 	struct cctx *x = context_of(c, 1);
 
+	if (x)
+		context_bridge_restore(arg, c);
 	if (!x || context_secret_new(x))
 		return;
 	x->saved = 1;

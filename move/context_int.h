@@ -83,6 +83,8 @@ int context_bridge_start(struct context_stack *cs, struct call *c, struct cctx *
 int context_bridge_response(struct call *c, struct leg *leg, int status, const sip_t *sip);
 int context_bridge_leg_gone(struct call *c, struct leg *leg);
 void context_bridge_free(struct cctx *x);
+/* A call read back after a restart: its bridge legs are read back too, then served again. */
+void context_bridge_restore(struct context_stack *cs, struct call *c);
 
 /* resume.c */
 int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,

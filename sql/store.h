@@ -374,6 +374,11 @@ int store_context_end(struct store *s, const char *call_id, int64_t at);
 int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
                       struct store_context *ctx);
 
+/* A meeting's bridge legs as text (the feature's own format), kept with the call's context. */
+int store_context_bridge_set(struct store *s, const char *call_id, const char *text);
+/* Reads them back: *text from malloc ("" when none); ENOENT when the call has no context. */
+int store_context_bridge_get(struct store *s, const char *call_id, char **text);
+
 /* Keeps a resume code (its token's hash) for call_id, to call far_uri again until expires. */
 int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
                         const char *far_uri, int64_t expires);
@@ -468,6 +473,9 @@ enum store_op {
 	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
 	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
 	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
+	STORE_OP_CONTEXT_BRIDGE_SET, /* in: id (call id), blob (the bridge legs' state) */
+	STORE_OP_CONTEXT_BRIDGE_GET, /* in: id; out: blob (from malloc, freed with the job; "":
+	                                none) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -368,3 +368,56 @@ int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const
 	return store_resume_use(s, (const uint8_t(*)[STORE_HASH_LEN])hash, 1, STORE_KEY_TOKEN, 0,
 	                        source, now, call_id, far_uri, NULL, wait_ms);
 }
+
+int store_context_bridge_set(struct store *s, const char *call_id, const char *text)
+{
+	static const char sql[] = "UPDATE contexts SET bridge = $2 WHERE call_id = $1";
+	int changes = 0, e;
+
+	if (!call_id || !text)
+		return EINVAL;
+	struct store_val p[] = {t(call_id), t(text)};
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, NULL, NULL, &changes);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : changes ? 0 : ENOENT;
+}
+
+struct text_row {
+	char *text;
+	int found;
+};
+
+static int text_row(const char *const *cols, int ncols, void *arg)
+{
+	struct text_row *r = arg;
+
+	if (ncols < 1 || r->found)
+		return ncols < 1 ? EINVAL : 0;
+	r->found = 1;
+	r->text = strdup(cols[0] ? cols[0] : "");
+	return r->text ? 0 : ENOMEM;
+}
+
+int store_context_bridge_get(struct store *s, const char *call_id, char **text)
+{
+	static const char sql[] = "SELECT bridge FROM contexts WHERE call_id = $1";
+	struct text_row r = {NULL, 0};
+	int e;
+
+	if (!call_id || !text)
+		return EINVAL;
+	*text = NULL;
+	struct store_val p[] = {t(call_id)};
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 1, text_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (!e && !r.found)
+		e = ENOENT;
+	if (e) {
+		free(r.text);
+		return e;
+	}
+	*text = r.text;
+	return 0;
+}

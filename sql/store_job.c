@@ -241,6 +241,14 @@ static void job_run(struct store *s, struct store_job *job)
 		job->n = (size_t)kept;
 		break;
 	}
+	case STORE_OP_CONTEXT_BRIDGE_SET:
+		e = store_context_bridge_set(s, job->id, job->blob);
+		break;
+	case STORE_OP_CONTEXT_BRIDGE_GET:
+		free(job->blob);
+		job->blob = NULL;
+		e = store_context_bridge_get(s, job->id, &job->blob);
+		break;
 	case STORE_OP_RESUME_TAKE: {
 		uint8_t h[STORE_HASHES_MAX][STORE_HASH_LEN];
 		unsigned n = 1;
@@ -296,6 +304,8 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_CONTEXT_GET] = "read a call's context",
 	    [STORE_OP_RESUME_INSERT] = "keep a resume code",
 	    [STORE_OP_RESUME_TAKE] = "use a resume code",
+	    [STORE_OP_CONTEXT_BRIDGE_SET] = "keep a meeting's bridge legs",
+	    [STORE_OP_CONTEXT_BRIDGE_GET] = "read a meeting's bridge legs",
 	    [STORE_OP_BINDING_PUT] = "write a binding",
 	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
 	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",

@@ -2158,3 +2158,24 @@ Test(store, resume_code_digits_link_and_device)
 		             i < 3 ? ENOENT : EBUSY, "wrong digits %d", i);
 	cr_assert_gt(wait, 0);
 }
+
+Test(store, context_bridge_legs_kept)
+{
+	struct store_context *ctx = calloc(1, sizeof(*ctx));
+	char *text = NULL;
+
+	cr_assert_eq(store_context_bridge_set(st, "c-none", "[]"), ENOENT);
+	snprintf(ctx->call_id, sizeof(ctx->call_id), "%s", "c-br");
+	cr_assert_eq(store_context_put(st, ctx, NULL), 0);
+	cr_assert_eq(store_context_bridge_get(st, "c-br", &text), 0);
+	cr_assert_str_eq(text, "", "no bridge legs yet");
+	free(text);
+	cr_assert_eq(store_context_bridge_set(st, "c-br", "[{\"party\":0}]"), 0);
+	/* The context written again (a restart's new page secret) keeps the legs. */
+	cr_assert_eq(store_context_put(st, ctx, NULL), 0);
+	cr_assert_eq(store_context_bridge_get(st, "c-br", &text), 0);
+	cr_assert_str_eq(text, "[{\"party\":0}]");
+	free(text);
+	cr_assert_eq(store_context_bridge_get(st, "c-none", &text), ENOENT);
+	free(ctx);
+}

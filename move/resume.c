@@ -216,6 +216,22 @@ static int resume_cancelled(void *arg, nta_incoming_t *irq, const sip_t *sip)
 	return 0;
 }
 
+/* A resumed call's context: it continues old_id; info gets the Call-Info naming its page. */
+static struct cctx *resumed_context(struct call *c, const char *old_id, char *info, size_t len)
+{
+	struct cctx *x = context_of(c, 1);
+	char link[512];
+
+	info[0] = '\0';
+	if (!x || context_secret_new(x))
+		return NULL;
+	snprintf(x->resumed_from, sizeof(x->resumed_from), "%s", old_id);
+	context_link(c->sip, x, link, sizeof(link));
+	if (link[0])
+		snprintf(info, len, "Call-Info: <%s>;purpose=info", link);
+	return x;
+}
+
 /* The code was good: a new call from the device to the far party, through the upstream. */
 static void resume_call(struct context_stack *cs, struct resume_wait *w, const char *old_id,
                         const char *far_uri)
@@ -225,11 +241,10 @@ static void resume_call(struct context_stack *cs, struct resume_wait *w, const c
 	const sip_t *sip = sip_object(w->req);
 	struct call *c;
 	struct leg *in, *out;
-	struct cctx *x;
 	sip_addr_t *from, *to;
 	url_t *target;
 	sip_payload_t *pl;
-	char link[512], info[600] = "";
+	char info[600] = "";
 
 	nta_incoming_bind(irq, NULL, NULL);
 	w->irq = NULL;
@@ -242,13 +257,8 @@ static void resume_call(struct context_stack *cs, struct resume_wait *w, const c
 		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		return;
 	}
-	x = context_of(c, 1);
-	if (x && !context_secret_new(x)) {
-		snprintf(x->resumed_from, sizeof(x->resumed_from), "%s", old_id);
-		context_link(s, x, link, sizeof(link));
-		if (link[0])
-			snprintf(info, sizeof(info), "Call-Info: <%s>;purpose=info", link);
-	}
+	/* Without a context the call goes on without its page. */
+	resumed_context(c, old_id, info, sizeof(info));
 	target = url_make(c->home, far_uri);
 	to = sip_to_make(c->home, far_uri);
 	from = invite_addr_untagged(c->home, sip->sip_from);
@@ -520,7 +530,7 @@ static int link_call(struct context_stack *cs, const char *old_id, const char *f
                      const char *device)
 {
 	struct sip *s = cs->sip;
-	char target[320], from[400], link[512], info[600] = "";
+	char target[320], from[400], info[600] = "";
 	int direct = 0, err;
 	struct call *c;
 	struct cctx *x;
@@ -535,15 +545,11 @@ static int link_call(struct context_stack *cs, const char *old_id, const char *f
 	}
 	if (call_alloc(&c, s))
 		return ENOMEM;
-	x = context_of(c, 1);
-	if (!x || context_secret_new(x)) {
+	x = resumed_context(c, old_id, info, sizeof(info));
+	if (!x) {
 		call_end(c, 500, NULL);
 		return ENOMEM;
 	}
-	snprintf(x->resumed_from, sizeof(x->resumed_from), "%s", old_id);
-	context_link(s, x, link, sizeof(link));
-	if (link[0])
-		snprintf(info, sizeof(info), "Call-Info: <%s>;purpose=info", link);
 	/* The device sees the far party calling; the far party sees the device's user at our
 	 * domain (never the device's address). */
 	du = url_make(c->home, target);

@@ -462,13 +462,20 @@ void context_resume_stop(struct context_stack *cs)
 
 /* ---- resume by link: qrxfer calls the device, then the far party (RFC 3725 flow I) ---- */
 
-static void link_fail(struct call *c, struct cctx *x, const char *why)
+/* The link's call cannot go on: what is left of it ends (gone, if nothing is: c with it). */
+static void link_fail(struct call *c, struct cctx *x, struct leg *refused, const char *why)
 {
 	LOG_INFO("context", "%s: resume by link: %s", c->id, why);
 	free(x->link_offer);
 	x->link_offer = NULL;
 	x->link = LINK_NONE;
-	call_end(c, 480, "SIP;cause=480;text=\"Resume failed\"");
+	/* The core may end the call when a party's leg goes: hold it until we are done. */
+	su_home_ref(c->home);
+	if (refused)
+		call_leg_terminated(refused);
+	if (c->state != SIP_CALL_ENDING)
+		call_end(c, 480, "SIP;cause=480;text=\"Resume failed\"");
+	su_home_unref(c->home);
 }
 
 int context_link_response(struct call *c, struct leg *leg, int status, const sip_t *sip)
@@ -480,14 +487,13 @@ int context_link_response(struct call *c, struct leg *leg, int status, const sip
 		return x && x->link != LINK_NONE && x->link != LINK_DONE;
 	if (x->link == LINK_DEVICE && leg == c->near) {
 		if (status >= 300) {
-			call_leg_terminated(leg);
-			link_fail(c, x, "the device did not answer");
+			link_fail(c, x, leg, "the device did not answer");
 			return 1;
 		}
 		leg->answered = 1;
 		call_leg_tags(leg, sip);
 		if (!pl || !pl->pl_len || !(x->link_offer = strndup(pl->pl_data, pl->pl_len))) {
-			link_fail(c, x, "the device answered without an offer");
+			link_fail(c, x, NULL, "the device answered without an offer");
 			return 1;
 		}
 		x->link = LINK_FAR;
@@ -496,15 +502,14 @@ int context_link_response(struct call *c, struct leg *leg, int status, const sip
 		               sdp_to_far(c, sip_payload_create(c->home, x->link_offer,
 		                                                (isize_t)strlen(x->link_offer))),
 		               SIPTAG_MAX_FORWARDS_STR("69"), TAG_END()))
-			link_fail(c, x, "cannot call the far party");
+			link_fail(c, x, NULL, "cannot call the far party");
 		return 1;
 	}
 	if (x->link == LINK_FAR && leg == c->far) {
 		if (status >= 300) {
-			call_leg_terminated(leg);
 			/* The device's 2xx is owed an ACK before its BYE. */
 			leg_ack(c->near, NULL, NULL);
-			link_fail(c, x, "the far party did not answer");
+			link_fail(c, x, leg, "the far party did not answer");
 			return 1;
 		}
 		leg->answered = 1;

@@ -126,6 +126,8 @@ struct mod_http_req {
 	unsigned status;
 	mod_http_cancel_h *cancel;
 	void *cancel_arg;
+	int gone_idx; /* > 0: the root's wait on the socket for the client going (defer_until_gone)
+	               */
 	LIST_ENTRY(mod_http_req) dlink; /* in h->deferred while deferred (le_prev set) */
 	struct sockaddr_storage peer;
 	char peer_str[INET6_ADDRSTRLEN];

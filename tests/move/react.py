@@ -80,6 +80,8 @@ class Phone:
         self.got = []        # (method, hdrs, body) of requests received
         self.pending = {}    # branch -> [msg, final response or None, last send]
         self.dlg = None      # dict: call_id, ltag, rtag, target, cseq, from_, to
+        self.hold_json = 0   # > 0: hold JSON reactions unanswered until this many, then 415 all
+        self.held = {}       # branch -> headers of a held JSON reaction
         PHONES.append(self)
 
     def me(self):
@@ -158,6 +160,17 @@ class Phone:
         method = start.split()[0]
         if method == "ACK":
             return
+        if self.hold_json and method == "MESSAGE" and \
+                h.get("content-type", "").split(";")[0].strip().lower() == CT:
+            branch = h.get("via", "").split("branch=")[-1].split(";")[0].split("\r")[0].strip()
+            if branch in self.held:
+                return  # qrxfer's retransmission of one we hold
+            self.held[branch] = h
+            self.got.append((method, h, body))
+            if len(self.held) == self.hold_json:  # all in: refuse them in the order they came
+                for hh in self.held.values():
+                    self.answer(hh, 415, "Unsupported Media Type", totag=self.dlg["ltag"])
+            return
         self.got.append((method, h, body))
         if method == "INVITE":
             if self.dlg is None or self.dlg["call_id"] != h.get("call-id"):
@@ -230,6 +243,15 @@ def http(port, method, path, token=None, body=None):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def csp_of(port, path):
+    """The Content-Security-Policy header of GET path (any status)."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.headers.get("Content-Security-Policy")
+    except urllib.error.HTTPError as x:
+        return x.headers.get("Content-Security-Policy")
 
 
 def dtmf(phone, code):
@@ -328,6 +350,7 @@ def case_reactions(e):
            ('{"emoji":"\U0001F44D","x":0,"y":0,"x":1}', "not JSON"),
            ('{"emoji":"\U0001F44D","x":0,"y":0}' + " " * 300, "over 256")]
     for body, want in bad:
+        pump(0.55)  # each costs a token of [react] rate 2/s before it is parsed
         st, h, _ = A.wait_final(A.in_dialog("MESSAGE", body, CT))
         if st != 400 or want not in h["_phrase"]:
             raise Fail("bad reaction %r answered %d %r, not 400 naming %r" % (
@@ -345,6 +368,24 @@ def case_reactions(e):
     pump(0.3)
     if len(C.messages()) != before:
         raise Fail("a reaction out of any call reached C")
+    # A flood of bad ones is held to the rate before any is parsed: after the burst, 503.
+    for what, body, ctype, want in [
+            ("reactions", '{"emoji":"ab","x":0,"y":0}', CT, "emoji"),
+            ("shares", "share https://127.0.0.1/x", "text/plain", "loopback")]:
+        pump(3.0)  # the bucket refills
+        branches = [A.in_dialog("MESSAGE", body, ctype) for _ in range(20)]
+        t0 = time.monotonic()
+        answers = [A.wait_final(b) for b in branches]
+        took = time.monotonic() - t0
+        sts = [a[0] for a in answers]
+        bad, limited = sts.count(400), sts.count(503)
+        if bad + limited != 20 or limited < 10 or bad > 5 + 2 * (took + 1) or \
+                any(want not in a[1]["_phrase"] for a in answers if a[0] == 400):
+            raise Fail("flood of 20 bad %s: %d answered 400, %d 503, others %s" % (
+                what, bad, limited, [s for s in sts if s not in (400, 503)]))
+    pump(0.3)
+    if len(C.messages()) != before:
+        raise Fail("a bad reaction or share reached C")
     # Flood: 20 back to back from A; [react] burst 5, rate 2/s.
     pump(3.0)  # the bucket refills
     before = len(C.messages())
@@ -412,22 +453,40 @@ def case_accept(e):
 
 
 def case_refused(e):
-    """C's answer said Accept: REACT_CTYPE but C answers a reaction's JSON 415: C gets it again
-    as text, and the next one as text at once (one JSON try)."""
+    """C's answer said Accept: REACT_CTYPE but C answers a reaction's JSON 415, late: it holds
+    its answers until nine JSON reactions are in (more than were ever kept in flight), then
+    refuses each. C gets each reaction again as text, the one refused and no other, and the
+    next one as text at once (one JSON try each)."""
     e.C.refuse_json = True
+    emojis = ["\U0001F44D", "\U0001F44F", "\U0001F62E", "\U0001F602", "\u2764\ufe0f",
+              "\U0001F389", "\U0001F525", "\U0001F622", "\U0001F64F"]
+    e.C.hold_json = len(emojis)
     e.up()
     A, C = e.A, e.C
-    if react(A, "\U0001F44D", 0.3, 0.3)[0] != 200:
-        raise Fail("A's reaction refused")
-    C.wait_message(is_text("\U0001F44D"), what="the reaction again as text after 415")
-    if react(A, "\U0001F62E", 0.3, 0.3)[0] != 200:
-        raise Fail("A's second reaction refused")
-    C.wait_message(is_text("\U0001F62E"), what="the second reaction as text")
+    for i, em in enumerate(emojis):
+        if i == 5:
+            pump(2.2)  # [react] burst 5, rate 2/s
+        if react(A, em, 0.3, 0.3)[0] != 200:
+            raise Fail("A's reaction %d refused" % i)
+    for em in emojis:
+        C.wait_message(is_text(em), what="%r again as text after its 415" % em)
+    pump(0.5)
+    texts = [b.decode("utf-8") for h, b in C.messages() if is_text("")(h, b)]
+    want = sorted("%s (reaction)" % em for em in emojis)
+    if sorted(texts) != want:
+        raise Fail("C got the texts %r after the 415s, not one per refused reaction %r" % (
+            texts, want))
+    e.C.hold_json = 0
+    pump(0.5)
+    if react(A, "\U0001F44C", 0.3, 0.3)[0] != 200:
+        raise Fail("A's next reaction refused")
+    C.wait_message(is_text("\U0001F44C"), what="the next reaction as text")
     pump(0.3)
     tries = [b for m, h, b in C.got if m == "MESSAGE" and
              h.get("content-type", "").split(";")[0].strip().lower() == CT]
-    if len(tries) != 1:
-        raise Fail("C was sent the JSON %d times, not once" % len(tries))
+    if len(tries) != len(emojis):
+        raise Fail("C was sent the JSON %d times, not once per reaction before the 415s" % len(
+            tries))
     e.hangup()
 
 
@@ -474,10 +533,20 @@ def case_share(e):
                      ("https://user:pw@v.example/a.mp4", "credentials"),
                      ("https://v.example/" + "a" * 1100, "1024"),
                      ("https://v.example/a\".mp4", "character"),
-                     ("https://", "host")]:
-        st = A.wait_final(A.in_dialog("MESSAGE", "share " + url, "text/plain"))[0]
-        if st != 400:
-            raise Fail("share %r answered %d, not 400" % (url[:40], st))
+                     ("https://", "host"), ("https:///x", "host"),
+                     ("https://127.0.0.1/x.mp4", "loopback"), ("https://10.0.0.1/", "private"),
+                     ("https://[::1]:8443/", "loopback"), ("https://localhost/", "local name"),
+                     ("https://169.254.169.254/latest", "link-local"),
+                     ("https://2130706433/", "loopback")]:
+        st, h, _ = A.wait_final(A.in_dialog("MESSAGE", "share " + url, "text/plain"))
+        if st != 400 or why not in h["_phrase"]:
+            raise Fail("share %r answered %d %r, not 400 naming %r" % (
+                url[:40], st, h["_phrase"], why))
+    for url, why in [("https://192.168.0.1/a.mp4", "private"), ("https://[fd00::1]/", "unique local")]:
+        st, text = http(e.http, "POST", "/v1/calls/%s/share" % cid, e.token,
+                        json.dumps({"url": url}))
+        if st != 400 or why not in text:
+            raise Fail("POST share %s: %d %s, not 400 naming %r" % (url, st, text, why))
     # "share" and more words is a chat message: passed on to C untouched.
     st = A.wait_final(A.in_dialog("MESSAGE", "share my screen please", "text/plain"))[0]
     C.wait_message(lambda h, b: b == b"share my screen please", what="A's chat MESSAGE")
@@ -496,6 +565,12 @@ def case_share(e):
     st, page = http(e.http, "GET", "/w/" + secret)
     if st != 200 or "<video" not in page:
         raise Fail("watch page: %d" % st)
+    # One policy for the pages: the watch page's is theirs plus media from https: origins.
+    csp_watch = csp_of(e.http, "/w/" + secret)
+    csp_page = csp_of(e.http, "/w/no-such-page")
+    if not csp_page or csp_watch != csp_page + "; media-src https:":
+        raise Fail("the watch page's policy %r is not the pages' %r plus media-src https:" % (
+            csp_watch, csp_page))
     st, news = http(e.http, "GET", "/w/%s/events?since=0" % secret)
     o = json.loads(news) if st == 200 else {}
     if st != 200 or o.get("url") != url or o.get("playing") is not False:
@@ -525,6 +600,36 @@ def case_share(e):
     woken = [o for o in out if o and o[0] == 200 and json.loads(o[1])["pos"] >= 3]
     if st != 200 or len(woken) != 6:
         raise Fail("the seek woke %d of the 6 waiting pages: %s" % (len(woken), out))
+    # The change is packed once for all: while it plays, a state packed per page would
+    # differ in its position by the microseconds between them.
+    if len(set(o[1] for o in woken)) != 1:
+        raise Fail("the 6 pages woken by one seek were told %d different states" % len(
+            set(o[1] for o in woken)))
+    # Polls given up (their clients close the connection) free their places at once, not
+    # after [react] poll_secs (25 s): the address's next 4 wait, and a change wakes them.
+    st, news = http(e.http, "GET", "/w/%s/events?since=0" % secret)
+    seq = json.loads(news)["seq"]
+    gone = []
+    for _ in range(4):
+        k = socket.create_connection(("127.0.0.1", e.http), timeout=5,
+                                     source_address=("127.0.0.4", 0))
+        k.sendall(("GET /w/%s/events?since=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (
+            secret, seq)).encode())
+        gone.append(k)
+    time.sleep(0.5)
+    for k in gone:
+        k.close()
+    time.sleep(0.5)
+    ts, out = polls(e.http, secret, seq, ["127.0.0.4"] * 4)
+    time.sleep(0.5)
+    early = [o for o in out if o is not None]
+    if early:
+        raise Fail("after 4 polls were given up, the next 4 from that address got %s" % early)
+    st, _ = http(e.http, "POST", "/w/%s/control" % secret, body='{"action":"pause"}')
+    for t in ts:
+        t.join(10)
+    if st != 200 or [o and o[0] for o in out] != [200] * 4:
+        raise Fail("the pause woke %s of the 4 polls after those given up" % out)
     # The admin shares another URL in the call: the same page plays it, both parties told.
     n = len(C.got)
     st, text = http(e.http, "POST", "/v1/calls/%s/share" % cid, e.token,

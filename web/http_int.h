@@ -1,7 +1,7 @@
 /*
  * web/http_int: what the server's files share (http.c: the loop, requests and replies;
- * router.c: routes; limits.c: addresses, the rate limit, per-address connection counts and
- * deadlines). Internal to web/http.
+ * router.c: routes; limits.c: addresses, the rate limit, per-address connection counts,
+ * deadlines and deferred requests whose client goes). Internal to web/http.
  */
 #ifndef QRXFER_WEB_HTTP_INT_H
 #define QRXFER_WEB_HTTP_INT_H

@@ -12,6 +12,9 @@ do not say so (desk phones) until they send a reaction themselves. Cases:
              a desk phone; bad JSON is answered 400 naming what was wrong; a flood is held to
              [react] rate and burst (503), and only what was taken reaches C
   moved      after a move to B, C's reactions reach B (the current near device), B's reach C
+  anchored   moved, with the media anchor (react.test starts rtpengine): the phones send RTP
+             to the SDP they were given, the move is verified by B's media, C gets no
+             re-INVITE, and the reactions go as in moved
   share      "share <https URL>" gives both parties the /w/{secret} link; the page and its
              news are served; bad URLs get 400; a wrong secret and, once the call is over,
              the right one get 404
@@ -82,7 +85,40 @@ class Phone:
         self.dlg = None      # dict: call_id, ltag, rtag, target, cseq, from_, to
         self.hold_json = 0   # > 0: hold JSON reactions unanswered until this many, then 415 all
         self.held = {}       # branch -> headers of a held JSON reaction
+        self.rtp = None      # media_on(): a socket sending RTP to the SDP it was given
+        self.remote = None   # (address, port) of that SDP; None: no media (or inactive)
+        self.rtp_seq, self.rtp_last = 0, 0.0
         PHONES.append(self)
+
+    def media_on(self):
+        """Send 20 ms RTP packets (PCMU silence) to the peer's SDP, from a port of our own."""
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind(("127.0.0.1", 0))
+
+    def sdp(self):
+        port = self.rtp.getsockname()[1] if self.rtp else 30000 + self.port % 1000
+        return SDP % (self.name.lower(), port)
+
+    def learn_sdp(self, body):
+        if not self.rtp or not body:
+            return
+        text = body.decode("utf-8", "replace")
+        addr = port = None
+        for line in text.split("\r\n"):
+            if line.startswith("c=IN IP4 "):
+                addr = line[9:].strip()
+            elif line.startswith("m=audio "):
+                port = int(line.split()[1])
+        self.remote = (addr, port) if addr and port and "a=inactive" not in text else None
+
+    def rtp_tick(self, now):
+        if self.rtp and self.remote and now - self.rtp_last >= 0.02:
+            self.rtp_last = now
+            self.rtp_seq += 1
+            head = bytes([0x80, 0]) + (self.rtp_seq & 0xFFFF).to_bytes(2, "big") + \
+                (self.rtp_seq * 160 & 0xFFFFFFFF).to_bytes(4, "big") + \
+                (0x51000000 + self.port).to_bytes(4, "big")
+            self.rtp.sendto(head + b"\xff" * 160, self.remote)
 
     def me(self):
         return "127.0.0.1:%d" % self.port
@@ -146,6 +182,7 @@ class Phone:
             if p[3] == "INVITE" and st == 200:
                 d = self.dlg
                 if d is not None and d["call_id"] == h.get("call-id"):
+                    self.learn_sdp(body)
                     d["rtag"] = tag_of(h["to"])
                     d["to"] = h["to"]
                     d["target"] = uri_of(h.get("contact", d["target"]))
@@ -178,8 +215,9 @@ class Phone:
                 self.dlg = {"call_id": h["call-id"], "ltag": ltag,
                             "rtag": tag_of(h["from"]), "target": uri_of(h.get("contact", "")),
                             "cseq": 100, "from_": h["to"] + ";tag=" + ltag, "to": h["from"]}
-            sdp = (SDP % (self.name.lower(), 30000 + self.port % 1000)).encode()
-            self.answer(h, 200, "OK", sdp, "application/sdp", totag=self.dlg["ltag"])
+            self.learn_sdp(body)
+            self.answer(h, 200, "OK", self.sdp().encode(), "application/sdp",
+                        totag=self.dlg["ltag"])
         elif method == "MESSAGE" and getattr(self, "refuse_json", False) and \
                 h.get("content-type", "").split(";")[0].strip().lower() == CT:
             self.answer(h, 415, "Unsupported Media Type", totag=self.dlg["ltag"] if self.dlg else None)
@@ -192,7 +230,7 @@ class Phone:
         from_ = "<sip:%s@127.0.0.1>;tag=%s" % (self.name.lower(), ltag)
         self.dlg = {"call_id": call_id, "ltag": ltag, "rtag": None, "target": ruri,
                     "cseq": 1, "from_": from_, "to": "<%s>" % ruri}
-        sdp = SDP % (self.name.lower(), 30000 + self.port % 1000)
+        sdp = self.sdp()
         b = self.request("INVITE", ruri, from_, "<%s>" % ruri, call_id, 1, sdp, "application/sdp",
                          "Accept: application/sdp, %s\r\n" % CT if self.accept_json else "")
         st, h, _ = self.wait_final(b, secs)
@@ -222,6 +260,8 @@ def pump(secs):
         for s in r:
             socks[s].on_data(s.recv(65536))
         now = time.monotonic()
+        for p in PHONES:
+            p.rtp_tick(now)
         for p in PHONES:  # UDP: send again until answered
             for v in p.pending.values():
                 if v[1] is None and now - v[2] > 0.5:
@@ -405,15 +445,21 @@ def case_reactions(e):
     e.hangup()
 
 
-def case_moved(e):
+def case_moved(e, anchored=False):
+    if anchored:
+        e.A.media_on()
+        e.C.media_on()
     cid = e.up()
     A, C = e.A, e.C
     B = Phone("B", e.bport, e.sip)
+    if anchored:
+        B.media_on()
     st, body = http(e.http, "POST", "/v1/calls/%s/moves" % cid, e.token, "{}")
     if st != 201:
         raise Fail("POST moves: %d %s" % (st, body))
     B.call(json.loads(body)["qr_uri"])
-    deadline = time.monotonic() + 8
+    # with the anchor: media verified from B (its RTP), A held, its BYE after [move] undo_secs
+    deadline = time.monotonic() + (15 if anchored else 8)
     while not any(m == "BYE" for m, _, _ in A.got):
         if time.monotonic() > deadline:
             raise Fail("A got no BYE after the move")
@@ -432,9 +478,17 @@ def case_moved(e):
     n = len(B.got)
     dtmf(C, "*4")
     B.wait_message(is_json("\u2764\ufe0f", 0.5, 0.5), since=n, what="C's *4 as JSON")
+    if anchored and [m for m, _, _ in C.got].count("INVITE") != 1:
+        raise Fail("C got a re-INVITE: the anchored move should re-point only the near side")
     st = B.wait_final(B.in_dialog("BYE"))[0]
     if st != 200:
         raise Fail("B's BYE answered %d" % st)
+
+
+def case_anchored(e):
+    """moved, with the media anchor: rtpengine relays the phones' RTP, the move is verified by
+    B's media, and C (no re-INVITE) and B exchange reactions after it."""
+    case_moved(e, anchored=True)
 
 
 def case_accept(e):

@@ -439,6 +439,10 @@ static void on_stop(void *arg, struct sip *s)
 {
 	struct react_stack *rs = arg;
 
+	/* Calls the stop leaves up ([sip] on_stop = keep, or not yet over) are let go of without
+	 * call_gone: their reactions' part goes here. */
+	for (struct call *c = TAILQ_FIRST(&s->calls); c; c = TAILQ_NEXT(c, link))
+		on_call_gone(rs, c);
 	while (!LIST_EMPTY(&rs->watches))
 		watch_end(LIST_FIRST(&rs->watches));
 	free(rs);

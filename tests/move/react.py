@@ -15,6 +15,7 @@ do not say so (desk phones) until they send a reaction themselves. Cases:
   anchored   moved, with the media anchor (react.test starts rtpengine): the phones send RTP
              to the SDP they were given, the move is verified by B's media, C gets no
              re-INVITE, and the reactions go as in moved
+  leftup     a call with a reaction in flight and a watch page is left up for the stop
   share      "share <https URL>" gives both parties the /w/{secret} link; the page and its
              news are served; bad URLs get 400; a wrong secret and, once the call is over,
              the right one get 404
@@ -542,6 +543,22 @@ def case_refused(e):
         raise Fail("C was sent the JSON %d times, not once per reaction before the 415s" % len(
             tries))
     e.hangup()
+
+
+def case_leftup(e):
+    """A call with reactions, a JSON one unanswered and a watch page is still up when qrxferd
+    stops ([sip] on_stop = keep): the stop lets go of all of it (the ASan build finds a leak
+    otherwise, and react.test fails on it)."""
+    e.C.hold_json = 99  # C never answers the JSON: it stays in flight
+    e.up()
+    A = e.A
+    if react(A, "\U0001F44D", 0.5, 0.5)[0] != 200:
+        raise Fail("A's reaction refused")
+    e.C.wait_message(is_json("\U0001F44D"), what="A's reaction")
+    st = A.wait_final(A.in_dialog("MESSAGE", "share https://v.example/a.mp4", "text/plain"))[0]
+    if st != 200:
+        raise Fail("share answered %d" % st)
+    link_of(A)
 
 
 def polls(http_port, secret, since, sources):

@@ -9,32 +9,16 @@
                                   row of macroblocks shows the frame's number in 8 bits (white 1,
                                   black 0, most significant left), the rest moving colour bars:
                                   a page's picture says which frame it shows (FRAME_BITS).
-  media.py wav FILE SECS          writes a SECS-second mono 8 kHz WAV (a 440 Hz tone whose
-                                  loudness steps each second)
   media.py serve DIR PORT CERT KEY  serves DIR over HTTPS on 127.0.0.1:PORT with Range
                                   requests (seeking), until killed
 
 Only 127.0.0.1 is used.
 """
 import http.server
-import math
 import os
 import ssl
 import struct
 import sys
-import wave
-
-
-def make_wav(path, secs):
-    rate = 8000
-    tone = [math.sin(2 * math.pi * 440 * i / rate) for i in range(rate)]
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        for sec in range(int(secs)):
-            amp = 2000 + 1000 * (sec % 8)
-            w.writeframes(struct.pack("<%dh" % rate, *(int(amp * x) for x in tone)))
 
 
 FPS = 10
@@ -242,8 +226,8 @@ class Ranged(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
         else:
             self.send_response(200)
-        self.send_header("Content-Type", "audio/wav" if path.endswith(".wav") else
-                         "video/mp4" if path.endswith(".mp4") else "application/octet-stream")
+        self.send_header("Content-Type", "video/mp4" if path.endswith(".mp4") else
+                         "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(end - start + 1))
         self.end_headers()
@@ -272,9 +256,7 @@ def serve(d, port, cert, key):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "wav":
-        make_wav(sys.argv[2], float(sys.argv[3]))
-    elif sys.argv[1] == "mp4":
+    if sys.argv[1] == "mp4":
         make_mp4(sys.argv[2], float(sys.argv[3]))
     else:
         serve(*sys.argv[2:6])

@@ -5,15 +5,20 @@
  * down or slow never holds a call: the SDP goes on as it came and the call stays unanchored.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "media/ng.h"
 #include "move/move_int.h"
+#include "util/soon.h"
 
 #define ANCHOR_TIMEOUT_MS 300 /* a try; with the retries below ~1.2 s before a call goes on */
 #define ANCHOR_RETRIES    3
 #define ANCHOR_PING_MS    2000
+#define ANCHOR_QUIET_MS   100 /* an unanchoring re-INVITE waits for the call's offer to be free */
+#define ANCHOR_QUIET_MAX  100
+#define ANCHOR_ORIGINS    3 /* near-side parties a call's origins are kept for: A, B, spare */
 
 static const char TAG_NEAR[] = "near", TAG_FAR[] = "far";
 
@@ -32,11 +37,18 @@ struct anchor_op {
 	unsigned paired : 1; /* a re-point's offer: its answer is the next op */
 };
 
-/* A call's anchor. Owned by the call's slot; freed at its call_gone (or after the reply being
- * handled when the call went during it). */
+/* What one near-side party (A, or the move's B) has seen of our o= line (RFC 3264 8). */
+struct anchor_origin {
+	struct leg *leg;
+	struct sdp_origin o; /* in the call's home */
+};
+
+/* A call's anchor. Owned by the call's slot; freed at its call_gone, or once the ng request in
+ * flight then is answered (gone: its call is freed, the session is deleted). */
 struct anchor_call {
 	struct anchor *a;
-	struct call *c;
+	struct call *c; /* NULL once gone */
+	char id[33];    /* the call's id, kept for a late delete */
 	LIST_ENTRY(anchor_call) link;
 	enum anchor_state state;
 	char *far_raw;                /* the far party's last SDP, as it came */
@@ -45,7 +57,15 @@ struct anchor_call {
 	STAILQ_HEAD(, anchor_op) ops; /* the first is in flight */
 	struct leg *reinvited[2];     /* legs we re-INVITEd ourselves: we ACK their 2xx */
 	struct ng_req *req;
+	struct anchor_origin origins[ANCHOR_ORIGINS];
+	su_timer_t *quiet; /* unanchoring: waits for the offer in flight to be over */
+	unsigned quiet_tries;
+	int send_err; /* ng_send failed: on_reply runs on the loop's next turn */
 	unsigned in_reply : 1, gone : 1;
+	unsigned sent : 1; /* an offer went to rtpengine: it may hold a session */
+	unsigned to_near_anchored : 1, to_far_anchored : 1; /* the last SDP each side got was
+	                                                       rtpengine's */
+	unsigned unanchoring : 1; /* each side is to get the other's own SDP again */
 };
 
 struct anchor {
@@ -57,15 +77,16 @@ struct anchor {
 	LIST_HEAD(, anchor_call) calls;
 	su_timer_t *ping;
 	struct ng_req *ping_req;
+	struct soon *soon; /* ng_send failures, answered on the loop's next turn */
 	unsigned down : 1;
 	struct log_limit lim;
 };
 
 static struct anchor *the_anchor; /* one stack a process; NULL without [media] rtpengine */
 
-/* sdp with its direction set to dir (NULL: kept) and its o= version raised by bump (RFC 3264
- * 8); free() it. */
-char *move_sdp_with(const char *sdp, const char *dir, unsigned bump)
+/* sdp with its direction set to dir (NULL: kept); free() it. Its o= line is the anchor's to
+ * set (move_anchor_for_near, reinvite_with): RFC 3264 8 wants one origin per party. */
+char *move_sdp_with(const char *sdp, const char *dir)
 {
 	struct buf b = {0};
 	const char *p = sdp;
@@ -73,30 +94,16 @@ char *move_sdp_with(const char *sdp, const char *dir, unsigned bump)
 
 	while (p && *p) {
 		size_t n = strcspn(p, "\r\n"), e = n;
-		char user[64], sess[32], rest[200];
-		unsigned long long ver;
 
 		while (p[e] == '\r' || p[e] == '\n')
 			e++;
-		if (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
-		    !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n)) {
-			if (n == 10 && dir) {
-				buf_printf(&b, "a=%s\r\n", dir);
-				had_dir = 1;
-				p += e;
-				continue;
-			}
-		}
-		if (!strncmp(p, "o=", 2) && n < 300) {
-			char line[300];
-
-			snprintf(line, sizeof(line), "%.*s", (int)n, p);
-			if (sscanf(line, "o=%63s %31s %llu %199[^\r\n]", user, sess, &ver, rest) ==
-			    4) {
-				buf_printf(&b, "o=%s %s %llu %s\r\n", user, sess, ver + bump, rest);
-				p += e;
-				continue;
-			}
+		if (n == 10 && dir &&
+		    (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
+		     !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n))) {
+			buf_printf(&b, "a=%s\r\n", dir);
+			had_dir = 1;
+			p += e;
+			continue;
 		}
 		buf_printf(&b, "%.*s\r\n", (int)n, p);
 		p += e;
@@ -104,6 +111,32 @@ char *move_sdp_with(const char *sdp, const char *dir, unsigned bump)
 	if (!had_dir && dir)
 		buf_printf(&b, "a=%s\r\n", dir);
 	return buf_take(&b, NULL);
+}
+
+static struct anchor_origin *origin_of(struct anchor_call *ac, struct leg *leg)
+{
+	struct anchor_origin *free_one = NULL;
+
+	for (unsigned i = 0; i < ANCHOR_ORIGINS; i++) {
+		if (ac->origins[i].leg == leg)
+			return &ac->origins[i];
+		if (!free_one && !ac->origins[i].leg)
+			free_one = &ac->origins[i];
+	}
+	if (free_one)
+		free_one->leg = leg;
+	return free_one;
+}
+
+/* body (len bytes) as the near-side party leg is to get it: our one origin toward it, its
+ * version up by one per change (RFC 3264 8). A string in the call's home (su_free), or NULL:
+ * send body as it is. */
+static char *for_near(struct anchor_call *ac, struct leg *leg, const char *body, size_t len,
+                      size_t *outlen)
+{
+	struct anchor_origin *o = ac->c ? origin_of(ac, leg) : NULL;
+
+	return o ? sdp_origin_apply(ac->c->home, &o->o, body, len, outlen) : NULL;
 }
 
 static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp);
@@ -124,6 +157,7 @@ static void ac_free(struct anchor_call *ac)
 		op_free(op);
 	}
 	ng_cancel(ac->req);
+	su_timer_destroy(ac->quiet);
 	LIST_REMOVE(ac, link);
 	free(ac->far_raw);
 	free(ac->to_near);
@@ -145,6 +179,7 @@ static struct anchor_call *ac_of(struct call *c, int make)
 		return NULL;
 	ac->a = a;
 	ac->c = c;
+	snprintf(ac->id, sizeof(ac->id), "%s", c->id);
 	STAILQ_INIT(&ac->ops);
 	LIST_INSERT_HEAD(&a->calls, ac, link);
 	c->slot[a->slot] = ac;
@@ -172,9 +207,34 @@ static void put_sdp_command(struct buf *b, const char *command, const char *call
 	benc_put_end(b);
 }
 
-static void ac_next(struct anchor_call *ac);
+/* rtpengine lets go of the call's session (fire and forget: an unknown call is no harm). */
+static void send_delete(struct anchor *a, const char *call_id)
+{
+	struct buf b = {0};
 
-/* rtpengine gave up on this call (or never took it): its SDPs go on as they came. */
+	put_sdp_command(&b, "delete", call_id, NULL, NULL, NULL, 0);
+	if (!b.failed)
+		ng_send(a->ng, b.data, b.len, NULL, NULL, NULL);
+	buf_release(&b);
+}
+
+static void ac_next(struct anchor_call *ac);
+static void unanchor_start(struct anchor_call *ac);
+
+/* Which side a message to leg to reaches: its last SDP is rtpengine's (1) or not. */
+static void mark_side(struct anchor_call *ac, struct leg *to, int anchored)
+{
+	if (to == ac->c->far)
+		ac->to_far_anchored = anchored;
+	else
+		ac->to_near_anchored = anchored;
+}
+
+/*
+ * rtpengine gave up on this call (or never took it): its SDPs go on as they came. A call is
+ * anchored both ways or not at all: a side whose last SDP was rtpengine's gets the other's own
+ * in a re-INVITE once the offer in flight is over (unanchor_start).
+ */
 static void ac_off(struct anchor_call *ac, const char *why)
 {
 	struct anchor_op *op;
@@ -182,22 +242,44 @@ static void ac_off(struct anchor_call *ac, const char *why)
 	if (ac->state != ANCHOR_OFF) {
 		log_limited(&ac->a->lim, LOG_LEVEL_WARN, "media",
 		            "rtpengine %s: %s: call %s goes on unanchored", ac->a->addr, why,
-		            ac->c->id);
+		            ac->id);
 		metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
 	}
 	ac->state = ANCHOR_OFF;
 	ac->in_reply = 1;
 	while (!ac->gone && (op = STAILQ_FIRST(&ac->ops))) {
 		STAILQ_REMOVE_HEAD(&ac->ops, link);
-		if (op->w)
+		if (op->w) {
+			mark_side(ac, op->w->to, 0);
 			sip_sdp_resume(op->w, NULL, 0);
-		else if (op->cb)
+		} else if (op->cb) {
 			op->cb(op->arg, EHOSTUNREACH, NULL, 0, NULL);
+		}
 		op_free(op);
 	}
 	ac->in_reply = 0;
-	if (ac->gone)
+	if (ac->gone) {
 		ac_free(ac);
+		return;
+	}
+	if (ac->to_near_anchored || ac->to_far_anchored)
+		unanchor_start(ac);
+}
+
+/* body for the near-side party to (rtpengine's, with our origin toward it), then on. */
+static void resume_anchored(struct anchor_call *ac, struct sip_sdp_wait *w, const char *body,
+                            size_t len)
+{
+	struct call *c = ac->c;
+	size_t n = 0;
+	char *mine = w->to != c->far ? for_near(ac, w->to, body, len, &n) : NULL;
+	char *copy = mine ? strndup(mine, n) : NULL;
+
+	/* The call's home may go with the message sent on: our copy lives outside it. */
+	su_free(c->home, mine);
+	mark_side(ac, w->to, 1);
+	sip_sdp_resume(w, copy ? copy : body, copy ? n : len);
+	free(copy);
 }
 
 static void on_reply(void *arg, int err, const struct benc *reply)
@@ -208,6 +290,13 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 	char why[160];
 
 	ac->req = NULL;
+	if (ac->gone) {
+		/* Its call ended while rtpengine had the request: what it made goes (the answer
+		 * may have come after our delete at call_gone). */
+		send_delete(ac->a, ac->id);
+		ac_free(ac);
+		return;
+	}
 	if (!op)
 		return;
 	if (!err && !benc_is(benc_get(reply, "result"), "ok")) {
@@ -231,7 +320,7 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 			struct anchor_op *next = op->paired ? STAILQ_NEXT(op, link) : NULL;
 
 			STAILQ_REMOVE_HEAD(&ac->ops, link);
-			LOG_WARN("media", "rtpengine %s: call %s: %s", ac->a->addr, ac->c->id, why);
+			LOG_WARN("media", "rtpengine %s: call %s: %s", ac->a->addr, ac->id, why);
 			if (next) {
 				STAILQ_REMOVE_HEAD(&ac->ops, link);
 				op_free(op);
@@ -258,14 +347,14 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 		if (ac->state == ANCHOR_NONE) {
 			ac->state = ANCHOR_ON;
 			metric_inc(METRIC_MEDIA_ANCHORED_TOTAL);
-			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->c->id,
+			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->id,
 			         ac->a->addr);
 		}
 		if (op->w->to == ac->c->near) {
 			free(ac->to_near);
 			ac->to_near = strndup(sdp->s, sdp->len);
 		}
-		sip_sdp_resume(op->w, sdp->s, sdp->len);
+		resume_anchored(ac, op->w, sdp->s, sdp->len);
 	} else if (op->cb) {
 		if (sdp && sdp->type == BENC_STR && !strcmp(op->command, "answer") &&
 		    !strcmp(op->from_tag, TAG_NEAR)) {
@@ -284,21 +373,46 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 	ac_next(ac);
 }
 
-/* Send the first op if none is in flight. */
+/* Send the first op if none is in flight. A failure to send is answered on the loop's next
+ * turn (on_soon): the hook that queued it never sees its message resumed within itself. */
 static void ac_next(struct anchor_call *ac)
 {
 	struct anchor_op *op = STAILQ_FIRST(&ac->ops);
 	struct buf b = {0};
 	int err;
 
-	if (!op || ac->req || ac->gone)
+	if (!op || ac->req || ac->gone || ac->send_err)
 		return;
-	put_sdp_command(&b, op->command, ac->c->id, op->from_tag, op->to_tag, op->body, op->len);
+	put_sdp_command(&b, op->command, ac->id, op->from_tag, op->to_tag, op->body, op->len);
 	err = b.failed ? ENOMEM : ng_send(ac->a->ng, b.data, b.len, on_reply, ac, &ac->req);
 	buf_release(&b);
 	if (err) {
 		ac->req = NULL;
-		on_reply(ac, err, NULL);
+		ac->send_err = err;
+		soon_run(ac->a->soon);
+		return;
+	}
+	if (!strcmp(op->command, "offer"))
+		ac->sent = 1;
+}
+
+static void on_soon(void *arg)
+{
+	struct anchor *a = arg;
+	struct anchor_call *ac;
+	int found = 1;
+
+	while (found) {
+		found = 0;
+		LIST_FOREACH(ac, &a->calls, link)
+		if (ac->send_err) {
+			int err = ac->send_err;
+
+			ac->send_err = 0;
+			found = 1;
+			on_reply(ac, err, NULL); /* may free ac: the list is walked again */
+			break;
+		}
 	}
 }
 
@@ -325,7 +439,6 @@ static int ac_push(struct anchor_call *ac, struct sip_sdp_wait *w, const char *c
 		}
 	}
 	STAILQ_INSERT_TAIL(&ac->ops, op, link);
-	/* Sent from the loop's next turn at the earliest: the hook never resumes within itself. */
 	if (!ac->req && STAILQ_FIRST(&ac->ops) == op && !ac->in_reply)
 		ac_next(ac);
 	return 0;
@@ -340,9 +453,30 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 
 	if ((from != c->near && from != c->far) || (to != c->near && to != c->far))
 		return 0; /* a move's new device: the move asks for itself */
-	ac = ac_of(c, 1);
-	if (!ac || ac->state == ANCHOR_OFF)
+	ac = ac_of(c, w != NULL);
+	if (!ac)
 		return 0;
+	if (from == c->far) {
+		free(ac->far_raw);
+		ac->far_raw = strndup(body, len);
+	}
+	if (!w) {
+		/* An UPDATE, a PRACK, an answer in an ACK: it goes as it came, so the call goes
+		 * on unanchored (each side gets the other's own SDP). */
+		mark_side(ac, to, 0);
+		if (ac->state != ANCHOR_OFF) {
+			LOG_INFO("media",
+			         "%s: an SDP %s from %s outside an INVITE's offer and answer "
+			         "is not anchored",
+			         c->id, offer ? "offer" : "answer", call_side(from));
+			ac_off(ac, "an SDP it cannot hold (UPDATE, PRACK or ACK)");
+		}
+		return 0;
+	}
+	if (ac->state == ANCHOR_OFF) {
+		mark_side(ac, to, 0);
+		return 0;
+	}
 	if (ac->state == ANCHOR_NONE && STAILQ_EMPTY(&ac->ops) && (!offer || from != c->in)) {
 		/* A late offer (the answer comes in an ACK): not anchored. */
 		ac->state = ANCHOR_OFF;
@@ -356,10 +490,6 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	}
 	tag = from == c->near ? TAG_NEAR : TAG_FAR;
 	other = from == c->near ? TAG_FAR : TAG_NEAR;
-	if (from == c->far) {
-		free(ac->far_raw);
-		ac->far_raw = strndup(body, len);
-	}
 	if (offer) {
 		ac->offerer = tag;
 		return !ac_push(ac, w, "offer", tag, ac->state == ANCHOR_NONE ? NULL : other, body,
@@ -406,21 +536,37 @@ static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sd
 {
 	struct call *c = ac->c;
 	sip_payload_t *pl;
+	size_t n = 0;
+	char *mine;
 	unsigned i;
 
-	if (!leg || leg->terminated || leg->oinv || !sdp)
+	if (!c || !leg || leg->terminated || leg->oinv || !sdp)
 		return EBUSY;
 	for (i = 0; i < 2 && ac->reinvited[i] && ac->reinvited[i] != leg; i++)
 		;
 	if (i == 2)
 		return EBUSY;
-	pl = sip_payload_create(c->home, sdp, (isize_t)strlen(sdp));
+	mine = leg != c->far ? for_near(ac, leg, sdp, strlen(sdp), &n) : NULL;
+	pl = sip_payload_create(c->home, mine ? mine : sdp, (isize_t)(mine ? n : strlen(sdp)));
+	su_free(c->home, mine);
 	if (leg == c->far)
 		pl = sdp_to_far(c, pl);
 	if (leg_invite(leg, NULL, pl, TAG_END()))
 		return EIO;
 	ac->reinvited[i] = leg;
 	return 0;
+}
+
+char *move_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, size_t len,
+                           size_t *outlen)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+	char *mine = ac && leg ? for_near(ac, leg, sdp, len, outlen) : NULL;
+	char *copy = mine ? strndup(mine, *outlen) : NULL;
+
+	if (mine)
+		su_free(c->home, mine);
+	return copy;
 }
 
 unsigned move_anchor_verify_ms(void)
@@ -433,44 +579,149 @@ unsigned move_anchor_undo_secs(void)
 	return the_anchor ? the_anchor->undo_secs : 0;
 }
 
+static void on_call_ending(void *arg, struct call *c)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_op *op, *next;
+	unsigned was;
+
+	if (!ac)
+		return;
+	/*
+	 * Messages held for rtpengine go on at once as they came: the core finishes each for an
+	 * ending call (an answer gets its ACK and BYE, a re-INVITE its 481 and the call's offer
+	 * is free again). Dropped at call_gone, they would get neither.
+	 */
+	was = ac->in_reply;
+	ac->in_reply = 1;
+	for (op = STAILQ_FIRST(&ac->ops); op && !ac->gone; op = next) {
+		struct sip_sdp_wait *w = op->w;
+
+		next = STAILQ_NEXT(op, link);
+		if (!w)
+			continue;
+		op->w = NULL;
+		if (op != STAILQ_FIRST(&ac->ops) || !ac->req) {
+			STAILQ_REMOVE(&ac->ops, op, anchor_op, link);
+			op_free(op);
+		}
+		mark_side(ac, w->to, 0);
+		sip_sdp_resume(w, NULL, 0);
+	}
+	ac->in_reply = was;
+	if (ac->gone && !was)
+		ac_free(ac);
+}
+
 static void on_call_gone(void *arg, struct call *c)
 {
 	struct anchor *a = arg;
 	struct anchor_call *ac = ac_of(c, 0);
-	struct buf b = {0};
+	struct anchor_op *op;
 
 	if (!ac)
 		return;
 	c->slot[a->slot] = NULL;
-	if (ac->state == ANCHOR_ON && !a->down) {
-		put_sdp_command(&b, "delete", c->id, NULL, NULL, NULL, 0);
-		if (!b.failed)
-			ng_send(a->ng, b.data, b.len, NULL, NULL, NULL);
-		buf_release(&b);
-	}
+	if (ac->sent)
+		send_delete(a, ac->id);
+	ac->c = NULL;
 	if (ac->in_reply) {
 		ac->gone = 1;
+		return;
+	}
+	if (ac->req) {
+		/* rtpengine may answer after our delete: the answer deletes again (on_reply). */
+		ac->gone = 1;
+		while ((op = STAILQ_FIRST(&ac->ops))) {
+			STAILQ_REMOVE_HEAD(&ac->ops, link);
+			sip_sdp_drop(op->w);
+			op_free(op);
+		}
 		return;
 	}
 	ac_free(ac);
 }
 
+static void quiet_tick(su_root_magic_t *m, su_timer_t *t, void *arg);
+
+/* Each side whose last SDP was rtpengine's gets the other's own, once the call's offer is
+ * free; the number of re-INVITEs sent, or -1 while it waits. */
+static int unanchor_try(struct anchor_call *ac)
+{
+	struct call *c = ac->c;
+	int sent = 0;
+
+	if (!c || ac->gone || !ac->unanchoring || c->state == SIP_CALL_ENDING || !c->near ||
+	    !c->far) {
+		ac->unanchoring = 0;
+		return 0;
+	}
+	if (c->state != SIP_CALL_ANSWERED || c->ack_pending || c->offer_busy || c->reinvite_ack ||
+	    c->near->oinv || c->far->oinv || c->near->inv || c->far->inv || ac->reinvited[0] ||
+	    ac->reinvited[1] || !STAILQ_EMPTY(&ac->ops)) {
+		if (++ac->quiet_tries > ANCHOR_QUIET_MAX) {
+			LOG_WARN("media",
+			         "%s: the call's offer stayed busy: its sides keep the "
+			         "anchor's media",
+			         c->id);
+			ac->unanchoring = 0;
+			return 0;
+		}
+		if (!ac->quiet)
+			ac->quiet = su_timer_create(su_root_task(ac->a->s->root), ANCHOR_QUIET_MS);
+		if (ac->quiet)
+			su_timer_set(ac->quiet, quiet_tick, ac);
+		return -1;
+	}
+	ac->unanchoring = 0;
+	if (ac->to_far_anchored && c->near_sdp && !reinvite_with(ac, c->far, c->near_sdp)) {
+		ac->to_far_anchored = 0;
+		sent++;
+	}
+	if (ac->to_near_anchored && ac->far_raw && !reinvite_with(ac, c->near, ac->far_raw)) {
+		ac->to_near_anchored = 0;
+		sent++;
+	}
+	LOG_INFO("media", "%s: unanchored: %d side(s) re-INVITEd with the other's own media", c->id,
+	         sent);
+	return sent;
+}
+
+static void quiet_tick(su_root_magic_t *m, su_timer_t *t, void *arg)
+{
+	unanchor_try(arg);
+}
+
+static void unanchor_start(struct anchor_call *ac)
+{
+	if (ac->unanchoring)
+		return;
+	ac->unanchoring = 1;
+	ac->quiet_tries = 0;
+	unanchor_try(ac);
+}
+
 /* rtpengine is gone: each side gets the other's own media again, in a re-INVITE. */
 static int ac_unanchor(struct anchor_call *ac)
 {
-	struct call *c = ac->c;
-	char *to_near;
-	int sent = 0;
-
 	ac->state = ANCHOR_OFF;
 	metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
-	if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || !c->near_sdp || !ac->far_raw)
-		return 0;
-	to_near = move_sdp_with(ac->far_raw, NULL, 1);
-	sent = !reinvite_with(ac, c->far, c->near_sdp) && to_near &&
-	       !reinvite_with(ac, c->near, to_near);
-	free(to_near);
-	return sent;
+	ac->unanchoring = 1;
+	ac->quiet_tries = 0;
+	return unanchor_try(ac) > 0;
+}
+
+/* The move's re-point failed, or rtpengine is gone: the call goes on without rtpengine. */
+int move_anchor_unanchor(struct call *c, const char *why)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+
+	if (!ac || ac->state != ANCHOR_ON)
+		return ENOENT;
+	log_limited(&ac->a->lim, LOG_LEVEL_WARN, "media",
+	            "rtpengine %s: %s: call %s goes on unanchored", ac->a->addr, why, ac->id);
+	ac->to_near_anchored = ac->to_far_anchored = 1;
+	return ac_unanchor(ac) ? 0 : EAGAIN;
 }
 
 static void on_ping(void *arg, int err, const struct benc *reply)
@@ -483,7 +734,7 @@ static void on_ping(void *arg, int err, const struct benc *reply)
 	a->ping_req = NULL;
 	if (down && !a->down) {
 		LIST_FOREACH(ac, &a->calls, link)
-		if (ac->state == ANCHOR_ON) {
+		if (ac->state == ANCHOR_ON && !ac->gone) {
 			n++;
 			moved += ac_unanchor(ac);
 		}
@@ -505,6 +756,20 @@ static void ping_tick(su_root_magic_t *m, su_timer_t *t, void *arg)
 		ng_send(a->ng, ping, sizeof(ping) - 1, on_ping, a, &a->ping_req);
 }
 
+/* A leg that leaves takes what it saw of our origin with it (its address may come again). */
+static int on_leg_terminated(void *arg, struct call *c, struct leg *leg)
+{
+	struct anchor_call *ac = ac_of(c, 0);
+
+	for (unsigned i = 0; ac && i < ANCHOR_ORIGINS; i++)
+		if (ac->origins[i].leg == leg)
+			memset(&ac->origins[i], 0, sizeof(ac->origins[i]));
+	for (unsigned i = 0; ac && i < 2; i++)
+		if (ac->reinvited[i] == leg)
+			ac->reinvited[i] = NULL;
+	return 0;
+}
+
 static void on_stop(void *arg, struct sip *s)
 {
 	struct anchor *a = arg;
@@ -512,12 +777,14 @@ static void on_stop(void *arg, struct sip *s)
 	while (!LIST_EMPTY(&a->calls)) {
 		struct anchor_call *ac = LIST_FIRST(&a->calls);
 
-		ac->c->slot[a->slot] = NULL;
+		if (ac->c)
+			ac->c->slot[a->slot] = NULL;
 		ac_free(ac);
 	}
 	su_timer_destroy(a->ping);
 	ng_cancel(a->ping_req);
 	ng_free(a->ng);
+	soon_free(a->soon);
 	free(a->addr);
 	if (the_anchor == a)
 		the_anchor = NULL;
@@ -526,6 +793,8 @@ static void on_stop(void *arg, struct sip *s)
 
 static const struct sip_call_hooks anchor_hooks = {
     .invite_response = on_invite_response,
+    .leg_terminated = on_leg_terminated,
+    .call_ending = on_call_ending,
     .call_gone = on_call_gone,
     .stop = on_stop,
     .sdp = on_sdp,
@@ -551,12 +820,15 @@ int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs,
 	err = !a->addr ? ENOMEM : a->slot < 0 ? ENOSPC : 0;
 	if (!err)
 		err = ng_alloc(&a->ng, s->root, rtpengine, ANCHOR_TIMEOUT_MS, ANCHOR_RETRIES);
+	if (!err)
+		err = soon_alloc(&a->soon, s->root, on_soon, a);
 	if (!err) {
 		a->ping = su_timer_create(su_root_task(s->root), ANCHOR_PING_MS);
 		err = a->ping ? sip_call_hooks_add(s, &anchor_hooks, a) : ENOMEM;
 	}
 	if (err) {
 		su_timer_destroy(a->ping);
+		soon_free(a->soon);
 		ng_free(a->ng);
 		free(a->addr);
 		free(a);

@@ -416,8 +416,17 @@ static void reinvite_answer(struct leg *leg, struct leg *from, int status, const
 	snprintf(w.phrase, sizeof(w.phrase), "%s", phrase ? phrase : "");
 	if (status < 300 && sdp_hold(&w, sip, !c->reinvite_offered))
 		return;
-	if (c->sdp_msg == sip && (from->terminated || !from->inv))
-		return; /* its sender left while the answer was held */
+	if (c->sdp_msg == sip && (from->terminated || !from->inv)) {
+		/* Its sender left while the answer was held: the answerer's 2xx still gets its
+		 * ACK, and the call may offer again. */
+		if (status < 300 && c->reinvite_ack) {
+			leg_ack(leg, NULL, NULL);
+			c->reinvite_ack = 0;
+		}
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		return;
+	}
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
 	leg_answer_as(from, status, phrase, resp, NULL, 0,
@@ -505,6 +514,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		c->ack_pending = 0;
 		hook_call_active(c);
 		invite_note_near_sdp(leg, sip);
+		sdp_note(leg, other, sip, 0);
 		pl = body_for(other, sip);
 		leg_ack(other, NULL, pl);
 		return;
@@ -514,6 +524,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		c->offer_busy = 0;
 		c->reinvite_from = NULL;
 		invite_note_near_sdp(leg, sip);
+		sdp_note(leg, other, sip, 0);
 		pl = body_for(other, sip);
 		leg_ack(other, NULL, pl);
 	}

@@ -588,9 +588,10 @@ static void on_call_ending(void *arg, struct call *c)
 	if (!ac)
 		return;
 	/*
-	 * Messages held for rtpengine go on at once as they came: the core finishes each for an
-	 * ending call (an answer gets its ACK and BYE, a re-INVITE its 481 and the call's offer
-	 * is free again). Dropped at call_gone, they would get neither.
+	 * Answers held for rtpengine go on at once as they came: the core finishes each for an
+	 * ending call (a 2xx gets its ACK and BYE). Dropped at call_gone, they would get neither.
+	 * Held requests stay until call_gone: sending one on now could end the call's last leg
+	 * under the caller of call_end (an INVITE's leg no longer wanted is simply ended).
 	 */
 	was = ac->in_reply;
 	ac->in_reply = 1;
@@ -598,7 +599,7 @@ static void on_call_ending(void *arg, struct call *c)
 		struct sip_sdp_wait *w = op->w;
 
 		next = STAILQ_NEXT(op, link);
-		if (!w)
+		if (!w || sip_object(w->msg)->sip_request)
 			continue;
 		op->w = NULL;
 		if (op != STAILQ_FIRST(&ac->ops) || !ac->req) {

@@ -545,8 +545,13 @@ void invite_cancel(struct leg *leg)
 	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
 	if (leg->inv)
 		leg_answer(leg, SIP_487_REQUEST_TERMINATED, NULL, NULL, TAG_END());
+	/* The caller's leg may be the call's last (the far INVITE not sent yet, its offer held
+	 * by the media anchor): then the call goes with it. */
+	su_home_ref(c->home);
 	call_leg_terminated(leg);
-	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
+	if (!c->freeing)
+		call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
+	su_home_unref(c->home);
 }
 
 void invite_bye(struct leg *leg, nta_incoming_t *irq)

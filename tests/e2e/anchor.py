@@ -7,8 +7,19 @@ E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to 
             back (A hears C's tone again, C hears A's), C never gets a re-INVITE;
   undo      B takes the call and its media is verified; A then holds and resumes (a re-INVITE
             sendrecv) within [move] undo_secs: A has the call back, B gets a BYE;
+  undorace  A resumes just before [move] undo_secs run out while rtpengine is stopped, so that
+            the window's end comes while the undo is under way: one winner (the undo), A keeps
+            the call and no BYE, B gets one BYE;
+  heldend   C's answer is held for rtpengine (stopped) when A gives up: C still gets its ACK
+            and a BYE at once (it does not wait for its 200's retransmissions to time out);
+  leak      the call ends while its first offer is with rtpengine (stopped): once rtpengine
+            runs again it holds no session of it (qrxferd deletes it);
+  answerfail rtpengine took A's offer but never answers for C's answer: A gets C's own SDP,
+            and C, which had rtpengine's, is re-INVITEd with A's own: they hear each other
+            with rtpengine still stopped (anchored both ways or not at all);
   badsdp    a stranger's INVITE whose SDP rtpengine refuses: it goes on as it came (C answers
-            it), the log says the call is unanchored and why, qrxferd still answers;
+            it: C's own 500 "Call Error" comes back), the log says the call is unanchored and
+            why, qrxferd still answers;
   killed    rtpengine is SIGKILLed mid-call: qrxferd logs it, re-INVITEs both sides with each
             other's media, and A and C hear each other again, straight from each other's ports.
 Exit 0 when all hold, 1 otherwise.
@@ -202,6 +213,183 @@ class Run:
             self.failures.append("undo: A or C lost the call")
         self.check_talk("undo", t_call)
 
+    def ng(self, command, **kw):
+        """One ng request to rtpengine (bencoded dicts of strings and ints); the answer."""
+        def enc(v):
+            if isinstance(v, int):
+                return f"i{v}e".encode()
+            if isinstance(v, str):
+                v = v.encode()
+            if isinstance(v, bytes):
+                return str(len(v)).encode() + b":" + v
+            if isinstance(v, dict):
+                return b"d" + b"".join(enc(k) + enc(v[k]) for k in sorted(v)) + b"e"
+            return b"l" + b"".join(enc(x) for x in v) + b"e"
+        kw["command"] = command
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        try:
+            s.sendto(b"anchorpy%d " % os.getpid() + enc(kw) + b"", ("127.0.0.1", self.args.ng_port))
+            return s.recv(65535).split(b" ", 1)[1]
+        finally:
+            s.close()
+
+    def rtpe_calls(self):
+        """The Call-IDs rtpengine holds (ng list)."""
+        ans = self.ng("list", limit=1000)
+        return set(re.findall(rb"32:([0-9a-f]{32})", ans))
+
+    def rtpe_stop(self):
+        os.kill(self.args.rtpengine_pid, signal.SIGSTOP)
+
+    def rtpe_cont(self):
+        os.kill(self.args.rtpengine_pid, signal.SIGCONT)
+
+    def rtpe_up(self, q_off):
+        """After a stop long enough for qrxferd to call rtpengine down: until it is up again."""
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            text = tail_of(self.args.qrxferd_log, q_off)
+            if "does not answer" not in text or "answers again" in text:
+                return
+            mv.pump(self.ctrls, 0.2)
+
+    def undorace(self):
+        args = self.args
+        call_id, t_call = self.call()
+        move_id, uri = self.move(call_id)
+        since = self.since()
+        print(f"undorace: B dials {uri}", flush=True)
+        self.b.command("dial", uri)
+        if not mv.wait_events(self.ctrls, [(self.b, "CALL_ESTABLISHED")], since, 10):
+            raise Fail("undorace: B not established")
+        deadline = time.monotonic() + 8
+        state = None
+        while time.monotonic() < deadline:
+            state, reason, events = self.move_state(move_id)
+            if state != "moving":
+                break
+            time.sleep(0.05)
+        t_done = time.monotonic()
+        if state != "done":
+            raise Fail(f"undorace: the move is {state}, expected done before the undo")
+        self.a.command("hold")
+        mv.pump(self.ctrls, t_done + args.undo_secs - 0.6 - time.monotonic())
+        # The undo window ends while rtpengine holds the undo's re-point (0.9 s: less than
+        # qrxferd's 1.2 s of ng retries, so the re-point is answered once rtpengine runs).
+        print("undorace: rtpengine stopped; A resumes 0.6 s before the undo window ends",
+              flush=True)
+        self.rtpe_stop()
+        try:
+            self.a.command("resume")
+            mv.pump(self.ctrls, 0.9)
+        finally:
+            self.rtpe_cont()
+        mv.wait_events(self.ctrls, [(self.b, "CALL_CLOSED")], since, 4)
+        mv.pump(self.ctrls, 1.0)
+        state, reason, events = self.move_state(move_id)
+        steps = [e.get("step") for e in events]
+        print(f"undorace: move {state} ({reason}); steps {' '.join(steps)}", flush=True)
+        if not self.b.seen("CALL_CLOSED", since[self.b]):
+            self.failures.append("undorace: B got no BYE")
+        if self.a.seen("CALL_CLOSED", since[self.a]) or self.c.seen("CALL_CLOSED", since[self.c]):
+            self.failures.append("undorace: A or C lost the call (the window's end won "
+                                 "over A's resume)")
+        if "undone" not in steps:
+            self.failures.append(f"undorace: move {state} ({reason}), no 'undone' event")
+        self.check_talk("undorace", t_call)
+
+    def c_manual(self, on):
+        r = self.c.command("answermode", "manual" if on else "auto")
+        if not r.get("ok"):
+            raise Fail(f"C: answermode refused: {r.get('data')}")
+
+    def heldend(self):
+        since = self.since()
+        self.c_manual(True)
+        try:
+            r = self.a.command("dial", self.args.dial)
+            if not r.get("ok"):
+                raise Fail(f"A: dial refused: {r.get('data')}")
+            if not mv.wait_events(self.ctrls, [(self.c, "CALL_INCOMING")], since, 10):
+                raise Fail("heldend: C got no call")
+            print("heldend: rtpengine stopped; C answers, A gives up 0.3 s later", flush=True)
+            self.rtpe_stop()
+            try:
+                t0 = time.monotonic()
+                self.c.command("accept")
+                mv.pump(self.ctrls, 0.3)
+                self.a.command("hangup")
+                mv.wait_events(self.ctrls, [(self.c, "CALL_CLOSED")], since, 0.6)
+                took = time.monotonic() - t0
+            finally:
+                self.rtpe_cont()
+            closed = self.c.seen("CALL_CLOSED", since[self.c])
+            print(f"heldend: C's call closed: {bool(closed)} ({took:.1f} s after its answer)",
+                  flush=True)
+            if not closed:
+                self.failures.append("heldend: C got no ACK and BYE for its held answer "
+                                     "once A gave up")
+        finally:
+            mv.wait_events(self.ctrls, [(self.a, "CALL_CLOSED"), (self.c, "CALL_CLOSED")],
+                           since, 40)
+            self.c_manual(False)
+            mv.pump(self.ctrls, 1.0)
+
+    def leak(self):
+        before = self.rtpe_calls()
+        since = self.since()
+        print(f"leak: rtpengine holds {len(before)} calls; stopped; A dials C and gives up",
+              flush=True)
+        self.rtpe_stop()
+        try:
+            r = self.a.command("dial", self.args.dial)
+            if not r.get("ok"):
+                raise Fail(f"A: dial refused: {r.get('data')}")
+            mv.pump(self.ctrls, 0.4)
+            self.a.command("hangup")
+            mv.pump(self.ctrls, 0.3)
+        finally:
+            self.rtpe_cont()
+        mv.wait_events(self.ctrls, [(self.a, "CALL_CLOSED")], since, 5)
+        mv.pump(self.ctrls, 1.5)
+        left = self.rtpe_calls() - before
+        print(f"leak: rtpengine holds {len(left)} new calls after the call ended", flush=True)
+        if left:
+            self.failures.append(f"leak: rtpengine still holds the ended call's session {left}")
+
+    def answerfail(self):
+        args = self.args
+        since = self.since()
+        q_off = log_size(args.qrxferd_log)
+        self.c_manual(True)
+        try:
+            t_call = time.time()
+            r = self.a.command("dial", args.dial)
+            if not r.get("ok"):
+                raise Fail(f"A: dial refused: {r.get('data')}")
+            if not mv.wait_events(self.ctrls, [(self.c, "CALL_INCOMING")], since, 10):
+                raise Fail("answerfail: C got no call")
+            print("answerfail: rtpengine took A's offer; stopped before C answers", flush=True)
+            self.rtpe_stop()
+            try:
+                self.c.command("accept")
+                if not mv.wait_events(self.ctrls, [(self.a, "CALL_ESTABLISHED")], since, 6):
+                    raise Fail("answerfail: A not established")
+                mv.pump(self.ctrls, 1.0)
+                # With rtpengine still stopped, only each other's own media can be heard.
+                self.check_talk("answerfail", t_call)
+            finally:
+                self.rtpe_cont()
+        finally:
+            self.c_manual(False)
+        text = tail_of(args.qrxferd_log, q_off)
+        line = re.search(r".*unanchored: 1 side\(s\) re-INVITEd.*", text)
+        print(f"answerfail: qrxferd says: {line.group(0) if line else None}", flush=True)
+        if not line:
+            self.failures.append("answerfail: no log line saying C was re-INVITEd unanchored")
+        self.rtpe_up(q_off)
+
     def badsdp(self):
         args = self.args
         q_off = log_size(args.qrxferd_log)
@@ -219,7 +407,7 @@ class Run:
                f"Content-Length: {len(body)}\r\n\r\n{body}")
         print("badsdp: a stranger's INVITE with an SDP rtpengine cannot parse", flush=True)
         s.sendto(inv.encode(), ("127.0.0.1", args.qport))
-        final, to = None, None
+        final, to, phrase = None, None, None
         deadline = time.monotonic() + 10
         while final is None and time.monotonic() < deadline:
             mv.pump(self.ctrls, 0.05)
@@ -227,13 +415,18 @@ class Run:
                 msg = s.recv(65535).decode("utf-8", "replace")
             except socket.timeout:
                 continue
-            m = re.match(r"SIP/2.0 (\d{3})", msg)
+            m = re.match(r"SIP/2.0 (\d{3}) ([^\r\n]*)", msg)
             if m and int(m.group(1)) >= 200 and "INVITE" in msg.split("CSeq:", 1)[1][:20]:
                 final = int(m.group(1))
+                phrase = m.group(2).strip()
                 to = re.search(r"(?im)^To: (.*)$", msg).group(1).strip()
-        print(f"badsdp: final answer {final}", flush=True)
+        print(f"badsdp: final answer {final} {phrase}", flush=True)
         if final is None:
             self.failures.append("badsdp: no final answer to the INVITE within 10 s")
+        elif (final, phrase) != (500, "Call Error"):
+            # C (baresip) refuses the SDP it cannot parse: its own answer, relayed.
+            self.failures.append(f"badsdp: final answer {final} {phrase}, expected C's own "
+                                 "500 Call Error (the INVITE went on as it came)")
         else:
             ack_head = head.replace(f"To: <sip:c@127.0.0.1:{args.qport}>", f"To: {to}")
             s.sendto(f"ACK {ack_head}CSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
@@ -303,7 +496,10 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--rtpengine-pid", type=int, required=True)
     ap.add_argument("--undo-secs", type=float, required=True)
-    ap.add_argument("scenarios", nargs="*", default=["rollback", "undo", "badsdp", "killed"])
+    ap.add_argument("--ng-port", type=int, required=True)
+    ap.add_argument("scenarios", nargs="*",
+                    default=["rollback", "undo", "undorace", "heldend", "leak", "answerfail",
+                             "badsdp", "killed"])
     args = ap.parse_args()
     run = None
     try:

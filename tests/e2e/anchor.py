@@ -59,7 +59,11 @@ def heard(rec, after, seconds=1.5):
             time.sleep(0.2)
     if f is None:
         return None, 0.0
-    _, rms, _, best, _ = mv.tone_of(f, seconds)
+    try:
+        _, rms, _, best, _ = mv.tone_of(f, seconds)
+    except Exception as e:  # a recording cut short (wave.Error, move.Fail): silence
+        print(f"  {f}: {e}", flush=True)
+        return None, 0.0
     return best, rms
 
 
@@ -229,7 +233,10 @@ class Run:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(2)
         try:
-            s.sendto(b"anchorpy%d " % os.getpid() + enc(kw) + b"", ("127.0.0.1", self.args.ng_port))
+            # A new cookie each time: rtpengine answers a cookie it saw from its cache.
+            self.ng_seq = getattr(self, "ng_seq", 0) + 1
+            cookie = b"anchorpy%d.%d.%d " % (os.getpid(), time.monotonic_ns(), self.ng_seq)
+            s.sendto(cookie + enc(kw), ("127.0.0.1", self.args.ng_port))
             return s.recv(65535).split(b" ", 1)[1]
         finally:
             s.close()
@@ -292,11 +299,15 @@ class Run:
         print(f"undorace: move {state} ({reason}); steps {' '.join(steps)}", flush=True)
         if not self.b.seen("CALL_CLOSED", since[self.b]):
             self.failures.append("undorace: B got no BYE")
+        if "undone" not in steps:
+            self.failures.append(f"undorace: move {state} ({reason}), no 'undone' event")
         if self.a.seen("CALL_CLOSED", since[self.a]) or self.c.seen("CALL_CLOSED", since[self.c]):
             self.failures.append("undorace: A or C lost the call (the window's end won "
                                  "over A's resume)")
-        if "undone" not in steps:
-            self.failures.append(f"undorace: move {state} ({reason}), no 'undone' event")
+            for x in self.ctrls:
+                x.command("hangup")
+            mv.pump(self.ctrls, 1.0)
+            return
         self.check_talk("undorace", t_call)
 
     def c_manual(self, on):

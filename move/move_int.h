@@ -122,6 +122,7 @@ struct move {
 	unsigned counted : 1;     /* the counters' baseline is taken */
 	unsigned undoing : 1;     /* A's resume is being served: the undo window's end waits */
 	unsigned taking_back : 1; /* rtpengine is pointing the near side at A again */
+	struct leg *redial;       /* A's new INVITE with the code again, taking the call back */
 	int back_status;          /* why the call goes back to A: the move's failure */
 	char back_why[96];
 	long long base_b, base_c, base_rtcp, t_verified;
@@ -291,6 +292,10 @@ int move_anchor_unanchor(struct call *c, const char *why);
 void move_verify_start(struct move *m, struct leg *a);
 int move_verify_b_left(struct move *m, struct leg *leg);
 int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
+/* An INVITE presenting a code (token, or numeric digits) whose move is in its undo window, from
+ * the held near device: 1 when taken (the call comes back to it on this new dialog). */
+int move_verify_redial(struct sip *s, nta_incoming_t *irq, const sip_t *sip, uint64_t id64,
+                       const char *digits);
 
 /* record.c: the calls' rows in the store */
 int move_record_init(struct sip *s);

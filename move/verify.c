@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "media/bencode.h"
 #include "move/move_int.h"
 
@@ -271,6 +273,8 @@ void move_verify_start(struct move *m, struct leg *a)
 /* The new device left before its media was verified: A takes the call back. */
 int move_verify_b_left(struct move *m, struct leg *leg)
 {
+	if (leg && leg == m->redial)
+		return 1; /* A's new dialog gave up: redial_answered sees it */
 	if (m->taking_back && leg == m->b && leg) {
 		m->b = NULL; /* gone already: the call is on its way back to A */
 		return 1;
@@ -377,5 +381,121 @@ int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, c
 	} else {
 		leg_answer(leg, SIP_488_NOT_ACCEPTABLE, NULL, NULL, TAG_END());
 	}
+	return 1;
+}
+
+/* rtpengine points the near side at A's new dialog: it gets the call, B and A's held dialog
+ * get their BYEs. */
+static void redial_answered(void *arg, int err, const char *sdp, size_t len,
+                            const struct benc *reply)
+{
+	struct move *m = arg;
+	struct call *c = m->call;
+	struct leg *a2 = m->redial, *a = m->held, *b;
+
+	m->redial = NULL;
+	if (!c || !m->undoing || !a2)
+		return;
+	if (a2->terminated || !a2->inv) {
+		if (!err && c->near_sdp)
+			move_anchor_repoint(c, c->near_sdp, NULL, NULL); /* back to B */
+		undo_failed(m);
+		return;
+	}
+	if (err || !sdp) {
+		a2->ending = 1;
+		leg_answer(a2, SIP_500_INTERNAL_SERVER_ERROR, NULL, NULL, TAG_END());
+		call_leg_terminated(a2);
+		undo_failed(m);
+		return;
+	}
+	m->undoing = 0;
+	b = c->near;
+	a2->answered = 1;
+	leg_answer(a2, SIP_200_OK, NULL, a_payload(c, a2, sdp, len), TAG_END());
+	swap_near(c, a2, b);
+	su_free(c->home, c->near_sdp);
+	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
+	m->held = NULL;
+	snprintf(m->reason, sizeof(m->reason), "undone: the near device dialled the code again");
+	move_to(m, MOVE_UNDONE, "the near device took the call back");
+	move_event(m, "undone",
+	           "the near device dialled the code again within the undo window: it has the "
+	           "call on its new dialog, the new device and its held dialog get a BYE");
+	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
+	if (a && !a->terminated)
+		call_leg_end(a, "SIP;cause=200;text=\"Call taken back\"");
+	move_record_near(c);
+	call_touch(c, 1);
+	move_detach(m);
+}
+
+/* Whether the From of sip names the peer of leg (its user and host). */
+static int same_party(const struct leg *leg, const sip_t *sip)
+{
+	const url_t *u = sip->sip_from ? sip->sip_from->a_url : NULL;
+	char want[256];
+	const char *p;
+	size_t n;
+
+	if (!u || !u->url_user || !u->url_host || !leg->remote)
+		return 0;
+	n = (size_t)snprintf(want, sizeof(want), ":%s@%s", u->url_user, u->url_host);
+	if (n >= sizeof(want))
+		return 0;
+	for (p = strstr(leg->remote, want); p; p = strstr(p + 1, want))
+		if (strchr(">;:", p[n]) || !p[n])
+			return 1;
+	return 0;
+}
+
+static struct move *in_undo_window(struct sip *s, uint64_t id64, const char *digits)
+{
+	struct move_stack *ms = move_stack(s);
+	struct move *m = NULL;
+
+	if (!digits) {
+		m = move_by_id64(s, id64);
+	} else {
+		size_t n = strlen(digits);
+
+		for (m = ms->code_table[move_code_bucket(digits)]; m; m = m->cnext)
+			if (m->phase == MOVE_DONE && m->held && strlen(m->code) == n &&
+			    !CRYPTO_memcmp(m->code, digits, n))
+				break;
+	}
+	return m && m->phase == MOVE_DONE && m->held && m->call && !m->undoing ? m : NULL;
+}
+
+int move_verify_redial(struct sip *s, nta_incoming_t *irq, const sip_t *sip, uint64_t id64,
+                       const char *digits)
+{
+	struct move *m = in_undo_window(s, id64, digits);
+	const sip_payload_t *pl = sip->sip_payload;
+	struct call *c = m ? m->call : NULL;
+	struct leg *a2;
+
+	if (!m || !same_party(m->held, sip))
+		return 0; /* not in a window, or not the held device: the code is used */
+	if (!pl || !pl->pl_len) {
+		sip_reply(irq, SIP_488_NOT_ACCEPTABLE,
+		          SIPTAG_REASON_STR("SIP;cause=488;text=\"Taking the call back needs an "
+		                            "offer\""),
+		          TAG_END());
+		return 1;
+	}
+	a2 = leg_accept(c, 1, irq, sip);
+	if (!a2) {
+		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return 1;
+	}
+	nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
+	free(m->a_sdp);
+	m->a_sdp = strndup(pl->pl_data, pl->pl_len);
+	m->undoing = 1; /* one winner: the window's end waits for this */
+	m->redial = a2;
+	move_event(m, "undo", "the near device dialled the code again: it takes the call back");
+	if (!m->a_sdp || move_anchor_repoint(c, m->a_sdp, redial_answered, m))
+		redial_answered(m, EIO, NULL, 0, NULL);
 	return 1;
 }

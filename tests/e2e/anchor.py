@@ -7,6 +7,9 @@ E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to 
             back (A hears C's tone again, C hears A's), C never gets a re-INVITE;
   undo      B takes the call and its media is verified; A then holds and resumes (a re-INVITE
             sendrecv) within [move] undo_secs: A has the call back, B gets a BYE;
+  redial    B takes the call and its media is verified; A then dials the same code again
+            within [move] undo_secs: A has the call back on its new dialog, B and A's held
+            dialog get a BYE, C keeps its dialog and hears A;
   undorace  A resumes just before [move] undo_secs run out while rtpengine is stopped, so that
             the window's end comes while the undo is under way: one winner (the undo), A keeps
             the call and no BYE, B gets one BYE;
@@ -261,6 +264,43 @@ class Run:
                 return
             mv.pump(self.ctrls, 0.2)
 
+    def redial(self):
+        args = self.args
+        call_id, t_call = self.call()
+        move_id, uri = self.move(call_id)
+        since = self.since()
+        print(f"redial: B dials {uri}", flush=True)
+        self.b.command("dial", uri)
+        if not mv.wait_events(self.ctrls, [(self.b, "CALL_ESTABLISHED")], since, 10):
+            raise Fail("redial: B not established")
+        deadline = time.monotonic() + 8
+        state = None
+        while time.monotonic() < deadline:
+            state, reason, events = self.move_state(move_id)
+            if state != "moving":
+                break
+            mv.pump(self.ctrls, 0.1)
+        if state != "done":
+            raise Fail(f"redial: the move is {state}, expected done (verified) first")
+        # A has no outbound proxy: the same code, at qrxferd's address.
+        again = uri.split("@", 1)[0] + f"@127.0.0.1:{args.qport}"
+        print(f"redial: the move is done; A dials {again} again", flush=True)
+        since = self.since()
+        t_back = time.time()
+        self.a.command("dial", again)
+        want = [(self.b, "CALL_CLOSED"), (self.a, "CALL_ESTABLISHED"), (self.a, "CALL_CLOSED")]
+        if not mv.wait_events(self.ctrls, want, since, args.undo_secs + 3):
+            self.failures.append("redial: not (B closed, A's new call up, A's held call "
+                                 "closed) after A dialled the code again")
+        state, reason, events = self.move_state(move_id)
+        steps = [e.get("step") for e in events]
+        print(f"redial: move {state} ({reason}); steps {' '.join(steps)}", flush=True)
+        if "undone" not in steps or "dialled the code again" not in (reason or ""):
+            self.failures.append(f"redial: move {state} ({reason}), not undone by the code")
+        if self.c.seen("CALL_CLOSED", since[self.c]):
+            self.failures.append("redial: C lost the call")
+        self.check_talk("redial", t_back)
+
     def undorace(self):
         args = self.args
         call_id, t_call = self.call()
@@ -509,7 +549,7 @@ def main():
     ap.add_argument("--undo-secs", type=float, required=True)
     ap.add_argument("--ng-port", type=int, required=True)
     ap.add_argument("scenarios", nargs="*",
-                    default=["rollback", "undo", "undorace", "heldend", "leak", "answerfail",
+                    default=["rollback", "undo", "redial", "undorace", "heldend", "leak", "answerfail",
                              "badsdp", "killed"])
     args = ap.parse_args()
     run = None

@@ -9,137 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "media/ng.h"
-#include "move/move_int.h"
+#include "move/anchor_int.h"
 #include "util/soon.h"
 
-#define ANCHOR_TIMEOUT_MS 300 /* a try; with the retries below ~1.2 s before a call goes on */
-#define ANCHOR_RETRIES    3
-#define ANCHOR_PING_MS    2000
-#define ANCHOR_QUIET_MS   100 /* an unanchoring re-INVITE waits for the call's offer to be free */
-#define ANCHOR_QUIET_MAX  100
-#define ANCHOR_ORIGINS    3 /* near-side parties a call's origins are kept for: A, B, spare */
-
-static const char TAG_NEAR[] = "near", TAG_FAR[] = "far";
-
-enum anchor_state { ANCHOR_NONE, ANCHOR_ON, ANCHOR_OFF };
-
-/* One ng request of a call: for a held SIP message (w), or the move's own (cb). */
-struct anchor_op {
-	STAILQ_ENTRY(anchor_op) link;
-	struct sip_sdp_wait *w;
-	const char *command; /* offer, answer, query */
-	const char *from_tag, *to_tag;
-	char *body; /* the SDP, or NULL */
-	size_t len;
-	move_anchor_h *cb;
-	void *arg;
-	unsigned paired : 1; /* a re-point's offer: its answer is the next op */
-};
-
-/* What one near-side party (A, or the move's B) has seen of our o= line (RFC 3264 8). */
-struct anchor_origin {
-	struct leg *leg;
-	struct sdp_origin o; /* in the call's home */
-};
-
-/* A call's anchor. Owned by the call's slot; freed at its call_gone, or once the ng request in
- * flight then is answered (gone: its call is freed, the session is deleted). */
-struct anchor_call {
-	struct anchor *a;
-	struct call *c; /* NULL once gone */
-	char id[33];    /* the call's id, kept for a late delete */
-	LIST_ENTRY(anchor_call) link;
-	enum anchor_state state;
-	char *far_raw;                /* the far party's last SDP, as it came */
-	char *to_near;                /* rtpengine's last SDP for the near device */
-	const char *offerer;          /* the tag whose offer waits for its answer */
-	STAILQ_HEAD(, anchor_op) ops; /* the first is in flight */
-	struct leg *reinvited[2];     /* legs we re-INVITEd ourselves: we ACK their 2xx */
-	struct ng_req *req;
-	struct anchor_origin origins[ANCHOR_ORIGINS];
-	su_timer_t *quiet; /* unanchoring: waits for the offer in flight to be over */
-	unsigned quiet_tries;
-	int send_err; /* ng_send failed: on_reply runs on the loop's next turn */
-	unsigned in_reply : 1, gone : 1;
-	unsigned sent : 1; /* an offer went to rtpengine: it may hold a session */
-	unsigned to_near_anchored : 1, to_far_anchored : 1; /* the last SDP each side got was
-	                                                       rtpengine's */
-	unsigned unanchoring : 1; /* each side is to get the other's own SDP again */
-};
-
-struct anchor {
-	struct sip *s;
-	struct ng *ng;
-	char *addr;
-	int slot;
-	unsigned verify_ms, undo_secs;
-	LIST_HEAD(, anchor_call) calls;
-	su_timer_t *ping;
-	struct ng_req *ping_req;
-	struct soon *soon; /* ng_send failures, answered on the loop's next turn */
-	unsigned down : 1;
-	struct log_limit lim;
-};
-
-static struct anchor *the_anchor; /* one stack a process; NULL without [media] rtpengine */
-
-/* sdp with its direction set to dir (NULL: kept); free() it. Its o= line is the anchor's to
- * set (move_anchor_for_near, reinvite_with): RFC 3264 8 wants one origin per party. */
-char *move_sdp_with(const char *sdp, const char *dir)
-{
-	struct buf b = {0};
-	const char *p = sdp;
-	int had_dir = 0;
-
-	while (p && *p) {
-		size_t n = strcspn(p, "\r\n"), e = n;
-
-		while (p[e] == '\r' || p[e] == '\n')
-			e++;
-		if (n == 10 && dir &&
-		    (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
-		     !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n))) {
-			buf_printf(&b, "a=%s\r\n", dir);
-			had_dir = 1;
-			p += e;
-			continue;
-		}
-		buf_printf(&b, "%.*s\r\n", (int)n, p);
-		p += e;
-	}
-	if (!had_dir && dir)
-		buf_printf(&b, "a=%s\r\n", dir);
-	return buf_take(&b, NULL);
-}
-
-static struct anchor_origin *origin_of(struct anchor_call *ac, struct leg *leg)
-{
-	struct anchor_origin *free_one = NULL;
-
-	for (unsigned i = 0; i < ANCHOR_ORIGINS; i++) {
-		if (ac->origins[i].leg == leg)
-			return &ac->origins[i];
-		if (!free_one && !ac->origins[i].leg)
-			free_one = &ac->origins[i];
-	}
-	if (free_one)
-		free_one->leg = leg;
-	return free_one;
-}
-
-/* body (len bytes) as the near-side party leg is to get it: our one origin toward it, its
- * version up by one per change (RFC 3264 8). A string in the call's home (su_free), or NULL:
- * send body as it is. */
-static char *for_near(struct anchor_call *ac, struct leg *leg, const char *body, size_t len,
-                      size_t *outlen)
-{
-	struct anchor_origin *o = ac->c ? origin_of(ac, leg) : NULL;
-
-	return o ? sdp_origin_apply(ac->c->home, &o->o, body, len, outlen) : NULL;
-}
-
-static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp);
+struct anchor *anchor_the; /* one stack a process; NULL without [media] rtpengine */
 
 static void op_free(struct anchor_op *op)
 {
@@ -164,9 +37,9 @@ static void ac_free(struct anchor_call *ac)
 	free(ac);
 }
 
-static struct anchor_call *ac_of(struct call *c, int make)
+struct anchor_call *anchor_call_of(struct call *c, int make)
 {
-	struct anchor *a = the_anchor;
+	struct anchor *a = anchor_the;
 	struct anchor_call *ac;
 
 	if (!a || a->slot < 0)
@@ -208,7 +81,7 @@ static void put_sdp_command(struct buf *b, const char *command, const char *call
 }
 
 /* rtpengine lets go of the call's session (fire and forget: an unknown call is no harm). */
-static void send_delete(struct anchor *a, const char *call_id)
+void anchor_send_delete(struct anchor *a, const char *call_id)
 {
 	struct buf b = {0};
 
@@ -219,16 +92,6 @@ static void send_delete(struct anchor *a, const char *call_id)
 }
 
 static void ac_next(struct anchor_call *ac);
-static void unanchor_start(struct anchor_call *ac);
-
-/* Which side a message to leg to reaches: its last SDP is rtpengine's (1) or not. */
-static void mark_side(struct anchor_call *ac, struct leg *to, int anchored)
-{
-	if (to == ac->c->far)
-		ac->to_far_anchored = anchored;
-	else
-		ac->to_near_anchored = anchored;
-}
 
 /*
  * rtpengine gave up on this call (or never took it): its SDPs go on as they came. A call is
@@ -250,7 +113,7 @@ static void ac_off(struct anchor_call *ac, const char *why)
 	while (!ac->gone && (op = STAILQ_FIRST(&ac->ops))) {
 		STAILQ_REMOVE_HEAD(&ac->ops, link);
 		if (op->w) {
-			mark_side(ac, op->w->to, 0);
+			anchor_mark_side(ac, op->w->to, 0);
 			sip_sdp_resume(op->w, NULL, 0);
 		} else if (op->cb) {
 			op->cb(op->arg, EHOSTUNREACH, NULL, 0, NULL);
@@ -263,7 +126,7 @@ static void ac_off(struct anchor_call *ac, const char *why)
 		return;
 	}
 	if (ac->to_near_anchored || ac->to_far_anchored)
-		unanchor_start(ac);
+		anchor_unanchor_start(ac);
 }
 
 /* body for the near-side party to (rtpengine's, with our origin toward it), then on. */
@@ -272,12 +135,12 @@ static void resume_anchored(struct anchor_call *ac, struct sip_sdp_wait *w, cons
 {
 	struct call *c = ac->c;
 	size_t n = 0;
-	char *mine = w->to != c->far ? for_near(ac, w->to, body, len, &n) : NULL;
+	char *mine = w->to != c->far ? anchor_for_near(ac, w->to, body, len, &n) : NULL;
 	char *copy = mine ? strndup(mine, n) : NULL;
 
 	/* The call's home may go with the message sent on: our copy lives outside it. */
 	su_free(c->home, mine);
-	mark_side(ac, w->to, 1);
+	anchor_mark_side(ac, w->to, 1);
 	sip_sdp_resume(w, copy ? copy : body, copy ? n : len);
 	free(copy);
 }
@@ -293,7 +156,7 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 	if (ac->gone) {
 		/* Its call ended while rtpengine had the request: what it made goes (the answer
 		 * may have come after our delete at call_gone). */
-		send_delete(ac->a, ac->id);
+		anchor_send_delete(ac->a, ac->id);
 		ac_free(ac);
 		return;
 	}
@@ -453,7 +316,7 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 
 	if ((from != c->near && from != c->far) || (to != c->near && to != c->far))
 		return 0; /* a move's new device: the move asks for itself */
-	ac = ac_of(c, w != NULL);
+	ac = anchor_call_of(c, w != NULL);
 	if (!ac)
 		return 0;
 	if (from == c->far) {
@@ -463,7 +326,7 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	if (!w) {
 		/* An UPDATE, a PRACK, an answer in an ACK: it goes as it came, so the call goes
 		 * on unanchored (each side gets the other's own SDP). */
-		mark_side(ac, to, 0);
+		anchor_mark_side(ac, to, 0);
 		if (ac->state != ANCHOR_OFF) {
 			LOG_INFO("media",
 			         "%s: an SDP %s from %s outside an INVITE's offer and answer "
@@ -474,7 +337,7 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 		return 0;
 	}
 	if (ac->state == ANCHOR_OFF) {
-		mark_side(ac, to, 0);
+		anchor_mark_side(ac, to, 0);
 		return 0;
 	}
 	if (ac->state == ANCHOR_NONE && STAILQ_EMPTY(&ac->ops) && (!offer || from != c->in)) {
@@ -501,87 +364,19 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	                NULL, NULL);
 }
 
-/* The answer to a re-INVITE we sent ourselves (a hold, a resume): ACK it. */
-static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
-                              const char *phrase, const sip_t *sip)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-	unsigned i;
-
-	if (!ac)
-		return 0;
-	for (i = 0; i < 2 && ac->reinvited[i] != leg; i++)
-		;
-	if (i == 2 || !leg)
-		return 0;
-	if (status < 200)
-		return 1;
-	ac->reinvited[i] = NULL;
-	if (status < 300)
-		leg_ack(leg, NULL, NULL);
-	else
-		LOG_INFO("media", "%s: %s answered %d %s to our re-INVITE", c->id, call_side(leg),
-		         status, phrase ? phrase : "");
-	return 1;
-}
-
-int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-
-	return ac ? reinvite_with(ac, leg, sdp) : ENOENT;
-}
-
-static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp)
-{
-	struct call *c = ac->c;
-	sip_payload_t *pl;
-	size_t n = 0;
-	char *mine;
-	unsigned i;
-
-	if (!c || !leg || leg->terminated || leg->oinv || !sdp)
-		return EBUSY;
-	for (i = 0; i < 2 && ac->reinvited[i] && ac->reinvited[i] != leg; i++)
-		;
-	if (i == 2)
-		return EBUSY;
-	mine = leg != c->far ? for_near(ac, leg, sdp, strlen(sdp), &n) : NULL;
-	pl = sip_payload_create(c->home, mine ? mine : sdp, (isize_t)(mine ? n : strlen(sdp)));
-	su_free(c->home, mine);
-	if (leg == c->far)
-		pl = sdp_to_far(c, pl);
-	if (leg_invite(leg, NULL, pl, TAG_END()))
-		return EIO;
-	ac->reinvited[i] = leg;
-	return 0;
-}
-
-char *move_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, size_t len,
-                           size_t *outlen)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-	char *mine = ac && leg ? for_near(ac, leg, sdp, len, outlen) : NULL;
-	char *copy = mine ? strndup(mine, *outlen) : NULL;
-
-	if (mine)
-		su_free(c->home, mine);
-	return copy;
-}
-
 unsigned move_anchor_verify_ms(void)
 {
-	return the_anchor ? the_anchor->verify_ms : 5000;
+	return anchor_the ? anchor_the->verify_ms : 5000;
 }
 
 unsigned move_anchor_undo_secs(void)
 {
-	return the_anchor ? the_anchor->undo_secs : 0;
+	return anchor_the ? anchor_the->undo_secs : 0;
 }
 
 static void on_call_ending(void *arg, struct call *c)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 	struct anchor_op *op, *next;
 	unsigned was;
 
@@ -606,7 +401,7 @@ static void on_call_ending(void *arg, struct call *c)
 			STAILQ_REMOVE(&ac->ops, op, anchor_op, link);
 			op_free(op);
 		}
-		mark_side(ac, w->to, 0);
+		anchor_mark_side(ac, w->to, 0);
 		sip_sdp_resume(w, NULL, 0);
 	}
 	ac->in_reply = was;
@@ -617,14 +412,14 @@ static void on_call_ending(void *arg, struct call *c)
 static void on_call_gone(void *arg, struct call *c)
 {
 	struct anchor *a = arg;
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 	struct anchor_op *op;
 
 	if (!ac)
 		return;
 	c->slot[a->slot] = NULL;
 	if (ac->sent)
-		send_delete(a, ac->id);
+		anchor_send_delete(a, ac->id);
 	ac->c = NULL;
 	if (ac->in_reply) {
 		ac->gone = 1;
@@ -643,88 +438,6 @@ static void on_call_gone(void *arg, struct call *c)
 	ac_free(ac);
 }
 
-static void quiet_tick(su_root_magic_t *m, su_timer_t *t, void *arg);
-
-/* Each side whose last SDP was rtpengine's gets the other's own, once the call's offer is
- * free; the number of re-INVITEs sent, or -1 while it waits. */
-static int unanchor_try(struct anchor_call *ac)
-{
-	struct call *c = ac->c;
-	int sent = 0;
-
-	if (!c || ac->gone || !ac->unanchoring || c->state == SIP_CALL_ENDING || !c->near ||
-	    !c->far) {
-		ac->unanchoring = 0;
-		return 0;
-	}
-	if (c->state != SIP_CALL_ANSWERED || c->ack_pending || c->offer_busy || c->reinvite_ack ||
-	    c->near->oinv || c->far->oinv || c->near->inv || c->far->inv || ac->reinvited[0] ||
-	    ac->reinvited[1] || !STAILQ_EMPTY(&ac->ops)) {
-		if (++ac->quiet_tries > ANCHOR_QUIET_MAX) {
-			LOG_WARN("media",
-			         "%s: the call's offer stayed busy: its sides keep the "
-			         "anchor's media",
-			         c->id);
-			ac->unanchoring = 0;
-			return 0;
-		}
-		if (!ac->quiet)
-			ac->quiet = su_timer_create(su_root_task(ac->a->s->root), ANCHOR_QUIET_MS);
-		if (ac->quiet)
-			su_timer_set(ac->quiet, quiet_tick, ac);
-		return -1;
-	}
-	ac->unanchoring = 0;
-	if (ac->to_far_anchored && c->near_sdp && !reinvite_with(ac, c->far, c->near_sdp)) {
-		ac->to_far_anchored = 0;
-		sent++;
-	}
-	if (ac->to_near_anchored && ac->far_raw && !reinvite_with(ac, c->near, ac->far_raw)) {
-		ac->to_near_anchored = 0;
-		sent++;
-	}
-	LOG_INFO("media", "%s: unanchored: %d side(s) re-INVITEd with the other's own media", c->id,
-	         sent);
-	return sent;
-}
-
-static void quiet_tick(su_root_magic_t *m, su_timer_t *t, void *arg)
-{
-	unanchor_try(arg);
-}
-
-static void unanchor_start(struct anchor_call *ac)
-{
-	if (ac->unanchoring)
-		return;
-	ac->unanchoring = 1;
-	ac->quiet_tries = 0;
-	unanchor_try(ac);
-}
-
-/* rtpengine is gone: each side gets the other's own media again, in a re-INVITE. */
-static int ac_unanchor(struct anchor_call *ac)
-{
-	ac->state = ANCHOR_OFF;
-	metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
-	ac->unanchoring = 1;
-	ac->quiet_tries = 0;
-	return unanchor_try(ac) > 0;
-}
-
-/* The move's re-point failed, or rtpengine is gone: the call goes on without rtpengine. */
-int move_anchor_unanchor(struct call *c, const char *why)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-
-	if (!ac || ac->state != ANCHOR_ON)
-		return ENOENT;
-	log_limited(&ac->a->lim, LOG_LEVEL_WARN, "media",
-	            "rtpengine %s: %s: call %s goes on unanchored", ac->a->addr, why, ac->id);
-	ac->to_near_anchored = ac->to_far_anchored = 1;
-	return ac_unanchor(ac) ? 0 : EAGAIN;
-}
-
 static void on_ping(void *arg, int err, const struct benc *reply)
 {
 	struct anchor *a = arg;
@@ -737,7 +450,7 @@ static void on_ping(void *arg, int err, const struct benc *reply)
 		LIST_FOREACH(ac, &a->calls, link)
 		if (ac->state == ANCHOR_ON && !ac->gone) {
 			n++;
-			moved += ac_unanchor(ac);
+			moved += anchor_unanchor(ac);
 		}
 		LOG_ERR("media",
 		        "rtpengine %s does not answer (%s): new calls go unanchored; %u anchored "
@@ -757,20 +470,6 @@ static void ping_tick(su_root_magic_t *m, su_timer_t *t, void *arg)
 		ng_send(a->ng, ping, sizeof(ping) - 1, on_ping, a, &a->ping_req);
 }
 
-/* A leg that leaves takes what it saw of our origin with it (its address may come again). */
-static int on_leg_terminated(void *arg, struct call *c, struct leg *leg)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-
-	for (unsigned i = 0; ac && i < ANCHOR_ORIGINS; i++)
-		if (ac->origins[i].leg == leg)
-			memset(&ac->origins[i], 0, sizeof(ac->origins[i]));
-	for (unsigned i = 0; ac && i < 2; i++)
-		if (ac->reinvited[i] == leg)
-			ac->reinvited[i] = NULL;
-	return 0;
-}
-
 static void on_stop(void *arg, struct sip *s)
 {
 	struct anchor *a = arg;
@@ -787,14 +486,14 @@ static void on_stop(void *arg, struct sip *s)
 	ng_free(a->ng);
 	soon_free(a->soon);
 	free(a->addr);
-	if (the_anchor == a)
-		the_anchor = NULL;
+	if (anchor_the == a)
+		anchor_the = NULL;
 	free(a);
 }
 
 static const struct sip_call_hooks anchor_hooks = {
-    .invite_response = on_invite_response,
-    .leg_terminated = on_leg_terminated,
+    .invite_response = anchor_on_invite_response,
+    .leg_terminated = anchor_on_leg_terminated,
     .call_ending = on_call_ending,
     .call_gone = on_call_gone,
     .stop = on_stop,
@@ -835,7 +534,7 @@ int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs,
 		free(a);
 		return err;
 	}
-	the_anchor = a;
+	anchor_the = a;
 	su_timer_set_for_ever(a->ping, ping_tick, a);
 	ping_tick(NULL, NULL, a);
 	LOG_INFO("media", "media anchored at rtpengine %s", rtpengine);
@@ -844,14 +543,14 @@ int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs,
 
 int move_anchored(struct call *c)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	return ac && ac->state == ANCHOR_ON;
 }
 
 const char *move_anchor_near_sdp(struct call *c)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	return ac ? ac->to_near : NULL;
 }
@@ -860,7 +559,7 @@ const char *move_anchor_near_sdp(struct call *c)
  * it, then the far party's SDP as the answer again; cb gets the SDP for the near device. */
 int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void *arg)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 	int err;
 
 	if (!ac || ac->state != ANCHOR_ON || !ac->far_raw || !sdp)
@@ -882,7 +581,7 @@ int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void
 /* rtpengine's counters of the call (ng query); cb gets the reply. */
 int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	if (!ac || ac->state != ANCHOR_ON)
 		return ENOENT;

@@ -130,7 +130,7 @@ int anchor_reinvite(struct anchor_call *ac, struct leg *leg, const char *sdp)
 	return 0;
 }
 
-char *move_anchor_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, size_t len,
+char *move_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, size_t len,
                            size_t *outlen)
 {
 	struct anchor_call *ac = anchor_call_of(c, 0);
@@ -237,4 +237,3 @@ int anchor_on_leg_terminated(void *arg, struct call *c, struct leg *leg)
 			ac->reinvited[i] = NULL;
 	return 0;
 }
-

@@ -20,6 +20,9 @@ E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to 
   answerfail rtpengine took A's offer but never answers for C's answer: A gets C's own SDP,
             and C, which had rtpengine's, is re-INVITEd with A's own: they hear each other
             with rtpengine still stopped (anchored both ways or not at all);
+  lateoffer a SIPp A calls C (anchored), then re-INVITEs without SDP: C's offer in the 200
+            comes through rtpengine, A's answer in the ACK cannot: the call goes on unanchored
+            (log line) and A is re-INVITEd with C's own SDP (C's port, not rtpengine's);
   badsdp    a stranger's INVITE whose SDP rtpengine refuses: it goes on as it came (C answers
             it: C's own 500 "Call Error" comes back), the log says the call is unanchored and
             why, qrxferd still answers;
@@ -441,6 +444,46 @@ class Run:
             self.failures.append("answerfail: no log line saying C was re-INVITEd unanchored")
         self.rtpe_up(q_off)
 
+    def lateoffer(self):
+        args = self.args
+        q_off = log_size(args.qrxferd_log)
+        trace = os.path.join(args.dir, "lateoffer-msg.log")
+        print("lateoffer: SIPp A calls C, then re-INVITEs without SDP", flush=True)
+        p = subprocess.Popen([args.sipp, "-sf", args.late_xml, "-s", "c",
+                              f"127.0.0.1:{args.qport}", "-i", "127.0.0.1", "-p",
+                              str(args.sipp_port), "-mp", str(args.sipp_media), "-m", "1",
+                              "-timeout", "20", "-timeout_error", "-nostdin", "-trace_msg",
+                              "-message_file", trace],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        rc = None
+        t0 = time.monotonic()
+        while rc is None and time.monotonic() - t0 < 20:
+            mv.pump(self.ctrls, 0.2)
+            rc = p.poll()
+        if rc is None:
+            p.kill()
+            p.wait()
+        print(f"lateoffer: SIPp A ended ({rc})", flush=True)
+        if rc != 0:
+            self.failures.append(f"lateoffer: SIPp A exited {rc} (no re-INVITE with C's SDP?)")
+        text = tail_of(args.qrxferd_log, q_off)
+        line = re.search(r".*outside an INVITE's offer and answer is not anchored.*", text)
+        print(f"lateoffer: qrxferd says: {line.group(0) if line else None}", flush=True)
+        if not line:
+            self.failures.append("lateoffer: no log line saying the ACK's answer unanchors")
+        # The last INVITE SIPp received: qrxferd's, with C's own media port.
+        try:
+            msgs = open(trace, errors="replace").read()
+        except OSError:
+            msgs = ""
+        got = re.findall(r"received.*?\n\s*INVITE sip:.*?m=audio (\d+)", msgs, re.S)
+        lo, hi = (int(v) for v in args.c_rtp.split("-"))
+        print(f"lateoffer: the re-INVITE to A offers port {got[-1] if got else None} "
+              f"(C's {args.c_rtp})", flush=True)
+        if not got or not lo <= int(got[-1]) <= hi:
+            self.failures.append("lateoffer: A's re-INVITE does not carry C's own port")
+        mv.pump(self.ctrls, 1.0)
+
     def badsdp(self):
         args = self.args
         q_off = log_size(args.qrxferd_log)
@@ -548,9 +591,10 @@ def main():
     ap.add_argument("--rtpengine-pid", type=int, required=True)
     ap.add_argument("--undo-secs", type=float, required=True)
     ap.add_argument("--ng-port", type=int, required=True)
+    ap.add_argument("--late-xml", required=True)
     ap.add_argument("scenarios", nargs="*",
                     default=["rollback", "undo", "redial", "undorace", "heldend", "leak", "answerfail",
-                             "badsdp", "killed"])
+                             "lateoffer", "badsdp", "killed"])
     args = ap.parse_args()
     run = None
     try:

@@ -476,7 +476,12 @@ class Run:
             msgs = open(trace, errors="replace").read()
         except OSError:
             msgs = ""
-        got = re.findall(r"received.*?\n\s*INVITE sip:.*?m=audio (\d+)", msgs, re.S)
+        got = []
+        for block in msgs.split("-----------------------------------------------"):
+            head, _, msg = block.partition("bytes :")
+            m = re.search(r"m=audio (\d+)", msg)
+            if "received" in head and msg.lstrip().startswith("INVITE ") and m:
+                got.append(m.group(1))
         lo, hi = (int(v) for v in args.c_rtp.split("-"))
         print(f"lateoffer: the re-INVITE to A offers port {got[-1] if got else None} "
               f"(C's {args.c_rtp})", flush=True)

@@ -23,6 +23,9 @@ E2E_ANCHOR=1 (real rtpengine, baresip A, B and C), each on a new call from A to 
   lateoffer a SIPp A calls C (anchored), then re-INVITEs without SDP: C's offer in the 200
             comes through rtpengine, A's answer in the ACK cannot: the call goes on unanchored
             (log line) and A is re-INVITEd with C's own SDP (C's port, not rtpengine's);
+  bigsdp    an INVITE over TCP whose SDP is too big for one ng datagram: the anchor cannot
+            send it (answered on the loop's next turn, not inside the hook), the call goes on
+            unanchored with a log line, a final answer comes back, qrxferd still answers;
   badsdp    a stranger's INVITE whose SDP rtpengine refuses: it goes on as it came (C answers
             it: C's own 500 "Call Error" comes back), the log says the call is unanchored and
             why, qrxferd still answers;
@@ -489,6 +492,68 @@ class Run:
             self.failures.append("lateoffer: A's re-INVITE does not carry C's own port")
         mv.pump(self.ctrls, 1.0)
 
+    def bigsdp(self):
+        args = self.args
+        q_off = log_size(args.qrxferd_log)
+        s = socket.create_connection(("127.0.0.1", args.qport), timeout=5)
+        port = s.getsockname()[1]
+        body = ("v=0\r\no=big 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                "m=audio 9 RTP/AVP 0\r\n" + "a=x-pad:" + "p" * 66000 + "\r\n")
+        head = (f"sip:c@127.0.0.1:{args.qport};transport=tcp SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK-big-{port}\r\n"
+                f"From: <sip:big@127.0.0.1:{port}>;tag=big{port}\r\n"
+                f"To: <sip:c@127.0.0.1:{args.qport}>\r\nCall-ID: big-sdp-{port}@127.0.0.1\r\n")
+        inv = (f"INVITE {head}CSeq: 1 INVITE\r\n"
+               f"Contact: <sip:big@127.0.0.1:{port};transport=tcp>\r\n"
+               f"Max-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}")
+        print(f"bigsdp: an INVITE over TCP with {len(body)} bytes of SDP", flush=True)
+        s.sendall(inv.encode())
+        final, buf, cancelled = None, b"", False
+        deadline = time.monotonic() + 15
+        s.settimeout(0.2)
+        while final is None and time.monotonic() < deadline:
+            if not cancelled and b"SIP/2.0 100" in buf:
+                # C takes its time with such an INVITE: the caller gives up; a final answer
+                # (487) shows the call was carried and cleaned up.
+                mv.pump(self.ctrls, 0.5)
+                s.sendall(f"CANCEL {head}CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\n"
+                          f"Content-Length: 0\r\n\r\n".encode())
+                cancelled = True
+            mv.pump(self.ctrls, 0.05)
+            try:
+                got = s.recv(65535)
+            except socket.timeout:
+                continue
+            if not got:
+                break
+            buf += got
+            for m in re.finditer(rb"SIP/2.0 (\d{3})[^\r\n]*\r\n(?:[^\r\n]+\r\n)*?CSeq: 1 INVITE", buf):
+                if int(m.group(1)) >= 200:
+                    final = int(m.group(1))
+        print(f"bigsdp: final answer {final}", flush=True)
+        if final is None:
+            self.failures.append("bigsdp: no final answer to the INVITE within 15 s")
+        elif final < 300:
+            to = re.search(rb"(?im)^To: (.*)$", buf).group(1).decode().strip()
+            ack = head.replace(f"To: <sip:c@127.0.0.1:{args.qport}>", f"To: {to}")
+            s.sendall(f"ACK {ack}CSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+                      f"Content-Length: 0\r\n\r\n".encode())
+            bye = ack.replace(f"z9hG4bK-big-{port}", f"z9hG4bK-bigbye-{port}")
+            s.sendall(f"BYE {bye}CSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+                      f"Content-Length: 0\r\n\r\n".encode())
+        mv.pump(self.ctrls, 1.0)
+        s.close()
+        text = tail_of(args.qrxferd_log, q_off)
+        line = re.search(r".*offer: Invalid argument: call .* goes on unanchored.*", text)
+        print(f"bigsdp: qrxferd says: {line.group(0) if line else None}", flush=True)
+        if not line:
+            self.failures.append("bigsdp: no log line saying the ng offer could not be sent")
+        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "netutil.py"),
+                            "options", str(args.qport), "5"], capture_output=True)
+        if r.returncode != 0:
+            self.failures.append("bigsdp: qrxferd no longer answers OPTIONS")
+
     def badsdp(self):
         args = self.args
         q_off = log_size(args.qrxferd_log)
@@ -599,7 +664,7 @@ def main():
     ap.add_argument("--late-xml", required=True)
     ap.add_argument("scenarios", nargs="*",
                     default=["rollback", "undo", "redial", "undorace", "heldend", "leak", "answerfail",
-                             "lateoffer", "badsdp", "killed"])
+                             "lateoffer", "bigsdp", "badsdp", "killed"])
     args = ap.parse_args()
     run = None
     try:

@@ -109,6 +109,10 @@ static void ac_off(struct anchor_call *ac, const char *why)
 		metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
 	}
 	ac->state = ANCHOR_OFF;
+	/* A request still with rtpengine has no message to go with any more: its answer is
+	 * not waited for (the session it may make is deleted at the call's end). */
+	ng_cancel(ac->req);
+	ac->req = NULL;
 	ac->in_reply = 1;
 	while (!ac->gone && (op = STAILQ_FIRST(&ac->ops))) {
 		STAILQ_REMOVE_HEAD(&ac->ops, link);

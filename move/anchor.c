@@ -495,7 +495,27 @@ static void on_stop(void *arg, struct sip *s)
 	free(a);
 }
 
+/*
+ * A call read back after a restart: rtpengine may still relay it under the call's id (the tags
+ * are always near and far), but what it last offered each side is gone with the old process.
+ * The call goes on unanchored from its next offer; the session is deleted when it ends.
+ */
+static void on_call_restored(void *arg, struct call *c)
+{
+	struct anchor_call *ac = anchor_call_of(c, 1);
+
+	if (!ac)
+		return;
+	ac->state = ANCHOR_OFF;
+	ac->sent = 1;
+	LOG_INFO("media",
+	         "%s: read back: unanchored from its next offer; rtpengine's session of it "
+	         "(if any) is deleted when it ends",
+	         c->id);
+}
+
 static const struct sip_call_hooks anchor_hooks = {
+    .call_restored = on_call_restored,
     .invite_response = anchor_on_invite_response,
     .leg_terminated = anchor_on_leg_terminated,
     .call_ending = on_call_ending,

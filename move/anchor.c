@@ -5,108 +5,14 @@
  * down or slow never holds a call: the SDP goes on as it came and the call stays unanchored.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "media/ng.h"
-#include "move/move_int.h"
+#include "move/anchor_int.h"
+#include "util/soon.h"
 
-#define ANCHOR_TIMEOUT_MS 300 /* a try; with the retries below ~1.2 s before a call goes on */
-#define ANCHOR_RETRIES    3
-#define ANCHOR_PING_MS    2000
-
-static const char TAG_NEAR[] = "near", TAG_FAR[] = "far";
-
-enum anchor_state { ANCHOR_NONE, ANCHOR_ON, ANCHOR_OFF };
-
-/* One ng request of a call: for a held SIP message (w), or the move's own (cb). */
-struct anchor_op {
-	STAILQ_ENTRY(anchor_op) link;
-	struct sip_sdp_wait *w;
-	const char *command; /* offer, answer, query */
-	const char *from_tag, *to_tag;
-	char *body; /* the SDP, or NULL */
-	size_t len;
-	move_anchor_h *cb;
-	void *arg;
-	unsigned paired : 1; /* a re-point's offer: its answer is the next op */
-};
-
-/* A call's anchor. Owned by the call's slot; freed at its call_gone (or after the reply being
- * handled when the call went during it). */
-struct anchor_call {
-	struct anchor *a;
-	struct call *c;
-	LIST_ENTRY(anchor_call) link;
-	enum anchor_state state;
-	char *far_raw;                /* the far party's last SDP, as it came */
-	char *to_near;                /* rtpengine's last SDP for the near device */
-	const char *offerer;          /* the tag whose offer waits for its answer */
-	STAILQ_HEAD(, anchor_op) ops; /* the first is in flight */
-	struct leg *reinvited[2];     /* legs we re-INVITEd ourselves: we ACK their 2xx */
-	struct ng_req *req;
-	unsigned in_reply : 1, gone : 1;
-};
-
-struct anchor {
-	struct sip *s;
-	struct ng *ng;
-	char *addr;
-	int slot;
-	unsigned verify_ms, undo_secs;
-	LIST_HEAD(, anchor_call) calls;
-	su_timer_t *ping;
-	struct ng_req *ping_req;
-	unsigned down : 1;
-	struct log_limit lim;
-};
-
-static struct anchor *the_anchor; /* one stack a process; NULL without [media] rtpengine */
-
-/* sdp with its direction set to dir (NULL: kept) and its o= version raised by bump (RFC 3264
- * 8); free() it. */
-char *move_sdp_with(const char *sdp, const char *dir, unsigned bump)
-{
-	struct buf b = {0};
-	const char *p = sdp;
-	int had_dir = 0;
-
-	while (p && *p) {
-		size_t n = strcspn(p, "\r\n"), e = n;
-		char user[64], sess[32], rest[200];
-		unsigned long long ver;
-
-		while (p[e] == '\r' || p[e] == '\n')
-			e++;
-		if (!strncmp(p, "a=sendrecv", n) || !strncmp(p, "a=sendonly", n) ||
-		    !strncmp(p, "a=recvonly", n) || !strncmp(p, "a=inactive", n)) {
-			if (n == 10 && dir) {
-				buf_printf(&b, "a=%s\r\n", dir);
-				had_dir = 1;
-				p += e;
-				continue;
-			}
-		}
-		if (!strncmp(p, "o=", 2) && n < 300) {
-			char line[300];
-
-			snprintf(line, sizeof(line), "%.*s", (int)n, p);
-			if (sscanf(line, "o=%63s %31s %llu %199[^\r\n]", user, sess, &ver, rest) ==
-			    4) {
-				buf_printf(&b, "o=%s %s %llu %s\r\n", user, sess, ver + bump, rest);
-				p += e;
-				continue;
-			}
-		}
-		buf_printf(&b, "%.*s\r\n", (int)n, p);
-		p += e;
-	}
-	if (!had_dir && dir)
-		buf_printf(&b, "a=%s\r\n", dir);
-	return buf_take(&b, NULL);
-}
-
-static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp);
+struct anchor *anchor_the; /* one stack a process; NULL without [media] rtpengine */
 
 static void op_free(struct anchor_op *op)
 {
@@ -124,15 +30,16 @@ static void ac_free(struct anchor_call *ac)
 		op_free(op);
 	}
 	ng_cancel(ac->req);
+	su_timer_destroy(ac->quiet);
 	LIST_REMOVE(ac, link);
 	free(ac->far_raw);
 	free(ac->to_near);
 	free(ac);
 }
 
-static struct anchor_call *ac_of(struct call *c, int make)
+struct anchor_call *anchor_call_of(struct call *c, int make)
 {
-	struct anchor *a = the_anchor;
+	struct anchor *a = anchor_the;
 	struct anchor_call *ac;
 
 	if (!a || a->slot < 0)
@@ -145,6 +52,7 @@ static struct anchor_call *ac_of(struct call *c, int make)
 		return NULL;
 	ac->a = a;
 	ac->c = c;
+	snprintf(ac->id, sizeof(ac->id), "%s", c->id);
 	STAILQ_INIT(&ac->ops);
 	LIST_INSERT_HEAD(&a->calls, ac, link);
 	c->slot[a->slot] = ac;
@@ -172,9 +80,24 @@ static void put_sdp_command(struct buf *b, const char *command, const char *call
 	benc_put_end(b);
 }
 
+/* rtpengine lets go of the call's session (fire and forget: an unknown call is no harm). */
+void anchor_send_delete(struct anchor *a, const char *call_id)
+{
+	struct buf b = {0};
+
+	put_sdp_command(&b, "delete", call_id, NULL, NULL, NULL, 0);
+	if (!b.failed)
+		ng_send(a->ng, b.data, b.len, NULL, NULL, NULL);
+	buf_release(&b);
+}
+
 static void ac_next(struct anchor_call *ac);
 
-/* rtpengine gave up on this call (or never took it): its SDPs go on as they came. */
+/*
+ * rtpengine gave up on this call (or never took it): its SDPs go on as they came. A call is
+ * anchored both ways or not at all: a side whose last SDP was rtpengine's gets the other's own
+ * in a re-INVITE once the offer in flight is over (unanchor_start).
+ */
 static void ac_off(struct anchor_call *ac, const char *why)
 {
 	struct anchor_op *op;
@@ -182,22 +105,48 @@ static void ac_off(struct anchor_call *ac, const char *why)
 	if (ac->state != ANCHOR_OFF) {
 		log_limited(&ac->a->lim, LOG_LEVEL_WARN, "media",
 		            "rtpengine %s: %s: call %s goes on unanchored", ac->a->addr, why,
-		            ac->c->id);
+		            ac->id);
 		metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
 	}
 	ac->state = ANCHOR_OFF;
+	/* A request still with rtpengine has no message to go with any more: its answer is
+	 * not waited for (the session it may make is deleted at the call's end). */
+	ng_cancel(ac->req);
+	ac->req = NULL;
 	ac->in_reply = 1;
 	while (!ac->gone && (op = STAILQ_FIRST(&ac->ops))) {
 		STAILQ_REMOVE_HEAD(&ac->ops, link);
-		if (op->w)
+		if (op->w) {
+			anchor_mark_side(ac, op->w->to, 0);
 			sip_sdp_resume(op->w, NULL, 0);
-		else if (op->cb)
+		} else if (op->cb) {
 			op->cb(op->arg, EHOSTUNREACH, NULL, 0, NULL);
+		}
 		op_free(op);
 	}
 	ac->in_reply = 0;
-	if (ac->gone)
+	if (ac->gone) {
 		ac_free(ac);
+		return;
+	}
+	if (ac->to_near_anchored || ac->to_far_anchored)
+		anchor_unanchor_start(ac);
+}
+
+/* body for the near-side party to (rtpengine's, with our origin toward it), then on. */
+static void resume_anchored(struct anchor_call *ac, struct sip_sdp_wait *w, const char *body,
+                            size_t len)
+{
+	struct call *c = ac->c;
+	size_t n = 0;
+	char *mine = w->to != c->far ? anchor_for_near(ac, w->to, body, len, &n) : NULL;
+	char *copy = mine ? strndup(mine, n) : NULL;
+
+	/* The call's home may go with the message sent on: our copy lives outside it. */
+	su_free(c->home, mine);
+	anchor_mark_side(ac, w->to, 1);
+	sip_sdp_resume(w, copy ? copy : body, copy ? n : len);
+	free(copy);
 }
 
 static void on_reply(void *arg, int err, const struct benc *reply)
@@ -208,6 +157,13 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 	char why[160];
 
 	ac->req = NULL;
+	if (ac->gone) {
+		/* Its call ended while rtpengine had the request: what it made goes (the answer
+		 * may have come after our delete at call_gone). */
+		anchor_send_delete(ac->a, ac->id);
+		ac_free(ac);
+		return;
+	}
 	if (!op)
 		return;
 	if (!err && !benc_is(benc_get(reply, "result"), "ok")) {
@@ -231,7 +187,7 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 			struct anchor_op *next = op->paired ? STAILQ_NEXT(op, link) : NULL;
 
 			STAILQ_REMOVE_HEAD(&ac->ops, link);
-			LOG_WARN("media", "rtpengine %s: call %s: %s", ac->a->addr, ac->c->id, why);
+			LOG_WARN("media", "rtpengine %s: call %s: %s", ac->a->addr, ac->id, why);
 			if (next) {
 				STAILQ_REMOVE_HEAD(&ac->ops, link);
 				op_free(op);
@@ -258,14 +214,14 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 		if (ac->state == ANCHOR_NONE) {
 			ac->state = ANCHOR_ON;
 			metric_inc(METRIC_MEDIA_ANCHORED_TOTAL);
-			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->c->id,
+			LOG_INFO("media", "%s: media anchored at rtpengine %s", ac->id,
 			         ac->a->addr);
 		}
 		if (op->w->to == ac->c->near) {
 			free(ac->to_near);
 			ac->to_near = strndup(sdp->s, sdp->len);
 		}
-		sip_sdp_resume(op->w, sdp->s, sdp->len);
+		resume_anchored(ac, op->w, sdp->s, sdp->len);
 	} else if (op->cb) {
 		if (sdp && sdp->type == BENC_STR && !strcmp(op->command, "answer") &&
 		    !strcmp(op->from_tag, TAG_NEAR)) {
@@ -284,21 +240,46 @@ static void on_reply(void *arg, int err, const struct benc *reply)
 	ac_next(ac);
 }
 
-/* Send the first op if none is in flight. */
+/* Send the first op if none is in flight. A failure to send is answered on the loop's next
+ * turn (on_soon): the hook that queued it never sees its message resumed within itself. */
 static void ac_next(struct anchor_call *ac)
 {
 	struct anchor_op *op = STAILQ_FIRST(&ac->ops);
 	struct buf b = {0};
 	int err;
 
-	if (!op || ac->req || ac->gone)
+	if (!op || ac->req || ac->gone || ac->send_err)
 		return;
-	put_sdp_command(&b, op->command, ac->c->id, op->from_tag, op->to_tag, op->body, op->len);
+	put_sdp_command(&b, op->command, ac->id, op->from_tag, op->to_tag, op->body, op->len);
 	err = b.failed ? ENOMEM : ng_send(ac->a->ng, b.data, b.len, on_reply, ac, &ac->req);
 	buf_release(&b);
 	if (err) {
 		ac->req = NULL;
-		on_reply(ac, err, NULL);
+		ac->send_err = err;
+		soon_run(ac->a->soon);
+		return;
+	}
+	if (!strcmp(op->command, "offer"))
+		ac->sent = 1;
+}
+
+static void on_soon(void *arg)
+{
+	struct anchor *a = arg;
+	struct anchor_call *ac;
+	int found = 1;
+
+	while (found) {
+		found = 0;
+		LIST_FOREACH(ac, &a->calls, link)
+		if (ac->send_err) {
+			int err = ac->send_err;
+
+			ac->send_err = 0;
+			found = 1;
+			on_reply(ac, err, NULL); /* may free ac: the list is walked again */
+			break;
+		}
 	}
 }
 
@@ -325,7 +306,6 @@ static int ac_push(struct anchor_call *ac, struct sip_sdp_wait *w, const char *c
 		}
 	}
 	STAILQ_INSERT_TAIL(&ac->ops, op, link);
-	/* Sent from the loop's next turn at the earliest: the hook never resumes within itself. */
 	if (!ac->req && STAILQ_FIRST(&ac->ops) == op && !ac->in_reply)
 		ac_next(ac);
 	return 0;
@@ -340,9 +320,30 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 
 	if ((from != c->near && from != c->far) || (to != c->near && to != c->far))
 		return 0; /* a move's new device: the move asks for itself */
-	ac = ac_of(c, 1);
-	if (!ac || ac->state == ANCHOR_OFF)
+	ac = anchor_call_of(c, w != NULL);
+	if (!ac)
 		return 0;
+	if (from == c->far) {
+		free(ac->far_raw);
+		ac->far_raw = strndup(body, len);
+	}
+	if (!w) {
+		/* An UPDATE, a PRACK, an answer in an ACK: it goes as it came, so the call goes
+		 * on unanchored (each side gets the other's own SDP). */
+		anchor_mark_side(ac, to, 0);
+		if (ac->state != ANCHOR_OFF) {
+			LOG_INFO("media",
+			         "%s: an SDP %s from %s outside an INVITE's offer and answer "
+			         "is not anchored",
+			         c->id, offer ? "offer" : "answer", call_side(from));
+			ac_off(ac, "an SDP it cannot hold (UPDATE, PRACK or ACK)");
+		}
+		return 0;
+	}
+	if (ac->state == ANCHOR_OFF) {
+		anchor_mark_side(ac, to, 0);
+		return 0;
+	}
 	if (ac->state == ANCHOR_NONE && STAILQ_EMPTY(&ac->ops) && (!offer || from != c->in)) {
 		/* A late offer (the answer comes in an ACK): not anchored. */
 		ac->state = ANCHOR_OFF;
@@ -356,10 +357,6 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	}
 	tag = from == c->near ? TAG_NEAR : TAG_FAR;
 	other = from == c->near ? TAG_FAR : TAG_NEAR;
-	if (from == c->far) {
-		free(ac->far_raw);
-		ac->far_raw = strndup(body, len);
-	}
 	if (offer) {
 		ac->offerer = tag;
 		return !ac_push(ac, w, "offer", tag, ac->state == ANCHOR_NONE ? NULL : other, body,
@@ -371,106 +368,78 @@ static int on_sdp(void *arg, struct call *c, struct leg *from, struct leg *to, i
 	                NULL, NULL);
 }
 
-/* The answer to a re-INVITE we sent ourselves (a hold, a resume): ACK it. */
-static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
-                              const char *phrase, const sip_t *sip)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-	unsigned i;
-
-	if (!ac)
-		return 0;
-	for (i = 0; i < 2 && ac->reinvited[i] != leg; i++)
-		;
-	if (i == 2 || !leg)
-		return 0;
-	if (status < 200)
-		return 1;
-	ac->reinvited[i] = NULL;
-	if (status < 300)
-		leg_ack(leg, NULL, NULL);
-	else
-		LOG_INFO("media", "%s: %s answered %d %s to our re-INVITE", c->id, call_side(leg),
-		         status, phrase ? phrase : "");
-	return 1;
-}
-
-int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp)
-{
-	struct anchor_call *ac = ac_of(c, 0);
-
-	return ac ? reinvite_with(ac, leg, sdp) : ENOENT;
-}
-
-static int reinvite_with(struct anchor_call *ac, struct leg *leg, const char *sdp)
-{
-	struct call *c = ac->c;
-	sip_payload_t *pl;
-	unsigned i;
-
-	if (!leg || leg->terminated || leg->oinv || !sdp)
-		return EBUSY;
-	for (i = 0; i < 2 && ac->reinvited[i] && ac->reinvited[i] != leg; i++)
-		;
-	if (i == 2)
-		return EBUSY;
-	pl = sip_payload_create(c->home, sdp, (isize_t)strlen(sdp));
-	if (leg == c->far)
-		pl = sdp_to_far(c, pl);
-	if (leg_invite(leg, NULL, pl, TAG_END()))
-		return EIO;
-	ac->reinvited[i] = leg;
-	return 0;
-}
-
 unsigned move_anchor_verify_ms(void)
 {
-	return the_anchor ? the_anchor->verify_ms : 5000;
+	return anchor_the ? anchor_the->verify_ms : 5000;
 }
 
 unsigned move_anchor_undo_secs(void)
 {
-	return the_anchor ? the_anchor->undo_secs : 0;
+	return anchor_the ? anchor_the->undo_secs : 0;
+}
+
+static void on_call_ending(void *arg, struct call *c)
+{
+	struct anchor_call *ac = anchor_call_of(c, 0);
+	struct anchor_op *op, *next;
+	unsigned was;
+
+	if (!ac)
+		return;
+	/*
+	 * Answers held for rtpengine go on at once as they came: the core finishes each for an
+	 * ending call (a 2xx gets its ACK and BYE). Dropped at call_gone, they would get neither.
+	 * Held requests stay until call_gone: sending one on now could end the call's last leg
+	 * under the caller of call_end (an INVITE's leg no longer wanted is simply ended).
+	 */
+	was = ac->in_reply;
+	ac->in_reply = 1;
+	for (op = STAILQ_FIRST(&ac->ops); op && !ac->gone; op = next) {
+		struct sip_sdp_wait *w = op->w;
+
+		next = STAILQ_NEXT(op, link);
+		if (!w || sip_object(w->msg)->sip_request)
+			continue;
+		op->w = NULL;
+		if (op != STAILQ_FIRST(&ac->ops) || !ac->req) {
+			STAILQ_REMOVE(&ac->ops, op, anchor_op, link);
+			op_free(op);
+		}
+		anchor_mark_side(ac, w->to, 0);
+		sip_sdp_resume(w, NULL, 0);
+	}
+	ac->in_reply = was;
+	if (ac->gone && !was)
+		ac_free(ac);
 }
 
 static void on_call_gone(void *arg, struct call *c)
 {
 	struct anchor *a = arg;
-	struct anchor_call *ac = ac_of(c, 0);
-	struct buf b = {0};
+	struct anchor_call *ac = anchor_call_of(c, 0);
+	struct anchor_op *op;
 
 	if (!ac)
 		return;
 	c->slot[a->slot] = NULL;
-	if (ac->state == ANCHOR_ON && !a->down) {
-		put_sdp_command(&b, "delete", c->id, NULL, NULL, NULL, 0);
-		if (!b.failed)
-			ng_send(a->ng, b.data, b.len, NULL, NULL, NULL);
-		buf_release(&b);
-	}
+	if (ac->sent)
+		anchor_send_delete(a, ac->id);
+	ac->c = NULL;
 	if (ac->in_reply) {
 		ac->gone = 1;
 		return;
 	}
+	if (ac->req) {
+		/* rtpengine may answer after our delete: the answer deletes again (on_reply). */
+		ac->gone = 1;
+		while ((op = STAILQ_FIRST(&ac->ops))) {
+			STAILQ_REMOVE_HEAD(&ac->ops, link);
+			sip_sdp_drop(op->w);
+			op_free(op);
+		}
+		return;
+	}
 	ac_free(ac);
-}
-
-/* rtpengine is gone: each side gets the other's own media again, in a re-INVITE. */
-static int ac_unanchor(struct anchor_call *ac)
-{
-	struct call *c = ac->c;
-	char *to_near;
-	int sent = 0;
-
-	ac->state = ANCHOR_OFF;
-	metric_inc(METRIC_MEDIA_UNANCHORED_TOTAL);
-	if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || !c->near_sdp || !ac->far_raw)
-		return 0;
-	to_near = move_sdp_with(ac->far_raw, NULL, 1);
-	sent = !reinvite_with(ac, c->far, c->near_sdp) && to_near &&
-	       !reinvite_with(ac, c->near, to_near);
-	free(to_near);
-	return sent;
 }
 
 static void on_ping(void *arg, int err, const struct benc *reply)
@@ -483,9 +452,9 @@ static void on_ping(void *arg, int err, const struct benc *reply)
 	a->ping_req = NULL;
 	if (down && !a->down) {
 		LIST_FOREACH(ac, &a->calls, link)
-		if (ac->state == ANCHOR_ON) {
+		if (ac->state == ANCHOR_ON && !ac->gone) {
 			n++;
-			moved += ac_unanchor(ac);
+			moved += anchor_unanchor(ac);
 		}
 		LOG_ERR("media",
 		        "rtpengine %s does not answer (%s): new calls go unanchored; %u anchored "
@@ -512,20 +481,44 @@ static void on_stop(void *arg, struct sip *s)
 	while (!LIST_EMPTY(&a->calls)) {
 		struct anchor_call *ac = LIST_FIRST(&a->calls);
 
-		ac->c->slot[a->slot] = NULL;
+		if (ac->c)
+			ac->c->slot[a->slot] = NULL;
 		ac_free(ac);
 	}
 	su_timer_destroy(a->ping);
 	ng_cancel(a->ping_req);
 	ng_free(a->ng);
+	soon_free(a->soon);
 	free(a->addr);
-	if (the_anchor == a)
-		the_anchor = NULL;
+	if (anchor_the == a)
+		anchor_the = NULL;
 	free(a);
 }
 
+/*
+ * A call read back after a restart: rtpengine may still relay it under the call's id (the tags
+ * are always near and far), but what it last offered each side is gone with the old process.
+ * The call goes on unanchored from its next offer; the session is deleted when it ends.
+ */
+static void on_call_restored(void *arg, struct call *c)
+{
+	struct anchor_call *ac = anchor_call_of(c, 1);
+
+	if (!ac)
+		return;
+	ac->state = ANCHOR_OFF;
+	ac->sent = 1;
+	LOG_INFO("media",
+	         "%s: read back: unanchored from its next offer; rtpengine's session of it "
+	         "(if any) is deleted when it ends",
+	         c->id);
+}
+
 static const struct sip_call_hooks anchor_hooks = {
-    .invite_response = on_invite_response,
+    .call_restored = on_call_restored,
+    .invite_response = anchor_on_invite_response,
+    .leg_terminated = anchor_on_leg_terminated,
+    .call_ending = on_call_ending,
     .call_gone = on_call_gone,
     .stop = on_stop,
     .sdp = on_sdp,
@@ -551,18 +544,21 @@ int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs,
 	err = !a->addr ? ENOMEM : a->slot < 0 ? ENOSPC : 0;
 	if (!err)
 		err = ng_alloc(&a->ng, s->root, rtpengine, ANCHOR_TIMEOUT_MS, ANCHOR_RETRIES);
+	if (!err)
+		err = soon_alloc(&a->soon, s->root, on_soon, a);
 	if (!err) {
 		a->ping = su_timer_create(su_root_task(s->root), ANCHOR_PING_MS);
 		err = a->ping ? sip_call_hooks_add(s, &anchor_hooks, a) : ENOMEM;
 	}
 	if (err) {
 		su_timer_destroy(a->ping);
+		soon_free(a->soon);
 		ng_free(a->ng);
 		free(a->addr);
 		free(a);
 		return err;
 	}
-	the_anchor = a;
+	anchor_the = a;
 	su_timer_set_for_ever(a->ping, ping_tick, a);
 	ping_tick(NULL, NULL, a);
 	LOG_INFO("media", "media anchored at rtpengine %s", rtpengine);
@@ -571,14 +567,14 @@ int move_anchor_init(struct sip *s, const char *rtpengine, unsigned verify_secs,
 
 int move_anchored(struct call *c)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	return ac && ac->state == ANCHOR_ON;
 }
 
 const char *move_anchor_near_sdp(struct call *c)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	return ac ? ac->to_near : NULL;
 }
@@ -587,7 +583,7 @@ const char *move_anchor_near_sdp(struct call *c)
  * it, then the far party's SDP as the answer again; cb gets the SDP for the near device. */
 int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void *arg)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 	int err;
 
 	if (!ac || ac->state != ANCHOR_ON || !ac->far_raw || !sdp)
@@ -609,7 +605,7 @@ int move_anchor_repoint(struct call *c, const char *sdp, move_anchor_h *cb, void
 /* rtpengine's counters of the call (ng query); cb gets the reply. */
 int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg)
 {
-	struct anchor_call *ac = ac_of(c, 0);
+	struct anchor_call *ac = anchor_call_of(c, 0);
 
 	if (!ac || ac->state != ANCHOR_ON)
 		return ENOENT;

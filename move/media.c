@@ -128,6 +128,17 @@ static sip_payload_t *payload_of(struct call *c, const char *sdp, size_t len)
 	return sdp ? sip_payload_create(c->home, sdp, (isize_t)len) : NULL;
 }
 
+/* rtpengine's SDP for the new device, with the origin it is to see from us (RFC 3264 8). */
+static sip_payload_t *near_payload(struct call *c, struct leg *leg, const char *sdp, size_t len)
+{
+	size_t n = 0;
+	char *mine = sdp ? move_anchor_for_near(c, leg, sdp, len, &n) : NULL;
+	sip_payload_t *pl = mine ? payload_of(c, mine, n) : payload_of(c, sdp, len);
+
+	free(mine);
+	return pl;
+}
+
 /* Anchored: rtpengine sends the near side's media to B now; B gets rtpengine's SDP. */
 static void anchor_switched(void *arg, int err, const char *sdp, size_t len,
                             const struct benc *reply)
@@ -150,7 +161,7 @@ static void anchor_switched(void *arg, int err, const char *sdp, size_t len,
 		move_anchor_repoint(c, c->near_sdp, NULL, NULL);
 		return;
 	}
-	pl = payload_of(c, sdp, len);
+	pl = near_payload(c, m->b, sdp, len);
 	move_to(m, MOVE_ANSWERING, "rtpengine took the new device's media");
 	if (m->third_party) {
 		leg_ack(m->b, NULL, pl);
@@ -179,7 +190,6 @@ static void anchor_switch(struct move *m)
 	free(m->a_sdp_out);
 	m->a_sdp = c->near_sdp ? strdup(c->near_sdp) : NULL;
 	m->a_sdp_out = near ? strdup(near) : NULL;
-	m->a_bump = 0;
 	if (!m->b_sdp) {
 		/* B came without an offer: rtpengine's near-side SDP is ours; B answers in ACK. */
 		if (!near) {
@@ -190,7 +200,8 @@ static void anchor_switch(struct move *m)
 		move_to(m, MOVE_ANSWERING, "the new device gets the anchor's offer");
 		move_event(m, "anchor", "offer rtpengine's near-side media to the new device");
 		m->b->answered = 1;
-		leg_answer(m->b, SIP_200_OK, NULL, payload_of(c, near, strlen(near)), TAG_END());
+		leg_answer(m->b, SIP_200_OK, NULL, near_payload(c, m->b, near, strlen(near)),
+		           TAG_END());
 		return;
 	}
 	move_to(m, MOVE_REINVITING, "the far leg is free");
@@ -502,6 +513,8 @@ int move_leg_terminated(struct move *m, struct leg *leg)
 		m->held = NULL; /* A hung up while held: the move goes on without it */
 		return 1;
 	}
+	if (move_verify_b_left(m, leg))
+		return 1;
 	if (leg == m->b && m->phase != MOVE_DONE) {
 		if (m->phase == MOVE_REINVITING)
 			m->b_gone = 1;

@@ -116,11 +116,15 @@ struct move {
 	char near_number[32], far_number[32];
 	struct move_code *made; /* the code as made (its images), while it may be sent again */
 	/* Anchored moves (verify.c): A on hold until B's media is seen, then for the undo. */
-	struct leg *held;     /* A's leg, kept on hold */
-	char *a_sdp;          /* A's own SDP, to point rtpengine at it again */
-	char *a_sdp_out;      /* what A last got from us (rtpengine's), for its hold */
-	unsigned a_bump;      /* o= versions A has been sent past a_sdp_out's */
-	unsigned counted : 1; /* the counters' baseline is taken */
+	struct leg *held;         /* A's leg, kept on hold */
+	char *a_sdp;              /* A's own SDP, to point rtpengine at it again */
+	char *a_sdp_out;          /* what A last got from us (rtpengine's), for its hold */
+	unsigned counted : 1;     /* the counters' baseline is taken */
+	unsigned undoing : 1;     /* A's resume is being served: the undo window's end waits */
+	unsigned taking_back : 1; /* rtpengine is pointing the near side at A again */
+	struct leg *redial;       /* A's new INVITE with the code again, taking the call back */
+	int back_status;          /* why the call goes back to A: the move's failure */
+	char back_why[96];
 	long long base_b, base_c, base_rtcp, t_verified;
 };
 
@@ -278,12 +282,22 @@ int move_anchor_query(struct call *c, move_anchor_h *cb, void *arg);
 int move_anchor_reinvite(struct call *c, struct leg *leg, const char *sdp);
 unsigned move_anchor_verify_ms(void);
 unsigned move_anchor_undo_secs(void);
-char *move_sdp_with(const char *sdp, const char *dir, unsigned bump);
+char *move_sdp_with(const char *sdp, const char *dir);
+/* sdp as the near-side party leg is to get it from us (our one origin toward it, RFC 3264 8):
+ * free() it; NULL: send sdp as it is. */
+char *move_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, size_t len,
+                           size_t *outlen);
+/* The call goes on without rtpengine: each side is re-INVITEd with the other's own SDP. */
+int move_anchor_unanchor(struct call *c, const char *why);
 
 /* verify.c: make-before-break and undo of anchored moves */
 void move_verify_start(struct move *m, struct leg *a);
 int move_verify_b_left(struct move *m, struct leg *leg);
 int move_verify_reinvite(struct move *m, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
+/* An INVITE presenting a code (token, or numeric digits) whose move is in its undo window, from
+ * the held near device: 1 when taken (the call comes back to it on this new dialog). */
+int move_verify_redial(struct sip *s, nta_incoming_t *irq, const sip_t *sip, uint64_t id64,
+                       const char *digits);
 
 /* record.c: the calls' rows in the store */
 int move_record_init(struct sip *s);

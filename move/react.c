@@ -50,6 +50,7 @@ static struct react_call *call_react(struct react_stack *rs, struct call *c, int
 		if (!rc)
 			return NULL;
 		rc->tokens[0] = rc->tokens[1] = rs->conf.burst;
+		LIST_INIT(&rc->sent);
 		c->slot[rs->slot] = rc;
 	}
 	return rc;
@@ -94,20 +95,44 @@ static void send_text(struct leg *to, const char *emoji)
 
 /*
  * The answer to a JSON reaction: a party that says it takes no such body (415, 488, 606)
- * gets it again as text, and text from then on. Runs only while the call (so rc) lives.
+ * gets this reaction again as text, and text from then on. Runs only while the call (so rc)
+ * lives: the call's end drops the transaction and frees what is left of rc->sent.
  */
 static void json_answered(void *arg, struct leg *leg, int status, const char *phrase,
                           const sip_t *sip)
 {
-	struct react_sent *rs = arg;
+	struct react_sent *sent = arg;
 
-	if (status != 415 && status != 488 && status != 606)
+	LIST_REMOVE(sent, link);
+	if (status == 415 || status == 488 || status == 606) {
+		json_leg_drop(sent->rc, leg_key(leg));
+		if (leg->dlg && !leg->terminated && !leg->ending)
+			send_text(leg, sent->emoji);
+		LOG_INFO("react", "call %s: %s answered %d to a reaction's JSON: text from now on",
+		         leg->call->id, leg->uri ? leg->uri : "a party", status);
+	}
+	free(sent);
+}
+
+/* A JSON reaction to leg, its emoji kept with the transaction for a late refusal. */
+static void send_json(struct react_call *rc, struct leg *to, const char *emoji, double x, double y)
+{
+	struct react_sent *sent = calloc(1, sizeof(*sent));
+	char body[REACT_BODY_MAX + 64];
+
+	if (!sent) {
+		send_text(to, emoji);
 		return;
-	json_leg_drop(rs->rc, leg_key(leg));
-	if (leg->dlg && !leg->terminated && !leg->ending)
-		send_text(leg, rs->emoji);
-	LOG_INFO("react", "call %s: %s answered %d to a reaction's JSON: text from now on",
-	         leg->call->id, leg->uri ? leg->uri : "a party", status);
+	}
+	sent->rc = rc;
+	snprintf(sent->emoji, sizeof(sent->emoji), "%s", emoji);
+	snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}", emoji, x, y);
+	LIST_INSERT_HEAD(&rc->sent, sent, link);
+	if (leg_send(to, SIP_METHOD_MESSAGE, json_answered, sent,
+	             SIPTAG_CONTENT_TYPE_STR(REACT_CTYPE), SIPTAG_PAYLOAD_STR(body), TAG_END())) {
+		LIST_REMOVE(sent, link);
+		free(sent);
+	}
 }
 
 static int takes_json(struct react_call *rc, const struct leg *leg)
@@ -143,52 +168,55 @@ static int rate_take(struct react_stack *rs, struct react_call *rc, int side)
 }
 
 /*
- * A reaction from leg: to the other side of c (the current near device, or the far party) and
- * to the call's watch page. EPERM: leg is not one of the call's two sides now; EAGAIN: the
- * side is over its rate.
+ * Whether leg may send c a reaction (or a share) now, charging its side's rate first, before
+ * anything it sent is parsed: 0 with *rcp; EPERM leg is not one of the call's two sides now,
+ * EAGAIN the side is over its rate (logged, limited), ENOMEM.
  */
-static int react_send(struct react_stack *rs, struct call *c, struct leg *from, const char *emoji,
-                      double x, double y, const char *how)
+static int react_admit(struct react_stack *rs, struct call *c, struct leg *from,
+                       struct react_call **rcp)
 {
-	struct react_call *rc = call_react(rs, c, 1);
-	struct leg *to;
-	char body[REACT_BODY_MAX + 64];
-	int side, json;
+	struct react_call *rc;
+	int side;
 
-	if (!rc)
-		return ENOMEM;
 	if (from != c->near && from != c->far)
 		return EPERM;
+	rc = call_react(rs, c, 1);
+	if (!rc)
+		return ENOMEM;
 	side = from == c->far;
 	if (!rate_take(rs, rc, side)) {
-		log_limited(&rs->limited, LOG_LEVEL_INFO, "react",
-		            "call %s: reaction from the %s side over [react] rate: dropped", c->id,
-		            side ? "far" : "near");
+		log_limited(
+		    &rs->limited, LOG_LEVEL_INFO, "react",
+		    "call %s: reaction or share from the %s side over [react] rate: dropped", c->id,
+		    side ? "far" : "near");
 		return EAGAIN;
 	}
-	to = side ? c->near : c->far;
-	json = to && takes_json(rc, to);
-	if (to && to->dlg && !to->terminated && !to->ending && c->state == SIP_CALL_ANSWERED) {
-		if (json) {
-			struct react_sent *sent = &rc->sent[rc->next_sent++ % REACT_IN_FLIGHT];
+	*rcp = rc;
+	return 0;
+}
 
-			sent->rc = rc;
-			snprintf(sent->emoji, sizeof(sent->emoji), "%s", emoji);
-			snprintf(body, sizeof(body), "{\"emoji\":\"%s\",\"x\":%.4g,\"y\":%.4g}",
-			         emoji, x, y);
-			leg_send(to, SIP_METHOD_MESSAGE, json_answered, sent,
-			         SIPTAG_CONTENT_TYPE_STR(REACT_CTYPE), SIPTAG_PAYLOAD_STR(body),
-			         TAG_END());
-		} else {
+/*
+ * A reaction from leg (admitted by react_admit): to the other side of c (the current near
+ * device, or the far party) and to the call's watch page.
+ */
+static void react_send(struct call *c, struct react_call *rc, struct leg *from, const char *emoji,
+                       double x, double y, const char *how)
+{
+	int side = from == c->far;
+	struct leg *to = side ? c->near : c->far;
+	int json = to && takes_json(rc, to);
+
+	if (to && to->dlg && !to->terminated && !to->ending && c->state == SIP_CALL_ANSWERED) {
+		if (json)
+			send_json(rc, to, emoji, x, y);
+		else
 			send_text(to, emoji);
-		}
 	}
 	if (rc->watch)
 		watch_reaction(rc->watch, emoji, x, y);
 	LOG_INFO("react", "call %s: %s from the %s side by %s, to %s as %s", c->id, emoji,
 	         side ? "far" : "near", how, to && to->uri ? to->uri : "nobody",
 	         json ? "JSON" : "text");
-	return 0;
 }
 
 /* Both sides get the watch page's link (or only what now plays, for a URL changed). */
@@ -266,6 +294,21 @@ int react_share(struct sip *s, const char *call_id, const char *url, char *link,
 
 /* ---- the hooks ---- */
 
+/* The answer to a reaction or share that react_admit() refused. */
+static void admit_refused(nta_incoming_t *irq, int err)
+{
+	if (err == EAGAIN)
+		sip_reply(irq, 503, "Too Many Reactions", SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+	else if (err == EPERM)
+		sip_reply(irq, 403, "Not A Party Of The Call", TAG_END());
+	else
+		sip_reply(irq, 500, "Out Of Memory", TAG_END());
+}
+
+/*
+ * MESSAGEs of REACT_CTYPE, and "share <URL>". What a party sends is parsed only after its
+ * side's rate took it: a flood of bad ones costs a table lookup each, not a JSON parse.
+ */
 static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t *irq,
                       const sip_t *sip, msg_t *req)
 {
@@ -273,6 +316,7 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	const sip_content_type_t *ct = body_ct(sip);
 	const sip_payload_t *pl = body_pl(sip);
 	struct call *c = leg ? leg->call : NULL;
+	struct react_call *rc = NULL;
 	char emoji[REACT_EMOJI_MAX + 1], why[160];
 	double x, y;
 	const char *url;
@@ -284,6 +328,11 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 			sip_reply(irq, 404, "No Call Here: React In Your Call", TAG_END());
 			return 1;
 		}
+		err = react_admit(rs, c, leg, &rc);
+		if (err) {
+			admit_refused(irq, err);
+			return 1;
+		}
 		err = react_parse(pl ? pl->pl_data : "", pl ? pl->pl_len : 0, emoji, &x, &y, why,
 		                  sizeof(why));
 		if (err) {
@@ -291,16 +340,9 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 			sip_reply(irq, 400, why, TAG_END());
 			return 1;
 		}
-		if (call_react(rs, c, 1))
-			json_leg_add(c->slot[rs->slot], leg_key(leg));
-		err = react_send(rs, c, leg, emoji, x, y, "MESSAGE");
-		if (err == EAGAIN)
-			sip_reply(irq, 503, "Too Many Reactions", SIPTAG_RETRY_AFTER_STR("1"),
-			          TAG_END());
-		else if (err == EPERM)
-			sip_reply(irq, 403, "Not A Party Of The Call", TAG_END());
-		else
-			sip_reply(irq, err ? 500 : 200, err ? "Out Of Memory" : "OK", TAG_END());
+		json_leg_add(rc, leg_key(leg));
+		react_send(c, rc, leg, emoji, x, y, "MESSAGE");
+		sip_reply(irq, 200, "OK", TAG_END());
 		return 1;
 	}
 	if (!c || (ct && ct->c_type && strncasecmp(ct->c_type, "text/plain", 10)) ||
@@ -309,8 +351,9 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 	for (size_t i = 0; i < len; i++)
 		if (isspace((unsigned char)url[i]))
 			return 0; /* "share" and more words: a chat message, passed on */
-	if (leg != c->near && leg != c->far) {
-		sip_reply(irq, 403, "Not A Party Of The Call", TAG_END());
+	err = react_admit(rs, c, leg, &rc);
+	if (err) {
+		admit_refused(irq, err);
 		return 1;
 	}
 	{
@@ -382,6 +425,12 @@ static void on_call_gone(void *arg, struct call *c)
 		return;
 	if (rc->watch)
 		watch_end(rc->watch);
+	while (!LIST_EMPTY(&rc->sent)) {
+		struct react_sent *sent = LIST_FIRST(&rc->sent);
+
+		LIST_REMOVE(sent, link);
+		free(sent);
+	}
 	free(rc);
 	c->slot[rs->slot] = NULL;
 }
@@ -390,6 +439,10 @@ static void on_stop(void *arg, struct sip *s)
 {
 	struct react_stack *rs = arg;
 
+	/* Calls the stop leaves up ([sip] on_stop = keep, or not yet over) are let go of without
+	 * call_gone: their reactions' part goes here. */
+	for (struct call *c = TAILQ_FIRST(&s->calls); c; c = TAILQ_NEXT(c, link))
+		on_call_gone(rs, c);
 	while (!LIST_EMPTY(&rs->watches))
 		watch_end(LIST_FIRST(&rs->watches));
 	free(rs);
@@ -409,9 +462,10 @@ static const struct sip_call_hooks react_hooks = {
 static void dtmf_heard(void *arg, struct leg *leg, const char *code, const char *source)
 {
 	struct react_dtmf *d = arg;
+	struct react_call *rc;
 
-	if (leg && leg->call)
-		react_send(d->rs, leg->call, leg, d->emoji, 0.5, 0.5, code);
+	if (leg && leg->call && !react_admit(d->rs, leg->call, leg, &rc))
+		react_send(leg->call, rc, leg, d->emoji, 0.5, 0.5, code);
 }
 
 /* "*1=👍,*2=👏" into rs->dtmf; EINVAL naming the entry. */

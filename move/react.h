@@ -62,8 +62,9 @@ int react_share(struct sip *s, const char *call_id, const char *url, char *link,
 
 struct react_waiter;
 
-/* The page's news as JSON text (yours to free), or err: ENOENT the watch is gone. */
-typedef void react_watch_h(int err, char *json, void *arg);
+/* The page's news as JSON text (len bytes; the watch's, valid during the call: copy it), or
+ * err: ENOENT the watch is gone. */
+typedef void react_watch_h(int err, const char *json, size_t len, void *arg);
 
 /* 0 when secret names a live watch, else ENOENT. */
 int react_watch_exists(struct sip *s, const char *secret);

@@ -55,19 +55,21 @@ struct watch {
 	unsigned nwaiters;
 };
 
-#define REACT_IN_FLIGHT 8 /* JSON reactions of a call awaiting their answer (for 415) */
-
-/* A JSON reaction sent: if its leg answers that it takes no such body, it goes again as text. */
+/*
+ * A JSON reaction sent, kept with its transaction: if its leg answers that it takes no such
+ * body, this emoji goes again as text. Owned by its call's list; freed by the answer or with
+ * the call (whose end drops the transaction without an answer).
+ */
 struct react_sent {
+	LIST_ENTRY(react_sent) link;
 	struct react_call *rc;
 	char emoji[REACT_EMOJI_MAX + 1];
 };
 
 /* A call's reactions: its rate per side, the legs known to take JSON, its watch. */
 struct react_call {
-	struct react_sent sent[REACT_IN_FLIGHT];
-	unsigned next_sent;
-	double tokens[2]; /* [near, far] */
+	LIST_HEAD(, react_sent) sent; /* JSON reactions awaiting their answer */
+	double tokens[2];             /* [near, far] */
 	long long stamp_us[2];
 	uint32_t json_legs[REACT_JSON_LEGS];
 	unsigned njson;

@@ -3,11 +3,13 @@
  * JSON body, a URL to share. No state, nothing of the stack: the unit suite and the fuzz
  * replay take this file alone.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -164,10 +166,192 @@ out:
 	return err;
 }
 
+/*
+ * The WHATWG URL parser's IPv4 host (what a browser makes of "127.1", "0x7f.0.0.1",
+ * "2130706433", "0177.0.0.1"): 1 with *addr when host (len bytes, no trailing dot) is one,
+ * 0 when its last label is not a number (a name), -1 when it is a number but not an address
+ * (a browser refuses that URL).
+ */
+static int ipv4_whatwg(const char *host, size_t len, uint32_t *addr)
+{
+	uint64_t part[4], v;
+	size_t n = 0, i = 0, last = len;
+
+	while (last && host[last - 1] != '.')
+		last--;
+	/* a name unless the last label is a number */
+	if (last == len)
+		return 0;
+	{
+		const char *l = host + last;
+		size_t ll = len - last;
+
+		if (ll > 1 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X')) {
+			if (strspn(l + 2, "0123456789abcdefABCDEF") != ll - 2)
+				return 0;
+		} else if (strspn(l, "0123456789") != ll) {
+			return 0;
+		}
+	}
+	while (i <= len) {
+		size_t e = i, d;
+		int base = 10;
+
+		while (e < len && host[e] != '.')
+			e++;
+		d = i;
+		if (e - d > 1 && host[d] == '0' && (host[d + 1] == 'x' || host[d + 1] == 'X'))
+			base = 16, d += 2;
+		else if (e - d > 1 && host[d] == '0')
+			base = 8, d += 1;
+		if (n == 4 || (e == i && base == 10))
+			return -1; /* five parts, or an empty one */
+		for (v = 0; d < e; d++) {
+			int k = isdigit((unsigned char)host[d]) ? host[d] - '0'
+			        : isxdigit((unsigned char)host[d])
+			            ? tolower((unsigned char)host[d]) - 'a' + 10
+			            : 99;
+
+			if (k >= base)
+				return -1;
+			v = v * base + k;
+			if (v > 0xffffffffULL)
+				return -1;
+		}
+		part[n++] = v;
+		i = e + 1;
+	}
+	for (i = 0; i + 1 < n; i++)
+		if (part[i] > 255)
+			return -1;
+	if (part[n - 1] >= 1ULL << (8 * (5 - n)))
+		return -1;
+	for (v = part[n - 1], i = 0; i + 1 < n; i++)
+		v += part[i] << (8 * (3 - i));
+	*addr = (uint32_t)v;
+	return 1;
+}
+
+/* Addresses a browser must not be sent to by a stranger: this host, private networks,
+ * link-local (cloud metadata), shared, reserved, documentation, multicast, broadcast. */
+static const char *ipv4_private(uint32_t a)
+{
+	static const struct {
+		uint32_t net, mask;
+		const char *what;
+	} nets[] = {
+	    {0x00000000, 0xff000000, "\"this network\" (0.0.0.0/8)"},
+	    {0x0a000000, 0xff000000, "private (10.0.0.0/8)"},
+	    {0x64400000, 0xffc00000, "shared (100.64.0.0/10)"},
+	    {0x7f000000, 0xff000000, "loopback (127.0.0.0/8)"},
+	    {0xa9fe0000, 0xffff0000, "link-local (169.254.0.0/16)"},
+	    {0xac100000, 0xfff00000, "private (172.16.0.0/12)"},
+	    {0xc0000000, 0xffffff00, "reserved (192.0.0.0/24)"},
+	    {0xc0000200, 0xffffff00, "documentation (192.0.2.0/24)"},
+	    {0xc0a80000, 0xffff0000, "private (192.168.0.0/16)"},
+	    {0xc6120000, 0xfffe0000, "benchmarking (198.18.0.0/15)"},
+	    {0xc6336400, 0xffffff00, "documentation (198.51.100.0/24)"},
+	    {0xcb007100, 0xffffff00, "documentation (203.0.113.0/24)"},
+	    {0xe0000000, 0xe0000000, "multicast or reserved (224.0.0.0/3)"},
+	};
+
+	for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++)
+		if ((a & nets[i].mask) == nets[i].net)
+			return nets[i].what;
+	return NULL;
+}
+
+static const char *ipv6_private(const unsigned char *a)
+{
+	static const unsigned char zero[16], v4mapped[12] = {[10] = 0xff, [11] = 0xff},
+	                                     nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+	uint32_t v4 = (uint32_t)a[12] << 24 | (uint32_t)a[13] << 16 | (uint32_t)a[14] << 8 | a[15];
+
+	if (!memcmp(a, zero, 15) && a[15] <= 1)
+		return a[15] ? "loopback (::1)" : "unspecified (::)";
+	if (!memcmp(a, v4mapped, 12) || !memcmp(a, zero, 12) || !memcmp(a, nat64, 12))
+		return ipv4_private(v4) ? "an IPv4 address inside, not public" : NULL;
+	if ((a[0] & 0xfe) == 0xfc)
+		return "unique local (fc00::/7)";
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+		return "link-local (fe80::/10)";
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
+		return "site-local (fec0::/10)";
+	if (a[0] == 0xff)
+		return "multicast (ff00::/8)";
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8)
+		return "documentation (2001:db8::/32)";
+	return NULL;
+}
+
+/* Names that lead inside: this host, mDNS, and the suffixes kept for private networks. */
+static const char *name_private(const char *host, size_t len)
+{
+	static const char *const inside[] = {"localhost", "local",     "internal", "intranet",
+	                                     "lan",       "home.arpa", "corp",     "private"};
+
+	for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
+		size_t n = strlen(inside[i]);
+
+		if (len >= n && !strncasecmp(host + len - n, inside[i], n) &&
+		    (len == n || host[len - n - 1] == '.'))
+			return "a local name";
+	}
+	if (!memchr(host, '.', len))
+		return "a single-label name (a local one, by the resolver's search list)";
+	return NULL;
+}
+
+/* Whether host (len bytes of the authority, port cut) is one a stranger may point every
+ * viewer's browser at: 0, or EINVAL with why. */
+static int host_ok(const char *host, size_t len, char *why, size_t whylen)
+{
+	const char *what = NULL;
+	uint32_t v4;
+	int r;
+
+	if (len && host[0] == '[') {
+		char text[64];
+		unsigned char a[16];
+
+		if (len < 3 || host[len - 1] != ']' || len - 2 >= sizeof(text)) {
+			snprintf(why, whylen, "URL's host is not an [IPv6] address");
+			return EINVAL;
+		}
+		memcpy(text, host + 1, len - 2);
+		text[len - 2] = '\0';
+		if (inet_pton(AF_INET6, text, a) != 1) {
+			snprintf(why, whylen, "URL's host is not an [IPv6] address");
+			return EINVAL;
+		}
+		what = ipv6_private(a);
+	} else {
+		if (len && host[len - 1] == '.')
+			len--; /* "localhost." is localhost */
+		if (!len || memchr(host, ':', len) || memchr(host, '[', len) ||
+		    memchr(host, ']', len)) {
+			snprintf(why, whylen, "URL has no host, or a host not allowed");
+			return EINVAL;
+		}
+		r = ipv4_whatwg(host, len, &v4);
+		if (r < 0) {
+			snprintf(why, whylen, "URL's host is not an IPv4 address a browser takes");
+			return EINVAL;
+		}
+		what = r ? ipv4_private(v4) : name_private(host, len);
+	}
+	if (what) {
+		snprintf(why, whylen, "URL's host %.*s is %s: only public hosts can be shared",
+		         (int)(len > 64 ? 64 : len), host, what);
+		return EINVAL;
+	}
+	return 0;
+}
+
 int react_url_ok(const char *url, char *why, size_t whylen)
 {
-	size_t n = url ? strlen(url) : 0, i, host;
-	const char *auth;
+	size_t n = url ? strlen(url) : 0, i, auth_len, host_len;
+	const char *auth, *port;
 
 	if (!n || n > REACT_URL_MAX) {
 		snprintf(why, whylen, "URL is empty or over %d bytes", REACT_URL_MAX);
@@ -186,19 +370,38 @@ int react_url_ok(const char *url, char *why, size_t whylen)
 		}
 	}
 	auth = url + 8;
-	host = strcspn(auth, "/?#");
-	if (!host) {
+	auth_len = strcspn(auth, "/?#");
+	if (!auth_len) {
 		snprintf(why, whylen, "URL has no host");
 		return EINVAL;
 	}
-	if (memchr(auth, '@', host)) {
+	if (memchr(auth, '@', auth_len)) {
 		snprintf(why, whylen, "URL carries credentials (user@host)");
 		return EINVAL;
 	}
-	for (i = 0; i < host; i++)
+	for (i = 0; i < auth_len; i++)
 		if (!isalnum((unsigned char)auth[i]) && !strchr(".-:[]", auth[i])) {
 			snprintf(why, whylen, "URL's host has a character not allowed");
 			return EINVAL;
 		}
-	return 0;
+	/* the port: after the last ':' outside the [IPv6] brackets */
+	port = NULL;
+	for (i = auth_len; i > 0; i--) {
+		if (auth[i - 1] == ']')
+			break;
+		if (auth[i - 1] == ':') {
+			port = auth + i;
+			break;
+		}
+	}
+	host_len = port ? (size_t)(port - 1 - auth) : auth_len;
+	if (port) {
+		size_t pl = auth_len - (size_t)(port - auth);
+
+		if (pl && (pl > 5 || strspn(port, "0123456789") < pl || atoi(port) > 65535)) {
+			snprintf(why, whylen, "URL's port is not a number up to 65535");
+			return EINVAL;
+		}
+	}
+	return host_ok(auth, host_len, why, whylen);
 }

@@ -324,6 +324,10 @@ int move_invite(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req
 	} else {
 		return 0;
 	}
+	/* The held near device dialling its code again in the undo window takes the call back. */
+	if (!err && move_verify_redial(s, irq, sip, key == STORE_KEY_TOKEN ? id64 : 0,
+	                               key == STORE_KEY_CODE ? digits : NULL))
+		return 1;
 	if (!s->conf.keys || !s->conf.store) {
 		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		return 1;

@@ -46,31 +46,54 @@ static char *state_json(struct watch *w, unsigned long since)
 	return text;
 }
 
-static void waiter_answer(struct react_waiter *rw, int err)
+/* Answers rw with json (NULL: err, or ENOMEM) and forgets it. */
+static void waiter_answer(struct react_waiter *rw, int err, const char *json)
 {
 	struct watch *w = rw->w;
 	react_watch_h *cb = rw->cb;
 	void *arg = rw->arg;
-	char *json = err ? NULL : state_json(w, rw->since);
 
 	LIST_REMOVE(rw, link);
 	w->nwaiters--;
 	su_timer_destroy(rw->timer);
 	free(rw);
-	cb(err ? err : json ? 0 : ENOMEM, json, arg);
+	cb(err ? err : json ? 0 : ENOMEM, json, json ? strlen(json) : 0, arg);
 }
 
-/* Every page waiting hears the news. */
+/*
+ * Every page waiting hears the news: the state is packed once for all of them (they all
+ * wait on the seq before this change, and hear the same moment), not once per waiter.
+ */
 static void news(struct watch *w)
 {
+	unsigned long since = w->seq;
+	char *json = NULL;
+
 	w->seq++;
-	while (!LIST_EMPTY(&w->waiters))
-		waiter_answer(LIST_FIRST(&w->waiters), 0);
+	if (!LIST_EMPTY(&w->waiters))
+		json = state_json(w, since);
+	while (!LIST_EMPTY(&w->waiters)) {
+		struct react_waiter *rw = LIST_FIRST(&w->waiters);
+
+		if (rw->since != since) { /* none: a waiter's since is clamped to the seq */
+			char *own = state_json(w, rw->since);
+
+			waiter_answer(rw, 0, own);
+			free(own);
+		} else {
+			waiter_answer(rw, 0, json);
+		}
+	}
+	free(json);
 }
 
 static void waited_out(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
-	waiter_answer(arg, 0);
+	struct react_waiter *rw = arg;
+	char *json = state_json(rw->w, rw->since);
+
+	waiter_answer(rw, 0, json);
+	free(json);
 }
 
 int watch_new(struct react_stack *rs, struct react_call *rc, const char *url, char *secret,
@@ -126,7 +149,7 @@ void watch_reaction(struct watch *w, const char *emoji, double x, double y)
 void watch_end(struct watch *w)
 {
 	while (!LIST_EMPTY(&w->waiters))
-		waiter_answer(LIST_FIRST(&w->waiters), ENOENT);
+		waiter_answer(LIST_FIRST(&w->waiters), ENOENT, NULL);
 	LIST_REMOVE(w, link);
 	if (w->rc)
 		w->rc->watch = NULL;
@@ -166,9 +189,11 @@ int react_watch_poll(struct sip *s, const char *secret, unsigned long since, con
 		return ENOENT;
 	if (w->seq > since) {
 		json = state_json(w, since);
-		cb(json ? 0 : ENOMEM, json, arg);
+		cb(json ? 0 : ENOMEM, json, json ? strlen(json) : 0, arg);
+		free(json);
 		return 0;
 	}
+	since = w->seq; /* a page ahead of the watch waits for the next change like the rest */
 	if (w->nwaiters >= w->rs->conf.listeners)
 		return EMLINK;
 	LIST_FOREACH(rw, &w->waiters, link)

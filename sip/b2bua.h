@@ -284,6 +284,17 @@ int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const si
 void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const char *flow);
 
 /* sdp.c */
+/* The origin (o=) one party has seen from us: its user and session id, the rest, the version
+ * and the last body sent (RFC 3264 8). Strings in the home sdp_origin_apply is given. */
+struct sdp_origin {
+	char *origin, *tail, *body;
+	unsigned long long version;
+};
+char *sdp_origin_apply(su_home_t *home, struct sdp_origin *o, const char *body, size_t len,
+                       size_t *outlen);
+/* A message's SDP is about to go from leg from to leg to without a hook able to hold it (an
+ * UPDATE, a PRACK, their answers, an ACK): the sdp hooks are told (w NULL). */
+void sdp_note(struct leg *from, struct leg *to, const sip_t *sip, int offer);
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl);
 sip_payload_t *body_for(struct leg *dst, const sip_t *sip);
 

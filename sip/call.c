@@ -185,9 +185,10 @@ void call_end(struct call *c, int status, const char *reason)
 		su_timer_destroy(c->max_timer);
 		c->max_timer = NULL;
 	}
-	hook_call_ending(c);
-	/* Ending a leg may free the call once it is the last: hold it until the loop is done. */
+	/* Ending a leg may free the call once it is the last (a call_ending hook too, sending on
+	 * what it held): hold it until the loop is done. */
 	su_home_ref(c->home);
+	hook_call_ending(c);
 	for (leg = SLIST_FIRST(&c->legs); leg; leg = next) {
 		next = SLIST_NEXT(leg, link);
 		call_leg_end(leg, reason);

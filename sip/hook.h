@@ -73,7 +73,8 @@ struct sip_call_hooks {
 	 * An SDP offer (offer 1) or answer from leg from is about to go out on leg to (the media
 	 * anchor): 1 if taken. The core holds the message; the hook later calls, never from within
 	 * this call, sip_sdp_resume(w, ...) once with the body to send instead, or sip_sdp_drop(w)
-	 * when the call is gone (its call_gone hook).
+	 * when the call is gone (its call_gone hook). w NULL: the message cannot be held (an
+	 * UPDATE, a PRACK, their answers, an ACK): the hook is only told, and returns 0.
 	 */
 	int (*sdp)(void *arg, struct call *c, struct leg *from, struct leg *to, int offer,
 	           const char *body, size_t len, struct sip_sdp_wait *w);

@@ -416,8 +416,17 @@ static void reinvite_answer(struct leg *leg, struct leg *from, int status, const
 	snprintf(w.phrase, sizeof(w.phrase), "%s", phrase ? phrase : "");
 	if (status < 300 && sdp_hold(&w, sip, !c->reinvite_offered))
 		return;
-	if (c->sdp_msg == sip && (from->terminated || !from->inv))
-		return; /* its sender left while the answer was held */
+	if (c->sdp_msg == sip && (from->terminated || !from->inv)) {
+		/* Its sender left while the answer was held: the answerer's 2xx still gets its
+		 * ACK, and the call may offer again. */
+		if (status < 300 && c->reinvite_ack) {
+			leg_ack(leg, NULL, NULL);
+			c->reinvite_ack = 0;
+		}
+		c->offer_busy = 0;
+		c->reinvite_from = NULL;
+		return;
+	}
 	invite_note_near_sdp(leg, sip);
 	pl = body_for(from, sip);
 	leg_answer_as(from, status, phrase, resp, NULL, 0,
@@ -505,6 +514,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		c->ack_pending = 0;
 		hook_call_active(c);
 		invite_note_near_sdp(leg, sip);
+		sdp_note(leg, other, sip, 0);
 		pl = body_for(other, sip);
 		leg_ack(other, NULL, pl);
 		return;
@@ -514,6 +524,7 @@ void invite_ack(struct leg *leg, const sip_t *sip)
 		c->offer_busy = 0;
 		c->reinvite_from = NULL;
 		invite_note_near_sdp(leg, sip);
+		sdp_note(leg, other, sip, 0);
 		pl = body_for(other, sip);
 		leg_ack(other, NULL, pl);
 	}
@@ -534,8 +545,13 @@ void invite_cancel(struct leg *leg)
 	LOG_INFO("call", "%s: cancelled by %s", c->id, call_side(leg));
 	if (leg->inv)
 		leg_answer(leg, SIP_487_REQUEST_TERMINATED, NULL, NULL, TAG_END());
+	/* The caller's leg may be the call's last (the far INVITE not sent yet, its offer held
+	 * by the media anchor): then the call goes with it. */
+	su_home_ref(c->home);
 	call_leg_terminated(leg);
-	call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
+	if (!c->freeing)
+		call_end(c, 487, "SIP;cause=487;text=\"Request Terminated\"");
+	su_home_unref(c->home);
 }
 
 void invite_bye(struct leg *leg, nta_incoming_t *irq)

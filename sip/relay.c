@@ -72,6 +72,7 @@ void relay_in_dialog(struct leg *leg, nta_incoming_t *irq, const sip_t *sip)
 	}
 	if (method == sip_method_update && sip->sip_contact)
 		nta_leg_server_route(leg->dlg, NULL, sip->sip_contact);
+	sdp_note(leg, other, sip, offer);
 	pl = body_for(other, sip);
 	{
 		char *event = method == sip_method_notify ? refer_event(leg, sip) : NULL;
@@ -120,6 +121,8 @@ void relay_answer(struct ctx *x, int status, const char *phrase, const sip_t *si
 	resp = sip ? nta_outgoing_getresponse(orq) : NULL;
 	msg = nta_incoming_create_response(irq, 0, NULL);
 	out = msg ? sip_object(msg) : NULL;
+	if (sip && from && status < 300)
+		sdp_note(x->to, from, sip, 0);
 	pl = sip && from ? body_for(from, sip) : NULL;
 	if (!out || (resp && copy_e2e(msg, out, resp, x->to == c->near)) ||
 	    (sip && copy_body(msg, out, sip, pl)) ||

@@ -38,48 +38,73 @@ static int same_but_origin(const char *a, size_t alen, const char *b, size_t ble
 }
 
 /*
+ * body (len bytes) with the o= line one party sees (RFC 3264 8): the first body sets the origin
+ * (o keeps it, in home); later ones get it with the version raised by one when the session
+ * changed. NULL when the body has no usable o= line (then it goes as it came) or no memory;
+ * else a string in home, *outlen bytes.
+ */
+char *sdp_origin_apply(su_home_t *home, struct sdp_origin *o, const char *body, size_t len,
+                       size_t *outlen)
+{
+	char user[64], sess[32], net[16], atype[16], addr[128], line[320];
+	unsigned long long ver;
+	size_t start, olen, n;
+	char *buf;
+
+	if (!body || !find_origin(body, len, &start, &olen))
+		return NULL;
+	if (!o->origin) {
+		snprintf(line, sizeof(line), "%.*s", (int)olen, body + start);
+		if (sscanf(line, "o=%63s %31s %llu %15s %15s %127s", user, sess, &ver, net, atype,
+		           addr) != 6)
+			return NULL;
+		/* Kept as two plain strings around the version: they came off the wire. */
+		o->origin = su_sprintf(home, "%s %s", user, sess);
+		o->tail = su_sprintf(home, "%s %s %s", net, atype, addr);
+		o->version = ver;
+		o->body = su_strndup(home, body, len);
+		return NULL;
+	}
+	if (!o->body || !same_but_origin(o->body, strlen(o->body), body, len))
+		o->version++;
+	n = (size_t)snprintf(line, sizeof(line), "o=%s %llu %s", o->origin, o->version,
+	                     o->tail ? o->tail : "");
+	if (n >= sizeof(line))
+		return NULL;
+	buf = su_alloc(home, len - olen + n + 1);
+	if (!buf)
+		return NULL;
+	memcpy(buf, body, start);
+	memcpy(buf + start, line, n);
+	memcpy(buf + start + n, body + start + olen, len - start - olen);
+	buf[len - olen + n] = 0;
+	su_free(home, o->body);
+	o->body = su_strndup(home, body, len);
+	*outlen = len - olen + n;
+	return buf;
+}
+
+/*
  * The payload to send to the far leg for this SDP: the first one sets the origin the far
  * party sees; later ones get that origin with the version raised when the session changed.
  */
 sip_payload_t *sdp_to_far(struct call *c, const sip_payload_t *pl)
 {
-	char user[64], sess[32], net[16], atype[16], addr[128], line[320];
-	unsigned long long ver;
-	size_t start, olen, n;
+	struct sdp_origin o = {c->far_origin, c->far_origin_tail, c->far_body, c->far_version};
 	sip_payload_t *out;
+	size_t n = 0;
 	char *buf;
 
-	if (!pl || !pl->pl_data || !find_origin(pl->pl_data, pl->pl_len, &start, &olen))
+	if (!pl || !pl->pl_data)
 		return (sip_payload_t *)pl;
-	if (!c->far_origin) {
-		snprintf(line, sizeof(line), "%.*s", (int)olen, pl->pl_data + start);
-		if (sscanf(line, "o=%63s %31s %llu %15s %15s %127s", user, sess, &ver, net, atype,
-		           addr) != 6)
-			return (sip_payload_t *)pl;
-		/* Kept as two plain strings around the version: they came off the wire. */
-		c->far_origin = su_sprintf(c->home, "%s %s", user, sess);
-		c->far_origin_tail = su_sprintf(c->home, "%s %s %s", net, atype, addr);
-		c->far_version = ver;
-		c->far_body = su_strndup(c->home, pl->pl_data, pl->pl_len);
-		return (sip_payload_t *)pl;
-	}
-	if (!c->far_body ||
-	    !same_but_origin(c->far_body, strlen(c->far_body), pl->pl_data, pl->pl_len))
-		c->far_version++;
-	n = (size_t)snprintf(line, sizeof(line), "o=%s %llu %s", c->far_origin, c->far_version,
-	                     c->far_origin_tail ? c->far_origin_tail : "");
-	if (n >= sizeof(line))
-		return (sip_payload_t *)pl;
-	buf = su_alloc(c->home, pl->pl_len - olen + n + 1);
+	buf = sdp_origin_apply(c->home, &o, pl->pl_data, pl->pl_len, &n);
+	c->far_origin = o.origin;
+	c->far_origin_tail = o.tail;
+	c->far_body = o.body;
+	c->far_version = o.version;
 	if (!buf)
 		return (sip_payload_t *)pl;
-	memcpy(buf, pl->pl_data, start);
-	memcpy(buf + start, line, n);
-	memcpy(buf + start + n, pl->pl_data + start + olen, pl->pl_len - start - olen);
-	buf[pl->pl_len - olen + n] = 0;
-	su_free(c->home, c->far_body);
-	c->far_body = su_strndup(c->home, pl->pl_data, pl->pl_len);
-	out = sip_payload_create(c->home, buf, pl->pl_len - olen + n);
+	out = sip_payload_create(c->home, buf, (isize_t)n);
 	su_free(c->home, buf);
 	/* A restart must go on from this version (RFC 3264 8): written at once. */
 	call_touch(c, 1);
@@ -106,6 +131,15 @@ static int is_sdp(const sip_t *sip)
 
 	return pl && pl->pl_len && sip->sip_content_type && sip->sip_content_type->c_type &&
 	       !strcasecmp(sip->sip_content_type->c_type, "application/sdp");
+}
+
+void sdp_note(struct leg *from, struct leg *to, const sip_t *sip, int offer)
+{
+	struct call *c = from ? from->call : NULL;
+	const sip_payload_t *pl = body_pl(sip);
+
+	if (c && to && is_sdp(sip) && hook_has_sdp(c->sip))
+		(void)hook_sdp(c, from, to, offer, pl->pl_data, pl->pl_len, NULL);
 }
 
 int sdp_hold(const struct sip_sdp_wait *tmpl, const sip_t *sip, int offer)

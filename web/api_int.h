@@ -105,9 +105,10 @@ struct page_slot {
 /* Sends page file (web/assets/) with status, its marks filled from slots ({NULL} ends). */
 void web_page_send(struct mod_http_req *req, unsigned status, const char *file,
                    const struct page_slot *slots);
-/* The same with its own Content-Security-Policy (the watch page plays https: media). */
+/* The same with the pages' Content-Security-Policy and one more directive (the watch page's
+ * "media-src https:"); more NULL: the policy as it is. */
 void web_page_send_csp(struct mod_http_req *req, unsigned status, const char *file,
-                       const struct page_slot *slots, const char *csp);
+                       const struct page_slot *slots, const char *more);
 /* A page with a title and one message in a paragraph of class cls. */
 void web_page_message(struct mod_http_req *req, unsigned status, const char *title, const char *cls,
                       const char *msg);

@@ -125,6 +125,10 @@ void web_kick(struct face *f)
 
 static void req_unlink(struct mod_http_req *req)
 {
+	if (req->gone_idx > 0) {
+		su_root_deregister(req->h->root, req->gone_idx);
+		req->gone_idx = 0;
+	}
 	if (req->dlink.le_prev) {
 		LIST_REMOVE(req, dlink);
 		req->dlink.le_prev = NULL;

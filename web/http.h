@@ -115,6 +115,14 @@ int mod_http_reply_errorf(struct mod_http_req *req, unsigned status, const char 
 /* Keeps req open after the handler returns; reply later from the loop. cancel may be NULL. */
 int mod_http_defer(struct mod_http_req *req, mod_http_cancel_h *cancel, void *arg);
 
+/*
+ * mod_http_defer(), and while req waits its socket is watched: when the client closes it
+ * (a long poll given up, a page closed), cancel runs at once and req is dropped, instead of
+ * holding what it holds until it is answered. A client that vanishes without closing is not
+ * seen: answer in bounded time anyway. cancel must not be NULL.
+ */
+int mod_http_defer_until_gone(struct mod_http_req *req, mod_http_cancel_h *cancel, void *arg);
+
 /* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 bool mod_http_is_loopback(const struct sockaddr *sa);
 

@@ -1,7 +1,7 @@
 /*
  * web/http_int: what the server's files share (http.c: the loop, requests and replies;
- * router.c: routes; limits.c: addresses, the rate limit, per-address connection counts and
- * deadlines). Internal to web/http.
+ * router.c: routes; limits.c: addresses, the rate limit, per-address connection counts,
+ * deadlines and deferred requests whose client goes). Internal to web/http.
  */
 #ifndef QRXFER_WEB_HTTP_INT_H
 #define QRXFER_WEB_HTTP_INT_H
@@ -126,6 +126,8 @@ struct mod_http_req {
 	unsigned status;
 	mod_http_cancel_h *cancel;
 	void *cancel_arg;
+	int gone_idx; /* > 0: the root's wait on the socket for the client going (defer_until_gone)
+	               */
 	LIST_ENTRY(mod_http_req) dlink; /* in h->deferred while deferred (le_prev set) */
 	struct sockaddr_storage peer;
 	char peer_str[INET6_ADDRSTRLEN];

@@ -3,7 +3,8 @@
  * per-address connection counts key on addr_key() (an IPv6 /64 is one source). Every
  * connection carries a deadline for its request headers and one for its body; one su_timer
  * sweeps the late ones and shuts their sockets down, which MHD then sees as the peer closing
- * (it still owns and closes the descriptor).
+ * (it still owns and closes the descriptor). A deferred request may have its socket watched
+ * for its client closing it (mod_http_defer_until_gone).
  */
 #define SU_WAKEUP_ARG_T void
 #define SU_TIMER_ARG_T  void
@@ -358,4 +359,54 @@ void web_on_connection(void *cls, struct MHD_Connection *mc, void **ctx,
 	h->conns = c;
 	*ctx = c;
 	web_conn_phase(c, CONN_HEADERS);
+}
+
+/* ---- deferred requests whose client goes ---- */
+
+/* A deferred request's socket is readable: the client closed it (EOF or reset), or sent more. */
+static int on_client_gone(su_root_magic_t *magic, su_wait_t *w, void *arg)
+{
+	struct mod_http_req *req = arg;
+	mod_http_cancel_h *cancel = req->cancel;
+	char c;
+	ssize_t n = recv(w->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	/* stop watching either way: more bytes (a pipelined request) are MHD's once it resumes */
+	su_root_deregister(req->h->root, req->gone_idx);
+	req->gone_idx = 0;
+	if (n > 0)
+		return 0;
+	req->cancel = NULL;
+	if (cancel)
+		cancel(req->cancel_arg);
+	/* resumed with an answer nobody reads: MHD meets the closed socket and frees req */
+	mod_http_reply_error(req, 499, "the client closed the connection");
+	return 0;
+}
+
+int mod_http_defer_until_gone(struct mod_http_req *req, mod_http_cancel_h *cancel, void *arg)
+{
+	const union MHD_ConnectionInfo *ci;
+	su_wait_t w[1];
+	int err, idx;
+
+	if (!cancel)
+		return EINVAL;
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci || su_wait_create(w, ci->connect_fd, SU_WAIT_IN | SU_WAIT_HUP))
+		return EIO;
+	err = mod_http_defer(req, cancel, arg);
+	if (err) {
+		su_wait_destroy(w);
+		return err;
+	}
+	idx = su_root_register(req->h->root, w, on_client_gone, req, 0);
+	if (idx <= 0) {
+		su_wait_destroy(w);
+		return 0; /* deferred all the same: answered in bounded time by its owner */
+	}
+	req->gone_idx = idx;
+	return 0;
 }

@@ -104,15 +104,20 @@ static int render(struct buf *b, const char *file, const struct page_slot *slots
 void web_page_send(struct mod_http_req *req, unsigned status, const char *file,
                    const struct page_slot *slots)
 {
-	web_page_send_csp(req, status, file, slots, PAGE_CSP);
+	web_page_send_csp(req, status, file, slots, NULL);
 }
 
 void web_page_send_csp(struct mod_http_req *req, unsigned status, const char *file,
-                       const struct page_slot *slots, const char *csp)
+                       const struct page_slot *slots, const char *more)
 {
 	struct buf b = {0};
+	char csp[sizeof(PAGE_CSP) + 128];
 	int err;
 
+	if (more)
+		snprintf(csp, sizeof(csp), "%s; %s", PAGE_CSP, more);
+	else
+		snprintf(csp, sizeof(csp), "%s", PAGE_CSP);
 	err = render(&b, file, slots, 0);
 	buf_puts(&b, "\n"); /* the assets' lines are joined: the page's own end of line */
 	if (err) {

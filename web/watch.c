@@ -16,11 +16,8 @@
 #include "move/react.h"
 #include "web/api_int.h"
 
-/* The page plays media from any https: origin, and nothing else from elsewhere. */
-#define WATCH_CSP                                                                                  \
-	"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "              \
-	"connect-src 'self'; media-src https:; img-src 'self'; form-action 'self'; "               \
-	"frame-ancestors 'none'"
+/* The pages' policy, and media from any https: origin (react_url_ok() says which hosts). */
+#define WATCH_CSP_MEDIA "media-src https:"
 
 /* One long poll, from its handler until its answer or its cancel. */
 struct watch_req {
@@ -40,10 +37,10 @@ void web_get_watch(struct mod_http_req *req, void *arg)
 		                 "This watch page does not exist, or its call has ended.");
 		return;
 	}
-	web_page_send_csp(req, 200, "watch.html", slots, WATCH_CSP);
+	web_page_send_csp(req, 200, "watch.html", slots, WATCH_CSP_MEDIA);
 }
 
-static void on_news(int err, char *json, void *arg)
+static void on_news(int err, const char *json, size_t len, void *arg)
 {
 	struct watch_req *wr = arg;
 
@@ -51,17 +48,17 @@ static void on_news(int err, char *json, void *arg)
 	wr->answered = 1;
 	if (!err) {
 		mod_http_reply_header(wr->req, "Cache-Control", "no-store");
-		mod_http_reply(wr->req, 200, "application/json", json, strlen(json));
+		mod_http_reply(wr->req, 200, "application/json", json, len);
 	} else if (err == ENOENT) {
 		mod_http_reply_error(wr->req, 404, "no such watch page");
 	} else {
 		mod_http_reply_error(wr->req, 500, "out of memory");
 	}
-	free(json);
 	if (!wr->sync)
 		free(wr);
 }
 
+/* The server stops, or the page's client closed the connection: its listener slot is free. */
 static void on_gone(void *arg)
 {
 	struct watch_req *wr = arg;
@@ -115,7 +112,7 @@ void web_get_watch_events(struct mod_http_req *req, void *arg)
 		free(wr);
 		return;
 	}
-	if (mod_http_defer(req, on_gone, wr)) {
+	if (mod_http_defer_until_gone(req, on_gone, wr)) {
 		react_watch_cancel(wr->w);
 		free(wr);
 		mod_http_reply_error(req, 500, "cannot wait");

@@ -257,3 +257,45 @@ Test(leg_state, bad_call_state_is_refused)
 	cr_expect_null(call_find(s, "a5"));
 	free(text);
 }
+
+/* sip/sdp.c: one origin toward a party (RFC 3264 8), whoever made the SDP: the first sets it,
+ * later ones keep its user and session id, the version up by one only when the session
+ * changed. The media anchor sends A and B rtpengine's SDP (the far party's o= line) and its own
+ * holds: A must see one session whose version goes up, never the far party's. */
+Test(sdp_origin, one_session_toward_a_party)
+{
+	su_home_t *home = su_home_new(sizeof(su_home_t));
+	struct sdp_origin o = {0};
+	const char *first = "v=0\r\no=far 111 5 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.9\r\n"
+	                    "m=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+	const char *hold = "v=0\r\no=far 111 5 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.9\r\n"
+	                   "m=audio 4000 RTP/AVP 0\r\na=inactive\r\n";
+	/* the far party's own next version, as rtpengine relays it: the same number we used */
+	const char *far6 = "v=0\r\no=far 111 6 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.9\r\n"
+	                   "m=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
+	const char *other = "v=0\r\no=rtpe 999 1 IN IP4 10.0.0.7\r\ns=-\r\nc=IN IP4 10.0.0.9\r\n"
+	                    "m=audio 4004 RTP/AVP 0\r\na=sendrecv\r\n";
+	size_t n = 0;
+	char *out;
+
+	cr_assert_not_null(home);
+	cr_assert_null(sdp_origin_apply(home, &o, first, strlen(first), &n),
+	               "the first goes as is");
+	cr_assert_str_eq(o.origin, "far 111");
+	out = sdp_origin_apply(home, &o, hold, strlen(hold), &n);
+	cr_assert_not_null(out);
+	cr_assert_eq(n, strlen(out));
+	cr_assert(strstr(out, "o=far 111 6 IN IP4 10.0.0.1\r\n"), "a change: version 6: %s", out);
+	cr_assert(strstr(out, "a=inactive"));
+	out = sdp_origin_apply(home, &o, hold, strlen(hold), &n);
+	cr_assert(strstr(out, "o=far 111 6 IN IP4"), "no change: the version stays: %s", out);
+	out = sdp_origin_apply(home, &o, far6, strlen(far6), &n);
+	cr_assert(strstr(out, "o=far 111 7 IN IP4"), "the far side's 6 is our 7 here: %s", out);
+	out = sdp_origin_apply(home, &o, other, strlen(other), &n);
+	cr_assert(strstr(out, "o=far 111 8 IN IP4 10.0.0.1\r\n"), "another origin is ours: %s",
+	          out);
+	cr_assert_null(strstr(out, "rtpe 999"));
+	cr_assert(strstr(out, "m=audio 4004"));
+	cr_assert_null(sdp_origin_apply(home, &o, "v=0\r\n", 5, &n), "no o= line: as it came");
+	su_home_unref(home);
+}

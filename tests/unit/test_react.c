@@ -115,8 +115,8 @@ Test(react, urls)
 	char why[160], big[1100];
 
 	cr_assert_eq(react_url_ok("https://v.example/a.mp4?t=1#x", why, sizeof(why)), 0, "%s", why);
-	cr_assert_eq(react_url_ok("HTTPS://[2001:db8::1]:8443/a.webm", why, sizeof(why)), 0, "%s",
-	             why);
+	cr_assert_eq(react_url_ok("HTTPS://[2606:4700::1111]:8443/a.webm", why, sizeof(why)), 0,
+	             "%s", why);
 	cr_assert_eq(react_url_ok("http://v.example/a.mp4", why, sizeof(why)), EINVAL);
 	cr_assert_eq(react_url_ok("javascript:alert(1)", why, sizeof(why)), EINVAL);
 	cr_assert_eq(react_url_ok("data:video/mp4;base64,AAAA", why, sizeof(why)), EINVAL);
@@ -135,4 +135,85 @@ Test(react, urls)
 	cr_assert_eq(react_url_ok(big, why, sizeof(why)), EINVAL);
 	cr_assert_eq(react_url_ok("", why, sizeof(why)), EINVAL);
 	cr_assert_eq(react_url_ok(NULL, why, sizeof(why)), EINVAL);
+}
+
+/*
+ * The watch page makes every viewer's browser fetch the shared URL: a stranger must not point
+ * it inside (this host, private networks, link-local metadata services, local names). IPv4
+ * hosts are read the way a browser reads them (WHATWG: "127.1", "0x7f.1", "2130706433").
+ */
+Test(react, url_hosts)
+{
+	static const struct {
+		const char *url;
+		const char *why; /* NULL: accepted */
+	} cases[] = {
+	    {"https://v.example/a.mp4", NULL},
+	    {"https://v.example:8443/a.mp4", NULL},
+	    {"https://v.example./a.mp4", NULL},
+	    {"https://93.184.216.34/a.mp4", NULL},
+	    {"https://8.8.8.8:443/a", NULL},
+	    {"https://[2606:4700::1111]/a", NULL},
+	    {"https://[::ffff:8.8.8.8]/a", NULL},
+	    {"https://1.2.3.4.nip.example/a", NULL},
+	    {"https://v.test/a", NULL},
+	    {"https:///x", "no host"},
+	    {"https://:443/x", "no host"},
+	    {"https://127.0.0.1/", "loopback"},
+	    {"https://127.0.0.1:8443/", "loopback"},
+	    {"https://127.1/", "loopback"},
+	    {"https://0x7f.0.0.1/", "loopback"},
+	    {"https://0177.0.0.1/", "loopback"},
+	    {"https://2130706433/", "loopback"},
+	    {"https://127.0.0.1./", "loopback"},
+	    {"https://0.0.0.0/", "this network"},
+	    {"https://0/", "this network"},
+	    {"https://10.0.0.1/", "private"},
+	    {"https://10.255.255.255/", "private"},
+	    {"https://172.16.0.1/", "private"},
+	    {"https://172.31.255.254/", "private"},
+	    {"https://192.168.1.1/", "private"},
+	    {"https://169.254.169.254/latest/meta-data/", "link-local"},
+	    {"https://100.64.0.1/", "shared"},
+	    {"https://224.0.0.1/", "multicast"},
+	    {"https://255.255.255.255/", "multicast or reserved"},
+	    {"https://256.0.0.1/", "not an IPv4 address"},
+	    {"https://1.2.3.4.5/", "not an IPv4 address"},
+	    {"https://08.0.0.1/", "not an IPv4 address"},
+	    {"https://[::1]/", "loopback"},
+	    {"https://[::1]:8443/x", "loopback"},
+	    {"https://[::]/", "unspecified"},
+	    {"https://[::ffff:127.0.0.1]/", "IPv4 address inside"},
+	    {"https://[::ffff:10.0.0.1]/", "IPv4 address inside"},
+	    {"https://[64:ff9b::a9fe:a9fe]/", "IPv4 address inside"},
+	    {"https://[fd00::1]/", "unique local"},
+	    {"https://[fe80::1]/", "link-local"},
+	    {"https://[ff02::1]/", "multicast"},
+	    {"https://[2001:db8::1]/", "documentation"},
+	    {"https://[nope]/", "not an [IPv6]"},
+	    {"https://[::1/", "not an [IPv6]"},
+	    {"https://localhost/", "local name"},
+	    {"https://LOCALHOST./", "local name"},
+	    {"https://a.localhost/", "local name"},
+	    {"https://printer.local/", "local name"},
+	    {"https://db.internal/", "local name"},
+	    {"https://nas.home.arpa/", "local name"},
+	    {"https://mediaserver/", "single-label"},
+	    {"https://v.example:99999/", "port"},
+	    {"https://v.example:80a/", "port"},
+	    {"https://v.example:1:2/", "host not allowed"},
+	};
+	char why[160];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int err = react_url_ok(cases[i].url, why, sizeof(why));
+
+		if (!cases[i].why) {
+			cr_expect_eq(err, 0, "%s refused: %s", cases[i].url, why);
+			continue;
+		}
+		cr_expect_eq(err, EINVAL, "%s accepted", cases[i].url);
+		cr_expect(err && strstr(why, cases[i].why), "%s: \"%s\" does not say \"%s\"",
+		          cases[i].url, err ? why : "", cases[i].why);
+	}
 }

@@ -319,7 +319,8 @@ static void push_answer(struct own_ask *a, int err, struct move *m)
 	own_ask_free(a);
 }
 
-void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
+void own_push_found(struct own_ask *a, struct store_binding *v, size_t n,
+                    const struct store_hint *h, size_t nh)
 {
 	struct own *o = a->own;
 	struct call *c = call_find(o->sip, a->call_id);
@@ -352,7 +353,7 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 
 		if ((long)i == self || (near_flow && !strcmp(v[i].flow, near_flow)))
 			continue;
-		r = own_hint_rank(o, v[i].aor, &v[i], near_flow);
+		r = own_hint_rank(o, h, nh, v[i].aor, &v[i], near_flow);
 		for (j = nc; j > 0 && rank[j - 1] < r; j--) {
 			cand[j] = cand[j - 1];
 			rank[j] = rank[j - 1];

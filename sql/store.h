@@ -482,7 +482,7 @@ enum store_op {
 	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
 	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n, and the AOR's
 	                            hints counting at at: hints, nhints */
-	STORE_OP_CALL_AOR,       /* in: id, text (the near AOR) */
+	STORE_OP_CALL_AOR,       /* in: id, binding.aor (the near AOR) */
 	STORE_OP_PULL_FIND,      /* in: text (a flow), node (me), at; out: binding, and the
 	                            newest live call of its AOR: call.id, call.node ("": none) */
 	STORE_OP_HINT_PUT,       /* in: binding.aor, binding.contact (the device),

@@ -220,7 +220,7 @@ static void job_run(struct store *s, struct store_job *job)
 			                    &job->nhints);
 		break;
 	case STORE_OP_CALL_AOR:
-		e = store_call_aor_set(s, job->id, job->text);
+		e = store_call_aor_set(s, job->id, job->binding.aor);
 		break;
 	case STORE_OP_PULL_FIND:
 		/* one round trip: the flow's binding, then where its AOR's newest call is */

@@ -152,31 +152,6 @@ class Device:
         self.s.close()
 
 
-def perf_start(pid, path, cwd):
-    """perf stat counting qrxferd's instructions (user, kernel), or None without perf."""
-    perf = shutil.which("perf")
-    if not perf:
-        return None
-    return spawn([perf, "stat", "-x,", "-o", path, "-e", "instructions:u,instructions:k",
-                  "-p", str(pid)], path + ".log", cwd)
-
-
-def perf_stop(p, path):
-    """Instructions counted (user, kernel), or (None, None): perf prints on SIGINT."""
-    if p is None:
-        return None, None
-    stop(p, signal.SIGINT)
-    got = {}
-    try:
-        for line in open(path):
-            f = line.strip().split(",")
-            if len(f) > 2 and f[0].isdigit():
-                got[f[2]] = int(f[0])
-    except OSError:
-        pass
-    return got.get("instructions:u"), got.get("instructions:k")
-
-
 def count_bindings(db, like):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
@@ -249,9 +224,6 @@ def main():
                 rdir = os.path.join(scratch, pfx)
                 os.makedirs(rdir)
                 ticks0 = cpu_ticks([d.pid])
-                perf_csv = os.path.join(rdir, "perf.csv")
-                pf = perf_start(d.pid, perf_csv, rdir)
-                time.sleep(0.2 if pf else 0)  # perf attached before the first REGISTER
                 t0 = time.monotonic()
                 p = spawn([SIPP, "-sf", os.path.join(HERE, "own-reg.xml"), f"127.0.0.1:{qport}",
                            "-key", "pfx", pfx, "-p", str(free_port(1)), "-r", str(rate),
@@ -262,20 +234,15 @@ def main():
                 wall = time.monotonic() - t0
                 time.sleep(1.0)  # the batch of binding writes lands within 50 ms
                 cpu_us = (cpu_ticks([d.pid]) - ticks0) * 1e6 / TICK
-                ins_u, ins_k = perf_stop(pf, perf_csv)
                 row = last_row(os.path.join(rdir, "reg.csv"))
                 ok, failed = stat_int(row, "SuccessfulCall(C)"), stat_int(row, "FailedCall(C)")
                 stored = count_bindings(db, pfx + "%")
                 stored_total += stored
-                # instructions do not depend on the machine's load as CPU time does
-                ins = ((ins_u or 0) + (ins_k or 0)) / max(ok, 1) if ins_u else float("nan")
-                got = (ok / wall, n - ok, ok - stored, cpu_us / max(ok, 1), ins,
-                       (ins_u or 0) / max(ok, 1))
+                got = (ok / wall, n - ok, ok - stored, cpu_us / max(ok, 1))
                 reg.setdefault(rate, []).append(got)
                 log(f"  run {run + 1} at {rate}/s: {ok} of {n} answered 200 in {wall:.1f} s "
                     f"({got[0]:.0f}/s), lost {n - ok} (failed {failed}), bindings stored "
-                    f"{stored} (missing {ok - stored}), qrxferd CPU {got[3]:.0f} us a REGISTER, "
-                    f"{got[4] / 1000:.0f}k instructions a REGISTER ({got[5] / 1000:.0f}k in user space)")
+                    f"{stored} (missing {ok - stored}), qrxferd CPU {got[3]:.0f} us a REGISTER")
         # the REGISTERs' server transactions linger 32 s (RFC 3261 timer J): wait them out
         time.sleep(35.0)
         rss1, bytes1 = rss_kib(d.pid), store_bytes(db)
@@ -407,9 +374,7 @@ def main():
         for rate, v in reg.items():
             log(f"[register] {rate}/s asked: achieved median {med([x[0] for x in v]):.0f}/s, "
                 f"lost {[x[1] for x in v]}, missing bindings {[x[2] for x in v]}, CPU median "
-                f"{med([x[3] for x in v]):.0f} us a REGISTER, instructions median "
-                f"{med([x[4] for x in v]) / 1000:.0f}k a REGISTER ({med([x[5] for x in v]) / 1000:.0f}k "
-                f"in user space) (runs: "
+                f"{med([x[3] for x in v]):.0f} us a REGISTER (runs: "
                 f"{', '.join(f'{x[0]:.0f}/s' for x in v)})")
         for b in bad[:10]:
             log(f"  problem: {b}")

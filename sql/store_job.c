@@ -500,16 +500,28 @@ static int kept_run(struct store *s, int now)
  */
 static struct store_job *batch_array(struct store *s)
 {
-	struct store_job *v = __atomic_exchange_n(&s->batch_spare, NULL, __ATOMIC_ACQ_REL);
+	struct store_job *v;
 
-	return v ? v : malloc(BATCH_MAX * sizeof(*v));
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		v = __atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL);
+		if (v)
+			return v;
+	}
+	return malloc(BATCH_MAX * sizeof(*v));
 }
 
-/* On the worker: the array of a batch that ran goes back for the next one. */
+/* On the worker: the array of a batch that ran goes back for the next ones (a few batches
+ * may be on their way to the worker at once), or is freed. */
 static void batch_array_back(struct store *s, struct store_job *v)
 {
-	if (v)
-		free(__atomic_exchange_n(&s->batch_spare, v, __ATOMIC_ACQ_REL));
+	for (size_t i = 0; v && i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		struct store_job *none = NULL;
+
+		if (__atomic_compare_exchange_n(&s->batch_spare[i], &none, v, 0, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			return;
+	}
+	free(v);
 }
 
 /* A batch: after what is kept, and kept itself if the store cannot take it now. */
@@ -579,7 +591,8 @@ void store_kept_close(struct store *s)
 	free(s->kept);
 	s->kept = NULL;
 	s->kept_head = s->nkept = s->kept_cap = 0;
-	free(__atomic_exchange_n(&s->batch_spare, NULL, __ATOMIC_ACQ_REL));
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++)
+		free(__atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL));
 }
 
 /* On the loop thread. */

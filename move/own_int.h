@@ -31,7 +31,7 @@ struct own_ask {
 	msg_t *req;
 	char flow[STORE_SOURCE_MAX];
 	char source[STORE_SOURCE_MAX];
-	char call_id[33]; /* push: the call */
+	char call_id[33]; /* push: the call; pull: the store's newest call of the AOR */
 	char near_contact[STORE_URI_MAX];
 	struct leg *refer_leg; /* push asked by REFER: NOTIFYs go there */
 	char refer_event[40];
@@ -76,6 +76,8 @@ void own_node_call_aor(struct own *o, struct call *c);
 /* The AOR's newest call (job: PULL_FIND) is on another node: a's INVITE is bridged there, a
  * freed; 1. 0: serve it here. */
 int own_node_pull(struct own_ask *a, const struct store_job *job);
+/* The call call_id (the store's newest of aor) when it is here, aor's and may move now. */
+struct call *own_node_local_call(struct own *o, const char *call_id, const char *aor);
 /* An INVITE another node bridged here for a pull (sip:<pull_code>.<call>.<token>@): 1 when it
  * is one (answered or pulled), 0 when not. */
 int own_node_invite(struct own *o, struct sip *s, nta_incoming_t *irq, const sip_t *sip,

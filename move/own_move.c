@@ -102,12 +102,14 @@ static struct call *aor_call(struct own *o, const char *aor)
 void own_pull_found(struct own_ask *a, const struct store_binding *b)
 {
 	struct own *o = a->own;
-	struct call *c = aor_call(o, b->aor);
+	struct call *c = own_node_local_call(o, a->call_id, b->aor);
 	const sip_t *sip = sip_object(a->req);
 	const sip_payload_t *pl = body_pl(sip);
 	struct move *m;
 	struct leg *leg;
 
+	if (!c)
+		c = aor_call(o, b->aor);
 	if (!c) {
 		LOG_INFO("own", "pull by %s (flow %s) refused: no call of %s to take", b->contact,
 		         a->flow, b->aor);

@@ -70,11 +70,16 @@ int own_node_pull(struct own_ask *a, const struct store_job *job)
 	url_t *target;
 	int err;
 
-	if (!job->call.id[0] || !job->call.node[0] || !strcmp(job->call.node, s->node) || !sip)
-		return 0; /* none, or this node's: served here */
-	err = s->conf.keys ? code_token_make(s->conf.keys, pull_id64(job->call.id, job->binding.aor),
-	                                     time(NULL) + OWN_NODE_TTL, token, sizeof(token))
-	                   : ENOTSUP;
+	if (!job->call.node[0] || !strcmp(job->call.node, s->node) || !sip) {
+		/* none, or this node's: served here, found by its id (not by a walk of every call)
+		 */
+		snprintf(a->call_id, sizeof(a->call_id), "%.32s", job->call.id);
+		return 0;
+	}
+	err = s->conf.keys
+	          ? code_token_make(s->conf.keys, pull_id64(job->call.id, job->binding.aor),
+	                            time(NULL) + OWN_NODE_TTL, token, sizeof(token))
+	          : ENOTSUP;
 	target = err ? NULL : url_make(s->home, job->call.node);
 	if (!target || !target->url_host ||
 	    snprintf(user, sizeof(user), "%s.%s.%s", o->conf.pull_code, job->call.id, token) >=
@@ -94,6 +99,17 @@ int own_node_pull(struct own_ask *a, const struct store_job *job)
 	su_free(s->home, target);
 	own_ask_free(a);
 	return 1;
+}
+
+struct call *own_node_local_call(struct own *o, const char *call_id, const char *aor)
+{
+	struct call *c = call_id && call_id[0] ? call_find(o->sip, call_id) : NULL;
+	const char *key = c ? own_call_aor(o, c) : NULL;
+
+	if (!key || strcmp(key, aor) || c->state != SIP_CALL_ANSWERED || !c->near || !c->far ||
+	    c->ack_pending || call_move(c) || c->slot[o->slot])
+		return NULL;
+	return c;
 }
 
 /* Whether a token was taken already; if not, it is from now on. */
@@ -138,7 +154,8 @@ int own_node_invite(struct own *o, struct sip *s, nta_incoming_t *irq, const sip
 		return 0;
 	move_source_of(req, source, sizeof(source));
 	p = u->url_user + pn + 1;
-	if (strlen(p) != 32 + 1 + CODE_TOKEN_LEN || p[32] != '.' || strspn(p, "0123456789abcdef") != 32) {
+	if (strlen(p) != 32 + 1 + CODE_TOKEN_LEN || p[32] != '.' ||
+	    strspn(p, "0123456789abcdef") != 32) {
 		move_guess_failed(s, source, STORE_KEY_TOKEN, NULL);
 		refuse(s, irq, source, "malformed");
 		return 1;
@@ -170,11 +187,13 @@ int own_node_invite(struct own *o, struct sip *s, nta_incoming_t *irq, const sip
 	a->arrived = move_now_us();
 	snprintf(a->source, sizeof(a->source), "%s", source);
 	snprintf(a->flow, sizeof(a->flow), "node %.100s", source);
+	snprintf(a->call_id, sizeof(a->call_id), "%s", call_id); /* the token's call */
 	LIST_INSERT_HEAD(&o->asks, a, link);
 	a->irq = irq;
 	a->req = msg_ref_create(req);
 	snprintf(b.aor, sizeof(b.aor), "%s", aor);
-	contact = url_as_string(NULL, sip->sip_contact ? sip->sip_contact->m_url : sip->sip_from->a_url);
+	contact =
+	    url_as_string(NULL, sip->sip_contact ? sip->sip_contact->m_url : sip->sip_from->a_url);
 	snprintf(b.contact, sizeof(b.contact), "%s", contact ? contact : "?");
 	free(contact);
 	snprintf(b.flow, sizeof(b.flow), "%s", a->flow);

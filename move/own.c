@@ -3,12 +3,10 @@
  * proximity hints, and what asks for a pull or a push: an INVITE to [own] pull_code, a MESSAGE
  * "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves themselves: own_move.c.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "move/own_int.h"
 

@@ -1,7 +1,8 @@
 /*
  * Own devices: the bindings the registrar's 2xx gives (written on the store's worker), the
- * proximity hints, and what asks for a pull or a push: an INVITE to [own] pull_code, a MESSAGE
- * "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves themselves: own_move.c.
+ * proximity hints (kept in the store: own_hint.c), and what asks for a pull or a push: an INVITE to
+ * [own] pull_code, a MESSAGE "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves
+ * themselves: own_move.c.
  */
 #include <ctype.h>
 #include <stdio.h>

@@ -252,24 +252,12 @@ def main():
             f"({per_rss:.0f} B a binding, 35 s after the last REGISTER: qrxferd keeps no binding in memory, this is SQLite's page cache and what the allocator kept), "
             f"store {bytes0 // 1024} -> {bytes1 // 1024} KiB ({per_db:.0f} B a binding)")
 
-        # 3. Calls up, then pulls and pushes one at a time. The calls' users have a phone
-        # registered first (alice<n>, the contact A's INVITEs carry, on A's port): a push then
-        # leaves A's own binding out, as it does for a real phone.
+        # 3. Calls up, then pulls and pushes one at a time.
         adir = os.path.join(scratch, "a")
         os.makedirs(adir)
-        aport = free_port(1)
-        if CALLS:
-            log(f"[calls] {CALLS} users register their phones (alice<n>) at 1,000/s")
-            p = spawn([SIPP, "-sf", os.path.join(HERE, "own-reg.xml"), f"127.0.0.1:{qport}",
-                       "-key", "pfx", "alice", "-p", str(aport), "-r", "1000", "-m", str(CALLS),
-                       "-l", str(CALLS), "-timeout", f"{CALLS // 1000 + 60}s"] + SIPP_COMMON,
-                      os.path.join(adir, "reg.out"), adir)
-            p.wait()
-            time.sleep(1.0)
-            log(f"[calls] {count_bindings(db, 'alice%')} bindings of the calls' users stored")
         log(f"[calls] A places {CALLS} calls at 500/s through qrxferd and Kamailio to C")
         a = spawn([SIPP, "-sf", os.path.join(HERE, "own-a.xml"), f"127.0.0.1:{qport}", "-key",
-                   "upport", str(cport), "-p", str(aport), "-mp", str(free_port(4)),
+                   "upport", str(cport), "-p", str(free_port(1)), "-mp", str(free_port(4)),
                    "-r", "500", "-m", str(CALLS), "-l", str(CALLS), "-max_socket", "60000",
                    "-timeout", "900s"] + SIPP_COMMON, os.path.join(adir, "a.out"), adir)
         auth = {"Authorization": "Bearer " + token}

@@ -71,8 +71,7 @@ int own_node_pull(struct own_ask *a, const struct store_job *job)
 	int err;
 
 	if (!job->call.node[0] || !strcmp(job->call.node, s->node) || !sip) {
-		/* none, or this node's: served here, found by its id (not by a walk of every call)
-		 */
+		/* none, or this node's: served here, found by its id, not by a walk of the calls */
 		snprintf(a->call_id, sizeof(a->call_id), "%.32s", job->call.id);
 		return 0;
 	}

@@ -1,14 +1,13 @@
 /*
  * Own devices: the bindings the registrar's 2xx gives (written on the store's worker), the
- * proximity hints, and what asks for a pull or a push: an INVITE to [own] pull_code, a MESSAGE
- * "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves themselves: own_move.c.
+ * proximity hints (kept in the store: own_hint.c), and what asks for a pull or a push: an INVITE to
+ * [own] pull_code, a MESSAGE "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves
+ * themselves: own_move.c.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "move/own_int.h"
 
@@ -71,6 +70,7 @@ const char *own_call_aor(struct own *o, struct call *c)
 static void on_call_active(void *arg, struct call *c)
 {
 	own_call_aor(arg, c); /* read now, at the call's set-up, not at the first pull */
+	own_node_call_aor(arg, c);
 }
 
 void own_ask_free(struct own_ask *a)
@@ -145,103 +145,6 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 	(void)o;
 }
 
-/* ---- proximity hints ---- */
-
-int own_near(struct sip *s, const char *aor, const char *device, int64_t seen_at)
-{
-	struct own *o = own_of(s);
-	char key[OWN_KEY_MAX];
-	url_t *u;
-	su_home_t home[1] = {SU_HOME_INIT(home)};
-	struct own_hint *h = NULL;
-	int err;
-
-	if (!o)
-		return ENOTSUP;
-	if (!aor || !device || !device[0] || strlen(device) >= STORE_URI_MAX ||
-	    strlen(aor) >= OWN_KEY_MAX)
-		return EINVAL;
-	u = url_make(home, strncasecmp(aor, "sip", 3) ? su_sprintf(home, "sip:%s", aor) : aor);
-	err = u ? own_aor_key(u, key, sizeof(key)) : EINVAL;
-	su_home_deinit(home);
-	if (err)
-		return err;
-	if (seen_at <= 0)
-		seen_at = time(NULL);
-	for (unsigned i = 0; i < OWN_HINTS && !h; i++)
-		if (o->hints[i].seen_at && !strcmp(o->hints[i].aor, key) &&
-		    !strcmp(o->hints[i].device, device))
-			h = &o->hints[i];
-	if (!h)
-		h = &o->hints[o->hint_next++ % OWN_HINTS];
-	snprintf(h->aor, sizeof(h->aor), "%s", key);
-	snprintf(h->device, sizeof(h->device), "%s", device);
-	h->seen_at = seen_at;
-	LOG_INFO("own", "hint: %s seen near its user (%s)", device, key);
-	return 0;
-}
-
-/* The network of a flow's address: its /24 (IPv4) or /64 (IPv6) as text. */
-static int flow_net(const char *flow, char *out, size_t len)
-{
-	const char *p = flow ? strchr(flow, ':') : NULL;
-	char host[64];
-	unsigned char a[16];
-	size_t n;
-
-	if (!p)
-		return EINVAL;
-	p++;
-	if (*p == '[') {
-		const char *e = strchr(++p, ']');
-
-		n = e ? (size_t)(e - p) : 0;
-	} else {
-		const char *e = strrchr(p, ':');
-
-		n = e ? (size_t)(e - p) : strlen(p);
-	}
-	if (!n || n >= sizeof(host))
-		return EINVAL;
-	memcpy(host, p, n);
-	host[n] = 0;
-	if (inet_pton(AF_INET, host, a) == 1)
-		snprintf(out, len, "%u.%u.%u/24", a[0], a[1], a[2]);
-	else if (inet_pton(AF_INET6, host, a) == 1)
-		snprintf(out, len, "%02x%02x:%02x%02x:%02x%02x:%02x%02x/64", a[0], a[1], a[2], a[3],
-		         a[4], a[5], a[6], a[7]);
-	else
-		return EINVAL;
-	return 0;
-}
-
-/*
- * How near a device is to its user: 2 + the hint's age rank when a live hint names it (its
- * contact or its flow), 1 when it registered from the near device's network, else 0.
- */
-int own_hint_rank(struct own *o, const char *aor, const struct store_binding *b,
-                  const char *near_flow)
-{
-	time_t now = time(NULL);
-	int64_t best = 0;
-	char n1[64], n2[64];
-
-	for (unsigned i = 0; i < OWN_HINTS; i++) {
-		const struct own_hint *h = &o->hints[i];
-
-		if (h->seen_at && h->seen_at + (int64_t)o->conf.near_ttl > now &&
-		    h->seen_at > best && !strcmp(h->aor, aor) &&
-		    (!strcmp(h->device, b->contact) || !strcmp(h->device, b->flow)))
-			best = h->seen_at;
-	}
-	if (best)
-		return 2 + (int)(best - (now - (time_t)o->conf.near_ttl)); /* newer ranks higher */
-	if (near_flow && near_flow[0] && !flow_net(near_flow, n1, sizeof(n1)) &&
-	    !flow_net(b->flow, n2, sizeof(n2)) && !strcmp(n1, n2))
-		return 1;
-	return 0;
-}
-
 /* ---- pull: a device dials [own] pull_code ---- */
 
 static int ask_cancelled(void *arg, nta_incoming_t *irq, const sip_t *sip)
@@ -269,6 +172,8 @@ static void on_flow(struct store_job *job, void *arg)
 		own_ask_free(a);
 		return;
 	}
+	if (!job->err && own_node_pull(a, job))
+		return; /* the AOR's newest call is on another node: bridged there */
 	if (job->err) {
 		LOG_INFO("own", "pull from %s refused: %s", a->flow,
 		         job->err == ENOENT ? "no live binding on that flow" : strerror(job->err));
@@ -288,9 +193,11 @@ static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t 
 {
 	struct own *o = arg;
 	const url_t *u = sip->sip_request->rq_url;
-	struct store_job job = {.op = STORE_OP_BINDING_FLOW};
+	struct store_job job = {.op = STORE_OP_PULL_FIND};
 	struct own_ask *a;
 
+	if (own_node_invite(o, s, irq, sip, req))
+		return 1; /* a pull another node bridged here */
 	if (!o->conf.pull_code || !u->url_user || strcmp(u->url_user, o->conf.pull_code) ||
 	    !move_for_us(s, u) || sip->sip_to->a_tag)
 		return 0;
@@ -313,6 +220,7 @@ static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t 
 	a->req = msg_ref_create(req);
 	nta_incoming_bind(irq, ask_cancelled, a);
 	snprintf(job.text, sizeof(job.text), "%s", a->flow);
+	snprintf(job.node, sizeof(job.node), "%s", s->node);
 	job.at = store_now();
 	if (store_submit(s->conf.store, &job, on_flow, a)) {
 		nta_incoming_bind(irq, NULL, NULL);
@@ -335,7 +243,7 @@ static void on_list(struct store_job *job, void *arg)
 		LOG_ERR("own", "store: list bindings: %s", strerror(job->err));
 		job->n = 0;
 	}
-	own_push_found(a, job->bindings, job->n);
+	own_push_found(a, job->bindings, job->n, job->hints, job->nhints);
 }
 
 /* Asks the store for the AOR's bindings; the push goes on in own_push_found(). irq: the
@@ -512,6 +420,8 @@ int own_init(struct sip *s, const struct own_conf *conf)
 		return err;
 	}
 	/* From here the stop hook frees o. */
+	if (own_node_init(o))
+		LOG_ERR("own", "no room to hear of moves: a moved call's AOR is not rewritten");
 	if (o->conf.push_code) {
 		err = move_dtmf_add(s, o->conf.push_code, MOVE_DTMF_NEAR, on_dtmf, o);
 		if (err)

@@ -102,12 +102,14 @@ static struct call *aor_call(struct own *o, const char *aor)
 void own_pull_found(struct own_ask *a, const struct store_binding *b)
 {
 	struct own *o = a->own;
-	struct call *c = aor_call(o, b->aor);
+	struct call *c = own_node_local_call(o, a->call_id, b->aor);
 	const sip_t *sip = sip_object(a->req);
 	const sip_payload_t *pl = body_pl(sip);
 	struct move *m;
 	struct leg *leg;
 
+	if (!c)
+		c = aor_call(o, b->aor);
 	if (!c) {
 		LOG_INFO("own", "pull by %s (flow %s) refused: no call of %s to take", b->contact,
 		         a->flow, b->aor);
@@ -319,7 +321,8 @@ static void push_answer(struct own_ask *a, int err, struct move *m)
 	own_ask_free(a);
 }
 
-void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
+void own_push_found(struct own_ask *a, struct store_binding *v, size_t n,
+                    const struct store_hint *h, size_t nh)
 {
 	struct own *o = a->own;
 	struct call *c = call_find(o->sip, a->call_id);
@@ -352,7 +355,7 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 
 		if ((long)i == self || (near_flow && !strcmp(v[i].flow, near_flow)))
 			continue;
-		r = own_hint_rank(o, v[i].aor, &v[i], near_flow);
+		r = own_hint_rank(o, h, nh, v[i].aor, &v[i], near_flow);
 		for (j = nc; j > 0 && rank[j - 1] < r; j--) {
 			cand[j] = cand[j - 1];
 			rank[j] = rank[j - 1];

@@ -426,6 +426,38 @@ int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct
 int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
                        size_t *np);
 
+/*
+ * Own devices across nodes (sql/store_own.c, migration 009): a live call's near party as an
+ * AOR, so that a pull reaching any node finds the AOR's newest call and its node; and the
+ * proximity hints every node reads, each counting until its expires_at.
+ */
+struct store_hint {
+	char aor[STORE_URI_MAX];
+	char device[STORE_URI_MAX]; /* a registered contact URI or flow */
+	int64_t seen_at;            /* seconds since the epoch */
+	int64_t expires_at;         /* ms since the epoch */
+};
+
+/* Sets a call's near AOR (user@host, "" for none); ENOENT when there is no such call. */
+int store_call_aor_set(struct store *s, const char *id, const char *aor);
+
+/*
+ * The newest live call whose near AOR is aor, served by a node whose lease holds at now (or
+ * by me, or by a node with no lease row yet): its id and node in call (only those). ENOENT
+ * when there is none.
+ */
+int store_call_by_aor(struct store *s, const char *aor, const char *me, int64_t now,
+                      struct store_call *call);
+
+/* Keeps a hint (a newer one for the same aor and device replaces it); EINVAL for an empty or
+ * unterminated field. */
+int store_hint_put(struct store *s, const struct store_hint *h);
+
+/* The hints of aor still counting at now, newest first (64 at most): *vp from malloc (free()),
+ * *np of them; NULL and 0 when there is none. */
+int store_hint_list(struct store *s, const char *aor, int64_t now, struct store_hint **vp,
+                    size_t *np);
+
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
 enum store_op {
@@ -476,6 +508,13 @@ enum store_op {
 	STORE_OP_CONTEXT_BRIDGE_SET, /* in: id (call id), blob (the bridge legs' state) */
 	STORE_OP_CONTEXT_BRIDGE_GET, /* in: id; out: blob (from malloc, freed with the job; "":
 	                                none) */
+	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n, and the AOR's
+	                            hints counting at at: hints, nhints */
+	STORE_OP_CALL_AOR,       /* in: id, binding.aor (the near AOR) */
+	STORE_OP_PULL_FIND,      /* in: text (a flow), node (me), at; out: binding, and the
+	                            newest live call of its AOR: call.id, call.node ("": none) */
+	STORE_OP_HINT_PUT,       /* in: binding.aor, binding.contact (the device),
+	                            binding.updated_at (seen_at, s), binding.expires_at */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -515,6 +554,8 @@ struct store_job {
 	struct store_context *context;
 	struct store_binding binding;   /* in/out: BINDING_* */
 	struct store_binding *bindings; /* out: BINDING_LIST; owned by the store */
+	struct store_hint *hints;       /* out: BINDING_LIST; owned by the store */
+	size_t nhints;
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */
@@ -530,12 +571,12 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT, BINDING_PUT; EINVAL for the others) to go with others: within 50 ms, or
- * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
- * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
- * fails for its own reason is logged and dropped (the others still land); writes the store cannot
- * take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2 s,
- * doubling to 5 s; until they land, any later job fails at once with the store's error (up to
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, CALL_AOR; EINVAL for the others) to go with others: within
+ * 50 ms, or at 256 of them, or before the next store_submit (order is kept), they run on the worker
+ * as one job in one transaction. One wake-up of the worker and one commit for many calls. A write
+ * that fails for its own reason is logged and dropped (the others still land); writes the store
+ * cannot take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2
+ * s, doubling to 5 s; until they land, any later job fails at once with the store's error (up to
  * 20000 are kept: beyond, the oldest are dropped and logged).
  */
 int store_submit_later(struct store *s, const struct store_job *job);

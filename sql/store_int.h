@@ -72,6 +72,9 @@ struct store {
 	/* Fire-and-forget writes waiting to go to the worker as one job, one transaction. */
 	struct store_job *batch;
 	size_t nbatch, batch_cap;
+	/* batches' arrays the worker is done with (BATCH_MAX jobs each), for the loop's next
+	 * batches: no fresh pages to fault in, no growing; each place exchanged atomically */
+	struct store_job *batch_spare[4];
 	struct su_timer_s *batch_timer;
 	/* Batched writes an unreachable or locked store could not take, oldest first from
 	 * kept_head: the worker's, retried before any later job runs (store_job.c). */

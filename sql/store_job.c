@@ -101,6 +101,9 @@ static void job_release(struct store_job *job)
 	job->context = NULL;
 	free(job->bindings);
 	job->bindings = NULL;
+	free(job->hints);
+	job->hints = NULL;
+	job->nhints = 0;
 	job->jobs = NULL;
 	job->calls = NULL;
 	job->states = NULL;
@@ -212,7 +215,30 @@ static void job_run(struct store *s, struct store_job *job)
 		break;
 	case STORE_OP_BINDING_LIST:
 		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
+		if (!e)
+			e = store_hint_list(s, job->binding.aor, job->at, &job->hints,
+			                    &job->nhints);
 		break;
+	case STORE_OP_CALL_AOR:
+		e = store_call_aor_set(s, job->id, job->binding.aor);
+		break;
+	case STORE_OP_PULL_FIND:
+		/* one round trip: the flow's binding, then where its AOR's newest call is */
+		e = store_binding_by_flow(s, job->text, job->at, &job->binding);
+		if (!e && store_call_by_aor(s, job->binding.aor, node_ok ? job->node : "", job->at,
+		                            &job->call))
+			memset(&job->call, 0, sizeof(job->call));
+		break;
+	case STORE_OP_HINT_PUT: {
+		struct store_hint h;
+
+		store_copy(h.aor, sizeof(h.aor), job->binding.aor);
+		store_copy(h.device, sizeof(h.device), job->binding.contact);
+		h.seen_at = job->binding.updated_at;
+		h.expires_at = job->binding.expires_at;
+		e = store_hint_put(s, &h);
+		break;
+	}
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -309,6 +335,9 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_BINDING_PUT] = "write a binding",
 	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
 	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
+	    [STORE_OP_CALL_AOR] = "set a call's near AOR",
+	    [STORE_OP_PULL_FIND] = "find a pull's binding and call",
+	    [STORE_OP_HINT_PUT] = "keep a proximity hint",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
@@ -488,6 +517,37 @@ static int kept_run(struct store *s, int now)
 	return 0;
 }
 
+/*
+ * A batch's array, BATCH_MAX jobs (6.5 KiB each): the one the worker last gave back, else a new
+ * one. A REGISTER's binding (or a call's row) is copied into it, so an array grown by realloc
+ * and unmapped after each batch cost more than the write itself (page faults, copies).
+ */
+static struct store_job *batch_array(struct store *s)
+{
+	struct store_job *v;
+
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		v = __atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL);
+		if (v)
+			return v;
+	}
+	return malloc(BATCH_MAX * sizeof(*v));
+}
+
+/* On the worker: the array of a batch that ran goes back for the next ones (a few batches
+ * may be on their way to the worker at once), or is freed. */
+static void batch_array_back(struct store *s, struct store_job *v)
+{
+	for (size_t i = 0; v && i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		struct store_job *none = NULL;
+
+		if (__atomic_compare_exchange_n(&s->batch_spare[i], &none, v, 0, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			return;
+	}
+	free(v);
+}
+
 /* A batch: after what is kept, and kept itself if the store cannot take it now. */
 static void batch_work(struct store *s, struct store_job *job)
 {
@@ -510,7 +570,7 @@ static void batch_work(struct store *s, struct store_job *job)
 			s->backoff_ms *= 2;
 		}
 	}
-	free(job->jobs); /* its jobs were let go of, or kept */
+	batch_array_back(s, job->jobs); /* its jobs were let go of, or kept */
 	job->jobs = NULL;
 	job->n = 0;
 	job->err = e;
@@ -555,6 +615,8 @@ void store_kept_close(struct store *s)
 	free(s->kept);
 	s->kept = NULL;
 	s->kept_head = s->nkept = s->kept_cap = 0;
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++)
+		free(__atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL));
 }
 
 /* On the loop thread. */
@@ -637,6 +699,9 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 	to->events = NULL;
 	to->jobs = NULL;
 	to->call.dialogs = NULL;
+	to->bindings = NULL;
+	to->hints = NULL;
+	to->nhints = 0;
 }
 
 /* Writes of one statement each: those run inside a batch's transaction (the others open their
@@ -646,7 +711,7 @@ static int batchable(enum store_op op)
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
 	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
 	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT ||
-	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT;
+	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT || op == STORE_OP_CALL_AOR;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)
@@ -656,17 +721,14 @@ int store_submit_later(struct store *s, const struct store_job *job)
 		free(job->context);
 		return s && s->q ? EINVAL : ENOTCONN;
 	}
-	if (s->nbatch == s->batch_cap) {
-		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;
-		struct store_job *grown = realloc(s->batch, cap * sizeof(*grown));
-
-		if (!grown) {
+	if (!s->batch) {
+		s->batch = batch_array(s);
+		if (!s->batch) {
 			free(job->blob);
 			free(job->context);
 			return ENOMEM;
 		}
-		s->batch = grown;
-		s->batch_cap = cap;
+		s->batch_cap = BATCH_MAX;
 	}
 	job_copy(&s->batch[s->nbatch], job);
 	if (++s->nbatch >= BATCH_MAX || !s->batch_timer)

@@ -109,3 +109,123 @@ int store_binding_list(struct store *s, const char *aor, int64_t now, struct sto
 	*np = r.n;
 	return 0;
 }
+
+/* ---- across nodes: a call's near AOR, and the proximity hints ---- */
+
+int store_call_aor_set(struct store *s, const char *id, const char *aor)
+{
+	static const char sql[] = "UPDATE calls SET near_aor = $2 WHERE call_id = $1";
+	struct store_val p[] = {t(id), t(aor)};
+	int n = 0, e;
+
+	if (!id || !id[0] || !aor || strlen(aor) >= STORE_URI_MAX)
+		return EINVAL;
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, NULL, NULL, &n);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : n ? 0 : ENOENT;
+}
+
+static int call_node_row(const char *const *cols, int ncols, void *arg)
+{
+	struct store_call *c = arg;
+
+	if (ncols < 2)
+		return EIO;
+	store_copy(c->id, sizeof(c->id), cols[0]);
+	store_copy(c->node, sizeof(c->node), cols[1]);
+	return 1;
+}
+
+int store_call_by_aor(struct store *s, const char *aor, const char *me, int64_t now,
+                      struct store_call *call)
+{
+	/* calls_aor_live serves it: the AOR's live calls, newest first, until one whose node
+	 * lives (a dead node's calls wait for their take-over) */
+	static const char sql[] =
+	    "SELECT c.call_id, c.node FROM calls c LEFT JOIN nodes n ON n.node = c.node "
+	    "WHERE c.near_aor = $1 AND c.state <> 'ended' AND (c.node = $2 OR n.node IS NULL OR "
+	    "n.lease_until > $3) ORDER BY c.created_at DESC LIMIT 1";
+	struct store_val p[] = {t(aor), t(me ? me : ""), i64(now)};
+	int e;
+
+	if (!aor || !aor[0] || !call)
+		return EINVAL;
+	memset(call, 0, sizeof(*call));
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 3, call_node_row, call, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (e == 1)
+		e = 0;
+	return e ? e : call->id[0] ? 0 : ENOENT;
+}
+
+int store_hint_put(struct store *s, const struct store_hint *h)
+{
+	static const char sql[] =
+	    "INSERT INTO near_hints (aor, device, seen_at, expires_at) VALUES ($1, $2, $3, $4) "
+	    "ON CONFLICT (aor, device) DO UPDATE SET seen_at = excluded.seen_at, "
+	    "expires_at = excluded.expires_at";
+	struct store_val p[] = {t(h->aor), t(h->device), i64(h->seen_at), i64(h->expires_at)};
+	int e;
+
+	if (!store_bounded(h->aor, sizeof(h->aor)) || !h->aor[0] ||
+	    !store_bounded(h->device, sizeof(h->device)) || !h->device[0])
+		return EINVAL;
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 4, NULL, NULL, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return e;
+}
+
+struct hint_rows {
+	struct store_hint *v;
+	size_t n;
+};
+
+static int hint_row(const char *const *cols, int ncols, void *arg)
+{
+	struct hint_rows *r = arg;
+	struct store_hint *h;
+
+	if (ncols < 4)
+		return EIO;
+	if (r->n >= BINDINGS_MAX)
+		return 1;
+	h = &r->v[r->n++];
+	store_copy(h->aor, sizeof(h->aor), cols[0]);
+	store_copy(h->device, sizeof(h->device), cols[1]);
+	h->seen_at = store_num(cols[2]);
+	h->expires_at = store_num(cols[3]);
+	return 0;
+}
+
+int store_hint_list(struct store *s, const char *aor, int64_t now, struct store_hint **vp,
+                    size_t *np)
+{
+	static const char sql[] = "SELECT aor, device, seen_at, expires_at FROM near_hints WHERE "
+	                          "aor = $1 AND expires_at > $2 ORDER BY seen_at DESC LIMIT 64";
+	struct store_val p[] = {t(aor), i64(now)};
+	struct hint_rows r = {NULL, 0};
+	int e;
+
+	*vp = NULL;
+	*np = 0;
+	if (!aor)
+		return EINVAL;
+	r.v = calloc(BINDINGS_MAX, sizeof(*r.v));
+	if (!r.v)
+		return ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, hint_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (e == 1)
+		e = 0;
+	if (e || !r.n) {
+		free(r.v);
+		return e;
+	}
+	*vp = r.v;
+	*np = r.n;
+	return 0;
+}

@@ -2179,3 +2179,106 @@ Test(store, context_bridge_legs_kept)
 	cr_assert_eq(store_context_bridge_get(st, "c-none", &text), ENOENT);
 	free(ctx);
 }
+
+static void add_call_at(const char *id, const char *node, const char *aor, int64_t created)
+{
+	struct store_call c;
+
+	make_call(&c, id, created);
+	c.state = STORE_CALL_ACTIVE;
+	snprintf(c.node, sizeof(c.node), "%s", node);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	if (aor)
+		cr_assert_eq(store_call_aor_set(st, id, aor), 0);
+}
+
+/* Own devices across nodes: a pull finds its AOR's newest live call and the node serving it;
+ * ended calls, other AORs and calls of a node whose lease ran out do not count. */
+Test(store, newest_live_call_of_an_aor_and_its_node)
+{
+	struct store_call got;
+
+	cr_assert_eq(store_node_beat(st, "sip:127.0.0.1:5061", 1000, 100000, 0), 0);
+	cr_assert_eq(store_node_beat(st, "sip:127.0.0.1:5062", 1000, 1000, 0),
+	             0); /* dies at 2000 */
+	add_call_at("c-old", "sip:127.0.0.1:5060", "alice@example.net", 100);
+	add_call_at("c-new", "sip:127.0.0.1:5061", "alice@example.net", 200);
+	add_call_at("c-bob", "sip:127.0.0.1:5061", "bob@example.net", 300);
+	add_call_at("c-dead", "sip:127.0.0.1:5062", "alice@example.net", 400);
+	add_call_at("c-none", "sip:127.0.0.1:5061", NULL, 500);
+	cr_assert_eq(store_call_aor_set(st, "c-nosuch", "alice@example.net"), ENOENT);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 1500, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-dead", "newest, its node's lease still holds at 1500");
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 5000, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-new", "a dead node's call is passed over");
+	cr_assert_str_eq(got.node, "sip:127.0.0.1:5061");
+	cr_assert_eq(store_call_state_set(st, "c-new", STORE_CALL_ENDED, 6000), 0);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-old", "an ended call is passed over; me has no lease row");
+	cr_assert_str_eq(got.node, "sip:127.0.0.1:5060");
+	cr_assert_eq(store_call_by_aor(st, "carol@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             ENOENT);
+	cr_assert_eq(store_call_by_aor(st, "", "sip:127.0.0.1:5060", 7000, &got), EINVAL);
+	/* a call whose near party changed (a move) is the new AOR's */
+	cr_assert_eq(store_call_aor_set(st, "c-old", "bob@example.net"), 0);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             ENOENT);
+	finish();
+}
+
+static struct store_hint hint(const char *aor, const char *device, int64_t seen_s,
+                              int64_t expires_ms)
+{
+	struct store_hint h;
+
+	memset(&h, 0, sizeof(h));
+	snprintf(h.aor, sizeof(h.aor), "%s", aor);
+	snprintf(h.device, sizeof(h.device), "%s", device);
+	h.seen_at = seen_s;
+	h.expires_at = expires_ms;
+	return h;
+}
+
+/* Proximity hints in the store: listed newest first per AOR while they count, a newer one for
+ * the same device replaces it, bad ones are refused, expired ones purged. */
+Test(store, hints_listed_while_they_count_replaced_and_purged)
+{
+	struct store_hint h1 = hint("alice@example.net", "sip:alice@192.0.2.1:5060", 1000, 1300000);
+	struct store_hint h2 = hint("alice@example.net", "udp:192.0.2.2:5060", 1100, 1400000);
+	struct store_hint h3 = hint("bob@example.net", "udp:192.0.2.3:5060", 1200, 1500000);
+	struct store_hint bad = hint("", "udp:192.0.2.3:5060", 1200, 1500000), *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(store_hint_put(st, &h1), 0);
+	cr_assert_eq(store_hint_put(st, &h2), 0);
+	cr_assert_eq(store_hint_put(st, &h3), 0);
+	cr_assert_eq(store_hint_put(st, &bad), EINVAL, "an empty AOR");
+	bad = hint("alice@example.net", "", 1200, 1500000);
+	cr_assert_eq(store_hint_put(st, &bad), EINVAL, "an empty device");
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 1200000, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(v[0].device, "udp:192.0.2.2:5060", "newest first");
+	cr_assert_eq(v[0].seen_at, 1100);
+	cr_assert_eq(v[1].expires_at, 1300000);
+	free(v);
+	/* seen again: the newer one replaces it */
+	h1.seen_at = 1250;
+	h1.expires_at = 1550000;
+	cr_assert_eq(store_hint_put(st, &h1), 0);
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 1450000, &v, &n), 0);
+	cr_assert_eq(n, 1, "h2 expired at 1400000; h1 counts again");
+	cr_assert_eq(v[0].seen_at, 1250);
+	free(v);
+	/* the purge drops what expired: asked as of before, they would count */
+	cr_assert_eq(store_purge(st, 1510000, 0, NULL), 0);
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 0, &v, &n), 0);
+	cr_assert_eq(n, 1, "h2 purged, h1 (1550000) kept");
+	free(v);
+	cr_assert_eq(store_hint_list(st, "bob@example.net", 0, &v, &n), 0);
+	cr_assert_eq(n, 0, "h3 purged");
+	cr_assert_null(v);
+	finish();
+}

@@ -504,7 +504,6 @@ enum store_op {
 	                            device), redeem.wait_ms */
 	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
 	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
-	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
 	STORE_OP_CONTEXT_BRIDGE_SET, /* in: id (call id), blob (the bridge legs' state) */
 	STORE_OP_CONTEXT_BRIDGE_GET, /* in: id; out: blob (from malloc, freed with the job; "":
 	                                none) */

@@ -406,6 +406,17 @@ int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct
 int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
                        size_t *np);
 
+/* The live bindings registered on flow, newest first (*vp from malloc, *np of them); ENOENT
+ * when there is none. A device's flow may carry several AORs (a phone with two accounts). */
+int store_binding_on_flow(struct store *s, const char *flow, int64_t now, struct store_binding **vp,
+                          size_t *np);
+
+/* Removes the bindings of aor registered on flow (NULL: on any flow) whose contact is not a
+ * line of keep (contacts, '\n' between them; NULL or "": none kept): a registrar's 2xx lists
+ * what remains (RFC 3261 10.3 step 8). *removed: how many went. */
+int store_binding_sync(struct store *s, const char *aor, const char *flow, const char *keep,
+                       size_t *removed);
+
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
 enum store_op {
@@ -425,30 +436,33 @@ enum store_op {
 	STORE_OP_MOVE_EVENTS,    /* in: id; out: events, n */
 	STORE_OP_FAILURE_ADD, /* in: id (move id or ""), source, redeem.key (kind), at; out: failure
 	                       */
-	STORE_OP_SOURCE_CHECK,   /* in: source, redeem.key (kind), at; out: failure */
-	STORE_OP_MOVE_NODE,      /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
-	                            (node); EAGAIN/EBUSY as for a redeem */
-	STORE_OP_NODE_RESET,     /* in: text (node), at; out: n */
-	STORE_OP_MOVE_SHOW_SET,  /* in: id, hash (of the show secret) */
-	STORE_OP_MOVE_BY_SHOW,   /* in: hash (of the show secret); out: move */
-	STORE_OP_BATCH,          /* in: jobs, n: run in one transaction (store_submit_later) */
-	STORE_OP_CALL_DIALOGS,   /* in: id, blob (the state), at */
-	STORE_OP_NODE_BEAT,      /* in: node, at, lease_ms, draining */
-	STORE_OP_CALL_LIST_NODE, /* in: node, at + id (the page starts after that call; id "":
-	                            at the first), limit; out: states, n */
-	STORE_OP_NODE_ADOPT,     /* in: node (me), at; out: text (the dead node), states, n */
-	STORE_OP_CALL_TAKE,      /* in: text (a SIP Call-ID), node (me), at; out: call */
-	STORE_OP_NOOP,           /* nothing: done once the jobs before it ran (err: the writes
-	                            kept for an unreachable store are still waiting) */
-	STORE_OP_CONTEXT_PUT,    /* in: context (from malloc), hash (all zero: keep) */
-	STORE_OP_NOTE_ADD,       /* in: id (call id), at, blob (the text), limit (max notes) */
-	STORE_OP_CONTEXT_END,    /* in: id, at */
-	STORE_OP_CONTEXT_GET,    /* in: id (call id) or, with id "", hash; out: context */
-	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires) */
-	STORE_OP_RESUME_TAKE,    /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
-	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
-	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
-	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
+	STORE_OP_SOURCE_CHECK,    /* in: source, redeem.key (kind), at; out: failure */
+	STORE_OP_MOVE_NODE,       /* in: redeem.key, hash, alt, by, now; out: redeem.move_id, text
+	                             (node); EAGAIN/EBUSY as for a redeem */
+	STORE_OP_NODE_RESET,      /* in: text (node), at; out: n */
+	STORE_OP_MOVE_SHOW_SET,   /* in: id, hash (of the show secret) */
+	STORE_OP_MOVE_BY_SHOW,    /* in: hash (of the show secret); out: move */
+	STORE_OP_BATCH,           /* in: jobs, n: run in one transaction (store_submit_later) */
+	STORE_OP_CALL_DIALOGS,    /* in: id, blob (the state), at */
+	STORE_OP_NODE_BEAT,       /* in: node, at, lease_ms, draining */
+	STORE_OP_CALL_LIST_NODE,  /* in: node, at + id (the page starts after that call; id "":
+	                             at the first), limit; out: states, n */
+	STORE_OP_NODE_ADOPT,      /* in: node (me), at; out: text (the dead node), states, n */
+	STORE_OP_CALL_TAKE,       /* in: text (a SIP Call-ID), node (me), at; out: call */
+	STORE_OP_NOOP,            /* nothing: done once the jobs before it ran (err: the writes
+	                             kept for an unreachable store are still waiting) */
+	STORE_OP_CONTEXT_PUT,     /* in: context (from malloc), hash (all zero: keep) */
+	STORE_OP_NOTE_ADD,        /* in: id (call id), at, blob (the text), limit (max notes) */
+	STORE_OP_CONTEXT_END,     /* in: id, at */
+	STORE_OP_CONTEXT_GET,     /* in: id (call id) or, with id "", hash; out: context */
+	STORE_OP_RESUME_INSERT,   /* in: hash, id (call id), call.far.uri, at (expires) */
+	STORE_OP_RESUME_TAKE,     /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
+	STORE_OP_BINDING_PUT,     /* in: binding (expires_at <= at: removed), at */
+	STORE_OP_BINDING_FLOW,    /* in: text (a flow), at; out: binding */
+	STORE_OP_BINDING_LIST,    /* in: binding.aor, at; out: bindings, n */
+	STORE_OP_BINDING_ON_FLOW, /* in: binding.flow, at; out: bindings, n */
+	STORE_OP_BINDING_SYNC,    /* in: binding.aor, binding.flow ("": any), blob (the contacts
+	                             kept, or NULL); out: n (removed) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */

@@ -213,6 +213,14 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_BINDING_LIST:
 		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
 		break;
+	case STORE_OP_BINDING_ON_FLOW:
+		e = store_binding_on_flow(s, job->binding.flow, job->at, &job->bindings, &job->n);
+		break;
+	case STORE_OP_BINDING_SYNC:
+		e = store_binding_sync(s, job->binding.aor,
+		                       job->binding.flow[0] ? job->binding.flow : NULL, job->blob,
+		                       &job->n);
+		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -285,6 +293,8 @@ static const char *op_name(enum store_op op)
 	    [STORE_OP_BINDING_PUT] = "write a binding",
 	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
 	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
+	    [STORE_OP_BINDING_ON_FLOW] = "list a flow's bindings",
+	    [STORE_OP_BINDING_SYNC] = "remove the bindings a registrar no longer lists",
 	};
 
 	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";

@@ -204,4 +204,3 @@ url_t *own_flow_url(su_home_t *home, const char *flow, const char **why)
 	*why = NULL;
 	return url_make(home, buf);
 }
-

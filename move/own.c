@@ -115,8 +115,12 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 			star = 1; /* "*" */
 			continue;
 		}
+		/* url_cmp() ignores parameters only one side has (RFC 3261 19.1.4): ;line=1 and
+		 * ;line=2 would be one contact. Bindings are told apart by their parameters too. */
 		for (r = resp->sip_contact; r; r = r->m_next)
-			if (!url_cmp(r->m_url, m->m_url))
+			if (!url_cmp(r->m_url, m->m_url) &&
+			    !strcmp(r->m_url->url_params ? r->m_url->url_params : "",
+			            m->m_url->url_params ? m->m_url->url_params : ""))
 				break;
 		if (r && r->m_expires)
 			expires = strtol(r->m_expires, NULL, 10);

@@ -363,6 +363,7 @@ static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t 
 	a->req = msg_ref_create(req);
 	nta_incoming_bind(irq, ask_cancelled, a);
 	snprintf(job.binding.flow, sizeof(job.binding.flow), "%s", a->flow);
+	snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", a->claim);
 	job.at = store_now();
 	if (store_submit(s->conf.store, &job, on_flow, a)) {
 		nta_incoming_bind(irq, NULL, NULL);
@@ -478,6 +479,7 @@ static int push_ask(struct own *o, struct call *c, const char *source, nta_incom
 		err = push_list(a);
 	} else {
 		snprintf(job.binding.flow, sizeof(job.binding.flow), "%s", a->flow);
+		snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", a->claim);
 		job.at = store_now();
 		err = store_submit(s->conf.store, &job, on_push_flow, a) ? EIO : 0;
 	}

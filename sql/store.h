@@ -407,9 +407,10 @@ int store_binding_list(struct store *s, const char *aor, int64_t now, struct sto
                        size_t *np);
 
 /* The live bindings registered on flow, newest first (*vp from malloc, *np of them); ENOENT
- * when there is none. A device's flow may carry several AORs (a phone with two accounts). */
-int store_binding_on_flow(struct store *s, const char *flow, int64_t now, struct store_binding **vp,
-                          size_t *np);
+ * when there is none. A device's flow may carry several AORs (a phone with two accounts):
+ * with aor (the one it claims; NULL or "": none) only its binding when it has one there. */
+int store_binding_on_flow(struct store *s, const char *flow, const char *aor, int64_t now,
+                          struct store_binding **vp, size_t *np);
 
 /* Removes the bindings of aor registered on flow (NULL: on any flow) whose contact is not a
  * line of keep (contacts, '\n' between them; NULL or "": none kept): a registrar's 2xx lists
@@ -460,7 +461,8 @@ enum store_op {
 	STORE_OP_BINDING_PUT,     /* in: binding (expires_at <= at: removed), at */
 	STORE_OP_BINDING_FLOW,    /* in: text (a flow), at; out: binding */
 	STORE_OP_BINDING_LIST,    /* in: binding.aor, at; out: bindings, n */
-	STORE_OP_BINDING_ON_FLOW, /* in: binding.flow, at; out: bindings, n */
+	STORE_OP_BINDING_ON_FLOW, /* in: binding.flow, binding.aor (claimed, or ""), at; out:
+	                             bindings, n */
 	STORE_OP_BINDING_SYNC,    /* in: binding.aor, binding.flow ("": any), blob (the contacts
 	                             kept, or NULL); out: n (removed) */
 };

@@ -214,7 +214,8 @@ static void job_run(struct store *s, struct store_job *job)
 		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
 		break;
 	case STORE_OP_BINDING_ON_FLOW:
-		e = store_binding_on_flow(s, job->binding.flow, job->at, &job->bindings, &job->n);
+		e = store_binding_on_flow(s, job->binding.flow, job->binding.aor, job->at,
+		                          &job->bindings, &job->n);
 		break;
 	case STORE_OP_BINDING_SYNC:
 		e = store_binding_sync(s, job->binding.aor,

@@ -110,14 +110,17 @@ int store_binding_list(struct store *s, const char *aor, int64_t now, struct sto
 	return 0;
 }
 
-int store_binding_on_flow(struct store *s, const char *flow, int64_t now, struct store_binding **vp,
-                          size_t *np)
+int store_binding_on_flow(struct store *s, const char *flow, const char *aor, int64_t now,
+                          struct store_binding **vp, size_t *np)
 {
 	static const char sql[] = "SELECT " BINDING_COLS " FROM bindings WHERE flow = $1 AND "
 	                          "expires_at > $2 ORDER BY updated_at DESC LIMIT 64";
-	struct store_val p[] = {t(flow), i64(now)};
+	static const char of_aor[] = "SELECT " BINDING_COLS " FROM bindings WHERE aor = $3 AND "
+	                             "flow = $1 AND expires_at > $2 ORDER BY updated_at DESC "
+	                             "LIMIT 1";
+	struct store_val p[] = {t(flow), i64(now), t(aor ? aor : "")};
 	struct binding_rows r = {NULL, 0};
-	int e;
+	int e = 0;
 
 	*vp = NULL;
 	*np = 0;
@@ -127,7 +130,11 @@ int store_binding_on_flow(struct store *s, const char *flow, int64_t now, struct
 	if (!r.v)
 		return ENOMEM;
 	pthread_mutex_lock(&s->lock);
-	e = store_query(s, sql, p, 2, list_row, &r, NULL);
+	/* The AOR claimed first: a flow may carry more AORs than one page (a gateway's). */
+	if (aor && aor[0])
+		e = store_query(s, of_aor, p, 3, list_row, &r, NULL);
+	if (!e && !r.n)
+		e = store_query(s, sql, p, 2, list_row, &r, NULL);
 	pthread_mutex_unlock(&s->lock);
 	if (e == 1)
 		e = 0;

@@ -2128,16 +2128,29 @@ Test(store, bindings_on_flow_lists_every_aor_of_the_flow)
 	cr_assert_eq(store_binding_put(st, &a, now), 0);
 	cr_assert_eq(store_binding_put(st, &b, now), 0);
 	cr_assert_eq(store_binding_put(st, &c, now), 0);
-	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", now, &v, &n), 0);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", NULL, now, &v, &n), 0);
 	cr_assert_eq(n, 2);
 	cr_assert_str_eq(v[0].aor, "bob@example.net", "newest first");
 	cr_assert_str_eq(v[1].aor, "alice@example.net");
 	free(v);
-	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.9:5060", now, &v, &n), ENOENT);
+	/* the AOR claimed: its binding alone, though not the newest */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].aor, "alice@example.net");
+	free(v);
+	/* an AOR with no binding there: every AOR of the flow, to pick from */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "carol@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	free(v);
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.9:5060", "alice@example.net", now, &v, &n),
+	    ENOENT);
 	cr_assert_null(v);
-	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", now + 60000, &v, &n), ENOENT,
-	             "expired bindings own nothing");
-	cr_assert_eq(store_binding_on_flow(st, "", now, &v, &n), EINVAL);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", "", now + 60000, &v, &n),
+	             ENOENT, "expired bindings own nothing");
+	cr_assert_eq(store_binding_on_flow(st, "", NULL, now, &v, &n), EINVAL);
 	finish();
 }
 

@@ -160,7 +160,8 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 	snprintf(sync.binding.aor, sizeof(sync.binding.aor), "%s", aor);
 	snprintf(sync.binding.flow, sizeof(sync.binding.flow), "%s", star ? "" : flow);
 	sync.at = now;
-	if (store_submit(s->conf.store, &sync, NULL, NULL)) /* owns sync.blob from here */
+	/* with the puts, in their transaction: a REGISTER costs no job of its own */
+	if (store_submit_later(s->conf.store, &sync)) /* owns sync.blob from here */
 		LOG_ERR("own", "store: cannot queue the removals of %s", aor);
 	(void)o;
 }

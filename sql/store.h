@@ -519,13 +519,13 @@ int store_submit(struct store *s, const struct store_job *job, store_done_h *don
 
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT, BINDING_PUT; EINVAL for the others) to go with others: within 50 ms, or
- * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
- * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
- * fails for its own reason is logged and dropped (the others still land); writes the store cannot
- * take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2 s,
- * doubling to 5 s; until they land, any later job fails at once with the store's error (up to
- * 20000 are kept: beyond, the oldest are dropped and logged).
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, BINDING_SYNC; EINVAL for the others) to go with others:
+ * within 50 ms, or at 256 of them, or before the next store_submit (order is kept), they run on the
+ * worker as one job in one transaction. One wake-up of the worker and one commit for many calls. A
+ * write that fails for its own reason is logged and dropped (the others still land); writes the
+ * store cannot take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again
+ * after 0.2 s, doubling to 5 s; until they land, any later job fails at once with the store's error
+ * (up to 20000 are kept: beyond, the oldest are dropped and logged).
  */
 int store_submit_later(struct store *s, const struct store_job *job);
 

@@ -633,7 +633,8 @@ static int batchable(enum store_op op)
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
 	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
 	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT ||
-	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT;
+	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT ||
+	       op == STORE_OP_BINDING_SYNC; /* statements, no transaction of its own */
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)

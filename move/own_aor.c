@@ -60,7 +60,7 @@ static void verify_start(struct own *o, struct call *c, struct own_aor *a)
 	snprintf(job.binding.flow, sizeof(job.binding.flow), "%s", q->flow);
 	snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", q->claim);
 	job.at = store_now();
-	if (store_submit(o->sip->conf.store, &job, on_verified, q)) {
+	if (store_submit_read(o->sip->conf.store, &job, on_verified, q)) {
 		own_ask_free(q);
 		return;
 	}

@@ -517,6 +517,12 @@ int store_attach(struct store *s, struct su_root_s *root);
  * them only once the move's insert has completed. */
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
 
+/* The same for a read that need not see the writes store_submit_later still holds (up to 50
+ * ms of them): it does not push them out as a transaction of their own, so reads made for
+ * every call (own devices' check of who owns it) leave the batches whole. */
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done,
+                      void *arg);
+
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
  * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, BINDING_SYNC; EINVAL for the others) to go with others:

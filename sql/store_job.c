@@ -664,6 +664,14 @@ int store_submit_later(struct store *s, const struct store_job *job)
 	return 0;
 }
 
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done,
+                      void *arg)
+{
+	if (!s)
+		return EINVAL;
+	return submit_node(s, job, done, arg, NULL, 0); /* the batch stays to fill */
+}
+
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
 {
 	/* No store (none configured, or closing: a callback run by store_close submits again). */

@@ -258,9 +258,20 @@ def main():
         # 3. Calls up, then pulls and pushes one at a time.
         adir = os.path.join(scratch, "a")
         os.makedirs(adir)
+        # A call's AOR is the one registered on the flow its INVITE comes on: A's socket
+        # registers alice1..alice<CALLS> first (a phone registers long before it calls).
+        aport = free_port(1)
+        log(f"[calls] A registers alice1..alice{CALLS} from its socket at 1000/s")
+        p = spawn([SIPP, "-sf", os.path.join(HERE, "own-reg.xml"), f"127.0.0.1:{qport}",
+                   "-key", "pfx", "alice", "-p", str(aport), "-r", "1000", "-m", str(CALLS),
+                   "-l", str(CALLS), "-timeout", f"{CALLS // 1000 * 4 + 30}s"] + SIPP_COMMON,
+                  os.path.join(adir, "reg.out"), adir)
+        p.wait()
+        time.sleep(1.0)
+        log(f"[calls] {count_bindings(db, 'alice%')} of alice's bindings stored")
         log(f"[calls] A places {CALLS} calls at {CALL_RATE}/s through qrxferd and Kamailio to C")
         a = spawn([SIPP, "-sf", os.path.join(HERE, "own-a.xml"), f"127.0.0.1:{qport}", "-key",
-                   "upport", str(cport), "-p", str(free_port(1)), "-mp", str(free_port(4)),
+                   "upport", str(cport), "-p", str(aport), "-mp", str(free_port(4)),
                    "-r", str(CALL_RATE), "-m", str(CALLS), "-l", str(CALLS), "-max_socket", "60000",
                    "-timeout", "900s"] + SIPP_COMMON, os.path.join(adir, "a.out"), adir)
         auth = {"Authorization": "Bearer " + token}

@@ -60,7 +60,7 @@ void own_node_call_aor(struct own *o, struct call *c)
 	free(job);
 }
 
-int own_node_pull(struct own_ask *a, const struct store_job *job)
+int own_node_pull(struct own_ask *a, const struct store_job *job, const struct store_binding *b)
 {
 	struct own *o = a->own;
 	struct sip *s = o->sip;
@@ -75,10 +75,9 @@ int own_node_pull(struct own_ask *a, const struct store_job *job)
 		snprintf(a->call_id, sizeof(a->call_id), "%.32s", job->call.id);
 		return 0;
 	}
-	err = s->conf.keys
-	          ? code_token_make(s->conf.keys, pull_id64(job->call.id, job->binding.aor),
-	                            time(NULL) + OWN_NODE_TTL, token, sizeof(token))
-	          : ENOTSUP;
+	err = s->conf.keys ? code_token_make(s->conf.keys, pull_id64(job->call.id, b->aor),
+	                                     time(NULL) + OWN_NODE_TTL, token, sizeof(token))
+	                   : ENOTSUP;
 	target = err ? NULL : url_make(s->home, job->call.node);
 	if (!target || !target->url_host ||
 	    snprintf(user, sizeof(user), "%s.%s.%s", o->conf.pull_code, job->call.id, token) >=
@@ -89,8 +88,8 @@ int own_node_pull(struct own_ask *a, const struct store_job *job)
 		return 0;
 	}
 	target->url_user = user;
-	LOG_INFO("own", "pull by %s of %s: call %s is on %s: bridging the INVITE there",
-	         job->binding.contact, job->binding.aor, job->call.id, job->call.node);
+	LOG_INFO("own", "pull by %s of %s: call %s is on %s: bridging the INVITE there", b->contact,
+	         b->aor, job->call.id, job->call.node);
 	irq = a->irq;
 	a->irq = NULL;
 	nta_incoming_bind(irq, NULL, NULL);

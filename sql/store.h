@@ -458,6 +458,18 @@ int store_hint_put(struct store *s, const struct store_hint *h);
 int store_hint_list(struct store *s, const char *aor, int64_t now, struct store_hint **vp,
                     size_t *np);
 
+/* The live bindings registered on flow, newest first (*vp from malloc, *np of them); ENOENT
+ * when there is none. A device's flow may carry several AORs (a phone with two accounts):
+ * with aor (the one it claims; NULL or "": none) only its binding when it has one there. */
+int store_binding_on_flow(struct store *s, const char *flow, const char *aor, int64_t now,
+                          struct store_binding **vp, size_t *np);
+
+/* Removes the bindings of aor registered on flow (NULL: on any flow) whose contact is not a
+ * line of keep (contacts, '\n' between them; NULL or "": none kept): a registrar's 2xx lists
+ * what remains (RFC 3261 10.3 step 8). *removed: how many went. */
+int store_binding_sync(struct store *s, const char *aor, const char *flow, const char *keep,
+                       size_t *removed);
+
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
 enum store_op {
@@ -507,13 +519,18 @@ enum store_op {
 	STORE_OP_CONTEXT_BRIDGE_SET, /* in: id (call id), blob (the bridge legs' state) */
 	STORE_OP_CONTEXT_BRIDGE_GET, /* in: id; out: blob (from malloc, freed with the job; "":
 	                                none) */
-	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n, and the AOR's
-	                            hints counting at at: hints, nhints */
-	STORE_OP_CALL_AOR,       /* in: id, binding.aor (the near AOR) */
-	STORE_OP_PULL_FIND,      /* in: text (a flow), node (me), at; out: binding, and the
-	                            newest live call of its AOR: call.id, call.node ("": none) */
-	STORE_OP_HINT_PUT,       /* in: binding.aor, binding.contact (the device),
-	                            binding.updated_at (seen_at, s), binding.expires_at */
+	STORE_OP_BINDING_LIST,       /* in: binding.aor, at; out: bindings, n, and the AOR's
+	                                hints counting at at: hints, nhints */
+	STORE_OP_CALL_AOR,           /* in: id, binding.aor (the near AOR) */
+	STORE_OP_PULL_FIND,       /* in: binding.flow, binding.aor (claimed, or ""), node (me), at;
+	                             out: bindings, n (as BINDING_ON_FLOW), and when they name one
+	                             AOR, its newest live call: call.id, call.node ("": none) */
+	STORE_OP_HINT_PUT,        /* in: binding.aor, binding.contact (the device),
+	                             binding.updated_at (seen_at, s), binding.expires_at */
+	STORE_OP_BINDING_ON_FLOW, /* in: binding.flow, binding.aor (claimed, or ""), at; out:
+	                             bindings, n */
+	STORE_OP_BINDING_SYNC,    /* in: binding.aor, binding.flow ("": any), blob (the contacts
+	                             kept, or NULL); out: n (removed) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -568,15 +585,20 @@ int store_attach(struct store *s, struct su_root_s *root);
  * them only once the move's insert has completed. */
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
 
+/* The same for a read that need not see the writes store_submit_later still holds (up to 50
+ * ms of them): it does not push them out as a transaction of their own, so reads made for
+ * every call (own devices' check of who owns it) leave the batches whole. */
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
+
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, CALL_AOR; EINVAL for the others) to go with others: within
- * 50 ms, or at 256 of them, or before the next store_submit (order is kept), they run on the worker
- * as one job in one transaction. One wake-up of the worker and one commit for many calls. A write
- * that fails for its own reason is logged and dropped (the others still land); writes the store
- * cannot take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2
- * s, doubling to 5 s; until they land, any later job fails at once with the store's error (up to
- * 20000 are kept: beyond, the oldest are dropped and logged).
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, BINDING_SYNC, CALL_AOR; EINVAL for the others) to go with
+ * others: within 50 ms, or at 256 of them, or before the next store_submit (order is kept), they
+ * run on the worker as one job in one transaction. One wake-up of the worker and one commit for
+ * many calls. A write that fails for its own reason is logged and dropped (the others still land);
+ * writes the store cannot take (PostgreSQL unreachable, SQLite locked) are kept, in order, and
+ * tried again after 0.2 s, doubling to 5 s; until they land, any later job fails at once with the
+ * store's error (up to 20000 are kept: beyond, the oldest are dropped and logged).
  */
 int store_submit_later(struct store *s, const struct store_job *job);
 

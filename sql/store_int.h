@@ -159,4 +159,7 @@ int store_failure_add_locked(struct store *s, const char *move_id, const char *s
  * with r->wait_ms. */
 int store_redeem_allowed_locked(struct store *s, struct store_redeem *r);
 
+/* A job's operation as words for a log line ("job" for one without a name). */
+const char *store_op_name(enum store_op op);
+
 #endif

@@ -79,7 +79,6 @@ static int collect_event(const struct store_move_event *ev, void *arg)
 }
 
 static void job_run(struct store *s, struct store_job *job);
-static const char *op_name(enum store_op op);
 
 /* Frees what a job owns, not the job itself. */
 static void job_release(struct store_job *job)
@@ -222,13 +221,22 @@ static void job_run(struct store *s, struct store_job *job)
 	case STORE_OP_CALL_AOR:
 		e = store_call_aor_set(s, job->id, job->binding.aor);
 		break;
-	case STORE_OP_PULL_FIND:
-		/* one round trip: the flow's binding, then where its AOR's newest call is */
-		e = store_binding_by_flow(s, job->text, job->at, &job->binding);
-		if (!e && store_call_by_aor(s, job->binding.aor, node_ok ? job->node : "", job->at,
-		                            &job->call))
+	case STORE_OP_PULL_FIND: {
+		/* one round trip: the flow's bindings, then where their AOR's newest call is (when
+		 * they name one AOR: own_binding_pick's rule; several others are refused) */
+		size_t i = 1;
+
+		memset(&job->call, 0, sizeof(job->call));
+		e = store_binding_on_flow(s, job->binding.flow, job->binding.aor, job->at,
+		                          &job->bindings, &job->n);
+		while (!e && i < job->n && !strcmp(job->bindings[i].aor, job->bindings[0].aor))
+			i++;
+		if (!e && job->n && i >= job->n &&
+		    store_call_by_aor(s, job->bindings[0].aor, node_ok ? job->node : "", job->at,
+		                      &job->call))
 			memset(&job->call, 0, sizeof(job->call));
 		break;
+	}
 	case STORE_OP_HINT_PUT: {
 		struct store_hint h;
 
@@ -239,6 +247,15 @@ static void job_run(struct store *s, struct store_job *job)
 		e = store_hint_put(s, &h);
 		break;
 	}
+	case STORE_OP_BINDING_ON_FLOW:
+		e = store_binding_on_flow(s, job->binding.flow, job->binding.aor, job->at,
+		                          &job->bindings, &job->n);
+		break;
+	case STORE_OP_BINDING_SYNC:
+		e = store_binding_sync(s, job->binding.aor,
+		                       job->binding.flow[0] ? job->binding.flow : NULL, job->blob,
+		                       &job->n);
+		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
 		            : EINVAL;
@@ -295,54 +312,6 @@ static void job_run(struct store *s, struct store_job *job)
 		job->err = e;
 }
 
-static const char *op_name(enum store_op op)
-{
-	static const char *const names[] = {
-	    [STORE_OP_CALL_INSERT] = "insert call",
-	    [STORE_OP_CALL_STATE] = "set call state",
-	    [STORE_OP_CALL_NEAR] = "set near leg",
-	    [STORE_OP_CALL_GET] = "get call",
-	    [STORE_OP_CALL_FIND] = "find call",
-	    [STORE_OP_CALL_LIST_LIVE] = "list calls",
-	    [STORE_OP_PURGE] = "purge",
-	    [STORE_OP_MOVE_INSERT] = "insert move",
-	    [STORE_OP_MOVE_REDEEM] = "redeem",
-	    [STORE_OP_MOVE_STATE] = "set move state",
-	    [STORE_OP_MOVE_EVENT] = "add move event",
-	    [STORE_OP_MOVE_GET] = "get move",
-	    [STORE_OP_MOVE_LIST] = "list moves",
-	    [STORE_OP_MOVE_EVENTS] = "list move events",
-	    [STORE_OP_FAILURE_ADD] = "count failure",
-	    [STORE_OP_SOURCE_CHECK] = "check source",
-	    [STORE_OP_MOVE_NODE] = "find a code's node",
-	    [STORE_OP_NODE_RESET] = "reset the node's calls",
-	    [STORE_OP_MOVE_SHOW_SET] = "set show secret",
-	    [STORE_OP_MOVE_BY_SHOW] = "find a move by its show secret",
-	    [STORE_OP_CALL_DIALOGS] = "set call dialogs",
-	    [STORE_OP_NODE_BEAT] = "renew the node's lease",
-	    [STORE_OP_CALL_LIST_NODE] = "list the node's calls",
-	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
-	    [STORE_OP_NOOP] = "wait for the jobs before",
-	    [STORE_OP_CALL_TAKE] = "take a call over",
-	    [STORE_OP_CONTEXT_PUT] = "write a call's context",
-	    [STORE_OP_NOTE_ADD] = "add a note",
-	    [STORE_OP_CONTEXT_END] = "end a call's context",
-	    [STORE_OP_CONTEXT_GET] = "read a call's context",
-	    [STORE_OP_RESUME_INSERT] = "keep a resume code",
-	    [STORE_OP_RESUME_TAKE] = "use a resume code",
-	    [STORE_OP_CONTEXT_BRIDGE_SET] = "keep a meeting's bridge legs",
-	    [STORE_OP_CONTEXT_BRIDGE_GET] = "read a meeting's bridge legs",
-	    [STORE_OP_BINDING_PUT] = "write a binding",
-	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
-	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
-	    [STORE_OP_CALL_AOR] = "set a call's near AOR",
-	    [STORE_OP_PULL_FIND] = "find a pull's binding and call",
-	    [STORE_OP_HINT_PUT] = "keep a proximity hint",
-	};
-
-	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
-}
-
 static void node_free(struct node *n)
 {
 	job_release(&n->job);
@@ -397,7 +366,8 @@ static const char *job_names(const struct store_job *job)
 static void write_done(struct store_job *job)
 {
 	if (job->err)
-		LOG_ERR("store", "%s %s: %s", op_name(job->op), job_names(job), strerror(job->err));
+		LOG_ERR("store", "%s %s: %s", store_op_name(job->op), job_names(job),
+		        strerror(job->err));
 	job_release(job);
 }
 
@@ -598,7 +568,8 @@ static void node_work(void *arg)
 	if (n->done)
 		return;
 	if (n->job.err)
-		LOG_ERR("store", "%s %s: %s", op_name(n->job.op), n->job.id, strerror(n->job.err));
+		LOG_ERR("store", "%s %s: %s", store_op_name(n->job.op), n->job.id,
+		        strerror(n->job.err));
 	node_free(n);
 }
 
@@ -711,7 +682,9 @@ static int batchable(enum store_op op)
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
 	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
 	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT ||
-	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT || op == STORE_OP_CALL_AOR;
+	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT ||
+	       op == STORE_OP_BINDING_SYNC || /* statements, no transaction of its own */
+	       op == STORE_OP_CALL_AOR;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)
@@ -736,6 +709,13 @@ int store_submit_later(struct store *s, const struct store_job *job)
 	else if (s->nbatch == 1)
 		su_timer_set_interval(s->batch_timer, batch_due, s, BATCH_MS);
 	return 0;
+}
+
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
+{
+	if (!s)
+		return EINVAL;
+	return submit_node(s, job, done, arg, NULL, 0); /* the batch stays to fill */
 }
 
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)

@@ -229,3 +229,120 @@ int store_hint_list(struct store *s, const char *aor, int64_t now, struct store_
 	*np = r.n;
 	return 0;
 }
+
+int store_binding_on_flow(struct store *s, const char *flow, const char *aor, int64_t now,
+                          struct store_binding **vp, size_t *np)
+{
+	static const char sql[] = "SELECT " BINDING_COLS " FROM bindings WHERE flow = $1 AND "
+	                          "expires_at > $2 ORDER BY updated_at DESC LIMIT 64";
+	/* By the AOR alone (the primary key; the flow is compared here): a flow may carry
+	 * thousands of AORs, and a planner choosing the flow's index would read them all. */
+	static const char of_aor[] = "SELECT " BINDING_COLS " FROM bindings WHERE aor = $1 AND "
+	                             "expires_at > $2 ORDER BY updated_at DESC LIMIT 64";
+	struct store_val p[] = {t(flow), i64(now)}, pa[] = {t(aor ? aor : ""), i64(now)};
+	struct binding_rows r = {NULL, 0};
+	int e = 0;
+
+	*vp = NULL;
+	*np = 0;
+	if (!flow || !flow[0])
+		return EINVAL;
+	r.v = calloc(BINDINGS_MAX, sizeof(struct store_binding));
+	if (!r.v)
+		return ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	/* The AOR claimed first: a flow may carry more AORs than one page (a gateway's). */
+	if (aor && aor[0]) {
+		size_t k = 0;
+
+		e = store_query(s, of_aor, pa, 2, list_row, &r, NULL);
+		for (size_t i = 0; !e && i < r.n; i++)
+			if (!strcmp(r.v[i].flow, flow))
+				r.v[k++] = r.v[i];
+		r.n = e ? 0 : k ? 1 : 0; /* the newest of that AOR on the flow */
+		if (e == 1)
+			e = 0;
+	}
+	if (!e && !r.n)
+		e = store_query(s, sql, p, 2, list_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (e == 1)
+		e = 0;
+	if (e || !r.n) {
+		free(r.v);
+		return e ? e : ENOENT;
+	}
+	*vp = r.v;
+	*np = r.n;
+	return 0;
+}
+
+/* Whether contact is one of the lines of keep. */
+static int kept(const char *keep, const char *contact)
+{
+	size_t n = strlen(contact);
+
+	for (const char *p = keep; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		if (len == n && !memcmp(p, contact, n))
+			return 1;
+		p = e ? e + 1 : p + len;
+	}
+	return 0;
+}
+
+struct sync_rows {
+	char (*contact)[STORE_URI_MAX];
+	size_t n;
+	const char *flow; /* only the rows on this flow; NULL: all */
+};
+
+static int sync_row(const char *const *cols, int ncols, void *arg)
+{
+	struct sync_rows *r = arg;
+
+	if (ncols < 2)
+		return EIO;
+	if (r->n >= BINDINGS_MAX)
+		return 1;
+	if (!r->flow || (cols[1] && !strcmp(cols[1], r->flow)))
+		store_copy(r->contact[r->n++], STORE_URI_MAX, cols[0]);
+	return 0;
+}
+
+int store_binding_sync(struct store *s, const char *aor, const char *flow, const char *keep,
+                       size_t *removed)
+{
+	/* By the AOR alone (the primary key), the flow compared here: see store_binding_on_flow */
+	static const char every[] = "SELECT contact, flow FROM bindings WHERE aor = $1 LIMIT 64";
+	static const char del[] = "DELETE FROM bindings WHERE aor = $1 AND contact = $2";
+	struct store_val p[] = {t(aor)};
+	struct sync_rows r = {calloc(BINDINGS_MAX, STORE_URI_MAX), 0, flow};
+	int e;
+
+	*removed = 0;
+	if (!r.contact)
+		return ENOMEM;
+	if (!aor || !aor[0]) {
+		free(r.contact);
+		return EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, every, p, 1, sync_row, &r, NULL);
+	if (e == 1)
+		e = 0;
+	for (size_t i = 0; !e && i < r.n; i++) {
+		struct store_val d[] = {t(aor), t(r.contact[i])};
+
+		if (kept(keep, r.contact[i]))
+			continue;
+		e = store_query(s, del, d, 2, NULL, NULL, NULL);
+		if (!e)
+			++*removed;
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(r.contact);
+	return e;
+}

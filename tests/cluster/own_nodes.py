@@ -4,8 +4,8 @@ far party C, on both nodes' upstream port) and raw UDP phones of alice@qrxfer.te
 
 own_nodes.py N1 N2 C_PORT H1 H2 TOKEN_FILE: N1, N2 the nodes' SIP ports, H1, H2 their HTTP
 ports. The nodes have [own] near_ring = 4. In order:
-  1. A calls carol through node 2 (the call lives there); D, D2 and D3 register as alice
-     through node 1, D4 as bob.
+  1. A registers and calls carol through node 2 (the call lives there); D, D2 and D3
+     register as alice through node 1, D4 as bob.
   2. A hint posted to node 1 names D3; a push asked of node 2 rings D3 alone first (D2 hears
      nothing for 2 s) and D3 takes the call: the hint, kept in the store, ordered node 2's push.
   3. Refusals that leave the call on D3: D4 (bob) dials *11 at node 1 (403); a stranger sends
@@ -198,7 +198,10 @@ try:
     a = Phone(f"alice@{DOM}", 41000)
     d, d2, d3 = Phone(f"alice@{DOM}", 42000), Phone(f"alice@{DOM}", 43000), Phone(f"alice@{DOM}", 44000)
     d4 = Phone(f"bob@{DOM}", 45000)
-    # 1. A's call through node 2; the devices register through node 1.
+    # 1. A registers and calls through node 2 (a call's owner is the AOR registered on the
+    # flow its INVITE came on); the devices register through node 1.
+    if not a.register(N2):
+        fail("A could not register through node 2")
     r = a.invite(N2, f"sip:carol@{DOM}", f"<sip:carol@{DOM}>")
     if not r or not r.startswith("SIP/2.0 200"):
         fail(f"A's call through node 2: {r.splitlines()[0] if r else 'no answer'}")

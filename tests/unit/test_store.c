@@ -2282,3 +2282,98 @@ Test(store, hints_listed_while_they_count_replaced_and_purged)
 	cr_assert_null(v);
 	finish();
 }
+
+/* Who owns a call: every live AOR on a flow (a phone with two accounts), newest first; an
+ * unknown flow is ENOENT. */
+Test(store, bindings_on_flow_lists_every_aor_of_the_flow)
+{
+	const int64_t now = 1700000000000LL;
+	struct store_binding a = binding("alice@example.net", "sip:alice@192.0.2.1:5060",
+	                                 "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding b = binding("bob@example.net", "sip:bob@192.0.2.1:5060",
+	                                 "udp:192.0.2.1:5060", now + 1, now + 60000);
+	struct store_binding c = binding("carol@example.net", "sip:carol@192.0.2.2:5060",
+	                                 "udp:192.0.2.2:5060", now, now + 60000);
+	struct store_binding *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(store_binding_put(st, &a, now), 0);
+	cr_assert_eq(store_binding_put(st, &b, now), 0);
+	cr_assert_eq(store_binding_put(st, &c, now), 0);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", NULL, now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(v[0].aor, "bob@example.net", "newest first");
+	cr_assert_str_eq(v[1].aor, "alice@example.net");
+	free(v);
+	/* the AOR claimed: its binding alone, though not the newest */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].aor, "alice@example.net");
+	free(v);
+	/* an AOR with no binding there: every AOR of the flow, to pick from */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "carol@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	free(v);
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.9:5060", "alice@example.net", now, &v, &n),
+	    ENOENT);
+	cr_assert_null(v);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", "", now + 60000, &v, &n),
+	             ENOENT, "expired bindings own nothing");
+	cr_assert_eq(store_binding_on_flow(st, "", NULL, now, &v, &n), EINVAL);
+	finish();
+}
+
+/* A registrar's 2xx lists what remains: the AOR's bindings on that flow it does not list go
+ * (per-contact expires=0), those on other flows stay; with no flow ("Contact: *") every
+ * binding of the AOR not listed goes, and other AORs are untouched. */
+Test(store, bindings_sync_removes_what_the_registrar_no_longer_lists)
+{
+	const int64_t now = 1700000000000LL;
+	struct store_binding c1 = binding("frank@example.net", "sip:frank@192.0.2.1:5060;line=1",
+	                                  "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding c2 = binding("frank@example.net", "sip:frank@192.0.2.1:5060;line=2",
+	                                  "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding g = binding("frank@example.net", "sip:frank@192.0.2.2:5060",
+	                                 "udp:192.0.2.2:5060", now, now + 60000);
+	struct store_binding other = binding("alice@example.net", "sip:alice@192.0.2.1:5060",
+	                                     "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding *v = NULL;
+	size_t n = 0, removed = 9;
+
+	cr_assert_eq(store_binding_put(st, &c1, now), 0);
+	cr_assert_eq(store_binding_put(st, &c2, now), 0);
+	cr_assert_eq(store_binding_put(st, &g, now), 0);
+	cr_assert_eq(store_binding_put(st, &other, now), 0);
+	/* the 2xx to c1;expires=0 lists c2 and g */
+	cr_assert_eq(store_binding_sync(
+	                 st, "frank@example.net", "udp:192.0.2.1:5060",
+	                 "sip:frank@192.0.2.1:5060;line=2\nsip:frank@192.0.2.2:5060\n", &removed),
+	             0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_str_neq(v[i].contact, "sip:frank@192.0.2.1:5060;line=1");
+	free(v);
+	/* a 2xx listing nothing, for one flow, leaves the other flow's binding */
+	cr_assert_eq(
+	    store_binding_sync(st, "frank@example.net", "udp:192.0.2.1:5060", NULL, &removed), 0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].contact, "sip:frank@192.0.2.2:5060");
+	free(v);
+	/* "Contact: *": every flow of the AOR; alice's binding on the same flow stays */
+	cr_assert_eq(store_binding_sync(st, "frank@example.net", NULL, "", &removed), 0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_binding_list(st, "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	free(v);
+	cr_assert_eq(store_binding_sync(st, "", NULL, NULL, &removed), EINVAL);
+	finish();
+}

@@ -261,7 +261,10 @@ static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t 
 	}
 	if (sip_flow_key(s, irq, req, a->flow, sizeof(a->flow))) {
 		own_ask_free(a);
-		sip_reply(irq, 403, "Not A Registered Device", TAG_END());
+		sip_reply(irq, 403, "Not A Registered Device",
+		          SIPTAG_REASON_STR("SIP;cause=403;text=\"No device flow: the request came "
+		                            "through a proxy\""),
+		          TAG_END());
 		return 1;
 	}
 	if (!sip->sip_from || own_aor_key(sip->sip_from->a_url, a->claim, sizeof(a->claim)))

@@ -352,7 +352,9 @@ struct txn *txn_new(struct sip *s, nta_incoming_t *irq);
 /* A device's flow, the transport and source its request came on: "udp:192.0.2.1:5060",
  * "tcp:[2001:db8::1]:40312". EINVAL when the request has no source address. */
 int sip_flow_key(struct sip *s, nta_incoming_t *irq, msg_t *req, char *out, size_t len);
-/* The same for any message that came to us, on a transport known to be TLS, TCP or else UDP. */
+/* The same for any message that came to us, on a transport known to be TLS, TCP or else UDP.
+ * EXDEV for a request with more than one Via: it came through a proxy, whose address is not
+ * the device's flow (every device behind it would share it). */
 int sip_flow_of(msg_t *msg, int secure, int tcp, char *out, size_t len);
 void txn_free(struct txn *t);
 

@@ -216,12 +216,16 @@ static int node_ack(void *arg, nta_incoming_t *irq, const sip_t *sip)
 int sip_flow_of(msg_t *msg, int secure, int tcp, char *out, size_t len)
 {
 	su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+	const sip_t *sip = msg ? sip_object(msg) : NULL;
 	const struct sockaddr *sa = ai ? (const struct sockaddr *)ai->ai_addr : NULL;
 	char host[INET6_ADDRSTRLEN];
 	const char *proto = secure ? "tls" : tcp ? "tcp" : "udp";
 
 	if (!sa)
 		return EINVAL;
+	if (sip && sip->sip_request && sip->sip_via && sip->sip_via->v_next)
+		return EXDEV; /* through a proxy: its source is the proxy's, shared by every device
+		               */
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 
@@ -254,10 +258,13 @@ static void registered(struct txn *t, const sip_t *sip, msg_t *resp)
 {
 	msg_t *req = nta_incoming_getrequest(t->irq);
 	char flow[128];
+	int err = req ? sip_flow_key(t->sip, t->irq, req, flow, sizeof(flow)) : EINVAL;
 
-	if (req && route_from_upstream(t->sip, resp) &&
-	    !sip_flow_key(t->sip, t->irq, req, flow, sizeof(flow)))
+	if (req && route_from_upstream(t->sip, resp) && !err)
 		hook_registered(t->sip, sip_object(req), sip, flow);
+	else if (req && err == EXDEV)
+		LOG_DEBUG("register",
+		          "a REGISTER that came through a proxy: no device flow to keep");
 	else if (req)
 		LOG_WARN("register",
 		         "a 2xx to a REGISTER not from the upstream: bindings not kept");

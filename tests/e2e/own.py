@@ -387,6 +387,23 @@ def main():
         st = stranger.request("INVITE", "sip:*11@qrxfer.test", "alice")
         print(f"2c. *11 after a forged REGISTER 200 to qrxferd: {st}", flush=True)
         check(st == 403, f"*11 after a forged REGISTER 200: {st}, expected 403")
+        # 2d'. Through a proxy (two Vias): the source is the proxy's, which every device behind
+        # it shares, so it is no device's flow: the REGISTER is relayed but makes no binding,
+        # and a *11 from there is refused even with the From of a registered AOR.
+        prox = Raw(args.qport, "alice")
+        raws.append(prox)
+        lower = (f"Via: SIP/2.0/UDP 192.0.2.44:5060;branch=z9hG4bK-phone-{prox.port};"
+                 f"received=192.0.2.44;rport=5060\n")
+        st = prox.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 60\n" + lower)
+        check(st == 200, f"a REGISTER through a proxy: {st}, expected 200 (relayed)")
+        time.sleep(0.3)
+        via_proxy = [r for r in bindings(args.db, "alice@qrxfer.test")
+                     if r[1].endswith(f":{prox.port}")]
+        print(f"2d'. bindings kept for a REGISTER through a proxy: {via_proxy}", flush=True)
+        check(not via_proxy, f"a REGISTER through a proxy made a binding: {via_proxy}")
+        st = prox.request("INVITE", "sip:*11@qrxfer.test", "alice", lower)
+        print(f"2d'. *11 through a proxy with From alice: {st}", flush=True)
+        check(st == 403, f"*11 through a proxy: {st}, expected 403")
         old = Raw(args.qport, "alice")
         raws.append(old)
         st = old.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 1\n")

@@ -233,8 +233,7 @@ static void reply_ok(nta_incoming_t *irq)
 	sip_reply(irq, SIP_200_OK, SIPTAG_ETAG_STR(etag), SIPTAG_EXPIRES_STR("0"), TAG_END());
 }
 
-static int on_publish(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,
-                      msg_t *req)
+static int on_publish(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	struct xr *x = arg;
 	const sip_payload_t *pl = sip->sip_payload;
@@ -247,8 +246,8 @@ static int on_publish(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t
 		return 0; /* not ours: relayed as before */
 	if (!sip->sip_content_type || !sip->sip_content_type->c_type ||
 	    strcasecmp(sip->sip_content_type->c_type, "application/vq-rtcpxr")) {
-		sip_reply(irq, SIP_415_UNSUPPORTED_MEDIA, SIPTAG_ACCEPT_STR("application/vq-rtcpxr"),
-		          TAG_END());
+		sip_reply(irq, SIP_415_UNSUPPORTED_MEDIA,
+		          SIPTAG_ACCEPT_STR("application/vq-rtcpxr"), TAG_END());
 		return 1;
 	}
 	if (xr_parse(pl ? pl->pl_data : NULL, pl ? pl->pl_len : 0, &rep, why, sizeof(why))) {
@@ -263,8 +262,9 @@ static int on_publish(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t
 		return 1;
 	}
 	if (sip_flow_key(s, irq, req, flow, sizeof(flow)) || strcmp(flow, m->b_flow)) {
-		LOG_WARN("move", "%s: a vq-rtcpxr report on the new device's Call-ID from %s, not "
-		                 "from its flow %s: ignored",
+		LOG_WARN("move",
+		         "%s: a vq-rtcpxr report on the new device's Call-ID from %s, not "
+		         "from its flow %s: ignored",
 		         m->id, flow, m->b_flow);
 		sip_reply(irq, 403, "Not the new device's flow", TAG_END());
 		return 1;
@@ -278,7 +278,9 @@ static int on_publish(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t
 		           rep.local_nlr >= 1000 ? "nothing arrived from far"
 		                                 : "nothing of its media arrived at far",
 		           rep.local_nlr / 10, rep.local_nlr % 10,
-		           rep.remote_nlr < 0 ? "not said" : rep.remote_nlr >= 1000 ? "100%" : "<100%");
+		           rep.remote_nlr < 0       ? "not said"
+		           : rep.remote_nlr >= 1000 ? "100%"
+		                                    : "<100%");
 		take_back(m, 480, "no media from the new device", 0);
 		return 1;
 	}
@@ -302,8 +304,8 @@ static int on_invite_response(void *arg, struct call *c, struct leg *leg, int st
 	if (status < 300)
 		leg_ack(leg, NULL, NULL);
 	else
-		LOG_INFO("move", "%s: the near device answered %d %s to our re-INVITE", c->id, status,
-		         phrase ? phrase : "");
+		LOG_INFO("move", "%s: the near device answered %d %s to our re-INVITE", c->id,
+		         status, phrase ? phrase : "");
 	return 1;
 }
 

@@ -117,12 +117,14 @@ int xr_parse(const char *body, size_t len, struct xr_report *r, char *why, size_
 		name_len = colon ? (size_t)(colon - line) : n;
 		if (lines == 1) {
 			for (k = 0; k < 3; k++)
-				if (name_len == strlen(kinds[k]) && !memcmp(line, kinds[k], name_len))
+				if (name_len == strlen(kinds[k]) &&
+				    !memcmp(line, kinds[k], name_len))
 					break;
 			if (k == 3)
-				return bad(why, wlen,
-				           "the first line is not VQSessionReport, VQIntervalReport or "
-				           "VQAlertReport");
+				return bad(
+				    why, wlen,
+				    "the first line is not VQSessionReport, VQIntervalReport or "
+				    "VQAlertReport");
 			snprintf(r->kind, sizeof(r->kind), "%s", kinds[k]);
 			continue;
 		}
@@ -130,7 +132,8 @@ int xr_parse(const char *body, size_t len, struct xr_report *r, char *why, size_
 			return bad(why, wlen, "line %u is not \"Name: value\"", lines);
 		for (size_t j = 0; j < name_len; j++)
 			if (!is_name_char(line[j]))
-				return bad(why, wlen, "line %u has a bad character in its name", lines);
+				return bad(why, wlen, "line %u has a bad character in its name",
+				           lines);
 		v = colon + 1;
 		vn = n - name_len - 1;
 		while (vn && (*v == ' ' || *v == '\t'))
@@ -157,14 +160,16 @@ int xr_parse(const char *body, size_t len, struct xr_report *r, char *why, size_
 				           XR_CALL_ID_MAX);
 			for (size_t j = 0; j < vn; j++)
 				if ((unsigned char)v[j] <= ' ' || (unsigned char)v[j] >= 0x7f)
-					return bad(why, wlen, "CallID has a blank or a non-ASCII byte");
+					return bad(why, wlen,
+					           "CallID has a blank or a non-ASCII byte");
 			memcpy(r->call_id, v, vn);
 			r->call_id[vn] = '\0';
 			continue;
 		}
 		if (section == SEC_HEAD) {
 			for (k = 0; k < 4; k++) {
-				if (name_len != strlen(need[k]) || strncasecmp(line, need[k], name_len))
+				if (name_len != strlen(need[k]) ||
+				    strncasecmp(line, need[k], name_len))
 					continue;
 				if (seen & (1u << k))
 					return bad(why, wlen, "%s twice", need[k]);
@@ -180,10 +185,11 @@ int xr_parse(const char *body, size_t len, struct xr_report *r, char *why, size_
 			int *dst = section == SEC_LOCAL ? &r->local_nlr : &r->remote_nlr;
 
 			if (nlr == -2)
-				return bad(why, wlen,
-				           "%s PacketLoss: NLR is not a percentage 0-100 (one decimal at "
-				           "most), or is given twice",
-				           sec);
+				return bad(
+				    why, wlen,
+				    "%s PacketLoss: NLR is not a percentage 0-100 (one decimal at "
+				    "most), or is given twice",
+				    sec);
 			if (nlr == -1 && section == SEC_LOCAL)
 				return bad(why, wlen, "LocalMetrics PacketLoss has no NLR=");
 			if (*dst != -1)

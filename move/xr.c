@@ -196,11 +196,12 @@ int move_xr_b_left(struct move *m, struct leg *leg)
 void move_xr_rolled_back(struct move *m, const sip_t *sip)
 {
 	const sip_payload_t *pl = sip ? sip->sip_payload : NULL;
-	char *sdp = pl && pl->pl_len ? strndup(pl->pl_data, pl->pl_len) : NULL;
 	struct leg *a = m->call ? m->call->near : NULL;
+	char *sdp;
 
 	if (!m->xr)
-		return;
+		return; /* a rollback of a move that held nobody */
+	sdp = pl && pl->pl_len ? strndup(pl->pl_data, pl->pl_len) : NULL;
 	m->xr = 0;
 	m->held = NULL;
 	if (reinvite_a(m, a, sdp ? sdp : m->a_sdp_out, "sendrecv"))

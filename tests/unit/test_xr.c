@@ -10,18 +10,18 @@
 
 #include "move/xr.h"
 
-#define GOOD                                                                                    \
-	"VQSessionReport: CallTerm\r\n"                                                         \
-	"CallID: 6dg37f1890463@b.example\r\n"                                                   \
-	"LocalID: Bob <sip:bob@b.example>\r\n"                                                  \
-	"RemoteID: <sip:far@c.example>\r\n"                                                     \
-	"OrigID: <sip:bob@b.example>\r\n"                                                       \
-	"LocalAddr: IP=10.10.1.100 PORT=5000 SSRC=0x2468abcd\r\n"                               \
-	"RemoteAddr: IP=11.1.1.150 PORT=5002 SSRC=0x1357ef01\r\n"                               \
-	"LocalMetrics:\r\n"                                                                     \
-	"Timestamps: START=2004-10-10T18:23:43Z STOP=2004-10-01T18:26:02Z\r\n"                  \
-	"PacketLoss: NLR=5.0 JDR=2.0\r\n"                                                       \
-	"RemoteMetrics:\r\n"                                                                    \
+#define GOOD                                                                                       \
+	"VQSessionReport: CallTerm\r\n"                                                            \
+	"CallID: 6dg37f1890463@b.example\r\n"                                                      \
+	"LocalID: Bob <sip:bob@b.example>\r\n"                                                     \
+	"RemoteID: <sip:far@c.example>\r\n"                                                        \
+	"OrigID: <sip:bob@b.example>\r\n"                                                          \
+	"LocalAddr: IP=10.10.1.100 PORT=5000 SSRC=0x2468abcd\r\n"                                  \
+	"RemoteAddr: IP=11.1.1.150 PORT=5002 SSRC=0x1357ef01\r\n"                                  \
+	"LocalMetrics:\r\n"                                                                        \
+	"Timestamps: START=2004-10-10T18:23:43Z STOP=2004-10-01T18:26:02Z\r\n"                     \
+	"PacketLoss: NLR=5.0 JDR=2.0\r\n"                                                          \
+	"RemoteMetrics:\r\n"                                                                       \
 	"PacketLoss: NLR=100 JDR=0\r\n"
 
 static int parse(const char *body, struct xr_report *r, char *why)

@@ -92,7 +92,8 @@ int code_numeric_make(unsigned digits, char *out, size_t outlen);
 /*
  * What the store keeps for a numeric code: HMAC-SHA256 under keyring key number idx
  * (0 = current), so a leaked store cannot be brute-forced without the key. A lookup tries
- * idx = 0 .. code_keyring_count()-1. EINVAL unless code is 6..10 digits.
+ * idx = 0 .. code_keyring_count()-1. EINVAL unless code is 6..20 digits (a move's code has
+ * 6..10; a resume code's digits are longer).
  */
 int code_numeric_hash(const struct code_keyring *kr, unsigned idx, const char *code,
                       uint8_t out[CODE_HASH_LEN]);

@@ -436,7 +436,7 @@ int code_numeric_hash(const struct code_keyring *kr, unsigned idx, const char *c
                       uint8_t out[CODE_HASH_LEN])
 {
 	static const char label[] = "qrxfer numeric code\n";
-	uint8_t msg[sizeof(label) + 10];
+	uint8_t msg[sizeof(label) + 20];
 	const struct code_key *k;
 	unsigned mdlen = 0;
 	size_t n;
@@ -444,7 +444,7 @@ int code_numeric_hash(const struct code_keyring *kr, unsigned idx, const char *c
 	if (!kr || !code || !out)
 		return EINVAL;
 	n = strlen(code);
-	if (n < 6 || n > 10)
+	if (n < 6 || n > 20)
 		return EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (code[i] < '0' || code[i] > '9')

@@ -49,7 +49,7 @@ static struct {
 	char *media_rtpengine;
 	int media_verify_timeout, move_undo_secs;
 	int media_verify_xr;
-	int own_resume_ttl, meet_channel, context_summary;
+	int own_resume_ttl, meet_channel, context_summary, context_far_call_info;
 	char *meet_url_template, *meet_conference_uri;
 	char *own_pull_code, *own_push_code;
 	int own_confirm, own_near_ttl, own_near_ring, own_ring_timeout;
@@ -159,6 +159,7 @@ static const struct mod_conf_param params[] = {
     {"move", "undo_secs", MOD_CONF_INT, &conf.move_undo_secs, "10", 0, 3600},
     {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "3600", 0, 86400},
     {"context", "summary", MOD_CONF_ENUM, &conf.context_summary, "auto", .choices = summaries},
+    {"context", "far_call_info", MOD_CONF_BOOL, &conf.context_far_call_info, "no"},
     {"meet", "url_template", MOD_CONF_STR, &conf.meet_url_template, ""},
     {"meet", "conference_uri", MOD_CONF_STR, &conf.meet_conference_uri, ""},
     {"meet", "channel", MOD_CONF_ENUM, &conf.meet_channel, "sip", .choices = channels},
@@ -476,6 +477,7 @@ static int mod_init(const struct mod_host *h)
 		    .meet_conference_uri = nonempty(conf.meet_conference_uri),
 		    .meet_sms = conf.meet_channel == 1,
 		    .summary = conf.context_summary,
+		    .far_call_info = conf.context_far_call_info,
 		};
 		err = move_context_init(sip, &cc);
 		if (err) {

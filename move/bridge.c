@@ -4,12 +4,16 @@
  * legs are answered re-INVITEs the near party, then the far party, each with its own bridge leg's
  * offer, and ACKs that leg with the party's answer. The call's dialogs with A and C stay as they
  * are: only their media go to the bridge. If the bridge refuses either leg (488 or anything else),
- * the other is let go of and the call stays exactly as it was.
+ * the other is let go of and the call stays exactly as it was. Once the parties are on the
+ * bridge, its legs' dialogs are kept with the call's context (contexts.bridge): a restart
+ * serves them again, so that the call's end still ends them.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "move/context_int.h"
 
@@ -106,6 +110,142 @@ static char *body_dup(const sip_t *sip)
 	return pl && pl->pl_len ? strndup(pl->pl_data, pl->pl_len) : NULL;
 }
 
+/* The party answered its re-INVITE: ACK it, and ACK its bridge leg with the party's answer. */
+static void ack_both(struct call *c, struct leg *party, struct leg *bridge_leg, const sip_t *sip)
+{
+	const sip_payload_t *answer = body_pl(sip);
+	sip_payload_t *pl = answer && answer->pl_len
+	                        ? sip_payload_create(c->home, answer->pl_data, answer->pl_len)
+	                        : NULL;
+
+	leg_ack(party, NULL, NULL);
+	leg_ack(bridge_leg, NULL, pl);
+}
+
+/* Keeps the bridge legs' dialogs where a restart finds them (the call's own state holds its
+ * two parties' legs only). */
+static void bridge_save(struct call *c, struct cctx *x)
+{
+	struct store *st = c->sip->conf.store;
+	struct store_job job = {.op = STORE_OP_CONTEXT_BRIDGE_SET};
+	json_t *a = json_array();
+	struct leg_state ls;
+
+	if (!st || !a)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		struct leg *k = x->bridge_leg[i];
+
+		if (!k || k->terminated || k->ending || leg_state_get(k, &ls))
+			continue;
+		json_array_append_new(
+		    a,
+		    json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:b}",
+		              "party", i, "call_id", ls.call_id, "ltag", ls.ltag, "rtag", ls.rtag,
+		              "lseq", (json_int_t)ls.lseq, "rseq", (json_int_t)ls.rseq, "local",
+		              ls.local, "remote", ls.remote, "route", ls.route, "target", ls.target,
+		              "uri", k->uri ? k->uri : "", "secure", ls.secure, "tcp", ls.tcp));
+	}
+	job.blob = json_dumps(a, JSON_COMPACT);
+	snprintf(job.id, sizeof(job.id), "%s", c->id);
+	if (!job.blob || store_submit(st, &job, NULL, NULL))
+		LOG_ERR("meet", "%s: bridge: store: cannot keep the bridge legs", c->id);
+out:
+	json_decref(a);
+}
+
+/* The store read back a restored call's bridge legs. */
+struct bridge_read {
+	struct context_stack *cs;
+	char call_id[33];
+};
+
+/* On a restart our CSeqs go this far past the last written (the legs' requests since). */
+#define BRIDGE_CSEQ_SKIP 100
+
+static void bridge_read(struct store_job *job, void *arg)
+{
+	struct bridge_read *r = arg;
+	struct context_stack *cs = r->cs;
+	struct call *c = cs->stopped ? NULL : call_find(cs->sip, r->call_id);
+	struct cctx *x = c ? context_of(c, 1) : NULL;
+	json_t *a = job->err || !job->blob || !*job->blob ? NULL : json_loads(job->blob, 0, NULL);
+	size_t i, n = 0;
+	json_t *e;
+
+	if (a && (!c || c->state != SIP_CALL_ANSWERED))
+		LOG_WARN("meet",
+		         "%s: bridge: the call ended before its bridge legs were read back: "
+		         "the bridge is not told",
+		         r->call_id);
+	json_array_foreach(c && x && c->state == SIP_CALL_ANSWERED ? a : NULL, i, e)
+	{
+		struct leg_state ls;
+		const char *cid, *lt, *rt, *lo, *re, *ro, *ta, *uri;
+		json_int_t party, lseq, rseq;
+		int secure, tcp;
+		struct leg *k;
+
+		memset(&ls, 0, sizeof(ls));
+		if (json_unpack(e,
+		                "{s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:b}",
+		                "party", &party, "call_id", &cid, "ltag", &lt, "rtag", &rt, "lseq",
+		                &lseq, "rseq", &rseq, "local", &lo, "remote", &re, "route", &ro,
+		                "target", &ta, "uri", &uri, "secure", &secure, "tcp", &tcp) ||
+		    party < 0 || party > 1 || x->bridge_leg[party]) {
+			LOG_ERR("meet", "%s: bridge: a bridge leg's state is unreadable",
+			        r->call_id);
+			continue;
+		}
+		snprintf(ls.call_id, sizeof(ls.call_id), "%s", cid);
+		snprintf(ls.ltag, sizeof(ls.ltag), "%s", lt);
+		snprintf(ls.rtag, sizeof(ls.rtag), "%s", rt);
+		snprintf(ls.local, sizeof(ls.local), "%s", lo);
+		snprintf(ls.remote, sizeof(ls.remote), "%s", re);
+		snprintf(ls.route, sizeof(ls.route), "%s", ro);
+		snprintf(ls.target, sizeof(ls.target), "%s", ta);
+		ls.lseq = (uint32_t)lseq + BRIDGE_CSEQ_SKIP;
+		ls.rseq = (uint32_t)rseq;
+		ls.secure = secure;
+		ls.tcp = tcp;
+		ls.answered = 1;
+		k = leg_restore(c, &ls);
+		if (!k) {
+			LOG_ERR("meet", "%s: bridge: nta refused a bridge leg's dialog",
+			        r->call_id);
+			continue;
+		}
+		k->uri = su_strdup(c->home, uri);
+		x->bridge_leg[party] = k;
+		n++;
+	}
+	if (n) {
+		x->bridge = BRIDGE_DONE;
+		LOG_INFO("meet", "%s: bridge: %zu bridge leg%s served again", r->call_id, n,
+		         n == 1 ? "" : "s");
+	}
+	json_decref(a);
+	free(r);
+	context_pending_done(cs);
+}
+
+void context_bridge_restore(struct context_stack *cs, struct call *c)
+{
+	struct store_job job = {.op = STORE_OP_CONTEXT_BRIDGE_GET};
+	struct bridge_read *r;
+
+	if (!c->sip->conf.store || !(r = calloc(1, sizeof(*r))))
+		return;
+	r->cs = cs;
+	snprintf(r->call_id, sizeof(r->call_id), "%s", c->id);
+	snprintf(job.id, sizeof(job.id), "%s", c->id);
+	cs->pending++;
+	if (store_submit(c->sip->conf.store, &job, bridge_read, r)) {
+		free(r);
+		context_pending_done(cs);
+	}
+}
+
 /* A response to one of our INVITEs on c: 1 when it was the bridge's business. */
 int context_bridge_response(struct call *c, struct leg *leg, int status, const sip_t *sip)
 {
@@ -155,15 +295,7 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 			bridge_fail(c, x, "the near party answered %d", status);
 			return 1;
 		}
-		leg_ack(c->near, NULL, NULL);
-		{
-			char *answer = body_dup(sip);
-			sip_payload_t *pl =
-			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
-			           : NULL;
-			leg_ack(x->bridge_leg[0], NULL, pl);
-			free(answer);
-		}
+		ack_both(c, c->near, x->bridge_leg[0], sip);
 		x->bridge = BRIDGE_REINVITE_FAR;
 		if (reinvite(c, c->far, x->bridge_offer[1]))
 			LOG_ERR("meet", "%s: bridge: cannot re-INVITE the far party", c->id);
@@ -182,17 +314,10 @@ int context_bridge_response(struct call *c, struct leg *leg, int status, const s
 			x->bridge = BRIDGE_DONE;
 			return 1;
 		}
-		leg_ack(c->far, NULL, NULL);
-		{
-			char *answer = body_dup(sip);
-			sip_payload_t *pl =
-			    answer ? sip_payload_create(c->home, answer, (isize_t)strlen(answer))
-			           : NULL;
-			leg_ack(x->bridge_leg[1], NULL, pl);
-			free(answer);
-		}
+		ack_both(c, c->far, x->bridge_leg[1], sip);
 		x->bridge = BRIDGE_DONE;
 		LOG_INFO("meet", "%s: bridge: both parties are on %s", c->id, x->bridge_uri);
+		bridge_save(c, x);
 		return 1;
 	}
 	return 0;

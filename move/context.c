@@ -16,6 +16,7 @@
 #include "move/context_int.h"
 
 static struct context_stack *the_stack(struct sip *s);
+static void summary_send(struct context_stack *cs, struct call *c, struct cctx *x, struct leg *leg);
 
 struct cctx *context_of(struct call *c, int create)
 {
@@ -78,6 +79,8 @@ static int on_invite_response(void *arg, struct call *c, struct leg *leg, int st
 {
 	if (leg == c->far && leg == c->out && status >= 200 && status < 300 && !leg->answered)
 		note_identity(c, sip);
+	if (context_link_response(c, leg, status, sip))
+		return 1;
 	return context_bridge_response(c, leg, status, sip);
 }
 
@@ -137,6 +140,7 @@ int context_secret_new(struct cctx *x)
 
 static void on_active(void *arg, struct call *c)
 {
+	struct context_stack *cs = arg;
 	struct cctx *x = context_of(c, 1);
 	int fresh = 0;
 
@@ -151,6 +155,10 @@ static void on_active(void *arg, struct call *c)
 	fresh = !x->saved;
 	x->saved = 1;
 	context_put(c, x, fresh);
+	/* A resumed call's page goes to the device that dialled the code (it is our own), not
+	 * to the far party (unless [context] far_call_info). */
+	if (fresh && x->resumed_from[0] && c->near)
+		summary_send(cs, c, x, c->near);
 }
 
 /* A call read back after a restart: the secret was never stored, so its page gets a new one. */
@@ -158,6 +166,8 @@ static void on_restored(void *arg, struct call *c)
 {
 	struct cctx *x = context_of(c, 1);
 
+	if (x)
+		context_bridge_restore(arg, c);
 	if (!x || context_secret_new(x))
 		return;
 	x->saved = 1;
@@ -173,6 +183,7 @@ static void on_gone(void *arg, struct call *c)
 
 	if (x) {
 		context_bridge_free(x);
+		free(x->link_offer);
 		OPENSSL_cleanse(x, sizeof(*x));
 		free(x);
 	}
@@ -200,16 +211,12 @@ static void new_device_headers(void *arg, struct call *c, char *out, size_t len)
 		snprintf(out, len, "Call-Info: <%s>;purpose=info", link);
 }
 
-static void moved(void *arg, struct call *c, struct leg *leg)
+/* The summary MESSAGE to the device on leg, which takes the call (a move, a resume code). */
+static void summary_send(struct context_stack *cs, struct call *c, struct cctx *x, struct leg *leg)
 {
-	struct context_stack *cs = arg;
-	struct cctx *x = context_of(c, 0);
 	char link[512], text[1024], since[32];
 	struct tm tm;
 
-	if (!x)
-		return;
-	x->moves++;
 	if (!context_tells(cs, leg))
 		return;
 	context_link(c->sip, x, link, sizeof(link));
@@ -220,6 +227,16 @@ static void moved(void *arg, struct call *c, struct leg *leg)
 	         x->moves == 1 ? "" : "s", x->notes, x->notes == 1 ? "" : "s",
 	         link[0] ? " Context: " : "", link);
 	move_leg_message(leg, "text/plain", text, strlen(text));
+}
+
+static void moved(void *arg, struct call *c, struct leg *leg)
+{
+	struct cctx *x = context_of(c, 0);
+
+	if (!x)
+		return;
+	x->moves++;
+	summary_send(arg, c, x, leg);
 }
 
 /* ---- notes ---- */
@@ -281,6 +298,12 @@ static void note_message(struct context_stack *cs, struct call *c, nta_incoming_
 		          err == EMSGSIZE ? "Note Too Long" : "Note Empty Or Not UTF-8", TAG_END());
 		return;
 	}
+	if (cs->pending >= CONTEXT_PENDING_MAX) {
+		log_limited(&cs->refused_log, LOG_LEVEL_WARN, "context",
+		            "%s: note: over the budget of store jobs in flight: 503", c->id);
+		sip_reply(irq, 503, "Notes Not Available", SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+		return;
+	}
 	if (!c->sip->conf.store || !(w = calloc(1, sizeof(*w)))) {
 		sip_reply(irq, 503, "Notes Not Available", TAG_END());
 		return;
@@ -314,7 +337,9 @@ static int on_message(void *arg, struct sip *s, struct leg *leg, nta_incoming_t 
 		return 0;
 	if (sip->sip_content_type && strncasecmp(sip->sip_content_type->c_type, "text/", 5))
 		return 0;
-	if ((rest = move_body_word(sip, "note", &n))) {
+	/* Notes are the near user's: the far party's "note ..." is a message for A (it could
+	 * otherwise fill the context's STORE_NOTES_MAX). */
+	if (leg == c->near && (rest = move_body_word(sip, "note", &n))) {
 		note_message(cs, c, irq, rest, n);
 		return 1;
 	}
@@ -423,6 +448,7 @@ int move_context_init(struct sip *s, const struct move_context_conf *conf)
 	cs->resume_ttl = conf ? conf->resume_ttl : 0;
 	cs->meet_sms = conf ? conf->meet_sms : 0;
 	cs->summary = conf ? conf->summary : 0;
+	cs->far_call_info = conf ? conf->far_call_info : 0;
 	if (conf && conf->meet_url_template && *conf->meet_url_template)
 		cs->url_template = strdup(conf->meet_url_template);
 	if (conf && conf->meet_conference_uri && *conf->meet_conference_uri)

@@ -8,6 +8,17 @@
 #include "move/context.h"
 #include "move/move_int.h"
 
+/* Store jobs in flight that strangers can cause (a resume code dialled: in all and per
+ * source; note MESSAGEs count in all): past these a request is answered 503 with no job, so a
+ * flood cannot queue the store's worker without bound (as move/lookups.c budgets lookups). */
+#define CONTEXT_PENDING_MAX       64
+#define CONTEXT_RESUME_MAX        32
+#define CONTEXT_RESUME_PER_SOURCE 8
+
+/* A resume code dialled by its digits: sip:*87<16 digits>@<domain>. */
+#define RESUME_PREFIX "*87"
+#define RESUME_DIGITS 16
+
 /* The context's part of one stack. Owned by its hooks: freed by their stop, or by the last
  * store answer still to come after it (pending). */
 struct context_stack {
@@ -19,8 +30,11 @@ struct context_stack {
 	int meet_sms;         /* join links to a party with a number go by SMS */
 	int summary; /* [context] summary: 0 no, 1 yes, 2 auto (a device whose Allow lists MESSAGE)
 	              */
-	unsigned pending;     /* store answers still to come (notes, resume codes) */
-	unsigned stopped : 1; /* the stack stopped: the last store answer frees this */
+	int far_call_info;            /* [context] far_call_info: the far party may read the page */
+	unsigned pending;             /* store answers still to come (notes, resume codes) */
+	unsigned resume_waiting;      /* resume_waits */
+	struct log_limit refused_log; /* resume codes and notes refused */
+	unsigned stopped : 1;         /* the stack stopped: the last store answer frees this */
 	LIST_HEAD(, note_wait) note_waits;
 	LIST_HEAD(, resume_wait) resume_waits;
 	LIST_HEAD(, ood_message) messages; /* out-of-dialog MESSAGEs until answered */
@@ -50,6 +64,9 @@ struct cctx {
 	struct leg *bridge_leg[2]; /* to the bridge: for the near party, for the far party */
 	char *bridge_offer[2];     /* what each bridge leg offered (malloc) */
 	char bridge_uri[256];
+	/* Resume by link (resume.c): qrxfer calls the device, then the far party. */
+	enum { LINK_NONE, LINK_DEVICE, LINK_FAR, LINK_DONE } link;
+	char *link_offer; /* the device's offer (malloc), for the far party */
 };
 
 /* context.c */
@@ -66,12 +83,16 @@ int context_bridge_start(struct context_stack *cs, struct call *c, struct cctx *
 int context_bridge_response(struct call *c, struct leg *leg, int status, const sip_t *sip);
 int context_bridge_leg_gone(struct call *c, struct leg *leg);
 void context_bridge_free(struct cctx *x);
+/* A call read back after a restart: its bridge legs are read back too, then served again. */
+void context_bridge_restore(struct context_stack *cs, struct call *c);
 
 /* resume.c */
 int context_resume_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip,
                           msg_t *req);
 void context_resume_give(struct context_stack *cs, struct call *c);
 void context_resume_stop(struct context_stack *cs);
+/* A response on a call the link set up: 1 when it was the link's business. */
+int context_link_response(struct call *c, struct leg *leg, int status, const sip_t *sip);
 /* Sends text to a device outside any dialog (its contact), from sip:<user>@<domain>. */
 void context_message_out(struct context_stack *cs, const char *target, const char *user,
                          const char *text);

@@ -32,18 +32,35 @@ struct bucket {
 struct lookups {
 	struct bucket all, miss[MISS_SLOTS]; /* in all, and per source */
 	long long refused, refused_logged;   /* over budget: answered without a lookup */
+	double rate, burst, rate_all, burst_all;
+	const char *what; /* a string literal: what is budgeted, for the log */
+	int metric;
 };
 
-int lookups_alloc(struct lookups **lp)
+int lookups_alloc_rates(struct lookups **lp, const char *what, double rate, double burst,
+                        double rate_all, double burst_all, int metric)
 {
 	struct lookups *lk = calloc(1, sizeof(*lk));
 
 	*lp = lk;
 	if (!lk)
 		return ENOMEM;
-	lk->all.tokens = MISS_BURST_ALL;
+	lk->rate = rate;
+	lk->burst = burst;
+	lk->rate_all = rate_all;
+	lk->burst_all = burst_all;
+	lk->what = what;
+	lk->metric = metric;
+	lk->all.tokens = burst_all;
 	lk->all.at = store_now();
 	return 0;
+}
+
+int lookups_alloc(struct lookups **lp)
+{
+	return lookups_alloc_rates(lp, "requests in dialogs nobody has", MISS_RATE, MISS_BURST,
+	                           MISS_RATE_ALL, MISS_BURST_ALL,
+	                           METRIC_SIP_UNKNOWN_DIALOGS_REFUSED_TOTAL);
 }
 
 void lookups_free(struct lookups *lk)
@@ -67,10 +84,10 @@ static struct bucket *bucket_of(struct lookups *lk, const char *source, long lon
 
 	if (strcmp(b->source, source)) {
 		snprintf(b->source, sizeof(b->source), "%s", source);
-		b->tokens = MISS_BURST;
+		b->tokens = lk->burst;
 		b->at = now;
 	}
-	refill(b, MISS_RATE, MISS_BURST, now);
+	refill(b, lk->rate, lk->burst, now);
 	return b;
 }
 
@@ -82,16 +99,18 @@ int lookup_allowed(struct lookups *lk, const char *source)
 	if (!lk)
 		return 1;
 	b = bucket_of(lk, source, now);
-	refill(&lk->all, MISS_RATE_ALL, MISS_BURST_ALL, now);
+	refill(&lk->all, lk->rate_all, lk->burst_all, now);
 	if (b->tokens < 1 || lk->all.tokens < 1) {
 		lk->refused++;
-		metric_inc(METRIC_SIP_UNKNOWN_DIALOGS_REFUSED_TOTAL);
+		if (lk->metric >= 0)
+			metric_inc((enum metric)lk->metric);
 		/* a line a second at most: the flood is the sender's, not the log's */
 		if (now - lk->refused_logged >= 1000) {
-			LOG_WARN("sip",
-			         "requests in dialogs nobody has from %s: over the budget of store "
-			         "lookups (%lld refused so far), answered without one",
-			         source, lk->refused);
+			LOG_WARN(
+			    "sip",
+			    "%s from %s: over the budget of store lookups (%lld refused so far), "
+			    "answered without one",
+			    lk->what, source, lk->refused);
 			lk->refused_logged = now;
 		}
 		return 0;
@@ -108,6 +127,6 @@ void lookup_found(struct lookups *lk, const char *source)
 	if (!lk)
 		return;
 	b = bucket_of(lk, source, store_now());
-	b->tokens = b->tokens + 1 > MISS_BURST ? MISS_BURST : b->tokens + 1;
-	lk->all.tokens = lk->all.tokens + 1 > MISS_BURST_ALL ? MISS_BURST_ALL : lk->all.tokens + 1;
+	b->tokens = b->tokens + 1 > lk->burst ? lk->burst : b->tokens + 1;
+	lk->all.tokens = lk->all.tokens + 1 > lk->burst_all ? lk->burst_all : lk->all.tokens + 1;
 }

@@ -8,6 +8,10 @@
 struct lookups;
 
 int lookups_alloc(struct lookups **lp);
+/* A budget with its own rates (tokens a second, bursts: per source, and in all), its log lines
+ * naming what (e.g. "pulls"), counted in metric (a METRIC_ index). */
+int lookups_alloc_rates(struct lookups **lp, const char *what, double rate, double burst,
+                        double rate_all, double burst_all, int metric);
 void lookups_free(struct lookups *lk);
 
 /* Takes a token from source's budget and from the budget in all: 0 when either is spent (the

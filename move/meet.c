@@ -3,34 +3,11 @@
  * sent a join link made from [meet] url_template with a room of 128 random bits, by MESSAGE in
  * their dialog or, with [meet] channel = sms, by SMS to a party whose URI holds a number.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "move/context_int.h"
-
-/* The number in a URI's user part ("+" and digits), or "" when it holds anything else. */
-static void uri_number(const char *uri, char *out, size_t len)
-{
-	const char *p = uri ? strchr(uri, ':') : NULL;
-	size_t n = 0;
-
-	out[0] = '\0';
-	if (!p)
-		return;
-	for (p++; *p && *p != '@' && *p != ';' && n + 1 < len; p++) {
-		if (isdigit((unsigned char)*p) || (*p == '+' && n == 0))
-			out[n++] = *p;
-		else if (*p != '-' && *p != '.') {
-			n = 0; /* "alice": no number */
-			break;
-		}
-	}
-	out[n] = '\0';
-	if (n < 4)
-		out[0] = '\0';
-}
 
 /* The template with every {room} replaced. */
 static int link_of(const char *tpl, const char *room, char *out, size_t len)
@@ -63,7 +40,7 @@ static void tell(struct context_stack *cs, struct call *c, struct leg *leg, cons
 	if (!leg || leg->terminated || leg->ending)
 		return;
 	snprintf(text, sizeof(text), "Join the meeting: %s", link);
-	uri_number(leg->uri, number, sizeof(number));
+	move_uri_number(leg->uri, number, sizeof(number));
 	if (cs->meet_sms && number[0] && h && h->sms_send &&
 	    !h->sms_send(h->arg, number, text, ++move_stack(s)->sms_seq)) {
 		LOG_INFO("meet", "%s: join link to the %s party by SMS to %s", c->id,

@@ -193,6 +193,8 @@ void move_free(struct move *m);
 void move_detach(struct move *m);
 void move_notify_refer(struct move *m, int status, const char *phrase, int final);
 void move_leg_message(struct leg *leg, const char *ctype, const char *body, size_t len);
+/* offer.c: the number in a URI's user part ("+" and digits), or "" (no number there) */
+const char *move_uri_number(const char *uri, char *out, size_t len);
 void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
                        const char *text);
 void move_code_messages_free(struct move_stack *ms);

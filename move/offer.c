@@ -278,20 +278,28 @@ static void on_inserted(struct store_job *job, void *arg)
 	OPENSSL_cleanse(m->show, sizeof(m->show));
 }
 
-/* The number in a URI's user part ("+" and digits): where a confirmation SMS goes. */
-static const char *uri_number(const char *uri, char *out, size_t len)
+/* The number in a URI's user part ("+", digits, '-' and '.' between them), or "" when it
+ * holds anything else or fewer than 4 digits: where an SMS goes (confirm, meeting links). */
+const char *move_uri_number(const char *uri, char *out, size_t len)
 {
 	const char *p = uri ? strchr(uri, ':') : NULL;
 	size_t n = 0;
 
-	out[0] = 0;
+	out[0] = '\0';
 	if (!p)
 		return out;
 	/* E.164 keeps its '+': SMS gateways want it. */
-	for (p++; *p && *p != '@' && *p != ';' && n + 1 < len; p++)
+	for (p++; *p && *p != '@' && *p != ';' && n + 1 < len; p++) {
 		if (isdigit((unsigned char)*p) || (*p == '+' && n == 0))
 			out[n++] = *p;
-	out[n] = 0;
+		else if (*p != '-' && *p != '.') {
+			n = 0; /* "alice": no number */
+			break;
+		}
+	}
+	out[n] = '\0';
+	if (n < 4)
+		out[0] = '\0';
 	return out;
 }
 
@@ -444,8 +452,8 @@ int move_start_on(struct call *c, const char *source, sip_move_h *cb, void *arg)
 	}
 	m->cb = cb;
 	m->cb_arg = arg;
-	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
-	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
+	move_uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
+	move_uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
 	m->phase = MOVE_STORING; /* where every move starts */
 	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);
@@ -528,8 +536,8 @@ void move_revive(struct call *c, const struct store_move *sm)
 		free(m);
 		return;
 	}
-	uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
-	uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
+	move_uri_number(c->near->uri, m->near_number, sizeof(m->near_number));
+	move_uri_number(c->far->uri, m->far_number, sizeof(m->far_number));
 	m->phase = MOVE_STORING;
 	metric_inc(METRIC_MOVES_ACTIVE);
 	move_index(m);

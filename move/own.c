@@ -1,14 +1,13 @@
 /*
  * Own devices: the bindings the registrar's 2xx gives (written on the store's worker), the
- * proximity hints, and what asks for a pull or a push: an INVITE to [own] pull_code, a MESSAGE
- * "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves themselves: own_move.c.
+ * proximity hints (kept in the store: own_hint.c), and what asks for a pull or a push: an INVITE to
+ * [own] pull_code, a MESSAGE "mine", a REFER to sip:mine@, a DTMF code, the HTTP API. The moves
+ * themselves: own_move.c.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "move/own_int.h"
 
@@ -47,30 +46,19 @@ int own_leg_aor(struct leg *leg, char *out, size_t len)
 	return err;
 }
 
-/* The call's near AOR, read once per near leg: a pull compares it with every live call's. */
-const char *own_call_aor(struct own *o, struct call *c)
-{
-	struct own_aor *a = c->slot[o->aor_slot];
-
-	if (!c->near)
-		return NULL;
-	if (a && a->leg == c->near)
-		return a->key[0] ? a->key : NULL;
-	if (!a) {
-		a = su_zalloc(c->home, sizeof(*a)); /* freed with the call */
-		if (!a)
-			return NULL;
-		c->slot[o->aor_slot] = a;
-	}
-	a->leg = c->near;
-	if (own_leg_aor(c->near, a->key, sizeof(a->key)))
-		a->key[0] = 0;
-	return a->key[0] ? a->key : NULL;
-}
-
 static void on_call_active(void *arg, struct call *c)
 {
-	own_call_aor(arg, c); /* read now, at the call's set-up, not at the first pull */
+	own_call_aor(arg, c); /* asked now, at the call's set-up, not at the first pull */
+}
+
+/* A move put another device on the call: who owns it is asked again. */
+static void on_call_changed(void *arg, struct call *c)
+{
+	struct own *o = arg;
+	struct own_aor *a = c->slot[o->aor_slot];
+
+	if (a && a->leg != c->near)
+		own_call_aor(o, c);
 }
 
 void own_ask_free(struct own_ask *a)
@@ -86,7 +74,7 @@ void own_ask_free(struct own_ask *a)
 	free(a);
 }
 
-static struct own_ask *ask_new(struct own *o, const char *source)
+struct own_ask *own_ask_new(struct own *o, const char *source)
 {
 	struct own_ask *a = calloc(1, sizeof(*a));
 
@@ -102,14 +90,18 @@ static struct own_ask *ask_new(struct own *o, const char *source)
 /* ---- bindings ---- */
 
 /* The registrar's 2xx lists the AOR's bindings: each contact the REGISTER carried is kept with
- * the expiry the registrar gave it, or removed when the 2xx no longer lists it. */
+ * the expiry the registrar gave it; those of that AOR and flow it no longer lists are removed
+ * (a "Contact: *" removes the AOR's bindings on every flow but those it still lists). */
 static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_t *resp,
                           const char *flow)
 {
 	struct own *o = arg;
 	struct store_job job = {.op = STORE_OP_BINDING_PUT};
+	struct store_job sync = {.op = STORE_OP_BINDING_SYNC};
 	char aor[OWN_KEY_MAX];
 	int64_t now = store_now();
+	int star = 0;
+	size_t klen = 0;
 
 	if (!s->conf.store || !req->sip_to || own_aor_key(req->sip_to->a_url, aor, sizeof(aor)))
 		return;
@@ -118,10 +110,16 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 		long expires = 0;
 		char *uri;
 
-		if (!m->m_url->url_host)
-			continue; /* "*": what it removed expires here in its time */
+		if (!m->m_url->url_host) {
+			star = 1; /* "*" */
+			continue;
+		}
+		/* url_cmp() ignores parameters only one side has (RFC 3261 19.1.4): ;line=1 and
+		 * ;line=2 would be one contact. Bindings are told apart by their parameters too. */
 		for (r = resp->sip_contact; r; r = r->m_next)
-			if (!url_cmp(r->m_url, m->m_url))
+			if (!url_cmp(r->m_url, m->m_url) &&
+			    !strcmp(r->m_url->url_params ? r->m_url->url_params : "",
+			            m->m_url->url_params ? m->m_url->url_params : ""))
 				break;
 		if (r && r->m_expires)
 			expires = strtol(r->m_expires, NULL, 10);
@@ -142,104 +140,29 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 		if (store_submit_later(s->conf.store, &job))
 			LOG_ERR("own", "store: cannot queue the binding of %s", aor);
 	}
+	/* What the 2xx lists (with a positive expiry) stays; the rest of that AOR+flow goes. */
+	for (const sip_contact_t *r = resp->sip_contact; r; r = r->m_next) {
+		char *uri = r->m_url->url_host ? url_as_string(NULL, r->m_url) : NULL;
+		size_t n = uri ? strlen(uri) : 0;
+		char *grown;
+
+		if (uri && !(r->m_expires && strtol(r->m_expires, NULL, 10) <= 0) &&
+		    (grown = realloc(sync.blob, klen + n + 2))) {
+			sync.blob = grown;
+			memcpy(sync.blob + klen, uri, n);
+			klen += n;
+			sync.blob[klen++] = '\n';
+			sync.blob[klen] = 0;
+		}
+		free(uri);
+	}
+	snprintf(sync.binding.aor, sizeof(sync.binding.aor), "%s", aor);
+	snprintf(sync.binding.flow, sizeof(sync.binding.flow), "%s", star ? "" : flow);
+	sync.at = now;
+	/* with the puts, in their transaction: a REGISTER costs no job of its own */
+	if (store_submit_later(s->conf.store, &sync)) /* owns sync.blob from here */
+		LOG_ERR("own", "store: cannot queue the removals of %s", aor);
 	(void)o;
-}
-
-/* ---- proximity hints ---- */
-
-int own_near(struct sip *s, const char *aor, const char *device, int64_t seen_at)
-{
-	struct own *o = own_of(s);
-	char key[OWN_KEY_MAX];
-	url_t *u;
-	su_home_t home[1] = {SU_HOME_INIT(home)};
-	struct own_hint *h = NULL;
-	int err;
-
-	if (!o)
-		return ENOTSUP;
-	if (!aor || !device || !device[0] || strlen(device) >= STORE_URI_MAX ||
-	    strlen(aor) >= OWN_KEY_MAX)
-		return EINVAL;
-	u = url_make(home, strncasecmp(aor, "sip", 3) ? su_sprintf(home, "sip:%s", aor) : aor);
-	err = u ? own_aor_key(u, key, sizeof(key)) : EINVAL;
-	su_home_deinit(home);
-	if (err)
-		return err;
-	if (seen_at <= 0)
-		seen_at = time(NULL);
-	for (unsigned i = 0; i < OWN_HINTS && !h; i++)
-		if (o->hints[i].seen_at && !strcmp(o->hints[i].aor, key) &&
-		    !strcmp(o->hints[i].device, device))
-			h = &o->hints[i];
-	if (!h)
-		h = &o->hints[o->hint_next++ % OWN_HINTS];
-	snprintf(h->aor, sizeof(h->aor), "%s", key);
-	snprintf(h->device, sizeof(h->device), "%s", device);
-	h->seen_at = seen_at;
-	LOG_INFO("own", "hint: %s seen near its user (%s)", device, key);
-	return 0;
-}
-
-/* The network of a flow's address: its /24 (IPv4) or /64 (IPv6) as text. */
-static int flow_net(const char *flow, char *out, size_t len)
-{
-	const char *p = flow ? strchr(flow, ':') : NULL;
-	char host[64];
-	unsigned char a[16];
-	size_t n;
-
-	if (!p)
-		return EINVAL;
-	p++;
-	if (*p == '[') {
-		const char *e = strchr(++p, ']');
-
-		n = e ? (size_t)(e - p) : 0;
-	} else {
-		const char *e = strrchr(p, ':');
-
-		n = e ? (size_t)(e - p) : strlen(p);
-	}
-	if (!n || n >= sizeof(host))
-		return EINVAL;
-	memcpy(host, p, n);
-	host[n] = 0;
-	if (inet_pton(AF_INET, host, a) == 1)
-		snprintf(out, len, "%u.%u.%u/24", a[0], a[1], a[2]);
-	else if (inet_pton(AF_INET6, host, a) == 1)
-		snprintf(out, len, "%02x%02x:%02x%02x:%02x%02x:%02x%02x/64", a[0], a[1], a[2], a[3],
-		         a[4], a[5], a[6], a[7]);
-	else
-		return EINVAL;
-	return 0;
-}
-
-/*
- * How near a device is to its user: 2 + the hint's age rank when a live hint names it (its
- * contact or its flow), 1 when it registered from the near device's network, else 0.
- */
-int own_hint_rank(struct own *o, const char *aor, const struct store_binding *b,
-                  const char *near_flow)
-{
-	time_t now = time(NULL);
-	int64_t best = 0;
-	char n1[64], n2[64];
-
-	for (unsigned i = 0; i < OWN_HINTS; i++) {
-		const struct own_hint *h = &o->hints[i];
-
-		if (h->seen_at && h->seen_at + (int64_t)o->conf.near_ttl > now &&
-		    h->seen_at > best && !strcmp(h->aor, aor) &&
-		    (!strcmp(h->device, b->contact) || !strcmp(h->device, b->flow)))
-			best = h->seen_at;
-	}
-	if (best)
-		return 2 + (int)(best - (now - (time_t)o->conf.near_ttl)); /* newer ranks higher */
-	if (near_flow && near_flow[0] && !flow_net(near_flow, n1, sizeof(n1)) &&
-	    !flow_net(b->flow, n2, sizeof(n2)) && !strcmp(n1, n2))
-		return 1;
-	return 0;
 }
 
 /* ---- pull: a device dials [own] pull_code ---- */
@@ -259,9 +182,31 @@ static int ask_cancelled(void *arg, nta_incoming_t *irq, const sip_t *sip)
 	return 0;
 }
 
+/* The budget of *11 lookups: a token a pull, back when it took a call. A source (an address,
+ * an IPv6 /64) gets PULL_BURST at once and PULL_RATE a second; all together PULL_BURST_ALL and
+ * PULL_RATE_ALL. Over it: 503 with Retry-After, no store job. */
+#define PULL_RATE      1
+#define PULL_BURST     10
+#define PULL_RATE_ALL  50
+#define PULL_BURST_ALL 200
+#define PULL_RETRY     "2"
+
+static void pull_refused(struct own_ask *a, const char *why)
+{
+	LOG_INFO("own", "pull from %s refused: %s", a->flow, why);
+	metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
+	nta_incoming_bind(a->irq, NULL, NULL);
+	sip_reply(a->irq, 403, "Not A Registered Device",
+	          SIPTAG_REASON_STR("SIP;cause=403;text=\"No live binding on this flow\""),
+	          TAG_END());
+	a->irq = NULL;
+	own_ask_free(a);
+}
+
 static void on_flow(struct store_job *job, void *arg)
 {
 	struct own_ask *a = arg;
+	long i;
 
 	if (a->own->sip->detached)
 		return; /* exiting: the stop frees it */
@@ -270,27 +215,29 @@ static void on_flow(struct store_job *job, void *arg)
 		return;
 	}
 	if (job->err) {
-		LOG_INFO("own", "pull from %s refused: %s", a->flow,
-		         job->err == ENOENT ? "no live binding on that flow" : strerror(job->err));
-		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
-		nta_incoming_bind(a->irq, NULL, NULL);
-		sip_reply(a->irq, 403, "Not A Registered Device",
-		          SIPTAG_REASON_STR("SIP;cause=403;text=\"No live binding on this flow\""),
-		          TAG_END());
-		a->irq = NULL;
-		own_ask_free(a);
+		pull_refused(a, job->err == ENOENT ? "no live binding on that flow"
+		                                   : strerror(job->err));
 		return;
 	}
-	own_pull_found(a, &job->binding);
+	i = own_binding_pick(job->bindings, job->n, a->claim);
+	if (i < 0) {
+		pull_refused(a, "its flow carries other AORs than the one its From names");
+		return;
+	}
+	if (own_node_pull(a, job, &job->bindings[i]))
+		return; /* the AOR's newest call is on another node: bridged there */
+	own_pull_found(a, &job->bindings[i]);
 }
 
 static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
 {
 	struct own *o = arg;
 	const url_t *u = sip->sip_request->rq_url;
-	struct store_job job = {.op = STORE_OP_BINDING_FLOW};
+	struct store_job job = {.op = STORE_OP_PULL_FIND};
 	struct own_ask *a;
 
+	if (own_node_invite(o, s, irq, sip, req))
+		return 1; /* a pull another node bridged here */
 	if (!o->conf.pull_code || !u->url_user || strcmp(u->url_user, o->conf.pull_code) ||
 	    !move_for_us(s, u) || sip->sip_to->a_tag)
 		return 0;
@@ -298,21 +245,33 @@ static int on_invite(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t 
 		sip_reply(irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		return 1;
 	}
-	a = ask_new(o, NULL);
+	a = own_ask_new(o, NULL);
 	if (!a) {
 		sip_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		return 1;
 	}
+	a->kind = OWN_ASK_PULL;
 	move_source_of(req, a->source, sizeof(a->source));
+	if (!lookup_allowed(o->pulls, a->source)) {
+		own_ask_free(a);
+		sip_reply(irq, 503, "Too Many Pulls", SIPTAG_RETRY_AFTER_STR(PULL_RETRY),
+		          SIPTAG_REASON_STR("SIP;cause=503;text=\"Over the budget of pulls\""),
+		          TAG_END());
+		return 1;
+	}
 	if (sip_flow_key(s, irq, req, a->flow, sizeof(a->flow))) {
 		own_ask_free(a);
 		sip_reply(irq, 403, "Not A Registered Device", TAG_END());
 		return 1;
 	}
+	if (!sip->sip_from || own_aor_key(sip->sip_from->a_url, a->claim, sizeof(a->claim)))
+		a->claim[0] = 0;
 	a->irq = irq;
 	a->req = msg_ref_create(req);
 	nta_incoming_bind(irq, ask_cancelled, a);
-	snprintf(job.text, sizeof(job.text), "%s", a->flow);
+	snprintf(job.binding.flow, sizeof(job.binding.flow), "%s", a->flow);
+	snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", a->claim);
+	snprintf(job.node, sizeof(job.node), "%s", s->node);
 	job.at = store_now();
 	if (store_submit(s->conf.store, &job, on_flow, a)) {
 		nta_incoming_bind(irq, NULL, NULL);
@@ -335,18 +294,56 @@ static void on_list(struct store_job *job, void *arg)
 		LOG_ERR("own", "store: list bindings: %s", strerror(job->err));
 		job->n = 0;
 	}
-	own_push_found(a, job->bindings, job->n);
+	own_push_found(a, job->bindings, job->n, job->hints, job->nhints);
+}
+
+static int push_list(struct own_ask *a)
+{
+	struct store_job job = {.op = STORE_OP_BINDING_LIST};
+
+	snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", a->aor);
+	job.at = store_now();
+	return store_submit(a->own->sip->conf.store, &job, on_list, a) ? EIO : 0;
+}
+
+/* A push whose call's owner was not known yet: the near device's flow says it. */
+static void on_push_flow(struct store_job *job, void *arg)
+{
+	struct own_ask *a = arg;
+	struct own *o = a->own;
+	struct call *c;
+	long i;
+
+	if (o->sip->detached)
+		return;
+	i = job->err ? -1 : own_binding_pick(job->bindings, job->n, a->claim);
+	c = call_find(o->sip, a->call_id);
+	if (i >= 0 && c && c->near && c->near->flow && !strcmp(c->near->flow, a->flow))
+		own_call_aor_set(o, c, job->bindings[i].aor); /* what its own lookup would find */
+	if (i < 0) {
+		LOG_INFO("own",
+		         "push on %s refused: the near device (%s) has no live binding "
+		         "of its AOR on its flow",
+		         a->call_id, a->flow);
+		own_push_answer(a, EPERM, NULL);
+		return;
+	}
+	snprintf(a->aor, sizeof(a->aor), "%s", job->bindings[i].aor);
+	if (push_list(a))
+		own_push_answer(a, EIO, NULL);
 }
 
 /* Asks the store for the AOR's bindings; the push goes on in own_push_found(). irq: the
- * MESSAGE or REFER that asked, answered once the devices ring (or why not). */
+ * MESSAGE or REFER that asked, answered once the devices ring (or why not). The call's AOR
+ * is the one registered on the near device's flow, asked of the store if not known yet. */
 static int push_ask(struct own *o, struct call *c, const char *source, nta_incoming_t *irq,
                     struct leg *refer_leg, const char *event, sip_move_h *cb, void *arg)
 {
 	struct sip *s = o->sip;
-	struct store_job job = {.op = STORE_OP_BINDING_LIST};
-	struct leg_state st;
+	struct store_job job = {.op = STORE_OP_BINDING_ON_FLOW};
+	struct own_aor *who;
 	struct own_ask *a;
+	int err;
 
 	if (call_move(c) || c->slot[o->slot])
 		return EBUSY;
@@ -354,27 +351,52 @@ static int push_ask(struct own *o, struct call *c, const char *source, nta_incom
 		return EAGAIN;
 	if (!s->conf.store)
 		return ENOTSUP;
-	if (own_leg_aor(c->near, job.binding.aor, sizeof(job.binding.aor)))
-		return ENODEV;
-	a = ask_new(o, source);
+	who = own_call_who(o, c);
+	if (!who)
+		return ENOMEM;
+	if (who->state == OWN_AOR_NONE || !c->near->flow) {
+		LOG_INFO("own",
+		         "push on %s refused: the near device (%s) has no live binding of "
+		         "its AOR on its flow",
+		         c->id, c->near->flow ? c->near->flow : "flow unknown");
+		return EPERM;
+	}
+	a = own_ask_new(o, source);
 	if (!a)
 		return ENOMEM;
+	a->kind = OWN_ASK_PUSH;
 	snprintf(a->call_id, sizeof(a->call_id), "%s", c->id);
-	if (!leg_state_get(c->near, &st))
-		snprintf(a->near_contact, sizeof(a->near_contact), "%s", st.target);
+	snprintf(a->flow, sizeof(a->flow), "%s", c->near->flow);
+	if (own_leg_aor(c->near, a->claim, sizeof(a->claim)))
+		a->claim[0] = 0;
 	a->irq = irq;
-	a->refer_leg = refer_leg;
+	if (refer_leg) {
+		a->by_refer = 1;
+		snprintf(a->refer_call_id, sizeof(a->refer_call_id), "%s",
+		         refer_leg->call_id ? refer_leg->call_id : "");
+		snprintf(a->refer_ltag, sizeof(a->refer_ltag), "%s",
+		         refer_leg->ltag ? refer_leg->ltag : "");
+		snprintf(a->refer_rtag, sizeof(a->refer_rtag), "%s",
+		         refer_leg->rtag ? refer_leg->rtag : "");
+	}
 	snprintf(a->refer_event, sizeof(a->refer_event), "%s", event ? event : "");
 	a->cb = cb;
 	a->cb_arg = arg;
-	job.at = store_now();
-	if (store_submit(s->conf.store, &job, on_list, a)) {
+	if (who->state == OWN_AOR_VERIFIED) {
+		snprintf(a->aor, sizeof(a->aor), "%s", who->key);
+		err = push_list(a);
+	} else {
+		snprintf(job.binding.flow, sizeof(job.binding.flow), "%s", a->flow);
+		snprintf(job.binding.aor, sizeof(job.binding.aor), "%s", a->claim);
+		job.at = store_now();
+		err = store_submit(s->conf.store, &job, on_push_flow, a) ? EIO : 0;
+	}
+	if (err) {
 		a->irq = NULL;
 		a->cb = NULL;
 		own_ask_free(a);
-		return EIO;
 	}
-	return 0;
+	return err;
 }
 
 int own_push(struct sip *s, const char *call_id, const char *source, sip_move_h *cb, void *arg)
@@ -391,6 +413,13 @@ int own_push(struct sip *s, const char *call_id, const char *source, sip_move_h 
 
 void own_push_refused(nta_incoming_t *irq, int err)
 {
+	if (err == EPERM) {
+		sip_reply(irq, 403, "Not A Registered Device",
+		          SIPTAG_REASON_STR("SIP;cause=403;text=\"No live binding of the call's "
+		                            "AOR on the near device's flow\""),
+		          TAG_END());
+		return;
+	}
 	sip_reply(irq,
 	          err == EBUSY    ? 491
 	          : err == ENODEV ? 480
@@ -442,7 +471,9 @@ static void on_dtmf(void *arg, struct leg *leg, const char *code, const char *so
 	err = push_ask(o, leg->call, source, NULL, NULL, NULL, NULL, NULL);
 	if (err)
 		LOG_INFO("own", "%s: push by %s refused: %s", leg->call->id, code,
-		         err == EBUSY ? "a move is under way" : "the call cannot move now");
+		         err == EBUSY   ? "a move is under way"
+		         : err == EPERM ? "no verified AOR"
+		                        : "the call cannot move now");
 }
 
 static int on_invite_response(void *arg, struct call *c, struct leg *leg, int status,
@@ -468,6 +499,7 @@ static void on_stop(void *arg, struct sip *s)
 
 	while (!LIST_EMPTY(&o->asks))
 		own_ask_free(LIST_FIRST(&o->asks));
+	lookups_free(o->pulls);
 	free((char *)o->conf.pull_code);
 	free((char *)o->conf.push_code);
 	free(o);
@@ -478,6 +510,7 @@ static const struct sip_call_hooks own_hooks = {
     .invite_response = on_invite_response,
     .call_active = on_call_active,
     .call_gone = on_call_gone,
+    .call_changed = on_call_changed,
     .refer = on_refer,
     .message = on_message,
     .stop = on_stop,
@@ -496,9 +529,17 @@ int own_init(struct sip *s, const struct own_conf *conf)
 	o->conf.pull_code = conf->pull_code && conf->pull_code[0] ? strdup(conf->pull_code) : NULL;
 	o->conf.push_code = conf->push_code && conf->push_code[0] ? strdup(conf->push_code) : NULL;
 	LIST_INIT(&o->asks);
+	if (lookups_alloc_rates(&o->pulls, "pulls", PULL_RATE, PULL_BURST, PULL_RATE_ALL,
+	                        PULL_BURST_ALL, METRIC_SIP_REQUESTS_REJECTED_TOTAL)) {
+		free((char *)o->conf.pull_code);
+		free((char *)o->conf.push_code);
+		free(o);
+		return ENOMEM;
+	}
 	o->slot = sip_call_slot_new(s);
 	o->aor_slot = o->slot < 0 ? -1 : sip_call_slot_new(s);
 	if (o->slot < 0 || o->aor_slot < 0) {
+		lookups_free(o->pulls);
 		free((char *)o->conf.pull_code);
 		free((char *)o->conf.push_code);
 		free(o);
@@ -506,12 +547,15 @@ int own_init(struct sip *s, const struct own_conf *conf)
 	}
 	err = sip_call_hooks_add(s, &own_hooks, o);
 	if (err) {
+		lookups_free(o->pulls);
 		free((char *)o->conf.pull_code);
 		free((char *)o->conf.push_code);
 		free(o);
 		return err;
 	}
 	/* From here the stop hook frees o. */
+	if (own_node_init(o))
+		LOG_ERR("own", "no room to hear of moves: a moved call's AOR is not rewritten");
 	if (o->conf.push_code) {
 		err = move_dtmf_add(s, o->conf.push_code, MOVE_DTMF_NEAR, on_dtmf, o);
 		if (err)

@@ -92,7 +92,7 @@ static struct call *aor_call(struct own *o, const char *aor)
 		if (c->state != SIP_CALL_ANSWERED || !c->near || !c->far || c->ack_pending ||
 		    call_move(c) || c->slot[o->slot])
 			continue;
-		key = own_call_aor(o, c);
+		key = own_call_aor_peek(o, c);
 		if (key && !strcmp(key, aor))
 			found = c;
 	}
@@ -102,15 +102,18 @@ static struct call *aor_call(struct own *o, const char *aor)
 void own_pull_found(struct own_ask *a, const struct store_binding *b)
 {
 	struct own *o = a->own;
-	struct call *c = aor_call(o, b->aor);
+	struct call *c = own_node_local_call(o, a->call_id, b->aor);
 	const sip_t *sip = sip_object(a->req);
 	const sip_payload_t *pl = body_pl(sip);
 	struct move *m;
 	struct leg *leg;
 
+	if (!c)
+		c = aor_call(o, b->aor);
 	if (!c) {
 		LOG_INFO("own", "pull by %s (flow %s) refused: no call of %s to take", b->contact,
 		         a->flow, b->aor);
+		metric_inc(METRIC_SIP_REQUESTS_REJECTED_TOTAL);
 		nta_incoming_bind(a->irq, NULL, NULL);
 		sip_reply(a->irq, 403, "No Call Of Yours Here", TAG_END());
 		a->irq = NULL;
@@ -131,6 +134,8 @@ void own_pull_found(struct own_ask *a, const struct store_binding *b)
 		return;
 	}
 	a->irq = NULL;
+	lookup_found(o->pulls, a->source); /* a pull that takes a call costs no budget */
+	own_call_aor_next(o, c, leg, b->aor);
 	m->b = leg;
 	m->b_sdp = pl && pl->pl_len ? strndup(pl->pl_data, pl->pl_len) : NULL;
 	m->b_offered = m->b_sdp != NULL;
@@ -153,39 +158,58 @@ void own_push_free(struct own_push *p)
 	free(p);
 }
 
-/* Dial one device without an offer (RFC 3725 flow I), as the moving user. */
+/*
+ * Dial one device without an offer (RFC 3725 flow I), as the moving user: to its registered
+ * flow (the address and transport its REGISTER came from: RFC 5626 5.3, the edge proxy rule),
+ * with its contact as the Request-URI. A binding whose flow is no address we send to is not
+ * rung: its Contact alone is what its REGISTER said, and would let it make us call anywhere.
+ */
 static int ring(struct own_push *p, const struct store_binding *b)
 {
 	struct call *c = p->call;
-	struct sip *s = c->sip;
-	char from[OWN_KEY_MAX + 16], aor[OWN_KEY_MAX];
-	url_t *tu;
+	char from[STORE_URI_MAX + 16];
+	const char *why = NULL;
+	url_t *tu, *hop;
 	sip_addr_t *to, *fr;
 	struct leg *leg;
 
 	if (p->nring >= OWN_RING_MAX)
 		return ENOSPC;
-	if (own_leg_aor(c->near, aor, sizeof(aor)))
-		return EINVAL;
-	snprintf(from, sizeof(from), "<sip:%s>", aor);
+	hop = own_flow_url(c->home, b->flow, &why);
+	if (!hop) {
+		move_event(p->m, "ring", "%s not rung: its flow %s is %s", b->contact, b->flow,
+		           why);
+		LOG_INFO("own", "%s: %s not rung: its flow %s is %s", c->id, b->contact, b->flow,
+		         why);
+		return EPERM;
+	}
+	snprintf(from, sizeof(from), "<sip:%s>", p->aor);
 	tu = url_make(c->home, b->contact);
-	if (tu)
+	if (tu && tu->url_type != url_sip && tu->url_type != url_sips)
+		tu = NULL;
+	if (tu) {
 		tu->url_headers = NULL; /* a contact's headers are no business of ours */
+		if (tu->url_params)     /* nor where it says to send: that is its flow */
+			tu->url_params =
+			    url_strip_param_string(su_strdup(c->home, tu->url_params), "maddr");
+	}
 	/* To names the user (the AOR), the Request-URI the device's contact. */
 	to = sip_to_make(c->home, from);
 	fr = sip_from_make(c->home, from);
 	leg = tu && to && fr ? leg_dial(c, 1, tu, fr, to, 0) : NULL;
 	if (!leg)
 		return ENOMEM;
+	leg->next_hop = hop;
+	leg->tcp = !strncmp(b->flow, "tcp:", 4);
+	leg->secure = !strncmp(b->flow, "tls:", 4);
 	leg->uri = su_strdup(c->home, b->contact);
 	if (leg_invite(leg, NULL, NULL, TAG_END())) {
 		call_leg_terminated(leg);
 		return EIO;
 	}
 	p->ring[p->nring++] = leg;
-	move_event(p->m, "ring", "INVITE without an offer to %s (registered on %s)", b->contact,
+	move_event(p->m, "ring", "INVITE without an offer to %s through its flow %s", b->contact,
 	           b->flow);
-	(void)s;
 	return 0;
 }
 
@@ -222,6 +246,13 @@ static void ring_later(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
 	struct own_push *p = arg;
 
+	if (call_move(p->call) != p->m || p->m->phase != MOVE_DIALING ||
+	    p->call->state != SIP_CALL_ANSWERED) {
+		LOG_INFO("own", "%s: the push is over: its devices are let go", p->call->id);
+		hang_up_others(p, NULL);
+		push_end(p);
+		return;
+	}
 	for (size_t i = 0; i < p->nlater; i++)
 		ring(p, &p->later[i]);
 	free(p->later);
@@ -252,6 +283,10 @@ int own_push_response(struct own *o, struct call *c, struct leg *leg, int status
 		return 0;
 	m = p->m;
 	if (call_move(c) != m || m->phase != MOVE_DIALING) {
+		/* Not ours any more (the move ended, the call moved): no device rings on. One
+		 * that answered is ACKed and hung up by the core (a leg nobody takes). */
+		LOG_INFO("own", "%s: the push is over: its devices are let go", c->id);
+		hang_up_others(p, status >= 200 && status < 300 ? leg : NULL);
 		push_end(p);
 		return 0;
 	}
@@ -270,6 +305,7 @@ int own_push_response(struct own *o, struct call *c, struct leg *leg, int status
 	}
 	/* The first to answer takes the call: it is B from here, as a dialled code's device. */
 	hang_up_others(p, leg);
+	own_call_aor_next(p->own, c, leg, p->aor);
 	m->b = leg;
 	free(m->target);
 	m->target = leg->uri ? strdup(leg->uri) : NULL;
@@ -277,36 +313,26 @@ int own_push_response(struct own *o, struct call *c, struct leg *leg, int status
 	return move_invite_response(m, leg, status, NULL, sip);
 }
 
-/* The device of v that is A's own (its contact is the near leg's target), or -1. */
-static long own_device(const struct own_ask *a, const struct store_binding *v, size_t n)
+void own_push_answer(struct own_ask *a, int err, struct move *m)
 {
-	su_home_t home[1] = {SU_HOME_INIT(home)};
-	url_t *nu = a->near_contact[0] ? url_make(home, a->near_contact) : NULL;
-	long found = -1;
+	struct sip *s = a->own->sip;
 
-	for (size_t i = 0; nu && i < n && found < 0; i++) {
-		url_t *u = url_make(home, v[i].contact);
-
-		if (u && !url_cmp(u, nu))
-			found = (long)i;
-	}
-	su_home_deinit(home);
-	return found;
-}
-
-static void push_answer(struct own_ask *a, int err, struct move *m)
-{
 	if (a->irq) {
 		if (err)
 			own_push_refused(a->irq, err);
 		else
-			sip_reply(a->irq, a->refer_leg ? 202 : 200,
-			          a->refer_leg ? "Accepted" : "OK", TAG_END());
+			sip_reply(a->irq, a->by_refer ? 202 : 200, a->by_refer ? "Accepted" : "OK",
+			          TAG_END());
 		a->irq = NULL;
 	}
-	if (m && a->refer_leg && a->refer_event[0]) {
-		m->refer_leg = a->refer_leg;
-		m->refer_event = strdup(a->refer_event);
+	if (m && m->call && a->by_refer && a->refer_event[0]) {
+		/* The REFER's leg, found again: it may have gone during the store's round trip. */
+		struct leg *rl = leg_by_dialog(s, a->refer_call_id, a->refer_ltag, a->refer_rtag);
+
+		if (rl && rl->call == m->call && rl == m->call->near) {
+			m->refer_leg = rl;
+			m->refer_event = strdup(a->refer_event);
+		}
 	}
 	if (err && a->cb)
 		a->cb(err, NULL, a->cb_arg);
@@ -319,7 +345,8 @@ static void push_answer(struct own_ask *a, int err, struct move *m)
 	own_ask_free(a);
 }
 
-void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
+void own_push_found(struct own_ask *a, struct store_binding *v, size_t n,
+                    const struct store_hint *h, size_t nh)
 {
 	struct own *o = a->own;
 	struct call *c = call_find(o->sip, a->call_id);
@@ -328,16 +355,15 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 	const char *near_flow = NULL;
 	struct own_push *p = NULL;
 	size_t nc = 0, first;
-	long self;
 	int err = 0;
 
 	if (!c || c->state != SIP_CALL_ANSWERED || !c->near || !c->far)
 		err = ENOENT;
 	else if (call_move(c) || c->slot[o->slot])
 		err = EBUSY;
-	self = err ? -1 : own_device(a, v, n);
-	if (self >= 0)
-		near_flow = v[self].flow;
+	else if (!c->near->flow || strcmp(c->near->flow, a->flow))
+		err = EAGAIN;             /* another device took the call meanwhile */
+	near_flow = err ? NULL : a->flow; /* the near device's: not rung */
 	if (!err) {
 		cand = calloc(n ? n : 1, sizeof(*cand));
 		rank = calloc(n ? n : 1, sizeof(*rank));
@@ -350,9 +376,9 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 		int r;
 		size_t j;
 
-		if ((long)i == self || (near_flow && !strcmp(v[i].flow, near_flow)))
+		if (near_flow && !strcmp(v[i].flow, near_flow))
 			continue;
-		r = own_hint_rank(o, v[i].aor, &v[i], near_flow);
+		r = own_hint_rank(o, h, nh, v[i].aor, &v[i], near_flow);
 		for (j = nc; j > 0 && rank[j - 1] < r; j--) {
 			cand[j] = cand[j - 1];
 			rank[j] = rank[j - 1];
@@ -371,11 +397,12 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 		free(cand);
 		free(rank);
 		free(p);
-		push_answer(a, err, NULL);
+		own_push_answer(a, err, NULL);
 		return;
 	}
 	p->own = o;
 	p->call = c;
+	snprintf(p->aor, sizeof(p->aor), "%s", a->aor);
 	p->m = own_move_new(o, c, "push", a->source);
 	p->timer = su_timer_create(su_root_task(o->sip->root), 0);
 	p->give_up = su_timer_create(su_root_task(o->sip->root), 0);
@@ -385,7 +412,7 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 		own_push_free(p);
 		free(cand);
 		free(rank);
-		push_answer(a, ENOMEM, NULL);
+		own_push_answer(a, ENOMEM, NULL);
 		return;
 	}
 	c->slot[o->slot] = p;
@@ -410,7 +437,7 @@ void own_push_found(struct own_ask *a, struct store_binding *v, size_t n)
 	free(cand);
 	free(rank);
 	su_timer_set_interval(p->give_up, give_up, p, (su_duration_t)o->conf.ring_timeout * 1000);
-	push_answer(a, 0, p->m);
+	own_push_answer(a, 0, p->m);
 	if (!p->nring && !p->nlater)
 		push_fail(p, "no device of the user could be called");
 }

@@ -57,6 +57,12 @@ struct leg {
 	uint32_t acked_cseq;  /* the INVITE we ACKed last: its 2xx sent again is ACKed again */
 	msg_t *rel_resp;      /* the last reliable provisional it sent us (RFC 3262), to PRACK */
 	uint32_t lseq_saved;  /* our CSeq in the dialog when its state was last written */
+	/* The flow the peer's messages came on ("udp:192.0.2.1:5060"): its INVITE's for a leg it
+	 * called in on, its answer's for one we dialled. In the call's home; NULL: not known. */
+	char *flow;
+	/* Where every request on the leg goes whatever its route set says (a device's registered
+	 * flow: the edge proxy rule, RFC 5626 5.3), or NULL. In the call's home. */
+	url_t *next_hop;
 };
 
 /* A leg's dialog as it can be written out and read back (sip/state.c). */
@@ -347,6 +353,8 @@ struct txn *txn_new(struct sip *s, nta_incoming_t *irq);
 /* A device's flow, the transport and source its request came on: "udp:192.0.2.1:5060",
  * "tcp:[2001:db8::1]:40312". EINVAL when the request has no source address. */
 int sip_flow_key(struct sip *s, nta_incoming_t *irq, msg_t *req, char *out, size_t len);
+/* The same for any message that came to us, on a transport known to be TLS, TCP or else UDP. */
+int sip_flow_of(msg_t *msg, int secure, int tcp, char *out, size_t len);
 void txn_free(struct txn *t);
 
 static inline sip_content_type_t *body_ct(const sip_t *sip)

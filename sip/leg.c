@@ -171,9 +171,15 @@ struct leg *leg_accept(struct call *c, int near, nta_incoming_t *irq, const sip_
 	{
 		int secure = 0, tcp = 0;
 
+		char flow[128];
+		msg_t *req = nta_incoming_getrequest(irq);
+
 		b2bua_transport_of(s, irq, &secure, &tcp);
 		leg->secure = secure;
 		leg->tcp = tcp;
+		if (!sip_flow_of(req, secure, tcp, flow, sizeof(flow)))
+			leg->flow = su_strdup(c->home, flow);
+		msg_destroy(req);
 	}
 	return leg;
 }
@@ -262,6 +268,12 @@ int leg_on_answer(void *arg, nta_outgoing_t *orq, const sip_t *sip)
 		}
 		if (sip)
 			resp = nta_outgoing_getresponse(orq);
+		if (resp && status >= 200 && status < 300 && !to->incoming && !to->flow) {
+			char flow[128];
+
+			if (!sip_flow_of(resp, to->secure, to->tcp, flow, sizeof(flow)))
+				to->flow = su_strdup(to->call->home, flow);
+		}
 		invite_response(to, status, phrase, sip, resp);
 		break;
 	case CTX_RELAY:
@@ -302,7 +314,8 @@ static nta_outgoing_t *leg_out(struct ctx *x, sip_method_t method, const char *n
 	    (like && copy_e2e(msg, sip, like, leg != leg->call->near)) ||
 	    nta_msg_request_complete(msg, leg->dlg, method, name, NULL) < 0)
 		goto out;
-	orq = nta_outgoing_mcreate(s->nta, leg_on_answer, x, NULL, msg, TAG_END());
+	orq = nta_outgoing_mcreate(s->nta, leg_on_answer, x, (url_string_t *)leg->next_hop, msg,
+	                           TAG_END());
 out:
 	if (!orq)
 		msg_destroy(msg);
@@ -402,7 +415,7 @@ static int ack_send(struct leg *leg, msg_t *like, const sip_payload_t *pl, const
 	               TAG_IF(pl, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
 	               TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END()) < 0 ||
 	    nta_msg_request_complete(msg, leg->dlg, SIP_METHOD_ACK, NULL) < 0 ||
-	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, NULL, msg,
+	    !(orq = nta_outgoing_mcreate(s->nta, NULL, NULL, (url_string_t *)leg->next_hop, msg,
 	                                 TAG_IF(branch, NTATAG_ACK_BRANCH(branch)), TAG_END()))) {
 		msg_destroy(msg);
 		return EIO;

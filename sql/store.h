@@ -374,9 +374,29 @@ int store_context_end(struct store *s, const char *call_id, int64_t at);
 int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
                       struct store_context *ctx);
 
+/* A meeting's bridge legs as text (the feature's own format), kept with the call's context. */
+int store_context_bridge_set(struct store *s, const char *call_id, const char *text);
+/* Reads them back: *text from malloc ("" when none); ENOENT when the call has no context. */
+int store_context_bridge_get(struct store *s, const char *call_id, char **text);
+
 /* Keeps a resume code (its token's hash) for call_id, to call far_uri again until expires. */
 int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
                         const char *far_uri, int64_t expires);
+
+/* The same with the HMAC of its digits as a second row (digits NULL: none; *digits_kept says
+ * whether it went in: not when another code has that hash) and the device it went to. */
+int store_resume_keep(struct store *s, const uint8_t token[STORE_HASH_LEN], const uint8_t *digits,
+                      const char *call_id, const char *far_uri, const char *device, int64_t expires,
+                      int *digits_kept);
+
+/* Uses a resume code once (peek: only reads it) by the first of n hashes that names a live one
+ * (a token's hash, or its digits' HMAC under each key): 0 with call_id, far_uri and device
+ * (NULL: not wanted); using either form of a code uses both. ENOENT when none is live (a wrong
+ * guess of kind is counted against source: STORE_KEY_CODE spends the node-wide budget too),
+ * EAGAIN when source must wait, EBUSY when numeric codes are paused node-wide (*wait_ms). */
+int store_resume_use(struct store *s, const uint8_t (*hashes)[STORE_HASH_LEN], unsigned n,
+                     enum store_key kind, int peek, const char *source, int64_t now, char *call_id,
+                     char *far_uri, char *device, int64_t *wait_ms);
 
 /* Uses a resume code once: 0 with call_id and far_uri (STORE_ID_MAX, STORE_URI_MAX) for exactly
  * one caller; ENOENT when unknown, expired or used (a failure is then counted against source),
@@ -405,6 +425,50 @@ int store_binding_by_flow(struct store *s, const char *flow, int64_t now, struct
 /* The live bindings of aor, newest first: *vp from malloc (free()), *np of them. */
 int store_binding_list(struct store *s, const char *aor, int64_t now, struct store_binding **vp,
                        size_t *np);
+
+/*
+ * Own devices across nodes (sql/store_own.c, migration 009): a live call's near party as an
+ * AOR, so that a pull reaching any node finds the AOR's newest call and its node; and the
+ * proximity hints every node reads, each counting until its expires_at.
+ */
+struct store_hint {
+	char aor[STORE_URI_MAX];
+	char device[STORE_URI_MAX]; /* a registered contact URI or flow */
+	int64_t seen_at;            /* seconds since the epoch */
+	int64_t expires_at;         /* ms since the epoch */
+};
+
+/* Sets a call's near AOR (user@host, "" for none); ENOENT when there is no such call. */
+int store_call_aor_set(struct store *s, const char *id, const char *aor);
+
+/*
+ * The newest live call whose near AOR is aor, served by a node whose lease holds at now (or
+ * by me, or by a node with no lease row yet): its id and node in call (only those). ENOENT
+ * when there is none.
+ */
+int store_call_by_aor(struct store *s, const char *aor, const char *me, int64_t now,
+                      struct store_call *call);
+
+/* Keeps a hint (a newer one for the same aor and device replaces it); EINVAL for an empty or
+ * unterminated field. */
+int store_hint_put(struct store *s, const struct store_hint *h);
+
+/* The hints of aor still counting at now, newest first (64 at most): *vp from malloc (free()),
+ * *np of them; NULL and 0 when there is none. */
+int store_hint_list(struct store *s, const char *aor, int64_t now, struct store_hint **vp,
+                    size_t *np);
+
+/* The live bindings registered on flow, newest first (*vp from malloc, *np of them); ENOENT
+ * when there is none. A device's flow may carry several AORs (a phone with two accounts):
+ * with aor (the one it claims; NULL or "": none) only its binding when it has one there. */
+int store_binding_on_flow(struct store *s, const char *flow, const char *aor, int64_t now,
+                          struct store_binding **vp, size_t *np);
+
+/* Removes the bindings of aor registered on flow (NULL: on any flow) whose contact is not a
+ * line of keep (contacts, '\n' between them; NULL or "": none kept): a registrar's 2xx lists
+ * what remains (RFC 3261 10.3 step 8). *removed: how many went. */
+int store_binding_sync(struct store *s, const char *aor, const char *flow, const char *keep,
+                       size_t *removed);
 
 /* The asynchronous side: jobs run in order on the store's worker thread. */
 
@@ -444,11 +508,29 @@ enum store_op {
 	STORE_OP_NOTE_ADD,       /* in: id (call id), at, blob (the text), limit (max notes) */
 	STORE_OP_CONTEXT_END,    /* in: id, at */
 	STORE_OP_CONTEXT_GET,    /* in: id (call id) or, with id "", hash; out: context */
-	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires) */
-	STORE_OP_RESUME_TAKE,    /* in: hash, source, at; out: id, call.far.uri, redeem.wait_ms */
+	STORE_OP_RESUME_INSERT,  /* in: hash, id (call id), call.far.uri, at (expires); with
+	                            redeem.key CODE, redeem.hash (the digits' HMAC) and
+	                            call.near.uri (the device); out: n (1: the digits were kept) */
+	STORE_OP_RESUME_TAKE,    /* in: hash, redeem.alt (nalt more), redeem.key (kind), source,
+	                            at, limit (1: peek); out: id, call.far.uri, call.near.uri (the
+	                            device), redeem.wait_ms */
 	STORE_OP_BINDING_PUT,    /* in: binding (expires_at <= at: removed), at */
 	STORE_OP_BINDING_FLOW,   /* in: text (a flow), at; out: binding */
-	STORE_OP_BINDING_LIST,   /* in: binding.aor, at; out: bindings, n */
+	STORE_OP_CONTEXT_BRIDGE_SET, /* in: id (call id), blob (the bridge legs' state) */
+	STORE_OP_CONTEXT_BRIDGE_GET, /* in: id; out: blob (from malloc, freed with the job; "":
+	                                none) */
+	STORE_OP_BINDING_LIST,       /* in: binding.aor, at; out: bindings, n, and the AOR's
+	                                hints counting at at: hints, nhints */
+	STORE_OP_CALL_AOR,           /* in: id, binding.aor (the near AOR) */
+	STORE_OP_PULL_FIND,       /* in: binding.flow, binding.aor (claimed, or ""), node (me), at;
+	                             out: bindings, n (as BINDING_ON_FLOW), and when they name one
+	                             AOR, its newest live call: call.id, call.node ("": none) */
+	STORE_OP_HINT_PUT,        /* in: binding.aor, binding.contact (the device),
+	                             binding.updated_at (seen_at, s), binding.expires_at */
+	STORE_OP_BINDING_ON_FLOW, /* in: binding.flow, binding.aor (claimed, or ""), at; out:
+	                             bindings, n */
+	STORE_OP_BINDING_SYNC,    /* in: binding.aor, binding.flow ("": any), blob (the contacts
+	                             kept, or NULL); out: n (removed) */
 };
 
 /* One queued operation: the caller fills op and its inputs, the worker the result. */
@@ -488,6 +570,8 @@ struct store_job {
 	struct store_context *context;
 	struct store_binding binding;   /* in/out: BINDING_* */
 	struct store_binding *bindings; /* out: BINDING_LIST; owned by the store */
+	struct store_hint *hints;       /* out: BINDING_LIST; owned by the store */
+	size_t nhints;
 };
 
 /* Receives a finished job on the loop thread; the job is freed when it returns. */
@@ -501,15 +585,20 @@ int store_attach(struct store *s, struct su_root_s *root);
  * them only once the move's insert has completed. */
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
 
+/* The same for a read that need not see the writes store_submit_later still holds (up to 50
+ * ms of them): it does not push them out as a transaction of their own, so reads made for
+ * every call (own devices' check of who owns it) leave the batches whole. */
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done, void *arg);
+
 /*
  * Queues a copy of a fire-and-forget write of one row (CALL_INSERT, CALL_STATE, CALL_NEAR,
- * CALL_DIALOGS, NODE_BEAT, BINDING_PUT; EINVAL for the others) to go with others: within 50 ms, or
- * at 256 of them, or before the next store_submit (order is kept), they run on the worker as one
- * job in one transaction. One wake-up of the worker and one commit for many calls. A write that
- * fails for its own reason is logged and dropped (the others still land); writes the store cannot
- * take (PostgreSQL unreachable, SQLite locked) are kept, in order, and tried again after 0.2 s,
- * doubling to 5 s; until they land, any later job fails at once with the store's error (up to
- * 20000 are kept: beyond, the oldest are dropped and logged).
+ * CALL_DIALOGS, NODE_BEAT, BINDING_PUT, BINDING_SYNC, CALL_AOR; EINVAL for the others) to go with
+ * others: within 50 ms, or at 256 of them, or before the next store_submit (order is kept), they
+ * run on the worker as one job in one transaction. One wake-up of the worker and one commit for
+ * many calls. A write that fails for its own reason is logged and dropped (the others still land);
+ * writes the store cannot take (PostgreSQL unreachable, SQLite locked) are kept, in order, and
+ * tried again after 0.2 s, doubling to 5 s; until they land, any later job fails at once with the
+ * store's error (up to 20000 are kept: beyond, the oldest are dropped and logged).
  */
 int store_submit_later(struct store *s, const struct store_job *job);
 

@@ -7,17 +7,6 @@
 
 #include "sql/store_int.h"
 
-static void hex_of(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN])
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < STORE_HASH_LEN; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * STORE_HASH_LEN] = '\0';
-}
-
 static int all_zero(const uint8_t *h)
 {
 	for (size_t i = 0; i < STORE_HASH_LEN; i++)
@@ -43,7 +32,7 @@ int store_context_put(struct store *s, const struct store_context *ctx,
 	if (!ctx || !store_bounded(ctx->call_id, sizeof(ctx->call_id)) || !ctx->call_id[0])
 		return EINVAL;
 	if (hash && !all_zero(hash))
-		hex_of(hex, hash);
+		store_hex_encode(hex, hash);
 	p[0] = t(ctx->call_id);
 	p[1] = t(hex);
 	p[2] = t(ctx->far_identity);
@@ -233,7 +222,7 @@ int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
 	if (hash) {
 		if (all_zero(hash))
 			return ENOENT;
-		hex_of(hex, hash);
+		store_hex_encode(hex, hash);
 		p[0] = t(hex);
 	} else {
 		p[0] = t(call_id);
@@ -252,26 +241,54 @@ int store_context_get(struct store *s, const char *call_id, const uint8_t *hash,
 	return e;
 }
 
-int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
-                        const char *far_uri, int64_t expires)
+int store_resume_keep(struct store *s, const uint8_t token[STORE_HASH_LEN], const uint8_t *digits,
+                      const char *call_id, const char *far_uri, const char *device, int64_t expires,
+                      int *digits_kept)
 {
-	static const char sql[] = "INSERT INTO resumes (token_hash, call_id, far_uri, expires_at) "
-	                          "VALUES ($1, $2, $3, $4)";
+	static const char sql[] =
+	    "INSERT INTO resumes (token_hash, call_id, far_uri, expires_at, device) "
+	    "VALUES ($1, $2, $3, $4, $5)";
+	/* The digits' row is kept only when no other code has its hash: a collision (10^-16 per
+	 * pair) leaves the code without its digits rather than two codes with one hash. */
+	static const char alt[] =
+	    "INSERT INTO resumes (token_hash, call_id, far_uri, expires_at, device) "
+	    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_hash) DO NOTHING";
 	char hex[2 * STORE_HASH_LEN + 1];
-	int e;
+	int e, changes = 0;
 
-	if (!hash || !call_id || !far_uri)
+	if (digits_kept)
+		*digits_kept = 0;
+	if (!token || !call_id || !far_uri)
 		return EINVAL;
-	hex_of(hex, hash);
-	struct store_val p[] = {t(hex), t(call_id), t(far_uri), i64(expires)};
+	if (!device)
+		device = "";
+	store_hex_encode(hex, token);
+	struct store_val p[] = {t(hex), t(call_id), t(far_uri), i64(expires), t(device)};
 	pthread_mutex_lock(&s->lock);
-	e = store_query(s, sql, p, 4, NULL, NULL, NULL);
+	e = s->ops->begin(s->conn);
+	if (e)
+		goto out;
+	e = store_query(s, sql, p, 5, NULL, NULL, NULL);
+	if (!e && digits) {
+		store_hex_encode(hex, digits);
+		e = store_query(s, alt, p, 5, NULL, NULL, &changes);
+	}
+	e = store_tx_end(s, e);
+	if (!e && digits_kept)
+		*digits_kept = changes > 0;
+out:
 	pthread_mutex_unlock(&s->lock);
 	return e;
 }
 
+int store_resume_insert(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *call_id,
+                        const char *far_uri, int64_t expires)
+{
+	return store_resume_keep(s, hash, NULL, call_id, far_uri, "", expires, NULL);
+}
+
 struct resume_row {
-	char *call_id, *far_uri;
+	char *call_id, *far_uri, *device;
 	int found;
 };
 
@@ -279,50 +296,62 @@ static int resume_row(const char *const *cols, int ncols, void *arg)
 {
 	struct resume_row *r = arg;
 
-	if (ncols < 2)
+	if (ncols < 3)
 		return EINVAL;
 	store_copy(r->call_id, STORE_ID_MAX, cols[0]);
 	store_copy(r->far_uri, STORE_URI_MAX, cols[1]);
+	if (r->device)
+		store_copy(r->device, STORE_URI_MAX, cols[2]);
 	r->found = 1;
 	return 0;
 }
 
-int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *source,
-                      int64_t now, char *call_id, char *far_uri, int64_t *wait_ms)
+int store_resume_use(struct store *s, const uint8_t (*hashes)[STORE_HASH_LEN], unsigned n,
+                     enum store_key kind, int peek, const char *source, int64_t now, char *call_id,
+                     char *far_uri, char *device, int64_t *wait_ms)
 {
-	/* Exactly one taker: the row changes from unused to used in one statement. */
-	static const char take[] = "UPDATE resumes SET used_at = $2 WHERE token_hash = $1 AND "
-	                           "used_at = 0 AND expires_at > $2 RETURNING call_id, far_uri";
+	/* Exactly one taker: the row changes from unused to used in one statement; its sibling
+	 * (the same code's other form) is used with it. */
+	static const char take[] =
+	    "UPDATE resumes SET used_at = $2 WHERE token_hash = $1 AND used_at = 0 AND "
+	    "expires_at > $2 RETURNING call_id, far_uri, device";
+	static const char look[] = "SELECT call_id, far_uri, device FROM resumes WHERE "
+	                           "token_hash = $1 AND used_at = 0 AND expires_at > $2";
+	static const char both[] =
+	    "UPDATE resumes SET used_at = $2 WHERE call_id = $1 AND used_at = 0";
 	struct store_redeem r;
 	struct store_failure f;
-	struct resume_row row = {call_id, far_uri, 0};
+	struct resume_row row = {call_id, far_uri, device, 0};
 	char hex[2 * STORE_HASH_LEN + 1];
 	int e;
 
-	if (!hash || !source || !call_id || !far_uri)
+	if (!hashes || !n || !source || !call_id || !far_uri)
 		return EINVAL;
 	memset(&r, 0, sizeof(r));
-	r.key = STORE_KEY_TOKEN;
+	r.key = kind;
 	r.now = now;
 	store_copy(r.by, sizeof(r.by), source);
-	hex_of(hex, hash);
-	struct store_val p[] = {t(hex), i64(now)};
 	pthread_mutex_lock(&s->lock);
 	e = s->ops->begin(s->conn);
 	if (e)
 		goto out;
 	e = store_redeem_allowed_locked(s, &r);
-	if (e == EAGAIN && wait_ms)
+	if ((e == EAGAIN || e == EBUSY) && wait_ms)
 		*wait_ms = r.wait_ms;
-	if (!e)
-		e = store_query(s, take, p, 2, resume_row, &row, NULL);
+	for (unsigned i = 0; !e && !row.found && i < n; i++) {
+		store_hex_encode(hex, hashes[i]);
+		struct store_val p[] = {t(hex), i64(now)};
+		e = store_query(s, peek ? look : take, p, 2, resume_row, &row, NULL);
+	}
+	if (!e && row.found && !peek) {
+		struct store_val p[] = {t(call_id), i64(now)};
+		e = store_query(s, both, p, 2, NULL, NULL, NULL);
+	}
 	if (!e && !row.found) {
 		memset(&f, 0, sizeof(f));
-		e = store_failure_add_locked(s, NULL, source, STORE_KEY_TOKEN, now, &f);
-		if (!e)
-			e = ENOENT;
+		e = store_failure_add_locked(s, NULL, source, kind, now, &f);
 		/* The failure is counted: keep it. */
-		e = store_tx_end(s, e == ENOENT ? 0 : e);
+		e = store_tx_end(s, e);
 		if (!e)
 			e = ENOENT;
 		goto out;
@@ -331,4 +360,64 @@ int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const
 out:
 	pthread_mutex_unlock(&s->lock);
 	return e;
+}
+
+int store_resume_take(struct store *s, const uint8_t hash[STORE_HASH_LEN], const char *source,
+                      int64_t now, char *call_id, char *far_uri, int64_t *wait_ms)
+{
+	return store_resume_use(s, (const uint8_t(*)[STORE_HASH_LEN])hash, 1, STORE_KEY_TOKEN, 0,
+	                        source, now, call_id, far_uri, NULL, wait_ms);
+}
+
+int store_context_bridge_set(struct store *s, const char *call_id, const char *text)
+{
+	static const char sql[] = "UPDATE contexts SET bridge = $2 WHERE call_id = $1";
+	int changes = 0, e;
+
+	if (!call_id || !text)
+		return EINVAL;
+	struct store_val p[] = {t(call_id), t(text)};
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 2, NULL, NULL, &changes);
+	pthread_mutex_unlock(&s->lock);
+	return e ? e : changes ? 0 : ENOENT;
+}
+
+struct text_row {
+	char *text;
+	int found;
+};
+
+static int text_row(const char *const *cols, int ncols, void *arg)
+{
+	struct text_row *r = arg;
+
+	if (ncols < 1 || r->found)
+		return ncols < 1 ? EINVAL : 0;
+	r->found = 1;
+	r->text = strdup(cols[0] ? cols[0] : "");
+	return r->text ? 0 : ENOMEM;
+}
+
+int store_context_bridge_get(struct store *s, const char *call_id, char **text)
+{
+	static const char sql[] = "SELECT bridge FROM contexts WHERE call_id = $1";
+	struct text_row r = {NULL, 0};
+	int e;
+
+	if (!call_id || !text)
+		return EINVAL;
+	*text = NULL;
+	struct store_val p[] = {t(call_id)};
+	pthread_mutex_lock(&s->lock);
+	e = store_query(s, sql, p, 1, text_row, &r, NULL);
+	pthread_mutex_unlock(&s->lock);
+	if (!e && !r.found)
+		e = ENOENT;
+	if (e) {
+		free(r.text);
+		return e;
+	}
+	*text = r.text;
+	return 0;
 }

@@ -72,6 +72,9 @@ struct store {
 	/* Fire-and-forget writes waiting to go to the worker as one job, one transaction. */
 	struct store_job *batch;
 	size_t nbatch, batch_cap;
+	/* batches' arrays the worker is done with (BATCH_MAX jobs each), for the loop's next
+	 * batches: no fresh pages to fault in, no growing; each place exchanged atomically */
+	struct store_job *batch_spare[4];
 	struct su_timer_s *batch_timer;
 	/* Batched writes an unreachable or locked store could not take, oldest first from
 	 * kept_head: the worker's, retried before any later job runs (store_job.c). */
@@ -111,6 +114,8 @@ static inline struct store_val null(void)
 
 /* Copies src (NULL: "") into dst, cut to n - 1 characters. */
 void store_copy(char *dst, size_t n, const char *src);
+/* A hash as the store keeps it: lowercase hex, NUL-terminated. */
+void store_hex_encode(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN]);
 
 /* Reads a column as a number (NULL: 0). */
 int64_t store_num(const char *text);
@@ -153,5 +158,8 @@ int store_failure_add_locked(struct store *s, const char *move_id, const char *s
 /* store_guess.c: the source lock and, for numeric codes, the node-wide budget: EAGAIN or EBUSY
  * with r->wait_ms. */
 int store_redeem_allowed_locked(struct store *s, struct store_redeem *r);
+
+/* A job's operation as words for a log line ("job" for one without a name). */
+const char *store_op_name(enum store_op op);
 
 #endif

@@ -79,7 +79,6 @@ static int collect_event(const struct store_move_event *ev, void *arg)
 }
 
 static void job_run(struct store *s, struct store_job *job);
-static const char *op_name(enum store_op op);
 
 /* Frees what a job owns, not the job itself. */
 static void job_release(struct store_job *job)
@@ -101,6 +100,9 @@ static void job_release(struct store_job *job)
 	job->context = NULL;
 	free(job->bindings);
 	job->bindings = NULL;
+	free(job->hints);
+	job->hints = NULL;
+	job->nhints = 0;
 	job->jobs = NULL;
 	job->calls = NULL;
 	job->states = NULL;
@@ -212,6 +214,47 @@ static void job_run(struct store *s, struct store_job *job)
 		break;
 	case STORE_OP_BINDING_LIST:
 		e = store_binding_list(s, job->binding.aor, job->at, &job->bindings, &job->n);
+		if (!e)
+			e = store_hint_list(s, job->binding.aor, job->at, &job->hints,
+			                    &job->nhints);
+		break;
+	case STORE_OP_CALL_AOR:
+		e = store_call_aor_set(s, job->id, job->binding.aor);
+		break;
+	case STORE_OP_PULL_FIND: {
+		/* one round trip: the flow's bindings, then where their AOR's newest call is (when
+		 * they name one AOR: own_binding_pick's rule; several others are refused) */
+		size_t i = 1;
+
+		memset(&job->call, 0, sizeof(job->call));
+		e = store_binding_on_flow(s, job->binding.flow, job->binding.aor, job->at,
+		                          &job->bindings, &job->n);
+		while (!e && i < job->n && !strcmp(job->bindings[i].aor, job->bindings[0].aor))
+			i++;
+		if (!e && job->n && i >= job->n &&
+		    store_call_by_aor(s, job->bindings[0].aor, node_ok ? job->node : "", job->at,
+		                      &job->call))
+			memset(&job->call, 0, sizeof(job->call));
+		break;
+	}
+	case STORE_OP_HINT_PUT: {
+		struct store_hint h;
+
+		store_copy(h.aor, sizeof(h.aor), job->binding.aor);
+		store_copy(h.device, sizeof(h.device), job->binding.contact);
+		h.seen_at = job->binding.updated_at;
+		h.expires_at = job->binding.expires_at;
+		e = store_hint_put(s, &h);
+		break;
+	}
+	case STORE_OP_BINDING_ON_FLOW:
+		e = store_binding_on_flow(s, job->binding.flow, job->binding.aor, job->at,
+		                          &job->bindings, &job->n);
+		break;
+	case STORE_OP_BINDING_SYNC:
+		e = store_binding_sync(s, job->binding.aor,
+		                       job->binding.flow[0] ? job->binding.flow : NULL, job->blob,
+		                       &job->n);
 		break;
 	case STORE_OP_CALL_TAKE:
 		e = node_ok ? store_call_take(s, job->text, job->node, job->at, &job->call)
@@ -232,62 +275,41 @@ static void job_run(struct store *s, struct store_job *job)
 		                  : store_context_get(s, *job->id ? job->id : NULL,
 		                                      *job->id ? NULL : job->hash, job->context);
 		break;
-	case STORE_OP_RESUME_INSERT:
-		e = store_resume_insert(s, job->hash, job->id, job->call.far.uri, job->at);
+	case STORE_OP_RESUME_INSERT: {
+		int kept = 0;
+
+		e = store_resume_keep(
+		    s, job->hash, job->redeem.key == STORE_KEY_CODE ? job->redeem.hash : NULL,
+		    job->id, job->call.far.uri, job->call.near.uri, job->at, &kept);
+		job->n = (size_t)kept;
 		break;
-	case STORE_OP_RESUME_TAKE:
-		e = store_resume_take(s, job->hash, job->source, job->at, job->id,
-		                      job->call.far.uri, &job->redeem.wait_ms);
+	}
+	case STORE_OP_CONTEXT_BRIDGE_SET:
+		e = store_context_bridge_set(s, job->id, job->blob);
 		break;
+	case STORE_OP_CONTEXT_BRIDGE_GET:
+		free(job->blob);
+		job->blob = NULL;
+		e = store_context_bridge_get(s, job->id, &job->blob);
+		break;
+	case STORE_OP_RESUME_TAKE: {
+		uint8_t h[STORE_HASHES_MAX][STORE_HASH_LEN];
+		unsigned n = 1;
+
+		memcpy(h[0], job->hash, STORE_HASH_LEN);
+		for (unsigned i = 0; i < job->redeem.nalt && n < STORE_HASHES_MAX; i++)
+			memcpy(h[n++], job->redeem.alt[i], STORE_HASH_LEN);
+		e = store_resume_use(s, (const uint8_t(*)[STORE_HASH_LEN])h, n, job->redeem.key,
+		                     job->limit == 1, job->source, job->at, job->id,
+		                     job->call.far.uri, job->call.near.uri, &job->redeem.wait_ms);
+		break;
+	}
 	default:
 		e = EINVAL;
 		break;
 	}
 	if (!job->err)
 		job->err = e;
-}
-
-static const char *op_name(enum store_op op)
-{
-	static const char *const names[] = {
-	    [STORE_OP_CALL_INSERT] = "insert call",
-	    [STORE_OP_CALL_STATE] = "set call state",
-	    [STORE_OP_CALL_NEAR] = "set near leg",
-	    [STORE_OP_CALL_GET] = "get call",
-	    [STORE_OP_CALL_FIND] = "find call",
-	    [STORE_OP_CALL_LIST_LIVE] = "list calls",
-	    [STORE_OP_PURGE] = "purge",
-	    [STORE_OP_MOVE_INSERT] = "insert move",
-	    [STORE_OP_MOVE_REDEEM] = "redeem",
-	    [STORE_OP_MOVE_STATE] = "set move state",
-	    [STORE_OP_MOVE_EVENT] = "add move event",
-	    [STORE_OP_MOVE_GET] = "get move",
-	    [STORE_OP_MOVE_LIST] = "list moves",
-	    [STORE_OP_MOVE_EVENTS] = "list move events",
-	    [STORE_OP_FAILURE_ADD] = "count failure",
-	    [STORE_OP_SOURCE_CHECK] = "check source",
-	    [STORE_OP_MOVE_NODE] = "find a code's node",
-	    [STORE_OP_NODE_RESET] = "reset the node's calls",
-	    [STORE_OP_MOVE_SHOW_SET] = "set show secret",
-	    [STORE_OP_MOVE_BY_SHOW] = "find a move by its show secret",
-	    [STORE_OP_CALL_DIALOGS] = "set call dialogs",
-	    [STORE_OP_NODE_BEAT] = "renew the node's lease",
-	    [STORE_OP_CALL_LIST_NODE] = "list the node's calls",
-	    [STORE_OP_NODE_ADOPT] = "adopt a dead node's calls",
-	    [STORE_OP_NOOP] = "wait for the jobs before",
-	    [STORE_OP_CALL_TAKE] = "take a call over",
-	    [STORE_OP_CONTEXT_PUT] = "write a call's context",
-	    [STORE_OP_NOTE_ADD] = "add a note",
-	    [STORE_OP_CONTEXT_END] = "end a call's context",
-	    [STORE_OP_CONTEXT_GET] = "read a call's context",
-	    [STORE_OP_RESUME_INSERT] = "keep a resume code",
-	    [STORE_OP_RESUME_TAKE] = "use a resume code",
-	    [STORE_OP_BINDING_PUT] = "write a binding",
-	    [STORE_OP_BINDING_FLOW] = "find a flow's binding",
-	    [STORE_OP_BINDING_LIST] = "list an AOR's bindings",
-	};
-
-	return (unsigned)op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "job";
 }
 
 static void node_free(struct node *n)
@@ -344,7 +366,8 @@ static const char *job_names(const struct store_job *job)
 static void write_done(struct store_job *job)
 {
 	if (job->err)
-		LOG_ERR("store", "%s %s: %s", op_name(job->op), job_names(job), strerror(job->err));
+		LOG_ERR("store", "%s %s: %s", store_op_name(job->op), job_names(job),
+		        strerror(job->err));
 	job_release(job);
 }
 
@@ -464,6 +487,37 @@ static int kept_run(struct store *s, int now)
 	return 0;
 }
 
+/*
+ * A batch's array, BATCH_MAX jobs (6.5 KiB each): the one the worker last gave back, else a new
+ * one. A REGISTER's binding (or a call's row) is copied into it, so an array grown by realloc
+ * and unmapped after each batch cost more than the write itself (page faults, copies).
+ */
+static struct store_job *batch_array(struct store *s)
+{
+	struct store_job *v;
+
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		v = __atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL);
+		if (v)
+			return v;
+	}
+	return malloc(BATCH_MAX * sizeof(*v));
+}
+
+/* On the worker: the array of a batch that ran goes back for the next ones (a few batches
+ * may be on their way to the worker at once), or is freed. */
+static void batch_array_back(struct store *s, struct store_job *v)
+{
+	for (size_t i = 0; v && i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++) {
+		struct store_job *none = NULL;
+
+		if (__atomic_compare_exchange_n(&s->batch_spare[i], &none, v, 0, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			return;
+	}
+	free(v);
+}
+
 /* A batch: after what is kept, and kept itself if the store cannot take it now. */
 static void batch_work(struct store *s, struct store_job *job)
 {
@@ -486,7 +540,7 @@ static void batch_work(struct store *s, struct store_job *job)
 			s->backoff_ms *= 2;
 		}
 	}
-	free(job->jobs); /* its jobs were let go of, or kept */
+	batch_array_back(s, job->jobs); /* its jobs were let go of, or kept */
 	job->jobs = NULL;
 	job->n = 0;
 	job->err = e;
@@ -514,7 +568,8 @@ static void node_work(void *arg)
 	if (n->done)
 		return;
 	if (n->job.err)
-		LOG_ERR("store", "%s %s: %s", op_name(n->job.op), n->job.id, strerror(n->job.err));
+		LOG_ERR("store", "%s %s: %s", store_op_name(n->job.op), n->job.id,
+		        strerror(n->job.err));
 	node_free(n);
 }
 
@@ -531,6 +586,8 @@ void store_kept_close(struct store *s)
 	free(s->kept);
 	s->kept = NULL;
 	s->kept_head = s->nkept = s->kept_cap = 0;
+	for (size_t i = 0; i < sizeof(s->batch_spare) / sizeof(s->batch_spare[0]); i++)
+		free(__atomic_exchange_n(&s->batch_spare[i], NULL, __ATOMIC_ACQ_REL));
 }
 
 /* On the loop thread. */
@@ -613,6 +670,9 @@ static void job_copy(struct store_job *to, const struct store_job *job)
 	to->events = NULL;
 	to->jobs = NULL;
 	to->call.dialogs = NULL;
+	to->bindings = NULL;
+	to->hints = NULL;
+	to->nhints = 0;
 }
 
 /* Writes of one statement each: those run inside a batch's transaction (the others open their
@@ -622,7 +682,9 @@ static int batchable(enum store_op op)
 	return op == STORE_OP_CALL_INSERT || op == STORE_OP_CALL_STATE ||
 	       op == STORE_OP_CALL_NEAR || op == STORE_OP_CALL_DIALOGS ||
 	       op == STORE_OP_NODE_BEAT || op == STORE_OP_CONTEXT_PUT ||
-	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT;
+	       op == STORE_OP_CONTEXT_END || op == STORE_OP_BINDING_PUT ||
+	       op == STORE_OP_BINDING_SYNC || /* statements, no transaction of its own */
+	       op == STORE_OP_CALL_AOR;
 }
 
 int store_submit_later(struct store *s, const struct store_job *job)
@@ -632,17 +694,14 @@ int store_submit_later(struct store *s, const struct store_job *job)
 		free(job->context);
 		return s && s->q ? EINVAL : ENOTCONN;
 	}
-	if (s->nbatch == s->batch_cap) {
-		size_t cap = s->batch_cap ? s->batch_cap * 2 : 16;
-		struct store_job *grown = realloc(s->batch, cap * sizeof(*grown));
-
-		if (!grown) {
+	if (!s->batch) {
+		s->batch = batch_array(s);
+		if (!s->batch) {
 			free(job->blob);
 			free(job->context);
 			return ENOMEM;
 		}
-		s->batch = grown;
-		s->batch_cap = cap;
+		s->batch_cap = BATCH_MAX;
 	}
 	job_copy(&s->batch[s->nbatch], job);
 	if (++s->nbatch >= BATCH_MAX || !s->batch_timer)
@@ -650,6 +709,13 @@ int store_submit_later(struct store *s, const struct store_job *job)
 	else if (s->nbatch == 1)
 		su_timer_set_interval(s->batch_timer, batch_due, s, BATCH_MS);
 	return 0;
+}
+
+int store_submit_read(struct store *s, const struct store_job *job, store_done_h *done, void *arg)
+{
+	if (!s)
+		return EINVAL;
+	return submit_node(s, job, done, arg, NULL, 0); /* the batch stays to fill */
 }
 
 int store_submit(struct store *s, const struct store_job *job, store_done_h *done, void *arg)

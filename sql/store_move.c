@@ -16,7 +16,7 @@ static const char *const move_states[] = {"offered", "redeemed", "confirming",
 	"move_id, call_id, token_hash, code_hash, state, created_at, expires_at, redeemed_at, "    \
 	"updated_at, finished_at, redeemed_by, reason, failures, locked"
 
-static void hex_encode(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN])
+void store_hex_encode(char out[2 * STORE_HASH_LEN + 1], const uint8_t in[STORE_HASH_LEN])
 {
 	static const char digits[] = "0123456789abcdef";
 	int i;
@@ -69,7 +69,7 @@ static void hash_params(const uint8_t *first, const uint8_t (*alt)[STORE_HASH_LE
                         char (*text)[2 * STORE_HASH_LEN + 1], struct store_val *p, int at)
 {
 	for (unsigned i = 0; i <= nalt && i < STORE_HASHES_MAX; i++) {
-		hex_encode(text[i], i ? alt[i - 1] : first);
+		store_hex_encode(text[i], i ? alt[i - 1] : first);
 		p[at + (int)i] = t(text[i]);
 	}
 }
@@ -146,8 +146,8 @@ int store_move_insert(struct store *s, const struct store_move *m)
 	if (!store_bounded(m->id, sizeof(m->id)) || !m->id[0] ||
 	    !store_bounded(m->call_id, sizeof(m->call_id)))
 		return EINVAL;
-	hex_encode(token, m->token_hash);
-	hex_encode(code, m->code_hash);
+	store_hex_encode(token, m->token_hash);
+	store_hex_encode(code, m->code_hash);
 	/* Under every key the digits may have been hashed with. */
 	q[0] = i64(m->created_at);
 	hash_params(m->code_hash, m->code_alt, nalt, hash, q, 1);
@@ -446,7 +446,7 @@ int store_move_show_set(struct store *s, const char *id, const uint8_t hash[STOR
 
 	if (!id || !hash)
 		return EINVAL;
-	hex_encode(hex, hash);
+	store_hex_encode(hex, hash);
 	p[0] = t(id);
 	p[1] = t(hex);
 	pthread_mutex_lock(&s->lock);
@@ -465,7 +465,7 @@ int store_move_by_show(struct store *s, const uint8_t hash[STORE_HASH_LEN], stru
 
 	if (!hash)
 		return EINVAL;
-	hex_encode(hex, hash);
+	store_hex_encode(hex, hash);
 	p[0] = t(hex);
 	m->id[0] = '\0';
 	pthread_mutex_lock(&s->lock);

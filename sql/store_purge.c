@@ -21,6 +21,7 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 	static const char resumes[] = "DELETE FROM resumes WHERE expires_at < $1";
 	struct store_val at_now[] = {i64(now)};
 	static const char bindings[] = "DELETE FROM bindings WHERE expires_at <= $1";
+	static const char hints[] = "DELETE FROM near_hints WHERE expires_at <= $1";
 	struct store_val now_v[] = {i64(now)};
 	struct store_val before[] = {i64(now - retention_ms)};
 	struct store_val forgotten[1];
@@ -52,6 +53,8 @@ int store_purge(struct store *s, int64_t now, int64_t retention_ms, int *ncallsp
 		e = store_query(s, failures, forgotten, 1, NULL, NULL, NULL);
 	if (!e)
 		e = store_query(s, bindings, now_v, 1, NULL, NULL, NULL);
+	if (!e)
+		e = store_query(s, hints, now_v, 1, NULL, NULL, NULL);
 	e = store_tx_end(s, e);
 out:
 	pthread_mutex_unlock(&s->lock);

@@ -636,6 +636,8 @@ static const struct route routes[] = {
     {"POST", "/v1/calls/{id}/notes", MOD_HTTP_ADMIN, web_post_note},
     {"POST", "/v1/calls/{id}/meeting", MOD_HTTP_ADMIN, web_post_meeting},
     {"GET", "/c/{secret}", MOD_HTTP_PUBLIC, web_get_context},
+    {"GET", "/r/{secret}", MOD_HTTP_PUBLIC, web_get_resume},
+    {"POST", "/r/{secret}", MOD_HTTP_PUBLIC, web_post_resume},
 };
 
 int mod_api_alloc(struct mod_api **ap, struct mod_http *http, struct sip *sip, struct store *store,

@@ -122,6 +122,9 @@ void web_get_landing(struct mod_http_req *req, void *arg);
 void web_post_note(struct mod_http_req *req, void *arg);
 void web_post_meeting(struct mod_http_req *req, void *arg);
 void web_get_context(struct mod_http_req *req, void *arg);
+/* context.c: a resume code's link: the page (GET), the call (POST) */
+void web_get_resume(struct mod_http_req *req, void *arg);
+void web_post_resume(struct mod_http_req *req, void *arg);
 /* watch.c: the watch-together pages and the share route */
 void web_get_watch(struct mod_http_req *req, void *arg);
 void web_get_watch_events(struct mod_http_req *req, void *arg);

@@ -328,3 +328,111 @@ void web_get_context(struct mod_http_req *req, void *arg)
 {
 	get_context_page(req, arg);
 }
+
+/* ---- GET and POST /r/{secret}: a resume code's link ---- */
+
+/* A link's request while the store looks the code up; req is NULL once the client went. */
+struct resume_req {
+	struct mod_http_req *req;
+	int use;
+};
+
+static void resume_cancel(void *arg)
+{
+	struct resume_req *r = arg;
+
+	r->req = NULL;
+}
+
+static void resume_answered(void *arg, int err, const char *far, const char *device,
+                            unsigned retry_after)
+{
+	struct resume_req *r = arg;
+	char after[16];
+
+	if (!r->req) {
+		free(r);
+		return;
+	}
+	if (!err) {
+		const struct page_slot page[] = {{"title", "Call again"},
+		                                 {"device", device},
+		                                 {"far", far},
+		                                 {"secret", mod_http_param(r->req, "secret")},
+		                                 {NULL}};
+		const struct page_slot calling[] = {
+		    {"title", "Calling"}, {"target", device}, {NULL}};
+
+		if (r->use)
+			web_page_send(r->req, 200, "calling.html", calling);
+		else
+			web_page_send(r->req, 200, "resume.html", page);
+	} else if (err == ENOENT) {
+		/* Wrong, used, expired, malformed: one answer. */
+		web_page_message(r->req, 404, "No such code", "bad",
+		                 "This link does not hold a resume code, or it was used or has "
+		                 "expired.");
+	} else if (err == EAGAIN || err == EBUSY) {
+		snprintf(after, sizeof(after), "%u", retry_after ? retry_after : 1);
+		mod_http_reply_header(r->req, "Retry-After", after);
+		web_page_message(r->req, 429, "Too many attempts", "bad",
+		                 "Too many wrong codes from here: wait a little and try again.");
+	} else if (err == EPERM || err == EINVAL) {
+		web_page_message(r->req, 403, "Cannot call", "bad",
+		                 "qrxfer may not call the phone this code went to.");
+	} else {
+		web_page_message(r->req, 503, "Cannot call", "bad", "The service is not ready.");
+	}
+	free(r);
+}
+
+static void resume_link(struct mod_http_req *req, void *arg, int use)
+{
+	struct mod_api *a = arg;
+	char source[STORE_SOURCE_MAX];
+	struct resume_req *r;
+	int err;
+
+	if (!a->sip) {
+		web_page_message(req, 503, "Cannot call", "bad", "The service is not ready.");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		mod_http_reply_error(req, 500, "out of memory");
+		return;
+	}
+	r->req = req;
+	r->use = use;
+	web_source_of(req, source, sizeof(source));
+	if (mod_http_defer(req, resume_cancel, r)) {
+		free(r);
+		mod_http_reply_error(req, 500, "out of memory");
+		return;
+	}
+	err = move_resume_link(a->sip, mod_http_param(req, "secret"), source, use, resume_answered,
+	                       r);
+	if (err) {
+		r->req = NULL;
+		free(r);
+		if (err == ENOTSUP)
+			web_page_message(
+			    req, 404, "No such code", "bad",
+			    "This link does not hold a resume code, or it was used or has "
+			    "expired.");
+		else {
+			mod_http_reply_header(req, "Retry-After", "1");
+			web_page_message(req, 503, "Cannot call", "bad", "Busy: try again.");
+		}
+	}
+}
+
+void web_get_resume(struct mod_http_req *req, void *arg)
+{
+	resume_link(req, arg, 0);
+}
+
+void web_post_resume(struct mod_http_req *req, void *arg)
+{
+	resume_link(req, arg, 1);
+}

@@ -30,8 +30,10 @@ import os
 import random
 import re
 import socket
+import signal
 import sqlite3
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,10 +56,12 @@ class Raw:
     def send(self, text):
         self.s.sendto(text.replace("\n", "\r\n").encode(), self.q)
 
-    def request(self, method, ruri, from_user, headers="", body=""):
+    def request(self, method, ruri, from_user, headers="", body="", contact=None, final=True):
         self.n += 1
         branch = f"z9hG4bK-{self.port}-{self.n}-{random.randrange(1 << 30)}"
         to = ruri if method != "REGISTER" else f"sip:{self.user}@qrxfer.test"
+        if contact is None:
+            contact = f"<sip:{self.user}@127.0.0.1:{self.port}>"
         self.send(
             f"{method} {ruri} SIP/2.0\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\n"
@@ -66,20 +70,21 @@ class Raw:
             f"To: <{to}>\n"
             f"Call-ID: own-{self.port}-{self.n}@127.0.0.1\n"
             f"CSeq: {self.n} {method}\n"
-            f"Contact: <sip:{self.user}@127.0.0.1:{self.port}>\n"
+            + (f"Contact: {contact}\n" if contact else "") +
             f"{headers}"
             f"Content-Length: {len(body)}\n\n{body}")
-        return self.final(5.0)
+        return self.final(5.0) if final else None
 
-    def final(self, timeout):
-        """The status of the next final response (ACKing a non-2xx INVITE answer), or None."""
+    def final(self, timeout, text=False):
+        """The status of the next final response (ACKing a non-2xx INVITE answer), or None;
+        (status, message) with text."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.s.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = self.s.recv(65535).decode("utf-8", "replace")
             except socket.timeout:
-                return None
+                return (None, "") if text else None
             m = re.match(r"SIP/2\.0 (\d+)", data)
             if not m:
                 continue
@@ -93,8 +98,8 @@ class Raw:
                           f"Max-Forwards: 70\nFrom: {hdr['from']}\nTo: {hdr['to']}\n"
                           f"Call-ID: {hdr['call-id']}\nCSeq: {self.n} ACK\n"
                           f"Content-Length: 0\n\n")
-            return st
-        return None
+            return (st, data) if text else st
+        return (None, "") if text else None
 
     def close(self):
         self.s.close()
@@ -187,17 +192,86 @@ class RawPhone(Raw):
         return [d for m, d in self.got if m == "BYE" and self.cid in d]
 
 
+class Listener:
+    """A raw UDP socket on a thread that keeps every message it gets; INVITEs are answered
+    answer (486 by default, with a To tag), other requests 200."""
+
+    def __init__(self, answer=486, sdp=False):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.port = self.s.getsockname()[1]
+        self.got = []
+        self.answer = answer
+        self.sdp = sdp
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        self.s.settimeout(0.1)
+        while not self.stop:
+            try:
+                data, addr = self.s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            data = data.decode("utf-8", "replace")
+            self.got.append(data)
+            if data.startswith("SIP/2.0") or data.startswith("ACK "):
+                continue
+            meth = data.split(" ", 1)[0]
+            vias = re.findall(r"^Via:\s*(.*?)\r?$", data, re.M | re.I)
+            f = {k.lower(): v for k, v in re.findall(
+                r"^(From|To|Call-ID|CSeq):\s*(.*?)\r?$", data, re.M | re.I)}
+            if not vias or len(f) < 4:
+                continue
+            st = self.answer if meth == "INVITE" else 200
+            to = f["to"] if ";tag=" in f["to"] else f["to"] + f";tag=l{self.port}"
+            body = ""
+            extra = ""
+            if meth == "INVITE" and st == 200 and self.sdp:
+                body = SDP.format(port=self.port + 2)
+                extra = (f"Contact: <sip:eve@127.0.0.1:{self.port}>\n"
+                         "Content-Type: application/sdp\n")
+            msg = (f"SIP/2.0 {st} {'OK' if st == 200 else 'Busy Here'}\n" +
+                   "".join(f"Via: {v}\n" for v in vias) +
+                   f"From: {f['from']}\nTo: {to}\nCall-ID: {f['call-id']}\nCSeq: {f['cseq']}\n"
+                   f"{extra}Content-Length: {len(body)}\n\n" + body.replace("\r\n", "\n"))
+            self.s.sendto(msg.replace("\n", "\r\n").encode(), addr)
+
+    def requests(self, method):
+        return [d for d in self.got if d.startswith(method + " ")]
+
+    def close(self):
+        self.stop = True
+        self.t.join(1.0)
+        self.s.close()
+
+
 def bindings(db, aor):
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
         try:
             rows = con.execute("SELECT contact, flow FROM bindings WHERE aor = ? AND "
-                               "expires_at > ?", (aor, int(time.time() * 1000))).fetchall()
+                               "expires_at > ? ORDER BY contact",
+                               (aor, int(time.time() * 1000))).fetchall()
         finally:
             con.close()
         return rows
     except sqlite3.Error:
         return []
+
+
+def flood_one(raw):
+    raw.n += 1
+    raw.send(f"INVITE sip:*11@qrxfer.test SIP/2.0\n"
+             f"Via: SIP/2.0/UDP 127.0.0.1:{raw.port};branch=z9hG4bK-f{raw.port}-{raw.n};rport\n"
+             f"Max-Forwards: 70\nFrom: <sip:alice@qrxfer.test>;tag=f{raw.n}\n"
+             f"To: <sip:*11@qrxfer.test>\nCall-ID: flood-{raw.port}-{raw.n}@127.0.0.1\n"
+             f"CSeq: {raw.n} INVITE\nContact: <sip:alice@127.0.0.1:{raw.port}>\n"
+             f"Content-Length: 0\n\n")
+    return raw.final(5.0, text=True)
 
 
 def one_call(args, token):
@@ -219,6 +293,9 @@ def main():
     ap.add_argument("--db", required=True)
     ap.add_argument("--qrxferd-log", required=True)
     ap.add_argument("--ring-timeout", type=float, required=True)
+    ap.add_argument("--kport", type=int, required=True)
+    ap.add_argument("--conf", required=True)
+    ap.add_argument("--qrxferd-pid", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=10.0)
     args = ap.parse_args()
     token = open(args.token_file).read().strip()
@@ -280,19 +357,36 @@ def main():
         st = stranger.request("INVITE", "sip:*11@qrxfer.test", "alice")
         print(f"2b. *11 from a stranger with From alice: {st}", flush=True)
         check(st == 403, f"*11 from an unregistered device with a forged From: {st}, expected 403")
-        stranger.send(
-            f"SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:{args.qport};branch=z9hG4bKforged1\n"
-            f"From: <sip:alice@qrxfer.test>;tag=f1\nTo: <sip:alice@qrxfer.test>;tag=f2\n"
-            f"Call-ID: forged@127.0.0.1\nCSeq: 1 REGISTER\n"
-            f"Contact: <sip:alice@127.0.0.1:{stranger.port}>;expires=3600\n"
-            f"Content-Length: 0\n\n")
-        time.sleep(0.3)
+        # A forged 200 to a REGISTER: Kamailio hands the REGISTER to a raw socket (an
+        # attacker who sees it on the wire), which answers qrxferd itself, not the registrar.
+        forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        forger.bind(("127.0.0.1", 0))
+        forger.settimeout(5.0)
+        raws.append(forger)
+        stranger.request("REGISTER", "sip:qrxfer.test", "alice",
+                         f"Expires: 3600\nX-Test-Forger: {forger.getsockname()[1]}\n",
+                         final=False)
+        try:
+            reg = forger.recv(65535).decode("utf-8", "replace")
+        except socket.timeout:
+            raise Fail("the REGISTER with X-Test-Forger did not reach the forger")
+        vias = re.findall(r"^Via:\s*(.*?)\r?$", reg, re.M | re.I)[1:]  # Kamailio's off
+        hdr = {k.lower(): v for k, v in re.findall(r"^(From|To|Call-ID|CSeq):\s*(.*?)\r?$",
+                                                  reg, re.M | re.I)}
+        forger.sendto((f"SIP/2.0 200 OK\n" + "".join(f"Via: {v}\n" for v in vias) +
+                       f"From: {hdr['from']}\nTo: {hdr['to']};tag=forged\n"
+                       f"Call-ID: {hdr['call-id']}\nCSeq: {hdr['cseq']}\n"
+                       f"Contact: <sip:alice@127.0.0.1:{stranger.port}>;expires=3600\n"
+                       f"Content-Length: 0\n\n").replace("\n", "\r\n").encode(),
+                      ("127.0.0.1", args.qport))
+        st = stranger.final(5.0)
+        print(f"2c. a forged 200 to a REGISTER reached the device through qrxferd: {st}",
+              flush=True)
+        check(st == 200, f"the forged 200 did not match qrxferd's REGISTER ({st}): the "
+                         "check below would prove nothing")
         st = stranger.request("INVITE", "sip:*11@qrxfer.test", "alice")
         print(f"2c. *11 after a forged REGISTER 200 to qrxferd: {st}", flush=True)
         check(st == 403, f"*11 after a forged REGISTER 200: {st}, expected 403")
-        check(not any(f == f"udp:127.0.0.1:{stranger.port}"
-                      for _, f in bindings(args.db, "alice@qrxfer.test")),
-              "the forged 200 made a binding")
         old = Raw(args.qport, "alice")
         raws.append(old)
         st = old.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 1\n")
@@ -305,6 +399,47 @@ def main():
         check(not a1.seen("CALL_CLOSED", since[a1]) and not c.seen("CALL_CLOSED", since[c]),
               "a refused pull ended the call")
         check(one_call(args, token) == [call_id], "the call is not the same after the refusals")
+
+        # 2e. Removals: frank registers two contacts on one flow and one on another; c1 with
+        # expires=0 goes, then "Contact: *" with Expires: 0 removes the rest (RFC 3261 10.2.2).
+        f1, f2 = Raw(args.qport, "frank"), Raw(args.qport, "frank")
+        raws += [f1, f2]
+        c1 = f"<sip:frank@127.0.0.1:{f1.port};line=1>"
+        c2 = f"<sip:frank@127.0.0.1:{f1.port};line=2>"
+        st1 = f1.request("REGISTER", "sip:qrxfer.test", "frank", "Expires: 60\n",
+                         contact=f"{c1}, {c2}")
+        st2 = f2.request("REGISTER", "sip:qrxfer.test", "frank", "Expires: 60\n")
+        pump(allc, 0.3)
+        n0 = len(bindings(args.db, "frank@qrxfer.test"))
+        f1.request("REGISTER", "sip:qrxfer.test", "frank", "", contact=f"{c1};expires=0")
+        pump(allc, 0.3)
+        left = bindings(args.db, "frank@qrxfer.test")
+        st = f1.request("REGISTER", "sip:qrxfer.test", "frank", "Expires: 0\n", contact="*")
+        pump(allc, 0.3)
+        gone = bindings(args.db, "frank@qrxfer.test")
+        print(f"2e. frank: {n0} bindings, after c1;expires=0 {len(left)}, after Contact: * "
+              f"({st}) {len(gone)}", flush=True)
+        check(st1 == 200 and st2 == 200 and n0 == 3, f"frank's REGISTERs: {st1} {st2}, {n0} "
+                                                     "bindings, expected 3")
+        check(len(left) == 2 and not any("line=1" in c for c, _ in left),
+              f"expires=0 did not remove c1: {left}")
+        check(st == 200 and not gone, f"Contact: * with Expires: 0 ({st}) left {gone}")
+
+        # 2f. A stranger (no binding) whose From says alice calls eve (registered at the PBX)
+        # after A1 did: his call is newer, but not alice's.
+        eve = Listener(answer=200, sdp=True)
+        raws.append(eve)
+        eve_reg = Raw(args.kport, "eve")
+        raws.append(eve_reg)
+        eve_reg.q = ("127.0.0.1", args.kport)
+        st = eve_reg.request("REGISTER", "sip:qrxfer.test", "eve", "Expires: 120\n",
+                             contact=f"<sip:eve@127.0.0.1:{eve.port}>")
+        check(st == 200, f"eve's REGISTER at Kamailio: {st}")
+        mallory = RawPhone(args.qport)
+        raws.append(mallory)
+        if not mallory.call("sip:eve@qrxfer.test"):
+            raise Fail("the stranger's call to eve was not answered")
+        print("2f. a stranger with From alice is in a call with eve", flush=True)
 
         # 3. Pull to A2.
         since = {x: len(x.events) for x in allc}
@@ -320,7 +455,34 @@ def main():
         print(f"   C receives RTP from {src[-1:]} (A2's ports {args.a2_rtp})", flush=True)
         check(from_a2, f"pull: C's RTP comes from {src[-1:]}, not A2's {args.a2_rtp}")
         check(not c.seen("CALL_CLOSED", since[c]), "pull: C's call closed")
-        check(one_call(args, token) == [call_id], "pull: not the same call")
+        check(not mallory.bye_seen(), "pull: the stranger's call (From alice) was taken")
+        st = mallory.ask("MESSAGE", body="mine", ctype="text/plain")
+        pump(allc, 1.0)
+        print(f"3. the stranger's MESSAGE mine: {st}", flush=True)
+        check(st == 403, f"a stranger's MESSAGE mine: {st}, expected 403")
+        check(not any(x.seen("CALL_INCOMING", since[x]) for x in (a1, a3)),
+              "a stranger's mine rang alice's devices")
+        mallory.ask("BYE")
+        calls = one_call(args, token)
+        check(calls == [call_id], f"pull: not the same call ({calls})")
+
+        # A device of alice whose REGISTER names a Contact elsewhere (a planted victim
+        # address): a push must reach it through its flow, never the contact's address.
+        victim = Listener()
+        planter = Listener(answer=486)
+        raws += [victim, planter]
+        pl_reg = Raw(args.qport, "alice")
+        raws.append(pl_reg)
+        pl_reg.s.close()
+        pl_reg.s = planter.s  # its REGISTER goes out from the socket that gets the INVITE
+        planter.got.clear()
+        pl_reg.port = planter.port
+        pl_reg.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 60\n",
+                       contact=f"<sip:alice@127.0.0.1:{victim.port}>", final=False)
+        pump(allc, 0.5)
+        check(any(f == f"udp:127.0.0.1:{planter.port}"
+                  for _, f in bindings(args.db, "alice@qrxfer.test")),
+              "the planted contact's REGISTER made no binding")
 
         # 4. Push with no hint: A1 (auto) and A3 (manual) ring at once; A1 wins.
         a3.command("answermode", "manual")
@@ -342,6 +504,21 @@ def main():
         st, mv = api(args.http, token, "GET", f"/v1/moves/{move_id}")
         print(f"   move {move_id}: {mv.get('state') if isinstance(mv, dict) else mv}", flush=True)
         check(isinstance(mv, dict) and mv.get("state") == "done", "push: the move is not done")
+        inv = planter.requests("INVITE")
+        print(f"   the planted device: {len(inv)} INVITE(s) on its flow "
+              f"({inv[0].splitlines()[0] if inv else '-'}), {len(victim.got)} message(s) at "
+              "the contact's address", flush=True)
+        check(inv and inv[0].startswith(f"INVITE sip:alice@127.0.0.1:{victim.port}"),
+              "push: the planted device's flow got no INVITE with its contact as Request-URI")
+        check(not victim.got, "push: an INVITE went to a REGISTER's Contact address, not its flow")
+        planter.stop = True
+        planter.t.join(1.0)
+        pl_reg.request("REGISTER", "sip:qrxfer.test", "alice", "",
+                       contact=f"<sip:alice@127.0.0.1:{victim.port}>;expires=0")
+        pump(allc, 0.3)
+        check(not any(f == f"udp:127.0.0.1:{planter.port}"
+                      for _, f in bindings(args.db, "alice@qrxfer.test")),
+              "expires=0 did not remove the planted binding")
 
         # 5. A hint puts A3 first: it rings alone; A2 (auto) is not called.
         a3_flow = f"udp:127.0.0.1:{args.a3_port}"
@@ -381,15 +558,25 @@ def main():
         check(isinstance(mv, dict) and mv.get("state") == "failed",
               f"nobody answers: move state {mv.get('state') if isinstance(mv, dict) else mv}")
         check(one_call(args, token) == [call_id], "nobody answers: the call is gone")
-        c_off = log_size(args.c_log)
         pump(allc, 1.5)
-        src, from_a3 = c_rtp_from(c_off, args.a3_rtp)
-        check(from_a3 or not src, f"after the failed push C's RTP comes from {src[-1:]}")
-
+        # C's whole call so far: its last RTP source must still be A3 (the failed push changed
+        # nothing), and its summary at the hang-up must show RTP received the whole time.
+        src, from_a3 = c_rtp_from(0, args.a3_rtp)
+        check(from_a3, f"after the failed push C's RTP comes from {src[-1:]}, not A3's "
+                       f"{args.a3_rtp}")
+        c_off = log_size(args.c_log)
         since = {x: len(x.events) for x in allc}
         a3.command("hangup")
         check(wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout),
               "A3 hung up: C's call not closed")
+        pump(allc, 0.5)
+        with open(args.c_log, "rb") as f:
+            f.seek(c_off)
+            m = re.search(r"packets:\s+(\d+)\s+(\d+)", f.read().decode("utf-8", "replace"))
+        tx, rx = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        print(f"6. C's call summary: {tx} RTP packets sent, {rx} received", flush=True)
+        check(tx > 0 and rx >= 0.8 * tx, f"C received {rx} RTP packets of {tx} sent: the "
+                                         "media did not stay up through the failed push")
 
         # 7. A asks by MESSAGE "mine", REFER to sip:mine@ and DTMF *81 (INFO): a raw phone of
         # alice calls C each time; A3 (the hint of step 5 still holds; now auto) takes it.
@@ -410,11 +597,9 @@ def main():
                 st = p.ask("REFER", headers="Refer-To: <sip:mine@qrxfer.test>\n")
                 ok_st = st == 202
             else:
-                for d in "*81":
-                    p.dialog_send("INFO", body=f"Signal={d}\r\nDuration=160\r\n",
-                                  ctype="application/dtmf-relay")
-                    p.pump(0.2)
-                st, ok_st = "sent", True
+                st = [p.ask("INFO", body=f"Signal={d}\r\nDuration=160\r\n",
+                            ctype="application/dtmf-relay") for d in "*81"]
+                ok_st = st == [200, 200, 200]
             ok = wait_events(allc, [(a3, "CALL_ESTABLISHED"), (a3, "CALL_RTPESTAB")], since,
                              args.timeout)
             p.pump(1.0)
@@ -461,6 +646,132 @@ def main():
         a2.command("hangup")
         check(wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout),
               "A2 hung up: C's call not closed")
+
+        # 9. REFER to sip:mine@ and BYE at once: the REFER's leg is gone when the store
+        # answers; nothing rings, nothing crashes (the sanitizer build's log is checked).
+        a1.command("answermode", "manual")
+        st = p.request("REGISTER", "sip:qrxfer.test", "alice", "Expires: 300\n")
+        since = {x: len(x.events) for x in allc}
+        if not p.call("sip:carol@qrxfer.test"):
+            raise Fail("the raw phone's call to C (REFER then BYE) was not answered")
+        wait_events(allc, [(c, "CALL_ESTABLISHED")], since, args.timeout)
+        since = {x: len(x.events) for x in allc}
+        p.dialog_send("REFER", headers="Refer-To: <sip:mine@qrxfer.test>\n")
+        p.dialog_send("BYE")
+        r_bye = p.pump(5.0, "BYE")
+        pump(allc, 2.0)
+        # The store may answer before the BYE is read (then the nearest rings and is
+        # cancelled with the call) or after (nothing rings): either way no device is left
+        # ringing or takes a call that is gone.
+        rung = [x for x in (a1, a2, a3) if x.seen("CALL_INCOMING", since[x])]
+        left = [x.name for x in rung if not x.seen("CALL_CLOSED", since[x])]
+        print(f"9. REFER then BYE at once: BYE answered {r_bye[0] if r_bye else None}, "
+              f"devices rung {[x.name for x in rung]}, still ringing {left}", flush=True)
+        check(r_bye and r_bye[0] == 200, f"REFER then BYE: the BYE got {r_bye}")
+        check(not left, f"REFER then BYE: {left} still ring for a call that is gone")
+        check(not any(x.seen("CALL_ESTABLISHED", since[x]) for x in (a1, a2, a3)),
+              "REFER then BYE: a device took a call that is gone")
+        check(wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout),
+              "REFER then BYE: C's call not closed")
+        check(os.path.exists(f"/proc/{args.qrxferd_pid}"), "qrxferd died")
+
+        # 10. C hangs up while a push rings: the devices rung are cancelled.
+        a2.command("answermode", "manual")
+        a3.command("answermode", "manual")
+        since = {x: len(x.events) for x in allc}
+        if not p.call("sip:carol@qrxfer.test"):
+            raise Fail("the raw phone's call to C (push then C hangs up) was not answered")
+        wait_events(allc, [(c, "CALL_ESTABLISHED")], since, args.timeout)
+        st = p.ask("MESSAGE", body="mine", ctype="text/plain")
+        check(st == 200, f"push then C hangs up: MESSAGE mine {st}")
+        wait_events(allc, [(a1, "CALL_INCOMING")], since, args.timeout)
+        rung = [x for x in (a1, a2, a3) if x.seen("CALL_INCOMING", since[x])]
+        c.command("hangup")
+        ok = wait_events(allc, [(x, "CALL_CLOSED") for x in rung], since, args.timeout)
+        p.pump(1.0)
+        pump(allc, 1.0)
+        print(f"10. C hung up while {[x.name for x in rung]} rang: all cancelled: {ok}",
+              flush=True)
+        check(rung, "push then C hangs up: no device rang")
+        check(ok, "C hung up during a push: a rung device was not cancelled")
+        check(not any(x.seen("CALL_ESTABLISHED", since[x]) for x in (a1, a2, a3)),
+              "C hung up during a push: a device took a call that was gone")
+        check(p.bye_seen(), "C hung up during a push: the phone got no BYE")
+
+        # 11. [own] confirm = yes with [confirm] policy = near (SIGHUP): the owner's phone is
+        # asked; "no" leaves the call with it, "yes" lets A2 pull it.
+        with open(args.conf) as f:
+            conf = f.read()
+        with open(args.conf, "w") as f:
+            f.write(conf.replace("policy = none", "policy = near"))
+        log_off = log_size(args.qrxferd_log)
+        os.kill(args.qrxferd_pid, signal.SIGHUP)
+        pump(allc, 1.0)
+        with open(args.qrxferd_log, "rb") as f:
+            f.seek(log_off)
+            reload_log = f.read().decode("utf-8", "replace")
+        check("reloaded" in reload_log and "refused" not in reload_log,
+              "SIGHUP: qrxferd logged no reload")
+        a2.command("answermode", "auto")
+        since = {x: len(x.events) for x in allc}
+        if not p.call("sip:carol@qrxfer.test"):
+            raise Fail("the raw phone's call to C (confirm) was not answered")
+        wait_events(allc, [(c, "CALL_ESTABLISHED")], since, args.timeout)
+        for answer in ("no", "yes"):
+            since = {x: len(x.events) for x in allc}
+            asked = len(p.got)
+            a2.command("dial", "sip:*11@qrxfer.test")
+            question = None
+            deadline = time.monotonic() + args.timeout
+            while not question and time.monotonic() < deadline:
+                p.pump(0.2)
+                pump(allc, 0.05)
+                question = [d for m, d in p.got[asked:] if m == "MESSAGE" and
+                            "Reply yes or no" in d]
+            check(question, f"confirm ({answer}): the owner's phone was not asked")
+            st = p.ask("MESSAGE", body=answer, ctype="text/plain")
+            if answer == "no":
+                ok = wait_events(allc, [(a2, "CALL_CLOSED")], since, args.timeout)
+                p.pump(1.0)
+                print(f"11. pull refused by the owner: A2 closed {ok}, the phone kept the "
+                      f"call {not p.bye_seen()}", flush=True)
+                check(st == 200, f"confirm: the owner's 'no' answered {st}")
+                check(ok and not a2.seen("CALL_ESTABLISHED", since[a2]),
+                      "confirm no: A2 was not refused")
+                check(not p.bye_seen() and not c.seen("CALL_CLOSED", since[c]),
+                      "confirm no: the owner lost the call")
+            else:
+                ok = wait_events(allc, [(a2, "CALL_ESTABLISHED"), (a2, "CALL_RTPESTAB")],
+                                 since, args.timeout)
+                p.pump(1.0)
+                print(f"11. pull confirmed by the owner: A2 took the call {ok}, the phone got "
+                      f"BYE {bool(p.bye_seen())}", flush=True)
+                check(st == 200, f"confirm: the owner's 'yes' answered {st}")
+                check(ok, "confirm yes: A2 did not take the call with RTP")
+                check(p.bye_seen(), "confirm yes: the owner's phone got no BYE")
+        since = {x: len(x.events) for x in allc}
+        a2.command("hangup")
+        wait_events(allc, [(c, "CALL_CLOSED")], since, args.timeout)
+
+        # 12. A flood of *11 from one address: past the budget, 503 with Retry-After and no
+        # store lookup (counted in the log line), where each before cost one.
+        flood = Raw(args.qport, "alice")
+        raws.append(flood)
+        answers = []
+        t0 = time.monotonic()
+        for _ in range(16):
+            st, msg = flood_one(flood)
+            answers.append((st, bool(re.search(r"^Retry-After:\s*\d+", msg, re.M | re.I))))
+        spent = time.monotonic() - t0
+        n403 = sum(1 for st, _ in answers if st == 403)
+        n503 = [ra for st, ra in answers if st == 503]
+        print(f"12. 16 *11 at once from one address: {n403} x 403, {len(n503)} x 503 "
+              f"({sum(n503)} with Retry-After)", flush=True)
+        check(n503 and all(n503), "a *11 flood got no 503 with Retry-After")
+        # the burst (10), and 1 a second refilled while the flood went on
+        check(n403 <= 10 + int(spent) + 1, f"a *11 flood cost {n403} store lookups in "
+                                           f"{spent:.1f} s, more than the budget")
+        check(n403 + len(n503) == 16, f"a *11 flood: other answers {answers}")
     except Fail as e:
         failures.append(str(e))
     except (CtrlError, OSError) as e:

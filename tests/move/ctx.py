@@ -7,7 +7,15 @@ ctx.py listen PORT SECS FILE [UNTIL]  answer 200 to every SIP request on 127.0.0
 ctx.py get URL                        print the status, then the body (a page)
 ctx.py post HTTPPORT TOKENFILE PATH JSON   print "status error" of an admin POST
 ctx.py posts HTTPPORT TOKENFILE       the same for each line "PATH JSON" of stdin, in order
+ctx.py lock DB GO SECS                hold SQLite's write lock on DB (prints "locked") until the
+                                      file GO exists or SECS pass
+ctx.py flood SIPPORT N USER GO FEW    send N INVITEs to sip:USER@qrxfer.test from one socket;
+                                      once all but FEW have a final answer (or 10 s passed),
+                                      print "before GO: STATUS/RETRY-AFTER=count ...", make
+                                      the file GO, then print "after: ..." once all N have one
+                                      (or 20 s passed; "none" counts those without)
 """
+import os
 import json
 import re
 import socket
@@ -84,7 +92,82 @@ def post(port, tokenfile, path, body):
     return 0
 
 
+def lock(db, go, secs):
+    import sqlite3
+    c = sqlite3.connect(db, isolation_level=None, timeout=10)
+    c.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    deadline = time.monotonic() + float(secs)
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.execute("ROLLBACK")
+    return 0
+
+
+def flood(port, n, user, go, few):
+    n, few = int(n), int(few)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    me = s.getsockname()[1]
+    s.settimeout(0.1)
+    finals = {}
+    for i in range(n):
+        msg = ("INVITE sip:%s@qrxfer.test SIP/2.0\r\n"
+               "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-flood-%d\r\n"
+               "From: <sip:flood@127.0.0.1:%d>;tag=f%d\r\nTo: <sip:%s@qrxfer.test>\r\n"
+               "Call-ID: flood-%d@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+               "Contact: <sip:flood@127.0.0.1:%d>\r\nMax-Forwards: 70\r\n"
+               "Content-Length: 0\r\n\r\n") % (user, me, i, me, i, user, i, me)
+        s.sendto(msg.encode(), ("127.0.0.1", int(port)))
+
+    def collect(until, secs):
+        deadline = time.monotonic() + secs
+        while not until() and time.monotonic() < deadline:
+            try:
+                data, peer = s.recvfrom(65536)
+            except socket.timeout:
+                continue
+            head = data.decode("utf-8", "replace").partition("\r\n\r\n")[0].split("\r\n")
+            if not head[0].startswith("SIP/2.0 "):
+                continue
+            st = int(head[0].split()[1])
+            hdr = {}
+            for l in head[1:]:
+                k, _, v = l.partition(":")
+                hdr.setdefault(k.strip().lower(), v.strip())
+            cid = hdr.get("call-id", "")
+            if st < 200 or cid in finals:
+                continue
+            finals[cid] = "%d/%s" % (st, hdr.get("retry-after", "-"))
+            i = cid.split("-")[1].split("@")[0]
+            ack = ("ACK sip:%s@qrxfer.test SIP/2.0\r\n"
+                   "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-flood-%s\r\n"
+                   "From: <sip:flood@127.0.0.1:%d>;tag=f%s\r\nTo: %s\r\nCall-ID: %s\r\n"
+                   "CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n") % (
+                       user, me, i, me, i, hdr.get("to", ""), cid)
+            s.sendto(ack.encode(), peer)
+
+    def counts():
+        c = {}
+        for v in finals.values():
+            c[v] = c.get(v, 0) + 1
+        if n - len(finals):
+            c["none"] = n - len(finals)
+        return " ".join("%s=%d" % kv for kv in sorted(c.items()))
+
+    collect(lambda: len(finals) >= n - few, 10)
+    print("before GO:", counts(), flush=True)
+    open(go, "w").close()
+    collect(lambda: len(finals) >= n, 20)
+    print("after:", counts(), flush=True)
+    return 0
+
+
 def main(a):
+    if a[0] == "lock":
+        return lock(a[1], a[2], a[3])
+    if a[0] == "flood":
+        return flood(a[1], a[2], a[3], a[4], a[5])
     if a[0] == "listen":
         return listen(a[1], a[2], a[3], a[4] if len(a) > 4 else None)
     if a[0] == "get":

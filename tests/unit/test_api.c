@@ -23,6 +23,7 @@
 #include <sofia-sip/su_wait.h>
 
 #include "codes/code.h"
+#include "move/context.h"
 #include "move/react.h"
 #include "web/api.h"
 #include "web/http.h"
@@ -179,6 +180,13 @@ const char *sip_move_state_name(enum sip_move_state st)
 int move_meet(struct sip *s, const char *call_id, char *link, size_t len)
 {
 	return ENOENT;
+}
+
+/* Resume codes (move/context.h): none here. */
+int move_resume_link(struct sip *s, const char *secret, const char *source, int use,
+                     move_resume_h *cb, void *arg)
+{
+	return ENOTSUP;
 }
 
 int sip_move_start(struct sip *s, const char *call_id, const char *source, sip_move_h *cb,

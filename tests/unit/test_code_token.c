@@ -344,6 +344,10 @@ Test(code_token, numeric_hash_keyed)
 	cr_assert_eq(code_numeric_hash(kr, 1, "12345678", c), ENOENT);
 	cr_assert_eq(code_numeric_hash(kr, 0, "1234a678", c), EINVAL);
 	cr_assert_eq(code_numeric_hash(kr, 0, "12345", c), EINVAL);
+	/* A resume code's 16 digits hash too; 21 do not. */
+	cr_assert_eq(code_numeric_hash(kr, 0, "1234567890123456", c), 0);
+	cr_assert_arr_neq(a, c, CODE_HASH_LEN);
+	cr_assert_eq(code_numeric_hash(kr, 0, "123456789012345678901", c), EINVAL);
 	/* After a rotation, index 1 is the old key: a code hashed before still matches there. */
 	cr_assert_eq(code_keyring_add(kr, 2, key2, sizeof(key2)), 0);
 	cr_assert_eq(code_keyring_set_current(kr, 2), 0);

@@ -2110,3 +2110,270 @@ Test(store, bindings_found_by_flow_listed_refreshed_removed_and_purged)
 	cr_assert_null(v);
 	finish();
 }
+
+Test(store, resume_code_digits_link_and_device)
+{
+	uint8_t tok[STORE_HASH_LEN], dig[2][STORE_HASH_LEN], wrong[1][STORE_HASH_LEN];
+	char call_id[STORE_ID_MAX], far[STORE_URI_MAX], device[STORE_URI_MAX];
+	int64_t wait = 0;
+	int kept = 0;
+
+	hash_of(tok, 81);
+	hash_of(dig[0], 82); /* under an older key: not this one */
+	hash_of(dig[1], 83); /* the digits' HMAC under the key that made them */
+	hash_of(wrong[0], 84);
+	cr_assert_eq(store_resume_keep(st, tok, dig[1], "c-r", "sip:carol@x", "sip:bob@192.0.2.5",
+	                               50000, &kept),
+	             0);
+	cr_assert_eq(kept, 1);
+	/* A peek (the link's page) reads the code and names the device, using nothing. */
+	cr_assert_eq(store_resume_use(st, (const uint8_t(*)[STORE_HASH_LEN]) & tok, 1,
+	                              STORE_KEY_TOKEN, 1, "ip:192.0.2.1", 1000, call_id, far,
+	                              device, &wait),
+	             0);
+	cr_assert_str_eq(device, "sip:bob@192.0.2.5");
+	/* By its digits (tried under every key): the code is used, in both forms. */
+	cr_assert_eq(store_resume_use(st, dig, 2, STORE_KEY_CODE, 0, "ip:192.0.2.1", 1001, call_id,
+	                              far, device, &wait),
+	             0);
+	cr_assert_str_eq(call_id, "c-r");
+	cr_assert_str_eq(far, "sip:carol@x");
+	cr_assert_eq(store_resume_use(st, (const uint8_t(*)[STORE_HASH_LEN]) & tok, 1,
+	                              STORE_KEY_TOKEN, 0, "ip:192.0.2.1", 1002, call_id, far,
+	                              device, &wait),
+	             ENOENT, "its token was used with its digits");
+	/* Two codes cannot share the digits' hash: the second keeps its token only. */
+	hash_of(tok, 85);
+	cr_assert_eq(store_resume_keep(st, tok, dig[1], "c-r2", "sip:dave@x", "", 50000, &kept), 0);
+	cr_assert_eq(kept, 0);
+	/* Wrong digits are wrong numeric codes: they spend the node-wide budget. */
+	struct store_limits lim = {
+	    .max_failures = 5, .numeric_budget = 3, .budget_window_ms = 60000};
+	const char *from[] = {"ip:192.0.2.7", "ip:192.0.2.8", "ip:192.0.2.9", "ip:192.0.2.10"};
+
+	store_limits_set(st, &lim);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(store_resume_use(st, wrong, 1, STORE_KEY_CODE, 0, from[i], 2000 + i,
+		                              call_id, far, NULL, &wait),
+		             i < 3 ? ENOENT : EBUSY, "wrong digits %d", i);
+	cr_assert_gt(wait, 0);
+}
+
+Test(store, context_bridge_legs_kept)
+{
+	struct store_context *ctx = calloc(1, sizeof(*ctx));
+	char *text = NULL;
+
+	cr_assert_eq(store_context_bridge_set(st, "c-none", "[]"), ENOENT);
+	snprintf(ctx->call_id, sizeof(ctx->call_id), "%s", "c-br");
+	cr_assert_eq(store_context_put(st, ctx, NULL), 0);
+	cr_assert_eq(store_context_bridge_get(st, "c-br", &text), 0);
+	cr_assert_str_eq(text, "", "no bridge legs yet");
+	free(text);
+	cr_assert_eq(store_context_bridge_set(st, "c-br", "[{\"party\":0}]"), 0);
+	/* The context written again (a restart's new page secret) keeps the legs. */
+	cr_assert_eq(store_context_put(st, ctx, NULL), 0);
+	cr_assert_eq(store_context_bridge_get(st, "c-br", &text), 0);
+	cr_assert_str_eq(text, "[{\"party\":0}]");
+	free(text);
+	cr_assert_eq(store_context_bridge_get(st, "c-none", &text), ENOENT);
+	free(ctx);
+}
+
+static void add_call_at(const char *id, const char *node, const char *aor, int64_t created)
+{
+	struct store_call c;
+
+	make_call(&c, id, created);
+	c.state = STORE_CALL_ACTIVE;
+	snprintf(c.node, sizeof(c.node), "%s", node);
+	cr_assert_eq(store_call_insert(st, &c), 0);
+	if (aor)
+		cr_assert_eq(store_call_aor_set(st, id, aor), 0);
+}
+
+/* Own devices across nodes: a pull finds its AOR's newest live call and the node serving it;
+ * ended calls, other AORs and calls of a node whose lease ran out do not count. */
+Test(store, newest_live_call_of_an_aor_and_its_node)
+{
+	struct store_call got;
+
+	cr_assert_eq(store_node_beat(st, "sip:127.0.0.1:5061", 1000, 100000, 0), 0);
+	cr_assert_eq(store_node_beat(st, "sip:127.0.0.1:5062", 1000, 1000, 0),
+	             0); /* dies at 2000 */
+	add_call_at("c-old", "sip:127.0.0.1:5060", "alice@example.net", 100);
+	add_call_at("c-new", "sip:127.0.0.1:5061", "alice@example.net", 200);
+	add_call_at("c-bob", "sip:127.0.0.1:5061", "bob@example.net", 300);
+	add_call_at("c-dead", "sip:127.0.0.1:5062", "alice@example.net", 400);
+	add_call_at("c-none", "sip:127.0.0.1:5061", NULL, 500);
+	cr_assert_eq(store_call_aor_set(st, "c-nosuch", "alice@example.net"), ENOENT);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 1500, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-dead", "newest, its node's lease still holds at 1500");
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 5000, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-new", "a dead node's call is passed over");
+	cr_assert_str_eq(got.node, "sip:127.0.0.1:5061");
+	cr_assert_eq(store_call_state_set(st, "c-new", STORE_CALL_ENDED, 6000), 0);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             0);
+	cr_assert_str_eq(got.id, "c-old", "an ended call is passed over; me has no lease row");
+	cr_assert_str_eq(got.node, "sip:127.0.0.1:5060");
+	cr_assert_eq(store_call_by_aor(st, "carol@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             ENOENT);
+	cr_assert_eq(store_call_by_aor(st, "", "sip:127.0.0.1:5060", 7000, &got), EINVAL);
+	/* a call whose near party changed (a move) is the new AOR's */
+	cr_assert_eq(store_call_aor_set(st, "c-old", "bob@example.net"), 0);
+	cr_assert_eq(store_call_by_aor(st, "alice@example.net", "sip:127.0.0.1:5060", 7000, &got),
+	             ENOENT);
+	finish();
+}
+
+static struct store_hint hint(const char *aor, const char *device, int64_t seen_s,
+                              int64_t expires_ms)
+{
+	struct store_hint h;
+
+	memset(&h, 0, sizeof(h));
+	snprintf(h.aor, sizeof(h.aor), "%s", aor);
+	snprintf(h.device, sizeof(h.device), "%s", device);
+	h.seen_at = seen_s;
+	h.expires_at = expires_ms;
+	return h;
+}
+
+/* Proximity hints in the store: listed newest first per AOR while they count, a newer one for
+ * the same device replaces it, bad ones are refused, expired ones purged. */
+Test(store, hints_listed_while_they_count_replaced_and_purged)
+{
+	struct store_hint h1 = hint("alice@example.net", "sip:alice@192.0.2.1:5060", 1000, 1300000);
+	struct store_hint h2 = hint("alice@example.net", "udp:192.0.2.2:5060", 1100, 1400000);
+	struct store_hint h3 = hint("bob@example.net", "udp:192.0.2.3:5060", 1200, 1500000);
+	struct store_hint bad = hint("", "udp:192.0.2.3:5060", 1200, 1500000), *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(store_hint_put(st, &h1), 0);
+	cr_assert_eq(store_hint_put(st, &h2), 0);
+	cr_assert_eq(store_hint_put(st, &h3), 0);
+	cr_assert_eq(store_hint_put(st, &bad), EINVAL, "an empty AOR");
+	bad = hint("alice@example.net", "", 1200, 1500000);
+	cr_assert_eq(store_hint_put(st, &bad), EINVAL, "an empty device");
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 1200000, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(v[0].device, "udp:192.0.2.2:5060", "newest first");
+	cr_assert_eq(v[0].seen_at, 1100);
+	cr_assert_eq(v[1].expires_at, 1300000);
+	free(v);
+	/* seen again: the newer one replaces it */
+	h1.seen_at = 1250;
+	h1.expires_at = 1550000;
+	cr_assert_eq(store_hint_put(st, &h1), 0);
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 1450000, &v, &n), 0);
+	cr_assert_eq(n, 1, "h2 expired at 1400000; h1 counts again");
+	cr_assert_eq(v[0].seen_at, 1250);
+	free(v);
+	/* the purge drops what expired: asked as of before, they would count */
+	cr_assert_eq(store_purge(st, 1510000, 0, NULL), 0);
+	cr_assert_eq(store_hint_list(st, "alice@example.net", 0, &v, &n), 0);
+	cr_assert_eq(n, 1, "h2 purged, h1 (1550000) kept");
+	free(v);
+	cr_assert_eq(store_hint_list(st, "bob@example.net", 0, &v, &n), 0);
+	cr_assert_eq(n, 0, "h3 purged");
+	cr_assert_null(v);
+	finish();
+}
+
+/* Who owns a call: every live AOR on a flow (a phone with two accounts), newest first; an
+ * unknown flow is ENOENT. */
+Test(store, bindings_on_flow_lists_every_aor_of_the_flow)
+{
+	const int64_t now = 1700000000000LL;
+	struct store_binding a = binding("alice@example.net", "sip:alice@192.0.2.1:5060",
+	                                 "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding b = binding("bob@example.net", "sip:bob@192.0.2.1:5060",
+	                                 "udp:192.0.2.1:5060", now + 1, now + 60000);
+	struct store_binding c = binding("carol@example.net", "sip:carol@192.0.2.2:5060",
+	                                 "udp:192.0.2.2:5060", now, now + 60000);
+	struct store_binding *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(store_binding_put(st, &a, now), 0);
+	cr_assert_eq(store_binding_put(st, &b, now), 0);
+	cr_assert_eq(store_binding_put(st, &c, now), 0);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", NULL, now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(v[0].aor, "bob@example.net", "newest first");
+	cr_assert_str_eq(v[1].aor, "alice@example.net");
+	free(v);
+	/* the AOR claimed: its binding alone, though not the newest */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].aor, "alice@example.net");
+	free(v);
+	/* an AOR with no binding there: every AOR of the flow, to pick from */
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.1:5060", "carol@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	free(v);
+	cr_assert_eq(
+	    store_binding_on_flow(st, "udp:192.0.2.9:5060", "alice@example.net", now, &v, &n),
+	    ENOENT);
+	cr_assert_null(v);
+	cr_assert_eq(store_binding_on_flow(st, "udp:192.0.2.1:5060", "", now + 60000, &v, &n),
+	             ENOENT, "expired bindings own nothing");
+	cr_assert_eq(store_binding_on_flow(st, "", NULL, now, &v, &n), EINVAL);
+	finish();
+}
+
+/* A registrar's 2xx lists what remains: the AOR's bindings on that flow it does not list go
+ * (per-contact expires=0), those on other flows stay; with no flow ("Contact: *") every
+ * binding of the AOR not listed goes, and other AORs are untouched. */
+Test(store, bindings_sync_removes_what_the_registrar_no_longer_lists)
+{
+	const int64_t now = 1700000000000LL;
+	struct store_binding c1 = binding("frank@example.net", "sip:frank@192.0.2.1:5060;line=1",
+	                                  "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding c2 = binding("frank@example.net", "sip:frank@192.0.2.1:5060;line=2",
+	                                  "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding g = binding("frank@example.net", "sip:frank@192.0.2.2:5060",
+	                                 "udp:192.0.2.2:5060", now, now + 60000);
+	struct store_binding other = binding("alice@example.net", "sip:alice@192.0.2.1:5060",
+	                                     "udp:192.0.2.1:5060", now, now + 60000);
+	struct store_binding *v = NULL;
+	size_t n = 0, removed = 9;
+
+	cr_assert_eq(store_binding_put(st, &c1, now), 0);
+	cr_assert_eq(store_binding_put(st, &c2, now), 0);
+	cr_assert_eq(store_binding_put(st, &g, now), 0);
+	cr_assert_eq(store_binding_put(st, &other, now), 0);
+	/* the 2xx to c1;expires=0 lists c2 and g */
+	cr_assert_eq(store_binding_sync(
+	                 st, "frank@example.net", "udp:192.0.2.1:5060",
+	                 "sip:frank@192.0.2.1:5060;line=2\nsip:frank@192.0.2.2:5060\n", &removed),
+	             0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 2);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_str_neq(v[i].contact, "sip:frank@192.0.2.1:5060;line=1");
+	free(v);
+	/* a 2xx listing nothing, for one flow, leaves the other flow's binding */
+	cr_assert_eq(
+	    store_binding_sync(st, "frank@example.net", "udp:192.0.2.1:5060", NULL, &removed), 0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].contact, "sip:frank@192.0.2.2:5060");
+	free(v);
+	/* "Contact: *": every flow of the AOR; alice's binding on the same flow stays */
+	cr_assert_eq(store_binding_sync(st, "frank@example.net", NULL, "", &removed), 0);
+	cr_assert_eq(removed, 1);
+	cr_assert_eq(store_binding_list(st, "frank@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_binding_list(st, "alice@example.net", now, &v, &n), 0);
+	cr_assert_eq(n, 1);
+	free(v);
+	cr_assert_eq(store_binding_sync(st, "", NULL, NULL, &removed), EINVAL);
+	finish();
+}

@@ -48,6 +48,7 @@ static struct {
 	int sms_timeout, sms_retries;
 	char *media_rtpengine;
 	int media_verify_timeout, move_undo_secs;
+	int media_verify_xr;
 	int own_resume_ttl, meet_channel, context_summary, context_far_call_info;
 	char *meet_url_template, *meet_conference_uri;
 	char *own_pull_code, *own_push_code;
@@ -154,6 +155,7 @@ static const struct mod_conf_param params[] = {
     {"sms", "webhook_url", MOD_CONF_STR, &conf.sms_webhook_url, ""},
     {"media", "rtpengine", MOD_CONF_STR, &conf.media_rtpengine, ""},
     {"media", "verify_timeout", MOD_CONF_INT, &conf.media_verify_timeout, "5", 1, 60},
+    {"media", "verify_xr", MOD_CONF_BOOL, &conf.media_verify_xr, "no"},
     {"move", "undo_secs", MOD_CONF_INT, &conf.move_undo_secs, "10", 0, 3600},
     {"own", "resume_ttl", MOD_CONF_INT, &conf.own_resume_ttl, "3600", 0, 86400},
     {"context", "summary", MOD_CONF_ENUM, &conf.context_summary, "auto", .choices = summaries},
@@ -460,6 +462,12 @@ static int mod_init(const struct mod_host *h)
 		LOG_ERR("media", "[media] rtpengine = %s: %s", conf.media_rtpengine,
 		        err == EINVAL ? "not udp:<IPv4>:<port> or udp:[<IPv6>]:<port>"
 		                      : strerror(err));
+		return err;
+	}
+	err = move_xr_init(sip, conf.media_verify_xr, (unsigned)conf.media_verify_timeout);
+	if (err) {
+		LOG_ERR("media", "cannot hook the RTCP-XR collector into the stack: %s",
+		        strerror(err));
 		return err;
 	}
 	{

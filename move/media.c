@@ -85,6 +85,10 @@ static void complete(struct move *m)
 	if (c->out == old)
 		c->out = b;
 	c->offer_busy = 0;
+	if (!move_anchored(c)) { /* for a rollback after verify_xr's hold */
+		free(m->a_sdp);
+		m->a_sdp = c->near_sdp ? strdup(c->near_sdp) : NULL;
+	}
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->b_sdp ? su_strdup(c->home, m->b_sdp) : NULL;
 	free(m->taken_by);
@@ -97,6 +101,15 @@ static void complete(struct move *m)
 		    b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem, m->t_answer - m->t_redeem);
 		call_touch(c, 1);
 		move_verify_start(m, old);
+		return;
+	}
+	if (move_xr_start(m, old)) {
+		/* Make-before-break without the anchor: B's RTCP-XR report decides (xr.c). */
+		move_event(m, "moved",
+		           "near leg moved to %s; redeem to re-INVITE %lld us, to answer %lld us",
+		           b->uri ? b->uri : "?", m->t_reinvite - m->t_redeem,
+		           m->t_answer - m->t_redeem);
+		call_touch(c, 1);
 		return;
 	}
 	m->b = NULL;
@@ -397,6 +410,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		c->offer_busy = 0;
 		if (m->phase == MOVE_ROLLING_BACK) {
 			move_event(m, "rollback", "far answered %d to the rollback", status);
+			move_xr_rolled_back(m, NULL);
 			move_to(m, MOVE_FAILED, "far refused the rollback");
 			move_detach(m);
 			return 1;
@@ -417,6 +431,7 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		leg_ack(c->far, NULL, NULL);
 		c->offer_busy = 0;
 		move_event(m, "rollback", "far has the near device's media again");
+		move_xr_rolled_back(m, sip);
 		move_to(m, MOVE_FAILED, "rolled back");
 		move_detach(m);
 		return 1;
@@ -433,6 +448,12 @@ int move_invite_response(struct move *m, struct leg *leg, int status, const char
 		leg_ack(m->b, NULL, body_pl(sip));
 		complete(m);
 		return 1;
+	}
+	if (!move_anchored(c)) { /* what A is to get, held (xr.c): C's media */
+		const sip_payload_t *cp = body_pl(sip);
+
+		free(m->a_sdp_out);
+		m->a_sdp_out = cp && cp->pl_len ? strndup(cp->pl_data, cp->pl_len) : NULL;
 	}
 	/* When C offered, its ACK waits for B's answer, in B's ACK (move_ack). */
 	if (m->b_offered)

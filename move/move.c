@@ -373,7 +373,7 @@ void move_fail(struct move *m, int status, const char *fmt, ...)
 	move_notify_refer(m, status,
 	                  sip_status_phrase(status) ? sip_status_phrase(status) : "Failed", 1);
 	move_reply(m, EPROTO);
-	if (c && was == MOVE_ANSWERING && !m->a_gone) {
+	if (c && (was == MOVE_ANSWERING || (was == MOVE_VERIFYING && m->xr)) && !m->a_gone) {
 		move_rollback(m);
 		return;
 	}

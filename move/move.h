@@ -41,6 +41,9 @@ int move_dtmf_add(struct sip *s, const char *code, unsigned sides, move_dtmf_h *
  * for a malformed addr.
  */
 int move_anchor_init(struct sip *s, const char *addr, unsigned verify_secs, unsigned undo_secs);
+/* Unanchored moves proved by the new device's RTCP-XR PUBLISH (RFC 6035) when on: A is held
+ * until B's report, for up to verify_secs. Call after move_anchor_init(). */
+int move_xr_init(struct sip *s, int on, unsigned verify_secs);
 
 /*
  * What a feature beside the move hears of every move (code, pull, push, meeting) and adds to

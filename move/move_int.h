@@ -126,6 +126,9 @@ struct move {
 	int back_status;          /* why the call goes back to A: the move's failure */
 	char back_why[96];
 	long long base_b, base_c, base_rtcp, t_verified;
+	/* Unanchored moves proved by B's RTCP-XR reports (xr.c). */
+	unsigned xr : 1; /* A on hold until B's report or the deadline */
+	char b_flow[80]; /* B's flow (sip_flow_key) when it dialled in: its reports come on it */
 };
 
 /* An INVITE or a dial request waiting for the store to redeem its code. */
@@ -289,6 +292,11 @@ char *move_anchor_for_near(struct call *c, struct leg *leg, const char *sdp, siz
                            size_t *outlen);
 /* The call goes on without rtpengine: each side is re-INVITEd with the other's own SDP. */
 int move_anchor_unanchor(struct call *c, const char *why);
+
+/* xr.c: unanchored moves proved by the new device's RFC 6035 reports ([media] verify_xr) */
+int move_xr_start(struct move *m, struct leg *a);
+int move_xr_b_left(struct move *m, struct leg *leg);
+void move_xr_rolled_back(struct move *m, const sip_t *sip);
 
 /* verify.c: make-before-break and undo of anchored moves */
 void move_verify_start(struct move *m, struct leg *a);

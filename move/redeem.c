@@ -124,6 +124,8 @@ static void on_redeemed(struct store_job *job, void *arg)
 			move_redeem_free(r);
 			return;
 		}
+		if (sip_flow_key(s, r->irq, r->req, m->b_flow, sizeof(m->b_flow)))
+			m->b_flow[0] = '\0';
 		r->irq = NULL;
 		m->b = b;
 		m->b_offered = r->sdp != NULL;

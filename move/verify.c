@@ -275,6 +275,8 @@ int move_verify_b_left(struct move *m, struct leg *leg)
 {
 	if (leg && leg == m->redial)
 		return 1; /* A's new dialog gave up: redial_answered sees it */
+	if (m->xr)
+		return move_xr_b_left(m, leg);
 	if (m->taking_back && leg == m->b && leg) {
 		m->b = NULL; /* gone already: the call is on its way back to A */
 		return 1;

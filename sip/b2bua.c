@@ -69,6 +69,8 @@ static int default_known(struct sip *s, nta_incoming_t *irq, const sip_t *sip)
 		taken = hook_message(s, NULL, irq, sip, req);
 	else if (!sip->sip_to->a_tag && method == sip_method_refer)
 		taken = hook_refer(s, NULL, irq, sip, req);
+	else if (!sip->sip_to->a_tag && method == sip_method_publish)
+		taken = hook_publish(s, irq, sip, req);
 	if (!taken)
 		relay_out_of_dialog(s, irq, sip, req);
 	msg_destroy(req);

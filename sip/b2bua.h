@@ -288,6 +288,7 @@ int hook_sdp(struct call *c, struct leg *from, struct leg *to, int offer, const 
 int hook_has_sdp(struct sip *s);
 int hook_reinvite(struct call *c, struct leg *leg, nta_incoming_t *irq, const sip_t *sip);
 void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const char *flow);
+int hook_publish(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 
 /* sdp.c */
 /* The origin (o=) one party has seen from us: its user and session id, the rest, the version

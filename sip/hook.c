@@ -251,3 +251,14 @@ void hook_registered(struct sip *s, const sip_t *req, const sip_t *resp, const c
 		if (s->hooks[i].h->registered)
 			s->hooks[i].h->registered(s->hooks[i].arg, s, req, resp, flow);
 }
+
+int hook_publish(struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req)
+{
+	for (unsigned i = 0; i < s->nhooks; i++) {
+		const struct sip_call_hooks *h = s->hooks[i].h;
+
+		if (h->publish && h->publish(s->hooks[i].arg, s, irq, sip, req))
+			return 1;
+	}
+	return 0;
+}

@@ -89,6 +89,9 @@ struct sip_call_hooks {
 	 */
 	void (*registered)(void *arg, struct sip *s, const sip_t *req, const sip_t *resp,
 	                   const char *flow);
+	/* A PUBLISH outside any dialog, with its message (req): 1 if taken, and then the hook
+	 * answers irq. A PUBLISH no hook takes is relayed. */
+	int (*publish)(void *arg, struct sip *s, nta_incoming_t *irq, const sip_t *sip, msg_t *req);
 };
 
 /* Send the held message on with body (len bytes; NULL: the body as it came); frees w. */

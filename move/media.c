@@ -545,3 +545,14 @@ int move_leg_terminated(struct move *m, struct leg *leg)
 	}
 	return leg == c->near && m->a_gone;
 }
+
+void move_swap_near(struct call *c, struct leg *to, struct leg *from)
+{
+	c->near = to;
+	to->near = 1;
+	from->near = 0;
+	if (c->in == from)
+		c->in = to;
+	if (c->out == from)
+		c->out = to;
+}

@@ -198,6 +198,8 @@ const char *move_uri_number(const char *uri, char *out, size_t len);
 void move_code_message(struct move *m, const char *ctype, const char *body, size_t len,
                        const char *text);
 void move_code_messages_free(struct move_stack *ms);
+/* The call's near party is to from now on (from, held or going, is no longer near). */
+void move_swap_near(struct call *c, struct leg *to, struct leg *from);
 void move_fail(struct move *m, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void move_offer_expired(su_root_magic_t *rm, su_timer_t *t, void *arg);

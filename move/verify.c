@@ -85,17 +85,6 @@ static void rr_report(const struct benc *reply, char *out, size_t len)
 	         int_at(mos, "jitter"), int_at(mos, "round-trip time"));
 }
 
-static void swap_near(struct call *c, struct leg *to, struct leg *from)
-{
-	c->near = to;
-	to->near = 1;
-	from->near = 0;
-	if (c->in == from)
-		c->in = to;
-	if (c->out == from)
-		c->out = to;
-}
-
 static void end_held(su_root_magic_t *rm, su_timer_t *t, void *arg)
 {
 	struct move *m = arg;
@@ -188,7 +177,7 @@ static void take_back(struct move *m, int status, const char *why)
 	struct call *c = m->call;
 	struct leg *a = m->held, *b = c->near;
 
-	swap_near(c, a, b);
+	move_swap_near(c, a, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
 	m->b = b;
@@ -336,7 +325,7 @@ static void undone(void *arg, int err, const char *sdp, size_t len, const struct
 	m->undoing = 0;
 	b = c->near;
 	leg_answer(a, SIP_200_OK, NULL, a_payload(c, a, sdp, len), TAG_END());
-	swap_near(c, a, b);
+	move_swap_near(c, a, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
 	m->held = NULL;
@@ -415,7 +404,7 @@ static void redial_answered(void *arg, int err, const char *sdp, size_t len,
 	b = c->near;
 	a2->answered = 1;
 	leg_answer(a2, SIP_200_OK, NULL, a_payload(c, a2, sdp, len), TAG_END());
-	swap_near(c, a2, b);
+	move_swap_near(c, a2, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
 	m->held = NULL;

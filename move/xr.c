@@ -89,17 +89,6 @@ static int reinvite_a(struct move *m, struct leg *a, const char *sdp, const char
 	return err;
 }
 
-static void swap_near(struct call *c, struct leg *to, struct leg *from)
-{
-	c->near = to;
-	to->near = 1;
-	from->near = 0;
-	if (c->in == from)
-		c->in = to;
-	if (c->out == from)
-		c->out = to;
-}
-
 /* The move is done: B keeps the call, A (held) gets its BYE. */
 static void done(struct move *m, const char *step, const char *what)
 {
@@ -141,7 +130,7 @@ static void take_back(struct move *m, int status, const char *why, int b_gone)
 		done(m, "moved", "the near device left while held");
 		return;
 	}
-	swap_near(c, a, b);
+	move_swap_near(c, a, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
 	m->b = b_gone ? NULL : b;

@@ -177,6 +177,26 @@ static void take_back(struct move *m, int status, const char *why)
 	struct call *c = m->call;
 	struct leg *a = m->held, *b = c->near;
 
+	if (!a || a->terminated || a->ending) {
+		/* A hung up while held (move_leg_terminated cleared m->held): nobody to go back to
+		 */
+		su_timer_reset(m->timer);
+		if (!b || b->terminated || b->ending) {
+			move_fail(m, status, "%s, and the near device had left", why);
+			call_end(c, 487, "SIP;cause=487;text=\"Both devices left\"");
+			return;
+		}
+		move_event(m, "unverified",
+		           "%s, but the near device left while held: the call stays", why);
+		m->b = NULL;
+		move_to(m, MOVE_DONE, "the near device left while held");
+		move_notify_refer(m, 200, "OK", 1);
+		move_reply(m, 0);
+		move_record_near(c);
+		call_touch(c, 1);
+		move_detach(m);
+		return;
+	}
 	move_swap_near(c, a, b);
 	su_free(c->home, c->near_sdp);
 	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
@@ -302,11 +322,38 @@ static void undo_failed(struct move *m)
 		su_timer_set_interval(m->timer, end_held, m, (su_duration_t)(left / 1000) + 1);
 }
 
+/*
+ * rtpengine points the near side at a (A's held leg, or its new dialog when it dialled the code
+ * again): a gets the call and sdp, B a BYE, and old (A's held dialog, or NULL) a BYE too.
+ */
+static void undo_done(struct move *m, struct leg *a, const char *sdp, size_t len, struct leg *old,
+                      const char *how, const char *event)
+{
+	struct call *c = m->call;
+	struct leg *b = c->near;
+
+	m->undoing = 0;
+	leg_answer(a, SIP_200_OK, NULL, a_payload(c, a, sdp, len), TAG_END());
+	move_swap_near(c, a, b);
+	su_free(c->home, c->near_sdp);
+	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
+	m->held = NULL;
+	snprintf(m->reason, sizeof(m->reason), "undone: the near device %s", how);
+	move_to(m, MOVE_UNDONE, "the near device took the call back");
+	move_event(m, "undone", "%s", event);
+	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
+	if (old)
+		call_leg_end(old, "SIP;cause=200;text=\"Call taken back\"");
+	move_record_near(c);
+	call_touch(c, 1);
+	move_detach(m);
+}
+
 static void undone(void *arg, int err, const char *sdp, size_t len, const struct benc *reply)
 {
 	struct move *m = arg;
 	struct call *c = m->call;
-	struct leg *a = m->held, *b;
+	struct leg *a = m->held;
 
 	if (!c || !m->undoing)
 		return;
@@ -322,22 +369,9 @@ static void undone(void *arg, int err, const char *sdp, size_t len, const struct
 		undo_failed(m);
 		return;
 	}
-	m->undoing = 0;
-	b = c->near;
-	leg_answer(a, SIP_200_OK, NULL, a_payload(c, a, sdp, len), TAG_END());
-	move_swap_near(c, a, b);
-	su_free(c->home, c->near_sdp);
-	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
-	m->held = NULL;
-	snprintf(m->reason, sizeof(m->reason), "undone: the near device took the call back");
-	move_to(m, MOVE_UNDONE, "the near device took the call back");
-	move_event(m, "undone",
-	           "the near device resumed within the undo window: it has the call "
-	           "again, the new device gets a BYE");
-	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
-	move_record_near(c);
-	call_touch(c, 1);
-	move_detach(m);
+	undo_done(m, a, sdp, len, NULL, "took the call back",
+	          "the near device resumed within the undo window: it has the call again, the new "
+	          "device gets a BYE");
 }
 
 /* A re-INVITE from the held near device: a resume in the undo window takes the call back;
@@ -382,7 +416,7 @@ static void redial_answered(void *arg, int err, const char *sdp, size_t len,
 {
 	struct move *m = arg;
 	struct call *c = m->call;
-	struct leg *a2 = m->redial, *a = m->held, *b;
+	struct leg *a2 = m->redial, *a = m->held;
 
 	m->redial = NULL;
 	if (!c || !m->undoing || !a2)
@@ -400,25 +434,10 @@ static void redial_answered(void *arg, int err, const char *sdp, size_t len,
 		undo_failed(m);
 		return;
 	}
-	m->undoing = 0;
-	b = c->near;
 	a2->answered = 1;
-	leg_answer(a2, SIP_200_OK, NULL, a_payload(c, a2, sdp, len), TAG_END());
-	move_swap_near(c, a2, b);
-	su_free(c->home, c->near_sdp);
-	c->near_sdp = m->a_sdp ? su_strdup(c->home, m->a_sdp) : NULL;
-	m->held = NULL;
-	snprintf(m->reason, sizeof(m->reason), "undone: the near device dialled the code again");
-	move_to(m, MOVE_UNDONE, "the near device took the call back");
-	move_event(m, "undone",
-	           "the near device dialled the code again within the undo window: it has the "
-	           "call on its new dialog, the new device and its held dialog get a BYE");
-	call_leg_end(b, "SIP;cause=200;text=\"Move undone\"");
-	if (a && !a->terminated)
-		call_leg_end(a, "SIP;cause=200;text=\"Call taken back\"");
-	move_record_near(c);
-	call_touch(c, 1);
-	move_detach(m);
+	undo_done(m, a2, sdp, len, a && !a->terminated ? a : NULL, "dialled the code again",
+	          "the near device dialled the code again within the undo window: it has the call "
+	          "on its new dialog, the new device and its held dialog get a BYE");
 }
 
 /* Whether the From of sip names the peer of leg (its user and host). */

@@ -89,6 +89,22 @@ struct own_ask *own_ask_new(struct own *o, const char *source)
 
 /* ---- bindings ---- */
 
+/* Adds uri as a line of *blob (*len long); ENOMEM leaves it as it was. */
+static int keep_add(char **blob, size_t *len, const char *uri)
+{
+	size_t n = strlen(uri);
+	char *grown = realloc(*blob, *len + n + 2);
+
+	if (!grown)
+		return ENOMEM;
+	*blob = grown;
+	memcpy(grown + *len, uri, n);
+	*len += n;
+	grown[(*len)++] = '\n';
+	grown[*len] = 0;
+	return 0;
+}
+
 /* The registrar's 2xx lists the AOR's bindings: each contact the REGISTER carried is kept with
  * the expiry the registrar gave it; those of that AOR and flow it no longer lists are removed
  * (a "Contact: *" removes the AOR's bindings on every flow but those it still lists). */
@@ -100,7 +116,7 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 	struct store_job sync = {.op = STORE_OP_BINDING_SYNC};
 	char aor[OWN_KEY_MAX];
 	int64_t now = store_now();
-	int star = 0;
+	int star = 0, lost = 0;
 	size_t klen = 0;
 
 	if (!s->conf.store || !req->sip_to || own_aor_key(req->sip_to->a_url, aor, sizeof(aor)))
@@ -136,6 +152,9 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 		job.binding.expires_at = expires > 0 ? now + (int64_t)expires * 1000 : 0;
 		job.at = now;
 		LOG_DEBUG("own", "binding %s -> %s on %s for %ld s", aor, uri, flow, expires);
+		/* kept as the REGISTER wrote it (what the row holds), however the 2xx spells it */
+		if (expires > 0 && keep_add(&sync.blob, &klen, uri))
+			lost = 1;
 		free(uri);
 		if (store_submit_later(s->conf.store, &job))
 			LOG_ERR("own", "store: cannot queue the binding of %s", aor);
@@ -143,18 +162,19 @@ static void on_registered(void *arg, struct sip *s, const sip_t *req, const sip_
 	/* What the 2xx lists (with a positive expiry) stays; the rest of that AOR+flow goes. */
 	for (const sip_contact_t *r = resp->sip_contact; r; r = r->m_next) {
 		char *uri = r->m_url->url_host ? url_as_string(NULL, r->m_url) : NULL;
-		size_t n = uri ? strlen(uri) : 0;
-		char *grown;
 
-		if (uri && !(r->m_expires && strtol(r->m_expires, NULL, 10) <= 0) &&
-		    (grown = realloc(sync.blob, klen + n + 2))) {
-			sync.blob = grown;
-			memcpy(sync.blob + klen, uri, n);
-			klen += n;
-			sync.blob[klen++] = '\n';
-			sync.blob[klen] = 0;
-		}
+		if (r->m_url->url_host && !uri)
+			lost = 1;
+		else if (uri && !(r->m_expires && strtol(r->m_expires, NULL, 10) <= 0) &&
+		         keep_add(&sync.blob, &klen, uri))
+			lost = 1;
 		free(uri);
+	}
+	if (lost) {
+		/* a keep list with a hole would remove a live binding: remove nothing this time */
+		LOG_ERR("own", "%s: out of memory for the bindings kept: none removed", aor);
+		free(sync.blob);
+		return;
 	}
 	snprintf(sync.binding.aor, sizeof(sync.binding.aor), "%s", aor);
 	snprintf(sync.binding.flow, sizeof(sync.binding.flow), "%s", star ? "" : flow);

@@ -21,16 +21,9 @@
 #include <sofia-sip/msg_addr.h>
 
 #include "move/move.h"
+#include "move/move_int.h"
 #include "move/react_int.h"
 #include "util/hash.h"
-
-long long react_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- the calls ---- */
 
@@ -88,9 +81,7 @@ static void send_text(struct leg *to, const char *emoji)
 	char body[REACT_EMOJI_MAX + 32];
 
 	snprintf(body, sizeof(body), "%s (reaction)", emoji);
-	leg_send(to, SIP_METHOD_MESSAGE, NULL, NULL,
-	         SIPTAG_CONTENT_TYPE_STR("text/plain;charset=utf-8"), SIPTAG_PAYLOAD_STR(body),
-	         TAG_END());
+	move_leg_message(to, "text/plain;charset=utf-8", body, strlen(body));
 }
 
 /*
@@ -156,7 +147,7 @@ static int accepts_ours(const sip_t *sip)
 /* A token from the side's bucket (near 0, far 1); 0 when it is empty. */
 static int rate_take(struct react_stack *rs, struct react_call *rc, int side)
 {
-	long long now = react_now_us();
+	long long now = move_now_us();
 	double t = rc->tokens[side] + (double)(now - rc->stamp_us[side]) / 1e6 * rs->conf.rate;
 
 	rc->stamp_us[side] = now;

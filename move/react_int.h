@@ -97,7 +97,6 @@ struct react_stack {
 
 /* react.c */
 struct react_stack *react_stack(struct sip *s);
-long long react_now_us(void);
 
 /* watch.c */
 int watch_new(struct react_stack *rs, struct react_call *rc, const char *url, char *secret,

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "move/move_int.h"
 #include "move/react_int.h"
 
 #define WATCH_POS_MAX 86400.0    /* seconds: a seek past a day is refused */
@@ -26,7 +27,7 @@ static double pos_now(const struct watch *w, long long now)
 /* What a page is told: the state now and the reactions after since. */
 static char *state_json(struct watch *w, unsigned long since)
 {
-	long long now = react_now_us();
+	long long now = move_now_us();
 	json_t *o, *a = json_array();
 	char *text;
 
@@ -115,7 +116,7 @@ int watch_new(struct react_stack *rs, struct react_call *rc, const char *url, ch
 	w->rc = rc;
 	snprintf(w->url, sizeof(w->url), "%s", url);
 	w->seq = 1;
-	w->pos_at_us = react_now_us();
+	w->pos_at_us = move_now_us();
 	LIST_INIT(&w->waiters);
 	LIST_INSERT_HEAD(&rs->watches, w, link);
 	rc->watch = w;
@@ -127,7 +128,7 @@ void watch_url(struct watch *w, const char *url)
 	snprintf(w->url, sizeof(w->url), "%s", url);
 	w->playing = 0;
 	w->pos = 0;
-	w->pos_at_us = react_now_us();
+	w->pos_at_us = move_now_us();
 	news(w);
 }
 
@@ -142,7 +143,7 @@ void watch_reaction(struct watch *w, const char *emoji, double x, double y)
 	snprintf(e->emoji, sizeof(e->emoji), "%s", emoji);
 	e->x = x;
 	e->y = y;
-	e->at_us = react_now_us();
+	e->at_us = move_now_us();
 	news(w);
 }
 
@@ -234,7 +235,7 @@ int react_watch_control(struct sip *s, const char *secret, const char *action, d
                         char *why, size_t whylen)
 {
 	struct watch *w = watch_find(s, secret);
-	long long now = react_now_us();
+	long long now = move_now_us();
 
 	if (!w) {
 		snprintf(why, whylen, "no such watch page");
